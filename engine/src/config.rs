@@ -1,0 +1,332 @@
+//! The platform's configuration: where the registry lives, the platform DNS
+//! zone, the hosting targets, DNS and SMTP. The Terraform provider block and
+//! the CLI's config file are two spellings of this one document.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::attribute::{AttributePath, ValidationError};
+
+/// The registry used when neither `registry_url` nor `ATRIUM_REGISTRY_URL` is set:
+/// an embedded SQLite file in the working directory.
+pub const DEFAULT_REGISTRY_URL: &str = "sqlite://atrium.db";
+
+/// The environment variable that supplies `registry_url` when the configuration leaves it unset.
+pub const REGISTRY_URL_ENV: &str = "ATRIUM_REGISTRY_URL";
+
+/// Where a target runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Location {
+    Onprem,
+    Cloud,
+}
+
+/// How a target runs containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Orchestrator {
+    Docker,
+    Swarm,
+}
+
+/// A named hosting location: a Docker engine or Swarm cluster with a Caddy reverse proxy beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetDocument {
+    /// `onprem` (the customer's premises) or `cloud`.
+    pub location: Location,
+    /// The Docker endpoint: `unix:///var/run/docker.sock`, `tcp://host:2376` (TLS) or `ssh://user@host`.
+    pub docker_host: String,
+    /// `docker` for a single engine (default) or `swarm` for a Docker Swarm cluster.
+    #[serde(default)]
+    pub orchestrator: Option<Orchestrator>,
+    /// The Caddy admin API beside the target, e.g. `http://127.0.0.1:2019`.
+    #[serde(default)]
+    pub ingress_admin_url: Option<String>,
+    /// The address DNS records point at for apps on this target: an IP address (A record) or a host name (CNAME).
+    #[serde(default)]
+    pub public_address: Option<String>,
+}
+
+/// The PowerDNS HTTP API that serves the platform zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsDocument {
+    /// The API's base URL, e.g. `http://127.0.0.1:8081`.
+    pub api_url: String,
+    /// The API key (`X-API-Key`). Secret: never shown in plans or logs.
+    #[schemars(extend("x-atrium-sensitive" = true))]
+    pub api_key: String,
+    /// The PowerDNS server id. Default `localhost`.
+    #[serde(default)]
+    pub server_id: Option<String>,
+}
+
+/// The SMTP relay that sends welcome emails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpDocument {
+    /// The relay, e.g. `smtp://127.0.0.1:2525` or `smtps://user:password@mail.example.net`.
+    pub url: String,
+    /// The sender address of platform emails, e.g. `Atrium <noreply@example.net>`.
+    pub from: String,
+}
+
+/// Atrium's configuration: the registry, the platform zone, hosting targets, DNS and SMTP.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfigDocument {
+    /// The control-plane registry: `sqlite://PATH` (the default, `sqlite://atrium.db` in the working
+    /// directory) or `postgres://user@host:port/database`. Falls back to the `ATRIUM_REGISTRY_URL`
+    /// environment variable.
+    #[serde(default)]
+    pub registry_url: Option<String>,
+    /// The DNS zone under which platform subdomains are created, e.g. `apps.example.net`.
+    #[serde(default)]
+    pub platform_zone: Option<String>,
+    /// The hosting targets by name, e.g. `lyon-onprem` or `cloud-fra1`.
+    #[serde(default)]
+    pub targets: Option<BTreeMap<String, TargetDocument>>,
+    /// The DNS API that serves `platform_zone`.
+    #[serde(default)]
+    pub dns: Option<DnsDocument>,
+    /// The SMTP relay for welcome emails.
+    #[serde(default)]
+    pub smtp: Option<SmtpDocument>,
+}
+
+impl PlatformConfigDocument {
+    /// Every problem in the configuration, each naming its attribute.
+    pub fn validate(&self) -> Vec<ValidationError> {
+        let mut errors = Vec::new();
+        let mut push = |path: AttributePath, summary: &str, result: Result<(), String>| {
+            if let Err(detail) = result {
+                errors.push(ValidationError::new(path, summary, detail));
+            }
+        };
+        if let Some(url) = &self.registry_url {
+            push(AttributePath::root("registry_url"), "Invalid registry URL", check_registry_url(url));
+        }
+        if let Some(zone) = &self.platform_zone {
+            push(AttributePath::root("platform_zone"), "Invalid DNS zone", check_dns_name(zone));
+        }
+        for (name, target) in self.targets.iter().flatten() {
+            let path = AttributePath::root("targets").key(name);
+            push(path.clone(), "Invalid target name", check_target_name(name));
+            push(path.attribute("docker_host"), "Invalid Docker endpoint", check_docker_host(&target.docker_host));
+            if let Some(url) = &target.ingress_admin_url {
+                push(path.attribute("ingress_admin_url"), "Invalid Caddy admin URL", check_http_url(url));
+            }
+            if let Some(address) = &target.public_address {
+                push(path.attribute("public_address"), "Invalid public address", check_public_address(address));
+            }
+        }
+        if let Some(dns) = &self.dns {
+            push(AttributePath::root("dns").attribute("api_url"), "Invalid DNS API URL", check_http_url(&dns.api_url));
+            if dns.api_key.trim().is_empty() {
+                push(
+                    AttributePath::root("dns").attribute("api_key"),
+                    "Empty DNS API key",
+                    Err("set the PowerDNS API key (the api-key of its configuration)".into()),
+                );
+            }
+            if let Some(server_id) = &dns.server_id {
+                let ok =
+                    !server_id.is_empty() && server_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                push(
+                    AttributePath::root("dns").attribute("server_id"),
+                    "Invalid DNS server id",
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(format!("{server_id:?} is not a PowerDNS server id: usually \"localhost\""))
+                    },
+                );
+            }
+        }
+        if let Some(smtp) = &self.smtp {
+            push(AttributePath::root("smtp").attribute("url"), "Invalid SMTP URL", check_smtp_url(&smtp.url));
+            push(AttributePath::root("smtp").attribute("from"), "Invalid sender address", check_sender(&smtp.from));
+        }
+        errors
+    }
+
+    /// The registry URL in force: the attribute, else the environment, else the embedded default.
+    pub fn effective_registry_url(&self, environment_value: Option<String>) -> String {
+        self.registry_url
+            .clone()
+            .or(environment_value.filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| DEFAULT_REGISTRY_URL.to_owned())
+    }
+}
+
+/// Checks a registry URL: `sqlite:` or `postgres(ql)://`.
+pub fn check_registry_url(url: &str) -> Result<(), String> {
+    let hint = "use sqlite://PATH (e.g. sqlite://atrium.db) or postgres://USER@HOST:PORT/DATABASE";
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() {
+            return Err(format!("{url:?} names no database file: {hint}"));
+        }
+        return Ok(());
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let parsed = url::Url::parse(url).map_err(|e| format!("the URL does not parse ({e}): {hint}"))?;
+        if parsed.host_str().is_none_or(str::is_empty) && !parsed.query_pairs().any(|(k, _)| k == "host") {
+            return Err(format!("the PostgreSQL URL names no host: {hint}"));
+        }
+        return Ok(());
+    }
+    Err(format!("the registry must be SQLite or PostgreSQL: {hint}"))
+}
+
+fn check_dns_name(name: &str) -> Result<(), String> {
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    let labels_ok = !trimmed.is_empty()
+        && trimmed.len() <= 253
+        && trimmed.contains('.')
+        && trimmed.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if labels_ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a DNS zone: write lowercase labels separated by dots, e.g. \"apps.example.net\""))
+    }
+}
+
+fn check_target_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a target name: use lowercase letters, digits, '-' and '_', starting with a letter (e.g. \"lyon-onprem\")"
+        ))
+    }
+}
+
+fn check_docker_host(host: &str) -> Result<(), String> {
+    let hint = "use unix:///PATH/docker.sock, tcp://HOST:PORT or ssh://USER@HOST";
+    if let Some(path) = host.strip_prefix("unix://") {
+        return if path.starts_with('/') {
+            Ok(())
+        } else {
+            Err(format!("{host:?} is not an absolute socket path: {hint}"))
+        };
+    }
+    let parsed = url::Url::parse(host).map_err(|_| format!("{host:?} is not a Docker endpoint: {hint}"))?;
+    match parsed.scheme() {
+        "tcp" | "ssh" if parsed.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        _ => Err(format!("{host:?} is not a Docker endpoint: {hint}")),
+    }
+}
+
+fn check_http_url(value: &str) -> Result<(), String> {
+    match url::Url::parse(value) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => Ok(()),
+        _ => Err(format!(
+            "{value:?} is not an http(s) URL: write it as http://HOST:PORT, e.g. \"http://127.0.0.1:2019\""
+        )),
+    }
+}
+
+fn check_public_address(value: &str) -> Result<(), String> {
+    if value.parse::<IpAddr>().is_ok() || check_dns_name(value).is_ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is neither an IP address nor a host name: e.g. \"203.0.113.10\" or \"edge.example.net\""
+        ))
+    }
+}
+
+fn check_smtp_url(value: &str) -> Result<(), String> {
+    match url::Url::parse(value) {
+        Ok(parsed) if matches!(parsed.scheme(), "smtp" | "smtps") && parsed.host_str().is_some() => Ok(()),
+        _ => Err(format!("{value:?} is not an SMTP URL: write it as smtp://HOST:PORT or smtps://USER:PASSWORD@HOST")),
+    }
+}
+
+fn check_sender(value: &str) -> Result<(), String> {
+    let address = match (value.find('<'), value.rfind('>')) {
+        (Some(start), Some(end)) if start < end && end == value.len() - 1 => &value[start + 1..end],
+        (None, None) => value,
+        _ => {
+            return Err(format!(
+                "{value:?} is not a sender: write \"noreply@example.net\" or \"Atrium <noreply@example.net>\""
+            ));
+        }
+    };
+    crate::model::validate::email(address.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(document: serde_json::Value) -> Vec<String> {
+        let document: PlatformConfigDocument = serde_json::from_value(document).unwrap();
+        document.validate().iter().map(|e| e.attribute.to_string()).collect()
+    }
+
+    #[test]
+    fn provider_configuration_errors_point_at_the_attribute() {
+        assert!(paths(serde_json::json!({})).is_empty());
+        assert!(
+            paths(serde_json::json!({
+                "registry_url": "postgres://atrium@127.0.0.1:5432/atrium",
+                "platform_zone": "apps.example.net.",
+                "targets": {"lyon": {"location": "onprem", "docker_host": "unix:///run/docker.sock",
+                                      "ingress_admin_url": "http://127.0.0.1:2019", "public_address": "203.0.113.7"},
+                            "fra1": {"location": "cloud", "docker_host": "tcp://10.0.0.4:2376", "orchestrator": "swarm",
+                                      "public_address": "edge.example.net"}},
+                "dns": {"api_url": "http://127.0.0.1:8081", "api_key": "k"},
+                "smtp": {"url": "smtp://127.0.0.1:2525", "from": "Atrium <noreply@example.net>"}
+            }))
+            .is_empty()
+        );
+        assert_eq!(paths(serde_json::json!({"registry_url": "mysql://x"})), ["registry_url"]);
+        assert_eq!(paths(serde_json::json!({"registry_url": "sqlite://"})), ["registry_url"]);
+        assert_eq!(paths(serde_json::json!({"platform_zone": "Apps"})), ["platform_zone"]);
+        assert_eq!(
+            paths(serde_json::json!({"targets": {"lyon": {"location": "onprem", "docker_host": "docker.sock",
+                "ingress_admin_url": "ftp://x", "public_address": "not an address"}}})),
+            [
+                "targets[\"lyon\"].docker_host",
+                "targets[\"lyon\"].ingress_admin_url",
+                "targets[\"lyon\"].public_address"
+            ]
+        );
+        assert_eq!(
+            paths(serde_json::json!({"targets": {"Lyon": {"location": "cloud", "docker_host": "tcp://h:1"}}})),
+            ["targets[\"Lyon\"]"]
+        );
+        assert_eq!(paths(serde_json::json!({"dns": {"api_url": "x", "api_key": " "}})), ["dns.api_url", "dns.api_key"]);
+        assert_eq!(
+            paths(serde_json::json!({"smtp": {"url": "http://x", "from": "nobody"}})),
+            ["smtp.url", "smtp.from"]
+        );
+    }
+
+    #[test]
+    fn registry_url_falls_back_to_environment_then_default() {
+        let empty = PlatformConfigDocument::default();
+        assert_eq!(empty.effective_registry_url(None), DEFAULT_REGISTRY_URL);
+        assert_eq!(empty.effective_registry_url(Some("sqlite://x.db".into())), "sqlite://x.db");
+        let set = PlatformConfigDocument { registry_url: Some("sqlite://y.db".into()), ..Default::default() };
+        assert_eq!(set.effective_registry_url(Some("sqlite://x.db".into())), "sqlite://y.db");
+    }
+}

@@ -1,0 +1,18 @@
+//! Atrium's engine: the model of what we host, the pure planner, the apply
+//! core and the backends that touch real systems.
+//!
+//! Nothing in this crate knows Terraform. The provider crate converts
+//! Terraform's values into the types here and back; the engine's own front
+//! door (a CLI reading HCL, in a later issue) uses the same types.
+
+pub mod attribute;
+pub mod config;
+pub mod model;
+pub mod observe;
+pub mod plan;
+pub mod registry;
+pub mod tenant_apply;
+#[doc(hidden)]
+pub mod test_services;
+
+pub use attribute::{AttributePath, ValidationError};

@@ -1,0 +1,45 @@
+//! The resources Atrium manages, as typed specs and states with validation.
+//!
+//! Each resource has three shapes:
+//! - a *document* (`TenantDocument`): the attributes as a user writes and reads
+//!   them, the one source of the resource's schema and docs (schemars doc
+//!   comments become descriptions);
+//! - a *draft* (`TenantDraft`): the same attributes where any may still be
+//!   missing (not yet known at plan time), for validation of what is known;
+//! - a *spec* (`TenantSpec`): a fully known, validated and defaulted desired
+//!   state that the planner and apply work with.
+//!
+//! Schema markers: the documents carry a few JSON Schema keywords that tell a
+//! front door how an attribute behaves; see [`markers`].
+
+pub mod ids;
+pub mod tenant;
+pub mod timeouts;
+pub mod validate;
+
+pub use ids::TenantId;
+pub use tenant::{Manager, TenantDocument, TenantDraft, TenantSpec, TenantStatus, Tier};
+pub use timeouts::Timeouts;
+
+/// JSON Schema keywords on resource documents that describe attribute behaviour.
+pub mod markers {
+    /// Standard JSON Schema: the engine sets this attribute; users only read it.
+    pub const COMPUTED: &str = "readOnly";
+    /// The user may set the attribute; when they don't, the engine fills a default.
+    pub const DEFAULTED: &str = "x-atrium-defaulted";
+    /// Changing the attribute replaces the object (delete, then create).
+    pub const FORCES_REPLACEMENT: &str = "x-atrium-forces-replacement";
+    /// A secret: never shown in plans or logs.
+    pub const SENSITIVE: &str = "x-atrium-sensitive";
+}
+
+/// The JSON Schema of a resource document, with markers, for front doors.
+pub fn document_schema<T: schemars::JsonSchema>() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    generator.into_root_schema_for::<T>().to_value()
+}
+
+/// The version of each resource's stored state shape. Bump it, and add an
+/// upgrade step in the front door, whenever an attribute is renamed or
+/// changes type.
+pub const TENANT_SCHEMA_VERSION: i64 = 0;

@@ -1,0 +1,196 @@
+//! The control-plane registry: what Atrium has made, on SQLite (embedded
+//! default, WAL mode) or PostgreSQL, through one set of migrations.
+//!
+//! Every write is one transaction, so a crash leaves either the old row or the
+//! new one. Callers treat "already exists with the same spec" as success on
+//! create and "not found" as success on delete, which makes every step safe to
+//! repeat.
+
+mod tenants;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor, SqlSafeStr};
+
+pub use tenants::InsertOutcome;
+
+/// Which database a registry URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A registry failure, with the (password-free) URL and whether retrying may help.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot open the registry at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate the registry at {url} to the current schema")]
+    Migrate {
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("registry query failed ({operation})")]
+    Query {
+        operation: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("the registry holds a row it cannot read ({detail})")]
+    Corrupt { detail: String },
+}
+
+impl RegistryError {
+    /// Whether the same call may succeed later (connection trouble, a busy database).
+    pub fn is_retryable(&self) -> bool {
+        let source = match self {
+            RegistryError::Connect { source, .. } | RegistryError::Query { source, .. } => source,
+            RegistryError::Migrate { .. } | RegistryError::Corrupt { .. } => return false,
+        };
+        match source {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+            sqlx::Error::Database(db) => {
+                let message = db.message();
+                message.contains("database is locked")
+                    || message.contains("busy")
+                    || db.code().as_deref() == Some("40001")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A connection pool to the registry.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    pool: AnyPool,
+    kind: RegistryKind,
+    url_for_messages: String,
+}
+
+/// The registry URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn migrations() -> Vec<Migration> {
+    vec![Migration::new(
+        1,
+        Cow::Borrowed("tenants"),
+        MigrationType::Simple,
+        include_str!("../../migrations/0001_tenants.sql").into_sql_str(),
+        false,
+    )]
+}
+
+impl Registry {
+    /// Opens (creating if needed) and migrates the registry at `url`.
+    pub async fn connect(url: &str) -> Result<Registry, RegistryError> {
+        sqlx::any::install_default_drivers();
+        let url_for_messages = redact_url(url);
+        let kind = if url.starts_with("sqlite:") { RegistryKind::Sqlite } else { RegistryKind::Postgres };
+        let connect_url = match kind {
+            RegistryKind::Sqlite => sqlite_url_with_options(url),
+            RegistryKind::Postgres => url.to_owned(),
+        };
+        let connect_error = |source| RegistryError::Connect { url: url_for_messages.clone(), source };
+        let options: AnyConnectOptions = connect_url.parse().map_err(connect_error)?;
+        let options = options.disable_statement_logging();
+        let max_connections = match kind {
+            // One writer at a time is all SQLite allows; a few readers beside it are cheap.
+            RegistryKind::Sqlite => 4,
+            RegistryKind::Postgres => 8,
+        };
+        // One direct connection first: an unreachable database fails at once
+        // with its real cause, instead of after the pool's acquire timeout.
+        let probe = options.connect().await.map_err(connect_error)?;
+        let _ = probe.close().await;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(options);
+        if kind == RegistryKind::Sqlite {
+            pool.execute("PRAGMA journal_mode = WAL").await.map_err(connect_error)?;
+        }
+        let registry = Registry { pool, kind, url_for_messages };
+        registry.migrate().await?;
+        Ok(registry)
+    }
+
+    async fn migrate(&self) -> Result<(), RegistryError> {
+        let migrator = Migrator::with_migrations(migrations());
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|source| RegistryError::Migrate { url: self.url_for_messages.clone(), source })
+    }
+
+    pub fn kind(&self) -> RegistryKind {
+        self.kind
+    }
+
+    /// The URL without its password.
+    pub fn url_for_messages(&self) -> &str {
+        &self.url_for_messages
+    }
+
+    /// Closes the pool, waiting for connections to return (WAL checkpoint on SQLite).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// SQLite's journal mode, to check that WAL is on.
+    pub async fn sqlite_journal_mode(&self) -> Result<String, RegistryError> {
+        let row: (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|source| RegistryError::Query { operation: "read journal mode", source })?;
+        Ok(row.0)
+    }
+}
+
+/// Adds the options Atrium needs to a `sqlite:` URL: create the file if missing,
+/// wait for a busy writer instead of failing at once.
+fn sqlite_url_with_options(url: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    if url.contains("mode=") { url.to_owned() } else { format!("{url}{separator}mode=rwc") }
+}
+
+/// The current time as the registry stores it: RFC 3339, UTC, whole seconds.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(redact_url("postgres://atrium:s3cret@db:5432/atrium"), "postgres://atrium:***@db:5432/atrium");
+        assert_eq!(redact_url("sqlite://atrium.db"), "sqlite://atrium.db");
+    }
+
+    #[test]
+    fn sqlite_urls_create_the_file() {
+        assert_eq!(sqlite_url_with_options("sqlite://a.db"), "sqlite://a.db?mode=rwc");
+        assert_eq!(sqlite_url_with_options("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+    }
+}

@@ -1,0 +1,145 @@
+//! Applying tenant changes to the registry.
+//!
+//! A tenant is one registry row, so each change is one transaction: a cut-off
+//! apply leaves the old row or the new one, never half of each. Create treats
+//! an identical row left by an interrupted attempt as done; delete treats a
+//! missing row as done. Cancellation is honoured *before* a write starts and
+//! never in the middle of one, so the caller can always report what happened.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::model::TenantId;
+use crate::model::tenant::{TenantRecord, TenantSpec};
+use crate::observe::TenantObserver;
+use crate::plan::{Action, Change};
+use crate::registry::{InsertOutcome, RegistryError};
+
+/// Why a tenant change did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantApplyError {
+    #[error("the registry failed while applying tenant {tenant_id}")]
+    Registry {
+        tenant_id: TenantId,
+        #[source]
+        source: RegistryError,
+    },
+    #[error("a different tenant named {tenant_id} already exists (owner: {owner})")]
+    Conflict { tenant_id: TenantId, owner: String },
+    #[error("tenant {tenant_id} no longer exists in the registry")]
+    Missing { tenant_id: TenantId },
+    #[error("applying tenant {tenant_id} did not finish within {deadline:?}")]
+    DeadlineExceeded { tenant_id: TenantId, deadline: Duration },
+    #[error("applying tenant {tenant_id} was cancelled before it started; nothing was changed")]
+    Cancelled { tenant_id: TenantId },
+}
+
+impl TenantApplyError {
+    /// Whether running the same apply again may succeed as it is.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TenantApplyError::Registry { source, .. } => source.is_retryable(),
+            TenantApplyError::DeadlineExceeded { .. } | TenantApplyError::Cancelled { .. } => true,
+            TenantApplyError::Conflict { .. } | TenantApplyError::Missing { .. } => false,
+        }
+    }
+}
+
+/// How a tenant apply runs: who owns what it makes, its deadline, and the
+/// signal that asks it to stop.
+pub struct ApplyContext<'a> {
+    pub owner: &'a str,
+    pub deadline: Duration,
+    pub cancelled: watch::Receiver<bool>,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Applies one change; returns the tenant as it now exists (`None` after a delete).
+pub async fn apply_tenant_change(
+    observer: &TenantObserver,
+    change: &Change,
+    context: &ApplyContext<'_>,
+) -> Result<Option<TenantRecord>, TenantApplyError> {
+    let tenant_id = change.tenant_id.clone();
+    let started = tokio::time::Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        if *context.cancelled.borrow() {
+            return Err(TenantApplyError::Cancelled { tenant_id });
+        }
+        let remaining = context.deadline.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return Err(TenantApplyError::DeadlineExceeded { tenant_id, deadline: context.deadline });
+        }
+        let attempt = tokio::time::timeout(remaining, apply_once(observer, change, context.owner)).await;
+        observer.invalidate().await;
+        match attempt {
+            Err(_) => return Err(TenantApplyError::DeadlineExceeded { tenant_id, deadline: context.deadline }),
+            Ok(Err(TenantApplyError::Registry { source, .. }))
+                if source.is_retryable() && started.elapsed() + backoff < context.deadline =>
+            {
+                tracing::warn!(tenant = %tenant_id, error = %source, "registry busy; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Ok(result) => return result,
+        }
+    }
+}
+
+async fn apply_once(
+    observer: &TenantObserver,
+    change: &Change,
+    owner: &str,
+) -> Result<Option<TenantRecord>, TenantApplyError> {
+    let registry = observer.registry();
+    let tenant_id = change.tenant_id.clone();
+    let registry_error = |source| TenantApplyError::Registry { tenant_id: tenant_id.clone(), source };
+    match change.action {
+        Action::NoOp => Ok(change.before.clone()),
+        Action::Create => create(observer, desired(change)?, owner).await,
+        Action::Update => {
+            let spec = desired(change)?;
+            match registry.update_tenant(spec).await.map_err(registry_error)? {
+                Some(record) => Ok(Some(record)),
+                None => Err(TenantApplyError::Missing { tenant_id }),
+            }
+        }
+        Action::Replace => {
+            if let Some(before) = &change.before {
+                registry.delete_tenant(&before.spec.name).await.map_err(registry_error)?;
+            }
+            create(observer, desired(change)?, owner).await
+        }
+        Action::Delete => {
+            let name = change.before.as_ref().map(|b| &b.spec.name).unwrap_or(&change.tenant_id);
+            registry.delete_tenant(name).await.map_err(registry_error)?;
+            Ok(None)
+        }
+    }
+}
+
+fn desired(change: &Change) -> Result<&TenantSpec, TenantApplyError> {
+    change.after.as_ref().ok_or_else(|| TenantApplyError::Missing { tenant_id: change.tenant_id.clone() })
+}
+
+async fn create(
+    observer: &TenantObserver,
+    spec: &TenantSpec,
+    owner: &str,
+) -> Result<Option<TenantRecord>, TenantApplyError> {
+    let outcome = observer
+        .registry()
+        .insert_tenant(spec, owner)
+        .await
+        .map_err(|source| TenantApplyError::Registry { tenant_id: spec.name.clone(), source })?;
+    match outcome {
+        InsertOutcome::Created(record) | InsertOutcome::AlreadyPresent(record) => Ok(Some(record)),
+        InsertOutcome::Conflict(existing) => {
+            Err(TenantApplyError::Conflict { tenant_id: spec.name.clone(), owner: existing.owner })
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! How tests find the real services that `scripts/services.sh` started.
+//!
+//! The script writes an env file; tests read it (from `ATRIUM_SERVICES_ENV`, or
+//! `.services/env` at the repository root) and fail with a clear message when
+//! a service they need is missing. They never skip silently.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use sqlx::{ConnectOptions, Connection, Executor};
+
+/// The services env file's variables, merged over the process environment.
+pub fn service_variable(name: &str) -> String {
+    if let Ok(value) = std::env::var(name)
+        && !value.is_empty()
+    {
+        return value;
+    }
+    let path = env_file_path();
+    let variables = std::fs::read_to_string(&path).map(|text| parse_env(&text)).unwrap_or_default();
+    match variables.get(name) {
+        Some(value) => value.clone(),
+        None => panic!(
+            "this test needs {name}, which the services script provides: run `scripts/services.sh start` \
+             (it writes {}), or set ATRIUM_SERVICES_ENV to the env file of a running set of services",
+            path.display()
+        ),
+    }
+}
+
+fn env_file_path() -> PathBuf {
+    if let Ok(path) = std::env::var("ATRIUM_SERVICES_ENV") {
+        return PathBuf::from(path);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.services/env")
+}
+
+fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
+        .collect()
+}
+
+/// Creates a fresh PostgreSQL database for one test and returns its URL.
+pub async fn fresh_postgres_database(test_name: &str) -> String {
+    let admin_url = service_variable("ATRIUM_TEST_POSTGRES_URL");
+    let database = format!(
+        "atrium_{}_{}_{}",
+        test_name.replace(|c: char| !c.is_ascii_alphanumeric(), "_").to_ascii_lowercase(),
+        std::process::id(),
+        time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000
+    );
+    let options: sqlx::postgres::PgConnectOptions = admin_url.parse().expect("ATRIUM_TEST_POSTGRES_URL parses");
+    let mut connection = options.connect().await.unwrap_or_else(|e| {
+        panic!("cannot reach the test PostgreSQL at {admin_url} ({e}); is `scripts/services.sh start` running?")
+    });
+    connection.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).await.expect("create test database");
+    let _ = connection.close().await;
+    let mut url = url::Url::parse(&admin_url).expect("postgres URL");
+    url.set_path(&database);
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_parse_key_value_lines() {
+        let parsed = parse_env("# comment\nA=1\nB = two=2\n\n");
+        assert_eq!(parsed["A"], "1");
+        assert_eq!(parsed["B"], "two=2");
+        assert_eq!(parsed.len(), 2);
+    }
+}

@@ -1,0 +1,100 @@
+//! Terraform diagnostics: a short summary, a detail that says what to do, and
+//! the attribute path when an input caused it. Never a backtrace.
+
+use std::error::Error as StdError;
+
+use atrium_engine::ValidationError;
+use atrium_engine::attribute::{AttributePath, PathStep};
+
+use crate::proto::tfplugin6 as pb;
+
+pub fn error(summary: impl Into<String>, detail: impl Into<String>) -> pb::Diagnostic {
+    pb::Diagnostic {
+        severity: pb::diagnostic::Severity::Error as i32,
+        summary: summary.into(),
+        detail: detail.into(),
+        attribute: None,
+    }
+}
+
+pub fn warning(summary: impl Into<String>, detail: impl Into<String>) -> pb::Diagnostic {
+    pb::Diagnostic {
+        severity: pb::diagnostic::Severity::Warning as i32,
+        summary: summary.into(),
+        detail: detail.into(),
+        attribute: None,
+    }
+}
+
+/// An error pointed at an attribute.
+pub fn attribute_error(path: &AttributePath, summary: impl Into<String>, detail: impl Into<String>) -> pb::Diagnostic {
+    pb::Diagnostic { attribute: Some(to_proto_path(path)), ..error(summary, detail) }
+}
+
+pub fn from_validation(error: &ValidationError) -> pb::Diagnostic {
+    attribute_error(&error.attribute, error.summary.clone(), error.detail.clone())
+}
+
+pub fn to_proto_path(path: &AttributePath) -> pb::AttributePath {
+    use pb::attribute_path::step::Selector;
+    pb::AttributePath {
+        steps: path
+            .steps
+            .iter()
+            .map(|step| pb::attribute_path::Step {
+                selector: Some(match step {
+                    PathStep::Attribute(name) => Selector::AttributeName(name.clone()),
+                    PathStep::MapKey(key) => Selector::ElementKeyString(key.clone()),
+                    PathStep::ListIndex(index) => Selector::ElementKeyInt(*index),
+                }),
+            })
+            .collect(),
+    }
+}
+
+/// An error and its causes as one sentence chain ("a: b: c"), without backtraces.
+pub fn error_chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// True when any diagnostic is an error.
+pub fn has_errors(diagnostics: &[pb::Diagnostic]) -> bool {
+    diagnostics.iter().any(|d| d.severity == pb::diagnostic::Severity::Error as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer failed")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn error_chains_name_every_cause_once() {
+        let error = Outer(std::io::Error::other("disk full"));
+        assert_eq!(error_chain(&error), "outer failed: disk full");
+    }
+
+    #[test]
+    fn validation_errors_point_at_their_attribute() {
+        let diagnostic = from_validation(&ValidationError::new(
+            AttributePath::root("manager").attribute("email"),
+            "Invalid email",
+            "write a@b.c",
+        ));
+        let steps = diagnostic.attribute.unwrap().steps;
+        assert_eq!(steps.len(), 2);
+        assert_eq!(diagnostic.severity, pb::diagnostic::Severity::Error as i32);
+    }
+}

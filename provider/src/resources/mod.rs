@@ -1,0 +1,4 @@
+//! Terraform's view of each resource: planning with unknowns, applying, reading
+//! and importing, by converting between Terraform values and engine types.
+
+pub mod tenant;

@@ -1,0 +1,319 @@
+//! `atrium_tenant` between Terraform values and the engine.
+
+use atrium_engine::attribute::AttributePath;
+use atrium_engine::model::tenant::{TenantDocument, TenantDraft, TenantRecord, TenantSpec};
+use atrium_engine::model::timeouts::Operation;
+use atrium_engine::model::{TenantId, Timeouts};
+use atrium_engine::observe::TenantObserver;
+use atrium_engine::plan::{Action, plan_tenant};
+use atrium_engine::tenant_apply::{ApplyContext, TenantApplyError, apply_tenant_change};
+use tokio::sync::watch;
+
+use crate::diagnostics;
+use crate::proto::tfplugin6 as pb;
+use crate::schema::ResourceSchema;
+use crate::value::{Number, Value};
+
+/// The front door that owns tenants made through Terraform.
+pub const OWNER: &str = "terraform";
+
+/// Validation of what is known; unknown and null attributes are skipped.
+pub fn validate(config: &Value) -> Vec<pb::Diagnostic> {
+    let Some(known) = config.to_known_json() else { return Vec::new() };
+    match serde_json::from_value::<TenantDraft>(known) {
+        Ok(draft) => draft.validate().iter().map(diagnostics::from_validation).collect(),
+        Err(error) => vec![diagnostics::error("Invalid tenant configuration", error.to_string())],
+    }
+}
+
+/// What PlanResourceChange answers.
+pub struct PlannedChange {
+    pub planned_state: Value,
+    pub requires_replace: Vec<AttributePath>,
+    pub diagnostics: Vec<pb::Diagnostic>,
+}
+
+/// Plans a tenant: fills defaults, keeps prior computed values on update,
+/// marks computed values unknown on create, and asks for replacement when
+/// `name` changes.
+pub fn plan(prior: &Value, proposed: &Value, config: &Value) -> PlannedChange {
+    if proposed.is_null() {
+        return PlannedChange { planned_state: Value::Null, requires_replace: Vec::new(), diagnostics: Vec::new() };
+    }
+    let diagnostics = validate(config);
+    if diagnostics::has_errors(&diagnostics) {
+        return PlannedChange { planned_state: proposed.clone(), requires_replace: Vec::new(), diagnostics };
+    }
+    let mut planned = proposed.clone();
+    let tier = config.get("tier").as_str().and_then(atrium_engine::model::Tier::parse);
+    if config.get("user_quota").is_null() {
+        let quota = match (config.get("tier"), tier) {
+            (_, Some(tier)) => Value::Number(Number::Int(i64::from(tier.default_user_quota()))),
+            _ => Value::Unknown,
+        };
+        planned.set("user_quota", quota);
+    }
+    if config.get("welcome_email").is_null() {
+        planned.set("welcome_email", Value::Bool(true));
+    }
+    let name = config.get("name").clone();
+    planned.set("id", if name.is_unknown() { Value::Unknown } else { name.clone() });
+
+    let mut requires_replace = Vec::new();
+    let replacing = !prior.is_null() && prior.get("name") != &name;
+    if replacing {
+        requires_replace.push(AttributePath::root("name"));
+    }
+    if prior.is_null() || replacing {
+        planned.set("status", Value::string("active"));
+        planned.set("created_at", Value::Unknown);
+    } else {
+        planned.set("status", prior.get("status").clone());
+        planned.set("created_at", prior.get("created_at").clone());
+    }
+    PlannedChange { planned_state: planned, requires_replace, diagnostics }
+}
+
+fn document_from(value: &Value) -> Result<TenantDocument, pb::Diagnostic> {
+    let json = value.to_known_json().unwrap_or_default();
+    serde_json::from_value(json).map_err(|error| {
+        diagnostics::error(
+            "Tenant values are incomplete",
+            format!("the planned tenant could not be read: {error}. This is a bug in the provider; please report it."),
+        )
+    })
+}
+
+fn spec_from(value: &Value) -> Result<(TenantSpec, Option<Timeouts>), Vec<pb::Diagnostic>> {
+    let document = document_from(value).map_err(|d| vec![d])?;
+    let spec = TenantSpec::from_document(&document)
+        .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
+    Ok((spec, document.timeouts))
+}
+
+/// The Terraform state of a registry record, keeping the configuration-only `timeouts`.
+pub fn state_from_record(
+    record: &TenantRecord,
+    timeouts: Option<Timeouts>,
+    schema: &ResourceSchema,
+) -> Result<Value, pb::Diagnostic> {
+    let json = serde_json::to_value(record.to_document(timeouts)).unwrap_or_default();
+    Value::from_json(&json, &schema.value_type).map_err(|error| {
+        diagnostics::error(
+            "Cannot encode the tenant's state",
+            format!("{error}. This is a bug in the provider; please report it."),
+        )
+    })
+}
+
+fn timeouts_of(value: &Value) -> Option<Timeouts> {
+    value.get("timeouts").to_known_json().and_then(|json| serde_json::from_value(json).ok())
+}
+
+fn apply_error(error: &TenantApplyError) -> pb::Diagnostic {
+    let detail = match error {
+        TenantApplyError::Conflict { tenant_id, owner } if owner == OWNER => format!(
+            "{}. If it belongs to this configuration, import it: terraform import <address> {tenant_id}",
+            diagnostics::error_chain(error)
+        ),
+        TenantApplyError::Conflict { .. } => format!(
+            "{}. Another front door manages it; choose another name or release it there first.",
+            diagnostics::error_chain(error)
+        ),
+        TenantApplyError::Missing { .. } => {
+            format!(
+                "{}. Run terraform apply again: the refresh will notice and plan to create it.",
+                diagnostics::error_chain(error)
+            )
+        }
+        _ if error.is_retryable() => {
+            format!("{}. Nothing was left half-done; run terraform apply again.", diagnostics::error_chain(error))
+        }
+        _ => diagnostics::error_chain(error),
+    };
+    diagnostics::error("Tenant change failed", detail)
+}
+
+/// Applies a planned change; returns the new state (null after delete).
+pub async fn apply(
+    observer: &TenantObserver,
+    schema: &ResourceSchema,
+    prior: &Value,
+    planned: &Value,
+    cancelled: watch::Receiver<bool>,
+) -> Result<Value, Vec<pb::Diagnostic>> {
+    let (change, operation, timeouts) = if planned.is_null() {
+        let name = prior.get("name").as_str().unwrap_or_default();
+        let tenant_id =
+            TenantId::parse(name).map_err(|detail| vec![diagnostics::error("Invalid tenant in state", detail)])?;
+        let observed =
+            observer.registry().get_tenant(&tenant_id).await.map_err(|error| {
+                vec![diagnostics::error("Cannot read the registry", diagnostics::error_chain(&error))]
+            })?;
+        let Some(observed) = observed else {
+            // Already gone: deleting what does not exist is success.
+            return Ok(Value::Null);
+        };
+        let change = plan_tenant(None, Some(&observed)).expect("deleting an observed tenant is a change");
+        (change, Operation::Delete, timeouts_of(prior))
+    } else {
+        let (spec, timeouts) = spec_from(planned)?;
+        let before = if prior.is_null() { None } else { record_from_state(prior) };
+        let operation = if before.is_none() { Operation::Create } else { Operation::Update };
+        let Some(change) = plan_tenant(Some(&spec), before.as_ref()) else { return Ok(planned.clone()) };
+        (change, operation, timeouts)
+    };
+    if change.action == Action::NoOp {
+        return Ok(planned.clone());
+    }
+    let context = ApplyContext { owner: OWNER, deadline: Timeouts::deadline(timeouts.as_ref(), operation), cancelled };
+    let record = apply_tenant_change(observer, &change, &context).await.map_err(|error| vec![apply_error(&error)])?;
+    match record {
+        None => Ok(Value::Null),
+        Some(record) => {
+            tracing::info!(tenant = %record.spec.name, action = ?change.action, "tenant applied");
+            state_from_record(&record, timeouts, schema).map_err(|d| vec![d])
+        }
+    }
+}
+
+/// The registry record a prior state describes (for planning an update).
+fn record_from_state(state: &Value) -> Option<TenantRecord> {
+    let document = document_from(state).ok()?;
+    let spec = TenantSpec::from_document(&document).ok()?;
+    Some(TenantRecord {
+        spec,
+        status: document.status.as_deref().and_then(atrium_engine::model::TenantStatus::parse)?,
+        created_at: document.created_at.clone().unwrap_or_default(),
+        owner: OWNER.to_owned(),
+    })
+}
+
+/// Refreshes a tenant from the registry; null when it no longer exists.
+pub async fn read(
+    observer: &TenantObserver,
+    schema: &ResourceSchema,
+    current: &Value,
+) -> Result<Value, Vec<pb::Diagnostic>> {
+    let name = current.get("name").as_str().or_else(|| current.get("id").as_str()).unwrap_or_default();
+    let tenant_id =
+        TenantId::parse(name).map_err(|detail| vec![diagnostics::error("Invalid tenant in state", detail)])?;
+    let observed = observer
+        .observe(&tenant_id)
+        .await
+        .map_err(|error| vec![diagnostics::error("Cannot read the registry", diagnostics::error_chain(&error))])?;
+    match observed {
+        None => Ok(Value::Null),
+        Some(record) => state_from_record(&record, timeouts_of(current), schema).map_err(|d| vec![d]),
+    }
+}
+
+/// Imports a tenant by name.
+pub async fn import(
+    observer: &TenantObserver,
+    schema: &ResourceSchema,
+    id: &str,
+) -> Result<Value, Vec<pb::Diagnostic>> {
+    let tenant_id = TenantId::parse(id).map_err(|detail| {
+        vec![diagnostics::error(
+            "Invalid import id",
+            format!("{detail}. Import a tenant by its name, e.g. terraform import atrium_tenant.acme acme"),
+        )]
+    })?;
+    let observed = observer
+        .registry()
+        .get_tenant(&tenant_id)
+        .await
+        .map_err(|error| vec![diagnostics::error("Cannot read the registry", diagnostics::error_chain(&error))])?;
+    let Some(record) = observed else {
+        return Err(vec![diagnostics::error(
+            "Cannot import a tenant that does not exist",
+            format!(
+                "the registry at {} has no tenant named {tenant_id:?}; check the name (terraform import takes the tenant's name)",
+                observer.registry().url_for_messages()
+            ),
+        )]);
+    };
+    if record.owner != OWNER {
+        return Err(vec![diagnostics::error(
+            "Tenant is managed elsewhere",
+            format!(
+                "tenant {tenant_id:?} is managed by the {} front door; Terraform does not take over its objects",
+                record.owner
+            ),
+        )]);
+    }
+    state_from_record(&record, None, schema).map_err(|d| vec![d])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ProviderSchemas, TENANT_TYPE};
+
+    fn config(json: serde_json::Value) -> Value {
+        let schemas = ProviderSchemas::build().unwrap();
+        Value::from_json(&json, &schemas.resource(TENANT_TYPE).unwrap().value_type).unwrap()
+    }
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({"name": "acme", "display_name": "ACME", "tier": "business",
+                           "manager": {"email": "m@acme.com", "name": "M"}})
+    }
+
+    #[test]
+    fn create_fills_defaults_and_leaves_created_at_unknown() {
+        let config = config(base());
+        let planned = plan(&Value::Null, &config, &config);
+        assert!(planned.diagnostics.is_empty());
+        let state = planned.planned_state;
+        assert_eq!(state.get("user_quota"), &Value::Number(Number::Int(50)));
+        assert_eq!(state.get("welcome_email"), &Value::Bool(true));
+        assert_eq!(state.get("id"), &Value::string("acme"));
+        assert_eq!(state.get("status"), &Value::string("active"));
+        assert!(state.get("created_at").is_unknown());
+        assert!(planned.requires_replace.is_empty());
+    }
+
+    #[test]
+    fn unknown_tier_makes_the_default_quota_unknown() {
+        let mut config = config(base());
+        config.set("tier", Value::Unknown);
+        let planned = plan(&Value::Null, &config, &config);
+        assert!(planned.diagnostics.is_empty());
+        assert!(planned.planned_state.get("user_quota").is_unknown());
+    }
+
+    #[test]
+    fn renaming_requires_replacement_and_update_keeps_computed_values() {
+        let mut prior = config(base());
+        prior.set("id", Value::string("acme"));
+        prior.set("status", Value::string("active"));
+        prior.set("created_at", Value::string("2026-11-23T10:00:00Z"));
+        prior.set("user_quota", Value::Number(Number::Int(50)));
+        prior.set("welcome_email", Value::Bool(true));
+
+        let mut renamed = config(base());
+        renamed.set("name", Value::string("acme-two"));
+        let planned = plan(&prior, &renamed, &renamed);
+        assert_eq!(planned.requires_replace, vec![AttributePath::root("name")]);
+        assert!(planned.planned_state.get("created_at").is_unknown());
+
+        let mut retitled = config(base());
+        retitled.set("display_name", Value::string("ACME GmbH"));
+        let planned = plan(&prior, &retitled, &retitled);
+        assert!(planned.requires_replace.is_empty());
+        assert_eq!(planned.planned_state.get("created_at"), &Value::string("2026-11-23T10:00:00Z"));
+    }
+
+    #[test]
+    fn bad_input_fails_at_plan_with_the_attribute() {
+        let mut bad = base();
+        bad["tier"] = "gold".into();
+        bad["manager"]["email"] = "nope".into();
+        let config = config(bad);
+        let planned = plan(&Value::Null, &config, &config);
+        assert_eq!(planned.diagnostics.len(), 2);
+        assert!(planned.diagnostics.iter().all(|d| d.attribute.is_some()));
+    }
+}

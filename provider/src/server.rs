@@ -1,0 +1,547 @@
+//! The tfplugin6 `Provider` service: decodes each request, calls the engine
+//! through the resource modules, and answers with values and diagnostics.
+//!
+//! Handlers never panic and never return gRPC errors for user-facing
+//! problems: everything becomes a diagnostic Terraform can show.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use atrium_engine::config::{PlatformConfigDocument, REGISTRY_URL_ENV};
+use atrium_engine::model::TENANT_SCHEMA_VERSION;
+use atrium_engine::observe::TenantObserver;
+use atrium_engine::registry::Registry;
+use tokio::sync::{RwLock, watch};
+use tonic::{Request, Response, Status};
+
+use crate::diagnostics;
+use crate::proto::tfplugin6 as pb;
+use crate::proto::tfplugin6::provider_server::Provider;
+use crate::resources::tenant;
+use crate::schema::{ProviderSchemas, ResourceSchema};
+use crate::value::{CtyType, Value, decode_msgpack, encode_msgpack};
+
+/// What ConfigureProvider sets up: the registry and the configuration.
+struct Configured {
+    tenant_observer: TenantObserver,
+}
+
+/// Atrium's provider service.
+pub struct AtriumProvider {
+    schemas: Arc<ProviderSchemas>,
+    configured: RwLock<Option<Arc<Configured>>>,
+    stop_sender: watch::Sender<bool>,
+}
+
+impl AtriumProvider {
+    pub fn new(schemas: Arc<ProviderSchemas>) -> Self {
+        let (stop_sender, _) = watch::channel(false);
+        Self { schemas, configured: RwLock::new(None), stop_sender }
+    }
+
+    /// Closes the registry pool; called on shutdown so SQLite checkpoints its WAL.
+    pub async fn close(&self) {
+        if let Some(configured) = self.configured.read().await.as_ref() {
+            configured.tenant_observer.registry().close().await;
+        }
+    }
+
+    fn resource_schema(&self, type_name: &str) -> Result<&ResourceSchema, pb::Diagnostic> {
+        self.schemas.resource(type_name).ok_or_else(|| {
+            diagnostics::error(
+                "Unknown resource type",
+                format!(
+                    "this provider has no resource type {type_name:?}; it serves {}",
+                    self.schemas.resources.keys().copied().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    }
+
+    async fn configured(&self) -> Result<Arc<Configured>, pb::Diagnostic> {
+        self.configured.read().await.clone().ok_or_else(|| {
+            diagnostics::error(
+                "Provider not configured",
+                "Terraform called the provider before configuring it; this is unexpected, run the command again",
+            )
+        })
+    }
+}
+
+fn decode(value: Option<&pb::DynamicValue>, ty: &CtyType, what: &str) -> Result<Value, pb::Diagnostic> {
+    let Some(value) = value else { return Ok(Value::Null) };
+    if !value.msgpack.is_empty() {
+        return decode_msgpack(&value.msgpack, ty).map_err(|error| {
+            diagnostics::error(
+                format!("Cannot decode the {what}"),
+                format!("{} (attribute {}): {}", what, error.path, error.message),
+            )
+        });
+    }
+    if !value.json.is_empty() {
+        let json: serde_json::Value = serde_json::from_slice(&value.json)
+            .map_err(|error| diagnostics::error(format!("Cannot decode the {what}"), error.to_string()))?;
+        return Value::from_json(&json, ty).map_err(|error| {
+            diagnostics::error(
+                format!("Cannot decode the {what}"),
+                format!("{} (attribute {}): {}", what, error.path, error.message),
+            )
+        });
+    }
+    Ok(Value::Null)
+}
+
+fn encode(value: &Value, ty: &CtyType) -> Option<pb::DynamicValue> {
+    Some(pb::DynamicValue { msgpack: encode_msgpack(value, ty), json: Vec::new() })
+}
+
+fn capabilities() -> pb::ServerCapabilities {
+    pb::ServerCapabilities { plan_destroy: true, get_provider_schema_optional: true, move_resource_state: false }
+}
+
+fn not_supported(what: &str) -> Vec<pb::Diagnostic> {
+    vec![diagnostics::error(
+        format!("{what} are not supported"),
+        format!("the atrium provider has no {what} yet; it manages atrium_tenant resources"),
+    )]
+}
+
+/// Reads the provider configuration document from its (fully known) value.
+fn platform_config(value: &Value) -> Result<PlatformConfigDocument, pb::Diagnostic> {
+    let json = value.to_known_json().unwrap_or_else(|| serde_json::json!({}));
+    serde_json::from_value(json)
+        .map_err(|error| diagnostics::error("Invalid provider configuration", error.to_string()))
+}
+
+/// Upgrades stored tenant state JSON from `version` to the current schema.
+///
+/// Version 0 is the first; each later version adds one step here that turns
+/// version N's JSON into N+1's, so states written by every release load.
+pub fn upgrade_tenant_state(
+    version: i64,
+    mut json: serde_json::Value,
+    schema: &ResourceSchema,
+) -> Result<Value, pb::Diagnostic> {
+    if version > TENANT_SCHEMA_VERSION {
+        return Err(diagnostics::error(
+            "State written by a newer provider",
+            format!(
+                "this state has schema version {version}, but this provider knows up to {TENANT_SCHEMA_VERSION}; upgrade terraform-provider-atrium"
+            ),
+        ));
+    }
+    // Steps for future versions go here (`if version < 1 { ... }`). For all
+    // versions, attributes no longer in the schema are dropped.
+    if let (serde_json::Value::Object(object), CtyType::Object(attributes)) = (&mut json, &schema.value_type) {
+        object.retain(|key, _| attributes.contains_key(key));
+    }
+    Value::from_json(&json, &schema.value_type).map_err(|error| {
+        diagnostics::error("Cannot upgrade the stored state", format!("attribute {}: {}", error.path, error.message))
+    })
+}
+
+#[tonic::async_trait]
+impl Provider for AtriumProvider {
+    async fn get_metadata(
+        &self,
+        _: Request<pb::get_metadata::Request>,
+    ) -> Result<Response<pb::get_metadata::Response>, Status> {
+        Ok(Response::new(pb::get_metadata::Response {
+            server_capabilities: Some(capabilities()),
+            resources: self
+                .schemas
+                .resources
+                .keys()
+                .map(|name| pb::get_metadata::ResourceMetadata { type_name: (*name).to_owned() })
+                .collect(),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_provider_schema(
+        &self,
+        _: Request<pb::get_provider_schema::Request>,
+    ) -> Result<Response<pb::get_provider_schema::Response>, Status> {
+        Ok(Response::new(pb::get_provider_schema::Response {
+            provider: Some(self.schemas.provider.to_proto()),
+            resource_schemas: self
+                .schemas
+                .resources
+                .iter()
+                .map(|(name, schema)| ((*name).to_owned(), schema.to_proto()))
+                .collect(),
+            data_source_schemas: HashMap::new(),
+            functions: HashMap::new(),
+            ephemeral_resource_schemas: HashMap::new(),
+            diagnostics: Vec::new(),
+            provider_meta: None,
+            server_capabilities: Some(capabilities()),
+        }))
+    }
+
+    async fn validate_provider_config(
+        &self,
+        request: Request<pb::validate_provider_config::Request>,
+    ) -> Result<Response<pb::validate_provider_config::Response>, Status> {
+        let request = request.into_inner();
+        let diagnostics =
+            match decode(request.config.as_ref(), &self.schemas.provider.value_type, "provider configuration") {
+                Err(diagnostic) => vec![diagnostic],
+                // Parts not known yet are checked again at ConfigureProvider.
+                Ok(config) if !config.is_fully_known() => Vec::new(),
+                Ok(config) => match platform_config(&config) {
+                    Ok(document) => document.validate().iter().map(diagnostics::from_validation).collect(),
+                    Err(diagnostic) => vec![diagnostic],
+                },
+            };
+        Ok(Response::new(pb::validate_provider_config::Response { diagnostics }))
+    }
+
+    async fn validate_resource_config(
+        &self,
+        request: Request<pb::validate_resource_config::Request>,
+    ) -> Result<Response<pb::validate_resource_config::Response>, Status> {
+        let request = request.into_inner();
+        let diagnostics = match self.resource_schema(&request.type_name) {
+            Err(diagnostic) => vec![diagnostic],
+            Ok(schema) => match decode(request.config.as_ref(), &schema.value_type, "resource configuration") {
+                Err(diagnostic) => vec![diagnostic],
+                Ok(config) => tenant::validate(&config),
+            },
+        };
+        Ok(Response::new(pb::validate_resource_config::Response { diagnostics }))
+    }
+
+    async fn validate_data_resource_config(
+        &self,
+        _: Request<pb::validate_data_resource_config::Request>,
+    ) -> Result<Response<pb::validate_data_resource_config::Response>, Status> {
+        Ok(Response::new(pb::validate_data_resource_config::Response { diagnostics: not_supported("data sources") }))
+    }
+
+    async fn upgrade_resource_state(
+        &self,
+        request: Request<pb::upgrade_resource_state::Request>,
+    ) -> Result<Response<pb::upgrade_resource_state::Response>, Status> {
+        let request = request.into_inner();
+        let schema = match self.resource_schema(&request.type_name) {
+            Ok(schema) => schema,
+            Err(diagnostic) => {
+                return Ok(Response::new(pb::upgrade_resource_state::Response {
+                    upgraded_state: None,
+                    diagnostics: vec![diagnostic],
+                }));
+            }
+        };
+        let raw = request.raw_state.unwrap_or_default();
+        let result = if raw.json.is_empty() {
+            if raw.flatmap.is_empty() {
+                Ok(Value::Null)
+            } else {
+                Err(diagnostics::error(
+                    "Legacy state format",
+                    "this state is in the pre-0.12 flatmap format, which the atrium provider never wrote",
+                ))
+            }
+        } else {
+            serde_json::from_slice::<serde_json::Value>(&raw.json)
+                .map_err(|error| diagnostics::error("Cannot read the stored state", error.to_string()))
+                .and_then(|json| upgrade_tenant_state(request.version, json, schema))
+        };
+        Ok(Response::new(match result {
+            Ok(value) => pb::upgrade_resource_state::Response {
+                upgraded_state: encode(&value, &schema.value_type),
+                diagnostics: Vec::new(),
+            },
+            Err(diagnostic) => {
+                pb::upgrade_resource_state::Response { upgraded_state: None, diagnostics: vec![diagnostic] }
+            }
+        }))
+    }
+
+    async fn configure_provider(
+        &self,
+        request: Request<pb::configure_provider::Request>,
+    ) -> Result<Response<pb::configure_provider::Response>, Status> {
+        let request = request.into_inner();
+        let config = match decode(request.config.as_ref(), &self.schemas.provider.value_type, "provider configuration")
+        {
+            Ok(config) => config,
+            Err(diagnostic) => {
+                return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
+            }
+        };
+        let document = match platform_config(&config) {
+            Ok(document) => document,
+            Err(diagnostic) => {
+                return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
+            }
+        };
+        let errors = document.validate();
+        if !errors.is_empty() {
+            return Ok(Response::new(pb::configure_provider::Response {
+                diagnostics: errors.iter().map(diagnostics::from_validation).collect(),
+            }));
+        }
+        let url = document.effective_registry_url(std::env::var(REGISTRY_URL_ENV).ok());
+        if let Err(detail) = atrium_engine::config::check_registry_url(&url) {
+            let diagnostic = diagnostics::error("Invalid registry URL", format!("{REGISTRY_URL_ENV}: {detail}"));
+            return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
+        }
+        match Registry::connect(&url).await {
+            Ok(registry) => {
+                tracing::debug!(registry = registry.url_for_messages(), terraform = %request.terraform_version, "provider configured");
+                *self.configured.write().await =
+                    Some(Arc::new(Configured { tenant_observer: TenantObserver::new(registry) }));
+                Ok(Response::new(pb::configure_provider::Response { diagnostics: Vec::new() }))
+            }
+            Err(error) => {
+                let mut diagnostic = diagnostics::error(
+                    "Cannot open the registry",
+                    format!(
+                        "{}. Check registry_url (or {REGISTRY_URL_ENV}) and that the database is reachable.",
+                        diagnostics::error_chain(&error)
+                    ),
+                );
+                if document.registry_url.is_some() {
+                    diagnostic.attribute =
+                        Some(diagnostics::to_proto_path(&atrium_engine::AttributePath::root("registry_url")));
+                }
+                Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }))
+            }
+        }
+    }
+
+    async fn read_resource(
+        &self,
+        request: Request<pb::read_resource::Request>,
+    ) -> Result<Response<pb::read_resource::Response>, Status> {
+        let request = request.into_inner();
+        let result = async {
+            let schema = self.resource_schema(&request.type_name).map_err(|d| vec![d])?;
+            let current =
+                decode(request.current_state.as_ref(), &schema.value_type, "current state").map_err(|d| vec![d])?;
+            let configured = self.configured().await.map_err(|d| vec![d])?;
+            let state = tenant::read(&configured.tenant_observer, schema, &current).await?;
+            Ok::<_, Vec<pb::Diagnostic>>(encode(&state, &schema.value_type))
+        }
+        .await;
+        Ok(Response::new(match result {
+            Ok(new_state) => pb::read_resource::Response { new_state, private: request.private, ..Default::default() },
+            // On failure, keep the current state so nothing is forgotten.
+            Err(diagnostics) => pb::read_resource::Response {
+                new_state: request.current_state,
+                diagnostics,
+                private: request.private,
+                deferred: None,
+            },
+        }))
+    }
+
+    async fn plan_resource_change(
+        &self,
+        request: Request<pb::plan_resource_change::Request>,
+    ) -> Result<Response<pb::plan_resource_change::Response>, Status> {
+        let request = request.into_inner();
+        let schema = match self.resource_schema(&request.type_name) {
+            Ok(schema) => schema,
+            Err(diagnostic) => {
+                return Ok(Response::new(pb::plan_resource_change::Response {
+                    diagnostics: vec![diagnostic],
+                    ..Default::default()
+                }));
+            }
+        };
+        let decoded = (|| {
+            Ok::<_, pb::Diagnostic>((
+                decode(request.prior_state.as_ref(), &schema.value_type, "prior state")?,
+                decode(request.proposed_new_state.as_ref(), &schema.value_type, "proposed state")?,
+                decode(request.config.as_ref(), &schema.value_type, "configuration")?,
+            ))
+        })();
+        let (prior, proposed, config) = match decoded {
+            Ok(values) => values,
+            Err(diagnostic) => {
+                return Ok(Response::new(pb::plan_resource_change::Response {
+                    diagnostics: vec![diagnostic],
+                    ..Default::default()
+                }));
+            }
+        };
+        let planned = tenant::plan(&prior, &proposed, &config);
+        Ok(Response::new(pb::plan_resource_change::Response {
+            planned_state: encode(&planned.planned_state, &schema.value_type),
+            requires_replace: planned.requires_replace.iter().map(diagnostics::to_proto_path).collect(),
+            planned_private: request.prior_private,
+            diagnostics: planned.diagnostics,
+            legacy_type_system: false,
+            deferred: None,
+        }))
+    }
+
+    async fn apply_resource_change(
+        &self,
+        request: Request<pb::apply_resource_change::Request>,
+    ) -> Result<Response<pb::apply_resource_change::Response>, Status> {
+        let request = request.into_inner();
+        let result = async {
+            let schema = self.resource_schema(&request.type_name).map_err(|d| vec![d])?;
+            let prior = decode(request.prior_state.as_ref(), &schema.value_type, "prior state").map_err(|d| vec![d])?;
+            let planned =
+                decode(request.planned_state.as_ref(), &schema.value_type, "planned state").map_err(|d| vec![d])?;
+            let configured = self.configured().await.map_err(|d| vec![d])?;
+            let cancelled = self.stop_sender.subscribe();
+            let state = tenant::apply(&configured.tenant_observer, schema, &prior, &planned, cancelled).await?;
+            Ok::<_, Vec<pb::Diagnostic>>(encode(&state, &schema.value_type))
+        }
+        .await;
+        Ok(Response::new(match result {
+            Ok(new_state) => pb::apply_resource_change::Response {
+                new_state,
+                private: request.planned_private,
+                ..Default::default()
+            },
+            // A failed change leaves the object as it was: answer with the prior state.
+            Err(diagnostics) => pb::apply_resource_change::Response {
+                new_state: request.prior_state,
+                diagnostics,
+                ..Default::default()
+            },
+        }))
+    }
+
+    async fn import_resource_state(
+        &self,
+        request: Request<pb::import_resource_state::Request>,
+    ) -> Result<Response<pb::import_resource_state::Response>, Status> {
+        let request = request.into_inner();
+        let result = async {
+            let schema = self.resource_schema(&request.type_name).map_err(|d| vec![d])?;
+            let configured = self.configured().await.map_err(|d| vec![d])?;
+            let state = tenant::import(&configured.tenant_observer, schema, &request.id).await?;
+            Ok::<_, Vec<pb::Diagnostic>>(pb::import_resource_state::ImportedResource {
+                type_name: request.type_name.clone(),
+                state: encode(&state, &schema.value_type),
+                private: Vec::new(),
+            })
+        }
+        .await;
+        Ok(Response::new(match result {
+            Ok(imported) => {
+                pb::import_resource_state::Response { imported_resources: vec![imported], ..Default::default() }
+            }
+            Err(diagnostics) => pb::import_resource_state::Response { diagnostics, ..Default::default() },
+        }))
+    }
+
+    async fn move_resource_state(
+        &self,
+        _: Request<pb::move_resource_state::Request>,
+    ) -> Result<Response<pb::move_resource_state::Response>, Status> {
+        Ok(Response::new(pb::move_resource_state::Response {
+            diagnostics: vec![diagnostics::error(
+                "Moving state between resource types is not supported",
+                "the atrium provider cannot take over state from another resource type; import the object by its natural key instead",
+            )],
+            ..Default::default()
+        }))
+    }
+
+    async fn read_data_source(
+        &self,
+        _: Request<pb::read_data_source::Request>,
+    ) -> Result<Response<pb::read_data_source::Response>, Status> {
+        Ok(Response::new(pb::read_data_source::Response {
+            diagnostics: not_supported("data sources"),
+            ..Default::default()
+        }))
+    }
+
+    async fn validate_ephemeral_resource_config(
+        &self,
+        _: Request<pb::validate_ephemeral_resource_config::Request>,
+    ) -> Result<Response<pb::validate_ephemeral_resource_config::Response>, Status> {
+        Ok(Response::new(pb::validate_ephemeral_resource_config::Response {
+            diagnostics: not_supported("ephemeral resources"),
+        }))
+    }
+
+    async fn open_ephemeral_resource(
+        &self,
+        _: Request<pb::open_ephemeral_resource::Request>,
+    ) -> Result<Response<pb::open_ephemeral_resource::Response>, Status> {
+        Ok(Response::new(pb::open_ephemeral_resource::Response {
+            diagnostics: not_supported("ephemeral resources"),
+            ..Default::default()
+        }))
+    }
+
+    async fn renew_ephemeral_resource(
+        &self,
+        _: Request<pb::renew_ephemeral_resource::Request>,
+    ) -> Result<Response<pb::renew_ephemeral_resource::Response>, Status> {
+        Ok(Response::new(pb::renew_ephemeral_resource::Response {
+            diagnostics: not_supported("ephemeral resources"),
+            ..Default::default()
+        }))
+    }
+
+    async fn close_ephemeral_resource(
+        &self,
+        _: Request<pb::close_ephemeral_resource::Request>,
+    ) -> Result<Response<pb::close_ephemeral_resource::Response>, Status> {
+        Ok(Response::new(pb::close_ephemeral_resource::Response { diagnostics: not_supported("ephemeral resources") }))
+    }
+
+    async fn get_functions(
+        &self,
+        _: Request<pb::get_functions::Request>,
+    ) -> Result<Response<pb::get_functions::Response>, Status> {
+        Ok(Response::new(pb::get_functions::Response::default()))
+    }
+
+    async fn call_function(
+        &self,
+        request: Request<pb::call_function::Request>,
+    ) -> Result<Response<pb::call_function::Response>, Status> {
+        let name = request.into_inner().name;
+        Ok(Response::new(pb::call_function::Response {
+            result: None,
+            error: Some(pb::FunctionError {
+                text: format!("the atrium provider has no function named {name:?}"),
+                function_argument: None,
+            }),
+        }))
+    }
+
+    async fn stop_provider(
+        &self,
+        _: Request<pb::stop_provider::Request>,
+    ) -> Result<Response<pb::stop_provider::Response>, Status> {
+        // Applies check this before each write and finish the write in flight,
+        // so every change that happened is reported to Terraform.
+        self.stop_sender.send_replace(true);
+        tracing::info!("stop requested: no new changes will start");
+        Ok(Response::new(pb::stop_provider::Response { error: String::new() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::TENANT_TYPE;
+
+    #[test]
+    fn state_upgrade_keeps_version_zero_and_drops_removed_attributes() {
+        let schemas = ProviderSchemas::build().unwrap();
+        let schema = schemas.resource(TENANT_TYPE).unwrap();
+        let json = serde_json::json!({"name": "acme", "display_name": "ACME", "tier": "basic", "user_quota": 10,
+            "manager": {"email": "m@acme.com", "name": "M"}, "welcome_email": true, "id": "acme",
+            "status": "active", "created_at": "2026-11-23T10:00:00Z", "legacy_attribute": "gone"});
+        let value = upgrade_tenant_state(0, json, schema).unwrap();
+        assert_eq!(value.get("name"), &Value::string("acme"));
+        assert_eq!(value.get("expires_on"), &Value::Null);
+        let error = upgrade_tenant_state(TENANT_SCHEMA_VERSION + 1, serde_json::json!({}), schema).unwrap_err();
+        assert!(error.detail.contains("upgrade terraform-provider-atrium"));
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Starts and stops the local services Atrium's tests and quickstart need, in a
+# state directory, and writes an env file that tests read.
+#
+#   scripts/services.sh start [STATE_DIR]   # default: .services in the repository
+#   scripts/services.sh stop  [STATE_DIR]
+#   scripts/services.sh status [STATE_DIR]
+#
+# The env file ($STATE_DIR/env) is what tests load (through ATRIUM_SERVICES_ENV
+# or the default path). Services today: PostgreSQL. Every server binds to
+# 127.0.0.1 on a free high port.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+command=${1:-}
+state=${2:-$repo/.services}
+
+pg_bin() {
+  if command -v "$1" >/dev/null 2>&1; then command -v "$1"; else echo "/usr/lib/postgresql/15/bin/$1"; fi
+}
+
+free_port() { # free_port PREFERRED
+  local port=$1
+  while (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; do port=$((port + 1)); done
+  echo "$port"
+}
+
+start_postgres() {
+  local dir=$state/postgres
+  if [ -f "$dir/data/postmaster.pid" ] && kill -0 "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null; then
+    echo "services: postgres already running"
+    return
+  fi
+  rm -rf "$dir"
+  install -d -o postgres -g postgres "$dir"
+  runuser -u postgres -- "$(pg_bin initdb)" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-locale --no-sync >"$dir/initdb.log" 2>&1
+  local port
+  port=$(free_port 55432)
+  runuser -u postgres -- "$(pg_bin pg_ctl)" -D "$dir/data" -l "$dir/log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+  echo "ATRIUM_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$port/postgres" >>"$state/env.new"
+  echo "services: postgres on 127.0.0.1:$port"
+}
+
+stop_postgres() {
+  local dir=$state/postgres
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    runuser -u postgres -- "$(pg_bin pg_ctl)" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+  fi
+}
+
+case "$command" in
+  start)
+    mkdir -p "$state"
+    : >"$state/env.new"
+    start_postgres
+    if [ -s "$state/env.new" ]; then mv "$state/env.new" "$state/env"; else rm -f "$state/env.new"; fi
+    echo "services: env file $state/env"
+    ;;
+  stop)
+    stop_postgres
+    rm -f "$state/env"
+    echo "services: stopped"
+    ;;
+  status)
+    if [ -f "$state/env" ]; then cat "$state/env"; else echo "services: not started (no $state/env)"; exit 1; fi
+    ;;
+  *)
+    echo "usage: $0 start|stop|status [STATE_DIR]" >&2
+    exit 2
+    ;;
+esac
