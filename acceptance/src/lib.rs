@@ -1,1 +1,214 @@
+//! The acceptance harness: runs the real `terraform` CLI against the freshly
+//! built provider, in a temporary directory per test, with its own registry.
+//!
+//! Terraform finds the provider through a `dev_overrides` CLI configuration
+//! (no `terraform init`, no network), `CHECKPOINT_DISABLE=1`. The binary is
+//! `ATRIUM_PROVIDER_BIN`, or `terraform-provider-atrium` next to the test
+//! binary's `deps/` directory (what `cargo build --workspace` produces).
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use atrium_engine::registry::Registry;
+
+/// Which registry a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryChoice {
+    Sqlite,
+    Postgres,
+}
+
+/// The repository root (for examples).
+pub fn repository_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repository root")
+}
+
+/// The provider binary under test.
+pub fn provider_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("ATRIUM_PROVIDER_BIN") {
+        return PathBuf::from(path);
+    }
+    let executable = std::env::current_exe().expect("current test executable");
+    let mut directory = executable.parent().expect("executable directory").to_path_buf();
+    if directory.ends_with("deps") {
+        directory.pop();
+    }
+    let binary = directory.join("terraform-provider-atrium");
+    assert!(
+        binary.is_file(),
+        "the provider binary {} is missing: build it first (`cargo build --workspace`, which scripts/test.sh runs) \
+         or set ATRIUM_PROVIDER_BIN",
+        binary.display()
+    );
+    binary
+}
+
+/// The terraform CLI: `TERRAFORM_BIN` or `terraform` on PATH.
+pub fn terraform_binary() -> PathBuf {
+    std::env::var("TERRAFORM_BIN").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("terraform"))
+}
+
+/// What one terraform command did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from_output(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with both streams unless the command exited with `expected`.
+    pub fn expect_code(self, expected: i32, what: &str) -> Run {
+        assert_eq!(
+            self.code, expected,
+            "{what}: terraform exited {} (wanted {expected})\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// Both streams with line wrapping undone (Terraform wraps diagnostics at 78 columns).
+    pub fn flat_output(&self) -> String {
+        self.output().split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// A temporary Terraform working directory with its own registry.
+pub struct Workspace {
+    directory: tempfile::TempDir,
+    pub registry_url: String,
+}
+
+impl Workspace {
+    /// A new working directory and a new, empty registry of the chosen kind.
+    pub async fn new(test_name: &str, registry: RegistryChoice) -> Workspace {
+        let directory = tempfile::Builder::new().prefix(&format!("atrium-{test_name}-")).tempdir().expect("temp dir");
+        let registry_url = match registry {
+            RegistryChoice::Sqlite => format!("sqlite://{}", directory.path().join("registry.db").display()),
+            RegistryChoice::Postgres => atrium_engine::test_services::fresh_postgres_database(test_name).await,
+        };
+        let provider_directory = provider_binary().parent().expect("provider directory").to_path_buf();
+        let cli_config = format!(
+            "provider_installation {{\n  dev_overrides {{\n    \"atrium-hosting/atrium\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+            provider_directory.display()
+        );
+        std::fs::write(directory.path().join("cli.tfrc"), cli_config).expect("write CLI config");
+        Workspace { directory, registry_url }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.directory.path()
+    }
+
+    /// Writes (or replaces) a file in the working directory.
+    pub fn write(&self, name: &str, content: &str) {
+        std::fs::write(self.path().join(name), content).expect("write file");
+    }
+
+    pub fn remove(&self, name: &str) {
+        let _ = std::fs::remove_file(self.path().join(name));
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(name)).unwrap_or_default()
+    }
+
+    /// A terraform command ready to run here, with the test's environment.
+    pub fn command(&self, arguments: &[&str]) -> Command {
+        let mut command = Command::new(terraform_binary());
+        command
+            .args(arguments)
+            .current_dir(self.path())
+            .env("TF_CLI_CONFIG_FILE", self.path().join("cli.tfrc"))
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .env("ATRIUM_REGISTRY_URL", &self.registry_url)
+            .env_remove("TF_LOG")
+            .env_remove("TF_REATTACH_PROVIDERS")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs terraform with `-no-color` added to commands that take it.
+    pub fn terraform(&self, arguments: &[&str]) -> Run {
+        let mut full: Vec<&str> = arguments.to_vec();
+        if matches!(arguments.first(), Some(&("plan" | "apply" | "destroy" | "import" | "refresh" | "show"))) {
+            full.push("-no-color");
+        }
+        let output =
+            self.command(&full).output().unwrap_or_else(|e| panic!("cannot run terraform ({e}); set TERRAFORM_BIN"));
+        Run::from_output(output)
+    }
+
+    pub fn apply(&self) -> Run {
+        self.terraform(&["apply", "-auto-approve", "-input=false"]).expect_code(0, "terraform apply")
+    }
+
+    /// `terraform plan -detailed-exitcode`: 0 empty, 2 changes, 1 error.
+    pub fn plan(&self, refresh: bool) -> Run {
+        let mut arguments = vec!["plan", "-detailed-exitcode", "-input=false"];
+        if !refresh {
+            arguments.push("-refresh=false");
+        }
+        self.terraform(&arguments)
+    }
+
+    /// Asserts that plan is empty with and without refresh.
+    pub fn assert_plan_empty(&self, when: &str) {
+        self.plan(false).expect_code(0, &format!("plan -refresh=false {when}"));
+        self.plan(true).expect_code(0, &format!("plan {when}"));
+    }
+
+    /// Resource addresses in the state.
+    pub fn state_list(&self) -> Vec<String> {
+        let run = self.terraform(&["state", "list"]);
+        if run.code != 0 {
+            return Vec::new();
+        }
+        run.stdout.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+    }
+
+    /// The state as JSON (`terraform show -json`).
+    pub fn state_json(&self) -> serde_json::Value {
+        let run = self.terraform(&["show", "-json"]).expect_code(0, "terraform show -json");
+        serde_json::from_str(&run.stdout).expect("show -json output")
+    }
+
+    /// Opens the test's registry.
+    pub async fn registry(&self) -> Registry {
+        Registry::connect(&self.registry_url).await.expect("open the test registry")
+    }
+}
+
+/// The provider block used by tests: the example's, which reads the registry from the environment.
+pub fn provider_example() -> String {
+    example("provider/provider.tf")
+}
+
+/// A file under `examples/`.
+pub fn example(relative: &str) -> String {
+    let path = repository_root().join("examples").join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The terraform arguments of the `terraform import ...` line in an `import.sh` example.
+pub fn import_arguments(import_script: &str) -> Vec<String> {
+    let line = import_script
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("terraform import"))
+        .expect("import.sh has a terraform import line");
+    line.split_whitespace().skip(1).map(str::to_owned).collect()
+}

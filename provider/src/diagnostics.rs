@@ -31,8 +31,16 @@ pub fn attribute_error(path: &AttributePath, summary: impl Into<String>, detail:
     pb::Diagnostic { attribute: Some(to_proto_path(path)), ..error(summary, detail) }
 }
 
+/// A validation error as a diagnostic. Terraform 1.11 can point at a
+/// top-level attribute but not inside an object value (it falls back to the
+/// whole resource block), so nested paths point at their top-level attribute
+/// and the detail names the full path.
 pub fn from_validation(error: &ValidationError) -> pb::Diagnostic {
-    attribute_error(&error.attribute, error.summary.clone(), error.detail.clone())
+    if error.attribute.steps.len() <= 1 {
+        return attribute_error(&error.attribute, error.summary.clone(), error.detail.clone());
+    }
+    let top = AttributePath { steps: error.attribute.steps[..1].to_vec() };
+    attribute_error(&top, error.summary.clone(), format!("{}: {}", error.attribute, error.detail))
 }
 
 pub fn to_proto_path(path: &AttributePath) -> pb::AttributePath {
@@ -94,7 +102,8 @@ mod tests {
             "write a@b.c",
         ));
         let steps = diagnostic.attribute.unwrap().steps;
-        assert_eq!(steps.len(), 2);
+        assert_eq!(steps.len(), 1, "nested paths point at the top-level attribute");
+        assert!(diagnostic.detail.starts_with("manager.email: "), "{}", diagnostic.detail);
         assert_eq!(diagnostic.severity, pb::diagnostic::Severity::Error as i32);
     }
 }

@@ -1,0 +1,28 @@
+terraform {
+  required_providers {
+    atrium = {
+      source = "atrium-hosting/atrium"
+    }
+  }
+}
+
+# With no registry_url, the provider uses ATRIUM_REGISTRY_URL, or else an
+# embedded SQLite registry (atrium.db) in the working directory.
+provider "atrium" {
+  platform_zone = "apps.example.net"
+
+  targets = {
+    lyon-onprem = {
+      location          = "onprem"
+      docker_host       = "unix:///var/run/docker.sock"
+      ingress_admin_url = "http://127.0.0.1:2019"
+      public_address    = "203.0.113.10"
+    }
+    cloud-fra1 = {
+      location       = "cloud"
+      docker_host    = "tcp://10.0.0.4:2376"
+      orchestrator   = "swarm"
+      public_address = "edge.example.net"
+    }
+  }
+}
