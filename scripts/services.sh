@@ -25,8 +25,16 @@ free_port() { # free_port PREFERRED
   echo "$port"
 }
 
+# PostgreSQL refuses to run as root and needs every parent directory of its
+# data to be traversable by the postgres user, so its files live under /tmp,
+# keyed by the state directory, and the state directory records where.
+postgres_dir() {
+  echo "${TMPDIR:-/tmp}/atrium-postgres-$(printf '%s' "$state" | md5sum | cut -c1-12)"
+}
+
 start_postgres() {
-  local dir=$state/postgres
+  local dir
+  dir=$(postgres_dir)
   if [ -f "$dir/data/postmaster.pid" ] && kill -0 "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null; then
     echo "services: postgres already running"
     return
@@ -43,10 +51,12 @@ start_postgres() {
 }
 
 stop_postgres() {
-  local dir=$state/postgres
+  local dir
+  dir=$(postgres_dir)
   if [ -f "$dir/data/postmaster.pid" ]; then
     runuser -u postgres -- "$(pg_bin pg_ctl)" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
   fi
+  rm -rf "$dir"
 }
 
 case "$command" in

@@ -212,3 +212,19 @@ pub fn import_arguments(import_script: &str) -> Vec<String> {
         .expect("import.sh has a terraform import line");
     line.split_whitespace().skip(1).map(str::to_owned).collect()
 }
+
+/// The attributes of bulk tenant number `count.index`, shared by the
+/// `atrium_tenant` configurations and the `terraform_data` baseline so both
+/// carry the same data.
+pub const BULK_TENANT_ATTRIBUTES: &str = r#"name         = format("bulk-%04d", count.index)
+  display_name = "Bulk customer ${count.index}"
+  tier         = "basic"
+  manager = {
+    email = "manager-${count.index}@bulk.example"
+    name  = "Manager ${count.index}"
+  }"#;
+
+/// `count` tenants named `bulk-0000`, `bulk-0001`, …
+pub fn bulk_tenants(count: usize) -> String {
+    format!("resource \"atrium_tenant\" \"bulk\" {{\n  count        = {count}\n  {BULK_TENANT_ATTRIBUTES}\n}}\n")
+}

@@ -177,7 +177,7 @@ async fn bad_inputs_fail_at_plan_naming_the_attribute() {
         // enclosing `manager = {` line.
         let quoted = if bad.starts_with("email") { "manager = {".to_owned() } else { bad.to_owned() };
         let flat_bad = quoted.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert!(output.contains(&"with atrium_tenant.acme"), "no resource named:\n{output}");
+        assert!(output.contains("with atrium_tenant.acme"), "no resource named:\n{output}");
         assert!(output.contains(&flat_bad), "the diagnostic does not point at {bad}:\n{output}");
     }
     assert_eq!(workspace.registry().await.count_tenants().await.unwrap(), 0);

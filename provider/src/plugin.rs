@@ -169,8 +169,9 @@ pub fn tls_config(client_certificate_pem: &str) -> Result<(rustls::ServerConfig,
         rcgen::CertificateParams::new(vec!["localhost".to_owned()]).map_err(|e| tls_error(e.to_string()))?;
     params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
     params.distinguished_name.push(rcgen::DnType::OrganizationName, "Atrium");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyCertSign];
+    // Terraform puts this certificate itself in its root pool, so it needs no CA flag.
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages =
         vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let now = time::OffsetDateTime::now_utc();

@@ -112,8 +112,9 @@ impl Registry {
         let options: AnyConnectOptions = connect_url.parse().map_err(connect_error)?;
         let options = options.disable_statement_logging();
         let max_connections = match kind {
-            // One writer at a time is all SQLite allows; a few readers beside it are cheap.
-            RegistryKind::Sqlite => 4,
+            // SQLite allows one writer at a time; one more connection lets a
+            // read proceed beside it. Refreshes read from snapshots anyway.
+            RegistryKind::Sqlite => 2,
             RegistryKind::Postgres => 8,
         };
         // One direct connection first: an unreachable database fails at once
@@ -124,6 +125,16 @@ impl Registry {
             .max_connections(max_connections)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if kind == RegistryKind::Sqlite {
+                        // The registry is small; SQLite's default 2 MiB page cache per
+                        // connection is most of the provider's memory otherwise.
+                        connection.execute("PRAGMA cache_size = -512").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_lazy_with(options);
         if kind == RegistryKind::Sqlite {
             pool.execute("PRAGMA journal_mode = WAL").await.map_err(connect_error)?;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test: unit, integration (real PostgreSQL and SQLite) and
+# acceptance (the real terraform CLI against the freshly built provider).
+# Installs what is missing, starts the services it needs, and stops the ones
+# it started. Extra arguments go to `cargo test` (e.g. a test name filter).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+scripts/install-deps.sh
+
+state=${ATRIUM_SERVICES_DIR:-$repo/.services}
+started_here=false
+if [ -z "${ATRIUM_SERVICES_ENV:-}" ]; then
+  scripts/services.sh start "$state"
+  started_here=true
+  export ATRIUM_SERVICES_ENV=$state/env
+fi
+cleanup() { if $started_here; then scripts/services.sh stop "$state" >/dev/null; fi; }
+trap cleanup EXIT
+
+# The acceptance tests run the provider binary that this build produces.
+cargo build --workspace --locked
+cargo test --workspace --locked "$@"
