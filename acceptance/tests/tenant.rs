@@ -201,3 +201,21 @@ async fn bad_provider_configuration_names_the_attribute() {
     assert!(output.contains("Invalid Docker endpoint"), "{output}");
     assert!(output.contains("unix:///PATH/docker.sock"), "{output}");
 }
+
+#[tokio::test]
+async fn importing_a_missing_or_misspelled_tenant_says_what_to_do() {
+    let workspace = Workspace::new("tenant_import_missing", RegistryChoice::Sqlite).await;
+    workspace.write("provider.tf", &provider_example());
+    workspace.write("main.tf", &example("resources/atrium_tenant/resource.tf"));
+    let run =
+        workspace.terraform(&["import", "atrium_tenant.acme", "acme"]).expect_code(1, "import of a missing tenant");
+    let output = run.flat_output();
+    assert!(output.contains("Cannot import a tenant that does not exist"), "{output}");
+    assert!(output.contains("no tenant named \"acme\""), "{output}");
+    let run =
+        workspace.terraform(&["import", "atrium_tenant.acme", "ACME GmbH"]).expect_code(1, "import by display name");
+    let output = run.flat_output();
+    assert!(output.contains("Invalid import id"), "{output}");
+    assert!(output.contains("terraform import atrium_tenant.acme acme"), "{output}");
+    assert!(workspace.state_list().is_empty());
+}

@@ -229,7 +229,7 @@ pub async fn import(
         return Err(vec![diagnostics::error(
             "Cannot import a tenant that does not exist",
             format!(
-                "the registry at {} has no tenant named {tenant_id:?}; check the name (terraform import takes the tenant's name)",
+                "the registry at {} has no tenant named \"{tenant_id}\"; check the name (terraform import takes the tenant's name)",
                 observer.registry().url_for_messages()
             ),
         )]);
@@ -238,7 +238,7 @@ pub async fn import(
         return Err(vec![diagnostics::error(
             "Tenant is managed elsewhere",
             format!(
-                "tenant {tenant_id:?} is managed by the {} front door; Terraform does not take over its objects",
+                "tenant \"{tenant_id}\" is managed by the {} front door; Terraform does not take over its objects",
                 record.owner
             ),
         )]);
