@@ -7,8 +7,9 @@
 #   scripts/services.sh status [STATE_DIR]
 #
 # The env file ($STATE_DIR/env) is what tests load (through ATRIUM_SERVICES_ENV
-# or the default path). Services today: PostgreSQL. Every server binds to
-# 127.0.0.1 on a free high port.
+# or the default path). Services today: PostgreSQL, and a Docker engine with
+# the `hello` test app's images (built from busybox, no registry needed).
+# Every server binds to 127.0.0.1 on a free high port or a unix socket.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +37,7 @@ start_postgres() {
   local dir
   dir=$(postgres_dir)
   if [ -f "$dir/data/postmaster.pid" ] && kill -0 "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null; then
+    echo "ATRIUM_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$(cat "$dir/port")/postgres" >>"$state/env.new"
     echo "services: postgres already running"
     return
   fi
@@ -46,6 +48,7 @@ start_postgres() {
   port=$(free_port 55432)
   runuser -u postgres -- "$(pg_bin pg_ctl)" -D "$dir/data" -l "$dir/log" -w \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+  echo "$port" >"$dir/port"
   echo "ATRIUM_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$port/postgres" >>"$state/env.new"
   echo "services: postgres on 127.0.0.1:$port"
 }
@@ -59,16 +62,61 @@ stop_postgres() {
   rm -rf "$dir"
 }
 
+# Docker's sockets live under /tmp: unix socket paths are limited to 108 bytes.
+docker_dir() {
+  echo "${TMPDIR:-/tmp}/atrium-docker-$(printf '%s' "$state" | md5sum | cut -c1-12)"
+}
+
+start_docker() {
+  local dir
+  dir=$(docker_dir)
+  if [ -f "$dir/dockerd.pid" ] && kill -0 "$(cat "$dir/dockerd.pid")" 2>/dev/null; then
+    echo "services: docker already running"
+  else
+    mkdir -p "$dir"
+    # No iptables, no default bridge: tenant networks are user bridges, and
+    # published ports on 127.0.0.1 work through docker-proxy.
+    dockerd --data-root "$dir/data" --exec-root "$dir/exec" -H "unix://$dir/docker.sock" \
+      --pidfile "$dir/dockerd.pid" --storage-driver overlay2 --iptables=false --ip-masq=false \
+      --ip-forward=false --bridge=none >"$dir/dockerd.log" 2>&1 &
+    for _ in $(seq 1 100); do
+      docker -H "unix://$dir/docker.sock" version >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    docker -H "unix://$dir/docker.sock" version >/dev/null || { cat "$dir/dockerd.log" >&2; exit 1; }
+  fi
+  "$repo/scripts/hello-image.sh" "unix://$dir/docker.sock"
+  echo "ATRIUM_TEST_DOCKER_HOST=unix://$dir/docker.sock" >>"$state/env.new"
+  echo "services: docker on unix://$dir/docker.sock"
+}
+
+stop_docker() {
+  local dir pid
+  dir=$(docker_dir)
+  [ -f "$dir/dockerd.pid" ] || return 0
+  pid=$(cat "$dir/dockerd.pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 150); do
+    [ -e "/proc/$pid" ] || break
+    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
+    sleep 0.1
+  done
+  umount "$dir"/data/overlay2/*/merged 2>/dev/null || true
+  rm -rf "$dir" 2>/dev/null || true
+}
+
 case "$command" in
   start)
     mkdir -p "$state"
     : >"$state/env.new"
     start_postgres
+    start_docker
     if [ -s "$state/env.new" ]; then mv "$state/env.new" "$state/env"; else rm -f "$state/env.new"; fi
     echo "services: env file $state/env"
     ;;
   stop)
     stop_postgres
+    stop_docker
     rm -f "$state/env"
     echo "services: stopped"
     ;;

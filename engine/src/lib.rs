@@ -6,6 +6,7 @@
 //! door (a CLI reading HCL, in a later issue) uses the same types.
 
 pub mod attribute;
+pub mod catalog;
 pub mod config;
 pub mod model;
 pub mod observe;

@@ -1,0 +1,62 @@
+# hello: a tiny web page built from busybox by scripts/hello-image.sh.
+# Every integration and acceptance test deploys it for real. Version 2.0's
+# image has no /health page, so it never turns healthy: tests use it to
+# exercise rollback.
+name        = "hello"
+description = "A one-page web app for tests and demos."
+port        = 80
+
+channels = {
+  stable = {
+    image    = "atrium/hello:{version}"
+    versions = ["1.0", "1.1", "2.0"]
+    default  = "1.1"
+  }
+  vanilla = {
+    image    = "atrium/hello:{version}"
+    versions = ["1.0", "1.1", "2.0"]
+    default  = "1.1"
+  }
+  custom = {
+    image    = "atrium/hello:{version}"
+    versions = ["1.0", "1.1"]
+    default  = "1.0"
+  }
+}
+
+command = ["/bin/httpd", "-f", "-p", "80", "-h", "/www"]
+
+environment = {
+  HELLO_TENANT = "{tenant}"
+}
+
+volumes = {
+  data = "/www/data"
+}
+
+health = {
+  command      = ["/bin/wget", "-q", "-O", "/dev/null", "http://127.0.0.1/health"]
+  interval     = "1s"
+  timeout      = "3s"
+  retries      = 3
+  start_period = "0s"
+}
+
+resources = {
+  basic      = { cpus = 0.25, memory_mb = 64 }
+  business   = { cpus = 0.5, memory_mb = 128 }
+  enterprise = { cpus = 1, memory_mb = 256 }
+}
+
+manager_account = {
+  method = "environment"
+  environment = {
+    HELLO_MANAGER_EMAIL = "{manager.email}"
+    HELLO_MANAGER_NAME  = "{manager.name}"
+  }
+}
+
+user_limit = {
+  method   = "environment"
+  variable = "HELLO_MAX_USERS"
+}

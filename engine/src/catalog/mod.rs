@@ -1,0 +1,287 @@
+//! The catalog: the apps Atrium hosts, as data files (one HCL file per app).
+//!
+//! An entry says, per channel (`stable`, `vanilla`, `custom`), which image and
+//! versions exist, and for every version: the port, environment, data volumes,
+//! health check, sidecars (databases, caches), resource defaults per tier, how
+//! the manager account is created and how the user limit is applied. The
+//! built-in entries are compiled in; an operator adds or overrides entries
+//! with a directory of their own (`catalog_dir`).
+//!
+//! Rendering an entry for one app instance ([`render`]) is pure: it chooses
+//! every container, volume and network name and every label, so apply has
+//! nothing left to decide.
+
+mod render;
+#[cfg(test)]
+mod real_apps;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use render::{
+    ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, VolumeSpec, describe, labels, render, required_secrets,
+};
+
+/// The built-in entries, compiled in.
+const BUILT_IN: &[(&str, &str)] = &[("hello.hcl", include_str!("../../catalog/hello.hcl"))];
+
+/// The channels every entry may offer.
+pub const CHANNELS: [&str; 3] = ["stable", "vanilla", "custom"];
+
+/// One channel: an image template (`{version}` is replaced) and its versions.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelEntry {
+    pub image: String,
+    pub versions: Vec<String>,
+    /// The version an instance gets when it pins none.
+    pub default: String,
+}
+
+/// A container health check; durations like `"1s"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthEntry {
+    pub command: Vec<String>,
+    pub interval: String,
+    pub timeout: String,
+    pub retries: u32,
+    #[serde(default = "zero_seconds")]
+    pub start_period: String,
+}
+
+fn zero_seconds() -> String {
+    "0s".into()
+}
+
+/// Limits for one tier.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesEntry {
+    pub cpus: f64,
+    pub memory_mb: u64,
+}
+
+/// A helper container the app needs (database, cache).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarEntry {
+    pub image: String,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub volumes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub health: Option<HealthEntry>,
+}
+
+/// How the customer's manager account is created inside the app: never the
+/// built-in root user, always the app's manager/administrator role.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerAccountEntry {
+    /// `environment` (variables the image reads on first start) or `command`
+    /// (a one-shot command run in the app container once it is healthy).
+    pub method: String,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// The role the manager gets, as the app names it (documentation and checks).
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// How the tenant's user limit reaches the app.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserLimitEntry {
+    /// `environment`, `command`, or `unsupported` (the app has no such setting).
+    pub method: String,
+    #[serde(default)]
+    pub variable: Option<String>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+}
+
+/// One app of the catalog.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEntry {
+    pub name: String,
+    pub description: String,
+    pub port: u16,
+    pub channels: BTreeMap<String, ChannelEntry>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Data volumes: name → mount path. Never removed by customizations.
+    #[serde(default)]
+    pub volumes: BTreeMap<String, String>,
+    pub health: HealthEntry,
+    #[serde(default)]
+    pub sidecars: BTreeMap<String, SidecarEntry>,
+    /// Limits per tier (`basic`, `business`, `enterprise`).
+    pub resources: BTreeMap<String, ResourcesEntry>,
+    pub manager_account: ManagerAccountEntry,
+    #[serde(default)]
+    pub user_limit: Option<UserLimitEntry>,
+}
+
+/// A catalog file that cannot be used, with the file and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog file {file}: {reason}")]
+    Invalid { file: String, reason: String },
+    #[error("cannot read the catalog directory {directory}")]
+    Directory {
+        directory: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The apps Atrium can host, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    entries: BTreeMap<String, CatalogEntry>,
+}
+
+impl CatalogEntry {
+    /// Parses and checks one catalog file.
+    pub fn parse(file: &str, text: &str) -> Result<CatalogEntry, CatalogError> {
+        let invalid = |reason: String| CatalogError::Invalid { file: file.to_owned(), reason };
+        let entry: CatalogEntry = hcl::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        entry.check().map_err(invalid)?;
+        Ok(entry)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.channels.is_empty() {
+            return Err("no channels".into());
+        }
+        for (name, channel) in &self.channels {
+            if !CHANNELS.contains(&name.as_str()) {
+                return Err(format!("unknown channel {name:?}: use stable, vanilla or custom"));
+            }
+            if !channel.versions.contains(&channel.default) {
+                return Err(format!("channel {name}: default version {:?} is not among its versions", channel.default));
+            }
+        }
+        for tier in ["basic", "business", "enterprise"] {
+            if !self.resources.contains_key(tier) {
+                return Err(format!("no resources for tier {tier}"));
+            }
+        }
+        if !matches!(self.manager_account.method.as_str(), "environment" | "command") {
+            return Err("manager_account.method must be \"environment\" or \"command\"".into());
+        }
+        if self.manager_account.method == "command" && self.manager_account.command.is_none() {
+            return Err("manager_account.method = \"command\" needs manager_account.command".into());
+        }
+        if let Some(limit) = &self.user_limit
+            && !matches!(limit.method.as_str(), "environment" | "command" | "unsupported")
+        {
+            return Err("user_limit.method must be \"environment\", \"command\" or \"unsupported\"".into());
+        }
+        if self.health.command.is_empty() {
+            return Err("health.command is empty".into());
+        }
+        // Every placeholder must render: try the entry with sample values.
+        render::check_placeholders(self)
+    }
+
+    /// The channel's entry, if the app offers that channel.
+    pub fn channel(&self, channel: &str) -> Option<&ChannelEntry> {
+        self.channels.get(channel)
+    }
+}
+
+impl Catalog {
+    /// The built-in entries.
+    pub fn built_in() -> Catalog {
+        let mut catalog = Catalog::default();
+        for (file, text) in BUILT_IN {
+            // Built-in entries are checked by unit tests; a broken one is a build bug.
+            let entry = CatalogEntry::parse(file, text).unwrap_or_else(|error| panic!("built-in catalog: {error}"));
+            catalog.entries.insert(entry.name.clone(), entry);
+        }
+        catalog
+    }
+
+    /// The built-in entries plus (overriding by name) every `*.hcl` file in `directory`.
+    pub fn with_directory(directory: &Path) -> Result<Catalog, CatalogError> {
+        let mut catalog = Catalog::built_in();
+        let read_error = |source| CatalogError::Directory { directory: directory.display().to_string(), source };
+        let mut paths: Vec<_> = std::fs::read_dir(directory)
+            .map_err(read_error)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "hcl"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(read_error)?;
+            let entry = CatalogEntry::parse(&path.display().to_string(), &text)?;
+            catalog.entries.insert(entry.name.clone(), entry);
+        }
+        Ok(catalog)
+    }
+
+    pub fn get(&self, app: &str) -> Option<&CatalogEntry> {
+        self.entries.get(app)
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.entries.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_entries_parse_and_check() {
+        let catalog = Catalog::built_in();
+        assert!(catalog.names().contains(&"hello"));
+        let hello = catalog.get("hello").unwrap();
+        assert_eq!(hello.channel("stable").unwrap().default, "1.1");
+        assert_eq!(hello.volumes["data"], "/www/data");
+    }
+
+    #[test]
+    fn broken_entries_say_what_is_wrong() {
+        let hello = BUILT_IN[0].1;
+        let cases = [
+            (hello.replace("default  = \"1.1\"", "default  = \"9.9\""), "default version \"9.9\""),
+            (hello.replace("stable = {", "nightly = {"), "unknown channel \"nightly\""),
+            (hello.replace("HELLO_TENANT = \"{tenant}\"", "HELLO_TENANT = \"{tenent}\""), "{tenent}"),
+            (hello.replace("basic      =", "starter    ="), "no resources for tier basic"),
+            (hello.replace("port        = 80", "port        = \"eighty\""), "expected u16"),
+        ];
+        for (text, expected) in cases {
+            let error = CatalogEntry::parse("broken.hcl", &text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{expected:?} not in {error:?}");
+            assert!(error.contains("broken.hcl"));
+        }
+    }
+
+    #[test]
+    fn an_operator_directory_adds_and_overrides_entries() {
+        let directory = tempfile::tempdir().unwrap();
+        let custom = BUILT_IN[0].1.replace("name        = \"hello\"", "name        = \"greeter\"");
+        std::fs::write(directory.path().join("greeter.hcl"), custom).unwrap();
+        std::fs::write(directory.path().join("notes.txt"), "ignored").unwrap();
+        let catalog = Catalog::with_directory(directory.path()).unwrap();
+        assert!(catalog.get("greeter").is_some());
+        assert!(catalog.get("hello").is_some());
+        std::fs::write(directory.path().join("bad.hcl"), "name = ").unwrap();
+        assert!(Catalog::with_directory(directory.path()).unwrap_err().to_string().contains("bad.hcl"));
+    }
+}

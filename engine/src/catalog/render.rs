@@ -1,0 +1,410 @@
+//! Rendering a catalog entry into the containers, volumes and network of one
+//! app instance. Pure and deterministic: same input, same specs, same names.
+
+use std::collections::BTreeMap;
+
+use super::{CatalogEntry, HealthEntry, ResourcesEntry};
+use crate::model::timeouts::parse_duration;
+
+/// Everything that varies per app instance.
+#[derive(Debug, Clone)]
+pub struct RenderInput<'a> {
+    pub tenant: &'a str,
+    pub instance: &'a str,
+    /// The front door that owns the instance (`terraform` or `cli`).
+    pub owner: &'a str,
+    pub channel: &'a str,
+    pub version: &'a str,
+    /// `basic`, `business` or `enterprise`.
+    pub tier: &'a str,
+    pub users: u32,
+    pub manager_email: &'a str,
+    pub manager_name: &'a str,
+    /// Increases with each upgrade, so the new app container can start beside the old.
+    pub generation: u32,
+    /// Overrides the tier's limits.
+    pub resources: Option<ResourcesEntry>,
+    /// Customizations: environment laid over the entry's.
+    pub extra_environment: &'a BTreeMap<String, String>,
+    /// Generated per instance (database passwords…), never in Terraform state.
+    pub secrets: &'a BTreeMap<String, String>,
+}
+
+/// What a container is for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContainerRole {
+    App,
+    Sidecar(String),
+}
+
+/// A container health check in Docker's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSpec {
+    /// `["CMD", ...]`.
+    pub test: Vec<String>,
+    pub interval_nanoseconds: i64,
+    pub timeout_nanoseconds: i64,
+    pub retries: i64,
+    pub start_period_nanoseconds: i64,
+}
+
+/// One container, fully decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub role: ContainerRole,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub environment: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// (volume name, mount path).
+    pub mounts: Vec<(String, String)>,
+    /// The port the app listens on; published on the target's loopback.
+    pub port: Option<u16>,
+    pub health: Option<HealthSpec>,
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    pub network: String,
+    /// The name other containers on the tenant network reach it by.
+    pub network_alias: String,
+}
+
+/// A data volume, fully decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The rendered app instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedApp {
+    pub network: String,
+    pub network_labels: BTreeMap<String, String>,
+    pub volumes: Vec<VolumeSpec>,
+    /// Sidecars first (they start first), the app container last.
+    pub containers: Vec<ContainerSpec>,
+}
+
+impl RenderedApp {
+    pub fn app_container(&self) -> &ContainerSpec {
+        self.containers.iter().find(|c| c.role == ContainerRole::App).expect("a rendered app has an app container")
+    }
+}
+
+/// Label keys on every object Atrium makes; nothing without `atrium.managed` is ever touched.
+pub mod labels {
+    pub const MANAGED: &str = "atrium.managed";
+    pub const TENANT: &str = "atrium.tenant";
+    pub const INSTANCE: &str = "atrium.instance";
+    pub const OWNER: &str = "atrium.owner";
+    pub const ROLE: &str = "atrium.role";
+    pub const VERSION: &str = "atrium.version";
+    pub const GENERATION: &str = "atrium.generation";
+}
+
+/// `atrium-<tenant>`: one network per tenant keeps tenants apart.
+pub fn network_name(tenant: &str) -> String {
+    format!("atrium-{tenant}")
+}
+
+/// `atrium-<tenant>-<instance>-g<generation>`.
+pub fn app_container_name(tenant: &str, instance: &str, generation: u32) -> String {
+    format!("atrium-{tenant}-{instance}-g{generation}")
+}
+
+fn base_labels(input: &RenderInput<'_>) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::MANAGED.to_owned(), "true".to_owned()),
+        (labels::TENANT.to_owned(), input.tenant.to_owned()),
+        (labels::INSTANCE.to_owned(), format!("{}/{}", input.tenant, input.instance)),
+        (labels::OWNER.to_owned(), input.owner.to_owned()),
+    ])
+}
+
+fn health_spec(entry: &HealthEntry) -> Result<HealthSpec, String> {
+    let nanos = |text: &str| parse_duration(text).map(|d| d.as_nanos() as i64).or_else(|e| if text == "0s" { Ok(0) } else { Err(e) });
+    let mut test = vec!["CMD".to_owned()];
+    test.extend(entry.command.iter().cloned());
+    Ok(HealthSpec {
+        test,
+        interval_nanoseconds: nanos(&entry.interval)?,
+        timeout_nanoseconds: nanos(&entry.timeout)?,
+        retries: i64::from(entry.retries),
+        start_period_nanoseconds: nanos(&entry.start_period)?,
+    })
+}
+
+/// Replaces `{tenant}`, `{instance}`, `{version}`, `{users}`, `{port}`,
+/// `{manager.email}`, `{manager.name}`, `{sidecar.NAME}` and `{secret.NAME}`.
+fn expand(template: &str, input: &RenderInput<'_>, entry: &CatalogEntry) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').ok_or_else(|| format!("unclosed placeholder in {template:?}"))? + start;
+        let key = &rest[start + 1..end];
+        let value = match key {
+            "tenant" => input.tenant.to_owned(),
+            "instance" => input.instance.to_owned(),
+            "version" => input.version.to_owned(),
+            "users" => input.users.to_string(),
+            "port" => entry.port.to_string(),
+            "manager.email" => input.manager_email.to_owned(),
+            "manager.name" => input.manager_name.to_owned(),
+            _ => {
+                if let Some(sidecar) = key.strip_prefix("sidecar.").filter(|s| entry.sidecars.contains_key(*s)) {
+                    sidecar_container_name(input.tenant, input.instance, sidecar)
+                } else if let Some(secret) = key.strip_prefix("secret.") {
+                    input.secrets.get(secret).cloned().ok_or_else(|| format!("secret {secret:?} was not generated"))?
+                } else {
+                    return Err(format!("unknown placeholder {{{key}}} in {template:?}"));
+                }
+            }
+        };
+        out.push_str(&value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn sidecar_container_name(tenant: &str, instance: &str, sidecar: &str) -> String {
+    format!("atrium-{tenant}-{instance}-{sidecar}")
+}
+
+fn expand_map(map: &BTreeMap<String, String>, input: &RenderInput<'_>, entry: &CatalogEntry) -> Result<BTreeMap<String, String>, String> {
+    map.iter().map(|(k, v)| Ok((k.clone(), expand(v, input, entry)?))).collect()
+}
+
+/// The secret names an entry's templates use (generated once per instance).
+pub fn required_secrets(entry: &CatalogEntry) -> Vec<String> {
+    let mut texts: Vec<&String> = entry.environment.values().chain(entry.manager_account.environment.values()).collect();
+    for sidecar in entry.sidecars.values() {
+        texts.extend(sidecar.environment.values());
+    }
+    let mut names: Vec<String> = texts
+        .iter()
+        .flat_map(|text| text.split("{secret.").skip(1).filter_map(|rest| rest.split('}').next().map(str::to_owned)))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Renders an entry for one instance.
+pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedApp, String> {
+    let channel = entry.channel(input.channel).ok_or_else(|| format!("app {} has no {} channel", entry.name, input.channel))?;
+    let image = channel.image.replace("{version}", input.version);
+    let limits = match input.resources {
+        Some(resources) => resources,
+        None => *entry.resources.get(input.tier).ok_or_else(|| format!("app {} has no resources for tier {}", entry.name, input.tier))?,
+    };
+    let nano_cpus = (limits.cpus * 1e9).round() as i64;
+    let memory_bytes = (limits.memory_mb as i64) * 1024 * 1024;
+    let network = network_name(input.tenant);
+    let labels = base_labels(input);
+    let volume_name = |suffix: &str| format!("atrium-{}-{}-{suffix}", input.tenant, input.instance);
+
+    let mut volumes = Vec::new();
+    let mut containers = Vec::new();
+    for (sidecar_name, sidecar) in &entry.sidecars {
+        let mut sidecar_labels = labels.clone();
+        sidecar_labels.insert(labels::ROLE.to_owned(), format!("sidecar:{sidecar_name}"));
+        let mounts: Vec<(String, String)> = sidecar
+            .volumes
+            .iter()
+            .map(|(volume, path)| (volume_name(&format!("{sidecar_name}-{volume}")), path.clone()))
+            .collect();
+        volumes.extend(mounts.iter().map(|(name, _)| VolumeSpec { name: name.clone(), labels: labels.clone() }));
+        let name = sidecar_container_name(input.tenant, input.instance, sidecar_name);
+        containers.push(ContainerSpec {
+            name: name.clone(),
+            role: ContainerRole::Sidecar(sidecar_name.clone()),
+            image: sidecar.image.replace("{version}", input.version),
+            command: sidecar.command.clone(),
+            environment: expand_map(&sidecar.environment, input, entry)?,
+            labels: sidecar_labels,
+            mounts,
+            port: None,
+            health: sidecar.health.as_ref().map(health_spec).transpose()?,
+            nano_cpus,
+            memory_bytes,
+            network: network.clone(),
+            network_alias: name,
+        });
+    }
+
+    let mut environment = expand_map(&entry.environment, input, entry)?;
+    if entry.manager_account.method == "environment" {
+        environment.extend(expand_map(&entry.manager_account.environment, input, entry)?);
+    }
+    if let Some(limit) = &entry.user_limit
+        && limit.method == "environment"
+        && let Some(variable) = &limit.variable
+    {
+        environment.insert(variable.clone(), input.users.to_string());
+    }
+    for (key, value) in input.extra_environment {
+        environment.insert(key.clone(), value.clone());
+    }
+    let mounts: Vec<(String, String)> = entry.volumes.iter().map(|(volume, path)| (volume_name(volume), path.clone())).collect();
+    volumes.extend(mounts.iter().map(|(name, _)| VolumeSpec { name: name.clone(), labels: labels.clone() }));
+    let mut app_labels = labels.clone();
+    app_labels.insert(labels::ROLE.to_owned(), "app".to_owned());
+    app_labels.insert(labels::VERSION.to_owned(), input.version.to_owned());
+    app_labels.insert(labels::GENERATION.to_owned(), input.generation.to_string());
+    containers.push(ContainerSpec {
+        name: app_container_name(input.tenant, input.instance, input.generation),
+        role: ContainerRole::App,
+        image,
+        command: entry.command.clone(),
+        environment,
+        labels: app_labels,
+        mounts,
+        port: Some(entry.port),
+        health: Some(health_spec(&entry.health)?),
+        nano_cpus,
+        memory_bytes,
+        network: network.clone(),
+        network_alias: format!("atrium-{}-{}", input.tenant, input.instance),
+    });
+    let mut network_labels = BTreeMap::from([(labels::MANAGED.to_owned(), "true".to_owned())]);
+    network_labels.insert(labels::TENANT.to_owned(), input.tenant.to_owned());
+    Ok(RenderedApp { network, network_labels, volumes, containers })
+}
+
+/// Renders with sample values to prove every placeholder of an entry resolves.
+pub(super) fn check_placeholders(entry: &CatalogEntry) -> Result<(), String> {
+    let secrets: BTreeMap<String, String> = required_secrets(entry).into_iter().map(|name| (name, "sample".to_owned())).collect();
+    for (channel_name, channel) in &entry.channels {
+        let input = RenderInput {
+            tenant: "sample",
+            instance: "app",
+            owner: "terraform",
+            channel: channel_name,
+            version: &channel.default,
+            tier: "basic",
+            users: 1,
+            manager_email: "manager@example.com",
+            manager_name: "Manager",
+            generation: 1,
+            resources: None,
+            extra_environment: &BTreeMap::new(),
+            secrets: &secrets,
+        };
+        render(entry, &input)?;
+    }
+    if let Some(command) = &entry.manager_account.command {
+        for part in command {
+            let input = RenderInput {
+                tenant: "sample",
+                instance: "app",
+                owner: "terraform",
+                channel: "stable",
+                version: "1",
+                tier: "basic",
+                users: 1,
+                manager_email: "manager@example.com",
+                manager_name: "Manager",
+                generation: 1,
+                resources: None,
+                extra_environment: &BTreeMap::new(),
+                secrets: &secrets,
+            };
+            expand(part, &input, entry)?;
+        }
+    }
+    Ok(())
+}
+
+/// A stable text form of a rendered app, for snapshot tests and plan output.
+pub fn describe(app: &RenderedApp) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let _ = writeln!(text, "network {} {:?}", app.network, app.network_labels);
+    for volume in &app.volumes {
+        let _ = writeln!(text, "volume {}", volume.name);
+    }
+    for container in &app.containers {
+        let _ = writeln!(text, "container {} ({:?})", container.name, container.role);
+        let _ = writeln!(text, "  image: {}", container.image);
+        if let Some(command) = &container.command {
+            let _ = writeln!(text, "  command: {command:?}");
+        }
+        for (key, value) in &container.environment {
+            let _ = writeln!(text, "  env {key}={value}");
+        }
+        for (volume, path) in &container.mounts {
+            let _ = writeln!(text, "  mount {volume} -> {path}");
+        }
+        if let Some(port) = container.port {
+            let _ = writeln!(text, "  port: {port}");
+        }
+        if let Some(health) = &container.health {
+            let _ = writeln!(
+                text,
+                "  health: {:?} every {}ms, timeout {}ms, {} retries",
+                health.test,
+                health.interval_nanoseconds / 1_000_000,
+                health.timeout_nanoseconds / 1_000_000,
+                health.retries
+            );
+        }
+        let _ = writeln!(text, "  limits: {} nano-cpus, {} bytes", container.nano_cpus, container.memory_bytes);
+        let _ = writeln!(text, "  alias: {}", container.network_alias);
+        let _ = writeln!(text, "  labels: {:?}", container.labels);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Catalog;
+    use super::*;
+
+    pub(crate) fn sample_input<'a>(
+        channel: &'a str,
+        version: &'a str,
+        environment: &'a BTreeMap<String, String>,
+        secrets: &'a BTreeMap<String, String>,
+    ) -> RenderInput<'a> {
+        RenderInput {
+            tenant: "acme",
+            instance: "erp",
+            owner: "terraform",
+            channel,
+            version,
+            tier: "business",
+            users: 25,
+            manager_email: "it-lead@acme.example",
+            manager_name: "Dana Fischer",
+            generation: 3,
+            resources: None,
+            extra_environment: environment,
+            secrets,
+        }
+    }
+
+    #[test]
+    fn hello_renders_deterministic_names_labels_and_limits() {
+        let catalog = Catalog::built_in();
+        let entry = catalog.get("hello").unwrap();
+        let extra = BTreeMap::from([("GREETING".to_owned(), "Moin".to_owned())]);
+        let secrets = BTreeMap::new();
+        let app = render(entry, &sample_input("stable", "1.1", &extra, &secrets)).unwrap();
+        assert_eq!(app, render(entry, &sample_input("stable", "1.1", &extra, &secrets)).unwrap());
+        insta::assert_snapshot!(describe(&app));
+    }
+
+    #[test]
+    fn unknown_placeholders_and_missing_secrets_are_errors() {
+        let catalog = Catalog::built_in();
+        let entry = catalog.get("hello").unwrap();
+        let (environment, secrets) = (BTreeMap::new(), BTreeMap::new());
+        let input = sample_input("stable", "1.1", &environment, &secrets);
+        assert!(expand("{nope}", &input, entry).unwrap_err().contains("{nope}"));
+        assert!(expand("{secret.db}", &input, entry).unwrap_err().contains("\"db\""));
+        assert_eq!(expand("x-{tenant}-{users}", &input, entry).unwrap(), "x-acme-25");
+    }
+}
