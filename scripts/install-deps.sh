@@ -13,6 +13,9 @@ need protoc protobuf-compiler
 if ! command -v initdb >/dev/null 2>&1 && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
   missing+=(postgresql-15)
 fi
+# The Docker engine that app instances run on, and busybox for the hello test app.
+need dockerd docker.io
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 need terraform __terraform__
 
 if printf '%s\n' "${missing[@]}" | grep -qx __terraform__; then
