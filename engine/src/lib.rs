@@ -5,13 +5,16 @@
 //! Terraform's values into the types here and back; the engine's own front
 //! door (a CLI reading HCL, in a later issue) uses the same types.
 
+pub mod app_apply;
 pub mod attribute;
+pub mod backends;
 pub mod catalog;
 pub mod config;
 pub mod model;
 pub mod observe;
 pub mod plan;
 pub mod registry;
+pub mod targets;
 pub mod tenant_apply;
 #[doc(hidden)]
 pub mod test_services;

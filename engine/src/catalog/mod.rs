@@ -11,9 +11,9 @@
 //! every container, volume and network name and every label, so apply has
 //! nothing left to decide.
 
-mod render;
 #[cfg(test)]
 mod real_apps;
+mod render;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,8 +21,14 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use render::{
-    ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, VolumeSpec, describe, labels, render, required_secrets,
+    ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, VolumeSpec, app_container_name, describe,
+    labels, network_name, render, required_secrets,
 };
+
+/// The app container's name for an instance at a generation.
+pub fn render_app_container_name(spec: &crate::model::app_instance::AppInstanceSpec, generation: u32) -> String {
+    app_container_name(spec.id.tenant_id.as_str(), &spec.id.name, generation)
+}
 
 /// The built-in entries, compiled in.
 const BUILT_IN: &[(&str, &str)] = &[("hello.hcl", include_str!("../../catalog/hello.hcl"))];

@@ -123,7 +123,9 @@ fn base_labels(input: &RenderInput<'_>) -> BTreeMap<String, String> {
 }
 
 fn health_spec(entry: &HealthEntry) -> Result<HealthSpec, String> {
-    let nanos = |text: &str| parse_duration(text).map(|d| d.as_nanos() as i64).or_else(|e| if text == "0s" { Ok(0) } else { Err(e) });
+    let nanos = |text: &str| {
+        parse_duration(text).map(|d| d.as_nanos() as i64).or_else(|e| if text == "0s" { Ok(0) } else { Err(e) })
+    };
     let mut test = vec!["CMD".to_owned()];
     test.extend(entry.command.iter().cloned());
     Ok(HealthSpec {
@@ -173,13 +175,18 @@ fn sidecar_container_name(tenant: &str, instance: &str, sidecar: &str) -> String
     format!("atrium-{tenant}-{instance}-{sidecar}")
 }
 
-fn expand_map(map: &BTreeMap<String, String>, input: &RenderInput<'_>, entry: &CatalogEntry) -> Result<BTreeMap<String, String>, String> {
+fn expand_map(
+    map: &BTreeMap<String, String>,
+    input: &RenderInput<'_>,
+    entry: &CatalogEntry,
+) -> Result<BTreeMap<String, String>, String> {
     map.iter().map(|(k, v)| Ok((k.clone(), expand(v, input, entry)?))).collect()
 }
 
 /// The secret names an entry's templates use (generated once per instance).
 pub fn required_secrets(entry: &CatalogEntry) -> Vec<String> {
-    let mut texts: Vec<&String> = entry.environment.values().chain(entry.manager_account.environment.values()).collect();
+    let mut texts: Vec<&String> =
+        entry.environment.values().chain(entry.manager_account.environment.values()).collect();
     for sidecar in entry.sidecars.values() {
         texts.extend(sidecar.environment.values());
     }
@@ -194,11 +201,15 @@ pub fn required_secrets(entry: &CatalogEntry) -> Vec<String> {
 
 /// Renders an entry for one instance.
 pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedApp, String> {
-    let channel = entry.channel(input.channel).ok_or_else(|| format!("app {} has no {} channel", entry.name, input.channel))?;
+    let channel =
+        entry.channel(input.channel).ok_or_else(|| format!("app {} has no {} channel", entry.name, input.channel))?;
     let image = channel.image.replace("{version}", input.version);
     let limits = match input.resources {
         Some(resources) => resources,
-        None => *entry.resources.get(input.tier).ok_or_else(|| format!("app {} has no resources for tier {}", entry.name, input.tier))?,
+        None => *entry
+            .resources
+            .get(input.tier)
+            .ok_or_else(|| format!("app {} has no resources for tier {}", entry.name, input.tier))?,
     };
     let nano_cpus = (limits.cpus * 1e9).round() as i64;
     let memory_bytes = (limits.memory_mb as i64) * 1024 * 1024;
@@ -248,7 +259,8 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
     for (key, value) in input.extra_environment {
         environment.insert(key.clone(), value.clone());
     }
-    let mounts: Vec<(String, String)> = entry.volumes.iter().map(|(volume, path)| (volume_name(volume), path.clone())).collect();
+    let mounts: Vec<(String, String)> =
+        entry.volumes.iter().map(|(volume, path)| (volume_name(volume), path.clone())).collect();
     volumes.extend(mounts.iter().map(|(name, _)| VolumeSpec { name: name.clone(), labels: labels.clone() }));
     let mut app_labels = labels.clone();
     app_labels.insert(labels::ROLE.to_owned(), "app".to_owned());
@@ -276,7 +288,8 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
 
 /// Renders with sample values to prove every placeholder of an entry resolves.
 pub(super) fn check_placeholders(entry: &CatalogEntry) -> Result<(), String> {
-    let secrets: BTreeMap<String, String> = required_secrets(entry).into_iter().map(|name| (name, "sample".to_owned())).collect();
+    let secrets: BTreeMap<String, String> =
+        required_secrets(entry).into_iter().map(|name| (name, "sample".to_owned())).collect();
     for (channel_name, channel) in &entry.channels {
         let input = RenderInput {
             tenant: "sample",

@@ -12,6 +12,7 @@
 //! Schema markers: the documents carry a few JSON Schema keywords that tell a
 //! front door how an attribute behaves; see [`markers`].
 
+pub mod app_instance;
 pub mod ids;
 pub mod tenant;
 pub mod timeouts;
@@ -43,3 +44,6 @@ pub fn document_schema<T: schemars::JsonSchema>() -> serde_json::Value {
 /// upgrade step in the front door, whenever an attribute is renamed or
 /// changes type.
 pub const TENANT_SCHEMA_VERSION: i64 = 0;
+
+/// The stored state version of `atrium_app_instance`.
+pub const APP_INSTANCE_SCHEMA_VERSION: i64 = 0;

@@ -6,6 +6,7 @@
 //! create and "not found" as success on delete, which makes every step safe to
 //! repeat.
 
+mod app_instances;
 mod tenants;
 
 use std::borrow::Cow;
@@ -89,13 +90,13 @@ pub fn redact_url(url: &str) -> String {
 }
 
 fn migrations() -> Vec<Migration> {
-    vec![Migration::new(
-        1,
-        Cow::Borrowed("tenants"),
-        MigrationType::Simple,
-        include_str!("../../migrations/0001_tenants.sql").into_sql_str(),
-        false,
-    )]
+    let migration = |version, description, sql: &'static str| {
+        Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, sql.into_sql_str(), false)
+    };
+    vec![
+        migration(1, "tenants", include_str!("../../migrations/0001_tenants.sql")),
+        migration(2, "app instances", include_str!("../../migrations/0002_app_instances.sql")),
+    ]
 }
 
 impl Registry {

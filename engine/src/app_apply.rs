@@ -1,0 +1,401 @@
+//! Deploying and destroying app instances: ordered, idempotent steps with undo.
+//!
+//! A deployment renders the catalog entry, then: network → volumes →
+//! sidecars (healthy) → the app container of a *new generation* beside the
+//! old one → its health check → the registry records the new generation →
+//! the old container goes. If the new container never turns healthy it is
+//! removed and the old one keeps serving (for a first deployment, everything
+//! this run made is removed, data volumes that existed before excepted).
+//!
+//! The registry row is the journal: a run cut off before it recorded the new
+//! generation leaves a container of an unrecorded generation, and the next run
+//! removes it before it starts (undo); a run cut off after recording it leaves
+//! the old generation, which the next run removes too (finish).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backends::{ObservedContainer, Runtime, RuntimeError};
+use crate::catalog::{
+    Catalog, CatalogEntry, ContainerRole, RenderInput, RenderedApp, VolumeSpec, labels, render, required_secrets,
+};
+use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec};
+use crate::model::tenant::TenantRecord;
+use crate::registry::{Registry, RegistryError, now_rfc3339};
+use crate::targets::{TargetError, Targets};
+
+/// Why an app instance change did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum AppApplyError {
+    #[error("the registry failed while applying app instance {id}")]
+    Registry {
+        id: AppInstanceId,
+        #[source]
+        source: Box<RegistryError>,
+    },
+    #[error("target {target} failed while applying app instance {id}")]
+    Target {
+        id: AppInstanceId,
+        target: String,
+        #[source]
+        source: Box<TargetError>,
+    },
+    #[error("tenant {tenant} of app instance {id} does not exist")]
+    TenantMissing { id: AppInstanceId, tenant: String },
+    #[error("app instance {id} asks for {users} users, but tenant {tenant} has a user quota of {quota}")]
+    OverQuota { id: AppInstanceId, tenant: String, users: u32, quota: u32 },
+    /// `release` is the app and version, e.g. `hello 2.0`.
+    #[error("{release} of app instance {id} did not become healthy; {kept}. Health check output: {output}")]
+    Unhealthy { id: AppInstanceId, release: String, kept: String, output: String },
+    #[error("the catalog cannot render app instance {id}: {reason}")]
+    Catalog { id: AppInstanceId, reason: String },
+    #[error("applying app instance {id} was cancelled before it started; nothing was changed")]
+    Cancelled { id: AppInstanceId },
+}
+
+impl AppApplyError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            AppApplyError::Registry { source, .. } => source.is_retryable(),
+            AppApplyError::Target { source, .. } => {
+                matches!(source.as_ref(), TargetError::Runtime(runtime) if runtime.is_retryable())
+            }
+            AppApplyError::Cancelled { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// What every app instance operation needs.
+pub struct AppContext<'a> {
+    pub registry: &'a Registry,
+    pub catalog: &'a Catalog,
+    pub targets: &'a Targets,
+    pub owner: &'a str,
+    pub deadline: Duration,
+    pub cancelled: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How an observed app container compares with the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceHealth {
+    Running,
+    Stopped,
+    Missing,
+    Drifted,
+}
+
+impl InstanceHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceHealth::Running => "running",
+            InstanceHealth::Stopped => "stopped",
+            InstanceHealth::Missing => "missing",
+            InstanceHealth::Drifted => "drifted",
+        }
+    }
+}
+
+/// Renders a recorded (or planned) instance at `generation`.
+pub fn render_instance(
+    entry: &CatalogEntry,
+    spec: &AppInstanceSpec,
+    tenant: &TenantRecord,
+    owner: &str,
+    generation: u32,
+    secrets: &BTreeMap<String, String>,
+) -> Result<RenderedApp, String> {
+    let resources =
+        spec.resources.as_ref().map(|r| crate::catalog::ResourcesEntry { cpus: r.cpus, memory_mb: r.memory_mb });
+    let input = RenderInput {
+        tenant: spec.id.tenant_id.as_str(),
+        instance: &spec.id.name,
+        owner,
+        channel: &spec.channel,
+        version: &spec.version,
+        tier: tenant.spec.tier.as_str(),
+        users: spec.users,
+        manager_email: &tenant.spec.manager.email,
+        manager_name: &tenant.spec.manager.name,
+        generation,
+        resources,
+        extra_environment: &spec.environment,
+        secrets,
+    };
+    let mut app = render(entry, &input)?;
+    // Extra volumes from customizations: added beside the catalog's, never replacing them.
+    let extra: Vec<(String, String)> = spec
+        .extra_volumes
+        .iter()
+        .map(|(name, path)| (format!("atrium-{}-{}-x-{name}", spec.id.tenant_id, spec.id.name), path.clone()))
+        .collect();
+    let volume_labels =
+        app.volumes.first().map(|v| v.labels.clone()).unwrap_or_else(|| app.app_container().labels.clone());
+    for (name, _) in &extra {
+        app.volumes.push(VolumeSpec { name: name.clone(), labels: volume_labels.clone() });
+    }
+    if let Some(container) = app.containers.iter_mut().find(|c| c.role == ContainerRole::App) {
+        container.mounts.extend(extra);
+    }
+    Ok(app)
+}
+
+/// Compares the observed app container with the rendered one.
+pub fn compare(observed: Option<&ObservedContainer>, rendered: &RenderedApp) -> InstanceHealth {
+    let Some(observed) = observed else { return InstanceHealth::Missing };
+    let planned = rendered.app_container();
+    let environment_matches = planned.environment.iter().all(|(k, v)| observed.environment.get(k) == Some(v));
+    if observed.image != planned.image
+        || !environment_matches
+        || observed.nano_cpus != planned.nano_cpus
+        || observed.memory_bytes != planned.memory_bytes
+    {
+        return InstanceHealth::Drifted;
+    }
+    if !observed.running || observed.health == "unhealthy" {
+        return InstanceHealth::Stopped;
+    }
+    InstanceHealth::Running
+}
+
+fn generate_secret() -> String {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 18];
+    // /dev/urandom never blocks and is always there on the Linux hosts we run on.
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        let _ = urandom.read_exact(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl AppContext<'_> {
+    fn registry_error(&self, id: &AppInstanceId) -> impl FnOnce(RegistryError) -> AppApplyError {
+        let id = id.clone();
+        move |source| AppApplyError::Registry { id, source: Box::new(source) }
+    }
+
+    fn runtime_error(&self, id: &AppInstanceId, target: &str) -> impl FnOnce(RuntimeError) -> AppApplyError {
+        let (id, target) = (id.clone(), target.to_owned());
+        move |source| AppApplyError::Target { id, target, source: Box::new(TargetError::Runtime(source)) }
+    }
+
+    async fn runtime(&self, id: &AppInstanceId, target: &str) -> Result<Arc<dyn Runtime>, AppApplyError> {
+        self.targets.runtime(target).await.map_err(|source| AppApplyError::Target {
+            id: id.clone(),
+            target: target.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    fn entry(&self, spec: &AppInstanceSpec) -> Result<&CatalogEntry, AppApplyError> {
+        self.catalog.get(&spec.app).ok_or_else(|| AppApplyError::Catalog {
+            id: spec.id.clone(),
+            reason: format!("no app {:?} in the catalog", spec.app),
+        })
+    }
+
+    async fn tenant(&self, spec: &AppInstanceSpec) -> Result<TenantRecord, AppApplyError> {
+        self.registry
+            .get_tenant(&spec.id.tenant_id)
+            .await
+            .map_err(self.registry_error(&spec.id))?
+            .ok_or_else(|| AppApplyError::TenantMissing { id: spec.id.clone(), tenant: spec.id.tenant_id.to_string() })
+    }
+
+    /// Observes the recorded instance: its record and how its container compares.
+    pub async fn observe(
+        &self,
+        id: &AppInstanceId,
+    ) -> Result<Option<(AppInstanceRecord, InstanceHealth)>, AppApplyError> {
+        let Some(record) = self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? else {
+            return Ok(None);
+        };
+        let Some(tenant) = self.registry.get_tenant(&id.tenant_id).await.map_err(self.registry_error(id))? else {
+            return Ok(Some((record, InstanceHealth::Missing)));
+        };
+        let entry = self.entry(&record.spec)?;
+        let rendered = render_instance(entry, &record.spec, &tenant, &record.owner, record.generation, &record.secrets)
+            .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        let runtime = self.runtime(id, &record.spec.target).await?;
+        let observed = runtime
+            .inspect(&rendered.app_container().name)
+            .await
+            .map_err(self.runtime_error(id, &record.spec.target))?;
+        let health = compare(observed.as_ref(), &rendered);
+        Ok(Some((record, health)))
+    }
+
+    /// Removes app containers of this instance whose generation the registry does not record.
+    async fn remove_unrecorded_generations(
+        &self,
+        runtime: &dyn Runtime,
+        spec: &AppInstanceSpec,
+        keep: Option<u32>,
+    ) -> Result<(), AppApplyError> {
+        let id_label = spec.id.to_string();
+        let containers = runtime.list_managed().await.map_err(self.runtime_error(&spec.id, &spec.target))?;
+        for container in containers {
+            let ours = container.labels.get(labels::INSTANCE) == Some(&id_label)
+                && container.labels.get(labels::ROLE).map(String::as_str) == Some("app");
+            let generation = container.labels.get(labels::GENERATION).and_then(|g| g.parse::<u32>().ok());
+            if ours && generation != keep {
+                tracing::info!(instance = %spec.id, container = %container.name, "removing a container left by an interrupted apply");
+                runtime.remove_container(&container.name).await.map_err(self.runtime_error(&spec.id, &spec.target))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deploys `spec`: creates the instance, or upgrades/repairs it with a health-checked switch.
+    pub async fn deploy(&self, spec: &AppInstanceSpec) -> Result<AppInstanceRecord, AppApplyError> {
+        if *self.cancelled.borrow() {
+            return Err(AppApplyError::Cancelled { id: spec.id.clone() });
+        }
+        let tenant = self.tenant(spec).await?;
+        if spec.users > tenant.spec.user_quota {
+            return Err(AppApplyError::OverQuota {
+                id: spec.id.clone(),
+                tenant: tenant.spec.name.to_string(),
+                users: spec.users,
+                quota: tenant.spec.user_quota,
+            });
+        }
+        let entry = self.entry(spec)?;
+        let existing = self.registry.get_app_instance(&spec.id).await.map_err(self.registry_error(&spec.id))?;
+        let runtime = self.runtime(&spec.id, &spec.target).await?;
+        let render_at = |generation: u32, secrets: &BTreeMap<String, String>| {
+            render_instance(entry, spec, &tenant, self.owner, generation, secrets)
+                .map_err(|reason| AppApplyError::Catalog { id: spec.id.clone(), reason })
+        };
+        let secrets = match &existing {
+            Some(record) => record.secrets.clone(),
+            None => required_secrets(entry).into_iter().map(|name| (name, generate_secret())).collect(),
+        };
+
+        // Nothing to deploy when the recorded container already matches the spec.
+        if let Some(record) = &existing {
+            let current = render_at(record.generation, &secrets)?;
+            let observed = runtime
+                .inspect(&current.app_container().name)
+                .await
+                .map_err(self.runtime_error(&spec.id, &spec.target))?;
+            if compare(observed.as_ref(), &current) == InstanceHealth::Running && record.spec.target == spec.target {
+                self.remove_unrecorded_generations(runtime.as_ref(), spec, Some(record.generation)).await?;
+                let updated = AppInstanceRecord { spec: spec.clone(), ..record.clone() };
+                self.registry.put_app_instance(&updated).await.map_err(self.registry_error(&spec.id))?;
+                return Ok(updated);
+            }
+        }
+
+        let old_generation = existing.as_ref().map(|r| r.generation);
+        self.remove_unrecorded_generations(runtime.as_ref(), spec, old_generation).await?;
+        let generation = old_generation.unwrap_or(0) + 1;
+        let rendered = render_at(generation, &secrets)?;
+        let runtime_error = || self.runtime_error(&spec.id, &spec.target);
+
+        runtime.ensure_network(&rendered.network, &rendered.network_labels).await.map_err(runtime_error())?;
+        let mut created_volumes = Vec::new();
+        for volume in &rendered.volumes {
+            if runtime.ensure_volume(volume).await.map_err(runtime_error())? {
+                created_volumes.push(volume.name.clone());
+            }
+        }
+        let started = tokio::time::Instant::now();
+        let outcome = async {
+            for container in &rendered.containers {
+                runtime.ensure_container(container).await?;
+                let remaining = self.deadline.saturating_sub(started.elapsed());
+                runtime.wait_healthy(&container.name, remaining).await?;
+            }
+            runtime.inspect(&rendered.app_container().name).await
+        }
+        .await;
+        let observed = match outcome {
+            Ok(observed) => observed,
+            Err(error) => {
+                // Undo: the new generation goes; a first deployment leaves nothing behind.
+                let _ = runtime.remove_container(&rendered.app_container().name).await;
+                if existing.is_none() {
+                    for container in &rendered.containers {
+                        let _ = runtime.remove_container(&container.name).await;
+                    }
+                    for volume in &created_volumes {
+                        let _ = runtime.remove_volume(volume).await;
+                    }
+                    let _ = runtime.remove_network_if_unused(&rendered.network).await;
+                }
+                return Err(match error {
+                    RuntimeError::Unhealthy { output, .. } => AppApplyError::Unhealthy {
+                        id: spec.id.clone(),
+                        release: format!("{} {}", spec.app, spec.version),
+                        kept: match &existing {
+                            Some(record) => {
+                                format!("version {} keeps serving and nothing else changed", record.spec.version)
+                            }
+                            None => "nothing was left behind".to_owned(),
+                        },
+                        output,
+                    },
+                    other => runtime_error()(other),
+                });
+            }
+        };
+        let previous_version = match &existing {
+            Some(record) if record.spec.version != spec.version => Some(record.spec.version.clone()),
+            Some(record) => record.previous_version.clone(),
+            None => None,
+        };
+        let record = AppInstanceRecord {
+            spec: spec.clone(),
+            generation,
+            previous_version,
+            deployed_at: now_rfc3339(),
+            published_port: observed.and_then(|o| o.published_port),
+            secrets,
+            owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.to_owned()),
+            created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
+        };
+        self.registry.put_app_instance(&record).await.map_err(self.registry_error(&spec.id))?;
+        if let Some(old) = old_generation {
+            let old_name = crate::catalog::render_app_container_name(spec, old);
+            runtime.remove_container(&old_name).await.map_err(runtime_error())?;
+        }
+        Ok(record)
+    }
+
+    /// Destroys an instance: its containers, its network when unused, and its
+    /// data volumes only when `delete_data_on_destroy` is set.
+    pub async fn destroy(&self, id: &AppInstanceId) -> Result<(), AppApplyError> {
+        if *self.cancelled.borrow() {
+            return Err(AppApplyError::Cancelled { id: id.clone() });
+        }
+        let Some(record) = self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? else {
+            return Ok(());
+        };
+        let spec = &record.spec;
+        let runtime = self.runtime(id, &spec.target).await?;
+        let runtime_error = || self.runtime_error(id, &spec.target);
+        let id_label = id.to_string();
+        for container in runtime.list_managed().await.map_err(runtime_error())? {
+            if container.labels.get(labels::INSTANCE) == Some(&id_label) {
+                runtime.remove_container(&container.name).await.map_err(runtime_error())?;
+            }
+        }
+        if spec.delete_data_on_destroy {
+            let entry = self.entry(spec)?;
+            let tenant = self.tenant(spec).await?;
+            let rendered = render_instance(entry, spec, &tenant, &record.owner, record.generation, &record.secrets)
+                .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+            for volume in &rendered.volumes {
+                runtime.remove_volume(&volume.name).await.map_err(runtime_error())?;
+            }
+        }
+        runtime
+            .remove_network_if_unused(&crate::catalog::network_name(id.tenant_id.as_str()))
+            .await
+            .map_err(runtime_error())?;
+        self.registry.delete_app_instance(id).await.map_err(self.registry_error(id))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,423 @@
+//! The runtime on a single Docker engine, through bollard.
+//!
+//! Every object carries `atrium.*` labels, and every destructive call first
+//! checks that the object is managed: a container, volume or network that
+//! someone else made is never touched, even if it has one of our names.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+use super::{ObservedContainer, Runtime, RuntimeError};
+use crate::catalog::{ContainerSpec, VolumeSpec, labels};
+
+/// A Docker engine reached at `endpoint` (`unix:///path` or `tcp://host:port`).
+pub struct DockerRuntime {
+    target: String,
+    docker: Docker,
+}
+
+fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(error, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+fn is_conflict(error: &bollard::errors::Error) -> bool {
+    matches!(error, bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })
+}
+
+impl DockerRuntime {
+    /// Connects and negotiates the API version with the engine.
+    pub async fn connect(target: &str, endpoint: &str) -> Result<DockerRuntime, RuntimeError> {
+        let connect_error =
+            |source| RuntimeError::Connect { target: target.to_owned(), endpoint: endpoint.to_owned(), source };
+        let docker = if endpoint.starts_with("unix://") {
+            Docker::connect_with_unix(endpoint, 120, bollard::API_DEFAULT_VERSION).map_err(connect_error)?
+        } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
+            Docker::connect_with_http(endpoint, 120, bollard::API_DEFAULT_VERSION).map_err(connect_error)?
+        } else {
+            return Err(connect_error(bollard::errors::Error::UnsupportedURISchemeError { uri: endpoint.to_owned() }));
+        };
+        let docker = docker.negotiate_version().await.map_err(connect_error)?;
+        Ok(DockerRuntime { target: target.to_owned(), docker })
+    }
+
+    fn api_error(&self, operation: &'static str, object: &str) -> impl FnOnce(bollard::errors::Error) -> RuntimeError {
+        let target = self.target.clone();
+        let object = object.to_owned();
+        move |source| RuntimeError::Api { target, operation, object, source }
+    }
+
+    fn not_managed(&self, object: String) -> RuntimeError {
+        RuntimeError::NotManaged { target: self.target.clone(), object }
+    }
+
+    fn is_managed(labels: Option<&HashMap<String, String>>) -> bool {
+        labels.and_then(|l| l.get(labels::MANAGED)).is_some_and(|v| v == "true")
+    }
+
+    fn to_btree(labels: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
+        labels.unwrap_or_default().into_iter().collect()
+    }
+}
+
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let port_key = spec.port.map(|port| format!("{port}/tcp"));
+    let port_bindings = port_key.as_ref().map(|key| {
+        HashMap::from([(
+            key.clone(),
+            Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+        )])
+    });
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.command.clone(),
+        env: Some(spec.environment.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        exposed_ports: port_key.map(|key| vec![key]),
+        healthcheck: spec.health.as_ref().map(|health| HealthConfig {
+            test: Some(health.test.clone()),
+            interval: Some(health.interval_nanoseconds),
+            timeout: Some(health.timeout_nanoseconds),
+            retries: Some(health.retries),
+            start_period: Some(health.start_period_nanoseconds),
+            start_interval: None,
+        }),
+        host_config: Some(HostConfig {
+            binds: Some(spec.mounts.iter().map(|(volume, path)| format!("{volume}:{path}")).collect()),
+            port_bindings,
+            nano_cpus: Some(spec.nano_cpus),
+            memory: Some(spec.memory_bytes),
+            // Busybox httpd (and many app entrypoints) ignore SIGTERM as PID 1.
+            init: Some(true),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            network_mode: Some(spec.network.clone()),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                spec.network.clone(),
+                EndpointSettings { aliases: Some(vec![spec.network_alias.clone()]), ..Default::default() },
+            )])),
+        }),
+        ..Default::default()
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), RuntimeError> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(network) if Self::is_managed(network.labels.as_ref()) => return Ok(()),
+            Ok(_) => return Err(self.not_managed(format!("network {name}"))),
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => return Err(self.api_error("inspect network", name)(error)),
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".into()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Created concurrently by another instance of the same tenant.
+            Err(error) if is_conflict(&error) => Ok(()),
+            Err(error) => Err(self.api_error("create network", name)(error)),
+        }
+    }
+
+    async fn remove_network_if_unused(&self, name: &str) -> Result<(), RuntimeError> {
+        let network = match self.docker.inspect_network(name, None).await {
+            Ok(network) => network,
+            Err(error) if is_not_found(&error) => return Ok(()),
+            Err(error) => return Err(self.api_error("inspect network", name)(error)),
+        };
+        if !Self::is_managed(network.labels.as_ref()) {
+            return Err(self.not_managed(format!("network {name}")));
+        }
+        if network.containers.is_some_and(|c| !c.is_empty()) {
+            return Ok(());
+        }
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            // Gone, or a container joined meanwhile: both leave nothing to do.
+            Err(error) if is_not_found(&error) || is_conflict(&error) => Ok(()),
+            Err(error)
+                if matches!(&error, bollard::errors::Error::DockerResponseServerError { status_code: 403, .. }) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(self.api_error("remove network", name)(error)),
+        }
+    }
+
+    async fn ensure_volume(&self, spec: &VolumeSpec) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_volume(&spec.name).await {
+            Ok(volume) if volume.labels.get(labels::MANAGED).is_some_and(|v| v == "true") => return Ok(false),
+            Ok(_) => return Err(self.not_managed(format!("volume {}", spec.name))),
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => return Err(self.api_error("inspect volume", &spec.name)(error)),
+        }
+        let request = VolumeCreateRequest {
+            name: Some(spec.name.clone()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker.create_volume(request).await.map_err(self.api_error("create volume", &spec.name))?;
+        Ok(true)
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(volume) if volume.labels.get(labels::MANAGED).is_some_and(|v| v == "true") => {}
+            Ok(_) => return Err(self.not_managed(format!("volume {name}"))),
+            Err(error) if is_not_found(&error) => return Ok(()),
+            Err(error) => return Err(self.api_error("inspect volume", name)(error)),
+        }
+        match self.docker.remove_volume(name, Some(RemoveVolumeOptionsBuilder::default().force(false).build())).await {
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(self.api_error("remove volume", name)(error)),
+        }
+    }
+
+    async fn ensure_container(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        match self.docker.inspect_container(&spec.name, None::<InspectContainerOptions>).await {
+            Ok(existing) => {
+                let existing_labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
+                let same_instance =
+                    existing_labels.and_then(|l| l.get(labels::INSTANCE)) == spec.labels.get(labels::INSTANCE);
+                if !Self::is_managed(existing_labels) || !same_instance {
+                    return Err(self.not_managed(format!("container {}", spec.name)));
+                }
+                let running = existing.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+                let same_image = existing.config.as_ref().and_then(|c| c.image.as_deref()) == Some(spec.image.as_str());
+                if !same_image {
+                    // Changed out of band: replace it with the planned one.
+                    self.remove_container(&spec.name).await?;
+                } else if running {
+                    return Ok(());
+                } else {
+                    return self
+                        .docker
+                        .start_container(&spec.name, None)
+                        .await
+                        .map_err(self.api_error("start container", &spec.name));
+                }
+            }
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => return Err(self.api_error("inspect container", &spec.name)(error)),
+        }
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        match self.docker.create_container(Some(options), create_body(spec)).await {
+            Ok(_) => {}
+            Err(error) if is_conflict(&error) => {}
+            Err(error) => return Err(self.api_error("create container", &spec.name)(error)),
+        }
+        self.docker.start_container(&spec.name, None).await.map_err(self.api_error("start container", &spec.name))
+    }
+
+    async fn remove_container(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.docker.inspect_container(name, None::<InspectContainerOptions>).await {
+            Ok(existing) if Self::is_managed(existing.config.as_ref().and_then(|c| c.labels.as_ref())) => {}
+            Ok(_) => return Err(self.not_managed(format!("container {name}"))),
+            Err(error) if is_not_found(&error) => return Ok(()),
+            Err(error) => return Err(self.api_error("inspect container", name)(error)),
+        }
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(self.api_error("remove container", name)(error)),
+        }
+    }
+
+    async fn list_managed(&self) -> Result<Vec<ObservedContainer>, RuntimeError> {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{}=true", labels::MANAGED)])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let summaries =
+            self.docker.list_containers(Some(options)).await.map_err(self.api_error("list", "containers"))?;
+        Ok(summaries
+            .into_iter()
+            .map(|summary| {
+                let name = summary
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_default();
+                let running = summary.state.map(|s| s.to_string() == "running").unwrap_or(false);
+                let health = summary.status.as_deref().map(status_health).unwrap_or("none").to_owned();
+                let published_port = summary.ports.unwrap_or_default().into_iter().find_map(|p| p.public_port);
+                ObservedContainer {
+                    name,
+                    image: summary.image.unwrap_or_default(),
+                    labels: Self::to_btree(summary.labels),
+                    running,
+                    health,
+                    environment: BTreeMap::new(),
+                    nano_cpus: 0,
+                    memory_bytes: 0,
+                    published_port,
+                }
+            })
+            .collect())
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<ObservedContainer>, RuntimeError> {
+        let container = match self.docker.inspect_container(name, None::<InspectContainerOptions>).await {
+            Ok(container) => container,
+            Err(error) if is_not_found(&error) => return Ok(None),
+            Err(error) => return Err(self.api_error("inspect container", name)(error)),
+        };
+        let config = container.config.unwrap_or_default();
+        let state = container.state.unwrap_or_default();
+        let host = container.host_config.unwrap_or_default();
+        let environment = config
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|pair| pair.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect();
+        let health = state
+            .health
+            .and_then(|h| h.status)
+            .map(|status| match status {
+                HealthStatusEnum::HEALTHY => "healthy",
+                HealthStatusEnum::UNHEALTHY => "unhealthy",
+                HealthStatusEnum::STARTING => "starting",
+                _ => "none",
+            })
+            .unwrap_or("none");
+        let published_port = container
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|ports| ports.into_values().flatten().flatten().find_map(|b| b.host_port))
+            .and_then(|port| port.parse().ok());
+        Ok(Some(ObservedContainer {
+            name: name.to_owned(),
+            image: config.image.unwrap_or_default(),
+            labels: Self::to_btree(config.labels),
+            running: state.running.unwrap_or(false),
+            health: health.to_owned(),
+            environment,
+            nano_cpus: host.nano_cpus.unwrap_or(0),
+            memory_bytes: host.memory.unwrap_or(0),
+            published_port,
+        }))
+    }
+
+    async fn wait_healthy(&self, name: &str, deadline: Duration) -> Result<(), RuntimeError> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let container = self
+                .docker
+                .inspect_container(name, None::<InspectContainerOptions>)
+                .await
+                .map_err(self.api_error("inspect container", name))?;
+            let state = container.state.unwrap_or_default();
+            let health = state.health.clone().unwrap_or_default();
+            let last_output = || {
+                health
+                    .log
+                    .clone()
+                    .unwrap_or_default()
+                    .last()
+                    .and_then(|r| r.output.clone())
+                    .map(|o| o.trim().to_owned())
+                    .filter(|o| !o.is_empty())
+                    .unwrap_or_else(|| {
+                        format!(
+                            "health check exit code {:?}",
+                            health.log.as_ref().and_then(|l| l.last()).and_then(|r| r.exit_code)
+                        )
+                    })
+            };
+            match health.status {
+                Some(HealthStatusEnum::HEALTHY) => return Ok(()),
+                None | Some(HealthStatusEnum::NONE) | Some(HealthStatusEnum::EMPTY) if state.running == Some(true) => {
+                    return Ok(());
+                }
+                Some(HealthStatusEnum::UNHEALTHY) => {
+                    return Err(RuntimeError::Unhealthy {
+                        target: self.target.clone(),
+                        container: name.to_owned(),
+                        waited: started.elapsed(),
+                        output: last_output(),
+                    });
+                }
+                _ => {}
+            }
+            if state.running == Some(false)
+                && state.restarting != Some(true)
+                && started.elapsed() > Duration::from_secs(2)
+            {
+                return Err(RuntimeError::Unhealthy {
+                    target: self.target.clone(),
+                    container: name.to_owned(),
+                    waited: started.elapsed(),
+                    output: format!(
+                        "the container exited (code {:?}) {}",
+                        state.exit_code,
+                        state.error.unwrap_or_default()
+                    ),
+                });
+            }
+            if started.elapsed() >= deadline {
+                return Err(RuntimeError::Unhealthy {
+                    target: self.target.clone(),
+                    container: name.to_owned(),
+                    waited: started.elapsed(),
+                    output: last_output(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn exec(&self, name: &str, command: &[String]) -> Result<String, RuntimeError> {
+        let options = bollard::exec::CreateExecOptions {
+            cmd: Some(command.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = self.docker.create_exec(name, options).await.map_err(self.api_error("exec in", name))?;
+        let started = self.docker.start_exec(&exec.id, None).await.map_err(self.api_error("exec in", name))?;
+        let mut output = String::new();
+        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } = started {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(self.api_error("read exec output of", name))?;
+                output.push_str(&chunk.to_string());
+            }
+        }
+        Ok(output)
+    }
+}
+
+/// The health word in a list call's status text, e.g. `Up 3 seconds (healthy)`.
+fn status_health(status: &str) -> &'static str {
+    if status.contains("(healthy)") {
+        "healthy"
+    } else if status.contains("(unhealthy)") {
+        "unhealthy"
+    } else if status.contains("starting") {
+        "starting"
+    } else {
+        "none"
+    }
+}

@@ -1,0 +1,99 @@
+//! Backends: one small trait per role, one implementation per real system.
+//!
+//! Today: the container runtime on a Docker engine (`docker`). Swarm, Caddy,
+//! PowerDNS, SMTP and Redmine follow the same shape in later issues.
+
+pub mod docker;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::catalog::{ContainerSpec, VolumeSpec};
+
+/// A container as the runtime reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedContainer {
+    pub name: String,
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    pub running: bool,
+    /// `healthy`, `unhealthy`, `starting`, or `none` without a health check.
+    pub health: String,
+    pub environment: BTreeMap<String, String>,
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    /// The app port published on the target's loopback, if any.
+    pub published_port: Option<u16>,
+}
+
+/// A runtime failure, with the target and whether retrying may help.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot reach the Docker engine of target {target} at {endpoint}")]
+    Connect {
+        target: String,
+        endpoint: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("Docker on target {target} refused to {operation} {object}")]
+    Api {
+        target: String,
+        operation: &'static str,
+        object: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error(
+        "{object} on target {target} exists but is not managed by Atrium (no atrium.managed label); Atrium never touches it"
+    )]
+    NotManaged { target: String, object: String },
+    #[error("container {container} on target {target} did not become healthy within {waited:?}: {output}")]
+    Unhealthy { target: String, container: String, waited: Duration, output: String },
+}
+
+impl RuntimeError {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        let source = match self {
+            RuntimeError::Connect { .. } => return true,
+            RuntimeError::Api { source, .. } => source,
+            RuntimeError::NotManaged { .. } | RuntimeError::Unhealthy { .. } => return false,
+        };
+        match source {
+            bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
+                *status_code >= 500 || *status_code == 429
+            }
+            bollard::errors::Error::RequestTimeoutError | bollard::errors::Error::HyperResponseError { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Runs containers on one target.
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// Creates the network if missing (labelled); an existing managed one is fine.
+    async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), RuntimeError>;
+    /// Removes a managed network when no container uses it any more.
+    async fn remove_network_if_unused(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Creates the volume if missing; returns whether it was created now.
+    async fn ensure_volume(&self, spec: &VolumeSpec) -> Result<bool, RuntimeError>;
+    /// Removes a managed volume; a missing one is fine.
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Creates (if missing) and starts a container.
+    async fn ensure_container(&self, spec: &ContainerSpec) -> Result<(), RuntimeError>;
+    /// Removes a managed container (stopping it); a missing one is fine.
+    async fn remove_container(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Every managed container, from one list call; environment and limits
+    /// are filled only by [`Runtime::inspect`].
+    async fn list_managed(&self) -> Result<Vec<ObservedContainer>, RuntimeError>;
+    /// One container in detail; `None` when it does not exist.
+    async fn inspect(&self, name: &str) -> Result<Option<ObservedContainer>, RuntimeError>;
+    /// Waits until the container's health check passes, up to `deadline`.
+    async fn wait_healthy(&self, name: &str, deadline: Duration) -> Result<(), RuntimeError>;
+    /// Runs a command in a running container and returns its output (tests and one-shot setup).
+    async fn exec(&self, name: &str, command: &[String]) -> Result<String, RuntimeError>;
+}

@@ -1,0 +1,50 @@
+//! The hosting targets of the configuration, connected on first use.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use crate::backends::docker::DockerRuntime;
+use crate::backends::{Runtime, RuntimeError};
+use crate::config::TargetDocument;
+
+/// Named targets and their runtimes.
+pub struct Targets {
+    configured: BTreeMap<String, TargetDocument>,
+    connected: Mutex<HashMap<String, Arc<dyn Runtime>>>,
+}
+
+/// A target that is not configured or cannot be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("target {target:?} is not configured (configured: {configured})")]
+    Unknown { target: String, configured: String },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl Targets {
+    pub fn new(configured: BTreeMap<String, TargetDocument>) -> Targets {
+        Targets { configured, connected: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.configured.keys().map(String::as_str).collect()
+    }
+
+    /// The runtime of `target`, connecting (and negotiating the API version) once.
+    pub async fn runtime(&self, target: &str) -> Result<Arc<dyn Runtime>, TargetError> {
+        let mut connected = self.connected.lock().await;
+        if let Some(runtime) = connected.get(target) {
+            return Ok(Arc::clone(runtime));
+        }
+        let document = self
+            .configured
+            .get(target)
+            .ok_or_else(|| TargetError::Unknown { target: target.to_owned(), configured: self.names().join(", ") })?;
+        let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::connect(target, &document.docker_host).await?);
+        connected.insert(target.to_owned(), Arc::clone(&runtime));
+        Ok(runtime)
+    }
+}

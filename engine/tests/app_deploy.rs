@@ -1,0 +1,231 @@
+//! Integration tests: app instances deployed for real on the Docker engine
+//! that `scripts/services.sh` starts, with the locally built `hello` app.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use atrium_engine::app_apply::{AppApplyError, AppContext, InstanceHealth};
+use atrium_engine::backends::Runtime;
+use atrium_engine::catalog::Catalog;
+use atrium_engine::config::{Location, TargetDocument};
+use atrium_engine::model::TenantId;
+use atrium_engine::model::app_instance::{AppInstanceId, AppInstanceSpec};
+use atrium_engine::model::tenant::{Manager, TenantSpec, Tier};
+use atrium_engine::registry::Registry;
+use atrium_engine::targets::Targets;
+use atrium_engine::test_services::service_variable;
+
+struct Fixture {
+    _directory: tempfile::TempDir,
+    registry: Registry,
+    catalog: Catalog,
+    targets: Targets,
+    tenant: String,
+}
+
+impl Fixture {
+    async fn new(short_name: &str) -> Fixture {
+        let directory = tempfile::tempdir().unwrap();
+        let registry =
+            Registry::connect(&format!("sqlite://{}", directory.path().join("r.db").display())).await.unwrap();
+        let tenant = format!("{short_name}-{}", std::process::id() % 100_000);
+        let spec = TenantSpec {
+            name: TenantId::parse(&tenant).unwrap(),
+            display_name: "Test".into(),
+            tier: Tier::Basic,
+            user_quota: 10,
+            expires_on: None,
+            manager: Manager { email: "m@test.example".into(), name: "M".into() },
+            welcome_email: false,
+        };
+        registry.insert_tenant(&spec, "terraform").await.unwrap();
+        let target = TargetDocument {
+            location: Location::Onprem,
+            docker_host: service_variable("ATRIUM_TEST_DOCKER_HOST"),
+            orchestrator: None,
+            ingress_admin_url: None,
+            public_address: None,
+        };
+        let targets = Targets::new(BTreeMap::from([("local".to_owned(), target)]));
+        Fixture { _directory: directory, registry, catalog: Catalog::built_in(), targets, tenant }
+    }
+
+    fn context(&self, deadline: Duration) -> AppContext<'_> {
+        let (_, cancelled) = tokio::sync::watch::channel(false);
+        AppContext {
+            registry: &self.registry,
+            catalog: &self.catalog,
+            targets: &self.targets,
+            owner: "terraform",
+            deadline,
+            cancelled,
+        }
+    }
+
+    fn spec(&self, version: &str) -> AppInstanceSpec {
+        AppInstanceSpec {
+            id: AppInstanceId { tenant_id: TenantId::parse(&self.tenant).unwrap(), name: "web".into() },
+            app: "hello".into(),
+            channel: "stable".into(),
+            version: version.into(),
+            target: "local".into(),
+            users: 5,
+            resources: None,
+            environment: BTreeMap::new(),
+            extra_volumes: BTreeMap::new(),
+            delete_data_on_destroy: false,
+        }
+    }
+
+    async fn runtime(&self) -> std::sync::Arc<dyn Runtime> {
+        self.targets.runtime("local").await.unwrap()
+    }
+
+    /// Names of this tenant's containers on the engine.
+    async fn containers(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .runtime()
+            .await
+            .list_managed()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.labels.get("atrium.tenant") == Some(&self.tenant))
+            .map(|c| c.name)
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_upgrade_and_failed_upgrade_rolls_back() {
+    let fixture = Fixture::new("upg").await;
+    let context = fixture.context(Duration::from_secs(30));
+
+    let first = context.deploy(&fixture.spec("1.0")).await.unwrap();
+    assert_eq!(first.generation, 1);
+    let port = first.published_port.expect("published port");
+    assert!(http_get(port, "/").contains("hello 1.0"));
+    assert_eq!(fixture.containers().await, [format!("atrium-{}-web-g1", fixture.tenant)]);
+
+    let upgraded = context.deploy(&fixture.spec("1.1")).await.unwrap();
+    assert_eq!((upgraded.generation, upgraded.previous_version.as_deref()), (2, Some("1.0")));
+    assert!(http_get(upgraded.published_port.unwrap(), "/").contains("hello 1.1"));
+    assert_eq!(fixture.containers().await, [format!("atrium-{}-web-g2", fixture.tenant)], "the old generation is gone");
+
+    // 2.0 never turns healthy: the apply fails with the health output and 1.1 keeps serving.
+    let short = fixture.context(Duration::from_secs(8));
+    let error = short.deploy(&fixture.spec("2.0")).await.unwrap_err();
+    let AppApplyError::Unhealthy { output, kept, .. } = &error else { panic!("expected Unhealthy, got {error:?}") };
+    assert!(kept.contains("1.1 keeps serving"), "{kept}");
+    assert!(!output.is_empty());
+    assert!(http_get(upgraded.published_port.unwrap(), "/").contains("hello 1.1"));
+    let recorded = fixture.registry.get_app_instance(&fixture.spec("1.1").id).await.unwrap().unwrap();
+    assert_eq!((recorded.spec.version.as_str(), recorded.generation), ("1.1", 2));
+    assert_eq!(
+        fixture.containers().await,
+        [format!("atrium-{}-web-g2", fixture.tenant)],
+        "the failed generation was removed"
+    );
+
+    context.destroy(&fixture.spec("1.1").id).await.unwrap();
+    assert!(fixture.containers().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_or_changed_containers_show_as_drift_and_deploy_repairs_them() {
+    let fixture = Fixture::new("drift").await;
+    let context = fixture.context(Duration::from_secs(30));
+    let spec = fixture.spec("1.1");
+    let record = context.deploy(&spec).await.unwrap();
+    let (_, health) = context.observe(&spec.id).await.unwrap().unwrap();
+    assert_eq!(health, InstanceHealth::Running);
+
+    let runtime = fixture.runtime().await;
+    let name = format!("atrium-{}-web-g{}", fixture.tenant, record.generation);
+    runtime.remove_container(&name).await.unwrap();
+    let (_, health) = context.observe(&spec.id).await.unwrap().unwrap();
+    assert_eq!(health, InstanceHealth::Missing);
+    let repaired = context.deploy(&spec).await.unwrap();
+    assert_eq!(repaired.generation, record.generation + 1);
+    assert_eq!(context.observe(&spec.id).await.unwrap().unwrap().1, InstanceHealth::Running);
+
+    // A leftover container of an unrecorded generation (an interrupted upgrade) is removed by the next deploy.
+    let mut stray = spec.clone();
+    stray.version = "1.0".into();
+    let rendered_stray = atrium_engine::app_apply::render_instance(
+        fixture.catalog.get("hello").unwrap(),
+        &stray,
+        &fixture.registry.get_tenant(&spec.id.tenant_id).await.unwrap().unwrap(),
+        "terraform",
+        repaired.generation + 1,
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    runtime.ensure_container(rendered_stray.app_container()).await.unwrap();
+    assert_eq!(fixture.containers().await.len(), 2);
+    context.deploy(&spec).await.unwrap();
+    assert_eq!(fixture.containers().await.len(), 1);
+    context.destroy(&spec.id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_destroy_and_recreate_unless_deletion_is_asked() {
+    let fixture = Fixture::new("data").await;
+    let context = fixture.context(Duration::from_secs(30));
+    let mut spec = fixture.spec("1.1");
+    let record = context.deploy(&spec).await.unwrap();
+    let runtime = fixture.runtime().await;
+    let container = format!("atrium-{}-web-g{}", fixture.tenant, record.generation);
+    let command = ["/bin/sh", "-c", "echo kept-data > /www/data/note.txt"].map(String::from);
+    runtime.exec(&container, &command).await.unwrap();
+    assert!(http_get(record.published_port.unwrap(), "/data/note.txt").contains("kept-data"));
+
+    context.destroy(&spec.id).await.unwrap();
+    let again = context.deploy(&spec).await.unwrap();
+    assert!(http_get(again.published_port.unwrap(), "/data/note.txt").contains("kept-data"), "data survived destroy");
+
+    spec.delete_data_on_destroy = true;
+    context.deploy(&spec).await.unwrap();
+    context.destroy(&spec.id).await.unwrap();
+    let fresh = context.deploy(&fixture.spec("1.1")).await.unwrap();
+    assert!(http_get(fresh.published_port.unwrap(), "/data/note.txt").contains("404"), "data was deleted on request");
+    context.destroy(&spec.id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_quota_and_unmanaged_name_clashes_are_refused() {
+    let fixture = Fixture::new("guard").await;
+    let context = fixture.context(Duration::from_secs(30));
+    let mut spec = fixture.spec("1.1");
+    spec.users = 11;
+    assert!(matches!(context.deploy(&spec).await.unwrap_err(), AppApplyError::OverQuota { quota: 10, .. }));
+    assert!(fixture.containers().await.is_empty());
+
+    // Someone else's container under the name Atrium would use: refused and left alone.
+    let host = service_variable("ATRIUM_TEST_DOCKER_HOST");
+    let name = format!("atrium-{}-web-g1", fixture.tenant);
+    let docker = |arguments: &[&str]| {
+        std::process::Command::new("docker").arg("-H").arg(&host).args(arguments).output().unwrap()
+    };
+    assert!(docker(&["create", "--name", &name, "atrium/hello:1.1"]).status.success());
+    let error = context.deploy(&fixture.spec("1.1")).await.unwrap_err();
+    assert!(
+        error.to_string().contains("not managed by Atrium") || format!("{error:?}").contains("NotManaged"),
+        "{error:?}"
+    );
+    assert!(docker(&["inspect", &name]).status.success(), "the foreign container is untouched");
+    assert!(docker(&["rm", "-f", &name]).status.success());
+    assert!(fixture.registry.get_app_instance(&spec.id).await.unwrap().is_none(), "nothing recorded");
+}
