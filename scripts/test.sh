@@ -13,8 +13,9 @@ scripts/install-deps.sh
 state=${ATRIUM_SERVICES_DIR:-$repo/.services}
 started_here=false
 if [ -z "${ATRIUM_SERVICES_ENV:-}" ]; then
+  # Services someone started before (an env file exists) are left running.
+  [ -f "$state/env" ] || started_here=true
   scripts/services.sh start "$state"
-  started_here=true
   export ATRIUM_SERVICES_ENV=$state/env
 fi
 cleanup() { if $started_here; then scripts/services.sh stop "$state" >/dev/null; fi; }

@@ -197,6 +197,34 @@ pub fn provider_example() -> String {
     example("provider/provider.tf")
 }
 
+/// The example provider block with its `lyon-onprem` target pointed at the
+/// test Docker engine that `scripts/services.sh` started.
+pub fn provider_example_with_test_docker() -> String {
+    let docker_host = atrium_engine::test_services::service_variable("ATRIUM_TEST_DOCKER_HOST");
+    provider_example().replace("unix:///var/run/docker.sock", &docker_host)
+}
+
+/// Runs the docker CLI against the test engine; returns (success, stdout).
+pub fn docker(arguments: &[&str]) -> (bool, String) {
+    let docker_host = atrium_engine::test_services::service_variable("ATRIUM_TEST_DOCKER_HOST");
+    let output =
+        Command::new("docker").arg("-H").arg(docker_host).args(arguments).output().expect("run the docker CLI");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Fetches `url` (plain HTTP/1.0, `http://host:port/path`) and returns the whole response.
+pub fn http_get(url: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".to_owned()));
+    let Ok(mut stream) = std::net::TcpStream::connect(authority) else { return String::new() };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
 /// A file under `examples/`.
 pub fn example(relative: &str) -> String {
     let path = repository_root().join("examples").join(relative);

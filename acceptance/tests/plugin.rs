@@ -35,8 +35,16 @@ async fn providers_schema_json_describes_every_attribute() {
     let mut missing = Vec::new();
     let mut count = 0;
     walk_attributes(&provider["provider"]["block"], "provider", &mut missing, &mut count);
+    let resources = provider["resource_schemas"].as_object().expect("resource schemas");
+    assert!(
+        resources.contains_key("atrium_tenant") && resources.contains_key("atrium_app_instance"),
+        "{:?}",
+        resources.keys()
+    );
+    for (type_name, resource) in resources {
+        walk_attributes(&resource["block"], type_name, &mut missing, &mut count);
+    }
     let tenant = &provider["resource_schemas"]["atrium_tenant"]["block"];
-    walk_attributes(tenant, "atrium_tenant", &mut missing, &mut count);
     assert!(missing.is_empty(), "attributes without a description: {missing:?}");
     assert!(count >= 25, "only {count} attributes seen");
     assert_eq!(tenant["attributes"]["dns"], serde_json::Value::Null);

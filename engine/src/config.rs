@@ -97,6 +97,10 @@ pub struct PlatformConfigDocument {
     /// The SMTP relay for welcome emails.
     #[serde(default)]
     pub smtp: Option<SmtpDocument>,
+    /// A directory of the operator's own catalog entries (`*.hcl`), added to the built-in apps
+    /// (an entry with a built-in app's name replaces it).
+    #[serde(default)]
+    pub catalog_dir: Option<String>,
 }
 
 impl PlatformConfigDocument {
@@ -147,6 +151,20 @@ impl PlatformConfigDocument {
                     },
                 );
             }
+        }
+        if let Some(directory) = &self.catalog_dir {
+            let is_directory = std::path::Path::new(directory).is_dir();
+            push(
+                AttributePath::root("catalog_dir"),
+                "Catalog directory not found",
+                if is_directory {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{directory:?} is not a directory: point catalog_dir at a directory of *.hcl catalog files"
+                    ))
+                },
+            );
         }
         if let Some(smtp) = &self.smtp {
             push(AttributePath::root("smtp").attribute("url"), "Invalid SMTP URL", check_smtp_url(&smtp.url));

@@ -1,6 +1,7 @@
-# Atrium quickstart: two customers on the embedded SQLite registry.
-# Run it with scripts/quickstart.sh (it builds the provider and points
-# Terraform at it), or see README.md.
+# Atrium quickstart: a customer (tenant) with the `hello` app running in a
+# container on a local Docker engine, registry in embedded SQLite.
+# Run it with scripts/quickstart.sh: it starts a Docker engine with the hello
+# images, builds the provider, points Terraform at it and passes docker_host.
 terraform {
   required_providers {
     atrium = {
@@ -9,7 +10,19 @@ terraform {
   }
 }
 
-provider "atrium" {}
+variable "docker_host" {
+  description = "The Docker engine of the local target, e.g. unix:///var/run/docker.sock."
+  type        = string
+}
+
+provider "atrium" {
+  targets = {
+    local = {
+      location    = "onprem"
+      docker_host = var.docker_host
+    }
+  }
+}
 
 resource "atrium_tenant" "acme" {
   name         = "acme"
@@ -34,6 +47,19 @@ resource "atrium_tenant" "globex" {
     name  = "Hank Scorpio"
   }
   welcome_email = false
+}
+
+resource "atrium_app_instance" "acme_web" {
+  tenant_id = atrium_tenant.acme.id
+  name      = "web"
+  app       = "hello"
+  target    = "local"
+  users     = 25
+}
+
+output "acme_web_url" {
+  description = "Where ACME's hello app answers on the target's loopback."
+  value       = atrium_app_instance.acme_web.internal_url
 }
 
 output "tenants" {

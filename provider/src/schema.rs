@@ -303,6 +303,7 @@ pub struct ProviderSchemas {
 
 /// The resource type names Atrium serves.
 pub const TENANT_TYPE: &str = "atrium_tenant";
+pub const APP_INSTANCE_TYPE: &str = "atrium_app_instance";
 
 impl ProviderSchemas {
     pub fn build() -> Result<ProviderSchemas, SchemaError> {
@@ -313,7 +314,14 @@ impl ProviderSchemas {
             &model::document_schema::<TenantDocument>(),
             model::TENANT_SCHEMA_VERSION,
         )?;
-        Ok(ProviderSchemas { provider, resources: BTreeMap::from([(TENANT_TYPE, tenant)]) })
+        let app_instance = ResourceSchema::from_json_schema(
+            &model::document_schema::<atrium_engine::model::app_instance::AppInstanceDocument>(),
+            model::APP_INSTANCE_SCHEMA_VERSION,
+        )?;
+        Ok(ProviderSchemas {
+            provider,
+            resources: BTreeMap::from([(TENANT_TYPE, tenant), (APP_INSTANCE_TYPE, app_instance)]),
+        })
     }
 
     pub fn resource(&self, type_name: &str) -> Option<&ResourceSchema> {

@@ -7,23 +7,44 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use atrium_engine::app_apply::AppContext;
+use atrium_engine::catalog::Catalog;
 use atrium_engine::config::{PlatformConfigDocument, REGISTRY_URL_ENV};
-use atrium_engine::model::TENANT_SCHEMA_VERSION;
 use atrium_engine::observe::TenantObserver;
 use atrium_engine::registry::Registry;
+use atrium_engine::targets::Targets;
 use tokio::sync::{RwLock, watch};
 use tonic::{Request, Response, Status};
 
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::proto::tfplugin6::provider_server::Provider;
-use crate::resources::tenant;
-use crate::schema::{ProviderSchemas, ResourceSchema};
+use crate::resources::{app_instance, tenant};
+use crate::schema::{APP_INSTANCE_TYPE, ProviderSchemas, ResourceSchema};
 use crate::value::{CtyType, Value, decode_msgpack, encode_msgpack};
 
-/// What ConfigureProvider sets up: the registry and the configuration.
+/// What ConfigureProvider sets up: the registry, the catalog and the targets.
 struct Configured {
     tenant_observer: TenantObserver,
+    catalog: Catalog,
+    targets: Targets,
+}
+
+impl Configured {
+    fn registry(&self) -> &Registry {
+        self.tenant_observer.registry()
+    }
+
+    fn app_context(&self, deadline: std::time::Duration, cancelled: watch::Receiver<bool>) -> AppContext<'_> {
+        AppContext {
+            registry: self.registry(),
+            catalog: &self.catalog,
+            targets: &self.targets,
+            owner: tenant::OWNER,
+            deadline,
+            cancelled,
+        }
+    }
 }
 
 /// Atrium's provider service.
@@ -113,20 +134,21 @@ fn platform_config(value: &Value) -> Result<PlatformConfigDocument, pb::Diagnost
         .map_err(|error| diagnostics::error("Invalid provider configuration", error.to_string()))
 }
 
-/// Upgrades stored tenant state JSON from `version` to the current schema.
+/// Upgrades stored state JSON from `version` to the resource's current schema.
 ///
 /// Version 0 is the first; each later version adds one step here that turns
 /// version N's JSON into N+1's, so states written by every release load.
-pub fn upgrade_tenant_state(
+pub fn upgrade_state(
     version: i64,
     mut json: serde_json::Value,
     schema: &ResourceSchema,
 ) -> Result<Value, pb::Diagnostic> {
-    if version > TENANT_SCHEMA_VERSION {
+    if version > schema.version {
         return Err(diagnostics::error(
             "State written by a newer provider",
             format!(
-                "this state has schema version {version}, but this provider knows up to {TENANT_SCHEMA_VERSION}; upgrade terraform-provider-atrium"
+                "this state has schema version {version}, but this provider knows up to {}; upgrade terraform-provider-atrium",
+                schema.version
             ),
         ));
     }
@@ -206,6 +228,7 @@ impl Provider for AtriumProvider {
             Err(diagnostic) => vec![diagnostic],
             Ok(schema) => match decode(request.config.as_ref(), &schema.value_type, "resource configuration") {
                 Err(diagnostic) => vec![diagnostic],
+                Ok(config) if request.type_name == APP_INSTANCE_TYPE => app_instance::validate(&config),
                 Ok(config) => tenant::validate(&config),
             },
         };
@@ -246,7 +269,7 @@ impl Provider for AtriumProvider {
         } else {
             serde_json::from_slice::<serde_json::Value>(&raw.json)
                 .map_err(|error| diagnostics::error("Cannot read the stored state", error.to_string()))
-                .and_then(|json| upgrade_tenant_state(request.version, json, schema))
+                .and_then(|json| upgrade_state(request.version, json, schema))
         };
         Ok(Response::new(match result {
             Ok(value) => pb::upgrade_resource_state::Response {
@@ -288,11 +311,26 @@ impl Provider for AtriumProvider {
             let diagnostic = diagnostics::error("Invalid registry URL", format!("{REGISTRY_URL_ENV}: {detail}"));
             return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
         }
+        let catalog = match &document.catalog_dir {
+            None => Catalog::built_in(),
+            Some(directory) => match Catalog::with_directory(std::path::Path::new(directory)) {
+                Ok(catalog) => catalog,
+                Err(error) => {
+                    let diagnostic = diagnostics::attribute_error(
+                        &atrium_engine::AttributePath::root("catalog_dir"),
+                        "Invalid catalog entry",
+                        format!("{}. Fix the file or remove it from catalog_dir.", diagnostics::error_chain(&error)),
+                    );
+                    return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
+                }
+            },
+        };
+        let targets = Targets::new(document.targets.clone().unwrap_or_default());
         match Registry::connect(&url).await {
             Ok(registry) => {
                 tracing::debug!(registry = registry.url_for_messages(), terraform = %request.terraform_version, "provider configured");
-                *self.configured.write().await =
-                    Some(Arc::new(Configured { tenant_observer: TenantObserver::new(registry) }));
+                let configured = Configured { tenant_observer: TenantObserver::new(registry), catalog, targets };
+                *self.configured.write().await = Some(Arc::new(configured));
                 Ok(Response::new(pb::configure_provider::Response { diagnostics: Vec::new() }))
             }
             Err(error) => {
@@ -322,7 +360,13 @@ impl Provider for AtriumProvider {
             let current =
                 decode(request.current_state.as_ref(), &schema.value_type, "current state").map_err(|d| vec![d])?;
             let configured = self.configured().await.map_err(|d| vec![d])?;
-            let state = tenant::read(&configured.tenant_observer, schema, &current).await?;
+            let state = if request.type_name == APP_INSTANCE_TYPE {
+                let context = configured
+                    .app_context(atrium_engine::model::timeouts::DEFAULT_TIMEOUT, self.stop_sender.subscribe());
+                app_instance::read(&context, schema, &current).await?
+            } else {
+                tenant::read(&configured.tenant_observer, schema, &current).await?
+            };
             Ok::<_, Vec<pb::Diagnostic>>(encode(&state, &schema.value_type))
         }
         .await;
@@ -368,7 +412,30 @@ impl Provider for AtriumProvider {
                 }));
             }
         };
-        let planned = tenant::plan(&prior, &proposed, &config);
+        let planned = if request.type_name == APP_INSTANCE_TYPE {
+            let configured = match self.configured().await {
+                Ok(configured) => configured,
+                Err(diagnostic) => {
+                    return Ok(Response::new(pb::plan_resource_change::Response {
+                        diagnostics: vec![diagnostic],
+                        ..Default::default()
+                    }));
+                }
+            };
+            let context = app_instance::PlanContext {
+                catalog: &configured.catalog,
+                targets: configured.targets.names(),
+                registry: configured.registry(),
+            };
+            let planned = app_instance::plan(&prior, &proposed, &config, &context).await;
+            tenant::PlannedChange {
+                planned_state: planned.planned_state,
+                requires_replace: planned.requires_replace,
+                diagnostics: planned.diagnostics,
+            }
+        } else {
+            tenant::plan(&prior, &proposed, &config)
+        };
         Ok(Response::new(pb::plan_resource_change::Response {
             planned_state: encode(&planned.planned_state, &schema.value_type),
             requires_replace: planned.requires_replace.iter().map(diagnostics::to_proto_path).collect(),
@@ -391,7 +458,12 @@ impl Provider for AtriumProvider {
                 decode(request.planned_state.as_ref(), &schema.value_type, "planned state").map_err(|d| vec![d])?;
             let configured = self.configured().await.map_err(|d| vec![d])?;
             let cancelled = self.stop_sender.subscribe();
-            let state = tenant::apply(&configured.tenant_observer, schema, &prior, &planned, cancelled).await?;
+            let state = if request.type_name == APP_INSTANCE_TYPE {
+                let context = configured.app_context(app_instance::deadline(&prior, &planned), cancelled);
+                app_instance::apply(&context, schema, &prior, &planned).await?
+            } else {
+                tenant::apply(&configured.tenant_observer, schema, &prior, &planned, cancelled).await?
+            };
             Ok::<_, Vec<pb::Diagnostic>>(encode(&state, &schema.value_type))
         }
         .await;
@@ -418,7 +490,13 @@ impl Provider for AtriumProvider {
         let result = async {
             let schema = self.resource_schema(&request.type_name).map_err(|d| vec![d])?;
             let configured = self.configured().await.map_err(|d| vec![d])?;
-            let state = tenant::import(&configured.tenant_observer, schema, &request.id).await?;
+            let state = if request.type_name == APP_INSTANCE_TYPE {
+                let context = configured
+                    .app_context(atrium_engine::model::timeouts::DEFAULT_TIMEOUT, self.stop_sender.subscribe());
+                app_instance::import(&context, schema, &request.id).await?
+            } else {
+                tenant::import(&configured.tenant_observer, schema, &request.id).await?
+            };
             Ok::<_, Vec<pb::Diagnostic>>(pb::import_resource_state::ImportedResource {
                 type_name: request.type_name.clone(),
                 state: encode(&state, &schema.value_type),
@@ -530,6 +608,7 @@ impl Provider for AtriumProvider {
 mod tests {
     use super::*;
     use crate::schema::TENANT_TYPE;
+    use atrium_engine::model::TENANT_SCHEMA_VERSION;
 
     #[test]
     fn state_upgrade_keeps_version_zero_and_drops_removed_attributes() {
@@ -538,10 +617,10 @@ mod tests {
         let json = serde_json::json!({"name": "acme", "display_name": "ACME", "tier": "basic", "user_quota": 10,
             "manager": {"email": "m@acme.com", "name": "M"}, "welcome_email": true, "id": "acme",
             "status": "active", "created_at": "2026-11-23T10:00:00Z", "legacy_attribute": "gone"});
-        let value = upgrade_tenant_state(0, json, schema).unwrap();
+        let value = upgrade_state(0, json, schema).unwrap();
         assert_eq!(value.get("name"), &Value::string("acme"));
         assert_eq!(value.get("expires_on"), &Value::Null);
-        let error = upgrade_tenant_state(TENANT_SCHEMA_VERSION + 1, serde_json::json!({}), schema).unwrap_err();
+        let error = upgrade_state(TENANT_SCHEMA_VERSION + 1, serde_json::json!({}), schema).unwrap_err();
         assert!(error.detail.contains("upgrade terraform-provider-atrium"));
     }
 }

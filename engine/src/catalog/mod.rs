@@ -31,7 +31,14 @@ pub fn render_app_container_name(spec: &crate::model::app_instance::AppInstanceS
 }
 
 /// The built-in entries, compiled in.
-const BUILT_IN: &[(&str, &str)] = &[("hello.hcl", include_str!("../../catalog/hello.hcl"))];
+const BUILT_IN: &[(&str, &str)] = &[
+    ("hello.hcl", include_str!("../../catalog/hello.hcl")),
+    ("erpnext.hcl", include_str!("../../catalog/erpnext.hcl")),
+    ("mattermost.hcl", include_str!("../../catalog/mattermost.hcl")),
+    ("nextcloud.hcl", include_str!("../../catalog/nextcloud.hcl")),
+    ("odoo.hcl", include_str!("../../catalog/odoo.hcl")),
+    ("openproject.hcl", include_str!("../../catalog/openproject.hcl")),
+];
 
 /// The channels every entry may offer.
 pub const CHANNELS: [&str; 3] = ["stable", "vanilla", "custom"];

@@ -1,2 +1,112 @@
 //! Snapshot tests of the real apps' rendered container specs (their images
 //! cannot be pulled on our machines, so the rendered specs are what we check).
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+/// Renders the app's `stable` default version for one fixed sample instance,
+/// with every secret the entry needs set to `sample-<name>`.
+fn render_stable(app_name: &str) -> (CatalogEntry, RenderedApp) {
+    let entry = Catalog::built_in().get(app_name).unwrap_or_else(|| panic!("no built-in entry {app_name}")).clone();
+    let secrets: BTreeMap<String, String> =
+        required_secrets(&entry).into_iter().map(|name| (name.clone(), format!("sample-{name}"))).collect();
+    let environment = BTreeMap::new();
+    let input = RenderInput {
+        tenant: "acme",
+        instance: "erp",
+        owner: "terraform",
+        channel: "stable",
+        version: &entry.channel("stable").unwrap().default,
+        tier: "business",
+        users: 25,
+        manager_email: "it-lead@acme.example",
+        manager_name: "Dana Fischer",
+        generation: 1,
+        resources: None,
+        extra_environment: &environment,
+        secrets: &secrets,
+    };
+    let app = render(&entry, &input).unwrap_or_else(|error| panic!("{app_name}: {error}"));
+    (entry, app)
+}
+
+/// The rules every real app keeps: a health check, every data volume mounted,
+/// the manager created under their own login rather than as the app's root
+/// user (`root_login`), and no placeholder left in any rendered environment.
+fn check(app_name: &str, root_login: &str) {
+    let (entry, app) = render_stable(app_name);
+    let app_container = app.app_container();
+    assert!(app_container.health.as_ref().is_some_and(|health| health.test.len() > 1), "{app_name}: no health check");
+    for path in entry.volumes.values() {
+        assert!(app_container.mounts.iter().any(|(_, mounted)| mounted == path), "{app_name}: {path} is not mounted");
+    }
+
+    let manager = &entry.manager_account;
+    assert!(manager.role.is_some(), "{app_name}: the manager's role is not named");
+    let parts: Vec<&String> = manager.command.iter().flatten().chain(manager.environment.values()).collect();
+    assert!(
+        parts.iter().any(|part| part.contains("{manager.email}")),
+        "{app_name}: the manager's login is not their email"
+    );
+    assert!(
+        !parts.iter().any(|part| part.as_str() == root_login),
+        "{app_name}: the manager account uses {root_login:?}"
+    );
+
+    for container in &app.containers {
+        for (key, value) in &container.environment {
+            assert!(!value.contains('{'), "{app_name}: {} has {key}={value}", container.name);
+        }
+    }
+}
+
+#[test]
+fn odoo_stable_renders() {
+    insta::assert_snapshot!(describe(&render_stable("odoo").1));
+}
+
+#[test]
+fn erpnext_stable_renders() {
+    insta::assert_snapshot!(describe(&render_stable("erpnext").1));
+}
+
+#[test]
+fn mattermost_stable_renders() {
+    insta::assert_snapshot!(describe(&render_stable("mattermost").1));
+}
+
+#[test]
+fn openproject_stable_renders() {
+    insta::assert_snapshot!(describe(&render_stable("openproject").1));
+}
+
+#[test]
+fn nextcloud_stable_renders() {
+    insta::assert_snapshot!(describe(&render_stable("nextcloud").1));
+}
+
+#[test]
+fn odoo_keeps_health_data_and_a_manager_who_is_not_admin() {
+    check("odoo", "admin");
+}
+
+#[test]
+fn erpnext_keeps_health_data_and_a_manager_who_is_not_administrator() {
+    check("erpnext", "Administrator");
+}
+
+#[test]
+fn mattermost_keeps_health_data_and_a_manager_who_is_not_admin() {
+    check("mattermost", "admin");
+}
+
+#[test]
+fn openproject_keeps_health_data_and_a_manager_who_is_not_admin() {
+    check("openproject", "admin");
+}
+
+#[test]
+fn nextcloud_keeps_health_data_and_a_manager_who_is_not_atrium_root() {
+    check("nextcloud", "atrium-root");
+}

@@ -148,11 +148,13 @@ pub struct AppInstanceDocument {
     pub deployed_at: Option<String>,
 }
 
-/// What the engine needs to know about the platform to validate an instance.
+/// What the engine knows about the platform when it validates an instance.
+/// Before the provider is configured neither is known, and checks that need
+/// them wait for the plan.
 pub struct InstanceContext<'a> {
-    pub catalog: &'a Catalog,
+    pub catalog: Option<&'a Catalog>,
     /// Target names from the configuration.
-    pub targets: Vec<&'a str>,
+    pub targets: Option<Vec<&'a str>>,
 }
 
 /// The attributes as far as they are known (validation at plan time).
@@ -195,17 +197,17 @@ impl AppInstanceDraft {
             self.tenant_id.as_deref().map(|t| TenantId::parse(t).map(drop)),
         );
         check(AttributePath::root("name"), "Invalid instance name", self.name.as_deref().map(check_instance_name));
-        let entry = self.app.as_deref().and_then(|app| context.catalog.get(app));
-        check(
-            AttributePath::root("app"),
-            "Unknown app",
-            self.app.as_deref().map(|app| match entry {
-                Some(_) => Ok(()),
-                None => {
-                    Err(format!("{app:?} is not in the catalog: use one of {}", quoted_list(&context.catalog.names())))
-                }
-            }),
-        );
+        let entry = self.app.as_deref().zip(context.catalog).and_then(|(app, catalog)| catalog.get(app));
+        if let Some(catalog) = context.catalog {
+            check(
+                AttributePath::root("app"),
+                "Unknown app",
+                self.app.as_deref().map(|app| match entry {
+                    Some(_) => Ok(()),
+                    None => Err(format!("{app:?} is not in the catalog: use one of {}", quoted_list(&catalog.names()))),
+                }),
+            );
+        }
         let channel = self.channel.as_deref().unwrap_or("stable");
         check(
             AttributePath::root("channel"),
@@ -236,19 +238,21 @@ impl AppInstanceDraft {
                 );
             }
         }
-        check(
-            AttributePath::root("target"),
-            "Unknown target",
-            self.target.as_deref().map(|target| {
-                if context.targets.contains(&target) {
-                    Ok(())
-                } else if context.targets.is_empty() {
-                    Err(format!("no targets are configured: add {target:?} to the provider's targets"))
-                } else {
-                    Err(format!("{target:?} is not a configured target: use one of {}", quoted_list(&context.targets)))
-                }
-            }),
-        );
+        if let Some(targets) = &context.targets {
+            check(
+                AttributePath::root("target"),
+                "Unknown target",
+                self.target.as_deref().map(|target| {
+                    if targets.contains(&target) {
+                        Ok(())
+                    } else if targets.is_empty() {
+                        Err(format!("no targets are configured: add {target:?} to the provider's targets"))
+                    } else {
+                        Err(format!("{target:?} is not a configured target: use one of {}", quoted_list(targets)))
+                    }
+                }),
+            );
+        }
         check(
             AttributePath::root("users"),
             "Invalid user count",
@@ -407,11 +411,24 @@ impl AppInstanceSpec {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let entry = context.catalog.get(&document.app).expect("validated");
+        let entry = context.catalog.and_then(|catalog| catalog.get(&document.app)).ok_or_else(|| {
+            vec![ValidationError::new(
+                AttributePath::root("app"),
+                "Unknown app",
+                format!("{:?} is not in the catalog", document.app),
+            )]
+        })?;
         let channel = document.channel.clone().unwrap_or_else(|| "stable".to_owned());
-        let version = match &document.version {
-            Some(version) => version.clone(),
-            None => entry.channel(&channel).expect("validated").default.clone(),
+        let version = match (&document.version, entry.channel(&channel)) {
+            (Some(version), _) => version.clone(),
+            (None, Some(offered)) => offered.default.clone(),
+            (None, None) => {
+                return Err(vec![ValidationError::new(
+                    AttributePath::root("channel"),
+                    "Channel not offered",
+                    format!("{} has no {channel} channel", entry.name),
+                )]);
+            }
         };
         let customizations = document.customizations.clone().unwrap_or_default();
         Ok(AppInstanceSpec {
@@ -455,7 +472,7 @@ mod tests {
     use super::*;
 
     fn context(catalog: &Catalog) -> InstanceContext<'_> {
-        InstanceContext { catalog, targets: vec!["lyon-onprem", "cloud-fra1"] }
+        InstanceContext { catalog: Some(catalog), targets: Some(vec!["lyon-onprem", "cloud-fra1"]) }
     }
 
     fn check(json: serde_json::Value, expected_paths: &[&str]) {

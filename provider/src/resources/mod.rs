@@ -1,4 +1,5 @@
 //! Terraform's view of each resource: planning with unknowns, applying, reading
 //! and importing, by converting between Terraform values and engine types.
 
+pub mod app_instance;
 pub mod tenant;

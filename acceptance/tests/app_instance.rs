@@ -1,0 +1,191 @@
+//! `atrium_app_instance` through the real terraform CLI on a real Docker
+//! engine, with the locally built `hello` app.
+
+use atrium_acceptance::{
+    RegistryChoice, Workspace, docker, example, http_get, import_arguments, provider_example_with_test_docker,
+};
+
+/// The example with its tenant renamed, so parallel tests own their containers.
+fn example_for(tenant: &str) -> String {
+    example("resources/atrium_app_instance/resource.tf")
+        .replace("name         = \"acme\"", &format!("name         = \"{tenant}\""))
+}
+
+fn state_value(workspace: &Workspace, address: &str, attribute: &str) -> serde_json::Value {
+    let state = workspace.state_json();
+    state["values"]["root_module"]["resources"]
+        .as_array()
+        .and_then(|resources| resources.iter().find(|r| r["address"] == address))
+        .map(|r| r["values"][attribute].clone())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn tenant_containers(tenant: &str) -> Vec<String> {
+    let (_, names) =
+        docker(&["ps", "-a", "--filter", &format!("label=atrium.tenant={tenant}"), "--format", "{{.Names}}"]);
+    let mut names: Vec<String> = names.lines().map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+async fn full_lifecycle(test_name: &str, registry_choice: RegistryChoice, tenant: &str) {
+    let workspace = Workspace::new(test_name, registry_choice).await;
+    workspace.write("provider.tf", &provider_example_with_test_docker());
+    let resource = example_for(tenant);
+    workspace.write("main.tf", &resource);
+    let address = "atrium_app_instance.web";
+
+    // Create: the app answers on its internal URL.
+    workspace.apply();
+    let url = state_value(&workspace, address, "internal_url").as_str().unwrap().to_owned();
+    assert!(http_get(&url).contains("hello 1.1"), "{url}");
+    assert_eq!(tenant_containers(tenant), [format!("atrium-{tenant}-web-g1")]);
+    assert_eq!(state_value(&workspace, address, "status"), "running");
+    workspace.assert_plan_empty("after create");
+
+    // In place: more users and another environment variable (a new generation, same instance).
+    let updated = resource.replace("users     = 20", "users     = 25").replace("\"Moin\"", "\"Servus\"");
+    workspace.write("main.tf", &updated);
+    let plan = workspace.plan(true).expect_code(2, "plan of an in-place update");
+    assert!(plan.stdout.contains("will be updated in-place"), "{}", plan.stdout);
+    workspace.apply();
+    let (_, environment) = docker(&["inspect", "--format", "{{json .Config.Env}}", &format!("atrium-{tenant}-web-g2")]);
+    assert!(environment.contains("GREETING=Servus") && environment.contains("HELLO_MAX_USERS=25"), "{environment}");
+    assert_eq!(tenant_containers(tenant), [format!("atrium-{tenant}-web-g2")]);
+    workspace.assert_plan_empty("after update");
+
+    // Upgrade by pinning a version, then a failed upgrade that rolls back.
+    let pinned = updated.replace("users     = 25", "users     = 25\n  version   = \"1.0\"");
+    workspace.write("main.tf", &pinned);
+    workspace.apply();
+    assert_eq!(state_value(&workspace, address, "previous_version"), "1.1");
+    let url = state_value(&workspace, address, "internal_url").as_str().unwrap().to_owned();
+    assert!(http_get(&url).contains("hello 1.0"));
+    // A short update deadline: version 2.0 never turns healthy.
+    let broken = pinned.replace("version   = \"1.0\"", "version   = \"2.0\"\n  timeouts  = { update = \"20s\" }");
+    workspace.write("main.tf", &broken);
+    let failed =
+        workspace.terraform(&["apply", "-auto-approve", "-input=false"]).expect_code(1, "apply of a broken version");
+    let output = failed.flat_output();
+    assert!(output.contains("Upgrade rolled back"), "{output}");
+    assert!(output.contains("1.0 keeps serving"), "{output}");
+    assert!(output.contains("404"), "the health check's output is shown: {output}");
+    assert_eq!(state_value(&workspace, address, "version_deployed"), "1.0", "state still says the old version");
+    assert!(http_get(&url).contains("hello 1.0"), "the old version keeps serving");
+    assert_eq!(tenant_containers(tenant).len(), 1, "the failed container was removed");
+    workspace.write("main.tf", &pinned);
+    workspace.assert_plan_empty("after the rollback, on the working version");
+
+    // Forced replacement: another instance name.
+    workspace.write("main.tf", &pinned.replace("name      = \"web\"", "name      = \"www\""));
+    let plan = workspace.plan(true).expect_code(2, "plan of a replacement");
+    assert!(plan.stdout.contains("must be replaced"), "{}", plan.stdout);
+    workspace.apply();
+    assert_eq!(tenant_containers(tenant), [format!("atrium-{tenant}-www-g1")]);
+    workspace.write("main.tf", &pinned);
+    workspace.apply();
+    workspace.assert_plan_empty("back on the example's name");
+
+    // Import with the command from import.sh.
+    workspace.terraform(&["state", "rm", address]).expect_code(0, "state rm");
+    let arguments: Vec<String> = import_arguments(&example("resources/atrium_app_instance/import.sh"))
+        .into_iter()
+        .map(|a| a.replace("acme/web", &format!("{tenant}/web")))
+        .collect();
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    workspace.terraform(&arguments).expect_code(0, "terraform import");
+    workspace.assert_plan_empty("after terraform import");
+
+    // Import with an import block and generated configuration.
+    workspace.terraform(&["state", "rm", address]).expect_code(0, "state rm");
+    let tenant_only = pinned[..pinned.find("resource \"atrium_app_instance\"").unwrap()].to_owned();
+    workspace.write("main.tf", &format!("{tenant_only}\nimport {{\n  to = {address}\n  id = \"{tenant}/web\"\n}}\n"));
+    workspace
+        .terraform(&["plan", "-input=false", "-generate-config-out=generated.tf"])
+        .expect_code(0, "plan -generate-config-out");
+    let applied = workspace.apply();
+    assert!(applied.stdout.contains("1 imported"), "{}", applied.stdout);
+    workspace.assert_plan_empty("after import block with generated config");
+    workspace.remove("generated.tf");
+    workspace.write("main.tf", &pinned);
+    // Only the output (left out with the resource) comes back.
+    let applied = workspace.apply();
+    assert!(applied.stdout.contains("0 added, 0 changed, 0 destroyed"), "{}", applied.stdout);
+    workspace.assert_plan_empty("back on the example config");
+
+    // Drift: a stopped container, then a removed one, each shows in plan and is repaired.
+    let container = tenant_containers(tenant).pop().unwrap();
+    assert!(docker(&["stop", &container]).0);
+    let plan = workspace.plan(true).expect_code(2, "plan after docker stop");
+    assert!(plan.stdout.contains("\"stopped\" -> \"running\""), "{}", plan.stdout);
+    workspace.apply();
+    workspace.assert_plan_empty("after repairing a stopped container");
+    let container = tenant_containers(tenant).pop().unwrap();
+    assert!(docker(&["update", "--memory", "96m", "--memory-swap", "96m", &container]).0);
+    let plan = workspace.plan(true).expect_code(2, "plan after docker update");
+    assert!(plan.stdout.contains("\"drifted\" -> \"running\""), "{}", plan.stdout);
+    workspace.apply();
+    let container = tenant_containers(tenant).pop().unwrap();
+    assert!(docker(&["rm", "-f", &container]).0);
+    let plan = workspace.plan(true).expect_code(2, "plan after docker rm");
+    assert!(plan.stdout.contains("\"missing\" -> \"running\""), "{}", plan.stdout);
+    workspace.apply();
+    workspace.assert_plan_empty("after repairing drift");
+
+    // Destroy: no container left, the data volume kept (delete_data_on_destroy = false), registry empty.
+    workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
+    assert!(tenant_containers(tenant).is_empty());
+    let volume = format!("atrium-{tenant}-web-data");
+    assert!(docker(&["volume", "inspect", &volume]).0, "data is kept by default");
+    let registry = workspace.registry().await;
+    assert!(registry.list_app_instances().await.unwrap().is_empty());
+    assert_eq!(registry.count_tenants().await.unwrap(), 0);
+    assert!(docker(&["volume", "rm", &volume]).0);
+    let (_, networks) =
+        docker(&["network", "ls", "--filter", &format!("name=atrium-{tenant}"), "--format", "{{.Name}}"]);
+    assert!(networks.trim().is_empty(), "the tenant network is gone: {networks}");
+}
+
+#[tokio::test]
+async fn app_instance_lifecycle_on_sqlite() {
+    full_lifecycle("app_sqlite", RegistryChoice::Sqlite, &format!("app-sq-{}", std::process::id())).await;
+}
+
+#[tokio::test]
+async fn app_instance_lifecycle_on_postgres() {
+    full_lifecycle("app_postgres", RegistryChoice::Postgres, &format!("app-pg-{}", std::process::id())).await;
+}
+
+#[tokio::test]
+async fn bad_app_instance_inputs_fail_at_plan_naming_the_attribute() {
+    let workspace = Workspace::new("app_bad_input", RegistryChoice::Sqlite).await;
+    workspace.write("provider.tf", &provider_example_with_test_docker());
+    let tenant = format!("app-bad-{}", std::process::id());
+    let resource = example_for(&tenant);
+    let cases = [
+        ("app       = \"hello\"", "app       = \"wordpress\"", "Unknown app", "\"hello\""),
+        ("target    = \"lyon-onprem\"", "target    = \"mars\"", "Unknown target", "\"cloud-fra1\", \"lyon-onprem\""),
+        ("users     = 20", "users     = 20\n  version   = \"9.9\"", "Unknown version", "\"1.0\", \"1.1\", \"2.0\""),
+        (
+            "users     = 20",
+            "users     = 20\n  customizations = { disable_health_check = true }",
+            "The health check cannot be removed",
+            "disable_health_check",
+        ),
+    ];
+    for (good, bad, summary, hint) in cases {
+        assert!(resource.contains(good), "{good}");
+        let mut text = resource.replacen(good, bad, 1);
+        if bad.contains("customizations") {
+            let start = text.find("  customizations = {\n    environment").unwrap();
+            let end = text[start..].find("\n  }\n").unwrap() + start + 4;
+            text.replace_range(start..end, "");
+        }
+        workspace.write("main.tf", &text);
+        let run = workspace.plan(true).expect_code(1, &format!("plan with {bad}"));
+        let output = run.flat_output();
+        assert!(output.contains(summary), "{summary} missing:\n{output}");
+        assert!(output.contains(hint), "{hint} missing:\n{output}");
+    }
+    assert!(tenant_containers(&tenant).is_empty(), "nothing was created");
+}

@@ -1,0 +1,112 @@
+# mattermost: team chat, from the official Team Edition image, with a
+# PostgreSQL sidecar.
+#
+# Caveats: settings given by environment variables override config.json and
+# are greyed out in the System Console. The site URL is not set (the catalog
+# has no domain placeholder yet), so links in notification emails are missing
+# until an operator sets MM_SERVICESETTINGS_SITEURL through customizations.
+# The user limit is Mattermost's per-team limit: it caps each team, not the
+# instance.
+name        = "mattermost"
+description = "Mattermost Team Edition: team chat, channels and calls."
+port        = 8065
+
+channels = {
+  stable = {
+    image    = "mattermost/mattermost-team-edition:{version}"
+    versions = ["10.5.4", "10.11.2"]
+    default  = "10.11.2"
+  }
+  vanilla = {
+    image    = "mattermost/mattermost-team-edition:{version}"
+    versions = ["9.11.6", "10.5.4", "10.11.2"]
+    default  = "10.11.2"
+  }
+  custom = {
+    image    = "atrium/mattermost-custom:{version}"
+    versions = ["10.11.2"]
+    default  = "10.11.2"
+  }
+}
+
+environment = {
+  MM_SQLSETTINGS_DRIVERNAME = "postgres"
+  MM_SQLSETTINGS_DATASOURCE = "postgres://mmuser:{secret.postgres_password}@{sidecar.postgres}:5432/mattermost?sslmode=disable&connect_timeout=10"
+  MM_BLEVESETTINGS_INDEXDIR = "/mattermost/bleve-indexes"
+  # Local mode opens a unix socket inside the container only; the manager
+  # command uses it, so no administrator token is ever needed.
+  MM_SERVICESETTINGS_ENABLELOCALMODE = "true"
+}
+
+# The directories the official compose setup keeps on volumes.
+volumes = {
+  config         = "/mattermost/config"
+  data           = "/mattermost/data"
+  logs           = "/mattermost/logs"
+  plugins        = "/mattermost/plugins"
+  client-plugins = "/mattermost/client/plugins"
+  bleve-indexes  = "/mattermost/bleve-indexes"
+}
+
+# The image installs curl and uses the same ping in its own HEALTHCHECK.
+health = {
+  command      = ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8065/api/v4/system/ping"]
+  interval     = "30s"
+  timeout      = "10s"
+  retries      = 3
+  start_period = "2m"
+}
+
+sidecars = {
+  postgres = {
+    image = "postgres:16"
+    environment = {
+      POSTGRES_DB       = "mattermost"
+      POSTGRES_USER     = "mmuser"
+      POSTGRES_PASSWORD = "{secret.postgres_password}"
+    }
+    volumes = {
+      data = "/var/lib/postgresql/data"
+    }
+    health = {
+      command      = ["pg_isready", "-U", "mmuser", "-d", "mattermost"]
+      interval     = "10s"
+      timeout      = "5s"
+      retries      = 5
+      start_period = "30s"
+    }
+  }
+}
+
+resources = {
+  basic      = { cpus = 1, memory_mb = 1024 }
+  business   = { cpus = 2, memory_mb = 2048 }
+  enterprise = { cpus = 4, memory_mb = 4096 }
+}
+
+# mmctl in local mode creates the manager as a system admin. Mattermost user
+# names allow no "@", so the manager signs in with the email address (allowed
+# by default) and the user name is the fixed, valid `manager`.
+manager_account = {
+  method = "command"
+  role   = "system_admin"
+  command = [
+    "/mattermost/bin/mmctl", "--local", "user", "create",
+    "--email", "{manager.email}",
+    "--username", "manager",
+    "--firstname", "{manager.name}",
+    "--password", "{secret.manager_password}",
+    "--system-admin",
+    "--email-verified",
+  ]
+  # Secrets are generated for the names the environment maps use, so the
+  # command's secret is named here too.
+  environment = {
+    ATRIUM_MANAGER_PASSWORD = "{secret.manager_password}"
+  }
+}
+
+user_limit = {
+  method   = "environment"
+  variable = "MM_TEAMSETTINGS_MAXUSERSPERTEAM"
+}

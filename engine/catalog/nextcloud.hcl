@@ -1,0 +1,136 @@
+# nextcloud: files, calendar and collaboration, from the official `nextcloud`
+# Apache image, with PostgreSQL and Redis sidecars.
+#
+# Caveats: the image installs Nextcloud on its first start with the built-in
+# `atrium-root` administrator, which the platform keeps and the manager never
+# uses. The public host name must be added to trusted_domains through
+# customizations (NEXTCLOUD_TRUSTED_DOMAINS is read at installation only) until
+# the catalog has a domain placeholder; localhost is trusted, so the health
+# check works. Background jobs run in AJAX mode because no cron container can
+# share the app's volume. Nextcloud upgrades one major version at a time.
+name        = "nextcloud"
+description = "Nextcloud: files, calendar, contacts and collaboration."
+port        = 80
+
+channels = {
+  stable = {
+    image    = "nextcloud:{version}-apache"
+    versions = ["30.0.10", "31.0.5"]
+    default  = "31.0.5"
+  }
+  vanilla = {
+    image    = "nextcloud:{version}-apache"
+    versions = ["30.0.10", "31.0.5", "32.0.5"]
+    default  = "31.0.5"
+  }
+  custom = {
+    image    = "atrium/nextcloud-custom:{version}"
+    versions = ["31.0.5"]
+    default  = "31.0.5"
+  }
+}
+
+environment = {
+  POSTGRES_HOST            = "{sidecar.postgres}"
+  POSTGRES_DB              = "nextcloud"
+  POSTGRES_USER            = "nextcloud"
+  POSTGRES_PASSWORD        = "{secret.postgres_password}"
+  REDIS_HOST               = "{sidecar.redis}"
+  REDIS_HOST_PASSWORD      = "{secret.redis_password}"
+  NEXTCLOUD_ADMIN_USER     = "atrium-root"
+  NEXTCLOUD_ADMIN_PASSWORD = "{secret.root_password}"
+  # The ingress reaches the app through Docker's published port, from a
+  # private address; trusting private ranges lets Nextcloud read the client's
+  # address and protocol from the forwarded headers.
+  TRUSTED_PROXIES = "10.0.0.0/8 172.16.0.0/12 192.168.0.0/16"
+}
+
+# The whole installation: code, config.php, apps and user files.
+volumes = {
+  html = "/var/www/html"
+}
+
+# curl comes with the php base image (the Nextcloud Dockerfile uses it).
+health = {
+  command      = ["curl", "-fsS", "-o", "/dev/null", "http://localhost/status.php"]
+  interval     = "30s"
+  timeout      = "10s"
+  retries      = 3
+  start_period = "5m"
+}
+
+sidecars = {
+  postgres = {
+    image = "postgres:16"
+    environment = {
+      POSTGRES_DB       = "nextcloud"
+      POSTGRES_USER     = "nextcloud"
+      POSTGRES_PASSWORD = "{secret.postgres_password}"
+    }
+    volumes = {
+      data = "/var/lib/postgresql/data"
+    }
+    health = {
+      command      = ["pg_isready", "-U", "nextcloud", "-d", "nextcloud"]
+      interval     = "10s"
+      timeout      = "5s"
+      retries      = 5
+      start_period = "30s"
+    }
+  }
+  # Cache and file locking only, so no volume. The official image takes no
+  # password variable; redis-cli reads REDISCLI_AUTH, so one variable serves
+  # the server and its health check.
+  redis = {
+    image   = "redis:7-alpine"
+    command = ["sh", "-c", "exec redis-server --requirepass \"$REDISCLI_AUTH\""]
+    environment = {
+      REDISCLI_AUTH = "{secret.redis_password}"
+    }
+    health = {
+      command      = ["redis-cli", "ping"]
+      interval     = "10s"
+      timeout      = "5s"
+      retries      = 5
+      start_period = "10s"
+    }
+  }
+}
+
+resources = {
+  basic      = { cpus = 1, memory_mb = 1024 }
+  business   = { cpus = 2, memory_mb = 2048 }
+  enterprise = { cpus = 4, memory_mb = 4096 }
+}
+
+# occ must run as www-data; `su -p` keeps the environment, as the image's own
+# entrypoint does, so OC_PASS and the manager's details reach occ without being
+# pasted into the script. The manager joins the `admin` group, Nextcloud's
+# administrators. Running it twice changes nothing.
+manager_account = {
+  method = "command"
+  role   = "admin"
+  command = [
+    "sh", "-c",
+    "export ATRIUM_MANAGER_EMAIL=\"$1\" ATRIUM_MANAGER_NAME=\"$2\" OC_PASS=\"$3\"; su -p www-data -s /bin/sh -c 'php /var/www/html/occ user:info \"$ATRIUM_MANAGER_EMAIL\" >/dev/null 2>&1 || php /var/www/html/occ user:add --password-from-env --display-name=\"$ATRIUM_MANAGER_NAME\" --email=\"$ATRIUM_MANAGER_EMAIL\" --group=admin \"$ATRIUM_MANAGER_EMAIL\"'",
+    "atrium-manager-account",
+    "{manager.email}",
+    "{manager.name}",
+    "{secret.manager_password}",
+  ]
+  # occ reads the password from OC_PASS; naming the secret here also makes the
+  # platform generate it.
+  environment = {
+    OC_PASS = "{secret.manager_password}"
+  }
+}
+
+# The hard user limit Nextcloud offers hosting providers (used by Nextcloud
+# All-in-One): past it, no further accounts can be created.
+user_limit = {
+  method = "command"
+  command = [
+    "su", "-p", "www-data", "-s", "/bin/sh", "-c",
+    "php /var/www/html/occ config:system:set one-click-instance --value=true --type=bool && php /var/www/html/occ config:system:set one-click-instance.user-limit --value={users} --type=int",
+  ]
+}

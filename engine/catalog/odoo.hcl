@@ -1,0 +1,123 @@
+# odoo: the Odoo ERP suite (Community edition), from the official `odoo` image,
+# with a PostgreSQL sidecar.
+#
+# Caveats: the app runs threaded (no `--workers`), so live chat and the bus go
+# through port 8069 and no gevent port is needed. The database is created on
+# the first start (`--database=odoo` creates and initialises it); the database
+# manager is switched off so nobody can reach it with the default master
+# password. Odoo creates its own `admin` user (uid 2) with password `admin`:
+# the manager command replaces that password with a generated one. Odoo 16 to
+# 18 still name the groups field `groups_id` (19 renames it `group_ids`).
+name        = "odoo"
+description = "Odoo Community: ERP, CRM, accounting, inventory and more."
+port        = 8069
+
+channels = {
+  stable = {
+    image    = "odoo:{version}"
+    versions = ["17.0", "18.0"]
+    default  = "18.0"
+  }
+  vanilla = {
+    image    = "odoo:{version}"
+    versions = ["16.0", "17.0", "18.0"]
+    default  = "18.0"
+  }
+  custom = {
+    image    = "atrium/odoo-custom:{version}"
+    versions = ["17.0", "18.0"]
+    default  = "18.0"
+  }
+}
+
+# The image's entrypoint adds the database connection from HOST, PORT, USER
+# and PASSWORD to every `odoo` command line.
+command = [
+  "odoo",
+  "--database=odoo",
+  "--db-filter=^odoo$",
+  "--no-database-list",
+  "--without-demo=all",
+  "--proxy-mode",
+]
+
+environment = {
+  HOST     = "{sidecar.postgres}"
+  PORT     = "5432"
+  USER     = "odoo"
+  PASSWORD = "{secret.postgres_password}"
+}
+
+# The filestore and sessions; add-ons come from the image, so that an upgraded
+# custom image brings its add-ons along.
+volumes = {
+  data = "/var/lib/odoo"
+}
+
+# The image installs curl; /web/health exists since Odoo 16.
+health = {
+  command      = ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8069/web/health"]
+  interval     = "30s"
+  timeout      = "10s"
+  retries      = 3
+  start_period = "5m"
+}
+
+sidecars = {
+  postgres = {
+    image = "postgres:16"
+    environment = {
+      POSTGRES_DB       = "postgres"
+      POSTGRES_USER     = "odoo"
+      POSTGRES_PASSWORD = "{secret.postgres_password}"
+    }
+    volumes = {
+      data = "/var/lib/postgresql/data"
+    }
+    health = {
+      command      = ["pg_isready", "-U", "odoo", "-d", "postgres"]
+      interval     = "10s"
+      timeout      = "5s"
+      retries      = 5
+      start_period = "30s"
+    }
+  }
+}
+
+resources = {
+  basic      = { cpus = 1, memory_mb = 1024 }
+  business   = { cpus = 2, memory_mb = 2048 }
+  enterprise = { cpus = 4, memory_mb = 4096 }
+}
+
+# `odoo shell` runs the Python it reads on stdin against the database. The
+# manager gets Settings access (base.group_system, which implies the internal
+# user and access-rights groups); the built-in admin only gets a new password.
+# Values reach Python through the environment, never through the code, so a
+# quote in a name cannot break it; the code avoids braces because braces are
+# placeholders here. Running it twice changes nothing.
+manager_account = {
+  method = "command"
+  role   = "base.group_system"
+  command = [
+    "sh", "-c",
+    "printf '%s\\n' \"$1\" | ATRIUM_MANAGER_EMAIL=\"$2\" ATRIUM_MANAGER_NAME=\"$3\" ATRIUM_MANAGER_PASSWORD=\"$4\" ATRIUM_ROOT_PASSWORD=\"$5\" odoo shell --no-http --database=odoo --db_host=\"$HOST\" --db_port=\"$PORT\" --db_user=\"$USER\" --db_password=\"$PASSWORD\"",
+    "atrium-manager-account",
+    "import os\nusers = env['res.users'].with_context(no_reset_password=True)\nemail = os.environ['ATRIUM_MANAGER_EMAIL']\nif not users.search([('login', '=', email)]):\n    users.create(dict(name=os.environ['ATRIUM_MANAGER_NAME'], login=email, email=email, password=os.environ['ATRIUM_MANAGER_PASSWORD'], groups_id=[(6, 0, [env.ref('base.group_system').id])]))\nenv.ref('base.user_admin').write(dict(password=os.environ['ATRIUM_ROOT_PASSWORD']))\nenv.cr.commit()\n",
+    "{manager.email}",
+    "{manager.name}",
+    "{secret.manager_password}",
+    "{secret.root_password}",
+  ]
+  # Secrets are generated for the names the environment maps use, so the
+  # command's secrets are named here too.
+  environment = {
+    ATRIUM_MANAGER_PASSWORD = "{secret.manager_password}"
+    ATRIUM_ROOT_PASSWORD    = "{secret.root_password}"
+  }
+}
+
+# Odoo Community has no user limit setting.
+user_limit = {
+  method = "unsupported"
+}

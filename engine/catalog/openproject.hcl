@@ -1,0 +1,115 @@
+# openproject: project management, from the official all-in-one image (web,
+# background worker, cron and memcached in one container), with a PostgreSQL
+# sidecar; the image's own PostgreSQL stays off because DATABASE_URL points
+# elsewhere.
+#
+# Caveats: OpenProject answers 400 to any Host header other than its host
+# name and the additional ones. The catalog has no domain placeholder yet, so
+# the host name is the instance's network alias and an operator must set
+# OPENPROJECT_HOST__NAME to the public host name through customizations.
+# OpenProject reads environment values as YAML, so generated secrets must be
+# plain letters and digits. The seeder creates the built-in `admin` user; it
+# gets a generated password and the manager never uses it.
+name        = "openproject"
+description = "OpenProject Community: projects, work packages, Gantt charts and boards."
+port        = 80
+
+channels = {
+  stable = {
+    image    = "openproject/openproject:{version}"
+    versions = ["16.1.1", "16.6.2"]
+    default  = "16.6.2"
+  }
+  vanilla = {
+    image    = "openproject/openproject:{version}"
+    versions = ["15.4.1", "16.1.1", "16.6.2"]
+    default  = "16.6.2"
+  }
+  custom = {
+    image    = "atrium/openproject-custom:{version}"
+    versions = ["16.6.2"]
+    default  = "16.6.2"
+  }
+}
+
+environment = {
+  # No query parameters: the all-in-one start script also hands this URL to psql.
+  DATABASE_URL                         = "postgres://openproject:{secret.postgres_password}@{sidecar.postgres}:5432/openproject"
+  SECRET_KEY_BASE                      = "{secret.secret_key_base}"
+  OPENPROJECT_HOST__NAME               = "atrium-{tenant}-{instance}"
+  OPENPROJECT_ADDITIONAL__HOST__NAMES  = "localhost"
+  OPENPROJECT_HTTPS                    = "true"
+  OPENPROJECT_DEFAULT__LANGUAGE        = "en"
+  OPENPROJECT_SEED_ADMIN_USER_PASSWORD = "{secret.root_password}"
+  # Nobody signs in as the seeded admin, so forcing a password change is noise.
+  OPENPROJECT_SEED_ADMIN_USER_PASSWORD_RESET = "false"
+}
+
+# Attachments and repositories.
+volumes = {
+  assets = "/var/openproject/assets"
+}
+
+# curl comes with the ruby base image. The forwarded protocol keeps the
+# HTTPS redirect out of the way; localhost is an allowed host name.
+health = {
+  command      = ["curl", "-fsS", "-o", "/dev/null", "-H", "X-Forwarded-Proto: https", "http://localhost:80/health_checks/default"]
+  interval     = "30s"
+  timeout      = "10s"
+  retries      = 3
+  start_period = "10m"
+}
+
+sidecars = {
+  postgres = {
+    image = "postgres:17"
+    environment = {
+      POSTGRES_DB       = "openproject"
+      POSTGRES_USER     = "openproject"
+      POSTGRES_PASSWORD = "{secret.postgres_password}"
+    }
+    volumes = {
+      data = "/var/lib/postgresql/data"
+    }
+    health = {
+      command      = ["pg_isready", "-U", "openproject", "-d", "openproject"]
+      interval     = "10s"
+      timeout      = "5s"
+      retries      = 5
+      start_period = "30s"
+    }
+  }
+}
+
+resources = {
+  basic      = { cpus = 1, memory_mb = 2048 }
+  business   = { cpus = 2, memory_mb = 4096 }
+  enterprise = { cpus = 4, memory_mb = 8192 }
+}
+
+# rails runner as the image's `app` user (gosu keeps the environment);
+# `rails runner CODE ARGS` hands ARGS to the code as ARGV, so the manager's
+# details never become code. `admin: true` is OpenProject's Administrator. The
+# code avoids braces because braces are placeholders here. Running it twice
+# changes nothing.
+manager_account = {
+  method = "command"
+  role   = "Administrator"
+  command = [
+    "gosu", "app", "bundle", "exec", "rails", "runner",
+    "email, name, password = ARGV\nunless User.exists?(login: email)\n  first, last = name.split(' ', 2)\n  user = User.new(login: email, mail: email, firstname: first, lastname: last || first, admin: true, status: :active)\n  user.password = password\n  user.password_confirmation = password\n  user.save!\nend\n",
+    "{manager.email}",
+    "{manager.name}",
+    "{secret.manager_password}",
+  ]
+  # Secrets are generated for the names the environment maps use, so the
+  # command's secret is named here too.
+  environment = {
+    ATRIUM_MANAGER_PASSWORD = "{secret.manager_password}"
+  }
+}
+
+# The Community edition has no user limit setting.
+user_limit = {
+  method = "unsupported"
+}
