@@ -22,6 +22,7 @@ use crate::catalog::{
 };
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec};
 use crate::model::tenant::TenantRecord;
+use crate::observe::AppObservations;
 use crate::registry::{Registry, RegistryError, now_rfc3339};
 use crate::targets::{TargetError, Targets};
 
@@ -70,6 +71,8 @@ impl AppApplyError {
 /// What every app instance operation needs.
 pub struct AppContext<'a> {
     pub registry: &'a Registry,
+    /// Snapshots shared by the reads of one process (batched observation).
+    pub observations: &'a AppObservations,
     pub catalog: &'a Catalog,
     pub targets: &'a Targets,
     pub owner: &'a str,
@@ -208,20 +211,31 @@ impl AppContext<'_> {
         &self,
         id: &AppInstanceId,
     ) -> Result<Option<(AppInstanceRecord, InstanceHealth)>, AppApplyError> {
-        let Some(record) = self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? else {
+        let Some(record) = self.observations.instance(self.registry, id).await.map_err(self.registry_error(id))? else {
             return Ok(None);
         };
-        let Some(tenant) = self.registry.get_tenant(&id.tenant_id).await.map_err(self.registry_error(id))? else {
+        let Some(tenant) =
+            self.observations.tenant(self.registry, &id.tenant_id).await.map_err(self.registry_error(id))?
+        else {
             return Ok(Some((record, InstanceHealth::Missing)));
         };
         let entry = self.entry(&record.spec)?;
         let rendered = render_instance(entry, &record.spec, &tenant, &record.owner, record.generation, &record.secrets)
             .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
         let runtime = self.runtime(id, &record.spec.target).await?;
-        let observed = runtime
-            .inspect(&rendered.app_container().name)
+        let name = &rendered.app_container().name;
+        let runtime_error = || self.runtime_error(id, &record.spec.target);
+        // One list call per target per window says which containers exist;
+        // only those are inspected, for their environment and limits.
+        let listed = self
+            .observations
+            .listed_container(&record.spec.target, runtime.as_ref(), name)
             .await
-            .map_err(self.runtime_error(id, &record.spec.target))?;
+            .map_err(runtime_error())?;
+        let observed = match listed {
+            Some(_) => runtime.inspect(name).await.map_err(runtime_error())?,
+            None => None,
+        };
         let health = compare(observed.as_ref(), &rendered);
         Ok(Some((record, health)))
     }
@@ -252,6 +266,13 @@ impl AppContext<'_> {
         if *self.cancelled.borrow() {
             return Err(AppApplyError::Cancelled { id: spec.id.clone() });
         }
+        self.observations.clear().await;
+        let result = self.deploy_steps(spec).await;
+        self.observations.clear().await;
+        result
+    }
+
+    async fn deploy_steps(&self, spec: &AppInstanceSpec) -> Result<AppInstanceRecord, AppApplyError> {
         let tenant = self.tenant(spec).await?;
         if spec.users > tenant.spec.user_quota {
             return Err(AppApplyError::OverQuota {
@@ -370,6 +391,13 @@ impl AppContext<'_> {
         if *self.cancelled.borrow() {
             return Err(AppApplyError::Cancelled { id: id.clone() });
         }
+        self.observations.clear().await;
+        let result = self.destroy_steps(id).await;
+        self.observations.clear().await;
+        result
+    }
+
+    async fn destroy_steps(&self, id: &AppInstanceId) -> Result<(), AppApplyError> {
         let Some(record) = self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? else {
             return Ok(());
         };

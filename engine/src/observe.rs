@@ -1,73 +1,169 @@
-//! Batched observation: one registry listing serves every read in a short window.
+//! Batched observation: one listing serves every read in a short window.
 //!
 //! Terraform refreshes each resource with its own `ReadResource` call, often
-//! ten at a time. Answering each from its own query costs O(resources); the
-//! first read here lists every tenant once, and later reads within
-//! [`SNAPSHOT_WINDOW`] answer from that snapshot, so a refresh costs O(1)
-//! queries. Any write through this process invalidates the snapshot.
+//! ten at a time. Answering each from its own query costs O(resources); here
+//! the first read lists once (all tenants, all app instances, every managed
+//! container of a target) and later reads within [`SNAPSHOT_WINDOW`] answer
+//! from that snapshot, so a refresh costs O(targets) list calls. Writes
+//! through this process clear the snapshots.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
+use crate::backends::{ObservedContainer, Runtime, RuntimeError};
 use crate::model::TenantId;
+use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
 use crate::model::tenant::TenantRecord;
 use crate::registry::{Registry, RegistryError};
 
 /// How long a snapshot answers reads before the next read lists again.
 pub const SNAPSHOT_WINDOW: Duration = Duration::from_secs(5);
 
-type TenantSnapshot = Arc<HashMap<TenantId, TenantRecord>>;
+/// A listing and when it was taken.
+type Taken<K, V> = Option<(Instant, Arc<HashMap<K, V>>)>;
+
+/// One listing, kept for [`SNAPSHOT_WINDOW`]. Concurrent readers wait for the
+/// one listing in flight instead of each making their own.
+pub struct Snapshot<K, V> {
+    taken: Mutex<Taken<K, V>>,
+    listings: AtomicU64,
+}
+
+impl<K: Eq + Hash, V> Default for Snapshot<K, V> {
+    fn default() -> Self {
+        Self { taken: Mutex::new(None), listings: AtomicU64::new(0) }
+    }
+}
+
+impl<K: Eq + Hash, V> Snapshot<K, V> {
+    /// The current snapshot, listing with `list` when there is none or it is stale.
+    pub async fn get<F, Fut, E>(&self, list: F) -> Result<Arc<HashMap<K, V>>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<HashMap<K, V>, E>>,
+    {
+        let mut guard = self.taken.lock().await;
+        if let Some((taken, snapshot)) = guard.as_ref()
+            && taken.elapsed() < SNAPSHOT_WINDOW
+        {
+            return Ok(Arc::clone(snapshot));
+        }
+        let snapshot = Arc::new(list().await?);
+        self.listings.fetch_add(1, Ordering::Relaxed);
+        *guard = Some((Instant::now(), Arc::clone(&snapshot)));
+        Ok(snapshot)
+    }
+
+    /// Forgets the snapshot; the next read lists again.
+    pub async fn clear(&self) {
+        *self.taken.lock().await = None;
+    }
+
+    /// How many listings were made (for tests and benchmarks).
+    pub fn listings(&self) -> u64 {
+        self.listings.load(Ordering::Relaxed)
+    }
+}
 
 /// Observes tenants through snapshots of the registry.
-#[derive(Debug)]
 pub struct TenantObserver {
     registry: Registry,
-    snapshot: Mutex<Option<(Instant, TenantSnapshot)>>,
-    listings: AtomicU64,
+    tenants: Snapshot<TenantId, TenantRecord>,
 }
 
 impl TenantObserver {
     pub fn new(registry: Registry) -> Self {
-        Self { registry, snapshot: Mutex::new(None), listings: AtomicU64::new(0) }
+        Self { registry, tenants: Snapshot::default() }
     }
 
     /// The tenant as the registry holds it now (at most [`SNAPSHOT_WINDOW`] old,
     /// never older than this process's own last write).
     pub async fn observe(&self, name: &TenantId) -> Result<Option<TenantRecord>, RegistryError> {
-        let mut guard = self.snapshot.lock().await;
-        let fresh = guard
-            .as_ref()
-            .filter(|(taken, _)| taken.elapsed() < SNAPSHOT_WINDOW)
-            .map(|(_, snapshot)| Arc::clone(snapshot));
-        let snapshot = match fresh {
-            Some(snapshot) => snapshot,
-            None => {
+        let snapshot = self
+            .tenants
+            .get(|| async {
                 let records = self.registry.list_tenants().await?;
-                self.listings.fetch_add(1, Ordering::Relaxed);
-                let snapshot: TenantSnapshot =
-                    Arc::new(records.into_iter().map(|record| (record.spec.name.clone(), record)).collect());
-                *guard = Some((Instant::now(), Arc::clone(&snapshot)));
-                snapshot
-            }
-        };
+                Ok(records.into_iter().map(|record| (record.spec.name.clone(), record)).collect())
+            })
+            .await?;
         Ok(snapshot.get(name).cloned())
     }
 
     /// Forgets the snapshot; the next read lists again.
     pub async fn invalidate(&self) {
-        *self.snapshot.lock().await = None;
+        self.tenants.clear().await;
     }
 
     /// How many registry listings this observer has made (for tests and benchmarks).
     pub fn listings(&self) -> u64 {
-        self.listings.load(Ordering::Relaxed)
+        self.tenants.listings()
     }
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+}
+
+/// Snapshots for app instance reads: registry rows and each target's managed containers.
+#[derive(Default)]
+pub struct AppObservations {
+    instances: Snapshot<AppInstanceId, AppInstanceRecord>,
+    tenants: Snapshot<TenantId, TenantRecord>,
+    containers: Mutex<HashMap<String, Arc<Snapshot<String, ObservedContainer>>>>,
+}
+
+impl AppObservations {
+    pub async fn instance(
+        &self,
+        registry: &Registry,
+        id: &AppInstanceId,
+    ) -> Result<Option<AppInstanceRecord>, RegistryError> {
+        let snapshot = self
+            .instances
+            .get(|| async {
+                let records = registry.list_app_instances().await?;
+                Ok(records.into_iter().map(|record| (record.spec.id.clone(), record)).collect())
+            })
+            .await?;
+        Ok(snapshot.get(id).cloned())
+    }
+
+    pub async fn tenant(&self, registry: &Registry, id: &TenantId) -> Result<Option<TenantRecord>, RegistryError> {
+        let snapshot = self
+            .tenants
+            .get(|| async {
+                let records = registry.list_tenants().await?;
+                Ok(records.into_iter().map(|record| (record.spec.name.clone(), record)).collect())
+            })
+            .await?;
+        Ok(snapshot.get(id).cloned())
+    }
+
+    /// The managed container named `name` on `target`, from one list call per window
+    /// (environment and limits are not filled; inspect for those).
+    pub async fn listed_container(
+        &self,
+        target: &str,
+        runtime: &dyn Runtime,
+        name: &str,
+    ) -> Result<Option<ObservedContainer>, RuntimeError> {
+        let snapshot = Arc::clone(self.containers.lock().await.entry(target.to_owned()).or_default());
+        let containers = snapshot
+            .get(|| async { Ok(runtime.list_managed().await?.into_iter().map(|c| (c.name.clone(), c)).collect()) })
+            .await?;
+        Ok(containers.get(name).cloned())
+    }
+
+    /// Forgets every snapshot (after a write through this process).
+    pub async fn clear(&self) {
+        self.instances.clear().await;
+        self.tenants.clear().await;
+        self.containers.lock().await.clear();
     }
 }

@@ -12,12 +12,14 @@ use atrium_engine::config::{Location, TargetDocument};
 use atrium_engine::model::TenantId;
 use atrium_engine::model::app_instance::{AppInstanceId, AppInstanceSpec};
 use atrium_engine::model::tenant::{Manager, TenantSpec, Tier};
+use atrium_engine::observe::AppObservations;
 use atrium_engine::registry::Registry;
 use atrium_engine::targets::Targets;
 use atrium_engine::test_services::service_variable;
 
 struct Fixture {
     _directory: tempfile::TempDir,
+    observations: AppObservations,
     registry: Registry,
     catalog: Catalog,
     targets: Targets,
@@ -48,13 +50,21 @@ impl Fixture {
             public_address: None,
         };
         let targets = Targets::new(BTreeMap::from([("local".to_owned(), target)]));
-        Fixture { _directory: directory, registry, catalog: Catalog::built_in(), targets, tenant }
+        Fixture {
+            _directory: directory,
+            observations: AppObservations::default(),
+            registry,
+            catalog: Catalog::built_in(),
+            targets,
+            tenant,
+        }
     }
 
     fn context(&self, deadline: Duration) -> AppContext<'_> {
         let (_, cancelled) = tokio::sync::watch::channel(false);
         AppContext {
             registry: &self.registry,
+            observations: &self.observations,
             catalog: &self.catalog,
             targets: &self.targets,
             owner: "terraform",
@@ -228,4 +238,42 @@ async fn over_quota_and_unmanaged_name_clashes_are_refused() {
     assert!(docker(&["inspect", &name]).status.success(), "the foreign container is untouched");
     assert!(docker(&["rm", "-f", &name]).status.success());
     assert!(fixture.registry.get_app_instance(&spec.id).await.unwrap().is_none(), "nothing recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_of_50_instances_costs_one_docker_list_call_plus_their_inspections() {
+    let fixture = Fixture::new("batch").await;
+    let context = fixture.context(Duration::from_secs(60));
+    let specs: Vec<AppInstanceSpec> = (0..50)
+        .map(|index| {
+            let mut spec = fixture.spec("1.1");
+            spec.id.name = format!("app-{index:02}");
+            spec.users = 1;
+            spec.delete_data_on_destroy = true;
+            spec
+        })
+        .collect();
+    // Deploy ten at a time, as Terraform's default parallelism would.
+    for chunk in specs.chunks(10) {
+        let deployments = chunk.iter().map(|spec| context.deploy(spec));
+        for result in futures_util::future::join_all(deployments).await {
+            result.unwrap();
+        }
+    }
+    let runtime = fixture.runtime().await;
+    let fresh = AppObservations::default();
+    let (_, cancelled) = tokio::sync::watch::channel(false);
+    let reader = AppContext { observations: &fresh, cancelled, ..fixture.context(Duration::from_secs(60)) };
+    let before = runtime.api_calls();
+    let reads = specs.iter().map(|spec| reader.observe(&spec.id));
+    for result in futures_util::future::join_all(reads).await {
+        assert_eq!(result.unwrap().unwrap().1, InstanceHealth::Running);
+    }
+    let calls = runtime.api_calls() - before;
+    eprintln!("refresh of 50 instances: {calls} Docker API calls");
+    assert_eq!(calls, 51, "one list call plus one inspection per instance");
+    for spec in &specs {
+        context.destroy(&spec.id).await.unwrap();
+    }
+    assert!(fixture.containers().await.is_empty());
 }

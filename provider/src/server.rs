@@ -10,7 +10,7 @@ use std::sync::Arc;
 use atrium_engine::app_apply::AppContext;
 use atrium_engine::catalog::Catalog;
 use atrium_engine::config::{PlatformConfigDocument, REGISTRY_URL_ENV};
-use atrium_engine::observe::TenantObserver;
+use atrium_engine::observe::{AppObservations, TenantObserver};
 use atrium_engine::registry::Registry;
 use atrium_engine::targets::Targets;
 use tokio::sync::{RwLock, watch};
@@ -26,6 +26,7 @@ use crate::value::{CtyType, Value, decode_msgpack, encode_msgpack};
 /// What ConfigureProvider sets up: the registry, the catalog and the targets.
 struct Configured {
     tenant_observer: TenantObserver,
+    app_observations: AppObservations,
     catalog: Catalog,
     targets: Targets,
 }
@@ -38,6 +39,7 @@ impl Configured {
     fn app_context(&self, deadline: std::time::Duration, cancelled: watch::Receiver<bool>) -> AppContext<'_> {
         AppContext {
             registry: self.registry(),
+            observations: &self.app_observations,
             catalog: &self.catalog,
             targets: &self.targets,
             owner: tenant::OWNER,
@@ -329,7 +331,12 @@ impl Provider for AtriumProvider {
         match Registry::connect(&url).await {
             Ok(registry) => {
                 tracing::debug!(registry = registry.url_for_messages(), terraform = %request.terraform_version, "provider configured");
-                let configured = Configured { tenant_observer: TenantObserver::new(registry), catalog, targets };
+                let configured = Configured {
+                    tenant_observer: TenantObserver::new(registry),
+                    app_observations: AppObservations::default(),
+                    catalog,
+                    targets,
+                };
                 *self.configured.write().await = Some(Arc::new(configured));
                 Ok(Response::new(pb::configure_provider::Response { diagnostics: Vec::new() }))
             }

@@ -5,6 +5,7 @@
 //! someone else made is never touched, even if it has one of our names.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,6 +27,12 @@ use crate::catalog::{ContainerSpec, VolumeSpec, labels};
 pub struct DockerRuntime {
     target: String,
     docker: Docker,
+    /// Docker API requests made, for tests and benchmarks of batched observation.
+    api_calls: AtomicU64,
+    /// Docker accepts two networks of the same name when they are created at
+    /// once (API 1.41 has no reliable duplicate check), so this process
+    /// creates networks one at a time.
+    network_creation: tokio::sync::Mutex<()>,
 }
 
 fn is_not_found(error: &bollard::errors::Error) -> bool {
@@ -49,7 +56,18 @@ impl DockerRuntime {
             return Err(connect_error(bollard::errors::Error::UnsupportedURISchemeError { uri: endpoint.to_owned() }));
         };
         let docker = docker.negotiate_version().await.map_err(connect_error)?;
-        Ok(DockerRuntime { target: target.to_owned(), docker })
+        Ok(DockerRuntime {
+            target: target.to_owned(),
+            docker,
+            api_calls: AtomicU64::new(1),
+            network_creation: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The client, counting one API request.
+    fn api(&self) -> &Docker {
+        self.api_calls.fetch_add(1, Ordering::Relaxed);
+        &self.docker
     }
 
     fn api_error(&self, operation: &'static str, object: &str) -> impl FnOnce(bollard::errors::Error) -> RuntimeError {
@@ -120,7 +138,8 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
 #[async_trait]
 impl Runtime for DockerRuntime {
     async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), RuntimeError> {
-        match self.docker.inspect_network(name, None).await {
+        let _one_at_a_time = self.network_creation.lock().await;
+        match self.api().inspect_network(name, None).await {
             Ok(network) if Self::is_managed(network.labels.as_ref()) => return Ok(()),
             Ok(_) => return Err(self.not_managed(format!("network {name}"))),
             Err(error) if is_not_found(&error) => {}
@@ -132,7 +151,7 @@ impl Runtime for DockerRuntime {
             labels: Some(labels.clone().into_iter().collect()),
             ..Default::default()
         };
-        match self.docker.create_network(request).await {
+        match self.api().create_network(request).await {
             Ok(_) => Ok(()),
             // Created concurrently by another instance of the same tenant.
             Err(error) if is_conflict(&error) => Ok(()),
@@ -141,7 +160,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove_network_if_unused(&self, name: &str) -> Result<(), RuntimeError> {
-        let network = match self.docker.inspect_network(name, None).await {
+        let network = match self.api().inspect_network(name, None).await {
             Ok(network) => network,
             Err(error) if is_not_found(&error) => return Ok(()),
             Err(error) => return Err(self.api_error("inspect network", name)(error)),
@@ -152,7 +171,7 @@ impl Runtime for DockerRuntime {
         if network.containers.is_some_and(|c| !c.is_empty()) {
             return Ok(());
         }
-        match self.docker.remove_network(name).await {
+        match self.api().remove_network(name).await {
             Ok(()) => Ok(()),
             // Gone, or a container joined meanwhile: both leave nothing to do.
             Err(error) if is_not_found(&error) || is_conflict(&error) => Ok(()),
@@ -166,7 +185,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn ensure_volume(&self, spec: &VolumeSpec) -> Result<bool, RuntimeError> {
-        match self.docker.inspect_volume(&spec.name).await {
+        match self.api().inspect_volume(&spec.name).await {
             Ok(volume) if volume.labels.get(labels::MANAGED).is_some_and(|v| v == "true") => return Ok(false),
             Ok(_) => return Err(self.not_managed(format!("volume {}", spec.name))),
             Err(error) if is_not_found(&error) => {}
@@ -177,18 +196,18 @@ impl Runtime for DockerRuntime {
             labels: Some(spec.labels.clone().into_iter().collect()),
             ..Default::default()
         };
-        self.docker.create_volume(request).await.map_err(self.api_error("create volume", &spec.name))?;
+        self.api().create_volume(request).await.map_err(self.api_error("create volume", &spec.name))?;
         Ok(true)
     }
 
     async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
-        match self.docker.inspect_volume(name).await {
+        match self.api().inspect_volume(name).await {
             Ok(volume) if volume.labels.get(labels::MANAGED).is_some_and(|v| v == "true") => {}
             Ok(_) => return Err(self.not_managed(format!("volume {name}"))),
             Err(error) if is_not_found(&error) => return Ok(()),
             Err(error) => return Err(self.api_error("inspect volume", name)(error)),
         }
-        match self.docker.remove_volume(name, Some(RemoveVolumeOptionsBuilder::default().force(false).build())).await {
+        match self.api().remove_volume(name, Some(RemoveVolumeOptionsBuilder::default().force(false).build())).await {
             Ok(()) => Ok(()),
             Err(error) if is_not_found(&error) => Ok(()),
             Err(error) => Err(self.api_error("remove volume", name)(error)),
@@ -196,7 +215,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn ensure_container(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
-        match self.docker.inspect_container(&spec.name, None::<InspectContainerOptions>).await {
+        match self.api().inspect_container(&spec.name, None::<InspectContainerOptions>).await {
             Ok(existing) => {
                 let existing_labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
                 let same_instance =
@@ -213,7 +232,7 @@ impl Runtime for DockerRuntime {
                     return Ok(());
                 } else {
                     return self
-                        .docker
+                        .api()
                         .start_container(&spec.name, None)
                         .await
                         .map_err(self.api_error("start container", &spec.name));
@@ -223,23 +242,23 @@ impl Runtime for DockerRuntime {
             Err(error) => return Err(self.api_error("inspect container", &spec.name)(error)),
         }
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
-        match self.docker.create_container(Some(options), create_body(spec)).await {
+        match self.api().create_container(Some(options), create_body(spec)).await {
             Ok(_) => {}
             Err(error) if is_conflict(&error) => {}
             Err(error) => return Err(self.api_error("create container", &spec.name)(error)),
         }
-        self.docker.start_container(&spec.name, None).await.map_err(self.api_error("start container", &spec.name))
+        self.api().start_container(&spec.name, None).await.map_err(self.api_error("start container", &spec.name))
     }
 
     async fn remove_container(&self, name: &str) -> Result<(), RuntimeError> {
-        match self.docker.inspect_container(name, None::<InspectContainerOptions>).await {
+        match self.api().inspect_container(name, None::<InspectContainerOptions>).await {
             Ok(existing) if Self::is_managed(existing.config.as_ref().and_then(|c| c.labels.as_ref())) => {}
             Ok(_) => return Err(self.not_managed(format!("container {name}"))),
             Err(error) if is_not_found(&error) => return Ok(()),
             Err(error) => return Err(self.api_error("inspect container", name)(error)),
         }
         let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
-        match self.docker.remove_container(name, Some(options)).await {
+        match self.api().remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(error) if is_not_found(&error) => Ok(()),
             Err(error) => Err(self.api_error("remove container", name)(error)),
@@ -250,7 +269,7 @@ impl Runtime for DockerRuntime {
         let filters = HashMap::from([("label".to_owned(), vec![format!("{}=true", labels::MANAGED)])]);
         let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let summaries =
-            self.docker.list_containers(Some(options)).await.map_err(self.api_error("list", "containers"))?;
+            self.api().list_containers(Some(options)).await.map_err(self.api_error("list", "containers"))?;
         Ok(summaries
             .into_iter()
             .map(|summary| {
@@ -279,7 +298,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn inspect(&self, name: &str) -> Result<Option<ObservedContainer>, RuntimeError> {
-        let container = match self.docker.inspect_container(name, None::<InspectContainerOptions>).await {
+        let container = match self.api().inspect_container(name, None::<InspectContainerOptions>).await {
             Ok(container) => container,
             Err(error) if is_not_found(&error) => return Ok(None),
             Err(error) => return Err(self.api_error("inspect container", name)(error)),
@@ -325,7 +344,7 @@ impl Runtime for DockerRuntime {
         let started = tokio::time::Instant::now();
         loop {
             let container = self
-                .docker
+                .api()
                 .inspect_container(name, None::<InspectContainerOptions>)
                 .await
                 .map_err(self.api_error("inspect container", name))?;
@@ -389,6 +408,10 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    fn api_calls(&self) -> u64 {
+        self.api_calls.load(Ordering::Relaxed)
+    }
+
     async fn exec(&self, name: &str, command: &[String]) -> Result<String, RuntimeError> {
         let options = bollard::exec::CreateExecOptions {
             cmd: Some(command.to_vec()),
@@ -396,8 +419,8 @@ impl Runtime for DockerRuntime {
             attach_stderr: Some(true),
             ..Default::default()
         };
-        let exec = self.docker.create_exec(name, options).await.map_err(self.api_error("exec in", name))?;
-        let started = self.docker.start_exec(&exec.id, None).await.map_err(self.api_error("exec in", name))?;
+        let exec = self.api().create_exec(name, options).await.map_err(self.api_error("exec in", name))?;
+        let started = self.api().start_exec(&exec.id, None).await.map_err(self.api_error("exec in", name))?;
         let mut output = String::new();
         if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } = started {
             while let Some(chunk) = stream.next().await {
