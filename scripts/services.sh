@@ -7,8 +7,9 @@
 #   scripts/services.sh status [STATE_DIR]
 #
 # The env file ($STATE_DIR/env) is what tests load (through ATRIUM_SERVICES_ENV
-# or the default path). Services today: PostgreSQL, and a Docker engine with
-# the `hello` test app's images (built from busybox, no registry needed).
+# or the default path). Services today: PostgreSQL, and two Docker engines (two
+# hosting targets) with the `hello` test app's images (built from busybox, no
+# registry needed).
 # Every server binds to 127.0.0.1 on a free high port or a unix socket.
 set -euo pipefail
 
@@ -63,22 +64,25 @@ stop_postgres() {
 }
 
 # Docker's sockets live under /tmp: unix socket paths are limited to 108 bytes.
-docker_dir() {
-  echo "${TMPDIR:-/tmp}/atrium-docker-$(printf '%s' "$state" | md5sum | cut -c1-12)"
+docker_dir() { # docker_dir NAME
+  echo "${TMPDIR:-/tmp}/atrium-$1-$(printf '%s' "$state" | md5sum | cut -c1-12)"
 }
 
+# start_docker NAME ENV_VARIABLE ADDRESS_POOL: one Docker engine. Two engines
+# stand for two hosting targets; their address pools differ so that their
+# tenant networks never overlap on this one host.
 start_docker() {
-  local dir
-  dir=$(docker_dir)
+  local name=$1 variable=$2 pool=$3 dir
+  dir=$(docker_dir "$name")
   if [ -f "$dir/dockerd.pid" ] && kill -0 "$(cat "$dir/dockerd.pid")" 2>/dev/null; then
-    echo "services: docker already running"
+    echo "services: $name already running"
   else
     mkdir -p "$dir"
     # No iptables, no default bridge: tenant networks are user bridges, and
     # published ports on 127.0.0.1 work through docker-proxy.
     dockerd --data-root "$dir/data" --exec-root "$dir/exec" -H "unix://$dir/docker.sock" \
       --pidfile "$dir/dockerd.pid" --storage-driver overlay2 --iptables=false --ip-masq=false \
-      --ip-forward=false --bridge=none >"$dir/dockerd.log" 2>&1 &
+      --ip-forward=false --bridge=none --default-address-pool "base=$pool,size=24" >"$dir/dockerd.log" 2>&1 &
     for _ in $(seq 1 100); do
       docker -H "unix://$dir/docker.sock" version >/dev/null 2>&1 && break
       sleep 0.1
@@ -86,13 +90,13 @@ start_docker() {
     docker -H "unix://$dir/docker.sock" version >/dev/null || { cat "$dir/dockerd.log" >&2; exit 1; }
   fi
   "$repo/scripts/hello-image.sh" "unix://$dir/docker.sock"
-  echo "ATRIUM_TEST_DOCKER_HOST=unix://$dir/docker.sock" >>"$state/env.new"
-  echo "services: docker on unix://$dir/docker.sock"
+  echo "$variable=unix://$dir/docker.sock" >>"$state/env.new"
+  echo "services: $name on unix://$dir/docker.sock"
 }
 
-stop_docker() {
+stop_docker() { # stop_docker NAME
   local dir pid
-  dir=$(docker_dir)
+  dir=$(docker_dir "$1")
   [ -f "$dir/dockerd.pid" ] || return 0
   pid=$(cat "$dir/dockerd.pid")
   kill "$pid" 2>/dev/null || true
@@ -110,13 +114,15 @@ case "$command" in
     mkdir -p "$state"
     : >"$state/env.new"
     start_postgres
-    start_docker
+    start_docker docker ATRIUM_TEST_DOCKER_HOST 10.200.0.0/16
+    start_docker docker2 ATRIUM_TEST_DOCKER_HOST_2 10.210.0.0/16
     if [ -s "$state/env.new" ]; then mv "$state/env.new" "$state/env"; else rm -f "$state/env.new"; fi
     echo "services: env file $state/env"
     ;;
   stop)
     stop_postgres
-    stop_docker
+    stop_docker docker
+    stop_docker docker2
     rm -f "$state/env"
     echo "services: stopped"
     ;;

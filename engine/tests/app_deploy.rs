@@ -277,3 +277,45 @@ async fn a_refresh_of_50_instances_costs_one_docker_list_call_plus_their_inspect
     }
     assert!(fixture.containers().await.is_empty());
 }
+
+/// Asks, from inside `container`, whether `url` answers.
+async fn reaches(runtime: &dyn Runtime, container: &str, url: &str) -> bool {
+    let probe = format!("timeout 3 wget -q -O /dev/null {url} && echo REACHED || echo BLOCKED");
+    let output = runtime.exec(container, &["/bin/sh".to_owned(), "-c".to_owned(), probe]).await.unwrap();
+    assert!(output.contains("REACHED") || output.contains("BLOCKED"), "probe failed to run: {output}");
+    output.contains("REACHED")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_containers_cannot_reach_another_tenants_by_name_or_address() {
+    let first = Fixture::new("iso-a").await;
+    let second = Fixture::new("iso-b").await;
+    let (first_context, second_context) =
+        (first.context(Duration::from_secs(30)), second.context(Duration::from_secs(30)));
+    let a = first_context.deploy(&first.spec("1.1")).await.unwrap();
+    let b = second_context.deploy(&second.spec("1.1")).await.unwrap();
+    let runtime = first.runtime().await;
+    let a_container = format!("atrium-{}-web-g{}", first.tenant, a.generation);
+    let b_container = format!("atrium-{}-web-g{}", second.tenant, b.generation);
+    let host = service_variable("ATRIUM_TEST_DOCKER_HOST");
+    let address_of = |name: &str| {
+        let output = std::process::Command::new("docker")
+            .args(["-H", &host, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let (a_address, b_address) = (address_of(&a_container), address_of(&b_container));
+    assert!(!a_address.is_empty() && !b_address.is_empty());
+
+    // Within a tenant, the instance's alias and address answer (so the probe itself works).
+    assert!(reaches(runtime.as_ref(), &a_container, &format!("http://atrium-{}-web/", first.tenant)).await);
+    assert!(reaches(runtime.as_ref(), &a_container, &format!("http://{a_address}/")).await);
+    // Across tenants, neither the name nor the address answers, in either direction.
+    assert!(!reaches(runtime.as_ref(), &a_container, &format!("http://atrium-{}-web/", second.tenant)).await);
+    assert!(!reaches(runtime.as_ref(), &a_container, &format!("http://{b_address}/")).await);
+    assert!(!reaches(runtime.as_ref(), &b_container, &format!("http://{a_address}/")).await);
+
+    first_context.destroy(&first.spec("1.1").id).await.unwrap();
+    second_context.destroy(&second.spec("1.1").id).await.unwrap();
+}
