@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Benchmarks atrium_tenant against terraform_data with release builds.
-#   scripts/bench.sh [COUNT] [ROUNDS]     (default 1000 resources, 3 rounds)
+# Benchmarks with release builds:
+#   scripts/bench.sh [COUNT] [ROUNDS]          atrium_tenant against terraform_data (default 1000, 3 rounds)
+#   scripts/bench.sh apps [COUNT] [REFRESH]    hello instances against the Docker CLI (default 50; refresh 200)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --locked --release -p atrium-provider --bin terraform-provider-atrium
-cargo run --locked --release -p atrium-acceptance --bin bench-tenants -- "$@"
+if [ "${1:-}" = apps ]; then
+  shift
+  [ -n "${ATRIUM_SERVICES_ENV:-}" ] || { scripts/services.sh start >/dev/null; export ATRIUM_SERVICES_ENV=$repo/.services/env; }
+  cargo run --locked --release -p atrium-acceptance --bin bench-apps -- "$@"
+else
+  cargo run --locked --release -p atrium-acceptance --bin bench-tenants -- "$@"
+fi

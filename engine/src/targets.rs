@@ -33,6 +33,14 @@ impl Targets {
         self.configured.keys().map(String::as_str).collect()
     }
 
+    /// Docker API requests made so far, per connected target (for benchmarks).
+    pub async fn api_calls(&self) -> Vec<(String, u64)> {
+        let connected = self.connected.lock().await;
+        let mut calls: Vec<(String, u64)> = connected.iter().map(|(name, runtime)| (name.clone(), runtime.api_calls())).collect();
+        calls.sort();
+        calls
+    }
+
     /// The runtime of `target`, connecting (and negotiating the API version) once.
     pub async fn runtime(&self, target: &str) -> Result<Arc<dyn Runtime>, TargetError> {
         let mut connected = self.connected.lock().await;

@@ -63,8 +63,23 @@ impl AtriumProvider {
     }
 
     /// Closes the registry pool; called on shutdown so SQLite checkpoints its WAL.
+    /// With `ATRIUM_STATS_FILE` set (benchmarks), appends this process's Docker
+    /// API request counts per target.
     pub async fn close(&self) {
         if let Some(configured) = self.configured.read().await.as_ref() {
+            if let Ok(path) = std::env::var("ATRIUM_STATS_FILE") {
+                let lines: String = configured
+                    .targets
+                    .api_calls()
+                    .await
+                    .into_iter()
+                    .map(|(target, calls)| format!("docker_api_calls {target} {calls}\n"))
+                    .collect();
+                use std::io::Write as _;
+                if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                    let _ = file.write_all(lines.as_bytes());
+                }
+            }
             configured.tenant_observer.registry().close().await;
         }
     }
