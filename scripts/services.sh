@@ -68,21 +68,51 @@ docker_dir() { # docker_dir NAME
   echo "${TMPDIR:-/tmp}/atrium-$1-$(printf '%s' "$state" | md5sum | cut -c1-12)"
 }
 
-# start_docker NAME ENV_VARIABLE ADDRESS_POOL: one Docker engine. Two engines
-# stand for two hosting targets; their address pools differ so that their
-# tenant networks never overlap on this one host.
+# A throwaway CA, a server certificate for 127.0.0.1 and a client
+# certificate (ca.pem, cert.pem, key.pem: Docker's DOCKER_CERT_PATH layout).
+make_docker_certificates() { # make_docker_certificates DIR
+  local certs=$1
+  mkdir -p "$certs"
+  (
+    cd "$certs"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+      -subj /CN=atrium-test-docker-ca -keyout ca-key.pem -out ca.pem 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \
+      -keyout server-key.pem -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 30 \
+      -extfile server.ext -out server.pem 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=atrium-client \
+      -keyout key.pem -out client.csr 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 30 \
+      -extfile client.ext -out cert.pem 2>/dev/null
+  )
+}
+
+# start_docker NAME ENV_VARIABLE ADDRESS_POOL [tls]: one Docker engine. Two
+# engines stand for two hosting targets; their address pools differ so that
+# their tenant networks never overlap on this one host. With `tls`, the engine
+# also listens on a loopback TCP port that requires client certificates.
 start_docker() {
-  local name=$1 variable=$2 pool=$3 dir
+  local name=$1 variable=$2 pool=$3 tls=${4:-} dir tls_flags=()
   dir=$(docker_dir "$name")
   if [ -f "$dir/dockerd.pid" ] && kill -0 "$(cat "$dir/dockerd.pid")" 2>/dev/null; then
     echo "services: $name already running"
   else
     mkdir -p "$dir"
+    if [ "$tls" = tls ]; then
+      make_docker_certificates "$dir/certs"
+      free_port 52376 >"$dir/tls-port"
+      tls_flags=(-H "tcp://127.0.0.1:$(cat "$dir/tls-port")" --tlsverify --tlscacert "$dir/certs/ca.pem"
+        --tlscert "$dir/certs/server.pem" --tlskey "$dir/certs/server-key.pem")
+    fi
     # No iptables, no default bridge: tenant networks are user bridges, and
     # published ports on 127.0.0.1 work through docker-proxy.
     dockerd --data-root "$dir/data" --exec-root "$dir/exec" -H "unix://$dir/docker.sock" \
       --pidfile "$dir/dockerd.pid" --storage-driver overlay2 --iptables=false --ip-masq=false \
-      --ip-forward=false --bridge=none --default-address-pool "base=$pool,size=24" >"$dir/dockerd.log" 2>&1 &
+      --ip-forward=false --bridge=none --default-address-pool "base=$pool,size=24" "${tls_flags[@]}" \
+      >"$dir/dockerd.log" 2>&1 &
     for _ in $(seq 1 100); do
       docker -H "unix://$dir/docker.sock" version >/dev/null 2>&1 && break
       sleep 0.1
@@ -92,6 +122,11 @@ start_docker() {
   "$repo/scripts/hello-image.sh" "unix://$dir/docker.sock"
   echo "$variable=unix://$dir/docker.sock" >>"$state/env.new"
   echo "services: $name on unix://$dir/docker.sock"
+  if [ "$tls" = tls ]; then
+    echo "${variable}_TLS=tcp://127.0.0.1:$(cat "$dir/tls-port")" >>"$state/env.new"
+    echo "${variable}_CERT_PATH=$dir/certs" >>"$state/env.new"
+    echo "services: $name also on tcp://127.0.0.1:$(cat "$dir/tls-port") (TLS, client certificates in $dir/certs)"
+  fi
 }
 
 stop_docker() { # stop_docker NAME
@@ -115,7 +150,7 @@ case "$command" in
     : >"$state/env.new"
     start_postgres
     start_docker docker ATRIUM_TEST_DOCKER_HOST 10.200.0.0/16
-    start_docker docker2 ATRIUM_TEST_DOCKER_HOST_2 10.210.0.0/16
+    start_docker docker2 ATRIUM_TEST_DOCKER_HOST_2 10.210.0.0/16 tls
     if [ -s "$state/env.new" ]; then mv "$state/env.new" "$state/env"; else rm -f "$state/env.new"; fi
     echo "services: env file $state/env"
     ;;

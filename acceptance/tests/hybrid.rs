@@ -1,5 +1,5 @@
-//! A hybrid tenant: app instances on two targets (two Docker engines),
-//! planned and applied together.
+//! A hybrid tenant: app instances on two targets (two Docker engines, the
+//! cloud one reached over TCP with mutual TLS), planned and applied together.
 
 use atrium_acceptance::{RegistryChoice, Workspace, example, http_get};
 use atrium_engine::test_services::service_variable;
@@ -26,10 +26,13 @@ async fn one_tenant_with_an_instance_on_each_of_two_targets() {
     let workspace = Workspace::new("hybrid", RegistryChoice::Sqlite).await;
     workspace.write("main.tf", &example("hybrid/main.tf"));
     let (onprem, cloud) = (service_variable("ATRIUM_TEST_DOCKER_HOST"), service_variable("ATRIUM_TEST_DOCKER_HOST_2"));
+    let cloud_tls = service_variable("ATRIUM_TEST_DOCKER_HOST_2_TLS");
+    let cloud_certificates = service_variable("ATRIUM_TEST_DOCKER_HOST_2_CERT_PATH");
     let tenant = format!("hybrid-{}", std::process::id());
     let variables = [
         format!("-var=onprem_docker_host={onprem}"),
-        format!("-var=cloud_docker_host={cloud}"),
+        format!("-var=cloud_docker_host={cloud_tls}"),
+        format!("-var=cloud_docker_cert_path={cloud_certificates}"),
         format!("-var=tenant_name={tenant}"),
     ];
     let with_variables = |arguments: &[&str]| {

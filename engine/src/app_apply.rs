@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backends::{ObservedContainer, Runtime, RuntimeError};
+use crate::backends::{ObservedContainer, Runtime, RuntimeError, with_retries};
 use crate::catalog::{
     Catalog, CatalogEntry, ContainerRole, RenderInput, RenderedApp, VolumeSpec, labels, render, required_secrets,
 };
@@ -248,14 +248,18 @@ impl AppContext<'_> {
         keep: Option<u32>,
     ) -> Result<(), AppApplyError> {
         let id_label = spec.id.to_string();
-        let containers = runtime.list_managed().await.map_err(self.runtime_error(&spec.id, &spec.target))?;
+        let containers = with_retries(self.deadline, || runtime.list_managed())
+            .await
+            .map_err(self.runtime_error(&spec.id, &spec.target))?;
         for container in containers {
             let ours = container.labels.get(labels::INSTANCE) == Some(&id_label)
                 && container.labels.get(labels::ROLE).map(String::as_str) == Some("app");
             let generation = container.labels.get(labels::GENERATION).and_then(|g| g.parse::<u32>().ok());
             if ours && generation != keep {
                 tracing::info!(instance = %spec.id, container = %container.name, "removing a container left by an interrupted apply");
-                runtime.remove_container(&container.name).await.map_err(self.runtime_error(&spec.id, &spec.target))?;
+                with_retries(self.deadline, || runtime.remove_container(&container.name))
+                    .await
+                    .map_err(self.runtime_error(&spec.id, &spec.target))?;
             }
         }
         Ok(())
@@ -267,6 +271,7 @@ impl AppContext<'_> {
             return Err(AppApplyError::Cancelled { id: spec.id.clone() });
         }
         self.observations.clear().await;
+        let _slot = self.targets.deployment_slot(&spec.target).await;
         let result = self.deploy_steps(spec).await;
         self.observations.clear().await;
         result
@@ -315,36 +320,38 @@ impl AppContext<'_> {
         let rendered = render_at(generation, &secrets)?;
         let runtime_error = || self.runtime_error(&spec.id, &spec.target);
 
-        runtime.ensure_network(&rendered.network, &rendered.network_labels).await.map_err(runtime_error())?;
+        with_retries(self.deadline, || runtime.ensure_network(&rendered.network, &rendered.network_labels))
+            .await
+            .map_err(runtime_error())?;
         let mut created_volumes = Vec::new();
         for volume in &rendered.volumes {
-            if runtime.ensure_volume(volume).await.map_err(runtime_error())? {
+            if with_retries(self.deadline, || runtime.ensure_volume(volume)).await.map_err(runtime_error())? {
                 created_volumes.push(volume.name.clone());
             }
         }
         let started = tokio::time::Instant::now();
         let outcome = async {
             for container in &rendered.containers {
-                runtime.ensure_container(container).await?;
+                with_retries(self.deadline, || runtime.ensure_container(container)).await?;
                 let remaining = self.deadline.saturating_sub(started.elapsed());
                 runtime.wait_healthy(&container.name, remaining).await?;
             }
-            runtime.inspect(&rendered.app_container().name).await
+            with_retries(self.deadline, || runtime.inspect(&rendered.app_container().name)).await
         }
         .await;
         let observed = match outcome {
             Ok(observed) => observed,
             Err(error) => {
                 // Undo: the new generation goes; a first deployment leaves nothing behind.
-                let _ = runtime.remove_container(&rendered.app_container().name).await;
+                let _ = with_retries(self.deadline, || runtime.remove_container(&rendered.app_container().name)).await;
                 if existing.is_none() {
                     for container in &rendered.containers {
-                        let _ = runtime.remove_container(&container.name).await;
+                        let _ = with_retries(self.deadline, || runtime.remove_container(&container.name)).await;
                     }
                     for volume in &created_volumes {
-                        let _ = runtime.remove_volume(volume).await;
+                        let _ = with_retries(self.deadline, || runtime.remove_volume(volume)).await;
                     }
-                    let _ = runtime.remove_network_if_unused(&rendered.network).await;
+                    let _ = with_retries(self.deadline, || runtime.remove_network_if_unused(&rendered.network)).await;
                 }
                 return Err(match error {
                     RuntimeError::Unhealthy { output, .. } => AppApplyError::Unhealthy {
@@ -380,7 +387,7 @@ impl AppContext<'_> {
         self.registry.put_app_instance(&record).await.map_err(self.registry_error(&spec.id))?;
         if let Some(old) = old_generation {
             let old_name = crate::catalog::render_app_container_name(spec, old);
-            runtime.remove_container(&old_name).await.map_err(runtime_error())?;
+            with_retries(self.deadline, || runtime.remove_container(&old_name)).await.map_err(runtime_error())?;
         }
         Ok(record)
     }
@@ -405,9 +412,11 @@ impl AppContext<'_> {
         let runtime = self.runtime(id, &spec.target).await?;
         let runtime_error = || self.runtime_error(id, &spec.target);
         let id_label = id.to_string();
-        for container in runtime.list_managed().await.map_err(runtime_error())? {
+        for container in with_retries(self.deadline, || runtime.list_managed()).await.map_err(runtime_error())? {
             if container.labels.get(labels::INSTANCE) == Some(&id_label) {
-                runtime.remove_container(&container.name).await.map_err(runtime_error())?;
+                with_retries(self.deadline, || runtime.remove_container(&container.name))
+                    .await
+                    .map_err(runtime_error())?;
             }
         }
         if spec.delete_data_on_destroy {
@@ -416,7 +425,7 @@ impl AppContext<'_> {
             let rendered = render_instance(entry, spec, &tenant, &record.owner, record.generation, &record.secrets)
                 .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
             for volume in &rendered.volumes {
-                runtime.remove_volume(&volume.name).await.map_err(runtime_error())?;
+                with_retries(self.deadline, || runtime.remove_volume(&volume.name)).await.map_err(runtime_error())?;
             }
         }
         runtime

@@ -39,8 +39,13 @@ pub enum Orchestrator {
 pub struct TargetDocument {
     /// `onprem` (the customer's premises) or `cloud`.
     pub location: Location,
-    /// The Docker endpoint: `unix:///var/run/docker.sock`, `tcp://host:2376` (TLS) or `ssh://user@host`.
+    /// The Docker endpoint: `unix:///var/run/docker.sock`, or `tcp://host:2376` (with TLS when
+    /// `docker_cert_path` is set, as for a daemon started with `--tlsverify`).
     pub docker_host: String,
+    /// A directory holding `ca.pem`, `cert.pem` and `key.pem` (Docker's `DOCKER_CERT_PATH` layout) for a
+    /// `tcp://` endpoint that requires TLS client certificates.
+    #[serde(default)]
+    pub docker_cert_path: Option<String>,
     /// `docker` for a single engine (default) or `swarm` for a Docker Swarm cluster.
     #[serde(default)]
     pub orchestrator: Option<Orchestrator>,
@@ -122,6 +127,13 @@ impl PlatformConfigDocument {
             let path = AttributePath::root("targets").key(name);
             push(path.clone(), "Invalid target name", check_target_name(name));
             push(path.attribute("docker_host"), "Invalid Docker endpoint", check_docker_host(&target.docker_host));
+            if let Some(directory) = &target.docker_cert_path {
+                push(
+                    path.attribute("docker_cert_path"),
+                    "Invalid Docker certificate directory",
+                    check_cert_path(directory, &target.docker_host),
+                );
+            }
             if let Some(url) = &target.ingress_admin_url {
                 push(path.attribute("ingress_admin_url"), "Invalid Caddy admin URL", check_http_url(url));
             }
@@ -249,6 +261,21 @@ fn check_docker_host(host: &str) -> Result<(), String> {
     match parsed.scheme() {
         "tcp" | "ssh" if parsed.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
         _ => Err(format!("{host:?} is not a Docker endpoint: {hint}")),
+    }
+}
+
+fn check_cert_path(directory: &str, docker_host: &str) -> Result<(), String> {
+    if !docker_host.starts_with("tcp://") {
+        return Err(format!("TLS certificates apply to tcp:// endpoints only; {docker_host:?} is not one"));
+    }
+    let missing: Vec<&str> = ["ca.pem", "cert.pem", "key.pem"]
+        .into_iter()
+        .filter(|file| !std::path::Path::new(directory).join(file).is_file())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{directory:?} lacks {}: it must hold ca.pem, cert.pem and key.pem", missing.join(", ")))
     }
 }
 

@@ -3,7 +3,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+
+/// How many deployments may run at once on one target, however many the
+/// front door starts: a small on-premises host is not flooded by a bulk apply.
+pub const DEPLOYMENTS_PER_TARGET: usize = 8;
 
 use crate::backends::docker::DockerRuntime;
 use crate::backends::{Runtime, RuntimeError};
@@ -13,6 +17,7 @@ use crate::config::TargetDocument;
 pub struct Targets {
     configured: BTreeMap<String, TargetDocument>,
     connected: Mutex<HashMap<String, Arc<dyn Runtime>>>,
+    deployment_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 /// A target that is not configured or cannot be reached.
@@ -26,17 +31,30 @@ pub enum TargetError {
 
 impl Targets {
     pub fn new(configured: BTreeMap<String, TargetDocument>) -> Targets {
-        Targets { configured, connected: Mutex::new(HashMap::new()) }
+        Targets { configured, connected: Mutex::new(HashMap::new()), deployment_slots: Mutex::new(HashMap::new()) }
     }
 
     pub fn names(&self) -> Vec<&str> {
         self.configured.keys().map(String::as_str).collect()
     }
 
+    /// Waits for one of the target's [`DEPLOYMENTS_PER_TARGET`] deployment slots.
+    pub async fn deployment_slot(&self, target: &str) -> OwnedSemaphorePermit {
+        let semaphore = Arc::clone(
+            self.deployment_slots
+                .lock()
+                .await
+                .entry(target.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(DEPLOYMENTS_PER_TARGET))),
+        );
+        semaphore.acquire_owned().await.expect("deployment semaphores are never closed")
+    }
+
     /// Docker API requests made so far, per connected target (for benchmarks).
     pub async fn api_calls(&self) -> Vec<(String, u64)> {
         let connected = self.connected.lock().await;
-        let mut calls: Vec<(String, u64)> = connected.iter().map(|(name, runtime)| (name.clone(), runtime.api_calls())).collect();
+        let mut calls: Vec<(String, u64)> =
+            connected.iter().map(|(name, runtime)| (name.clone(), runtime.api_calls())).collect();
         calls.sort();
         calls
     }
@@ -51,7 +69,9 @@ impl Targets {
             .configured
             .get(target)
             .ok_or_else(|| TargetError::Unknown { target: target.to_owned(), configured: self.names().join(", ") })?;
-        let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::connect(target, &document.docker_host).await?);
+        let runtime: Arc<dyn Runtime> = Arc::new(
+            DockerRuntime::connect(target, &document.docker_host, document.docker_cert_path.as_deref()).await?,
+        );
         connected.insert(target.to_owned(), Arc::clone(&runtime));
         Ok(runtime)
     }

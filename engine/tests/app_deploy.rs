@@ -45,6 +45,7 @@ impl Fixture {
         let target = TargetDocument {
             location: Location::Onprem,
             docker_host: service_variable("ATRIUM_TEST_DOCKER_HOST"),
+            docker_cert_path: None,
             orchestrator: None,
             ingress_admin_url: None,
             public_address: None,
@@ -318,4 +319,26 @@ async fn a_tenants_containers_cannot_reach_another_tenants_by_name_or_address() 
 
     first_context.destroy(&first.spec("1.1").id).await.unwrap();
     second_context.destroy(&second.spec("1.1").id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_endpoints_with_tls_require_the_client_certificate() {
+    use atrium_engine::backends::docker::DockerRuntime;
+    let endpoint = service_variable("ATRIUM_TEST_DOCKER_HOST_2_TLS");
+    let certificates = service_variable("ATRIUM_TEST_DOCKER_HOST_2_CERT_PATH");
+    let runtime =
+        DockerRuntime::connect("cloud", &endpoint, Some(&certificates)).await.expect("TLS with the client certificate");
+    runtime.list_managed().await.expect("list over TLS");
+
+    // Without certificates the engine refuses the connection.
+    let plain = DockerRuntime::connect("cloud", &endpoint, None).await;
+    assert!(plain.is_err(), "a plain connection to the TLS endpoint was accepted");
+    // With a CA that did not sign the server certificate, the client refuses the engine.
+    let strangers = tempfile::tempdir().unwrap();
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(std::path::Path::new(&certificates).join(file), strangers.path().join(file)).unwrap();
+    }
+    std::fs::copy(std::path::Path::new(&certificates).join("cert.pem"), strangers.path().join("ca.pem")).unwrap();
+    let wrong_ca = DockerRuntime::connect("cloud", &endpoint, Some(strangers.path().to_str().unwrap())).await;
+    assert!(wrong_ca.is_err(), "an engine whose certificate the CA did not sign was trusted");
 }

@@ -14,8 +14,14 @@ variable "onprem_docker_host" {
 }
 
 variable "cloud_docker_host" {
-  description = "The Docker engine in the cloud."
+  description = "The Docker engine in the cloud, e.g. tcp://10.0.0.4:2376."
   type        = string
+}
+
+variable "cloud_docker_cert_path" {
+  description = "ca.pem, cert.pem and key.pem for the cloud engine's TLS endpoint."
+  type        = string
+  default     = null
 }
 
 variable "tenant_name" {
@@ -31,8 +37,9 @@ provider "atrium" {
       docker_host = var.onprem_docker_host
     }
     cloud-fra1 = {
-      location    = "cloud"
-      docker_host = var.cloud_docker_host
+      location         = "cloud"
+      docker_host      = var.cloud_docker_host
+      docker_cert_path = var.cloud_docker_cert_path
     }
   }
 }

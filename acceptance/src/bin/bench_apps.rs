@@ -43,7 +43,13 @@ resource "atrium_app_instance" "hello" {{
 }
 
 fn docker(host: &str, arguments: &[&str]) -> bool {
-    std::process::Command::new("docker").arg("-H").arg(host).args(arguments).output().map(|o| o.status.success()).unwrap_or(false)
+    std::process::Command::new("docker")
+        .arg("-H")
+        .arg(host)
+        .args(arguments)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// What the provider does per instance, with the Docker CLI: a volume, a
@@ -69,10 +75,33 @@ fn docker_cli_baseline(host: &str, prefix: &str, count: usize) -> f64 {
                     let ok = docker(
                         host,
                         &[
-                            "run", "-d", "--name", &name, "--init", "--network", &network, "--restart", "unless-stopped",
-                            "-p", "127.0.0.1::80", "--cpus", "1", "--memory", "256m", "-v", &mount,
-                            "--label", "bench=true", "--health-cmd", "/bin/wget -q -O /dev/null http://127.0.0.1/health",
-                            "--health-interval", "1s", "--health-timeout", "3s", "--health-retries", "3",
+                            "run",
+                            "-d",
+                            "--name",
+                            &name,
+                            "--init",
+                            "--network",
+                            &network,
+                            "--restart",
+                            "unless-stopped",
+                            "-p",
+                            "127.0.0.1::80",
+                            "--cpus",
+                            "1",
+                            "--memory",
+                            "256m",
+                            "-v",
+                            &mount,
+                            "--label",
+                            "bench=true",
+                            "--health-cmd",
+                            "/bin/wget -q -O /dev/null http://127.0.0.1/health",
+                            "--health-interval",
+                            "1s",
+                            "--health-timeout",
+                            "3s",
+                            "--health-retries",
+                            "3",
                             "atrium/hello:1.1",
                         ],
                     );
@@ -136,7 +165,8 @@ async fn main() {
 
     let (mut terraform_times, mut docker_times) = (Vec::new(), Vec::new());
     for round in 0..3 {
-        let run_docker = |times: &mut Vec<f64>| times.push(docker_cli_baseline(&host, &format!("bench-cli-{round}"), count));
+        let run_docker =
+            |times: &mut Vec<f64>| times.push(docker_cli_baseline(&host, &format!("bench-cli-{round}"), count));
         if round % 2 == 1 {
             run_docker(&mut docker_times);
         }
@@ -146,18 +176,28 @@ async fn main() {
         if round % 2 == 0 {
             run_docker(&mut docker_times);
         }
-        println!("round {}: terraform apply {:.2} s | docker CLI {:.2} s", round + 1, terraform_times[round], docker_times[round]);
+        println!(
+            "round {}: terraform apply {:.2} s | docker CLI {:.2} s",
+            round + 1,
+            terraform_times[round],
+            docker_times[round]
+        );
     }
     terraform_times.sort_by(f64::total_cmp);
     docker_times.sort_by(f64::total_cmp);
     let (terraform, cli) = (terraform_times[1], docker_times[1]);
-    println!("\nmedian apply of {count}: terraform {terraform:.2} s, docker CLI {cli:.2} s, ratio {:.2}x (target <= 1.30x)", terraform / cli);
+    println!(
+        "\nmedian apply of {count}: terraform {terraform:.2} s, docker CLI {cli:.2} s, ratio {:.2}x (target <= 1.30x)",
+        terraform / cli
+    );
 
     workspace.write("main.tf", &configuration(&tenant, refresh_count));
     let setup = timed(&workspace, &apply);
     take_docker_calls(&stats);
     let refresh = timed(&workspace, &["plan", "-input=false", "-detailed-exitcode"]);
     let calls = take_docker_calls(&stats);
-    println!("refresh (terraform plan) of {refresh_count} instances: {refresh:.2} s wall, {calls} Docker API calls (apply took {setup:.2} s)");
+    println!(
+        "refresh (terraform plan) of {refresh_count} instances: {refresh:.2} s wall, {calls} Docker API calls (apply took {setup:.2} s)"
+    );
     timed(&workspace, &destroy);
 }

@@ -44,11 +44,23 @@ fn is_conflict(error: &bollard::errors::Error) -> bool {
 }
 
 impl DockerRuntime {
-    /// Connects and negotiates the API version with the engine.
-    pub async fn connect(target: &str, endpoint: &str) -> Result<DockerRuntime, RuntimeError> {
+    /// Connects and negotiates the API version with the engine; `cert_path`
+    /// (ca.pem, cert.pem, key.pem) turns a `tcp://` endpoint into mutual TLS.
+    pub async fn connect(target: &str, endpoint: &str, cert_path: Option<&str>) -> Result<DockerRuntime, RuntimeError> {
         let connect_error =
             |source| RuntimeError::Connect { target: target.to_owned(), endpoint: endpoint.to_owned(), source };
-        let docker = if endpoint.starts_with("unix://") {
+        let docker = if let Some(directory) = cert_path {
+            let directory = std::path::Path::new(directory);
+            Docker::connect_with_ssl(
+                endpoint,
+                &directory.join("key.pem"),
+                &directory.join("cert.pem"),
+                &directory.join("ca.pem"),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            )
+            .map_err(connect_error)?
+        } else if endpoint.starts_with("unix://") {
             Docker::connect_with_unix(endpoint, 120, bollard::API_DEFAULT_VERSION).map_err(connect_error)?
         } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
             Docker::connect_with_http(endpoint, 120, bollard::API_DEFAULT_VERSION).map_err(connect_error)?

@@ -101,3 +101,72 @@ pub trait Runtime: Send + Sync {
         0
     }
 }
+
+/// Runs `operation` again while it fails with a retryable error (5xx, 429,
+/// timeouts, connection trouble), backing off from 100 ms to 2 s, until it
+/// succeeds, fails for good, or `deadline` has passed.
+pub async fn with_retries<T, F, Fut>(deadline: Duration, mut operation: F) -> Result<T, RuntimeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RuntimeError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match operation().await {
+            Err(error) if error.is_retryable() && started.elapsed() + backoff < deadline => {
+                tracing::warn!(error = %error, "transient Docker error; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            result => return result,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(status_code: u16) -> RuntimeError {
+        RuntimeError::Api {
+            target: "test".into(),
+            operation: "create container",
+            object: "x".into(),
+            source: bollard::errors::Error::DockerResponseServerError { status_code, message: "boom".into() },
+        }
+    }
+
+    #[tokio::test]
+    async fn transient_errors_are_retried_until_success() {
+        let mut attempts = 0;
+        let result = with_retries(Duration::from_secs(5), || {
+            attempts += 1;
+            let attempt = attempts;
+            async move { if attempt < 3 { Err(server_error(503)) } else { Ok(attempt) } }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn permanent_errors_and_deadlines_stop_the_retries() {
+        let mut attempts = 0;
+        let result: Result<(), _> = with_retries(Duration::from_secs(5), || {
+            attempts += 1;
+            async { Err(server_error(400)) }
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(attempts, 1, "a 400 is not retried");
+
+        let mut attempts = 0;
+        let result: Result<(), _> = with_retries(Duration::from_millis(350), || {
+            attempts += 1;
+            async { Err(server_error(500)) }
+        })
+        .await;
+        assert!(result.is_err());
+        assert!((2..=3).contains(&attempts), "retried within the deadline only: {attempts}");
+    }
+}
