@@ -34,6 +34,14 @@ impl Targets {
         Targets { configured, connected: Mutex::new(HashMap::new()), deployment_slots: Mutex::new(HashMap::new()) }
     }
 
+    /// Targets served by runtimes the caller built (tests inject failures this way).
+    pub fn with_runtimes(
+        configured: BTreeMap<String, TargetDocument>,
+        runtimes: HashMap<String, Arc<dyn Runtime>>,
+    ) -> Targets {
+        Targets { configured, connected: Mutex::new(runtimes), deployment_slots: Mutex::new(HashMap::new()) }
+    }
+
     pub fn names(&self) -> Vec<&str> {
         self.configured.keys().map(String::as_str).collect()
     }

@@ -47,8 +47,11 @@ impl DockerRuntime {
     /// Connects and negotiates the API version with the engine; `cert_path`
     /// (ca.pem, cert.pem, key.pem) turns a `tcp://` endpoint into mutual TLS.
     pub async fn connect(target: &str, endpoint: &str, cert_path: Option<&str>) -> Result<DockerRuntime, RuntimeError> {
-        let connect_error =
-            |source| RuntimeError::Connect { target: target.to_owned(), endpoint: endpoint.to_owned(), source };
+        let connect_error = |source| RuntimeError::Connect {
+            target: target.to_owned(),
+            endpoint: endpoint.to_owned(),
+            source: Box::new(source),
+        };
         let docker = if let Some(directory) = cert_path {
             let directory = std::path::Path::new(directory);
             Docker::connect_with_ssl(
@@ -85,7 +88,7 @@ impl DockerRuntime {
     fn api_error(&self, operation: &'static str, object: &str) -> impl FnOnce(bollard::errors::Error) -> RuntimeError {
         let target = self.target.clone();
         let object = object.to_owned();
-        move |source| RuntimeError::Api { target, operation, object, source }
+        move |source| RuntimeError::Api { target, operation, object, source: Box::new(source) }
     }
 
     fn not_managed(&self, object: String) -> RuntimeError {

@@ -36,7 +36,7 @@ pub enum RuntimeError {
         target: String,
         endpoint: String,
         #[source]
-        source: bollard::errors::Error,
+        source: Box<bollard::errors::Error>,
     },
     #[error("Docker on target {target} refused to {operation} {object}")]
     Api {
@@ -44,7 +44,7 @@ pub enum RuntimeError {
         operation: &'static str,
         object: String,
         #[source]
-        source: bollard::errors::Error,
+        source: Box<bollard::errors::Error>,
     },
     #[error(
         "{object} on target {target} exists but is not managed by Atrium (no atrium.managed label); Atrium never touches it"
@@ -62,7 +62,7 @@ impl RuntimeError {
             RuntimeError::Api { source, .. } => source,
             RuntimeError::NotManaged { .. } | RuntimeError::Unhealthy { .. } => return false,
         };
-        match source {
+        match source.as_ref() {
             bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
                 *status_code >= 500 || *status_code == 429
             }
@@ -133,7 +133,7 @@ mod tests {
             target: "test".into(),
             operation: "create container",
             object: "x".into(),
-            source: bollard::errors::Error::DockerResponseServerError { status_code, message: "boom".into() },
+            source: Box::new(bollard::errors::Error::DockerResponseServerError { status_code, message: "boom".into() }),
         }
     }
 

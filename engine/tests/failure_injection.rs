@@ -1,0 +1,203 @@
+//! Failure injection: every mutating step of a deployment fails in turn (a
+//! crash or an engine error at that point); the next deployment must converge
+//! to exactly one healthy app container and a recorded generation, and a
+//! destroy must then leave nothing behind.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use atrium_engine::app_apply::{AppContext, InstanceHealth};
+use atrium_engine::backends::docker::DockerRuntime;
+use atrium_engine::backends::{ObservedContainer, Runtime, RuntimeError};
+use atrium_engine::catalog::{Catalog, ContainerSpec, VolumeSpec};
+use atrium_engine::config::{Location, TargetDocument};
+use atrium_engine::model::TenantId;
+use atrium_engine::model::app_instance::{AppInstanceId, AppInstanceSpec};
+use atrium_engine::model::tenant::{Manager, TenantSpec, Tier};
+use atrium_engine::observe::AppObservations;
+use atrium_engine::registry::Registry;
+use atrium_engine::targets::Targets;
+use atrium_engine::test_services::service_variable;
+
+/// A runtime that fails its Nth mutating call (counting from 1) with a
+/// permanent error, and passes everything else to the real engine.
+struct FailingRuntime {
+    inner: DockerRuntime,
+    fail_at: usize,
+    mutating_calls: AtomicUsize,
+}
+
+impl FailingRuntime {
+    fn step(&self, what: &str) -> Result<(), RuntimeError> {
+        let call = self.mutating_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if call == self.fail_at {
+            return Err(RuntimeError::NotManaged {
+                target: "injected".into(),
+                object: format!("failure injected at step {call} ({what})"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Runtime for FailingRuntime {
+    async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), RuntimeError> {
+        self.step("ensure network")?;
+        self.inner.ensure_network(name, labels).await
+    }
+    async fn remove_network_if_unused(&self, name: &str) -> Result<(), RuntimeError> {
+        self.step("remove network")?;
+        self.inner.remove_network_if_unused(name).await
+    }
+    async fn ensure_volume(&self, spec: &VolumeSpec) -> Result<bool, RuntimeError> {
+        self.step("ensure volume")?;
+        self.inner.ensure_volume(spec).await
+    }
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        self.step("remove volume")?;
+        self.inner.remove_volume(name).await
+    }
+    async fn ensure_container(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        self.step("ensure container")?;
+        self.inner.ensure_container(spec).await
+    }
+    async fn remove_container(&self, name: &str) -> Result<(), RuntimeError> {
+        self.step("remove container")?;
+        self.inner.remove_container(name).await
+    }
+    async fn list_managed(&self) -> Result<Vec<ObservedContainer>, RuntimeError> {
+        self.inner.list_managed().await
+    }
+    async fn inspect(&self, name: &str) -> Result<Option<ObservedContainer>, RuntimeError> {
+        self.inner.inspect(name).await
+    }
+    async fn wait_healthy(&self, name: &str, deadline: Duration) -> Result<(), RuntimeError> {
+        self.step("wait until healthy")?;
+        self.inner.wait_healthy(name, deadline).await
+    }
+    async fn exec(&self, name: &str, command: &[String]) -> Result<String, RuntimeError> {
+        self.inner.exec(name, command).await
+    }
+}
+
+fn target_document() -> TargetDocument {
+    TargetDocument {
+        location: Location::Onprem,
+        docker_host: service_variable("ATRIUM_TEST_DOCKER_HOST"),
+        docker_cert_path: None,
+        orchestrator: None,
+        ingress_admin_url: None,
+        public_address: None,
+    }
+}
+
+async fn targets_failing_at(fail_at: usize) -> Targets {
+    let inner = DockerRuntime::connect("local", &service_variable("ATRIUM_TEST_DOCKER_HOST"), None).await.unwrap();
+    let runtime: Arc<dyn Runtime> = Arc::new(FailingRuntime { inner, fail_at, mutating_calls: AtomicUsize::new(0) });
+    Targets::with_runtimes(
+        BTreeMap::from([("local".to_owned(), target_document())]),
+        HashMap::from([("local".to_owned(), runtime)]),
+    )
+}
+
+fn spec(tenant: &str, version: &str) -> AppInstanceSpec {
+    AppInstanceSpec {
+        id: AppInstanceId { tenant_id: TenantId::parse(tenant).unwrap(), name: "web".into() },
+        app: "hello".into(),
+        channel: "stable".into(),
+        version: version.into(),
+        target: "local".into(),
+        users: 1,
+        resources: None,
+        environment: BTreeMap::new(),
+        extra_volumes: BTreeMap::new(),
+        delete_data_on_destroy: true,
+    }
+}
+
+async fn tenant_containers(tenant: &str) -> Vec<String> {
+    let runtime = DockerRuntime::connect("local", &service_variable("ATRIUM_TEST_DOCKER_HOST"), None).await.unwrap();
+    let mut names: Vec<String> = runtime
+        .list_managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.labels.get("atrium.tenant").map(String::as_str) == Some(tenant))
+        .map(|c| c.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Fails step `fail_at` of deploying `version` over `existing_version` (or a
+/// first deployment), then deploys again without failures and checks convergence.
+async fn check_step(fail_at: usize, existing_version: Option<&str>, version: &str) -> bool {
+    let directory = tempfile::tempdir().unwrap();
+    let registry = Registry::connect(&format!("sqlite://{}", directory.path().join("r.db").display())).await.unwrap();
+    let tenant = format!("fi-{}-{fail_at}-{}", std::process::id() % 10_000, existing_version.map_or("new", |_| "upg"));
+    registry
+        .insert_tenant(
+            &TenantSpec {
+                name: TenantId::parse(&tenant).unwrap(),
+                display_name: "Failure injection".into(),
+                tier: Tier::Basic,
+                user_quota: 10,
+                expires_on: None,
+                manager: Manager { email: "m@fi.example".into(), name: "M".into() },
+                welcome_email: false,
+            },
+            "terraform",
+        )
+        .await
+        .unwrap();
+    let catalog = Catalog::built_in();
+    let observations = AppObservations::default();
+    let context = |targets| {
+        let (_, cancelled) = tokio::sync::watch::channel(false);
+        AppContext {
+            registry: &registry,
+            observations: &observations,
+            catalog: &catalog,
+            targets,
+            owner: "terraform",
+            deadline: Duration::from_secs(30),
+            cancelled,
+        }
+    };
+    let healthy_targets = targets_failing_at(0).await;
+    let healthy = context(&healthy_targets);
+    if let Some(existing) = existing_version {
+        healthy.deploy(&spec(&tenant, existing)).await.unwrap();
+    }
+    let failing_targets = targets_failing_at(fail_at).await;
+    let failing = context(&failing_targets);
+    let injected = failing.deploy(&spec(&tenant, version)).await.is_err();
+
+    // The next deployment converges: one container of the recorded generation, healthy.
+    let record =
+        healthy.deploy(&spec(&tenant, version)).await.unwrap_or_else(|e| panic!("step {fail_at}: no convergence: {e}"));
+    let containers = tenant_containers(&tenant).await;
+    assert_eq!(containers, [format!("atrium-{tenant}-web-g{}", record.generation)], "step {fail_at}: leftovers");
+    assert_eq!(healthy.observe(&record.spec.id).await.unwrap().unwrap().1, InstanceHealth::Running);
+    healthy.destroy(&record.spec.id).await.unwrap();
+    assert!(tenant_containers(&tenant).await.is_empty(), "step {fail_at}: destroy left containers");
+    injected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failed_deployment_step_converges_on_the_next_deployment() {
+    for (existing, version) in [(None, "1.1"), (Some("1.0"), "1.1")] {
+        let mut step = 1;
+        // Fail step 1, 2, 3, … until a deployment no longer reaches the injected step.
+        while check_step(step, existing, version).await {
+            step += 1;
+            assert!(step < 30, "more steps than expected");
+        }
+        eprintln!("{existing:?} -> {version}: failures injected at steps 1 to {}, all converged", step - 1);
+        assert!(step > 4, "too few steps were exercised: {step}");
+    }
+}
