@@ -6,6 +6,7 @@
 //! door (a CLI reading HCL, in a later issue) uses the same types.
 
 pub mod app_apply;
+pub mod app_plan;
 pub mod attribute;
 pub mod backends;
 pub mod catalog;
