@@ -290,43 +290,28 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
 pub(super) fn check_placeholders(entry: &CatalogEntry) -> Result<(), String> {
     let secrets: BTreeMap<String, String> =
         required_secrets(entry).into_iter().map(|name| (name, "sample".to_owned())).collect();
+    let no_environment = BTreeMap::new();
+    let sample = |channel: &'static str, version: &'static str| RenderInput {
+        tenant: "sample",
+        instance: "app",
+        owner: "terraform",
+        channel,
+        version,
+        tier: "basic",
+        users: 1,
+        manager_email: "manager@example.com",
+        manager_name: "Manager",
+        generation: 1,
+        resources: None,
+        extra_environment: &no_environment,
+        secrets: &secrets,
+    };
     for (channel_name, channel) in &entry.channels {
-        let input = RenderInput {
-            tenant: "sample",
-            instance: "app",
-            owner: "terraform",
-            channel: channel_name,
-            version: &channel.default,
-            tier: "basic",
-            users: 1,
-            manager_email: "manager@example.com",
-            manager_name: "Manager",
-            generation: 1,
-            resources: None,
-            extra_environment: &BTreeMap::new(),
-            secrets: &secrets,
-        };
+        let input = RenderInput { channel: channel_name, version: &channel.default, ..sample("stable", "1") };
         render(entry, &input)?;
     }
-    if let Some(command) = &entry.manager_account.command {
-        for part in command {
-            let input = RenderInput {
-                tenant: "sample",
-                instance: "app",
-                owner: "terraform",
-                channel: "stable",
-                version: "1",
-                tier: "basic",
-                users: 1,
-                manager_email: "manager@example.com",
-                manager_name: "Manager",
-                generation: 1,
-                resources: None,
-                extra_environment: &BTreeMap::new(),
-                secrets: &secrets,
-            };
-            expand(part, &input, entry)?;
-        }
+    for part in entry.manager_account.command.iter().flatten() {
+        expand(part, &sample("stable", "1"), entry)?;
     }
     Ok(())
 }
