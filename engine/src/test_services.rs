@@ -63,6 +63,56 @@ pub async fn fresh_postgres_database(test_name: &str) -> String {
     url.to_string()
 }
 
+/// A local on-premises target on the test Docker engine named by `variable`.
+pub fn test_target(variable: &str) -> crate::config::TargetDocument {
+    crate::config::TargetDocument {
+        location: crate::config::Location::Onprem,
+        docker_host: service_variable(variable),
+        docker_cert_path: None,
+        orchestrator: None,
+        ingress_admin_url: None,
+        public_address: None,
+    }
+}
+
+/// A fresh SQLite registry in `directory` holding one basic tenant (user quota 10).
+pub async fn registry_with_tenant(directory: &std::path::Path, tenant: &str) -> crate::registry::Registry {
+    use crate::model::TenantId;
+    use crate::model::tenant::{Manager, TenantSpec, Tier};
+    let registry = crate::registry::Registry::connect(&format!("sqlite://{}", directory.join("registry.db").display()))
+        .await
+        .expect("open a test registry");
+    let spec = TenantSpec {
+        name: TenantId::parse(tenant).expect("a valid test tenant name"),
+        display_name: "Test".into(),
+        tier: Tier::Basic,
+        user_quota: 10,
+        expires_on: None,
+        manager: Manager { email: "m@test.example".into(), name: "M".into() },
+        welcome_email: false,
+    };
+    registry.insert_tenant(&spec, "terraform").await.expect("insert the test tenant");
+    registry
+}
+
+/// The `hello` app as instance `web` of `tenant` on target `local`.
+pub fn hello_spec(tenant: &str, version: &str) -> crate::model::app_instance::AppInstanceSpec {
+    use crate::model::TenantId;
+    use crate::model::app_instance::{AppInstanceId, AppInstanceSpec};
+    AppInstanceSpec {
+        id: AppInstanceId { tenant_id: TenantId::parse(tenant).expect("a valid test tenant name"), name: "web".into() },
+        app: "hello".into(),
+        channel: "stable".into(),
+        version: version.into(),
+        target: "local".into(),
+        users: 5,
+        resources: None,
+        environment: std::collections::BTreeMap::new(),
+        extra_volumes: std::collections::BTreeMap::new(),
+        delete_data_on_destroy: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,14 +8,11 @@ use std::time::Duration;
 use atrium_engine::app_apply::{AppApplyError, AppContext, InstanceHealth};
 use atrium_engine::backends::Runtime;
 use atrium_engine::catalog::Catalog;
-use atrium_engine::config::{Location, TargetDocument};
-use atrium_engine::model::TenantId;
-use atrium_engine::model::app_instance::{AppInstanceId, AppInstanceSpec};
-use atrium_engine::model::tenant::{Manager, TenantSpec, Tier};
+use atrium_engine::model::app_instance::AppInstanceSpec;
 use atrium_engine::observe::AppObservations;
 use atrium_engine::registry::Registry;
 use atrium_engine::targets::Targets;
-use atrium_engine::test_services::service_variable;
+use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_target};
 
 struct Fixture {
     _directory: tempfile::TempDir,
@@ -29,27 +26,9 @@ struct Fixture {
 impl Fixture {
     async fn new(short_name: &str) -> Fixture {
         let directory = tempfile::tempdir().unwrap();
-        let registry =
-            Registry::connect(&format!("sqlite://{}", directory.path().join("r.db").display())).await.unwrap();
         let tenant = format!("{short_name}-{}", std::process::id() % 100_000);
-        let spec = TenantSpec {
-            name: TenantId::parse(&tenant).unwrap(),
-            display_name: "Test".into(),
-            tier: Tier::Basic,
-            user_quota: 10,
-            expires_on: None,
-            manager: Manager { email: "m@test.example".into(), name: "M".into() },
-            welcome_email: false,
-        };
-        registry.insert_tenant(&spec, "terraform").await.unwrap();
-        let target = TargetDocument {
-            location: Location::Onprem,
-            docker_host: service_variable("ATRIUM_TEST_DOCKER_HOST"),
-            docker_cert_path: None,
-            orchestrator: None,
-            ingress_admin_url: None,
-            public_address: None,
-        };
+        let registry = registry_with_tenant(directory.path(), &tenant).await;
+        let target = test_target("ATRIUM_TEST_DOCKER_HOST");
         let targets = Targets::new(BTreeMap::from([("local".to_owned(), target)]));
         Fixture {
             _directory: directory,
@@ -75,18 +54,7 @@ impl Fixture {
     }
 
     fn spec(&self, version: &str) -> AppInstanceSpec {
-        AppInstanceSpec {
-            id: AppInstanceId { tenant_id: TenantId::parse(&self.tenant).unwrap(), name: "web".into() },
-            app: "hello".into(),
-            channel: "stable".into(),
-            version: version.into(),
-            target: "local".into(),
-            users: 5,
-            resources: None,
-            environment: BTreeMap::new(),
-            extra_volumes: BTreeMap::new(),
-            delete_data_on_destroy: false,
-        }
+        hello_spec(&self.tenant, version)
     }
 
     async fn runtime(&self) -> std::sync::Arc<dyn Runtime> {
@@ -341,4 +309,43 @@ async fn tcp_endpoints_with_tls_require_the_client_certificate() {
     std::fs::copy(std::path::Path::new(&certificates).join("cert.pem"), strangers.path().join("ca.pem")).unwrap();
     let wrong_ca = DockerRuntime::connect("cloud", &endpoint, Some(strangers.path().to_str().unwrap())).await;
     assert!(wrong_ca.is_err(), "an engine whose certificate the CA did not sign was trusted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_whose_docker_engine_is_down_fails_clearly_and_records_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let tenant = format!("down-{}", std::process::id() % 100_000);
+    let registry = registry_with_tenant(directory.path(), &tenant).await;
+    let mut target = test_target("ATRIUM_TEST_DOCKER_HOST");
+    target.docker_host = format!("unix://{}/no-such-docker.sock", directory.path().display());
+    let targets = Targets::new(BTreeMap::from([("local".to_owned(), target)]));
+    let (observations, catalog) = (AppObservations::default(), Catalog::built_in());
+    let (_, cancelled) = tokio::sync::watch::channel(false);
+    let context = AppContext {
+        registry: &registry,
+        observations: &observations,
+        catalog: &catalog,
+        targets: &targets,
+        owner: "terraform",
+        deadline: Duration::from_secs(5),
+        cancelled,
+    };
+    let spec = hello_spec(&tenant, "1.1");
+    let error = context.deploy(&spec).await.unwrap_err();
+    let text = atrium_engine_error_chain(&error);
+    assert!(text.contains("cannot reach the Docker engine of target local"), "{text}");
+    assert!(text.contains("no-such-docker.sock"), "{text}");
+    assert!(error.is_retryable(), "a down engine is worth retrying");
+    assert!(registry.get_app_instance(&spec.id).await.unwrap().is_none(), "nothing recorded");
+}
+
+fn atrium_engine_error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -13,14 +13,10 @@ use atrium_engine::app_apply::{AppContext, InstanceHealth};
 use atrium_engine::backends::docker::DockerRuntime;
 use atrium_engine::backends::{ObservedContainer, Runtime, RuntimeError};
 use atrium_engine::catalog::{Catalog, ContainerSpec, VolumeSpec};
-use atrium_engine::config::{Location, TargetDocument};
-use atrium_engine::model::TenantId;
-use atrium_engine::model::app_instance::{AppInstanceId, AppInstanceSpec};
-use atrium_engine::model::tenant::{Manager, TenantSpec, Tier};
+use atrium_engine::model::app_instance::AppInstanceSpec;
 use atrium_engine::observe::AppObservations;
-use atrium_engine::registry::Registry;
 use atrium_engine::targets::Targets;
-use atrium_engine::test_services::service_variable;
+use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_target};
 
 /// A runtime that fails its Nth mutating call (counting from 1) with a
 /// permanent error, and passes everything else to the real engine.
@@ -84,39 +80,17 @@ impl Runtime for FailingRuntime {
     }
 }
 
-fn target_document() -> TargetDocument {
-    TargetDocument {
-        location: Location::Onprem,
-        docker_host: service_variable("ATRIUM_TEST_DOCKER_HOST"),
-        docker_cert_path: None,
-        orchestrator: None,
-        ingress_admin_url: None,
-        public_address: None,
-    }
-}
-
 async fn targets_failing_at(fail_at: usize) -> Targets {
     let inner = DockerRuntime::connect("local", &service_variable("ATRIUM_TEST_DOCKER_HOST"), None).await.unwrap();
     let runtime: Arc<dyn Runtime> = Arc::new(FailingRuntime { inner, fail_at, mutating_calls: AtomicUsize::new(0) });
     Targets::with_runtimes(
-        BTreeMap::from([("local".to_owned(), target_document())]),
+        BTreeMap::from([("local".to_owned(), test_target("ATRIUM_TEST_DOCKER_HOST"))]),
         HashMap::from([("local".to_owned(), runtime)]),
     )
 }
 
 fn spec(tenant: &str, version: &str) -> AppInstanceSpec {
-    AppInstanceSpec {
-        id: AppInstanceId { tenant_id: TenantId::parse(tenant).unwrap(), name: "web".into() },
-        app: "hello".into(),
-        channel: "stable".into(),
-        version: version.into(),
-        target: "local".into(),
-        users: 1,
-        resources: None,
-        environment: BTreeMap::new(),
-        extra_volumes: BTreeMap::new(),
-        delete_data_on_destroy: true,
-    }
+    AppInstanceSpec { users: 1, delete_data_on_destroy: true, ..hello_spec(tenant, version) }
 }
 
 async fn tenant_containers(tenant: &str) -> Vec<String> {
@@ -137,23 +111,8 @@ async fn tenant_containers(tenant: &str) -> Vec<String> {
 /// first deployment), then deploys again without failures and checks convergence.
 async fn check_step(fail_at: usize, existing_version: Option<&str>, version: &str) -> bool {
     let directory = tempfile::tempdir().unwrap();
-    let registry = Registry::connect(&format!("sqlite://{}", directory.path().join("r.db").display())).await.unwrap();
     let tenant = format!("fi-{}-{fail_at}-{}", std::process::id() % 10_000, existing_version.map_or("new", |_| "upg"));
-    registry
-        .insert_tenant(
-            &TenantSpec {
-                name: TenantId::parse(&tenant).unwrap(),
-                display_name: "Failure injection".into(),
-                tier: Tier::Basic,
-                user_quota: 10,
-                expires_on: None,
-                manager: Manager { email: "m@fi.example".into(), name: "M".into() },
-                welcome_email: false,
-            },
-            "terraform",
-        )
-        .await
-        .unwrap();
+    let registry = registry_with_tenant(directory.path(), &tenant).await;
     let catalog = Catalog::built_in();
     let observations = AppObservations::default();
     let context = |targets| {
