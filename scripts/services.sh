@@ -7,9 +7,11 @@
 #   scripts/services.sh status [STATE_DIR]
 #
 # The env file ($STATE_DIR/env) is what tests load (through ATRIUM_SERVICES_ENV
-# or the default path). Services today: PostgreSQL, and two Docker engines (two
+# or the default path). Services today: PostgreSQL, two Docker engines (two
 # hosting targets) with the `hello` test app's images (built from busybox, no
-# registry needed).
+# registry needed), PowerDNS (authoritative DNS with its REST API), Pebble (a
+# test ACME CA), Caddy (the reverse proxy, certificates from Pebble by HTTP-01),
+# an SMTP sink writing a Maildir, and Redmine (the support tracker).
 # Every server binds to 127.0.0.1 on a free high port or a unix socket.
 set -euo pipefail
 
@@ -144,13 +146,377 @@ stop_docker() { # stop_docker NAME
   rm -rf "$dir" 2>/dev/null || true
 }
 
+# running PIDFILE: true when the process the file names is alive. A killed
+# process stays a zombie until it is reaped (every ~2 s here), so its state in
+# /proc/PID/stat counts too; the state follows the last ')' because a process
+# name may contain spaces (thin calls itself "thin server (…)").
+running() {
+  local pid
+  [ -f "$1" ] || return 1
+  pid=$(cat "$1")
+  [ -e "/proc/$pid" ] && [ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]
+}
+
+# stop_process PIDFILE: stops the process, waiting up to 15 s for it to exit
+# before killing it outright.
+stop_process() {
+  [ -f "$1" ] || return 0
+  local pid
+  pid=$(cat "$1")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 150); do
+    running "$1" || return 0
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# wait_for NAME DIR SECONDS COMMAND...: polls COMMAND until it succeeds. When the
+# service's process (DIR/pid) dies or SECONDS pass, its log (DIR/log) is
+# printed and the script fails.
+wait_for() {
+  local name=$1 dir=$2 deadline=$((SECONDS + $3))
+  shift 3
+  until "$@" >/dev/null 2>&1; do
+    if ! running "$dir/pid" || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "services: $name did not start; its log ($dir/log) follows" >&2
+      cat "$dir/log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+
+# reuse_running NAME DIR: when the service is already running, its variables
+# (DIR/env) go into the env file again and the caller has nothing to do.
+reuse_running() {
+  running "$2/pid" || return 1
+  cat "$2/env" >>"$state/env.new"
+  echo "services: $1 already running"
+}
+
+# PowerDNS, authoritative for the platform zone and the customer zone tests
+# start from; tests create further zones through its REST API. Its API key is
+# new on every start.
+start_pdns() {
+  local dir=$state/pdns dns_port api_port key zone
+  reuse_running pdns "$dir" && return
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  dns_port=$(free_port 55353)
+  api_port=$(free_port 58081)
+  key=$(openssl rand -hex 16)
+  sqlite3 "$dir/pdns.sqlite3" </usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql
+  # The caches are off so that a record changed through the API is what the
+  # very next query (from dig, or from Pebble validating a challenge) sees.
+  # Every zone created through the API gets this SOA.
+  cat >"$dir/pdns.conf" <<EOF
+launch=gsqlite3
+gsqlite3-database=$dir/pdns.sqlite3
+gsqlite3-pragma-synchronous=0
+local-address=127.0.0.1
+local-port=$dns_port
+socket-dir=$dir
+api=yes
+api-key=$key
+webserver=yes
+webserver-address=127.0.0.1
+webserver-port=$api_port
+webserver-allow-from=127.0.0.0/8
+guardian=no
+daemon=no
+disable-syslog=yes
+cache-ttl=0
+negquery-cache-ttl=0
+query-cache-ttl=0
+default-soa-content=ns1.atrium.test. hostmaster.atrium.test. 0 10800 3600 604800 60
+EOF
+  pdns_server --config-dir="$dir" >"$dir/log" 2>&1 &
+  echo $! >"$dir/pid"
+  wait_for pdns "$dir" 20 curl -fsS -H "X-API-Key: $key" "http://127.0.0.1:$api_port/api/v1/servers/localhost"
+  for zone in apps.atrium.test. customer.test.; do
+    curl -fsS -o /dev/null -H "X-API-Key: $key" -H 'Content-Type: application/json' \
+      -d "{\"name\":\"$zone\",\"kind\":\"Native\",\"nameservers\":[\"ns1.atrium.test.\"]}" \
+      "http://127.0.0.1:$api_port/api/v1/servers/localhost/zones"
+  done
+  echo "127.0.0.1:$dns_port" >"$dir/dns-address"
+  cat >"$dir/env" <<EOF
+ATRIUM_TEST_PDNS_URL=http://127.0.0.1:$api_port
+ATRIUM_TEST_PDNS_API_KEY=$key
+ATRIUM_TEST_PDNS_SERVER_ID=localhost
+ATRIUM_TEST_PDNS_DNS_ADDRESS=127.0.0.1:$dns_port
+EOF
+  cat "$dir/env" >>"$state/env.new"
+  echo "services: pdns on 127.0.0.1:$dns_port (DNS) and http://127.0.0.1:$api_port (API)"
+}
+
+# Pebble and Caddy start and stop together: Pebble must know Caddy's HTTP and
+# HTTPS ports (where it validates challenges) before Caddy starts, and Pebble
+# forgets its ACME accounts on restart while Caddy keeps them in its storage,
+# so a new Pebble always gets a new Caddy with empty storage. Pebble resolves
+# challenge names through PowerDNS, so a new PowerDNS means a new Pebble too.
+start_acme_and_proxy() {
+  local pebble=$state/pebble caddy=$state/caddy dns
+  dns=$(cat "$state/pdns/dns-address")
+  if running "$pebble/pid" && running "$caddy/pid" && [ "$(cat "$pebble/dns-address")" = "$dns" ]; then
+    cat "$pebble/env" "$caddy/env" >>"$state/env.new"
+    echo "services: pebble and caddy already running"
+    return
+  fi
+  stop_process "$caddy/pid"
+  stop_process "$pebble/pid"
+  rm -rf "$pebble" "$caddy"
+  mkdir -p "$pebble" "$caddy"
+  free_port 58080 >"$caddy/http-port"
+  free_port 58443 >"$caddy/https-port"
+  start_pebble "$dns"
+  start_caddy
+}
+
+# Pebble ships no certificate for its own listener: a throwaway CA signs one
+# for 127.0.0.1 and localhost. The CA that issues the certificates Pebble hands
+# out is another one, new on every start, fetched from the management port.
+start_pebble() { # start_pebble DNS_ADDRESS
+  local dir=$state/pebble acme_port management_port
+  (
+    cd "$dir"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+      -subj /CN=atrium-test-pebble-listener-ca -keyout ca-key.pem -out ca.pem 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
+      -keyout key.pem -out cert.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >cert.ext
+    openssl x509 -req -in cert.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 30 \
+      -extfile cert.ext -out cert.pem 2>/dev/null
+  )
+  acme_port=$(free_port 54000)
+  management_port=$(free_port 55000)
+  cat >"$dir/pebble.json" <<EOF
+{
+  "pebble": {
+    "listenAddress": "127.0.0.1:$acme_port",
+    "managementListenAddress": "127.0.0.1:$management_port",
+    "certificate": "$dir/cert.pem",
+    "privateKey": "$dir/key.pem",
+    "httpPort": $(cat "$state/caddy/http-port"),
+    "tlsPort": $(cat "$state/caddy/https-port"),
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": false
+  }
+}
+EOF
+  echo "$1" >"$dir/dns-address"
+  # No sleeping before validations and no rejected nonces, so that issuing is
+  # quick; validation itself is real (PEBBLE_VA_ALWAYS_VALID stays unset).
+  PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 \
+    pebble -config "$dir/pebble.json" -strict=false -dnsserver "$1" >"$dir/log" 2>&1 &
+  echo $! >"$dir/pid"
+  wait_for pebble "$dir" 20 curl -fsS --cacert "$dir/ca.pem" "https://127.0.0.1:$acme_port/dir"
+  wait_for pebble "$dir" 20 curl -fsS --cacert "$dir/ca.pem" -o "$dir/root.pem" \
+    "https://127.0.0.1:$management_port/roots/0"
+  cat >"$dir/env" <<EOF
+ATRIUM_TEST_ACME_DIRECTORY=https://127.0.0.1:$acme_port/dir
+ATRIUM_TEST_ACME_CA_FILE=$dir/ca.pem
+ATRIUM_TEST_ACME_MANAGEMENT_URL=https://127.0.0.1:$management_port
+ATRIUM_TEST_ACME_ROOT_FILE=$dir/root.pem
+EOF
+  cat "$dir/env" >>"$state/env.new"
+  echo "services: pebble on https://127.0.0.1:$acme_port/dir (management https://127.0.0.1:$management_port)"
+}
+
+# Caddy, the reverse proxy. Server `atrium` serves HTTPS and `atrium_http`
+# plain HTTP; each ends with a catch-all route answering 404 (without one, an
+# unknown host gets an empty 200), and app routes go before it. Every host a
+# route on `atrium` matches gets a certificate from Pebble by HTTP-01: Pebble
+# connects to Caddy's HTTP port, where `atrium_http` listens and Caddy answers
+# the challenge before any route. TLS-ALPN-01 is off so that validation is
+# always HTTP-01. Pebble's listener certificate (127.0.0.1, localhost) is
+# loaded too, so that HTTPS without a server name (by IP) still reaches the
+# routes and an unknown Host gets the catch-all's 404. No HTTP/3: it would
+# take a UDP port that free_port does not look at.
+start_caddy() {
+  local dir=$state/caddy pebble=$state/pebble admin_port http_port https_port
+  http_port=$(cat "$dir/http-port")
+  https_port=$(cat "$dir/https-port")
+  admin_port=$(free_port 52019)
+  cat >"$dir/caddy.json" <<EOF
+{
+  "admin": {"listen": "127.0.0.1:$admin_port", "config": {"persist": false}},
+  "storage": {"module": "file_system", "root": "$dir/storage"},
+  "apps": {
+    "http": {
+      "http_port": $http_port,
+      "https_port": $https_port,
+      "servers": {
+        "atrium": {
+          "listen": ["127.0.0.1:$https_port"],
+          "tls_connection_policies": [{}],
+          "protocols": ["h1", "h2"],
+          "automatic_https": {"disable_redirects": true},
+          "routes": [
+            {"@id": "atrium-catch-all",
+             "handle": [{"handler": "static_response", "status_code": 404, "body": "atrium: no app here\n"}]}
+          ]
+        },
+        "atrium_http": {
+          "listen": ["127.0.0.1:$http_port"],
+          "routes": [
+            {"@id": "atrium-catch-all-http",
+             "handle": [{"handler": "static_response", "status_code": 404, "body": "atrium: no app here\n"}]}
+          ]
+        }
+      }
+    },
+    "tls": {
+      "certificates": {"load_files": [{"certificate": "$pebble/cert.pem", "key": "$pebble/key.pem"}]},
+      "automation": {
+        "policies": [
+          {"issuers": [{"module": "acme", "ca": "$(sed -n 's/^ATRIUM_TEST_ACME_DIRECTORY=//p' "$pebble/env")",
+                        "trusted_roots_pem_files": ["$pebble/ca.pem"],
+                        "challenges": {"tls-alpn": {"disabled": true}}}],
+           "disable_ocsp_stapling": true}
+        ]
+      }
+    }
+  }
+}
+EOF
+  # Caddy's own config and data directories (autosave, locks) stay in here too.
+  XDG_CONFIG_HOME=$dir/xdg-config XDG_DATA_HOME=$dir/xdg-data \
+    caddy run --config "$dir/caddy.json" >"$dir/log" 2>&1 &
+  echo $! >"$dir/pid"
+  wait_for caddy "$dir" 20 curl -fsS "http://127.0.0.1:$admin_port/config/"
+  wait_for caddy "$dir" 20 sh -c "curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1:$http_port/ | grep -qx 404"
+  cat >"$dir/env" <<EOF
+ATRIUM_TEST_CADDY_ADMIN_URL=http://127.0.0.1:$admin_port
+ATRIUM_TEST_CADDY_HTTP_PORT=$http_port
+ATRIUM_TEST_CADDY_HTTPS_PORT=$https_port
+EOF
+  cat "$dir/env" >>"$state/env.new"
+  echo "services: caddy on 127.0.0.1:$http_port (HTTP) and 127.0.0.1:$https_port (HTTPS), admin http://127.0.0.1:$admin_port"
+}
+
+stop_acme_and_proxy() {
+  stop_process "$state/caddy/pid"
+  stop_process "$state/pebble/pid"
+  rm -rf "$state/caddy" "$state/pebble"
+}
+
+# The SMTP sink: every message lands in a Maildir that tests read. Debian's
+# aiosmtpd imports only under /usr/bin/python3, not the python3 on PATH.
+start_smtp() {
+  local dir=$state/smtp port
+  reuse_running smtp "$dir" && return
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  port=$(free_port 52525)
+  /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$dir/maildir" >"$dir/log" 2>&1 &
+  echo $! >"$dir/pid"
+  wait_for smtp "$dir" 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
+  cat >"$dir/env" <<EOF
+ATRIUM_TEST_SMTP_URL=smtp://127.0.0.1:$port
+ATRIUM_TEST_SMTP_MAILDIR=$dir/maildir
+EOF
+  cat "$dir/env" >>"$state/env.new"
+  echo "services: smtp sink on 127.0.0.1:$port, mail in $dir/maildir"
+}
+
+# Redmine runs as www-data from Debian's install, whose database is the one
+# instance "default" for the whole machine (not per state directory): setup
+# only changes what is not yet as tests need it, and the admin's API key, once
+# set, stays the same so that two state directories can share it.
+redmine_database() {
+  sed -n 's/^ *database: *//p' /etc/redmine/default/database.yml
+}
+
+# redmine_ready: true when the database already has what tests need, so that
+# start can skip the (slow) Rails setup script.
+redmine_ready() {
+  [ "$(sqlite3 "$(redmine_database)" "
+    SELECT (SELECT value FROM settings WHERE name = 'rest_api_enabled') = '1'
+      AND (SELECT must_change_passwd FROM users WHERE login = 'admin') = 0
+      AND EXISTS (SELECT 1 FROM custom_fields WHERE type = 'ProjectCustomField' AND name = 'Support level')
+      AND EXISTS (SELECT 1 FROM roles WHERE builtin = 0)
+      AND EXISTS (SELECT 1 FROM trackers);")" = 1 ]
+}
+
+# The prefix that runs a command as www-data in Redmine's directory, the way
+# Debian's packaging expects (a command, not a function, so that `&` gives the
+# server's own PID: setpriv and env exec what follows).
+redmine_as_www_data=(setpriv --reuid=www-data --regid=www-data --init-groups
+  env -C /usr/share/redmine HOME=/tmp REDMINE_INSTANCE=default RAILS_ENV=production)
+
+# Redmine takes seconds to boot (and, the first time, to be set up), so it is
+# launched before the other services and waited for after them.
+launch_redmine() {
+  local dir=$state/redmine port key
+  running "$dir/pid" && return
+  redmine_launched=1
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  # Any ruby package installed later re-runs redmine's postinst, which deletes
+  # Gemfile.lock; it is rebuilt from the installed gems (as the postinst does:
+  # as root, then handed to www-data).
+  if [ ! -f /var/lib/redmine/Gemfile.lock ]; then
+    (cd /usr/share/redmine && BUNDLER_VERSION=2.3.15 HOME=/tmp bundle install --local --quiet) >"$dir/bundle.log" 2>&1 \
+      || { cat "$dir/bundle.log" >&2; exit 1; }
+    chown www-data:www-data /var/lib/redmine/Gemfile.lock
+  fi
+  key=$(sqlite3 "$(redmine_database)" \
+    "SELECT t.value FROM tokens t JOIN users u ON u.id = t.user_id WHERE u.login = 'admin' AND t.action = 'api';")
+  port=$(free_port 53000)
+  # `rails server` does not work with Debian's packaging; thin does.
+  "${redmine_as_www_data[@]}" thin start -a 127.0.0.1 -p "$port" -e production -R config.ru >"$dir/log" 2>&1 &
+  echo $! >"$dir/pid"
+  # The setup runs while thin boots (thin rereads settings when they change).
+  if [ -z "$key" ] || ! redmine_ready; then
+    [ -n "$key" ] || key=$(openssl rand -hex 20)
+    "${redmine_as_www_data[@]}" ATRIUM_REDMINE_API_KEY="$key" \
+      bin/rails runner "$(cat "$repo/scripts/services/redmine-setup.rb")" >"$dir/setup.log" 2>&1 &
+    redmine_setup_pid=$!
+  fi
+  cat >"$dir/env" <<EOF
+ATRIUM_TEST_REDMINE_URL=http://127.0.0.1:$port
+ATRIUM_TEST_REDMINE_API_KEY=$key
+EOF
+}
+
+finish_redmine() {
+  local dir=$state/redmine url key
+  url=$(sed -n 's/^ATRIUM_TEST_REDMINE_URL=//p' "$dir/env")
+  key=$(sed -n 's/^ATRIUM_TEST_REDMINE_API_KEY=//p' "$dir/env")
+  if [ -z "$redmine_launched" ]; then
+    cat "$dir/env" >>"$state/env.new"
+    echo "services: redmine already running"
+    return
+  fi
+  if [ -n "$redmine_setup_pid" ] && ! wait "$redmine_setup_pid"; then
+    echo "services: redmine setup failed; its log ($dir/setup.log) follows" >&2
+    cat "$dir/setup.log" >&2
+    exit 1
+  fi
+  wait_for redmine "$dir" 60 curl -fsS -H "X-Redmine-API-Key: $key" "$url/users/current.json"
+  cat "$dir/env" >>"$state/env.new"
+  echo "services: redmine on $url"
+}
+
+stop_service() { # stop_service NAME
+  stop_process "$state/$1/pid"
+  rm -rf "${state:?}/$1"
+}
+
 case "$command" in
   start)
     mkdir -p "$state"
     : >"$state/env.new"
+    redmine_launched= redmine_setup_pid=
+    launch_redmine
     start_postgres
     start_docker docker ATRIUM_TEST_DOCKER_HOST 10.200.0.0/16
     start_docker docker2 ATRIUM_TEST_DOCKER_HOST_2 10.210.0.0/16 tls
+    start_pdns
+    start_acme_and_proxy
+    start_smtp
+    finish_redmine
     if [ -s "$state/env.new" ]; then mv "$state/env.new" "$state/env"; else rm -f "$state/env.new"; fi
     echo "services: env file $state/env"
     ;;
@@ -158,6 +524,10 @@ case "$command" in
     stop_postgres
     stop_docker docker
     stop_docker docker2
+    stop_service redmine
+    stop_service smtp
+    stop_acme_and_proxy
+    stop_service pdns
     rm -f "$state/env"
     echo "services: stopped"
     ;;

@@ -44,7 +44,7 @@ async fn full_lifecycle(test_name: &str, registry_choice: RegistryChoice, tenant
     workspace.assert_plan_empty("after create");
 
     // In place: more users and another environment variable (a new generation, same instance).
-    let updated = resource.replace("users     = 20", "users     = 25").replace("\"Moin\"", "\"Servus\"");
+    let updated = resource.replace("users          = 20", "users          = 25").replace("\"Moin\"", "\"Servus\"");
     workspace.write("main.tf", &updated);
     let plan = workspace.plan(true).expect_code(2, "plan of an in-place update");
     assert!(plan.stdout.contains("will be updated in-place"), "{}", plan.stdout);
@@ -55,14 +55,15 @@ async fn full_lifecycle(test_name: &str, registry_choice: RegistryChoice, tenant
     workspace.assert_plan_empty("after update");
 
     // Upgrade by pinning a version, then a failed upgrade that rolls back.
-    let pinned = updated.replace("users     = 25", "users     = 25\n  version   = \"1.0\"");
+    let pinned = updated.replace("users          = 25", "users          = 25\n  version        = \"1.0\"");
     workspace.write("main.tf", &pinned);
     workspace.apply();
     assert_eq!(state_value(&workspace, address, "previous_version"), "1.1");
     let url = state_value(&workspace, address, "internal_url").as_str().unwrap().to_owned();
     assert!(http_get(&url).contains("hello 1.0"));
     // A short update deadline: version 2.0 never turns healthy.
-    let broken = pinned.replace("version   = \"1.0\"", "version   = \"2.0\"\n  timeouts  = { update = \"20s\" }");
+    let broken =
+        pinned.replace("version        = \"1.0\"", "version        = \"2.0\"\n  timeouts       = { update = \"20s\" }");
     workspace.write("main.tf", &broken);
     let failed =
         workspace.terraform(&["apply", "-auto-approve", "-input=false"]).expect_code(1, "apply of a broken version");
@@ -77,7 +78,7 @@ async fn full_lifecycle(test_name: &str, registry_choice: RegistryChoice, tenant
     workspace.assert_plan_empty("after the rollback, on the working version");
 
     // Forced replacement: another instance name.
-    workspace.write("main.tf", &pinned.replace("name      = \"web\"", "name      = \"www\""));
+    workspace.write("main.tf", &pinned.replace("name           = \"web\"", "name           = \"www\""));
     let plan = workspace.plan(true).expect_code(2, "plan of a replacement");
     assert!(plan.stdout.contains("must be replaced"), "{}", plan.stdout);
     workspace.apply();
@@ -163,12 +164,22 @@ async fn bad_app_instance_inputs_fail_at_plan_naming_the_attribute() {
     let tenant = format!("app-bad-{}", std::process::id());
     let resource = example_for(&tenant);
     let cases = [
-        ("app       = \"hello\"", "app       = \"wordpress\"", "Unknown app", "\"hello\""),
-        ("target    = \"lyon-onprem\"", "target    = \"mars\"", "Unknown target", "\"cloud-fra1\", \"lyon-onprem\""),
-        ("users     = 20", "users     = 20\n  version   = \"9.9\"", "Unknown version", "\"1.0\", \"1.1\", \"2.0\""),
+        ("app            = \"hello\"", "app            = \"wordpress\"", "Unknown app", "\"hello\""),
         (
-            "users     = 20",
-            "users     = 20\n  customizations = { disable_health_check = true }",
+            "target         = \"lyon-onprem\"",
+            "target         = \"mars\"",
+            "Unknown target",
+            "\"cloud-fra1\", \"lyon-onprem\"",
+        ),
+        (
+            "users          = 20",
+            "users          = 20\n  version        = \"9.9\"",
+            "Unknown version",
+            "\"1.0\", \"1.1\", \"2.0\"",
+        ),
+        (
+            "users          = 20",
+            "users          = 20\n  customizations = { disable_health_check = true }",
             "The health check cannot be removed",
             "disable_health_check",
         ),
@@ -188,4 +199,74 @@ async fn bad_app_instance_inputs_fail_at_plan_naming_the_attribute() {
         assert!(output.contains(hint), "{hint} missing:\n{output}");
     }
     assert!(tenant_containers(&tenant).is_empty(), "nothing was created");
+}
+
+/// The HTTP status of `url` fetched with curl, as `user:password` when given.
+fn http_status(url: &str, login: Option<&str>) -> String {
+    let mut command = std::process::Command::new("curl");
+    command.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]);
+    if let Some(login) = login {
+        command.args(["-u", login]);
+    }
+    let output = command.arg(url).output().expect("run curl");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn admin_password_is_write_only_and_sets_the_manager_login() {
+    let workspace = Workspace::new("app_password", RegistryChoice::Sqlite).await;
+    workspace.write("provider.tf", &provider_example_with_test_docker());
+    let tenant = format!("app-pw-{}", std::process::id());
+    workspace.write("main.tf", &example_for(&tenant));
+    let (first, second) = ("first-Secret-2026", "second-Secret-2026");
+    let with_password = |password: &str| format!("manager_password={password}");
+
+    let applied = workspace
+        .terraform(&["apply", "-auto-approve", "-input=false", "-var", &with_password(first)])
+        .expect_code(0, "apply with a manager password");
+    assert!(!applied.output().contains(first), "the password is not printed");
+    let url = state_value(&workspace, "atrium_app_instance.web", "internal_url").as_str().unwrap().to_owned();
+    let manager = "it-lead@acme.example";
+    assert_eq!(http_status(&format!("{url}/manage/"), None), "401");
+    assert_eq!(http_status(&format!("{url}/manage/"), Some(&format!("{manager}:{first}"))), "200");
+    assert!(http_get(&format!("{url}/hours.html")).contains("8:00 to 18:00"), "the customization's file is served");
+    assert!(!workspace.read("terraform.tfstate").contains(first), "the password is not in state");
+    assert_eq!(state_value(&workspace, "atrium_app_instance.web", "admin_password"), serde_json::Value::Null);
+
+    // The same password: nothing to do; the saved plan holds no password either.
+    workspace
+        .terraform(&["plan", "-detailed-exitcode", "-input=false", "-out=same.tfplan", "-var", &with_password(first)])
+        .expect_code(0, "plan with the same password");
+    let shown = workspace.terraform(&["show", "-json", "same.tfplan"]).expect_code(0, "show the saved plan");
+    assert!(!shown.stdout.contains(first), "the password is not in the plan file");
+
+    // A new password is seen against the registry's hash and set in the app.
+    let plan = workspace
+        .terraform(&["plan", "-detailed-exitcode", "-input=false", "-var", &with_password(second)])
+        .expect_code(2, "plan with a new password");
+    assert!(plan.stdout.contains("deployed_at") && !plan.output().contains(second), "{}", plan.stdout);
+    workspace
+        .terraform(&["apply", "-auto-approve", "-input=false", "-var", &with_password(second)])
+        .expect_code(0, "apply with a new password");
+    let url = state_value(&workspace, "atrium_app_instance.web", "internal_url").as_str().unwrap().to_owned();
+    assert_eq!(http_status(&format!("{url}/manage/"), Some(&format!("{manager}:{first}"))), "401");
+    assert_eq!(http_status(&format!("{url}/manage/"), Some(&format!("{manager}:{second}"))), "200");
+    workspace
+        .terraform(&["plan", "-detailed-exitcode", "-input=false", "-var", &with_password(second)])
+        .expect_code(0, "plan after setting the new password");
+
+    // Too short: refused at plan, naming the attribute.
+    let run = workspace
+        .terraform(&["plan", "-input=false", "-var", &with_password("short")])
+        .expect_code(1, "plan with a short password");
+    assert!(
+        run.flat_output().contains("admin_password") && run.flat_output().contains("12 to 128"),
+        "{}",
+        run.output()
+    );
+
+    let volume = format!("atrium-{tenant}-web-data");
+    workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
+    assert!(tenant_containers(&tenant).is_empty());
+    assert!(docker(&["volume", "rm", &volume]).0);
 }

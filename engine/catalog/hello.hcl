@@ -58,6 +58,14 @@ manager_account = {
   }
 }
 
+# The manager's login: busybox httpd guards /manage/ with basic auth, checking
+# the password against the crypt hash the engine writes here. The clear
+# password never reaches the container or the registry.
+files = {
+  "/etc/httpd.conf"         = "/manage:{manager.email}:{manager.password_hash}\n"
+  "/www/manage/index.html" = "<h1>Manager area</h1>\n<p>{tenant}/{instance}, for {manager.name}</p>\n"
+}
+
 user_limit = {
   method   = "environment"
   variable = "HELLO_MAX_USERS"

@@ -23,6 +23,7 @@ use crate::catalog::{
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec};
 use crate::model::tenant::TenantRecord;
 use crate::observe::AppObservations;
+use crate::password::Password;
 use crate::registry::{Registry, RegistryError, now_rfc3339};
 use crate::targets::{TargetError, Targets};
 
@@ -68,6 +69,15 @@ impl AppApplyError {
     }
 }
 
+/// A finished deployment: what the registry now records, and the manager's
+/// new password in clear when this deployment set one (for the welcome email;
+/// it is never recorded).
+#[derive(Debug)]
+pub struct Deployment {
+    pub record: AppInstanceRecord,
+    pub new_manager_password: Option<Password>,
+}
+
 /// What every app instance operation needs.
 pub struct AppContext<'a> {
     pub registry: &'a Registry,
@@ -108,6 +118,7 @@ pub fn render_instance(
     owner: &str,
     generation: u32,
     secrets: &BTreeMap<String, String>,
+    manager_password_hash: &str,
 ) -> Result<RenderedApp, String> {
     let resources =
         spec.resources.as_ref().map(|r| crate::catalog::ResourcesEntry { cpus: r.cpus, memory_mb: r.memory_mb });
@@ -121,9 +132,11 @@ pub fn render_instance(
         users: spec.users,
         manager_email: &tenant.spec.manager.email,
         manager_name: &tenant.spec.manager.name,
+        manager_password_hash,
         generation,
         resources,
         extra_environment: &spec.environment,
+        extra_files: &spec.files,
         secrets,
     };
     let mut app = render(entry, &input)?;
@@ -150,6 +163,7 @@ pub fn compare(observed: Option<&ObservedContainer>, rendered: &RenderedApp) -> 
     let planned = rendered.app_container();
     let environment_matches = planned.environment.iter().all(|(k, v)| observed.environment.get(k) == Some(v));
     if observed.image != planned.image
+        || observed.labels.get(labels::FILES) != planned.labels.get(labels::FILES)
         || !environment_matches
         || observed.nano_cpus != planned.nano_cpus
         || observed.memory_bytes != planned.memory_bytes
@@ -163,13 +177,7 @@ pub fn compare(observed: Option<&ObservedContainer>, rendered: &RenderedApp) -> 
 }
 
 fn generate_secret() -> String {
-    use std::io::Read as _;
-    let mut bytes = [0u8; 18];
-    // /dev/urandom never blocks and is always there on the Linux hosts we run on.
-    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
-        let _ = urandom.read_exact(&mut bytes);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::password::random_bytes::<18>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl AppContext<'_> {
@@ -206,6 +214,21 @@ impl AppContext<'_> {
             .ok_or_else(|| AppApplyError::TenantMissing { id: spec.id.clone(), tenant: spec.id.tenant_id.to_string() })
     }
 
+    /// Renders a recorded instance as it was deployed: its generation, secrets and password hash.
+    fn render_record(&self, record: &AppInstanceRecord, tenant: &TenantRecord) -> Result<RenderedApp, AppApplyError> {
+        let entry = self.entry(&record.spec)?;
+        render_instance(
+            entry,
+            &record.spec,
+            tenant,
+            &record.owner,
+            record.generation,
+            &record.secrets,
+            &record.manager_password_hash,
+        )
+        .map_err(|reason| AppApplyError::Catalog { id: record.spec.id.clone(), reason })
+    }
+
     /// Observes the recorded instance: its record and how its container compares.
     pub async fn observe(
         &self,
@@ -219,9 +242,7 @@ impl AppContext<'_> {
         else {
             return Ok(Some((record, InstanceHealth::Missing)));
         };
-        let entry = self.entry(&record.spec)?;
-        let rendered = render_instance(entry, &record.spec, &tenant, &record.owner, record.generation, &record.secrets)
-            .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        let rendered = self.render_record(&record, &tenant)?;
         let runtime = self.runtime(id, &record.spec.target).await?;
         let name = &rendered.app_container().name;
         let runtime_error = || self.runtime_error(id, &record.spec.target);
@@ -266,7 +287,7 @@ impl AppContext<'_> {
     }
 
     /// Deploys `spec`: creates the instance, or upgrades/repairs it with a health-checked switch.
-    pub async fn deploy(&self, spec: &AppInstanceSpec) -> Result<AppInstanceRecord, AppApplyError> {
+    pub async fn deploy(&self, spec: &AppInstanceSpec) -> Result<Deployment, AppApplyError> {
         if *self.cancelled.borrow() {
             return Err(AppApplyError::Cancelled { id: spec.id.clone() });
         }
@@ -277,7 +298,7 @@ impl AppContext<'_> {
         result
     }
 
-    async fn deploy_steps(&self, spec: &AppInstanceSpec) -> Result<AppInstanceRecord, AppApplyError> {
+    async fn deploy_steps(&self, spec: &AppInstanceSpec) -> Result<Deployment, AppApplyError> {
         let tenant = self.tenant(spec).await?;
         if spec.users > tenant.spec.user_quota {
             return Err(AppApplyError::OverQuota {
@@ -290,8 +311,23 @@ impl AppContext<'_> {
         let entry = self.entry(spec)?;
         let existing = self.registry.get_app_instance(&spec.id).await.map_err(self.registry_error(&spec.id))?;
         let runtime = self.runtime(&spec.id, &spec.target).await?;
+        // The manager's password stays while nothing asks for a new one: a
+        // new password_version, or an admin_password its hash does not match.
+        let (manager_password_hash, new_password) = match &existing {
+            Some(record)
+                if record.spec.password_version == spec.password_version
+                    && !record.manager_password_hash.is_empty()
+                    && spec.admin_password.as_ref().is_none_or(|p| p.matches(&record.manager_password_hash)) =>
+            {
+                (record.manager_password_hash.clone(), None)
+            }
+            _ => {
+                let password = spec.admin_password.clone().unwrap_or_else(Password::generate);
+                (password.hash(), Some(password))
+            }
+        };
         let render_at = |generation: u32, secrets: &BTreeMap<String, String>| {
-            render_instance(entry, spec, &tenant, self.owner, generation, secrets)
+            render_instance(entry, spec, &tenant, self.owner, generation, secrets, &manager_password_hash)
                 .map_err(|reason| AppApplyError::Catalog { id: spec.id.clone(), reason })
         };
         let secrets = match &existing {
@@ -308,9 +344,13 @@ impl AppContext<'_> {
                 .map_err(self.runtime_error(&spec.id, &spec.target))?;
             if compare(observed.as_ref(), &current) == InstanceHealth::Running && record.spec.target == spec.target {
                 self.remove_unrecorded_generations(runtime.as_ref(), spec, Some(record.generation)).await?;
-                let updated = AppInstanceRecord { spec: spec.clone(), ..record.clone() };
+                let updated = AppInstanceRecord {
+                    spec: AppInstanceSpec { admin_password: None, ..spec.clone() },
+                    manager_password_hash: manager_password_hash.clone(),
+                    ..record.clone()
+                };
                 self.registry.put_app_instance(&updated).await.map_err(self.registry_error(&spec.id))?;
-                return Ok(updated);
+                return Ok(Deployment { record: updated, new_manager_password: new_password });
             }
         }
 
@@ -375,12 +415,13 @@ impl AppContext<'_> {
             None => None,
         };
         let record = AppInstanceRecord {
-            spec: spec.clone(),
+            spec: AppInstanceSpec { admin_password: None, ..spec.clone() },
             generation,
             previous_version,
             deployed_at: now_rfc3339(),
             published_port: observed.and_then(|o| o.published_port),
             secrets,
+            manager_password_hash,
             owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.to_owned()),
             created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
         };
@@ -389,7 +430,7 @@ impl AppContext<'_> {
             let old_name = crate::catalog::render_app_container_name(spec, old);
             with_retries(self.deadline, || runtime.remove_container(&old_name)).await.map_err(runtime_error())?;
         }
-        Ok(record)
+        Ok(Deployment { record, new_manager_password: new_password })
     }
 
     /// Destroys an instance: its containers, its network when unused, and its
@@ -420,10 +461,8 @@ impl AppContext<'_> {
             }
         }
         if spec.delete_data_on_destroy {
-            let entry = self.entry(spec)?;
             let tenant = self.tenant(spec).await?;
-            let rendered = render_instance(entry, spec, &tenant, &record.owner, record.generation, &record.secrets)
-                .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+            let rendered = self.render_record(&record, &tenant)?;
             for volume in &rendered.volumes {
                 with_retries(self.deadline, || runtime.remove_volume(&volume.name)).await.map_err(runtime_error())?;
             }

@@ -5,6 +5,7 @@
 //! deployment* (a new generation of the app container, health-checked beside
 //! the old one) or only a new registry record, and why.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::app_apply::InstanceHealth;
@@ -30,10 +31,22 @@ fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
+/// Files by path with a digest of each content: plan text stays short and
+/// shows which file changed.
+fn file_digests(files: &BTreeMap<String, String>) -> BTreeMap<&str, String> {
+    files
+        .iter()
+        .map(|(path, content)| {
+            let one = BTreeMap::from([(String::new(), content.clone())]);
+            (path.as_str(), format!("sha256:{}", crate::catalog::files_digest(&one)))
+        })
+        .collect()
+}
+
 /// Compares what the registry records with what is desired, attribute by attribute.
 fn attribute_changes(before: &AppInstanceSpec, after: &AppInstanceSpec) -> Vec<(AttributeChange, bool)> {
     // (attribute, before, after, forces replacement, redeploys)
-    let fields: [(&'static str, String, String, bool, bool); 11] = [
+    let fields: [(&'static str, String, String, bool, bool); 13] = [
         ("tenant_id", quoted(before.id.tenant_id.as_str()), quoted(after.id.tenant_id.as_str()), true, true),
         ("name", quoted(&before.id.name), quoted(&after.id.name), true, true),
         ("app", quoted(&before.app), quoted(&after.app), true, true),
@@ -44,6 +57,8 @@ fn attribute_changes(before: &AppInstanceSpec, after: &AppInstanceSpec) -> Vec<(
         ("resources", json(&before.resources), json(&after.resources), false, true),
         ("customizations.environment", json(&before.environment), json(&after.environment), false, true),
         ("customizations.volumes", json(&before.extra_volumes), json(&after.extra_volumes), false, true),
+        ("customizations.files", json(&file_digests(&before.files)), json(&file_digests(&after.files)), false, true),
+        ("password_version", before.password_version.to_string(), after.password_version.to_string(), false, true),
         (
             "delete_data_on_destroy",
             before.delete_data_on_destroy.to_string(),
@@ -149,6 +164,9 @@ mod tests {
             resources: None,
             environment: BTreeMap::new(),
             extra_volumes: BTreeMap::new(),
+            files: BTreeMap::new(),
+            admin_password: None,
+            password_version: 0,
             delete_data_on_destroy: false,
         }
     }
@@ -161,6 +179,7 @@ mod tests {
             deployed_at: "2026-11-23T10:00:00Z".into(),
             published_port: Some(32768),
             secrets: BTreeMap::new(),
+            manager_password_hash: "$6$rounds=5000$c2FsdA$sample".into(),
             owner: "terraform".into(),
             created_at: "2026-11-23T09:00:00Z".into(),
         }

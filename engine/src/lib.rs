@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod config;
 pub mod model;
 pub mod observe;
+pub mod password;
 pub mod plan;
 pub mod registry;
 pub mod targets;

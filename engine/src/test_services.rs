@@ -109,6 +109,9 @@ pub fn hello_spec(tenant: &str, version: &str) -> crate::model::app_instance::Ap
         resources: None,
         environment: std::collections::BTreeMap::new(),
         extra_volumes: std::collections::BTreeMap::new(),
+        files: std::collections::BTreeMap::new(),
+        admin_password: None,
+        password_version: 0,
         delete_data_on_destroy: false,
     }
 }

@@ -79,9 +79,21 @@ impl Fixture {
 }
 
 fn http_get(port: u16, path: &str) -> String {
+    http_get_as(port, path, None)
+}
+
+/// A GET with basic auth when `login` is given; returns status line, headers and body.
+fn http_get_as(port: u16, path: &str, login: Option<(&str, &str)>) -> String {
+    use base64::Engine as _;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let authorization = login
+        .map(|(user, password)| {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            format!("Authorization: Basic {token}\r\n")
+        })
+        .unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{authorization}\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -92,13 +104,13 @@ async fn deploy_upgrade_and_failed_upgrade_rolls_back() {
     let fixture = Fixture::new("upg").await;
     let context = fixture.context(Duration::from_secs(30));
 
-    let first = context.deploy(&fixture.spec("1.0")).await.unwrap();
+    let first = context.deploy(&fixture.spec("1.0")).await.unwrap().record;
     assert_eq!(first.generation, 1);
     let port = first.published_port.expect("published port");
     assert!(http_get(port, "/").contains("hello 1.0"));
     assert_eq!(fixture.containers().await, [format!("atrium-{}-web-g1", fixture.tenant)]);
 
-    let upgraded = context.deploy(&fixture.spec("1.1")).await.unwrap();
+    let upgraded = context.deploy(&fixture.spec("1.1")).await.unwrap().record;
     assert_eq!((upgraded.generation, upgraded.previous_version.as_deref()), (2, Some("1.0")));
     assert!(http_get(upgraded.published_port.unwrap(), "/").contains("hello 1.1"));
     assert_eq!(fixture.containers().await, [format!("atrium-{}-web-g2", fixture.tenant)], "the old generation is gone");
@@ -127,7 +139,7 @@ async fn stopped_or_changed_containers_show_as_drift_and_deploy_repairs_them() {
     let fixture = Fixture::new("drift").await;
     let context = fixture.context(Duration::from_secs(30));
     let spec = fixture.spec("1.1");
-    let record = context.deploy(&spec).await.unwrap();
+    let record = context.deploy(&spec).await.unwrap().record;
     let (_, health) = context.observe(&spec.id).await.unwrap().unwrap();
     assert_eq!(health, InstanceHealth::Running);
 
@@ -136,7 +148,7 @@ async fn stopped_or_changed_containers_show_as_drift_and_deploy_repairs_them() {
     runtime.remove_container(&name).await.unwrap();
     let (_, health) = context.observe(&spec.id).await.unwrap().unwrap();
     assert_eq!(health, InstanceHealth::Missing);
-    let repaired = context.deploy(&spec).await.unwrap();
+    let repaired = context.deploy(&spec).await.unwrap().record;
     assert_eq!(repaired.generation, record.generation + 1);
     assert_eq!(context.observe(&spec.id).await.unwrap().unwrap().1, InstanceHealth::Running);
 
@@ -150,6 +162,7 @@ async fn stopped_or_changed_containers_show_as_drift_and_deploy_repairs_them() {
         "terraform",
         repaired.generation + 1,
         &BTreeMap::new(),
+        &repaired.manager_password_hash,
     )
     .unwrap();
     runtime.ensure_container(rendered_stray.app_container()).await.unwrap();
@@ -164,7 +177,7 @@ async fn data_survives_destroy_and_recreate_unless_deletion_is_asked() {
     let fixture = Fixture::new("data").await;
     let context = fixture.context(Duration::from_secs(30));
     let mut spec = fixture.spec("1.1");
-    let record = context.deploy(&spec).await.unwrap();
+    let record = context.deploy(&spec).await.unwrap().record;
     let runtime = fixture.runtime().await;
     let container = format!("atrium-{}-web-g{}", fixture.tenant, record.generation);
     let command = ["/bin/sh", "-c", "echo kept-data > /www/data/note.txt"].map(String::from);
@@ -172,14 +185,75 @@ async fn data_survives_destroy_and_recreate_unless_deletion_is_asked() {
     assert!(http_get(record.published_port.unwrap(), "/data/note.txt").contains("kept-data"));
 
     context.destroy(&spec.id).await.unwrap();
-    let again = context.deploy(&spec).await.unwrap();
+    let again = context.deploy(&spec).await.unwrap().record;
     assert!(http_get(again.published_port.unwrap(), "/data/note.txt").contains("kept-data"), "data survived destroy");
 
     spec.delete_data_on_destroy = true;
     context.deploy(&spec).await.unwrap();
     context.destroy(&spec.id).await.unwrap();
-    let fresh = context.deploy(&fixture.spec("1.1")).await.unwrap();
+    let fresh = context.deploy(&fixture.spec("1.1")).await.unwrap().record;
     assert!(http_get(fresh.published_port.unwrap(), "/data/note.txt").contains("404"), "data was deleted on request");
+    context.destroy(&spec.id).await.unwrap();
+}
+
+/// The status code of a response from [`http_get_as`].
+fn status(response: &str) -> &str {
+    response.split_whitespace().nth(1).unwrap_or("none")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_password_guards_the_manager_area_and_rotates() {
+    use atrium_engine::password::Password;
+    let fixture = Fixture::new("login").await;
+    let context = fixture.context(Duration::from_secs(30));
+    let mut spec = fixture.spec("1.1");
+    spec.admin_password = Some(Password::new("first-password-1"));
+    spec.files = BTreeMap::from([("/www/extra/notice.html".to_owned(), "customized by the operator\n".to_owned())]);
+    let deployment = context.deploy(&spec).await.unwrap();
+    assert!(deployment.new_manager_password.is_some_and(|p| p.expose() == "first-password-1"));
+    let record = deployment.record;
+    assert!(record.manager_password_hash.starts_with("$6$"), "only a hash is recorded");
+    let stored = fixture.registry.get_app_instance(&spec.id).await.unwrap().unwrap();
+    assert_eq!(stored.spec.admin_password, None, "the clear password is never recorded");
+    let port = record.published_port.unwrap();
+    let manager = "m@test.example";
+    assert_eq!(status(&http_get_as(port, "/manage/", None)), "401");
+    assert_eq!(status(&http_get_as(port, "/manage/", Some((manager, "wrong-password")))), "401");
+    let page = http_get_as(port, "/manage/", Some((manager, "first-password-1")));
+    assert_eq!(status(&page), "200", "{page}");
+    assert!(page.contains("Manager area"), "{page}");
+    assert!(http_get(port, "/extra/notice.html").contains("customized by the operator"));
+
+    // The same password again deploys nothing new.
+    let same = context.deploy(&spec).await.unwrap();
+    assert_eq!((same.record.generation, same.new_manager_password), (record.generation, None));
+
+    // A new password is detected against the hash and set by a new generation.
+    spec.admin_password = Some(Password::new("second-password-2"));
+    let changed = context.deploy(&spec).await.unwrap().record;
+    assert_eq!(changed.generation, record.generation + 1);
+    let port = changed.published_port.unwrap();
+    assert_eq!(status(&http_get_as(port, "/manage/", Some((manager, "first-password-1")))), "401");
+    assert_eq!(status(&http_get_as(port, "/manage/", Some((manager, "second-password-2")))), "200");
+
+    // Without a password, bumping password_version generates a new one.
+    spec.admin_password = None;
+    spec.password_version = 1;
+    let rotated = context.deploy(&spec).await.unwrap();
+    let generated = rotated.new_manager_password.expect("a generated password");
+    let port = rotated.record.published_port.unwrap();
+    assert_eq!(status(&http_get_as(port, "/manage/", Some((manager, "second-password-2")))), "401");
+    assert_eq!(status(&http_get_as(port, "/manage/", Some((manager, generated.expose())))), "200");
+
+    // A changed configuration file is written by a new generation.
+    spec.files.insert("/www/extra/notice.html".to_owned(), "second notice\n".to_owned());
+    let refiled = context.deploy(&spec).await.unwrap().record;
+    assert_eq!(refiled.generation, rotated.record.generation + 1);
+    assert!(http_get(refiled.published_port.unwrap(), "/extra/notice.html").contains("second notice"));
+    assert_eq!(
+        status(&http_get_as(refiled.published_port.unwrap(), "/manage/", Some((manager, generated.expose())))),
+        "200"
+    );
     context.destroy(&spec.id).await.unwrap();
 }
 
@@ -261,8 +335,8 @@ async fn a_tenants_containers_cannot_reach_another_tenants_by_name_or_address() 
     let second = Fixture::new("iso-b").await;
     let (first_context, second_context) =
         (first.context(Duration::from_secs(30)), second.context(Duration::from_secs(30)));
-    let a = first_context.deploy(&first.spec("1.1")).await.unwrap();
-    let b = second_context.deploy(&second.spec("1.1")).await.unwrap();
+    let a = first_context.deploy(&first.spec("1.1")).await.unwrap().record;
+    let b = second_context.deploy(&second.spec("1.1")).await.unwrap().record;
     let runtime = first.runtime().await;
     let a_container = format!("atrium-{}-web-g{}", first.tenant, a.generation);
     let b_container = format!("atrium-{}-web-g{}", second.tenant, b.generation);

@@ -137,8 +137,11 @@ async fn check_step(fail_at: usize, existing_version: Option<&str>, version: &st
     let injected = failing.deploy(&spec(&tenant, version)).await.is_err();
 
     // The next deployment converges: one container of the recorded generation, healthy.
-    let record =
-        healthy.deploy(&spec(&tenant, version)).await.unwrap_or_else(|e| panic!("step {fail_at}: no convergence: {e}"));
+    let record = healthy
+        .deploy(&spec(&tenant, version))
+        .await
+        .unwrap_or_else(|e| panic!("step {fail_at}: no convergence: {e}"))
+        .record;
     let containers = tenant_containers(&tenant).await;
     assert_eq!(containers, [format!("atrium-{tenant}-web-g{}", record.generation)], "step {fail_at}: leftovers");
     assert_eq!(healthy.observe(&record.spec.id).await.unwrap().unwrap().1, InstanceHealth::Running);

@@ -110,6 +110,9 @@ fn render_groups(
             if attribute.sensitive {
                 line.push_str(", Sensitive");
             }
+            if attribute.write_only {
+                line.push_str(", Write-only");
+            }
             line.push_str(") ");
             line.push_str(attribute.description.trim());
             if !attribute.allowed_values.is_empty() {

@@ -39,6 +39,8 @@ pub struct Attribute {
     pub optional: bool,
     pub computed: bool,
     pub sensitive: bool,
+    /// Terraform keeps the value out of state and plan files (1.11 and later).
+    pub write_only: bool,
     pub forces_replacement: bool,
     /// For string enums: the values allowed.
     pub allowed_values: Vec<String>,
@@ -138,7 +140,7 @@ fn attribute_to_proto(attribute: &Attribute) -> pb::schema::Attribute {
         sensitive: attribute.sensitive,
         description_kind: pb::StringKind::Markdown as i32,
         deprecated: false,
-        write_only: false,
+        write_only: attribute.write_only,
     }
 }
 
@@ -273,6 +275,7 @@ fn object_attributes(
             optional: !is_required && !computed_only,
             computed: computed_only || defaulted,
             sensitive: flag(property, root, markers::SENSITIVE),
+            write_only: flag(property, root, markers::WRITE_ONLY),
             forces_replacement: flag(property, root, markers::FORCES_REPLACEMENT),
             allowed_values,
         });

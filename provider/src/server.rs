@@ -482,7 +482,9 @@ impl Provider for AtriumProvider {
             let cancelled = self.stop_sender.subscribe();
             let state = if request.type_name == APP_INSTANCE_TYPE {
                 let context = configured.app_context(app_instance::deadline(&prior, &planned), cancelled);
-                app_instance::apply(&context, schema, &prior, &planned).await?
+                let config =
+                    decode(request.config.as_ref(), &schema.value_type, "configuration").map_err(|d| vec![d])?;
+                app_instance::apply(&context, schema, &prior, &planned, &config).await?
             } else {
                 tenant::apply(&configured.tenant_observer, schema, &prior, &planned, cancelled).await?
             };

@@ -16,7 +16,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -43,7 +43,40 @@ fn is_conflict(error: &bollard::errors::Error) -> bool {
     matches!(error, bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })
 }
 
+/// A tar archive of files at absolute paths, for Docker's archive upload to `/`.
+fn files_archive(files: &BTreeMap<String, String>) -> std::io::Result<Vec<u8>> {
+    let mut archive = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        archive.append_data(&mut header, path.trim_start_matches('/'), content.as_bytes())?;
+    }
+    archive.into_inner()
+}
+
 impl DockerRuntime {
+    /// Writes the spec's configuration files into the (created, not yet started)
+    /// container. Docker creates missing parent directories; writing again is harmless.
+    async fn write_files(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        if spec.files.is_empty() {
+            return Ok(());
+        }
+        let archive = files_archive(&spec.files).map_err(|error| RuntimeError::Api {
+            target: self.target.clone(),
+            operation: "write files into",
+            object: spec.name.clone(),
+            source: Box::new(bollard::errors::Error::IOError { err: error }),
+        })?;
+        let options = UploadToContainerOptionsBuilder::default().path("/").build();
+        self.api()
+            .upload_to_container(&spec.name, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(self.api_error("write files into", &spec.name))
+    }
+
     /// Connects and negotiates the API version with the engine; `cert_path`
     /// (ca.pem, cert.pem, key.pem) turns a `tcp://` endpoint into mutual TLS.
     pub async fn connect(target: &str, endpoint: &str, cert_path: Option<&str>) -> Result<DockerRuntime, RuntimeError> {
@@ -240,12 +273,15 @@ impl Runtime for DockerRuntime {
                 }
                 let running = existing.state.as_ref().and_then(|s| s.running).unwrap_or(false);
                 let same_image = existing.config.as_ref().and_then(|c| c.image.as_deref()) == Some(spec.image.as_str());
-                if !same_image {
+                let same_files = existing_labels.and_then(|l| l.get(labels::FILES)) == spec.labels.get(labels::FILES);
+                if !same_image || !same_files {
                     // Changed out of band: replace it with the planned one.
                     self.remove_container(&spec.name).await?;
                 } else if running {
                     return Ok(());
                 } else {
+                    // Made by a run that stopped before starting it: its files may be missing.
+                    self.write_files(spec).await?;
                     return self
                         .api()
                         .start_container(&spec.name, None)
@@ -262,6 +298,7 @@ impl Runtime for DockerRuntime {
             Err(error) if is_conflict(&error) => {}
             Err(error) => return Err(self.api_error("create container", &spec.name)(error)),
         }
+        self.write_files(spec).await?;
         self.api().start_container(&spec.name, None).await.map_err(self.api_error("start container", &spec.name))
     }
 

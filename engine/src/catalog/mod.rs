@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 pub use render::{
     ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, VolumeSpec, app_container_name, describe,
-    labels, network_name, render, required_secrets,
+    files_digest, labels, network_name, render, required_secrets,
 };
 
 /// The app container's name for an instance at a generation.
@@ -144,6 +144,11 @@ pub struct CatalogEntry {
     pub manager_account: ManagerAccountEntry,
     #[serde(default)]
     pub user_limit: Option<UserLimitEntry>,
+    /// Configuration files written into the app container before it starts:
+    /// absolute path → content, placeholders allowed (e.g. the manager's
+    /// password hash for apps that check logins against a crypt hash).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
 }
 
 /// A catalog file that cannot be used, with the file and the reason.
@@ -202,6 +207,9 @@ impl CatalogEntry {
         {
             return Err("user_limit.method must be \"environment\", \"command\" or \"unsupported\"".into());
         }
+        for path in self.files.keys() {
+            check_file_path(path)?;
+        }
         if self.health.command.is_empty() {
             return Err("health.command is empty".into());
         }
@@ -252,6 +260,20 @@ impl Catalog {
 
     pub fn names(&self) -> Vec<&str> {
         self.entries.keys().map(String::as_str).collect()
+    }
+}
+
+/// A configuration file's path: absolute, normalised, not a directory.
+pub fn check_file_path(path: &str) -> Result<(), String> {
+    let normal = path.starts_with('/')
+        && !path.ends_with('/')
+        && path[1..].split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+    if normal && path.len() <= 255 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path:?} is not a file path inside the container: use an absolute path without \".\", \"..\" or \"//\" (e.g. \"/etc/app/custom.conf\")"
+        ))
     }
 }
 

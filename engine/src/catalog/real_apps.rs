@@ -22,9 +22,11 @@ fn render_stable(app_name: &str) -> (CatalogEntry, RenderedApp) {
         users: 25,
         manager_email: "it-lead@acme.example",
         manager_name: "Dana Fischer",
+        manager_password_hash: "$6$rounds=5000$c2FsdA$sample",
         generation: 1,
         resources: None,
         extra_environment: &environment,
+        extra_files: &environment,
         secrets: &secrets,
     };
     let app = render(&entry, &input).unwrap_or_else(|error| panic!("{app_name}: {error}"));

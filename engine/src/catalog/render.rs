@@ -20,12 +20,16 @@ pub struct RenderInput<'a> {
     pub users: u32,
     pub manager_email: &'a str,
     pub manager_name: &'a str,
+    /// The manager's password as a salted crypt hash (`$6$…`); never the clear password.
+    pub manager_password_hash: &'a str,
     /// Increases with each upgrade, so the new app container can start beside the old.
     pub generation: u32,
     /// Overrides the tier's limits.
     pub resources: Option<ResourcesEntry>,
     /// Customizations: environment laid over the entry's.
     pub extra_environment: &'a BTreeMap<String, String>,
+    /// Customizations: configuration files laid over the entry's (path → content).
+    pub extra_files: &'a BTreeMap<String, String>,
     /// Generated per instance (database passwords…), never in Terraform state.
     pub secrets: &'a BTreeMap<String, String>,
 }
@@ -67,6 +71,9 @@ pub struct ContainerSpec {
     pub network: String,
     /// The name other containers on the tenant network reach it by.
     pub network_alias: String,
+    /// Configuration files written into the container before it starts
+    /// (path → content); their digest is the `atrium.files` label.
+    pub files: BTreeMap<String, String>,
 }
 
 /// A data volume, fully decided.
@@ -101,6 +108,9 @@ pub mod labels {
     pub const ROLE: &str = "atrium.role";
     pub const VERSION: &str = "atrium.version";
     pub const GENERATION: &str = "atrium.generation";
+    /// A digest of the configuration files written into the container, so a
+    /// changed file is seen like a changed image or environment.
+    pub const FILES: &str = "atrium.files";
 }
 
 /// `atrium-<tenant>`: one network per tenant keeps tenants apart.
@@ -138,7 +148,8 @@ fn health_spec(entry: &HealthEntry) -> Result<HealthSpec, String> {
 }
 
 /// Replaces `{tenant}`, `{instance}`, `{version}`, `{users}`, `{port}`,
-/// `{manager.email}`, `{manager.name}`, `{sidecar.NAME}` and `{secret.NAME}`.
+/// `{manager.email}`, `{manager.name}`, `{manager.password_hash}`,
+/// `{sidecar.NAME}` and `{secret.NAME}`.
 fn expand(template: &str, input: &RenderInput<'_>, entry: &CatalogEntry) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -154,6 +165,7 @@ fn expand(template: &str, input: &RenderInput<'_>, entry: &CatalogEntry) -> Resu
             "port" => entry.port.to_string(),
             "manager.email" => input.manager_email.to_owned(),
             "manager.name" => input.manager_name.to_owned(),
+            "manager.password_hash" => input.manager_password_hash.to_owned(),
             _ => {
                 if let Some(sidecar) = key.strip_prefix("sidecar.").filter(|s| entry.sidecars.contains_key(*s)) {
                     sidecar_container_name(input.tenant, input.instance, sidecar)
@@ -243,6 +255,7 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
             memory_bytes,
             network: network.clone(),
             network_alias: name,
+            files: BTreeMap::new(),
         });
     }
 
@@ -259,6 +272,10 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
     for (key, value) in input.extra_environment {
         environment.insert(key.clone(), value.clone());
     }
+    let mut files = expand_map(&entry.files, input, entry)?;
+    for (path, content) in input.extra_files {
+        files.insert(path.clone(), content.clone());
+    }
     let mounts: Vec<(String, String)> =
         entry.volumes.iter().map(|(volume, path)| (volume_name(volume), path.clone())).collect();
     volumes.extend(mounts.iter().map(|(name, _)| VolumeSpec { name: name.clone(), labels: labels.clone() }));
@@ -266,6 +283,9 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
     app_labels.insert(labels::ROLE.to_owned(), "app".to_owned());
     app_labels.insert(labels::VERSION.to_owned(), input.version.to_owned());
     app_labels.insert(labels::GENERATION.to_owned(), input.generation.to_string());
+    if !files.is_empty() {
+        app_labels.insert(labels::FILES.to_owned(), files_digest(&files));
+    }
     containers.push(ContainerSpec {
         name: app_container_name(input.tenant, input.instance, input.generation),
         role: ContainerRole::App,
@@ -280,10 +300,24 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
         memory_bytes,
         network: network.clone(),
         network_alias: format!("atrium-{}-{}", input.tenant, input.instance),
+        files,
     });
     let mut network_labels = BTreeMap::from([(labels::MANAGED.to_owned(), "true".to_owned())]);
     network_labels.insert(labels::TENANT.to_owned(), input.tenant.to_owned());
     Ok(RenderedApp { network, network_labels, volumes, containers })
+}
+
+/// A short SHA-256 digest of files (paths and contents), for the `atrium.files` label.
+pub fn files_digest(files: &BTreeMap<String, String>) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for (path, content) in files {
+        hasher.update(path.as_bytes());
+        hasher.update([0]);
+        hasher.update(content.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Renders with sample values to prove every placeholder of an entry resolves.
@@ -301,9 +335,11 @@ pub(super) fn check_placeholders(entry: &CatalogEntry) -> Result<(), String> {
         users: 1,
         manager_email: "manager@example.com",
         manager_name: "Manager",
+        manager_password_hash: "$6$sample$hash",
         generation: 1,
         resources: None,
         extra_environment: &no_environment,
+        extra_files: &no_environment,
         secrets: &secrets,
     };
     for (channel_name, channel) in &entry.channels {
@@ -351,6 +387,12 @@ pub fn describe(app: &RenderedApp) -> String {
         }
         let _ = writeln!(text, "  limits: {} nano-cpus, {} bytes", container.nano_cpus, container.memory_bytes);
         let _ = writeln!(text, "  alias: {}", container.network_alias);
+        for (path, content) in &container.files {
+            let _ = writeln!(text, "  file {path}:");
+            for line in content.lines() {
+                let _ = writeln!(text, "    | {line}");
+            }
+        }
         let _ = writeln!(text, "  labels: {:?}", container.labels);
     }
     text
@@ -360,6 +402,8 @@ pub fn describe(app: &RenderedApp) -> String {
 mod tests {
     use super::super::Catalog;
     use super::*;
+
+    static NO_FILES: BTreeMap<String, String> = BTreeMap::new();
 
     pub(crate) fn sample_input<'a>(
         channel: &'a str,
@@ -377,9 +421,11 @@ mod tests {
             users: 25,
             manager_email: "it-lead@acme.example",
             manager_name: "Dana Fischer",
+            manager_password_hash: "$6$rounds=5000$c2FsdA$sample",
             generation: 3,
             resources: None,
             extra_environment: environment,
+            extra_files: &NO_FILES,
             secrets,
         }
     }

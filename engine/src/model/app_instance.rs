@@ -9,6 +9,7 @@ use super::ids::TenantId;
 use super::timeouts::Timeouts;
 use crate::attribute::{AttributePath, ValidationError};
 use crate::catalog::{CHANNELS, Catalog, CatalogEntry};
+use crate::password::Password;
 
 /// An app instance's natural key: `tenant/name`, e.g. `acme/erp`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,8 +63,9 @@ pub struct Resources {
     pub memory_mb: u64,
 }
 
-/// An overlay on the catalog entry. It can add environment variables and
-/// data volumes; it can never remove the core's health check or data volumes.
+/// An overlay on the catalog entry. It can add environment variables, data
+/// volumes and configuration files; it can never remove the core's health
+/// check, data volumes or configuration files.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customizations {
@@ -74,6 +76,11 @@ pub struct Customizations {
     /// own data volumes cannot be reused.
     #[serde(default)]
     pub volumes: Option<BTreeMap<String, String>>,
+    /// Configuration files written into the app container before it starts: absolute path → content, e.g.
+    /// `{ "/etc/odoo/extra.conf" = file("extra.conf") }`. A changed file deploys a new container. Files
+    /// cannot go inside the app's data volumes or replace the catalog's own files.
+    #[serde(default)]
+    pub files: Option<BTreeMap<String, String>>,
     /// Must stay unset or `false`: the catalog's health check guards every upgrade.
     #[serde(default)]
     pub disable_health_check: Option<bool>,
@@ -111,9 +118,20 @@ pub struct AppInstanceDocument {
     /// CPU and memory limits. Default: the catalog's limits for the tenant's tier.
     #[serde(default)]
     pub resources: Option<Resources>,
-    /// Environment and extra volumes laid over the catalog entry.
+    /// Environment, extra volumes and configuration files laid over the catalog entry.
     #[serde(default)]
     pub customizations: Option<Customizations>,
+    /// The password of the tenant's manager account inside the app (12 to 128 characters). Write-only:
+    /// Terraform passes it to the provider but never keeps it in state or plan files, and the registry keeps
+    /// only a salted hash. Unset: the engine generates one, which reaches the manager only by the welcome
+    /// email. A changed value is detected against the stored hash and set inside the app.
+    #[serde(default)]
+    #[schemars(extend("x-atrium-sensitive" = true, "x-atrium-write-only" = true))]
+    pub admin_password: Option<String>,
+    /// Change (e.g. increase) this number to set the manager's password again: to `admin_password`, or
+    /// to a newly generated one when `admin_password` is unset.
+    #[serde(default)]
+    pub password_version: Option<u64>,
     /// Whether destroying the instance also deletes its data volumes. Default `false`: data is kept.
     #[serde(default)]
     #[schemars(extend("x-atrium-defaulted" = true))]
@@ -178,6 +196,8 @@ pub struct AppInstanceDraft {
     pub resources: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default)]
     pub customizations: Option<Customizations>,
+    #[serde(default)]
+    pub admin_password: Option<String>,
     #[serde(default)]
     pub timeouts: Option<Timeouts>,
 }
@@ -287,6 +307,21 @@ impl AppInstanceDraft {
                 }),
             );
         }
+        check(
+            AttributePath::root("admin_password"),
+            "Invalid admin password",
+            self.admin_password.as_deref().map(|password| {
+                let length = password.chars().count();
+                if !(12..=128).contains(&length) {
+                    Err(format!("the password has {length} characters: use 12 to 128"))
+                } else if password.chars().any(char::is_control) {
+                    Err("the password contains control characters (such as a newline): use printable characters only"
+                        .to_owned())
+                } else {
+                    Ok(())
+                }
+            }),
+        );
         if let Some(customizations) = &self.customizations {
             errors.extend(validate_customizations(customizations, entry));
         }
@@ -366,8 +401,41 @@ pub fn validate_customizations(customizations: &Customizations, entry: Option<&C
             }
         }
     }
+    for (file, content) in customizations.files.iter().flatten() {
+        let here = path.attribute("files").key(file);
+        if let Err(detail) = crate::catalog::check_file_path(file) {
+            errors.push(ValidationError::new(here.clone(), "Invalid file path", detail));
+            continue;
+        }
+        if content.len() > MAX_FILE_BYTES {
+            errors.push(ValidationError::new(
+                here.clone(),
+                "Configuration file too large",
+                format!("the file has {} bytes: keep configuration files under {MAX_FILE_BYTES} bytes and put data in a volume", content.len()),
+            ));
+        }
+        let Some(entry) = entry else { continue };
+        if entry.files.contains_key(file) {
+            errors.push(ValidationError::new(
+                here,
+                "A file of the app cannot be replaced",
+                format!("{} writes {file} itself (it holds the manager's login); choose another path", entry.name),
+            ));
+        } else if let Some((volume, mount)) =
+            entry.volumes.iter().find(|(_, mount)| file.starts_with(&format!("{mount}/")))
+        {
+            errors.push(ValidationError::new(
+                here,
+                "A file cannot go inside a data volume",
+                format!("{file} is inside the data volume {volume:?} ({mount}), which holds the app's data; write configuration elsewhere"),
+            ));
+        }
+    }
     errors
 }
+
+/// The largest configuration file a customization may write (256 KiB).
+pub const MAX_FILE_BYTES: usize = 256 * 1024;
 
 /// An instance's desired state: fully known, validated, defaults filled.
 #[derive(Debug, Clone, PartialEq)]
@@ -381,6 +449,13 @@ pub struct AppInstanceSpec {
     pub resources: Option<Resources>,
     pub environment: BTreeMap<String, String>,
     pub extra_volumes: BTreeMap<String, String>,
+    /// Customizations' configuration files: path → content.
+    pub files: BTreeMap<String, String>,
+    /// The password the user set (write-only); `None` lets the engine generate one.
+    /// Never recorded: the registry keeps only its hash.
+    pub admin_password: Option<Password>,
+    /// Changing it sets the manager's password again.
+    pub password_version: u64,
     pub delete_data_on_destroy: bool,
 }
 
@@ -405,6 +480,7 @@ impl AppInstanceSpec {
                 ])
             }),
             customizations: document.customizations.clone(),
+            admin_password: document.admin_password.clone(),
             timeouts: document.timeouts.clone(),
         };
         let errors = draft.validate(context);
@@ -446,6 +522,9 @@ impl AppInstanceSpec {
             resources: document.resources.clone(),
             environment: customizations.environment.unwrap_or_default(),
             extra_volumes: customizations.volumes.unwrap_or_default(),
+            files: customizations.files.unwrap_or_default(),
+            admin_password: document.admin_password.clone().map(Password::new),
+            password_version: document.password_version.unwrap_or(0),
             delete_data_on_destroy: document.delete_data_on_destroy.unwrap_or(false),
         })
     }
@@ -463,6 +542,9 @@ pub struct AppInstanceRecord {
     pub published_port: Option<u16>,
     /// Generated once per instance (database passwords); never in Terraform state.
     pub secrets: BTreeMap<String, String>,
+    /// The manager's password as a salted SHA-512-crypt hash; the clear
+    /// password is never recorded.
+    pub manager_password_hash: String,
     pub owner: String,
     pub created_at: String,
 }
@@ -517,6 +599,25 @@ mod tests {
             serde_json::json!({"customizations": {"environment": {"1BAD": "x", "GOOD_ONE": "y"}}}),
             &["customizations.environment[\"1BAD\"]"],
         );
+        check(
+            serde_json::json!({"app": "hello", "customizations": {"files": {
+                "etc/relative.conf": "", "/etc/../escape": "", "/etc/httpd.conf": "", "/www/data/x.conf": "",
+                "/etc/extra.conf": "ok"
+            }}}),
+            &[
+                "customizations.files[\"/etc/../escape\"]",
+                "customizations.files[\"/etc/httpd.conf\"]",
+                "customizations.files[\"/www/data/x.conf\"]",
+                "customizations.files[\"etc/relative.conf\"]",
+            ],
+        );
+        check(
+            serde_json::json!({"customizations": {"files": {"/etc/big.conf": "x".repeat(MAX_FILE_BYTES + 1)}}}),
+            &["customizations.files[\"/etc/big.conf\"]"],
+        );
+        check(serde_json::json!({"admin_password": "short"}), &["admin_password"]);
+        check(serde_json::json!({"admin_password": "a long one\nwith a newline"}), &["admin_password"]);
+        check(serde_json::json!({"admin_password": "a-good-long-password"}), &[]);
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub mod markers {
     pub const FORCES_REPLACEMENT: &str = "x-atrium-forces-replacement";
     /// A secret: never shown in plans or logs.
     pub const SENSITIVE: &str = "x-atrium-sensitive";
+    /// Sent by the user at plan and apply, never kept in state or plan
+    /// files (Terraform 1.11 write-only attributes).
+    pub const WRITE_ONLY: &str = "x-atrium-write-only";
 }
 
 /// The JSON Schema of a resource document, with markers, for front doors.

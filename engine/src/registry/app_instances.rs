@@ -10,7 +10,8 @@ use crate::model::TenantId;
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, Resources};
 
 const COLUMNS: &str = "tenant, name, app, channel, version, target, users, resources, environment, extra_volumes, \
-    delete_data_on_destroy, generation, previous_version, deployed_at, published_port, secrets, owner, created_at";
+    delete_data_on_destroy, generation, previous_version, deployed_at, published_port, secrets, owner, created_at, \
+    files, manager_password_hash, password_version";
 
 fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> RegistryError {
     move |source| RegistryError::Query { operation, source }
@@ -42,6 +43,10 @@ fn record_from_row(row: &AnyRow) -> Result<AppInstanceRecord, RegistryError> {
             resources,
             environment: json_map("environment")?,
             extra_volumes: json_map("extra_volumes")?,
+            files: json_map("files")?,
+            // Never recorded: only its hash is.
+            admin_password: None,
+            password_version: u64::try_from(number("password_version")?).map_err(|e| corrupt(e.to_string()))?,
             delete_data_on_destroy: number("delete_data_on_destroy")? != 0,
         },
         generation: u32::try_from(number("generation")?).map_err(|e| corrupt(e.to_string()))?,
@@ -49,6 +54,7 @@ fn record_from_row(row: &AnyRow) -> Result<AppInstanceRecord, RegistryError> {
         deployed_at: text("deployed_at")?,
         published_port: published_port.and_then(|p| u16::try_from(p).ok()),
         secrets: json_map("secrets")?,
+        manager_password_hash: text("manager_password_hash")?,
         owner: text("owner")?,
         created_at: text("created_at")?,
     })
@@ -83,10 +89,11 @@ impl Registry {
         let spec = &record.spec;
         let sql = sqlx::AssertSqlSafe(format!(
             "INSERT INTO app_instances ({COLUMNS}, updated_at) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20, $21, $22, $19) \
              ON CONFLICT (tenant, name) DO UPDATE SET app = $3, channel = $4, version = $5, target = $6, users = $7, \
              resources = $8, environment = $9, extra_volumes = $10, delete_data_on_destroy = $11, generation = $12, \
-             previous_version = $13, deployed_at = $14, published_port = $15, secrets = $16, updated_at = $19"
+             previous_version = $13, deployed_at = $14, published_port = $15, secrets = $16, updated_at = $19, \
+             files = $20, manager_password_hash = $21, password_version = $22"
         ));
         sqlx::query(sql)
             .bind(spec.id.tenant_id.as_str().to_owned())
@@ -108,6 +115,9 @@ impl Registry {
             .bind(record.owner.clone())
             .bind(record.created_at.clone())
             .bind(now_rfc3339())
+            .bind(json(&spec.files))
+            .bind(record.manager_password_hash.clone())
+            .bind(i64::try_from(spec.password_version).unwrap_or(i64::MAX))
             .execute(&self.pool)
             .await
             .map_err(query_error("record app instance"))?;

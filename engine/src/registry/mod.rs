@@ -96,6 +96,11 @@ fn migrations() -> Vec<Migration> {
     vec![
         migration(1, "tenants", include_str!("../../migrations/0001_tenants.sql")),
         migration(2, "app instances", include_str!("../../migrations/0002_app_instances.sql")),
+        migration(
+            3,
+            "app instance files and password",
+            include_str!("../../migrations/0003_app_instance_files_and_password.sql"),
+        ),
     ]
 }
 

@@ -9,6 +9,7 @@ use atrium_engine::model::app_instance::{
 };
 use atrium_engine::model::timeouts::Operation;
 use atrium_engine::model::{TenantId, Timeouts};
+use atrium_engine::password::Password;
 use atrium_engine::registry::Registry;
 
 use crate::diagnostics;
@@ -19,7 +20,7 @@ use crate::value::{Number, Value};
 /// The attributes that, when changed, replace the instance.
 const REPLACING: [&str; 4] = ["tenant_id", "name", "app", "target"];
 /// The attributes that, when changed, deploy a new generation of the app container.
-const REDEPLOYING: [&str; 5] = ["channel", "version", "users", "resources", "customizations"];
+const REDEPLOYING: [&str; 6] = ["channel", "version", "users", "resources", "customizations", "password_version"];
 
 /// Validation before the provider is configured: only what needs no catalog or targets.
 pub fn validate(config: &Value) -> Vec<pb::Diagnostic> {
@@ -62,6 +63,8 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Pla
         return PlannedChange { planned_state: proposed.clone(), requires_replace: Vec::new(), diagnostics };
     }
     let mut planned = proposed.clone();
+    // Write-only: Terraform accepts nothing but null here, and keeps it out of plan files.
+    planned.set("admin_password", Value::Null);
     let channel = match config.get("channel") {
         Value::Null => Value::string("stable"),
         other => other.clone(),
@@ -102,6 +105,7 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Pla
     let creating = prior.is_null() || !requires_replace.is_empty();
     let redeploying = creating
         || prior.get("status").as_str() != Some("running")
+        || admin_password_changed(config, context.registry).await
         || REDEPLOYING.iter().any(|attribute| prior.get(attribute) != planned.get(attribute));
     let version = planned.get("version").clone();
     planned.set("status", Value::string("running"));
@@ -124,6 +128,20 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Pla
         planned.set("deployed_at", prior.get("deployed_at").clone());
     }
     PlannedChange { planned_state: planned, requires_replace, diagnostics }
+}
+
+/// Whether the configured `admin_password` differs from the one the registry
+/// holds a hash of: a write-only value is never in state, so only the
+/// registry can tell that it changed.
+async fn admin_password_changed(config: &Value, registry: &Registry) -> bool {
+    let Some(password) = config.get("admin_password").as_str() else { return false };
+    let (tenant, name) =
+        (config.get("tenant_id").as_str().unwrap_or_default(), config.get("name").as_str().unwrap_or_default());
+    let Ok(id) = AppInstanceId::parse(&format!("{tenant}/{name}")) else { return false };
+    match registry.get_app_instance(&id).await {
+        Ok(Some(record)) => !Password::new(password).matches(&record.manager_password_hash),
+        _ => false,
+    }
 }
 
 /// `users` ≤ the tenant's quota, when both are known at plan time.
@@ -170,6 +188,7 @@ pub fn state_from_record(
     let recorded_customizations = Customizations {
         environment: Some(spec.environment.clone()).filter(|m| !m.is_empty()),
         volumes: Some(spec.extra_volumes.clone()).filter(|m| !m.is_empty()),
+        files: Some(spec.files.clone()).filter(|m| !m.is_empty()),
         disable_health_check: None,
     };
     let current_customizations: Option<Customizations> =
@@ -178,7 +197,8 @@ pub fn state_from_record(
     let customizations = match current_customizations {
         Some(current)
             if current.environment.clone().unwrap_or_default() == spec.environment
-                && current.volumes.clone().unwrap_or_default() == spec.extra_volumes =>
+                && current.volumes.clone().unwrap_or_default() == spec.extra_volumes
+                && current.files.clone().unwrap_or_default() == spec.files =>
         {
             Some(current)
         }
@@ -195,6 +215,12 @@ pub fn state_from_record(
         users: spec.users,
         resources: spec.resources.clone(),
         customizations,
+        admin_password: None,
+        // Keep the user's spelling: unset and 0 mean the same.
+        password_version: match current.get("password_version") {
+            Value::Null if spec.password_version == 0 => None,
+            _ => Some(spec.password_version),
+        },
         delete_data_on_destroy: Some(spec.delete_data_on_destroy),
         timeouts: current.get("timeouts").to_known_json().and_then(|json| serde_json::from_value(json).ok()),
         id: Some(spec.id.to_string()),
@@ -247,18 +273,21 @@ pub async fn apply(
     schema: &ResourceSchema,
     prior: &Value,
     planned: &Value,
+    config: &Value,
 ) -> Result<Value, Vec<pb::Diagnostic>> {
     if planned.is_null() {
         let id = instance_id(prior)?;
         context.destroy(&id).await.map_err(|error| vec![apply_error(&error)])?;
         return Ok(Value::Null);
     }
-    let document = document_from(planned).map_err(|d| vec![d])?;
+    let mut document = document_from(planned).map_err(|d| vec![d])?;
+    // The write-only password is only in the configuration, never in the plan.
+    document.admin_password = config.get("admin_password").as_str().map(str::to_owned);
     let targets = context.targets.names();
     let instance_context = InstanceContext { catalog: Some(context.catalog), targets: Some(targets) };
     let spec = AppInstanceSpec::from_document(&document, &instance_context)
         .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
-    let record = context.deploy(&spec).await.map_err(|error| vec![apply_error(&error)])?;
+    let record = context.deploy(&spec).await.map_err(|error| vec![apply_error(&error)])?.record;
     tracing::info!(instance = %spec.id, version = %spec.version, generation = record.generation, "app instance deployed");
     state_from_record(&record, InstanceHealth::Running, planned, schema).map_err(|d| vec![d])
 }

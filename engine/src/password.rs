@@ -1,0 +1,89 @@
+//! Manager passwords: generated or given, hashed, never kept in clear.
+//!
+//! The registry keeps only a salted SHA-512-crypt hash (`$6$…`). Apps that
+//! check passwords against a crypt hash (the `hello` app's basic auth) get
+//! the hash itself in their configuration; the clear password exists only in
+//! the apply that set it, on its way to the app and the welcome email.
+
+use sha_crypt::{PasswordHasher, PasswordVerifier, ShaCrypt};
+
+/// A password in clear. Its `Debug` form is redacted so that it never reaches
+/// a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(clear: impl Into<String>) -> Password {
+        Password(clear.into())
+    }
+
+    /// Twenty characters from an alphabet without look-alikes (no 0/O, 1/l/I),
+    /// about 116 bits: easy to copy from an email, hard to guess.
+    pub fn generate() -> Password {
+        const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+        let clear = random_bytes::<20>().iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
+        Password(clear)
+    }
+
+    /// The clear text, for the app and the welcome email only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A salted SHA-512-crypt hash (`$6$rounds=5000$salt$…`), the form the
+    /// registry keeps and crypt-based apps read.
+    pub fn hash(&self) -> String {
+        let salt = random_bytes::<12>();
+        ShaCrypt::default()
+            .hash_password_with_salt(self.0.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            // Hashing fails only for parameters we never pass (bad rounds or version).
+            .unwrap_or_default()
+    }
+
+    /// Whether `hash` (from [`Password::hash`]) was made from this password.
+    pub fn matches(&self, hash: &str) -> bool {
+        !hash.is_empty() && ShaCrypt::default().verify_password(self.0.as_bytes(), hash).is_ok()
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// Bytes from the kernel's random source.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use std::io::Read as _;
+    let mut bytes = [0u8; N];
+    // /dev/urandom never blocks and is always there on the Linux hosts we run on.
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut urandom| urandom.read_exact(&mut bytes));
+    assert!(read.is_ok(), "the kernel's random source /dev/urandom cannot be read");
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_matches_its_password_only() {
+        let password = Password::new("correct horse");
+        let hash = password.hash();
+        assert!(hash.starts_with("$6$"), "{hash}");
+        assert!(password.matches(&hash));
+        assert!(!Password::new("correct horse!").matches(&hash));
+        assert!(!password.matches(""));
+        assert!(!password.matches("not a hash"));
+        assert_ne!(hash, password.hash(), "each hash has its own salt");
+    }
+
+    #[test]
+    fn generated_passwords_differ_and_are_redacted_in_debug() {
+        let (a, b) = (Password::generate(), Password::generate());
+        assert_eq!(a.expose().len(), 20);
+        assert_ne!(a, b);
+        assert!(!format!("{a:?}").contains(a.expose()));
+    }
+}
