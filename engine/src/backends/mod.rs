@@ -1,9 +1,12 @@
 //! Backends: one small trait per role, one implementation per real system.
 //!
-//! Today: the container runtime on a Docker engine (`docker`). Swarm, Caddy,
-//! PowerDNS, SMTP and Redmine follow the same shape in later issues.
+//! The container runtime on a Docker engine (`docker`); the ingress role
+//! (`ingress`) on Caddy (`caddy`); the DNS role (`dns`) on PowerDNS
+//! (`powerdns`). Swarm, SMTP and Redmine follow the same shape.
 
+pub mod dns;
 pub mod docker;
+pub mod ingress;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
