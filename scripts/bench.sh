@@ -2,15 +2,17 @@
 # Benchmarks with release builds:
 #   scripts/bench.sh [COUNT] [ROUNDS]          atrium_tenant against terraform_data (default 1000, 3 rounds)
 #   scripts/bench.sh apps [COUNT] [REFRESH]    hello instances against the Docker CLI (default 50; refresh 200)
+#   scripts/bench.sh domains [COUNT] [ROUNDS]  domains against curl on PowerDNS and Caddy (default 100, 3 rounds)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --locked --release -p atrium-provider --bin terraform-provider-atrium
-if [ "${1:-}" = apps ]; then
+if [ "${1:-}" = apps ] || [ "${1:-}" = domains ]; then
+  bench=bench-$1
   shift
   [ -n "${ATRIUM_SERVICES_ENV:-}" ] || { scripts/services.sh start >/dev/null; export ATRIUM_SERVICES_ENV=$repo/.services/env; }
-  cargo run --locked --release -p atrium-acceptance --bin bench-apps -- "$@"
+  cargo run --locked --release -p atrium-acceptance --bin "$bench" -- "$@"
 else
   cargo run --locked --release -p atrium-acceptance --bin bench-tenants -- "$@"
 fi

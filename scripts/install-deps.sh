@@ -40,12 +40,13 @@ fi
 need dockerd docker.io
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 # The domain services: Caddy (reverse proxy with automatic TLS), Pebble (a test
-# ACME CA), PowerDNS (authoritative DNS with a REST API, its zones in SQLite),
+# ACME CA), PowerDNS (authoritative DNS with a REST API, its zones in the test
+# PostgreSQL),
 # dig to look at what PowerDNS answers, and an SMTP sink for notification mail.
 need caddy caddy
 need pebble pebble
 need pdns_server pdns-server
-installed pdns-backend-sqlite3 || missing+=(pdns-backend-sqlite3)
+installed pdns-backend-pgsql || missing+=(pdns-backend-pgsql)
 need dig dnsutils
 # Debian's aiosmtpd imports only under /usr/bin/python3, not under whichever
 # python3 comes first on PATH, so dpkg is asked rather than python.

@@ -206,14 +206,25 @@ start_pdns() {
   dns_port=$(free_port 55353)
   api_port=$(free_port 58081)
   key=$(openssl rand -hex 16)
-  sqlite3 "$dir/pdns.sqlite3" </usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql
+  # Zones live in the test PostgreSQL: PowerDNS's SQLite backend answers
+  # "database is locked" (HTTP 500) to concurrent API writes, which parallel
+  # tests make all the time.
+  local pg_port
+  pg_port=$(cat "$(postgres_dir)/port")
+  "$(pg_bin psql)" -h 127.0.0.1 -p "$pg_port" -U postgres -q -v ON_ERROR_STOP=1 \
+    -c "DROP DATABASE IF EXISTS pdns" -c "CREATE DATABASE pdns" >/dev/null
+  "$(pg_bin psql)" -h 127.0.0.1 -p "$pg_port" -U postgres -d pdns -q -v ON_ERROR_STOP=1 \
+    -f /usr/share/pdns-backend-pgsql/schema/schema.pgsql.sql >/dev/null
   # The caches are off so that a record changed through the API is what the
   # very next query (from dig, or from Pebble validating a challenge) sees.
   # Every zone created through the API gets this SOA.
   cat >"$dir/pdns.conf" <<EOF
-launch=gsqlite3
-gsqlite3-database=$dir/pdns.sqlite3
-gsqlite3-pragma-synchronous=0
+launch=gpgsql
+gpgsql-host=127.0.0.1
+gpgsql-port=$pg_port
+gpgsql-dbname=pdns
+gpgsql-user=postgres
+gpgsql-password=
 local-address=127.0.0.1
 local-port=$dns_port
 socket-dir=$dir

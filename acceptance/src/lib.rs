@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use atrium_engine::registry::Registry;
+use atrium_engine::test_services::service_variable;
 
 /// Which registry a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +136,7 @@ impl Workspace {
             .env("CHECKPOINT_DISABLE", "1")
             .env("TF_IN_AUTOMATION", "1")
             .env("ATRIUM_REGISTRY_URL", &self.registry_url)
+            .env("ATRIUM_DNS_API_KEY", service_variable("ATRIUM_TEST_PDNS_API_KEY"))
             .env_remove("TF_LOG")
             .env_remove("TF_REATTACH_PROVIDERS")
             .stdin(Stdio::null());
@@ -202,6 +204,124 @@ pub fn provider_example() -> String {
 pub fn provider_example_with_test_docker() -> String {
     let docker_host = atrium_engine::test_services::service_variable("ATRIUM_TEST_DOCKER_HOST");
     provider_example().replace("unix:///var/run/docker.sock", &docker_host)
+}
+
+/// The example provider block pointed at every test service: the `lyon-onprem`
+/// target on the test Docker engine with the test Caddy beside it (public
+/// address 127.0.0.1), PowerDNS as the DNS API and resolver, and
+/// `platform_zone` as given.
+pub fn provider_example_with_test_services(platform_zone: &str) -> String {
+    let https_port = service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT");
+    provider_example_with_test_docker()
+        .replace("apps.example.net", platform_zone)
+        .replace("http://127.0.0.1:2019", &service_variable("ATRIUM_TEST_CADDY_ADMIN_URL"))
+        .replace(
+            "public_address    = \"203.0.113.10\"",
+            &format!("public_address    = \"127.0.0.1\"\n      ingress_https_address = \"127.0.0.1:{https_port}\""),
+        )
+        .replace(
+            "api_url = \"http://127.0.0.1:8081\"",
+            &format!(
+                "api_url = \"{}\"\n    resolver = \"{}\"",
+                service_variable("ATRIUM_TEST_PDNS_URL"),
+                service_variable("ATRIUM_TEST_PDNS_DNS_ADDRESS")
+            ),
+        )
+}
+
+/// One call to the test PowerDNS API through curl: (HTTP status, body).
+pub fn powerdns(method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let url = format!("{}/api/v1/servers/localhost{path}", service_variable("ATRIUM_TEST_PDNS_URL"));
+    let mut command = Command::new("curl");
+    command.args(["-s", "-X", method, "-H"]);
+    command.arg(format!("X-API-Key: {}", service_variable("ATRIUM_TEST_PDNS_API_KEY")));
+    if let Some(body) = body {
+        command.args(["-H", "Content-Type: application/json", "--data", body]);
+    }
+    curl_status(command.arg(url))
+}
+
+/// A zone of the test's own in PowerDNS (`name` without the trailing dot), deleted on drop.
+pub struct TestZone {
+    pub name: String,
+}
+
+impl TestZone {
+    pub fn create(name: &str) -> TestZone {
+        let body = format!(
+            r#"{{"name": "{name}.", "kind": "Native", "nameservers": ["ns1.atrium.test."]}}"#
+        );
+        let (status, answer) = powerdns("POST", "/zones", Some(&body));
+        assert!(status == 201 || status == 409, "create zone {name}: HTTP {status} {answer}");
+        TestZone { name: name.to_owned() }
+    }
+
+    /// Replaces one record set (`name` absolute, with the trailing dot), unmarked: as a customer would.
+    pub fn publish(&self, name: &str, record_type: &str, content: &str) {
+        let body = format!(
+            r#"{{"rrsets": [{{"name": "{name}", "type": "{record_type}", "ttl": 60, "changetype": "REPLACE", "records": [{{"content": {}, "disabled": false}}]}}]}}"#,
+            serde_json::Value::String(content.to_owned())
+        );
+        let (status, answer) = powerdns("PATCH", &format!("/zones/{}.", self.name), Some(&body));
+        assert_eq!(status, 204, "publish {name} {record_type}: {answer}");
+    }
+
+    /// The zone's record sets as PowerDNS returns them.
+    pub fn record_sets(&self) -> Vec<serde_json::Value> {
+        let (status, answer) = powerdns("GET", &format!("/zones/{}.", self.name), None);
+        assert_eq!(status, 200, "read zone {}: {answer}", self.name);
+        let zone: serde_json::Value = serde_json::from_str(&answer).expect("zone JSON");
+        zone["rrsets"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for TestZone {
+    fn drop(&mut self) {
+        let _ = powerdns("DELETE", &format!("/zones/{}.", self.name), None);
+    }
+}
+
+/// Fetches `https://HOST:PORT/PATH` from the test Caddy with curl, resolving
+/// the host to 127.0.0.1 and trusting only Pebble's root: (HTTP status, body).
+pub fn https_get(hostname: &str, path: &str) -> (u16, String) {
+    let port = service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT");
+    curl_status(
+        Command::new("curl")
+            .args(["-s", "--max-time", "10", "--cacert"])
+            .arg(service_variable("ATRIUM_TEST_ACME_ROOT_FILE"))
+            .arg("--resolve")
+            .arg(format!("{hostname}:{port}:127.0.0.1"))
+            .arg(format!("https://{hostname}:{port}{path}")),
+    )
+}
+
+/// Fetches `http://HOST/PATH` from the test Caddy's plain HTTP server: (HTTP status, body).
+pub fn http_get_host(hostname: &str, path: &str) -> (u16, String) {
+    let port = service_variable("ATRIUM_TEST_CADDY_HTTP_PORT");
+    curl_status(
+        Command::new("curl")
+            .args(["-s", "--max-time", "10", "-H"])
+            .arg(format!("Host: {hostname}"))
+            .arg(format!("http://127.0.0.1:{port}{path}")),
+    )
+}
+
+/// One call to the test Caddy's admin API through curl: (HTTP status, body).
+pub fn caddy(method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut command = Command::new("curl");
+    command.args(["-s", "-X", method]);
+    if let Some(body) = body {
+        command.args(["-H", "Content-Type: application/json", "--data", body]);
+    }
+    curl_status(command.arg(format!("{}{path}", service_variable("ATRIUM_TEST_CADDY_ADMIN_URL"))))
+}
+
+/// Runs a curl command with the status appended to its output: (HTTP status, body).
+fn curl_status(command: &mut Command) -> (u16, String) {
+    let output = command.args(["-w", "\n%{http_code}"]).output().expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
 }
 
 /// Runs the docker CLI against the test engine; returns (success, stdout).

@@ -54,6 +54,12 @@ pub enum AppApplyError {
     Catalog { id: AppInstanceId, reason: String },
     #[error("applying app instance {id} was cancelled before it started; nothing was changed")]
     Cancelled { id: AppInstanceId },
+    #[error("app instance {id} runs, but its domains' routes could not be pointed at it")]
+    Routes {
+        id: AppInstanceId,
+        #[source]
+        source: Box<crate::domain_apply::DomainApplyError>,
+    },
 }
 
 impl AppApplyError {
@@ -64,6 +70,7 @@ impl AppApplyError {
                 matches!(source.as_ref(), TargetError::Runtime(runtime) if runtime.is_retryable())
             }
             AppApplyError::Cancelled { .. } => true,
+            AppApplyError::Routes { source, .. } => source.is_retryable(),
             _ => false,
         }
     }
@@ -214,6 +221,13 @@ impl AppContext<'_> {
             .ok_or_else(|| AppApplyError::TenantMissing { id: spec.id.clone(), tenant: spec.id.tenant_id.to_string() })
     }
 
+    async fn repoint_routes(&self, record: &AppInstanceRecord) -> Result<(), AppApplyError> {
+        crate::domain_apply::repoint_routes(self.registry, self.targets, record, self.deadline)
+            .await
+            .map(drop)
+            .map_err(|source| AppApplyError::Routes { id: record.spec.id.clone(), source: Box::new(source) })
+    }
+
     /// Renders a recorded instance as it was deployed: its generation, secrets and password hash.
     fn render_record(&self, record: &AppInstanceRecord, tenant: &TenantRecord) -> Result<RenderedApp, AppApplyError> {
         let entry = self.entry(&record.spec)?;
@@ -350,6 +364,7 @@ impl AppContext<'_> {
                     ..record.clone()
                 };
                 self.registry.put_app_instance(&updated).await.map_err(self.registry_error(&spec.id))?;
+                self.repoint_routes(&updated).await?;
                 return Ok(Deployment { record: updated, new_manager_password: new_password });
             }
         }
@@ -426,6 +441,8 @@ impl AppContext<'_> {
             created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
         };
         self.registry.put_app_instance(&record).await.map_err(self.registry_error(&spec.id))?;
+        // Switch: the instance's domains now reach the new container, before the old one goes.
+        self.repoint_routes(&record).await?;
         if let Some(old) = old_generation {
             let old_name = crate::catalog::render_app_container_name(spec, old);
             with_retries(self.deadline, || runtime.remove_container(&old_name)).await.map_err(runtime_error())?;

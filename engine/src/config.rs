@@ -17,6 +17,16 @@ pub const DEFAULT_REGISTRY_URL: &str = "sqlite://atrium.db";
 /// The environment variable that supplies `registry_url` when the configuration leaves it unset.
 pub const REGISTRY_URL_ENV: &str = "ATRIUM_REGISTRY_URL";
 
+/// The environment variable that supplies `dns.api_key` when the configuration leaves it unset.
+pub const DNS_API_KEY_ENV: &str = "ATRIUM_DNS_API_KEY";
+
+impl DnsDocument {
+    /// The API key in force: the attribute, else the environment variable.
+    pub fn effective_api_key(&self, environment_value: Option<String>) -> Option<String> {
+        self.api_key.clone().or(environment_value.filter(|key| !key.trim().is_empty()))
+    }
+}
+
 /// Where a target runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -55,6 +65,22 @@ pub struct TargetDocument {
     /// The address DNS records point at for apps on this target: an IP address (A record) or a host name (CNAME).
     #[serde(default)]
     pub public_address: Option<String>,
+    /// Where the reverse proxy serves HTTPS, `host:port`, to read the certificate it serves for each domain.
+    /// Default: `public_address` on port 443.
+    #[serde(default)]
+    pub ingress_https_address: Option<String>,
+}
+
+impl TargetDocument {
+    /// Where the reverse proxy serves HTTPS: the configured address, else `public_address:443`.
+    pub fn https_address(&self) -> Option<String> {
+        self.ingress_https_address.clone().or_else(|| {
+            self.public_address.as_ref().map(|address| match address.parse::<IpAddr>() {
+                Ok(IpAddr::V6(v6)) => format!("[{v6}]:443"),
+                _ => format!("{}:443", address.trim_end_matches('.')),
+            })
+        })
+    }
 }
 
 /// The PowerDNS HTTP API that serves the platform zone.
@@ -63,12 +89,18 @@ pub struct TargetDocument {
 pub struct DnsDocument {
     /// The API's base URL, e.g. `http://127.0.0.1:8081`.
     pub api_url: String,
-    /// The API key (`X-API-Key`). Secret: never shown in plans or logs.
+    /// The API key (`X-API-Key`). Secret: never shown in plans or logs. Unset: the
+    /// `ATRIUM_DNS_API_KEY` environment variable, which keeps the key out of configuration files.
+    #[serde(default)]
     #[schemars(extend("x-atrium-sensitive" = true))]
-    pub api_key: String,
+    pub api_key: Option<String>,
     /// The PowerDNS server id. Default `localhost`.
     #[serde(default)]
     pub server_id: Option<String>,
+    /// The DNS server, `host:port`, asked whether customers have published their verification TXT
+    /// records. Default: the system's resolver.
+    #[serde(default)]
+    pub resolver: Option<String>,
 }
 
 /// The SMTP relay that sends welcome emails.
@@ -140,14 +172,24 @@ impl PlatformConfigDocument {
             if let Some(address) = &target.public_address {
                 push(path.attribute("public_address"), "Invalid public address", check_public_address(address));
             }
+            if let Some(address) = &target.ingress_https_address {
+                push(path.attribute("ingress_https_address"), "Invalid HTTPS address", check_socket_address(address));
+            }
         }
         if let Some(dns) = &self.dns {
             push(AttributePath::root("dns").attribute("api_url"), "Invalid DNS API URL", check_http_url(&dns.api_url));
-            if dns.api_key.trim().is_empty() {
+            if dns.api_key.as_deref().is_some_and(|key| key.trim().is_empty()) {
                 push(
                     AttributePath::root("dns").attribute("api_key"),
                     "Empty DNS API key",
-                    Err("set the PowerDNS API key (the api-key of its configuration)".into()),
+                    Err(format!("set the PowerDNS API key (the api-key of its configuration), or leave api_key out and set {DNS_API_KEY_ENV}")),
+                );
+            }
+            if let Some(resolver) = &dns.resolver {
+                push(
+                    AttributePath::root("dns").attribute("resolver"),
+                    "Invalid resolver address",
+                    check_socket_address(resolver),
                 );
             }
             if let Some(server_id) = &dns.server_id {
@@ -231,6 +273,18 @@ fn check_dns_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{name:?} is not a DNS zone: write lowercase labels separated by dots, e.g. \"apps.example.net\""))
+    }
+}
+
+/// `host:port`, e.g. `127.0.0.1:8443` or `ingress.example.net:443`.
+fn check_socket_address(address: &str) -> Result<(), String> {
+    let port_ok = address.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if port_ok {
+        Ok(())
+    } else {
+        Err(format!("{address:?} is not HOST:PORT: write it like \"127.0.0.1:8443\" or \"ingress.example.net:443\""))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod attribute;
 pub mod backends;
 pub mod catalog;
 pub mod config;
+pub mod domain_apply;
 pub mod model;
 pub mod observe;
 pub mod password;

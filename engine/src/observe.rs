@@ -16,9 +16,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
+use crate::backends::dns::{DnsError, DnsZones, RecordSet};
+use crate::backends::ingress::{Ingress, IngressError, ObservedRoute};
 use crate::backends::{ObservedContainer, Runtime, RuntimeError};
 use crate::model::TenantId;
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
+use crate::model::domain::{DomainRecord, Hostname};
 use crate::model::tenant::TenantRecord;
 use crate::registry::{Registry, RegistryError};
 
@@ -165,5 +168,79 @@ impl AppObservations {
         self.instances.clear().await;
         self.tenants.clear().await;
         self.containers.lock().await.clear();
+    }
+}
+
+/// Snapshots for domain reads: registry rows, each target's routes (one
+/// config read) and each zone's record sets (one zone read).
+#[derive(Default)]
+pub struct DomainObservations {
+    domains: Snapshot<Hostname, DomainRecord>,
+    instances: Snapshot<AppInstanceId, AppInstanceRecord>,
+    routes: Mutex<HashMap<String, Arc<Snapshot<String, ObservedRoute>>>>,
+    zones: Mutex<HashMap<String, Arc<Snapshot<(String, String), RecordSet>>>>,
+}
+
+impl DomainObservations {
+    pub async fn domain(&self, registry: &Registry, hostname: &Hostname) -> Result<Option<DomainRecord>, RegistryError> {
+        let snapshot = self
+            .domains
+            .get(|| async {
+                let records = registry.list_domains().await?;
+                Ok(records.into_iter().map(|record| (record.spec.hostname.clone(), record)).collect())
+            })
+            .await?;
+        Ok(snapshot.get(hostname).cloned())
+    }
+
+    pub async fn instance(
+        &self,
+        registry: &Registry,
+        id: &AppInstanceId,
+    ) -> Result<Option<AppInstanceRecord>, RegistryError> {
+        let snapshot = self
+            .instances
+            .get(|| async {
+                let records = registry.list_app_instances().await?;
+                Ok(records.into_iter().map(|record| (record.spec.id.clone(), record)).collect())
+            })
+            .await?;
+        Ok(snapshot.get(id).cloned())
+    }
+
+    /// Atrium's routes on `target` by host name, from one config read per window.
+    pub async fn routes(
+        &self,
+        target: &str,
+        ingress: &dyn Ingress,
+    ) -> Result<Arc<HashMap<String, ObservedRoute>>, IngressError> {
+        let snapshot = Arc::clone(self.routes.lock().await.entry(target.to_owned()).or_default());
+        snapshot
+            .get(|| async { Ok(ingress.list_routes().await?.into_iter().map(|r| (r.hostname.clone(), r)).collect()) })
+            .await
+    }
+
+    /// The record sets of `zone`, from one zone read per window.
+    pub async fn zone(&self, zone: &str, dns: &dyn DnsZones) -> Result<Vec<RecordSet>, DnsError> {
+        let snapshot = Arc::clone(self.zones.lock().await.entry(zone.to_owned()).or_default());
+        let sets = snapshot
+            .get(|| async {
+                Ok(dns
+                    .list(zone)
+                    .await?
+                    .into_iter()
+                    .map(|set| ((set.name.clone(), set.record_type.clone()), set))
+                    .collect())
+            })
+            .await?;
+        Ok(sets.values().cloned().collect())
+    }
+
+    /// Forgets every snapshot (after a write through this process).
+    pub async fn clear(&self) {
+        self.domains.clear().await;
+        self.instances.clear().await;
+        self.routes.lock().await.clear();
+        self.zones.lock().await.clear();
     }
 }

@@ -9,7 +9,9 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 /// front door starts: a small on-premises host is not flooded by a bulk apply.
 pub const DEPLOYMENTS_PER_TARGET: usize = 8;
 
+use crate::backends::caddy::CaddyIngress;
 use crate::backends::docker::DockerRuntime;
+use crate::backends::ingress::Ingress;
 use crate::backends::{Runtime, RuntimeError};
 use crate::config::TargetDocument;
 
@@ -17,6 +19,7 @@ use crate::config::TargetDocument;
 pub struct Targets {
     configured: BTreeMap<String, TargetDocument>,
     connected: Mutex<HashMap<String, Arc<dyn Runtime>>>,
+    ingresses: Mutex<HashMap<String, Arc<dyn Ingress>>>,
     deployment_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
@@ -27,11 +30,13 @@ pub enum TargetError {
     Unknown { target: String, configured: String },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error("target {target:?} has no {attribute}: {hint}")]
+    Incomplete { target: String, attribute: &'static str, hint: &'static str },
 }
 
 impl Targets {
     pub fn new(configured: BTreeMap<String, TargetDocument>) -> Targets {
-        Targets { configured, connected: Mutex::new(HashMap::new()), deployment_slots: Mutex::new(HashMap::new()) }
+        Targets::with_runtimes(configured, HashMap::new())
     }
 
     /// Targets served by runtimes the caller built (tests inject failures this way).
@@ -39,11 +44,54 @@ impl Targets {
         configured: BTreeMap<String, TargetDocument>,
         runtimes: HashMap<String, Arc<dyn Runtime>>,
     ) -> Targets {
-        Targets { configured, connected: Mutex::new(runtimes), deployment_slots: Mutex::new(HashMap::new()) }
+        Targets {
+            configured,
+            connected: Mutex::new(runtimes),
+            ingresses: Mutex::new(HashMap::new()),
+            deployment_slots: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn names(&self) -> Vec<&str> {
         self.configured.keys().map(String::as_str).collect()
+    }
+
+    /// A target's configuration.
+    pub fn document(&self, target: &str) -> Result<&TargetDocument, TargetError> {
+        self.configured
+            .get(target)
+            .ok_or_else(|| TargetError::Unknown { target: target.to_owned(), configured: self.names().join(", ") })
+    }
+
+    /// The address DNS records point at for apps on `target`.
+    pub fn public_address(&self, target: &str) -> Result<&str, TargetError> {
+        self.document(target)?.public_address.as_deref().ok_or_else(|| TargetError::Incomplete {
+            target: target.to_owned(),
+            attribute: "public_address",
+            hint: "set it to the IP address or host name that DNS records for its apps point at",
+        })
+    }
+
+    /// The reverse proxy beside `target` (built once).
+    pub async fn ingress(&self, target: &str) -> Result<Arc<dyn Ingress>, TargetError> {
+        let mut ingresses = self.ingresses.lock().await;
+        if let Some(ingress) = ingresses.get(target) {
+            return Ok(Arc::clone(ingress));
+        }
+        let document = self.document(target)?;
+        let admin_url = document.ingress_admin_url.as_deref().ok_or_else(|| TargetError::Incomplete {
+            target: target.to_owned(),
+            attribute: "ingress_admin_url",
+            hint: "set it to the Caddy admin API beside the target, e.g. http://127.0.0.1:2019",
+        })?;
+        let https_address = document.https_address().ok_or_else(|| TargetError::Incomplete {
+            target: target.to_owned(),
+            attribute: "ingress_https_address",
+            hint: "set it (or public_address) so the certificate served for each domain can be read",
+        })?;
+        let ingress: Arc<dyn Ingress> = Arc::new(CaddyIngress::new(target, admin_url, &https_address));
+        ingresses.insert(target.to_owned(), Arc::clone(&ingress));
+        Ok(ingress)
     }
 
     /// Waits for one of the target's [`DEPLOYMENTS_PER_TARGET`] deployment slots.
@@ -73,10 +121,7 @@ impl Targets {
         if let Some(runtime) = connected.get(target) {
             return Ok(Arc::clone(runtime));
         }
-        let document = self
-            .configured
-            .get(target)
-            .ok_or_else(|| TargetError::Unknown { target: target.to_owned(), configured: self.names().join(", ") })?;
+        let document = self.document(target)?;
         let runtime: Arc<dyn Runtime> = Arc::new(
             DockerRuntime::connect(target, &document.docker_host, document.docker_cert_path.as_deref()).await?,
         );

@@ -63,15 +63,17 @@ pub async fn fresh_postgres_database(test_name: &str) -> String {
     url.to_string()
 }
 
-/// A local on-premises target on the test Docker engine named by `variable`.
+/// A local on-premises target on the test Docker engine named by `variable`,
+/// with the test Caddy beside it and 127.0.0.1 as its public address.
 pub fn test_target(variable: &str) -> crate::config::TargetDocument {
     crate::config::TargetDocument {
         location: crate::config::Location::Onprem,
         docker_host: service_variable(variable),
         docker_cert_path: None,
         orchestrator: None,
-        ingress_admin_url: None,
-        public_address: None,
+        ingress_admin_url: Some(service_variable("ATRIUM_TEST_CADDY_ADMIN_URL")),
+        public_address: Some("127.0.0.1".to_owned()),
+        ingress_https_address: Some(format!("127.0.0.1:{}", service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT"))),
     }
 }
 

@@ -25,4 +25,10 @@ provider "atrium" {
       public_address = "edge.example.net"
     }
   }
+
+  # Platform subdomains get their records here. The API key comes from the
+  # ATRIUM_DNS_API_KEY environment variable (or dns.api_key).
+  dns = {
+    api_url = "http://127.0.0.1:8081"
+  }
 }

@@ -1,7 +1,10 @@
 # Atrium quickstart: a customer (tenant) with the `hello` app running in a
-# container on a local Docker engine, registry in embedded SQLite.
-# Run it with scripts/quickstart.sh: it starts a Docker engine with the hello
-# images, builds the provider, points Terraform at it and passes docker_host.
+# container on a local Docker engine, reached over HTTPS at its platform
+# subdomain (DNS in PowerDNS, route and certificate in Caddy, the certificate
+# from an ACME CA), registry in embedded SQLite.
+# Run it with scripts/quickstart.sh: it starts the local services (Docker,
+# PowerDNS, Caddy, Pebble), builds the provider, points Terraform at it and
+# passes the services' addresses as variables.
 terraform {
   required_providers {
     atrium = {
@@ -15,12 +18,42 @@ variable "docker_host" {
   type        = string
 }
 
+variable "ingress_admin_url" {
+  description = "The Caddy admin API beside the local target, e.g. http://127.0.0.1:2019."
+  type        = string
+}
+
+variable "ingress_https_address" {
+  description = "Where that Caddy serves HTTPS, e.g. 127.0.0.1:443."
+  type        = string
+}
+
+variable "dns_api_url" {
+  description = "The PowerDNS API serving the platform zone (its key comes from ATRIUM_DNS_API_KEY)."
+  type        = string
+}
+
+variable "dns_resolver" {
+  description = "The DNS server asked for customers' verification records, e.g. 127.0.0.1:53."
+  type        = string
+}
+
 provider "atrium" {
+  platform_zone = "apps.atrium.test"
+
   targets = {
     local = {
-      location    = "onprem"
-      docker_host = var.docker_host
+      location              = "onprem"
+      docker_host           = var.docker_host
+      ingress_admin_url     = var.ingress_admin_url
+      public_address        = "127.0.0.1"
+      ingress_https_address = var.ingress_https_address
     }
+  }
+
+  dns = {
+    api_url  = var.dns_api_url
+    resolver = var.dns_resolver
   }
 }
 
@@ -55,6 +88,16 @@ resource "atrium_app_instance" "acme_web" {
   app       = "hello"
   target    = "local"
   users     = 25
+}
+
+resource "atrium_domain" "acme" {
+  app_instance_id = atrium_app_instance.acme_web.id
+  hostname        = "acme.apps.atrium.test"
+}
+
+output "acme_url" {
+  description = "ACME's app at its platform subdomain, over HTTPS."
+  value       = "https://${atrium_domain.acme.hostname}/"
 }
 
 output "acme_web_url" {

@@ -135,6 +135,7 @@ fn type_label(attribute: &Attribute) -> String {
         AttributeKind::Plain(ty) => cty_label(ty),
         AttributeKind::Nested { nesting: Nesting::Single, .. } => "Attributes".into(),
         AttributeKind::Nested { nesting: Nesting::Map, .. } => "Map of Attributes".into(),
+        AttributeKind::Nested { nesting: Nesting::List, .. } => "List of Attributes".into(),
     }
 }
 

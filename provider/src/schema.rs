@@ -20,6 +20,7 @@ use crate::value::CtyType;
 pub enum Nesting {
     Single,
     Map,
+    List,
 }
 
 /// What an attribute holds: a plain value or nested attributes.
@@ -56,6 +57,7 @@ impl Attribute {
                 match nesting {
                     Nesting::Single => object,
                     Nesting::Map => CtyType::Map(Box::new(object)),
+                    Nesting::List => CtyType::List(Box::new(object)),
                 }
             }
         }
@@ -124,6 +126,7 @@ fn attribute_to_proto(attribute: &Attribute) -> pb::schema::Attribute {
                 nesting: match nesting {
                     Nesting::Single => pb::schema::object::NestingMode::Single as i32,
                     Nesting::Map => pb::schema::object::NestingMode::Map as i32,
+                    Nesting::List => pb::schema::object::NestingMode::List as i32,
                 },
                 ..Default::default()
             }),
@@ -235,6 +238,15 @@ fn object_attributes(
                 ["string"] => AttributeKind::Plain(CtyType::String),
                 ["integer"] | ["number"] => AttributeKind::Plain(CtyType::Number),
                 ["boolean"] => AttributeKind::Plain(CtyType::Bool),
+                ["array"]
+                    if core.get("items").is_some_and(|items| core_schema(items, root).get("properties").is_some()) =>
+                {
+                    let items = core.get("items").map(|i| core_schema(i, root)).unwrap_or(&Json::Null);
+                    AttributeKind::Nested {
+                        nesting: Nesting::List,
+                        attributes: object_attributes(items, root, &here, computed_only)?,
+                    }
+                }
                 ["array"] => {
                     let items = core.get("items").map(|i| core_schema(i, root)).unwrap_or(&Json::Null);
                     let element = plain_type(items, &here)?;
@@ -307,6 +319,7 @@ pub struct ProviderSchemas {
 /// The resource type names Atrium serves.
 pub const TENANT_TYPE: &str = "atrium_tenant";
 pub const APP_INSTANCE_TYPE: &str = "atrium_app_instance";
+pub const DOMAIN_TYPE: &str = "atrium_domain";
 
 impl ProviderSchemas {
     pub fn build() -> Result<ProviderSchemas, SchemaError> {
@@ -321,9 +334,13 @@ impl ProviderSchemas {
             &model::document_schema::<atrium_engine::model::app_instance::AppInstanceDocument>(),
             model::APP_INSTANCE_SCHEMA_VERSION,
         )?;
+        let domain = ResourceSchema::from_json_schema(
+            &model::document_schema::<atrium_engine::model::domain::DomainDocument>(),
+            model::DOMAIN_SCHEMA_VERSION,
+        )?;
         Ok(ProviderSchemas {
             provider,
-            resources: BTreeMap::from([(TENANT_TYPE, tenant), (APP_INSTANCE_TYPE, app_instance)]),
+            resources: BTreeMap::from([(TENANT_TYPE, tenant), (APP_INSTANCE_TYPE, app_instance), (DOMAIN_TYPE, domain)]),
         })
     }
 

@@ -9,8 +9,11 @@ use std::sync::Arc;
 
 use atrium_engine::app_apply::AppContext;
 use atrium_engine::catalog::Catalog;
-use atrium_engine::config::{PlatformConfigDocument, REGISTRY_URL_ENV};
-use atrium_engine::observe::{AppObservations, TenantObserver};
+use atrium_engine::config::{DNS_API_KEY_ENV, PlatformConfigDocument, REGISTRY_URL_ENV};
+use atrium_engine::backends::powerdns::PowerDns;
+use atrium_engine::backends::resolver::DnsResolver;
+use atrium_engine::domain_apply::DomainApplyContext;
+use atrium_engine::observe::{AppObservations, DomainObservations, TenantObserver};
 use atrium_engine::registry::Registry;
 use atrium_engine::targets::Targets;
 use tokio::sync::{RwLock, watch};
@@ -19,8 +22,8 @@ use tonic::{Request, Response, Status};
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::proto::tfplugin6::provider_server::Provider;
-use crate::resources::{app_instance, tenant};
-use crate::schema::{APP_INSTANCE_TYPE, ProviderSchemas, ResourceSchema};
+use crate::resources::{app_instance, domain, tenant};
+use crate::schema::{APP_INSTANCE_TYPE, DOMAIN_TYPE, ProviderSchemas, ResourceSchema};
 use crate::value::{CtyType, Value, decode_msgpack, encode_msgpack};
 
 /// What ConfigureProvider sets up: the registry, the catalog and the targets.
@@ -29,6 +32,11 @@ struct Configured {
     app_observations: AppObservations,
     catalog: Catalog,
     targets: Targets,
+    domain_observations: DomainObservations,
+    /// The platform zone's DNS, when the provider has a `dns` block.
+    dns: Option<PowerDns>,
+    resolver: DnsResolver,
+    platform_zone: Option<String>,
 }
 
 impl Configured {
@@ -42,6 +50,20 @@ impl Configured {
             observations: &self.app_observations,
             catalog: &self.catalog,
             targets: &self.targets,
+            owner: tenant::OWNER,
+            deadline,
+            cancelled,
+        }
+    }
+
+    fn domain_context(&self, deadline: std::time::Duration, cancelled: watch::Receiver<bool>) -> DomainApplyContext<'_> {
+        DomainApplyContext {
+            registry: self.registry(),
+            observations: &self.domain_observations,
+            targets: &self.targets,
+            dns: self.dns.as_ref().map(|dns| dns as &dyn atrium_engine::backends::dns::DnsZones),
+            resolver: &self.resolver,
+            platform_zone: self.platform_zone.as_deref(),
             owner: tenant::OWNER,
             deadline,
             cancelled,
@@ -246,6 +268,7 @@ impl Provider for AtriumProvider {
             Ok(schema) => match decode(request.config.as_ref(), &schema.value_type, "resource configuration") {
                 Err(diagnostic) => vec![diagnostic],
                 Ok(config) if request.type_name == APP_INSTANCE_TYPE => app_instance::validate(&config),
+                Ok(config) if request.type_name == DOMAIN_TYPE => domain::validate(&config),
                 Ok(config) => tenant::validate(&config),
             },
         };
@@ -343,6 +366,33 @@ impl Provider for AtriumProvider {
             },
         };
         let targets = Targets::new(document.targets.clone().unwrap_or_default());
+        let dns = match &document.dns {
+            None => None,
+            Some(dns) => match dns.effective_api_key(std::env::var(DNS_API_KEY_ENV).ok()) {
+                Some(api_key) => {
+                    Some(PowerDns::new(&dns.api_url, &api_key, dns.server_id.as_deref().unwrap_or("localhost")))
+                }
+                None => {
+                    let diagnostic = diagnostics::attribute_error(
+                        &atrium_engine::AttributePath::root("dns").attribute("api_key"),
+                        "Missing DNS API key",
+                        format!("set dns.api_key, or the {DNS_API_KEY_ENV} environment variable, to the PowerDNS API key"),
+                    );
+                    return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
+                }
+            },
+        };
+        let resolver = match DnsResolver::new(document.dns.as_ref().and_then(|dns| dns.resolver.as_deref())) {
+            Ok(resolver) => resolver,
+            Err(error) => {
+                let diagnostic = diagnostics::attribute_error(
+                    &atrium_engine::AttributePath::root("dns").attribute("resolver"),
+                    "Cannot set up the DNS resolver",
+                    diagnostics::error_chain(&error),
+                );
+                return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
+            }
+        };
         match Registry::connect(&url).await {
             Ok(registry) => {
                 tracing::debug!(registry = registry.url_for_messages(), terraform = %request.terraform_version, "provider configured");
@@ -351,6 +401,10 @@ impl Provider for AtriumProvider {
                     app_observations: AppObservations::default(),
                     catalog,
                     targets,
+                    domain_observations: DomainObservations::default(),
+                    dns,
+                    resolver,
+                    platform_zone: document.platform_zone.clone(),
                 };
                 *self.configured.write().await = Some(Arc::new(configured));
                 Ok(Response::new(pb::configure_provider::Response { diagnostics: Vec::new() }))
@@ -386,6 +440,10 @@ impl Provider for AtriumProvider {
                 let context = configured
                     .app_context(atrium_engine::model::timeouts::DEFAULT_TIMEOUT, self.stop_sender.subscribe());
                 app_instance::read(&context, schema, &current).await?
+            } else if request.type_name == DOMAIN_TYPE {
+                let context = configured
+                    .domain_context(atrium_engine::model::timeouts::DEFAULT_TIMEOUT, self.stop_sender.subscribe());
+                domain::read(&context, schema, &current).await?
             } else {
                 tenant::read(&configured.tenant_observer, schema, &current).await?
             };
@@ -455,6 +513,23 @@ impl Provider for AtriumProvider {
                 requires_replace: planned.requires_replace,
                 diagnostics: planned.diagnostics,
             }
+        } else if request.type_name == DOMAIN_TYPE {
+            let configured = match self.configured().await {
+                Ok(configured) => configured,
+                Err(diagnostic) => {
+                    return Ok(Response::new(pb::plan_resource_change::Response {
+                        diagnostics: vec![diagnostic],
+                        ..Default::default()
+                    }));
+                }
+            };
+            let context = configured.domain_context(domain::deadline(&prior, &proposed), self.stop_sender.subscribe());
+            let planned = domain::plan(&prior, &proposed, &config, &context).await;
+            tenant::PlannedChange {
+                planned_state: planned.planned_state,
+                requires_replace: planned.requires_replace,
+                diagnostics: planned.diagnostics,
+            }
         } else {
             tenant::plan(&prior, &proposed, &config)
         };
@@ -484,17 +559,21 @@ impl Provider for AtriumProvider {
                 let context = configured.app_context(app_instance::deadline(&prior, &planned), cancelled);
                 let config =
                     decode(request.config.as_ref(), &schema.value_type, "configuration").map_err(|d| vec![d])?;
-                app_instance::apply(&context, schema, &prior, &planned, &config).await?
+                (app_instance::apply(&context, schema, &prior, &planned, &config).await?, Vec::new())
+            } else if request.type_name == DOMAIN_TYPE {
+                let context = configured.domain_context(domain::deadline(&prior, &planned), cancelled);
+                domain::apply(&context, schema, &prior, &planned).await?
             } else {
-                tenant::apply(&configured.tenant_observer, schema, &prior, &planned, cancelled).await?
+                (tenant::apply(&configured.tenant_observer, schema, &prior, &planned, cancelled).await?, Vec::new())
             };
-            Ok::<_, Vec<pb::Diagnostic>>(encode(&state, &schema.value_type))
+            Ok::<_, Vec<pb::Diagnostic>>((encode(&state.0, &schema.value_type), state.1))
         }
         .await;
         Ok(Response::new(match result {
-            Ok(new_state) => pb::apply_resource_change::Response {
+            Ok((new_state, warnings)) => pb::apply_resource_change::Response {
                 new_state,
                 private: request.planned_private,
+                diagnostics: warnings,
                 ..Default::default()
             },
             // A failed change leaves the object as it was: answer with the prior state.
@@ -518,6 +597,10 @@ impl Provider for AtriumProvider {
                 let context = configured
                     .app_context(atrium_engine::model::timeouts::DEFAULT_TIMEOUT, self.stop_sender.subscribe());
                 app_instance::import(&context, schema, &request.id).await?
+            } else if request.type_name == DOMAIN_TYPE {
+                let context = configured
+                    .domain_context(atrium_engine::model::timeouts::DEFAULT_TIMEOUT, self.stop_sender.subscribe());
+                domain::import(&context, schema, &request.id).await?
             } else {
                 tenant::import(&configured.tenant_observer, schema, &request.id).await?
             };

@@ -42,15 +42,39 @@ pub enum DnsError {
     Api { zone: String, operation: String, status: u16, message: String },
     #[error("{name} {record_type} exists in zone {zone} but is not managed by Atrium; Atrium never changes it")]
     NotManaged { zone: String, name: String, record_type: String },
+    /// A record set Atrium cannot write as asked (no tenant to mark it with, no records):
+    /// a bug in the caller, refused before the server sees it.
+    #[error("cannot write {name} {record_type} in zone {zone}: {reason}")]
+    InvalidRecordSet { zone: String, name: String, record_type: String, reason: String },
+    /// The resolver could not be set up (an unparsable nameserver address, no system configuration).
+    #[error("cannot set up a DNS resolver using {nameserver}")]
+    ResolverSetup {
+        nameserver: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A lookup that failed for a reason other than the name having no such records
+    /// (a timeout, a refusal, a server failure): the answer may be different later.
+    #[error("looking up {name} through {nameserver} failed")]
+    Lookup {
+        name: String,
+        nameserver: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl DnsError {
     /// Whether the same call may succeed later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            DnsError::Connect { .. } => true,
+            DnsError::Connect { .. } | DnsError::Lookup { .. } => true,
             DnsError::Api { status, .. } => *status >= 500 || *status == 429,
-            DnsError::Unauthorized { .. } | DnsError::ZoneMissing { .. } | DnsError::NotManaged { .. } => false,
+            DnsError::Unauthorized { .. }
+            | DnsError::ZoneMissing { .. }
+            | DnsError::NotManaged { .. }
+            | DnsError::InvalidRecordSet { .. }
+            | DnsError::ResolverSetup { .. } => false,
         }
     }
 }

@@ -2,11 +2,15 @@
 //!
 //! The container runtime on a Docker engine (`docker`); the ingress role
 //! (`ingress`) on Caddy (`caddy`); the DNS role (`dns`) on PowerDNS
-//! (`powerdns`). Swarm, SMTP and Redmine follow the same shape.
+//! (`powerdns`), with lookups of other people's records through a resolver
+//! (`resolver`). Swarm, SMTP and Redmine follow the same shape.
 
+pub mod caddy;
 pub mod dns;
 pub mod docker;
 pub mod ingress;
+pub mod powerdns;
+pub mod resolver;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -105,20 +109,40 @@ pub trait Runtime: Send + Sync {
     }
 }
 
+/// An error that knows whether the same call may succeed later, so that
+/// [`with_retries`] can serve every backend.
+pub trait Retryable: std::fmt::Display {
+    /// Whether the same call may succeed later (5xx, 429, timeouts, connection trouble).
+    fn is_retryable(&self) -> bool;
+}
+
+impl Retryable for RuntimeError {
+    fn is_retryable(&self) -> bool {
+        RuntimeError::is_retryable(self)
+    }
+}
+
+impl Retryable for dns::DnsError {
+    fn is_retryable(&self) -> bool {
+        dns::DnsError::is_retryable(self)
+    }
+}
+
 /// Runs `operation` again while it fails with a retryable error (5xx, 429,
 /// timeouts, connection trouble), backing off from 100 ms to 2 s, until it
 /// succeeds, fails for good, or `deadline` has passed.
-pub async fn with_retries<T, F, Fut>(deadline: Duration, mut operation: F) -> Result<T, RuntimeError>
+pub async fn with_retries<T, E, F, Fut>(deadline: Duration, mut operation: F) -> Result<T, E>
 where
+    E: Retryable,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, RuntimeError>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let started = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {
         match operation().await {
             Err(error) if error.is_retryable() && started.elapsed() + backoff < deadline => {
-                tracing::warn!(error = %error, "transient Docker error; retrying");
+                tracing::warn!(error = %error, retry_in = ?backoff, "transient backend error; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }

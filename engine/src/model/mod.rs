@@ -13,6 +13,7 @@
 //! front door how an attribute behaves; see [`markers`].
 
 pub mod app_instance;
+pub mod domain;
 pub mod ids;
 pub mod tenant;
 pub mod timeouts;
@@ -50,3 +51,6 @@ pub const TENANT_SCHEMA_VERSION: i64 = 0;
 
 /// The stored state version of `atrium_app_instance`.
 pub const APP_INSTANCE_SCHEMA_VERSION: i64 = 0;
+
+/// The stored state version of `atrium_domain`.
+pub const DOMAIN_SCHEMA_VERSION: i64 = 0;

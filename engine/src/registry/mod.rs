@@ -7,6 +7,7 @@
 //! repeat.
 
 mod app_instances;
+mod domains;
 mod tenants;
 
 use std::borrow::Cow;
@@ -101,6 +102,7 @@ fn migrations() -> Vec<Migration> {
             "app instance files and password",
             include_str!("../../migrations/0003_app_instance_files_and_password.sql"),
         ),
+        migration(4, "domains", include_str!("../../migrations/0004_domains.sql")),
     ]
 }
 

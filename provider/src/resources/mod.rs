@@ -2,4 +2,5 @@
 //! and importing, by converting between Terraform values and engine types.
 
 pub mod app_instance;
+pub mod domain;
 pub mod tenant;

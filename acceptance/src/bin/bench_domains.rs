@@ -1,0 +1,179 @@
+//! Benchmark: `terraform apply` of N `atrium_domain`s (platform subdomains:
+//! a PowerDNS record, a Caddy route and a certificate from the ACME CA each)
+//! against the same N changes driven directly with curl at the same
+//! parallelism (10, Terraform's default), each waited for until its
+//! certificate is served, in the same run, alternating, median of ROUNDS.
+//!
+//!     scripts/bench.sh domains          # N=100, 3 rounds
+//!     scripts/bench.sh domains 20 1     # N=20, 1 round
+//!
+//! Target (issue 4): ratio <= 1.5.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use atrium_acceptance::{RegistryChoice, TestZone, Workspace, provider_binary, provider_example_with_test_services};
+use atrium_engine::test_services::service_variable;
+
+const PARALLELISM: usize = 10;
+
+fn configuration(tenant: &str, zone: &str, count: usize) -> String {
+    format!(
+        r#"resource "atrium_tenant" "bench" {{
+  name         = "{tenant}"
+  display_name = "Benchmark"
+  tier         = "enterprise"
+  manager = {{
+    email = "bench@bench.example"
+    name  = "Bench"
+  }}
+}}
+
+resource "atrium_app_instance" "hello" {{
+  tenant_id              = atrium_tenant.bench.id
+  name                   = "web"
+  app                    = "hello"
+  target                 = "lyon-onprem"
+  users                  = 1
+  delete_data_on_destroy = true
+}}
+
+resource "atrium_domain" "bench" {{
+  count           = {count}
+  app_instance_id = atrium_app_instance.hello.id
+  hostname        = format("d%03d-{tenant}.{zone}", count.index)
+}}
+
+output "upstream" {{
+  value = trimprefix(atrium_app_instance.hello.internal_url, "http://")
+}}
+"#
+    )
+}
+
+fn curl(arguments: &[&str]) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(arguments)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The same changes by hand: the A record (PowerDNS API), the route before
+/// the catch-all (Caddy admin API), then polling until the certificate is
+/// served and the app answers over HTTPS. Ten at a time.
+fn curl_baseline(zone: &str, prefix: &str, upstream: &str, count: usize) -> f64 {
+    let pdns = format!("{}/api/v1/servers/localhost/zones/{zone}.", service_variable("ATRIUM_TEST_PDNS_URL"));
+    let key = format!("X-API-Key: {}", service_variable("ATRIUM_TEST_PDNS_API_KEY"));
+    let admin = service_variable("ATRIUM_TEST_CADDY_ADMIN_URL");
+    let https_port = service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT");
+    let root = service_variable("ATRIUM_TEST_ACME_ROOT_FILE");
+    let host = |index: usize| format!("{prefix}{index:03}.{zone}");
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLELISM {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= count {
+                        break;
+                    }
+                    let host = host(index);
+                    let record = format!(
+                        r#"{{"rrsets":[{{"name":"{host}.","type":"A","ttl":300,"changetype":"REPLACE","records":[{{"content":"127.0.0.1","disabled":false}}]}}]}}"#
+                    );
+                    let (status, body) = curl(&["-X", "PATCH", "-H", &key, "--data", &record, &pdns]);
+                    assert_eq!(status, 204, "record {host}: {body}");
+                    let route = format!(
+                        r#"{{"@id":"bench-{host}","match":[{{"host":["{host}"]}}],"handle":[{{"handler":"reverse_proxy","upstreams":[{{"dial":"{upstream}"}}]}}],"terminal":true}}"#
+                    );
+                    let (status, body) = curl(&[
+                        "-X",
+                        "PUT",
+                        "-H",
+                        "Content-Type: application/json",
+                        "--data",
+                        &route,
+                        &format!("{admin}/id/atrium-catch-all"),
+                    ]);
+                    assert_eq!(status, 200, "route {host}: {body}");
+                    let resolve = format!("{host}:{https_port}:127.0.0.1");
+                    let url = format!("https://{host}:{https_port}/");
+                    let deadline = Instant::now() + Duration::from_secs(180);
+                    while curl(&["--resolve", &resolve, "--cacert", &root, &url]).0 != 200 {
+                        assert!(Instant::now() < deadline, "{host} never answered over HTTPS");
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                }
+            });
+        }
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    for index in 0..count {
+        let host = host(index);
+        curl(&["-X", "DELETE", &format!("{admin}/id/bench-{host}")]);
+        let delete = format!(r#"{{"rrsets":[{{"name":"{host}.","type":"A","changetype":"DELETE"}}]}}"#);
+        curl(&["-X", "PATCH", "-H", &key, "--data", &delete, &pdns]);
+    }
+    seconds
+}
+
+fn timed(workspace: &Workspace, arguments: &[&str]) -> f64 {
+    let started = Instant::now();
+    let run = workspace.terraform(arguments);
+    assert!(run.code == 0 || run.code == 2, "terraform {arguments:?}\n{}\n{}", run.stdout, run.stderr);
+    started.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let arguments: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let count = arguments.first().copied().unwrap_or(100);
+    let rounds = arguments.get(1).copied().unwrap_or(3).max(1);
+    println!("provider: {}", provider_binary().display());
+    println!("apply of {count} domains (record + route + certificate), parallelism {PARALLELISM}, {rounds} rounds\n");
+
+    let id = std::process::id();
+    let zone = TestZone::create(&format!("bench{id}.atrium.test"));
+    let tenant = format!("bench-{id}");
+    let workspace = Workspace::new("bench_domains", RegistryChoice::Sqlite).await;
+    workspace.write("provider.tf", &provider_example_with_test_services(&zone.name));
+    let apply = ["apply", "-auto-approve", "-input=false"];
+    // The tenant and its app instance exist before the timing starts.
+    workspace.write("main.tf", &configuration(&tenant, &zone.name, 0));
+    timed(&workspace, &apply);
+    let upstream = workspace.terraform(&["output", "-raw", "upstream"]).stdout.trim().to_owned();
+
+    let (mut terraform_times, mut curl_times) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        if round % 2 == 1 {
+            curl_times.push(curl_baseline(&zone.name, &format!("c{round}-"), &upstream, count));
+        }
+        workspace.write("main.tf", &configuration(&tenant, &zone.name, count));
+        terraform_times.push(timed(&workspace, &apply));
+        workspace.write("main.tf", &configuration(&tenant, &zone.name, 0));
+        timed(&workspace, &apply);
+        if round % 2 == 0 {
+            curl_times.push(curl_baseline(&zone.name, &format!("c{round}-"), &upstream, count));
+        }
+        println!(
+            "round {}: terraform apply {:.2} s | curl {:.2} s",
+            round + 1,
+            terraform_times[round],
+            curl_times[round]
+        );
+    }
+    terraform_times.sort_by(f64::total_cmp);
+    curl_times.sort_by(f64::total_cmp);
+    let (terraform, baseline) = (terraform_times[rounds / 2], curl_times[rounds / 2]);
+    println!(
+        "\nmedian apply of {count} domains: terraform {terraform:.2} s, curl {baseline:.2} s, ratio {:.2}x (target <= 1.50x)",
+        terraform / baseline
+    );
+    timed(&workspace, &["destroy", "-auto-approve", "-input=false"]);
+}

@@ -1,0 +1,470 @@
+//! Applying domains: ordered, idempotent steps with undo.
+//!
+//! A domain's apply decides everything first (kind, target, records, route),
+//! then: the registry row (the journal) → the platform DNS record → the route
+//! on the reverse proxy beside the app instance's target (removed from the
+//! old target's proxy after a move) → the certificate, waited for until the
+//! proxy serves it → the row again, with the certificate's expiry. A create
+//! that fails undoes every step; an update that fails leaves what it did,
+//! and the next apply converges, because every step is a "make it so".
+//!
+//! Routes follow their app instance: after a deployment switches to a new
+//! container (a new port), [`repoint_routes`] updates every route that serves
+//! the instance before the old container goes.
+
+use std::time::Duration;
+
+use crate::backends::dns::{DnsError, DnsZones, RecordSet};
+use crate::backends::ingress::{IngressError, ObservedRoute, RouteHandler, RouteSpec};
+use crate::backends::resolver::DnsResolver;
+use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
+use crate::model::domain::{
+    DnsRecordDocument, DomainKind, DomainRecord, DomainSpec, DomainStatus, Hostname, TlsMode, classify,
+    platform_record, verification_for, zone_name,
+};
+use crate::observe::DomainObservations;
+use crate::registry::{Registry, RegistryError, now_rfc3339};
+use crate::targets::{TargetError, Targets};
+
+/// The TTL of platform records: short, so a move to another target is seen within minutes.
+pub const RECORD_TTL: u32 = 300;
+
+/// Why a domain change did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainApplyError {
+    #[error("the registry failed while applying domain {hostname}")]
+    Registry {
+        hostname: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
+    #[error("target {target} cannot serve domain {hostname}")]
+    Target {
+        hostname: String,
+        target: String,
+        #[source]
+        source: Box<TargetError>,
+    },
+    #[error("the reverse proxy of target {target} failed for domain {hostname}")]
+    Ingress {
+        hostname: String,
+        target: String,
+        #[source]
+        source: Box<IngressError>,
+    },
+    #[error("DNS failed for domain {hostname}")]
+    Dns {
+        hostname: String,
+        #[source]
+        source: Box<DnsError>,
+    },
+    #[error("domain {hostname} serves app instance {instance}, which does not exist")]
+    AppInstanceMissing { hostname: String, instance: String },
+    #[error("app instance {instance} of domain {hostname} publishes no port for the reverse proxy to reach")]
+    AppInstanceNotServing { hostname: String, instance: String },
+    #[error("{hostname} is already a domain of tenant {tenant}")]
+    HostnameTaken { hostname: String, tenant: String },
+    #[error("{hostname} is a platform subdomain, but the provider has no dns block to create its record with")]
+    NoDns { hostname: String },
+    #[error("{hostname} does not fit the platform: {reason}")]
+    Invalid { hostname: String, reason: String },
+    #[error("the reverse proxy served no certificate for {hostname} within {waited:?}")]
+    CertificateTimeout { hostname: String, waited: Duration },
+    #[error("the verification record of {hostname} no longer resolves: publish TXT {name} = \"{value}\"")]
+    VerificationMissing { hostname: String, name: String, value: String },
+    #[error("applying domain {hostname} was cancelled before it started; nothing was changed")]
+    Cancelled { hostname: String },
+}
+
+impl DomainApplyError {
+    /// Whether the same change may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DomainApplyError::Registry { source, .. } => source.is_retryable(),
+            DomainApplyError::Target { source, .. } => {
+                matches!(source.as_ref(), TargetError::Runtime(runtime) if runtime.is_retryable())
+            }
+            DomainApplyError::Ingress { source, .. } => source.is_retryable(),
+            DomainApplyError::Dns { source, .. } => source.is_retryable(),
+            DomainApplyError::CertificateTimeout { .. } | DomainApplyError::Cancelled { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// What a domain looks like now, for refresh and import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedDomain {
+    pub record: DomainRecord,
+    /// The platform records as they are in DNS (Atrium's, at the domain's name).
+    pub dns_records: Vec<DnsRecordDocument>,
+    /// `active`, `pending_verification`, or `drifted` when the route or a
+    /// record differs from what the registry says was applied.
+    pub status: &'static str,
+    pub certificate_expires_at: Option<String>,
+}
+
+/// Where the reverse proxy beside a target reaches an app instance: its port
+/// published on the target's loopback.
+pub fn upstream_of(instance: &AppInstanceRecord) -> Option<String> {
+    instance.published_port.map(|port| format!("127.0.0.1:{port}"))
+}
+
+/// What every domain operation needs.
+pub struct DomainApplyContext<'a> {
+    pub registry: &'a Registry,
+    pub observations: &'a DomainObservations,
+    pub targets: &'a Targets,
+    /// The platform zone's DNS; `None` when the provider has no `dns` block.
+    pub dns: Option<&'a dyn DnsZones>,
+    /// Looks customers' verification records up.
+    pub resolver: &'a DnsResolver,
+    pub platform_zone: Option<&'a str>,
+    pub owner: &'a str,
+    pub deadline: Duration,
+    pub cancelled: tokio::sync::watch::Receiver<bool>,
+}
+
+impl DomainApplyContext<'_> {
+    fn registry_error(&self, hostname: &Hostname) -> impl FnOnce(RegistryError) -> DomainApplyError {
+        let hostname = hostname.to_string();
+        move |source| DomainApplyError::Registry { hostname, source: Box::new(source) }
+    }
+
+    fn ingress_error(&self, hostname: &Hostname, target: &str) -> impl FnOnce(IngressError) -> DomainApplyError {
+        let (hostname, target) = (hostname.to_string(), target.to_owned());
+        move |source| DomainApplyError::Ingress { hostname, target, source: Box::new(source) }
+    }
+
+    fn dns_error(&self, hostname: &Hostname) -> impl FnOnce(DnsError) -> DomainApplyError {
+        let hostname = hostname.to_string();
+        move |source| DomainApplyError::Dns { hostname, source: Box::new(source) }
+    }
+
+    fn target_error(&self, hostname: &Hostname, target: &str) -> impl FnOnce(TargetError) -> DomainApplyError {
+        let (hostname, target) = (hostname.to_string(), target.to_owned());
+        move |source| DomainApplyError::Target { hostname, target, source: Box::new(source) }
+    }
+
+    fn dns_for(&self, hostname: &Hostname) -> Result<(&dyn DnsZones, String), DomainApplyError> {
+        match (self.dns, self.platform_zone) {
+            (Some(dns), Some(zone)) => Ok((dns, format!("{}.", zone_name(zone)))),
+            _ => Err(DomainApplyError::NoDns { hostname: hostname.to_string() }),
+        }
+    }
+
+    /// Whether a custom domain's verification record resolves to the tenant's value.
+    pub async fn verification_resolves(&self, tenant: &str, hostname: &Hostname) -> Result<bool, DomainApplyError> {
+        let verification = verification_for(tenant, hostname);
+        let published = self.resolver.txt(&verification.name).await.map_err(self.dns_error(hostname))?;
+        Ok(published.iter().any(|text| text == &verification.value))
+    }
+
+    /// The platform record a domain should have, for an instance on `target`.
+    pub fn desired_records(
+        &self,
+        hostname: &Hostname,
+        kind: DomainKind,
+        target: &str,
+    ) -> Result<Vec<DnsRecordDocument>, DomainApplyError> {
+        match kind {
+            DomainKind::Custom => Ok(Vec::new()),
+            DomainKind::Platform => {
+                let address = self.targets.public_address(target).map_err(self.target_error(hostname, target))?;
+                Ok(vec![platform_record(hostname, address)])
+            }
+        }
+    }
+
+    /// Applies a domain so that its status becomes `status` (decided at plan:
+    /// a platform subdomain is always active, a custom domain once verified).
+    pub async fn apply(&self, spec: &DomainSpec, status: DomainStatus) -> Result<DomainRecord, DomainApplyError> {
+        let hostname = &spec.hostname;
+        if *self.cancelled.borrow() {
+            return Err(DomainApplyError::Cancelled { hostname: hostname.to_string() });
+        }
+        self.observations.clear().await;
+        let result = self.apply_steps(spec, status).await;
+        self.observations.clear().await;
+        result
+    }
+
+    async fn apply_steps(&self, spec: &DomainSpec, status: DomainStatus) -> Result<DomainRecord, DomainApplyError> {
+        let hostname = &spec.hostname;
+        let instance_id = &spec.app_instance_id;
+        // Decide everything before touching anything.
+        let instance = self
+            .registry
+            .get_app_instance(instance_id)
+            .await
+            .map_err(self.registry_error(hostname))?
+            .ok_or_else(|| DomainApplyError::AppInstanceMissing {
+                hostname: hostname.to_string(),
+                instance: instance_id.to_string(),
+            })?;
+        let upstream = upstream_of(&instance).ok_or_else(|| DomainApplyError::AppInstanceNotServing {
+            hostname: hostname.to_string(),
+            instance: instance_id.to_string(),
+        })?;
+        let kind = classify(hostname, self.platform_zone)
+            .map_err(|reason| DomainApplyError::Invalid { hostname: hostname.to_string(), reason })?;
+        let existing = self.registry.get_domain(hostname).await.map_err(self.registry_error(hostname))?;
+        if let Some(existing) = &existing
+            && existing.spec.app_instance_id.tenant_id != instance_id.tenant_id
+        {
+            return Err(DomainApplyError::HostnameTaken {
+                hostname: hostname.to_string(),
+                tenant: existing.spec.app_instance_id.tenant_id.to_string(),
+            });
+        }
+        let target = instance.spec.target.clone();
+        let records = self.desired_records(hostname, kind, &target)?;
+        if kind == DomainKind::Custom
+            && status == DomainStatus::Active
+            && !self.verification_resolves(instance_id.tenant_id.as_str(), hostname).await?
+        {
+            let verification = verification_for(instance_id.tenant_id.as_str(), hostname);
+            return Err(DomainApplyError::VerificationMissing {
+                hostname: hostname.to_string(),
+                name: verification.name,
+                value: verification.value,
+            });
+        }
+        let ingress = self.targets.ingress(&target).await.map_err(self.target_error(hostname, &target))?;
+        let route = RouteSpec { hostname: hostname.to_string(), tls: spec.tls == TlsMode::Acme, handler: RouteHandler::Proxy { upstream } };
+
+        // The journal: the row exists before anything it names.
+        let mut record = DomainRecord {
+            spec: spec.clone(),
+            kind,
+            target: target.clone(),
+            status,
+            certificate_expires_at: None,
+            owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.to_owned()),
+            created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
+        };
+        self.registry.put_domain(&record).await.map_err(self.registry_error(hostname))?;
+
+        let steps = async {
+            for wanted in &records {
+                let (dns, zone) = self.dns_for(hostname)?;
+                let set = record_set(wanted, instance_id);
+                dns.put(&zone, &set).await.map_err(self.dns_error(hostname))?;
+            }
+            if let Some(previous) = &existing
+                && previous.target != target
+            {
+                let old = self.targets.ingress(&previous.target).await.map_err(self.target_error(hostname, &previous.target))?;
+                old.remove_route(hostname.as_str(), self.deadline).await.map_err(self.ingress_error(hostname, &previous.target))?;
+            }
+            if status == DomainStatus::Active {
+                ingress.put_route(&route, self.deadline).await.map_err(self.ingress_error(hostname, &target))?;
+            } else {
+                ingress.remove_route(hostname.as_str(), self.deadline).await.map_err(self.ingress_error(hostname, &target))?;
+            }
+            if status == DomainStatus::Active && spec.tls == TlsMode::Acme {
+                return self.wait_for_certificate(hostname, &target).await.map(Some);
+            }
+            Ok(None)
+        }
+        .await;
+        match steps {
+            Ok(certificate_expires_at) => {
+                record.certificate_expires_at = certificate_expires_at;
+                self.registry.put_domain(&record).await.map_err(self.registry_error(hostname))?;
+                Ok(record)
+            }
+            Err(error) => {
+                if existing.is_none() {
+                    // Undo a create: nothing of this domain is left behind.
+                    let _ = ingress.remove_route(hostname.as_str(), self.deadline).await;
+                    for wanted in &records {
+                        if let Ok((dns, zone)) = self.dns_for(hostname) {
+                            let _ = dns.remove(&zone, &wanted.name, &wanted.record_type).await;
+                        }
+                    }
+                    let _ = self.registry.delete_domain(hostname).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Polls the proxy until it serves a certificate for `hostname`; returns its expiry (RFC 3339).
+    async fn wait_for_certificate(&self, hostname: &Hostname, target: &str) -> Result<String, DomainApplyError> {
+        let ingress = self.targets.ingress(target).await.map_err(self.target_error(hostname, target))?;
+        let started = tokio::time::Instant::now();
+        loop {
+            match ingress.served_certificate(hostname.as_str()).await {
+                Ok(Some(certificate)) => return Ok(rfc3339(certificate.not_after)),
+                Ok(None) => {}
+                Err(error) if error.is_retryable() => {
+                    tracing::debug!(domain = %hostname, error = %error, "no certificate yet");
+                }
+                Err(error) => return Err(self.ingress_error(hostname, target)(error)),
+            }
+            if started.elapsed() >= self.deadline {
+                return Err(DomainApplyError::CertificateTimeout {
+                    hostname: hostname.to_string(),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Destroys a domain: its route, its platform records, its row. Missing parts are fine.
+    pub async fn destroy(&self, hostname: &Hostname) -> Result<(), DomainApplyError> {
+        if *self.cancelled.borrow() {
+            return Err(DomainApplyError::Cancelled { hostname: hostname.to_string() });
+        }
+        self.observations.clear().await;
+        let result = self.destroy_steps(hostname).await;
+        self.observations.clear().await;
+        result
+    }
+
+    async fn destroy_steps(&self, hostname: &Hostname) -> Result<(), DomainApplyError> {
+        let Some(record) = self.registry.get_domain(hostname).await.map_err(self.registry_error(hostname))? else {
+            return Ok(());
+        };
+        let ingress = self.targets.ingress(&record.target).await.map_err(self.target_error(hostname, &record.target))?;
+        ingress.remove_route(hostname.as_str(), self.deadline).await.map_err(self.ingress_error(hostname, &record.target))?;
+        if record.kind == DomainKind::Platform {
+            let (dns, zone) = self.dns_for(hostname)?;
+            let fqdn = hostname.fqdn();
+            for set in dns.list(&zone).await.map_err(self.dns_error(hostname))? {
+                if set.name == fqdn && set.tenant.is_some() {
+                    dns.remove(&zone, &set.name, &set.record_type).await.map_err(self.dns_error(hostname))?;
+                }
+            }
+        }
+        self.registry.delete_domain(hostname).await.map_err(self.registry_error(hostname))?;
+        Ok(())
+    }
+
+    /// Observes a recorded domain: its records in DNS, its route, its certificate.
+    pub async fn observe(&self, hostname: &Hostname) -> Result<Option<ObservedDomain>, DomainApplyError> {
+        let registry_error = || self.registry_error(hostname);
+        let Some(record) = self.observations.domain(self.registry, hostname).await.map_err(registry_error())? else {
+            return Ok(None);
+        };
+        let instance = self
+            .observations
+            .instance(self.registry, &record.spec.app_instance_id)
+            .await
+            .map_err(registry_error())?;
+        let mut drifted = false;
+        let mut dns_records = Vec::new();
+        if record.kind == DomainKind::Platform {
+            let (dns, zone) = self.dns_for(hostname)?;
+            let sets = self.observations.zone(&zone, dns).await.map_err(self.dns_error(hostname))?;
+            let fqdn = hostname.fqdn();
+            for set in sets.iter().filter(|set| set.name == fqdn && set.tenant.is_some()) {
+                for content in &set.contents {
+                    dns_records.push(DnsRecordDocument {
+                        name: set.name.clone(),
+                        record_type: set.record_type.clone(),
+                        content: content.clone(),
+                    });
+                }
+            }
+            dns_records.sort_by(|a, b| (&a.record_type, &a.content).cmp(&(&b.record_type, &b.content)));
+            let desired = self.desired_records(hostname, record.kind, &record.target)?;
+            drifted |= dns_records != desired;
+        }
+        let mut certificate_expires_at = None;
+        if record.status == DomainStatus::Active {
+            let ingress =
+                self.targets.ingress(&record.target).await.map_err(self.target_error(hostname, &record.target))?;
+            let routes = self
+                .observations
+                .routes(&record.target, ingress.as_ref())
+                .await
+                .map_err(self.ingress_error(hostname, &record.target))?;
+            let wanted_upstream = instance.as_ref().and_then(upstream_of);
+            let route_matches = routes.get(hostname.as_str()).is_some_and(|route: &ObservedRoute| {
+                route.tls == (record.spec.tls == TlsMode::Acme)
+                    && matches!(&route.handler, Some(RouteHandler::Proxy { upstream }) if Some(upstream) == wanted_upstream.as_ref())
+            });
+            drifted |= !route_matches;
+            if record.spec.tls == TlsMode::Acme {
+                certificate_expires_at = match ingress.served_certificate(hostname.as_str()).await {
+                    Ok(Some(certificate)) => Some(rfc3339(certificate.not_after)),
+                    _ => record.certificate_expires_at.clone(),
+                };
+            }
+        }
+        let status = if drifted { "drifted" } else { record.status.as_str() };
+        Ok(Some(ObservedDomain { record, dns_records, status, certificate_expires_at }))
+    }
+}
+
+/// The record set for a platform record, marked as the tenant's.
+fn record_set(record: &DnsRecordDocument, instance_id: &AppInstanceId) -> RecordSet {
+    RecordSet {
+        name: record.name.clone(),
+        record_type: record.record_type.clone(),
+        ttl: RECORD_TTL,
+        contents: vec![record.content.clone()],
+        tenant: Some(instance_id.tenant_id.to_string()),
+    }
+}
+
+fn rfc3339(moment: time::OffsetDateTime) -> String {
+    moment
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(moment)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Points every active route of `instance` at its current container (after
+/// a deployment switched ports or targets). Runs before the old container
+/// goes, so the domain never points at nothing.
+pub async fn repoint_routes(
+    registry: &Registry,
+    targets: &Targets,
+    instance: &AppInstanceRecord,
+    deadline: Duration,
+) -> Result<usize, DomainApplyError> {
+    let Some(upstream) = upstream_of(instance) else { return Ok(0) };
+    let domains = registry.domains_of_instance(&instance.spec.id).await.map_err(|source| DomainApplyError::Registry {
+        hostname: instance.spec.id.to_string(),
+        source: Box::new(source),
+    })?;
+    let mut repointed = 0;
+    for mut domain in domains.into_iter().filter(|d| d.status == DomainStatus::Active) {
+        let hostname = domain.spec.hostname.to_string();
+        let target = instance.spec.target.clone();
+        let ingress_error = |source| DomainApplyError::Ingress {
+            hostname: hostname.clone(),
+            target: target.clone(),
+            source: Box::new(source),
+        };
+        let target_error = |source| DomainApplyError::Target {
+            hostname: hostname.clone(),
+            target: target.clone(),
+            source: Box::new(source),
+        };
+        let ingress = targets.ingress(&target).await.map_err(target_error)?;
+        let route = RouteSpec {
+            hostname: hostname.clone(),
+            tls: domain.spec.tls == TlsMode::Acme,
+            handler: RouteHandler::Proxy { upstream: upstream.clone() },
+        };
+        ingress.put_route(&route, deadline).await.map_err(ingress_error)?;
+        if domain.target != target {
+            let old = targets.ingress(&domain.target).await.map_err(target_error)?;
+            old.remove_route(&hostname, deadline).await.map_err(ingress_error)?;
+            domain.target = target.clone();
+            registry.put_domain(&domain).await.map_err(|source| DomainApplyError::Registry {
+                hostname: hostname.clone(),
+                source: Box::new(source),
+            })?;
+        }
+        repointed += 1;
+    }
+    Ok(repointed)
+}
