@@ -4,6 +4,7 @@
 //! (`ingress`) on Caddy (`caddy`); the DNS role (`dns`) on PowerDNS
 //! (`powerdns`). Swarm, SMTP and Redmine follow the same shape.
 
+pub mod caddy;
 pub mod dns;
 pub mod docker;
 pub mod ingress;
