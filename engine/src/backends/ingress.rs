@@ -49,7 +49,9 @@ pub struct ServedCertificate {
 /// An ingress failure, with the proxy and whether retrying may help.
 #[derive(Debug, thiserror::Error)]
 pub enum IngressError {
-    #[error("cannot reach the reverse proxy's admin API at {admin_url}")]
+    /// `admin_url` is the admin API's, or `https://host:port` of the HTTPS
+    /// server when a certificate check could not connect.
+    #[error("cannot reach the reverse proxy at {admin_url}")]
     Connect {
         admin_url: String,
         #[source]
