@@ -248,9 +248,7 @@ pub struct TestZone {
 
 impl TestZone {
     pub fn create(name: &str) -> TestZone {
-        let body = format!(
-            r#"{{"name": "{name}.", "kind": "Native", "nameservers": ["ns1.atrium.test."]}}"#
-        );
+        let body = format!(r#"{{"name": "{name}.", "kind": "Native", "nameservers": ["ns1.atrium.test."]}}"#);
         let (status, answer) = powerdns("POST", "/zones", Some(&body));
         assert!(status == 201 || status == 409, "create zone {name}: HTTP {status} {answer}");
         TestZone { name: name.to_owned() }

@@ -186,7 +186,7 @@ async fn domain_lifecycle_with_dns_routes_and_certificates() {
     workspace.apply();
     assert!(https_get(&platform_host, "/").1.contains("Hello from Atrium"));
     let record = format!(
-        r#"{{"rrsets": [{{"name": "{platform_host}.", "type": "A", "ttl": 300, "changetype": "REPLACE", "records": [{{"content": "192.0.2.66", "disabled": false}}], "comments": []}}]}}"#
+        r#"{{"rrsets": [{{"name": "{platform_host}.", "type": "A", "ttl": 300, "changetype": "REPLACE", "records": [{{"content": "192.0.2.66", "disabled": false}}]}}]}}"#
     );
     let (status, body) =
         atrium_acceptance::powerdns("PATCH", &format!("/zones/{}.", names.platform_zone), Some(&record));
@@ -219,14 +219,24 @@ async fn bad_domain_inputs_fail_at_plan_naming_the_attribute() {
     let resource = names.example();
     let platform_host = names.platform_host();
     let cases = [
-        (platform_host.clone(), "Invalid hostname".to_owned(), "Erp_1.example.com".to_owned(), "full lowercase host name"),
+        (
+            platform_host.clone(),
+            "Invalid hostname".to_owned(),
+            "erp_1.example.com".to_owned(),
+            "full lowercase host name",
+        ),
         (
             platform_host.clone(),
             "Hostname does not fit the platform zone".to_owned(),
             format!("a.b.{}", names.platform_zone),
             "one label deep",
         ),
-        (platform_host.clone(), "Hostname does not fit the platform zone".to_owned(), names.platform_zone.clone(), "the platform zone itself"),
+        (
+            platform_host.clone(),
+            "Hostname does not fit the platform zone".to_owned(),
+            names.platform_zone.clone(),
+            "the platform zone itself",
+        ),
     ];
     for (good, summary, bad, hint) in cases {
         workspace.write("main.tf", &resource.replace(&good, &bad));
@@ -236,7 +246,10 @@ async fn bad_domain_inputs_fail_at_plan_naming_the_attribute() {
         assert!(output.contains(hint), "{hint} missing:\n{output}");
         assert!(output.contains("hostname"), "the attribute is named:\n{output}");
     }
-    workspace.write("main.tf", &resource.replace("hostname        = \"", "tls             = \"letsencrypt\"\n  hostname        = \""));
+    workspace.write(
+        "main.tf",
+        &resource.replace("hostname        = \"", "tls             = \"letsencrypt\"\n  hostname        = \""),
+    );
     let output = workspace.plan(true).expect_code(1, "plan with a bad tls").flat_output();
     assert!(output.contains("Invalid TLS mode") && output.contains("\"acme\""), "{output}");
     let registry = workspace.registry().await;
@@ -244,7 +257,8 @@ async fn bad_domain_inputs_fail_at_plan_naming_the_attribute() {
 
     // A hostname another tenant already has is refused at plan, once the instance is known.
     let start = resource.find("# The customer's own domain").unwrap();
-    let platform_only = resource[..start].replacen("hostname        = \"", "tls             = \"none\"\n  hostname        = \"", 1);
+    let platform_only =
+        resource[..start].replacen("hostname        = \"", "tls             = \"none\"\n  hostname        = \"", 1);
     let other_tenant = format!("{}-b", names.tenant);
     let second = format!(
         "{platform_only}\nresource \"atrium_tenant\" \"other\" {{\n  name         = \"{other_tenant}\"\n  display_name = \"Other\"\n  tier         = \"basic\"\n  manager = {{\n    email = \"it@other.example\"\n    name  = \"Other\"\n  }}\n}}\n\nresource \"atrium_app_instance\" \"other\" {{\n  tenant_id = atrium_tenant.other.id\n  name      = \"web\"\n  app       = \"hello\"\n  target    = \"lyon-onprem\"\n  users     = 5\n}}\n"

@@ -157,8 +157,14 @@ async fn plugin_requires_terraforms_client_certificate() {
 
 #[tokio::test]
 async fn debug_mode_prints_a_reattach_value_terraform_can_use() {
-    let mut child =
-        Command::new(provider_binary()).arg("--debug").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    // A provider in debug mode reads its environment itself, not Terraform's.
+    let mut child = Command::new(provider_binary())
+        .arg("--debug")
+        .env("ATRIUM_DNS_API_KEY", atrium_engine::test_services::service_variable("ATRIUM_TEST_PDNS_API_KEY"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut reattach = None;
     for _ in 0..10 {
@@ -203,12 +209,13 @@ async fn secrets_never_reach_the_provider_logs() {
     let url_with_password =
         workspace.registry_url.replacen("postgres://postgres@", "postgres://postgres:hunter2-registry@", 1);
     assert_ne!(url_with_password, workspace.registry_url);
-    let provider = provider_example().replace(
-        "provider \"atrium\" {",
-        &format!(
-            "provider \"atrium\" {{\n  registry_url = \"{url_with_password}\"\n  dns = {{\n    api_url = \"http://127.0.0.1:8081\"\n    api_key = \"sup3r-s3cret-dns-key\"\n  }}\n"
-        ),
-    );
+    let provider = provider_example()
+        .replace("provider \"atrium\" {", &format!("provider \"atrium\" {{\n  registry_url = \"{url_with_password}\""))
+        .replace(
+            "api_url = \"http://127.0.0.1:8081\"",
+            "api_url = \"http://127.0.0.1:8081\"\n    api_key = \"sup3r-s3cret-dns-key\"",
+        );
+    assert!(provider.contains("sup3r-s3cret-dns-key"), "{provider}");
     workspace.write("provider.tf", &provider);
     workspace.write("main.tf", &example("resources/atrium_tenant/resource.tf"));
     let output = workspace.command(&["apply", "-auto-approve", "-no-color"]).env("TF_LOG", "trace").output().unwrap();

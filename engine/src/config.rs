@@ -182,7 +182,9 @@ impl PlatformConfigDocument {
                 push(
                     AttributePath::root("dns").attribute("api_key"),
                     "Empty DNS API key",
-                    Err(format!("set the PowerDNS API key (the api-key of its configuration), or leave api_key out and set {DNS_API_KEY_ENV}")),
+                    Err(format!(
+                        "set the PowerDNS API key (the api-key of its configuration), or leave api_key out and set {DNS_API_KEY_ENV}"
+                    )),
                 );
             }
             if let Some(resolver) = &dns.resolver {
@@ -278,9 +280,9 @@ fn check_dns_name(name: &str) -> Result<(), String> {
 
 /// `host:port`, e.g. `127.0.0.1:8443` or `ingress.example.net:443`.
 fn check_socket_address(address: &str) -> Result<(), String> {
-    let port_ok = address.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-    });
+    let port_ok = address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
     if port_ok {
         Ok(())
     } else {

@@ -193,15 +193,13 @@ impl DomainApplyContext<'_> {
         let hostname = &spec.hostname;
         let instance_id = &spec.app_instance_id;
         // Decide everything before touching anything.
-        let instance = self
-            .registry
-            .get_app_instance(instance_id)
-            .await
-            .map_err(self.registry_error(hostname))?
-            .ok_or_else(|| DomainApplyError::AppInstanceMissing {
-                hostname: hostname.to_string(),
-                instance: instance_id.to_string(),
-            })?;
+        let instance =
+            self.registry.get_app_instance(instance_id).await.map_err(self.registry_error(hostname))?.ok_or_else(
+                || DomainApplyError::AppInstanceMissing {
+                    hostname: hostname.to_string(),
+                    instance: instance_id.to_string(),
+                },
+            )?;
         let upstream = upstream_of(&instance).ok_or_else(|| DomainApplyError::AppInstanceNotServing {
             hostname: hostname.to_string(),
             instance: instance_id.to_string(),
@@ -231,7 +229,11 @@ impl DomainApplyContext<'_> {
             });
         }
         let ingress = self.targets.ingress(&target).await.map_err(self.target_error(hostname, &target))?;
-        let route = RouteSpec { hostname: hostname.to_string(), tls: spec.tls == TlsMode::Acme, handler: RouteHandler::Proxy { upstream } };
+        let route = RouteSpec {
+            hostname: hostname.to_string(),
+            tls: spec.tls == TlsMode::Acme,
+            handler: RouteHandler::Proxy { upstream },
+        };
 
         // The journal: the row exists before anything it names.
         let mut record = DomainRecord {
@@ -254,13 +256,22 @@ impl DomainApplyContext<'_> {
             if let Some(previous) = &existing
                 && previous.target != target
             {
-                let old = self.targets.ingress(&previous.target).await.map_err(self.target_error(hostname, &previous.target))?;
-                old.remove_route(hostname.as_str(), self.deadline).await.map_err(self.ingress_error(hostname, &previous.target))?;
+                let old = self
+                    .targets
+                    .ingress(&previous.target)
+                    .await
+                    .map_err(self.target_error(hostname, &previous.target))?;
+                old.remove_route(hostname.as_str(), self.deadline)
+                    .await
+                    .map_err(self.ingress_error(hostname, &previous.target))?;
             }
             if status == DomainStatus::Active {
                 ingress.put_route(&route, self.deadline).await.map_err(self.ingress_error(hostname, &target))?;
             } else {
-                ingress.remove_route(hostname.as_str(), self.deadline).await.map_err(self.ingress_error(hostname, &target))?;
+                ingress
+                    .remove_route(hostname.as_str(), self.deadline)
+                    .await
+                    .map_err(self.ingress_error(hostname, &target))?;
             }
             if status == DomainStatus::Active && spec.tls == TlsMode::Acme {
                 return self.wait_for_certificate(hostname, &target).await.map(Some);
@@ -328,8 +339,12 @@ impl DomainApplyContext<'_> {
         let Some(record) = self.registry.get_domain(hostname).await.map_err(self.registry_error(hostname))? else {
             return Ok(());
         };
-        let ingress = self.targets.ingress(&record.target).await.map_err(self.target_error(hostname, &record.target))?;
-        ingress.remove_route(hostname.as_str(), self.deadline).await.map_err(self.ingress_error(hostname, &record.target))?;
+        let ingress =
+            self.targets.ingress(&record.target).await.map_err(self.target_error(hostname, &record.target))?;
+        ingress
+            .remove_route(hostname.as_str(), self.deadline)
+            .await
+            .map_err(self.ingress_error(hostname, &record.target))?;
         if record.kind == DomainKind::Platform {
             let (dns, zone) = self.dns_for(hostname)?;
             let fqdn = hostname.fqdn();
@@ -349,11 +364,8 @@ impl DomainApplyContext<'_> {
         let Some(record) = self.observations.domain(self.registry, hostname).await.map_err(registry_error())? else {
             return Ok(None);
         };
-        let instance = self
-            .observations
-            .instance(self.registry, &record.spec.app_instance_id)
-            .await
-            .map_err(registry_error())?;
+        let instance =
+            self.observations.instance(self.registry, &record.spec.app_instance_id).await.map_err(registry_error())?;
         let mut drifted = false;
         let mut dns_records = Vec::new();
         if record.kind == DomainKind::Platform {
@@ -430,9 +442,8 @@ pub async fn repoint_routes(
     deadline: Duration,
 ) -> Result<usize, DomainApplyError> {
     let Some(upstream) = upstream_of(instance) else { return Ok(0) };
-    let domains = registry.domains_of_instance(&instance.spec.id).await.map_err(|source| DomainApplyError::Registry {
-        hostname: instance.spec.id.to_string(),
-        source: Box::new(source),
+    let domains = registry.domains_of_instance(&instance.spec.id).await.map_err(|source| {
+        DomainApplyError::Registry { hostname: instance.spec.id.to_string(), source: Box::new(source) }
     })?;
     let mut repointed = 0;
     for mut domain in domains.into_iter().filter(|d| d.status == DomainStatus::Active) {

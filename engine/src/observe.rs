@@ -171,6 +171,9 @@ impl AppObservations {
     }
 }
 
+/// A zone's record sets by (name, type).
+type ZoneSnapshot = Snapshot<(String, String), RecordSet>;
+
 /// Snapshots for domain reads: registry rows, each target's routes (one
 /// config read) and each zone's record sets (one zone read).
 #[derive(Default)]
@@ -178,11 +181,15 @@ pub struct DomainObservations {
     domains: Snapshot<Hostname, DomainRecord>,
     instances: Snapshot<AppInstanceId, AppInstanceRecord>,
     routes: Mutex<HashMap<String, Arc<Snapshot<String, ObservedRoute>>>>,
-    zones: Mutex<HashMap<String, Arc<Snapshot<(String, String), RecordSet>>>>,
+    zones: Mutex<HashMap<String, Arc<ZoneSnapshot>>>,
 }
 
 impl DomainObservations {
-    pub async fn domain(&self, registry: &Registry, hostname: &Hostname) -> Result<Option<DomainRecord>, RegistryError> {
+    pub async fn domain(
+        &self,
+        registry: &Registry,
+        hostname: &Hostname,
+    ) -> Result<Option<DomainRecord>, RegistryError> {
         let snapshot = self
             .domains
             .get(|| async {

@@ -48,7 +48,8 @@ impl Fixture {
         let id = std::process::id() % 100_000;
         let tenant = format!("{short_name}-{id}");
         let zone = format!("{short_name}{id}.atrium.test");
-        let body = serde_json::json!({"name": format!("{zone}."), "kind": "Native", "nameservers": ["ns1.atrium.test."]});
+        let body =
+            serde_json::json!({"name": format!("{zone}."), "kind": "Native", "nameservers": ["ns1.atrium.test."]});
         let (status, answer) = powerdns(reqwest::Method::POST, "/zones", Some(body)).await;
         assert!(status == 201 || status == 409, "create zone: {status} {answer}");
         let registry = registry_with_tenant(directory.path(), &tenant).await;
@@ -166,14 +167,14 @@ async fn a_failed_create_leaves_no_route_record_or_row() {
     // A custom domain whose verification record is published but whose name
     // points nowhere: the ACME CA cannot validate it, so no certificate comes.
     let customer_zone = format!("{}-customer.test", fixture.tenant);
-    let body = serde_json::json!({"name": format!("{customer_zone}."), "kind": "Native", "nameservers": ["ns1.atrium.test."]});
+    let body =
+        serde_json::json!({"name": format!("{customer_zone}."), "kind": "Native", "nameservers": ["ns1.atrium.test."]});
     powerdns(reqwest::Method::POST, "/zones", Some(body)).await;
     let hostname = Hostname::parse(&format!("shop.{customer_zone}")).unwrap();
     let verification = verification_for(&fixture.tenant, &hostname);
     let publish = serde_json::json!({"rrsets": [{"name": format!("{}.", verification.name), "type": "TXT", "ttl": 60,
         "changetype": "REPLACE", "records": [{"content": format!("\"{}\"", verification.value), "disabled": false}]}]});
-    let (status, answer) =
-        powerdns(reqwest::Method::PATCH, &format!("/zones/{customer_zone}."), Some(publish)).await;
+    let (status, answer) = powerdns(reqwest::Method::PATCH, &format!("/zones/{customer_zone}."), Some(publish)).await;
     assert_eq!(status, 204, "{answer}");
 
     let domains = fixture.domains(Duration::from_secs(6));

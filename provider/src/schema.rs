@@ -340,7 +340,11 @@ impl ProviderSchemas {
         )?;
         Ok(ProviderSchemas {
             provider,
-            resources: BTreeMap::from([(TENANT_TYPE, tenant), (APP_INSTANCE_TYPE, app_instance), (DOMAIN_TYPE, domain)]),
+            resources: BTreeMap::from([
+                (TENANT_TYPE, tenant),
+                (APP_INSTANCE_TYPE, app_instance),
+                (DOMAIN_TYPE, domain),
+            ]),
         })
     }
 

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use atrium_engine::app_apply::AppContext;
-use atrium_engine::catalog::Catalog;
-use atrium_engine::config::{DNS_API_KEY_ENV, PlatformConfigDocument, REGISTRY_URL_ENV};
 use atrium_engine::backends::powerdns::PowerDns;
 use atrium_engine::backends::resolver::DnsResolver;
+use atrium_engine::catalog::Catalog;
+use atrium_engine::config::{DNS_API_KEY_ENV, PlatformConfigDocument, REGISTRY_URL_ENV};
 use atrium_engine::domain_apply::DomainApplyContext;
 use atrium_engine::observe::{AppObservations, DomainObservations, TenantObserver};
 use atrium_engine::registry::Registry;
@@ -56,7 +56,11 @@ impl Configured {
         }
     }
 
-    fn domain_context(&self, deadline: std::time::Duration, cancelled: watch::Receiver<bool>) -> DomainApplyContext<'_> {
+    fn domain_context(
+        &self,
+        deadline: std::time::Duration,
+        cancelled: watch::Receiver<bool>,
+    ) -> DomainApplyContext<'_> {
         DomainApplyContext {
             registry: self.registry(),
             observations: &self.domain_observations,
@@ -376,7 +380,9 @@ impl Provider for AtriumProvider {
                     let diagnostic = diagnostics::attribute_error(
                         &atrium_engine::AttributePath::root("dns").attribute("api_key"),
                         "Missing DNS API key",
-                        format!("set dns.api_key, or the {DNS_API_KEY_ENV} environment variable, to the PowerDNS API key"),
+                        format!(
+                            "set dns.api_key, or the {DNS_API_KEY_ENV} environment variable, to the PowerDNS API key"
+                        ),
                     );
                     return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
                 }

@@ -219,7 +219,9 @@ pub fn platform_record(hostname: &Hostname, public_address: &str) -> DnsRecordDo
         Ok(IpAddr::V6(_)) => {
             DnsRecordDocument { name: hostname.fqdn(), record_type: "AAAA".into(), content: address.to_owned() }
         }
-        Err(_) => DnsRecordDocument { name: hostname.fqdn(), record_type: "CNAME".into(), content: format!("{address}.") },
+        Err(_) => {
+            DnsRecordDocument { name: hostname.fqdn(), record_type: "CNAME".into(), content: format!("{address}.") }
+        }
     }
 }
 
@@ -299,7 +301,11 @@ impl DomainDraft {
         if let Some(id) = &self.app_instance_id
             && let Err(detail) = AppInstanceId::parse(id)
         {
-            errors.push(ValidationError::new(AttributePath::root("app_instance_id"), "Invalid app instance id", detail));
+            errors.push(ValidationError::new(
+                AttributePath::root("app_instance_id"),
+                "Invalid app instance id",
+                detail,
+            ));
         }
         if let Some(text) = &self.hostname {
             let path = AttributePath::root("hostname");
@@ -354,11 +360,11 @@ impl DomainSpec {
             vec![ValidationError::new(AttributePath::root(attribute), summary, detail)]
         };
         Ok(DomainSpec {
-            hostname: Hostname::parse(&document.hostname)
-                .map_err(|d| invalid("hostname", "Invalid hostname", d))?,
+            hostname: Hostname::parse(&document.hostname).map_err(|d| invalid("hostname", "Invalid hostname", d))?,
             app_instance_id: AppInstanceId::parse(&document.app_instance_id)
                 .map_err(|d| invalid("app_instance_id", "Invalid app instance id", d))?,
-            tls: TlsMode::parse(document.tls.as_deref().unwrap_or("acme")).map_err(|d| invalid("tls", "Invalid TLS mode", d))?,
+            tls: TlsMode::parse(document.tls.as_deref().unwrap_or("acme"))
+                .map_err(|d| invalid("tls", "Invalid TLS mode", d))?,
         })
     }
 }
@@ -424,13 +430,14 @@ mod tests {
     #[test]
     fn platform_records_are_a_aaaa_or_cname_by_public_address() {
         let hostname = Hostname::parse("acme.apps.example.net").unwrap();
-        let kinds: Vec<(String, String)> = ["203.0.113.7", "2001:db8::7", "ingress.example.net", "ingress.example.net."]
-            .iter()
-            .map(|address| {
-                let record = platform_record(&hostname, address);
-                (record.record_type, record.content)
-            })
-            .collect();
+        let kinds: Vec<(String, String)> =
+            ["203.0.113.7", "2001:db8::7", "ingress.example.net", "ingress.example.net."]
+                .iter()
+                .map(|address| {
+                    let record = platform_record(&hostname, address);
+                    (record.record_type, record.content)
+                })
+                .collect();
         assert_eq!(
             kinds,
             [

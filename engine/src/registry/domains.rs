@@ -8,7 +8,8 @@ use crate::model::TenantId;
 use crate::model::app_instance::AppInstanceId;
 use crate::model::domain::{DomainKind, DomainRecord, DomainSpec, DomainStatus, Hostname, TlsMode};
 
-const COLUMNS: &str = "hostname, tenant, instance, target, tls, kind, status, certificate_expires_at, owner, created_at";
+const COLUMNS: &str =
+    "hostname, tenant, instance, target, tls, kind, status, certificate_expires_at, owner, created_at";
 
 fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> RegistryError {
     move |source| RegistryError::Query { operation, source }

@@ -119,6 +119,14 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Dom
     }
 
     let kind = hostname.as_ref().and_then(|h| classify(h, context.platform_zone).ok());
+    if kind == Some(DomainKind::Platform) && context.dns.is_none() {
+        diagnostics.push(diagnostics::attribute_error(
+            &AttributePath::root("hostname"),
+            "No DNS to create the record in",
+            "a platform subdomain needs the provider's dns block (the PowerDNS API serving platform_zone); add it, or use a custom domain",
+        ));
+        return PlannedChange { planned_state: proposed.clone(), requires_replace, diagnostics };
+    }
     // The instance's target decides the record's address; unknown while the instance is being created.
     let instance = match &instance_id {
         Some(id) => context.registry.get_app_instance(id).await.ok().flatten(),
@@ -188,7 +196,10 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Dom
 
 fn document_from(value: &Value) -> Result<DomainDocument, pb::Diagnostic> {
     serde_json::from_value(value.to_known_json().unwrap_or_default()).map_err(|error| {
-        diagnostics::error("Domain values are incomplete", format!("{error}. This is a bug in the provider; please report it."))
+        diagnostics::error(
+            "Domain values are incomplete",
+            format!("{error}. This is a bug in the provider; please report it."),
+        )
     })
 }
 
@@ -277,14 +288,16 @@ pub async fn apply(
     };
     let record = context.apply(&spec, status).await.map_err(|error| vec![apply_error(&error)])?;
     tracing::info!(domain = %spec.hostname, status = record.status.as_str(), "domain applied");
-    let records = context.desired_records(&spec.hostname, record.kind, &record.target).map_err(|e| vec![apply_error(&e)])?;
+    let records =
+        context.desired_records(&spec.hostname, record.kind, &record.target).map_err(|e| vec![apply_error(&e)])?;
     let mut warnings = Vec::new();
     if record.status == DomainStatus::PendingVerification {
         let address = context.targets.public_address(&record.target).ok();
         warnings.push(pending_warning(&tenant, &spec.hostname, address));
     }
-    let state = state_of(&record, &records, record.status.as_str(), record.certificate_expires_at.clone(), planned, schema)
-        .map_err(|d| vec![d])?;
+    let state =
+        state_of(&record, &records, record.status.as_str(), record.certificate_expires_at.clone(), planned, schema)
+            .map_err(|d| vec![d])?;
     Ok((state, warnings))
 }
 
@@ -302,7 +315,11 @@ pub fn deadline(prior: &Value, planned: &Value) -> std::time::Duration {
     Timeouts::deadline(timeouts.as_ref(), operation)
 }
 
-fn observed_state(observed: &ObservedDomain, current: &Value, schema: &ResourceSchema) -> Result<Value, pb::Diagnostic> {
+fn observed_state(
+    observed: &ObservedDomain,
+    current: &Value,
+    schema: &ResourceSchema,
+) -> Result<Value, pb::Diagnostic> {
     state_of(
         &observed.record,
         &observed.dns_records,
@@ -321,9 +338,10 @@ pub async fn read(
 ) -> Result<Value, Vec<pb::Diagnostic>> {
     let hostname = Hostname::parse(current.get("hostname").as_str().unwrap_or_default())
         .map_err(|detail| vec![diagnostics::error("Invalid domain in state", detail)])?;
-    let observed = context.observe(&hostname).await.map_err(|error| {
-        vec![diagnostics::error("Cannot observe the domain", diagnostics::error_chain(&error))]
-    })?;
+    let observed = context
+        .observe(&hostname)
+        .await
+        .map_err(|error| vec![diagnostics::error("Cannot observe the domain", diagnostics::error_chain(&error))])?;
     match observed {
         None => Ok(Value::Null),
         Some(observed) => observed_state(&observed, current, schema).map_err(|d| vec![d]),
@@ -342,13 +360,16 @@ pub async fn import(
             format!("{detail}. Import a domain by its host name, e.g. terraform import atrium_domain.erp erp.acme.com"),
         )]
     })?;
-    let observed = context.observe(&hostname).await.map_err(|error| {
-        vec![diagnostics::error("Cannot observe the domain", diagnostics::error_chain(&error))]
-    })?;
+    let observed = context
+        .observe(&hostname)
+        .await
+        .map_err(|error| vec![diagnostics::error("Cannot observe the domain", diagnostics::error_chain(&error))])?;
     let Some(observed) = observed else {
         return Err(vec![diagnostics::error(
             "Cannot import a domain that does not exist",
-            format!("the registry has no domain \"{hostname}\"; import takes the host name as shown in the domain's id"),
+            format!(
+                "the registry has no domain \"{hostname}\"; import takes the host name as shown in the domain's id"
+            ),
         )]);
     };
     if observed.record.owner != super::tenant::OWNER {
