@@ -229,6 +229,28 @@ pub fn provider_example_with_test_services(platform_zone: &str) -> String {
         )
 }
 
+/// The emails the test SMTP sink holds for `recipient`, as raw text.
+pub fn mails_to(recipient: &str) -> Vec<String> {
+    let directory = PathBuf::from(service_variable("ATRIUM_TEST_SMTP_MAILDIR")).join("new");
+    let mut mails: Vec<String> = std::fs::read_dir(directory)
+        .map(|entries| entries.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect())
+        .unwrap_or_default();
+    mails.retain(|mail| mail.contains(&format!("X-RcptTo: {recipient}")));
+    mails
+}
+
+/// The example provider block with an `smtp` block on the test SMTP sink added.
+pub fn with_test_smtp(provider: &str) -> String {
+    provider.replacen(
+        "provider \"atrium\" {",
+        &format!(
+            "provider \"atrium\" {{\n  smtp = {{\n    url  = \"{}\"\n    from = \"Atrium <noreply@atrium.test>\"\n  }}\n",
+            service_variable("ATRIUM_TEST_SMTP_URL")
+        ),
+        1,
+    )
+}
+
 /// One call to the test PowerDNS API through curl: (HTTP status, body).
 pub fn powerdns(method: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let url = format!("{}/api/v1/servers/localhost{path}", service_variable("ATRIUM_TEST_PDNS_URL"));
@@ -282,9 +304,18 @@ impl Drop for TestZone {
 /// Fetches `https://HOST:PORT/PATH` from the test Caddy with curl, resolving
 /// the host to 127.0.0.1 and trusting only Pebble's root: (HTTP status, body).
 pub fn https_get(hostname: &str, path: &str) -> (u16, String) {
+    https_get_as(hostname, path, None)
+}
+
+/// Like [`https_get`], with basic auth as `user:password` when given.
+pub fn https_get_as(hostname: &str, path: &str, login: Option<&str>) -> (u16, String) {
     let port = service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT");
+    let mut command = Command::new("curl");
+    if let Some(login) = login {
+        command.args(["-u", login]);
+    }
     curl_status(
-        Command::new("curl")
+        command
             .args(["-s", "--max-time", "10", "--cacert"])
             .arg(service_variable("ATRIUM_TEST_ACME_ROOT_FILE"))
             .arg("--resolve")

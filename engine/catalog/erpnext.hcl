@@ -144,6 +144,7 @@ resources = {
 # Frappe's own command: it creates the user with every role except
 # Administrator, Guest and All, System Manager among them.
 manager_account = {
+  login_path = "/login"
   method = "command"
   role   = "System Manager"
   command = [

@@ -51,6 +51,7 @@ resources = {
 }
 
 manager_account = {
+  login_path = "/manage/"
   method = "environment"
   environment = {
     HELLO_MANAGER_EMAIL = "{manager.email}"

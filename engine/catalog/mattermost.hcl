@@ -88,6 +88,7 @@ resources = {
 # names allow no "@", so the manager signs in with the email address (allowed
 # by default) and the user name is the fixed, valid `manager`.
 manager_account = {
+  login_path = "/login"
   method = "command"
   role   = "system_admin"
   command = [

@@ -108,6 +108,7 @@ resources = {
 # pasted into the script. The manager joins the `admin` group, Nextcloud's
 # administrators. Running it twice changes nothing.
 manager_account = {
+  login_path = "/login"
   method = "command"
   role   = "admin"
   command = [

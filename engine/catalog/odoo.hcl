@@ -97,6 +97,7 @@ resources = {
 # quote in a name cannot break it; the code avoids braces because braces are
 # placeholders here. Running it twice changes nothing.
 manager_account = {
+  login_path = "/web/login"
   method = "command"
   role   = "base.group_system"
   command = [

@@ -93,6 +93,7 @@ resources = {
 # code avoids braces because braces are placeholders here. Running it twice
 # changes nothing.
 manager_account = {
+  login_path = "/login"
   method = "command"
   role   = "Administrator"
   command = [

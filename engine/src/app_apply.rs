@@ -16,16 +16,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backends::mailer::Mailer;
 use crate::backends::{ObservedContainer, Runtime, RuntimeError, with_retries};
 use crate::catalog::{
     Catalog, CatalogEntry, ContainerRole, RenderInput, RenderedApp, VolumeSpec, labels, render, required_secrets,
 };
-use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec};
-use crate::model::tenant::TenantRecord;
+use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, WelcomeState};
+use crate::model::tenant::{TenantRecord, TenantStatus};
 use crate::observe::AppObservations;
 use crate::password::Password;
 use crate::registry::{Registry, RegistryError, now_rfc3339};
 use crate::targets::{TargetError, Targets};
+use crate::welcome::welcome_email;
 
 /// Why an app instance change did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,8 @@ pub enum AppApplyError {
     Catalog { id: AppInstanceId, reason: String },
     #[error("applying app instance {id} was cancelled before it started; nothing was changed")]
     Cancelled { id: AppInstanceId },
+    #[error("tenant {tenant} of app instance {id} is suspended ({reason})")]
+    Suspended { id: AppInstanceId, tenant: String, reason: String },
     #[error("app instance {id} runs, but its domains' routes could not be pointed at it")]
     Routes {
         id: AppInstanceId,
@@ -83,6 +87,9 @@ impl AppApplyError {
 pub struct Deployment {
     pub record: AppInstanceRecord,
     pub new_manager_password: Option<Password>,
+    /// Why the welcome email did not go out, when it should have: the
+    /// deployment itself succeeded, so this is a warning (retried next apply).
+    pub welcome_warning: Option<String>,
 }
 
 /// What every app instance operation needs.
@@ -92,6 +99,8 @@ pub struct AppContext<'a> {
     pub observations: &'a AppObservations,
     pub catalog: &'a Catalog,
     pub targets: &'a Targets,
+    /// Sends welcome emails; `None` when no SMTP relay is configured.
+    pub mailer: Option<&'a dyn Mailer>,
     pub owner: &'a str,
     pub deadline: Duration,
     pub cancelled: tokio::sync::watch::Receiver<bool>,
@@ -104,6 +113,8 @@ pub enum InstanceHealth {
     Stopped,
     Missing,
     Drifted,
+    /// Stopped on purpose: the tenant is suspended (expired).
+    Suspended,
 }
 
 impl InstanceHealth {
@@ -113,6 +124,7 @@ impl InstanceHealth {
             InstanceHealth::Stopped => "stopped",
             InstanceHealth::Missing => "missing",
             InstanceHealth::Drifted => "drifted",
+            InstanceHealth::Suspended => "suspended",
         }
     }
 }
@@ -271,7 +283,12 @@ impl AppContext<'_> {
             Some(_) => runtime.inspect(name).await.map_err(runtime_error())?,
             None => None,
         };
-        let health = compare(observed.as_ref(), &rendered);
+        let health = match compare(observed.as_ref(), &rendered) {
+            // A suspended tenant's containers are meant to be stopped.
+            InstanceHealth::Stopped if tenant.status != TenantStatus::Active => InstanceHealth::Suspended,
+            InstanceHealth::Running if tenant.status != TenantStatus::Active => InstanceHealth::Drifted,
+            health => health,
+        };
         Ok(Some((record, health)))
     }
 
@@ -307,13 +324,84 @@ impl AppContext<'_> {
         }
         self.observations.clear().await;
         let _slot = self.targets.deployment_slot(&spec.target).await;
-        let result = self.deploy_steps(spec).await;
+        let result = match self.deploy_steps(spec).await {
+            Ok(deployment) => self.send_welcome(deployment).await,
+            Err(error) => Err(error),
+        };
         self.observations.clear().await;
         result
     }
 
+    /// Sends the welcome email of a deployment whose welcome is pending (a
+    /// first deployment, or a send that failed before). A failed send leaves
+    /// it pending and becomes a warning: the app itself is deployed.
+    async fn send_welcome(&self, mut deployment: Deployment) -> Result<Deployment, AppApplyError> {
+        let (Some(password), WelcomeState::Pending) = (&deployment.new_manager_password, deployment.record.welcome)
+        else {
+            return Ok(deployment);
+        };
+        let id = deployment.record.spec.id.clone();
+        let Some(mailer) = self.mailer else {
+            deployment.record.welcome = WelcomeState::Off;
+            deployment.welcome_warning = Some(
+                "no SMTP relay is configured (the provider's smtp block), so the welcome email with the manager's \
+                 initial password was not sent; set admin_password to give the manager a password you know"
+                    .to_owned(),
+            );
+            self.registry.put_app_instance(&deployment.record).await.map_err(self.registry_error(&id))?;
+            return Ok(deployment);
+        };
+        let tenant = self.tenant(&deployment.record.spec).await?;
+        let entry = self.entry(&deployment.record.spec)?;
+        let addresses = self.addresses(&deployment.record).await?;
+        let email = welcome_email(&tenant, &deployment.record.spec, entry, &addresses, password);
+        match mailer.send(&email).await {
+            Ok(()) => {
+                tracing::info!(instance = %id, to = %email.to_address, "welcome email sent");
+                deployment.record.welcome = WelcomeState::Sent;
+                self.registry.put_app_instance(&deployment.record).await.map_err(self.registry_error(&id))?;
+            }
+            Err(error) => {
+                tracing::warn!(instance = %id, error = %error, "welcome email not sent");
+                deployment.welcome_warning = Some(format!(
+                    "the welcome email to {} was not sent ({}); the next terraform apply sets a new password and sends it again",
+                    email.to_address,
+                    crate::backends::error_chain(&error)
+                ));
+            }
+        }
+        Ok(deployment)
+    }
+
+    /// An instance's addresses for people, best first: its active domains, else its internal URL.
+    async fn addresses(&self, record: &AppInstanceRecord) -> Result<Vec<String>, AppApplyError> {
+        let domains =
+            self.registry.domains_of_instance(&record.spec.id).await.map_err(self.registry_error(&record.spec.id))?;
+        let mut addresses: Vec<String> = domains
+            .iter()
+            .filter(|domain| domain.status == crate::model::domain::DomainStatus::Active)
+            .map(|domain| match domain.spec.tls {
+                crate::model::domain::TlsMode::Acme => format!("https://{}", domain.spec.hostname),
+                crate::model::domain::TlsMode::None => format!("http://{}", domain.spec.hostname),
+            })
+            .collect();
+        if addresses.is_empty()
+            && let Some(port) = record.published_port
+        {
+            addresses.push(format!("http://127.0.0.1:{port}"));
+        }
+        Ok(addresses)
+    }
+
     async fn deploy_steps(&self, spec: &AppInstanceSpec) -> Result<Deployment, AppApplyError> {
         let tenant = self.tenant(spec).await?;
+        if tenant.status != TenantStatus::Active {
+            return Err(AppApplyError::Suspended {
+                id: spec.id.clone(),
+                tenant: tenant.spec.name.to_string(),
+                reason: tenant.spec.status_reason(tenant.status).unwrap_or_default(),
+            });
+        }
         if spec.users > tenant.spec.user_quota {
             return Err(AppApplyError::OverQuota {
                 id: spec.id.clone(),
@@ -327,9 +415,11 @@ impl AppContext<'_> {
         let runtime = self.runtime(&spec.id, &spec.target).await?;
         // The manager's password stays while nothing asks for a new one: a
         // new password_version, or an admin_password its hash does not match.
+        // A pending welcome email gets a new password too: the old one never reached anybody.
         let (manager_password_hash, new_password) = match &existing {
             Some(record)
                 if record.spec.password_version == spec.password_version
+                    && record.welcome != WelcomeState::Pending
                     && !record.manager_password_hash.is_empty()
                     && spec.admin_password.as_ref().is_none_or(|p| p.matches(&record.manager_password_hash)) =>
             {
@@ -365,7 +455,7 @@ impl AppContext<'_> {
                 };
                 self.registry.put_app_instance(&updated).await.map_err(self.registry_error(&spec.id))?;
                 self.repoint_routes(&updated).await?;
-                return Ok(Deployment { record: updated, new_manager_password: new_password });
+                return Ok(Deployment { record: updated, new_manager_password: new_password, welcome_warning: None });
             }
         }
 
@@ -437,6 +527,11 @@ impl AppContext<'_> {
             published_port: observed.and_then(|o| o.published_port),
             secrets,
             manager_password_hash,
+            welcome: match &existing {
+                Some(record) => record.welcome,
+                None if tenant.spec.welcome_email => WelcomeState::Pending,
+                None => WelcomeState::Off,
+            },
             owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.to_owned()),
             created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
         };
@@ -447,7 +542,7 @@ impl AppContext<'_> {
             let old_name = crate::catalog::render_app_container_name(spec, old);
             with_retries(self.deadline, || runtime.remove_container(&old_name)).await.map_err(runtime_error())?;
         }
-        Ok(Deployment { record, new_manager_password: new_password })
+        Ok(Deployment { record, new_manager_password: new_password, welcome_warning: None })
     }
 
     /// Destroys an instance: its containers, its network when unused, and its

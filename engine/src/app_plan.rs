@@ -180,6 +180,7 @@ mod tests {
             published_port: Some(32768),
             secrets: BTreeMap::new(),
             manager_password_hash: "$6$rounds=5000$c2FsdA$sample".into(),
+            welcome: crate::model::app_instance::WelcomeState::Sent,
             owner: "terraform".into(),
             created_at: "2026-11-23T09:00:00Z".into(),
         }

@@ -22,8 +22,10 @@ use crate::model::domain::{
     DnsRecordDocument, DomainKind, DomainRecord, DomainSpec, DomainStatus, Hostname, TlsMode, classify,
     platform_record, verification_for, zone_name,
 };
+use crate::model::tenant::TenantStatus;
 use crate::observe::DomainObservations;
 use crate::registry::{Registry, RegistryError, now_rfc3339};
+use crate::suspension::suspended_handler;
 use crate::targets::{TargetError, Targets};
 
 /// The TTL of platform records: short, so a move to another target is seen within minutes.
@@ -153,6 +155,11 @@ impl DomainApplyContext<'_> {
         }
     }
 
+    /// Whether the tenant is suspended (as last enforced), so its domains answer with the suspension page.
+    pub async fn tenant_suspended(&self, tenant: &crate::model::TenantId) -> bool {
+        matches!(self.registry.get_tenant(tenant).await, Ok(Some(record)) if record.status != TenantStatus::Active)
+    }
+
     /// Whether a custom domain's verification record resolves to the tenant's value.
     pub async fn verification_resolves(&self, tenant: &str, hostname: &Hostname) -> Result<bool, DomainApplyError> {
         let verification = verification_for(tenant, hostname);
@@ -229,11 +236,13 @@ impl DomainApplyContext<'_> {
             });
         }
         let ingress = self.targets.ingress(&target).await.map_err(self.target_error(hostname, &target))?;
-        let route = RouteSpec {
-            hostname: hostname.to_string(),
-            tls: spec.tls == TlsMode::Acme,
-            handler: RouteHandler::Proxy { upstream },
-        };
+        // A suspended tenant's domains answer with the suspension page.
+        let handler =
+            match self.registry.get_tenant(&instance_id.tenant_id).await.map_err(self.registry_error(hostname))? {
+                Some(tenant) if tenant.status != TenantStatus::Active => suspended_handler(&tenant),
+                _ => RouteHandler::Proxy { upstream },
+            };
+        let route = RouteSpec { hostname: hostname.to_string(), tls: spec.tls == TlsMode::Acme, handler };
 
         // The journal: the row exists before anything it names.
         let mut record = DomainRecord {
@@ -367,6 +376,7 @@ impl DomainApplyContext<'_> {
         let instance =
             self.observations.instance(self.registry, &record.spec.app_instance_id).await.map_err(registry_error())?;
         let mut drifted = false;
+        let mut suspended = false;
         let mut dns_records = Vec::new();
         if record.kind == DomainKind::Platform {
             let (dns, zone) = self.dns_for(hostname)?;
@@ -394,10 +404,18 @@ impl DomainApplyContext<'_> {
                 .routes(&record.target, ingress.as_ref())
                 .await
                 .map_err(self.ingress_error(hostname, &record.target))?;
-            let wanted_upstream = instance.as_ref().and_then(upstream_of);
+            let tenant = self
+                .observations
+                .tenant(self.registry, &record.spec.app_instance_id.tenant_id)
+                .await
+                .map_err(registry_error())?;
+            suspended = tenant.as_ref().is_some_and(|tenant| tenant.status != TenantStatus::Active);
+            let wanted = match &tenant {
+                Some(tenant) if suspended => Some(suspended_handler(tenant)),
+                _ => instance.as_ref().and_then(upstream_of).map(|upstream| RouteHandler::Proxy { upstream }),
+            };
             let route_matches = routes.get(hostname.as_str()).is_some_and(|route: &ObservedRoute| {
-                route.tls == (record.spec.tls == TlsMode::Acme)
-                    && matches!(&route.handler, Some(RouteHandler::Proxy { upstream }) if Some(upstream) == wanted_upstream.as_ref())
+                route.tls == (record.spec.tls == TlsMode::Acme) && route.handler.is_some() && route.handler == wanted
             });
             drifted |= !route_matches;
             if record.spec.tls == TlsMode::Acme {
@@ -407,7 +425,13 @@ impl DomainApplyContext<'_> {
                 };
             }
         }
-        let status = if drifted { "drifted" } else { record.status.as_str() };
+        let status = if drifted {
+            "drifted"
+        } else if suspended {
+            "suspended"
+        } else {
+            record.status.as_str()
+        };
         Ok(Some(ObservedDomain { record, dns_records, status, certificate_expires_at }))
     }
 }

@@ -17,9 +17,11 @@ pub mod observe;
 pub mod password;
 pub mod plan;
 pub mod registry;
+pub mod suspension;
 pub mod targets;
 pub mod tenant_apply;
 #[doc(hidden)]
 pub mod test_services;
+pub mod welcome;
 
 pub use attribute::{AttributePath, ValidationError};

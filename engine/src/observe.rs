@@ -179,6 +179,7 @@ type ZoneSnapshot = Snapshot<(String, String), RecordSet>;
 #[derive(Default)]
 pub struct DomainObservations {
     domains: Snapshot<Hostname, DomainRecord>,
+    tenants: Snapshot<TenantId, TenantRecord>,
     instances: Snapshot<AppInstanceId, AppInstanceRecord>,
     routes: Mutex<HashMap<String, Arc<Snapshot<String, ObservedRoute>>>>,
     zones: Mutex<HashMap<String, Arc<ZoneSnapshot>>>,
@@ -215,6 +216,17 @@ impl DomainObservations {
         Ok(snapshot.get(id).cloned())
     }
 
+    pub async fn tenant(&self, registry: &Registry, id: &TenantId) -> Result<Option<TenantRecord>, RegistryError> {
+        let snapshot = self
+            .tenants
+            .get(|| async {
+                let records = registry.list_tenants().await?;
+                Ok(records.into_iter().map(|record| (record.spec.name.clone(), record)).collect())
+            })
+            .await?;
+        Ok(snapshot.get(id).cloned())
+    }
+
     /// Atrium's routes on `target` by host name, from one config read per window.
     pub async fn routes(
         &self,
@@ -246,6 +258,7 @@ impl DomainObservations {
     /// Forgets every snapshot (after a write through this process).
     pub async fn clear(&self) {
         self.domains.clear().await;
+        self.tenants.clear().await;
         self.instances.clear().await;
         self.routes.lock().await.clear();
         self.zones.lock().await.clear();

@@ -7,6 +7,9 @@
 
 use sha_crypt::{PasswordHasher, PasswordVerifier, ShaCrypt};
 
+/// SHA-512-crypt's default rounds, which crypt leaves out of a hash.
+const DEFAULT_ROUNDS: &str = "rounds=5000$";
+
 /// A password in clear. Its `Debug` form is redacted so that it never reaches
 /// a log line by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -30,20 +33,28 @@ impl Password {
         &self.0
     }
 
-    /// A salted SHA-512-crypt hash (`$6$rounds=5000$salt$…`), the form the
-    /// registry keeps and crypt-based apps read.
+    /// A salted SHA-512-crypt hash in its short form (`$6$salt$…`, 98
+    /// characters: the default 5000 rounds left implicit, an 8-character
+    /// salt), the form the registry keeps and crypt-based apps read. Short
+    /// matters: busybox httpd reads its configuration in lines of at most 159
+    /// characters, and a login line holds the manager's email too.
     pub fn hash(&self) -> String {
-        let salt = random_bytes::<12>();
+        let salt = random_bytes::<6>();
         ShaCrypt::default()
             .hash_password_with_salt(self.0.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
+            .map(|hash| hash.to_string().replacen(DEFAULT_ROUNDS, "", 1))
             // Hashing fails only for parameters we never pass (bad rounds or version).
             .unwrap_or_default()
     }
 
     /// Whether `hash` (from [`Password::hash`]) was made from this password.
     pub fn matches(&self, hash: &str) -> bool {
-        !hash.is_empty() && ShaCrypt::default().verify_password(self.0.as_bytes(), hash).is_ok()
+        // Crypt's rule: no rounds field means the default rounds.
+        let explicit = match hash.strip_prefix("$6$") {
+            Some(rest) if !rest.starts_with("rounds=") => format!("$6${DEFAULT_ROUNDS}{rest}"),
+            _ => hash.to_owned(),
+        };
+        !hash.is_empty() && ShaCrypt::default().verify_password(self.0.as_bytes(), explicit.as_str()).is_ok()
     }
 }
 
@@ -71,7 +82,8 @@ mod tests {
     fn a_hash_matches_its_password_only() {
         let password = Password::new("correct horse");
         let hash = password.hash();
-        assert!(hash.starts_with("$6$"), "{hash}");
+        assert!(hash.starts_with("$6$") && !hash.contains("rounds="), "{hash}");
+        assert_eq!(hash.len(), 98, "{hash}");
         assert!(password.matches(&hash));
         assert!(!Password::new("correct horse!").matches(&hash));
         assert!(!password.matches(""));

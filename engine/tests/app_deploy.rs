@@ -47,6 +47,7 @@ impl Fixture {
             observations: &self.observations,
             catalog: &self.catalog,
             targets: &self.targets,
+            mailer: None,
             owner: "terraform",
             deadline,
             cancelled,
@@ -257,6 +258,87 @@ async fn manager_password_guards_the_manager_area_and_rotates() {
     context.destroy(&spec.id).await.unwrap();
 }
 
+/// The emails the SMTP sink holds for `recipient`, as raw text.
+fn mails_to(recipient: &str) -> Vec<String> {
+    let directory = std::path::PathBuf::from(service_variable("ATRIUM_TEST_SMTP_MAILDIR")).join("new");
+    let mut mails: Vec<String> = std::fs::read_dir(directory)
+        .map(|entries| entries.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect())
+        .unwrap_or_default();
+    mails.retain(|mail| mail.contains(&format!("X-RcptTo: {recipient}")));
+    mails
+}
+
+fn password_in(mail: &str) -> String {
+    mail.lines()
+        .find_map(|line| line.strip_prefix("Password: "))
+        .expect("the welcome email has a password")
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn welcome_email_arrives_once_and_a_failed_send_is_retried_with_a_new_password() {
+    use atrium_engine::backends::mailer::SmtpMailer;
+    use atrium_engine::model::app_instance::WelcomeState;
+    let fixture = Fixture::new("welcome").await;
+    let tenant_id = atrium_engine::model::TenantId::parse(&fixture.tenant).unwrap();
+    let mut tenant = fixture.registry.get_tenant(&tenant_id).await.unwrap().unwrap().spec;
+    let manager = format!("manager-{}@welcome.example", fixture.tenant);
+    tenant.manager.email = manager.clone();
+    tenant.welcome_email = true;
+    fixture.registry.update_tenant(&tenant).await.unwrap();
+    let mailer = SmtpMailer::new(&service_variable("ATRIUM_TEST_SMTP_URL"), "Atrium <noreply@atrium.test>").unwrap();
+    let mut context = fixture.context(Duration::from_secs(30));
+    context.mailer = Some(&mailer);
+
+    let spec = fixture.spec("1.1");
+    let deployment = context.deploy(&spec).await.unwrap();
+    assert_eq!((deployment.record.welcome, deployment.welcome_warning), (WelcomeState::Sent, None));
+    let mails = mails_to(&manager);
+    assert_eq!(mails.len(), 1, "exactly one welcome email");
+    assert!(mails[0].contains("Subject: Your Hello for Test is ready"), "{}", mails[0]);
+    let port = deployment.record.published_port.unwrap();
+    assert!(mails[0].contains(&format!("http://127.0.0.1:{port}/manage/")), "{}", mails[0]);
+    let password = password_in(&mails[0]);
+    assert_eq!(status(&http_get_as(port, "/manage/", Some((&manager, &password)))), "200");
+    // Later deployments send nothing.
+    context.deploy(&fixture.spec("1.0")).await.unwrap();
+    assert_eq!(mails_to(&manager).len(), 1, "never re-sent by later applies");
+
+    // A second instance whose send fails: deployed, warned, pending; the next deploy sends with a new password.
+    let broken = SmtpMailer::new("smtp://127.0.0.1:9", "Atrium <noreply@atrium.test>").unwrap();
+    context.mailer = Some(&broken);
+    let mut second = fixture.spec("1.1");
+    second.id.name = "shop".into();
+    let deployment = context.deploy(&second).await.unwrap();
+    assert_eq!(deployment.record.welcome, WelcomeState::Pending);
+    assert!(
+        deployment.welcome_warning.as_deref().is_some_and(|w| w.contains(&manager)),
+        "{:?}",
+        deployment.welcome_warning
+    );
+    context.mailer = Some(&mailer);
+    let retried = context.deploy(&second).await.unwrap();
+    assert_eq!(retried.record.welcome, WelcomeState::Sent);
+    assert_eq!(retried.record.generation, deployment.record.generation + 1, "the new password needs a new container");
+    let mails = mails_to(&manager);
+    assert_eq!(mails.len(), 2);
+    let port = retried.record.published_port.unwrap();
+    let mail = mails.iter().find(|mail| mail.contains(&format!("127.0.0.1:{port}"))).expect("the second welcome email");
+    assert_eq!(status(&http_get_as(port, "/manage/", Some((&manager, &password_in(mail))))), "200");
+
+    // welcome_email = false sends nothing.
+    tenant.welcome_email = false;
+    fixture.registry.update_tenant(&tenant).await.unwrap();
+    let mut third = fixture.spec("1.1");
+    third.id.name = "quiet".into();
+    assert_eq!(context.deploy(&third).await.unwrap().record.welcome, WelcomeState::Off);
+    assert_eq!(mails_to(&manager).len(), 2);
+    for id in [spec.id, second.id, third.id] {
+        context.destroy(&id).await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_quota_and_unmanaged_name_clashes_are_refused() {
     let fixture = Fixture::new("guard").await;
@@ -400,6 +482,7 @@ async fn a_target_whose_docker_engine_is_down_fails_clearly_and_records_nothing(
         observations: &observations,
         catalog: &catalog,
         targets: &targets,
+        mailer: None,
         owner: "terraform",
         deadline: Duration::from_secs(5),
         cancelled,

@@ -79,6 +79,7 @@ impl Fixture {
             observations: &self.app_observations,
             catalog: &self.catalog,
             targets: &self.targets,
+            mailer: None,
             owner: "terraform",
             deadline: Duration::from_secs(30),
             cancelled,

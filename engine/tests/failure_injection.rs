@@ -65,6 +65,14 @@ impl Runtime for FailingRuntime {
         self.step("remove container")?;
         self.inner.remove_container(name).await
     }
+    async fn stop_container(&self, name: &str) -> Result<(), RuntimeError> {
+        self.step("stop container")?;
+        self.inner.stop_container(name).await
+    }
+    async fn start_container(&self, name: &str) -> Result<(), RuntimeError> {
+        self.step("start container")?;
+        self.inner.start_container(name).await
+    }
     async fn list_managed(&self) -> Result<Vec<ObservedContainer>, RuntimeError> {
         self.inner.list_managed().await
     }
@@ -122,6 +130,7 @@ async fn check_step(fail_at: usize, existing_version: Option<&str>, version: &st
             observations: &observations,
             catalog: &catalog,
             targets,
+            mailer: None,
             owner: "terraform",
             deadline: Duration::from_secs(30),
             cancelled,

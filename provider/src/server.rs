@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use atrium_engine::app_apply::AppContext;
+use atrium_engine::backends::mailer::SmtpMailer;
 use atrium_engine::backends::powerdns::PowerDns;
 use atrium_engine::backends::resolver::DnsResolver;
 use atrium_engine::catalog::Catalog;
@@ -37,6 +38,8 @@ struct Configured {
     dns: Option<PowerDns>,
     resolver: DnsResolver,
     platform_zone: Option<String>,
+    /// The SMTP relay for welcome emails, when the provider has an `smtp` block.
+    mailer: Option<SmtpMailer>,
 }
 
 impl Configured {
@@ -50,6 +53,7 @@ impl Configured {
             observations: &self.app_observations,
             catalog: &self.catalog,
             targets: &self.targets,
+            mailer: self.mailer.as_ref().map(|mailer| mailer as &dyn atrium_engine::backends::mailer::Mailer),
             owner: tenant::OWNER,
             deadline,
             cancelled,
@@ -399,6 +403,20 @@ impl Provider for AtriumProvider {
                 return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
             }
         };
+        let mailer = match &document.smtp {
+            None => None,
+            Some(smtp) => match SmtpMailer::new(&smtp.url, &smtp.from) {
+                Ok(mailer) => Some(mailer),
+                Err(error) => {
+                    let diagnostic = diagnostics::attribute_error(
+                        &atrium_engine::AttributePath::root("smtp"),
+                        "Cannot use the SMTP relay",
+                        diagnostics::error_chain(&error),
+                    );
+                    return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
+                }
+            },
+        };
         match Registry::connect(&url).await {
             Ok(registry) => {
                 tracing::debug!(registry = registry.url_for_messages(), terraform = %request.terraform_version, "provider configured");
@@ -411,6 +429,7 @@ impl Provider for AtriumProvider {
                     dns,
                     resolver,
                     platform_zone: document.platform_zone.clone(),
+                    mailer,
                 };
                 *self.configured.write().await = Some(Arc::new(configured));
                 Ok(Response::new(pb::configure_provider::Response { diagnostics: Vec::new() }))
@@ -537,7 +556,8 @@ impl Provider for AtriumProvider {
                 diagnostics: planned.diagnostics,
             }
         } else {
-            tenant::plan(&prior, &proposed, &config)
+            let configured = self.configured().await.ok();
+            tenant::plan(&prior, &proposed, &config, configured.as_ref().map(|c| c.registry())).await
         };
         Ok(Response::new(pb::plan_resource_change::Response {
             planned_state: encode(&planned.planned_state, &schema.value_type),
@@ -565,12 +585,23 @@ impl Provider for AtriumProvider {
                 let context = configured.app_context(app_instance::deadline(&prior, &planned), cancelled);
                 let config =
                     decode(request.config.as_ref(), &schema.value_type, "configuration").map_err(|d| vec![d])?;
-                (app_instance::apply(&context, schema, &prior, &planned, &config).await?, Vec::new())
+                app_instance::apply(&context, schema, &prior, &planned, &config).await?
             } else if request.type_name == DOMAIN_TYPE {
                 let context = configured.domain_context(domain::deadline(&prior, &planned), cancelled);
                 domain::apply(&context, schema, &prior, &planned).await?
             } else {
-                (tenant::apply(&configured.tenant_observer, schema, &prior, &planned, cancelled).await?, Vec::new())
+                (
+                    tenant::apply(
+                        &configured.tenant_observer,
+                        &configured.targets,
+                        schema,
+                        &prior,
+                        &planned,
+                        cancelled,
+                    )
+                    .await?,
+                    Vec::new(),
+                )
             };
             Ok::<_, Vec<pb::Diagnostic>>((encode(&state.0, &schema.value_type), state.1))
         }

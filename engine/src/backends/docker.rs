@@ -16,7 +16,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptions, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -315,6 +315,30 @@ impl Runtime for DockerRuntime {
             Err(error) if is_not_found(&error) => Ok(()),
             Err(error) => Err(self.api_error("remove container", name)(error)),
         }
+    }
+
+    async fn stop_container(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.api().inspect_container(name, None::<InspectContainerOptions>).await {
+            Ok(existing) if Self::is_managed(existing.config.as_ref().and_then(|c| c.labels.as_ref())) => {}
+            Ok(_) => return Err(self.not_managed(format!("container {name}"))),
+            Err(error) if is_not_found(&error) => return Ok(()),
+            Err(error) => return Err(self.api_error("inspect container", name)(error)),
+        }
+        // Docker answers 304 for a container that is already stopped, which bollard reports as success.
+        match self.api().stop_container(name, None::<StopContainerOptions>).await {
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(self.api_error("stop container", name)(error)),
+        }
+    }
+
+    async fn start_container(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.api().inspect_container(name, None::<InspectContainerOptions>).await {
+            Ok(existing) if Self::is_managed(existing.config.as_ref().and_then(|c| c.labels.as_ref())) => {}
+            Ok(_) => return Err(self.not_managed(format!("container {name}"))),
+            Err(error) => return Err(self.api_error("inspect container", name)(error)),
+        }
+        self.api().start_container(name, None).await.map_err(self.api_error("start container", name))
     }
 
     async fn list_managed(&self) -> Result<Vec<ObservedContainer>, RuntimeError> {

@@ -9,6 +9,7 @@ pub mod caddy;
 pub mod dns;
 pub mod docker;
 pub mod ingress;
+pub mod mailer;
 pub mod powerdns;
 pub mod resolver;
 
@@ -94,6 +95,10 @@ pub trait Runtime: Send + Sync {
     async fn ensure_container(&self, spec: &ContainerSpec) -> Result<(), RuntimeError>;
     /// Removes a managed container (stopping it); a missing one is fine.
     async fn remove_container(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Stops a managed container, keeping it and its volumes; a stopped or missing one is fine.
+    async fn stop_container(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Starts a managed, stopped container; a running one is fine.
+    async fn start_container(&self, name: &str) -> Result<(), RuntimeError>;
     /// Every managed container, from one list call; environment and limits
     /// are filled only by [`Runtime::inspect`].
     async fn list_managed(&self) -> Result<Vec<ObservedContainer>, RuntimeError>;
@@ -126,6 +131,19 @@ impl Retryable for dns::DnsError {
     fn is_retryable(&self) -> bool {
         dns::DnsError::is_retryable(self)
     }
+}
+
+/// An error and its sources as one line (`a: b: c`), for messages that go
+/// to people rather than to logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Runs `operation` again while it fails with a retryable error (5xx, 429,

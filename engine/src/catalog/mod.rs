@@ -107,6 +107,10 @@ pub struct ManagerAccountEntry {
     /// The role the manager gets, as the app names it (documentation and checks).
     #[serde(default)]
     pub role: Option<String>,
+    /// Where the manager signs in, relative to the app's address (e.g. `/web/login`);
+    /// the welcome email links to it.
+    #[serde(default)]
+    pub login_path: Option<String>,
 }
 
 /// How the tenant's user limit reaches the app.

@@ -164,6 +164,12 @@ pub struct AppInstanceDocument {
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub deployed_at: Option<String>,
+    /// The welcome email with the app's address and the manager's login: `sent`; `pending` when sending
+    /// failed (the next apply sets a new password and sends again); `off` when the tenant wants none
+    /// (`welcome_email = false`) or the provider has no `smtp` block.
+    #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
+    pub welcome_email_status: Option<String>,
 }
 
 /// What the engine knows about the platform when it validates an instance.
@@ -530,6 +536,32 @@ impl AppInstanceSpec {
     }
 }
 
+/// Whether an app instance's welcome email (its address and the manager's
+/// login) went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WelcomeState {
+    Sent,
+    /// A send failed: the next apply sets a new password (the old one reached
+    /// nobody) and sends again.
+    Pending,
+    /// The tenant wants no welcome email, or no SMTP relay is configured.
+    Off,
+}
+
+impl WelcomeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WelcomeState::Sent => "sent",
+            WelcomeState::Pending => "pending",
+            WelcomeState::Off => "off",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<WelcomeState> {
+        [WelcomeState::Sent, WelcomeState::Pending, WelcomeState::Off].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// An instance as the registry records it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppInstanceRecord {
@@ -545,6 +577,8 @@ pub struct AppInstanceRecord {
     /// The manager's password as a salted SHA-512-crypt hash; the clear
     /// password is never recorded.
     pub manager_password_hash: String,
+    /// Whether the instance's welcome email went out.
+    pub welcome: WelcomeState,
     pub owner: String,
     pub created_at: String,
 }

@@ -124,10 +124,15 @@ pub struct TenantDocument {
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub id: Option<String>,
-    /// `active`, `suspended` or `expired`.
+    /// `active`, or `suspended` once `expires_on` has passed: the tenant's apps are stopped (not removed,
+    /// data kept) and its domains answer 503 with a short page. Extending `expires_on` resumes everything.
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub status: Option<String>,
+    /// Why the tenant is not active, e.g. `expired on 2026-01-31: …`; null while active.
+    #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
+    pub status_reason: Option<String>,
     /// When the tenant was created, as an RFC 3339 timestamp (UTC).
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
@@ -289,6 +294,34 @@ impl TenantSpec {
     }
 }
 
+impl TenantSpec {
+    /// The status the tenant should have on `today`: suspended once
+    /// `expires_on` has passed (the day itself still counts), active otherwise.
+    pub fn desired_status(&self, today: Date) -> TenantStatus {
+        match self.expires_on {
+            Some(expires_on) if expires_on < today => TenantStatus::Suspended,
+            _ => TenantStatus::Active,
+        }
+    }
+
+    /// Why the tenant has `status`, for people; `None` when active.
+    pub fn status_reason(&self, status: TenantStatus) -> Option<String> {
+        match (status, self.expires_on) {
+            (TenantStatus::Active, _) => None,
+            (_, Some(expires_on)) => Some(format!(
+                "expired on {}: its apps are stopped and its domains answer 503; data is kept, and extending expires_on resumes everything",
+                validate::format_date(expires_on)
+            )),
+            (_, None) => Some("suspended: its apps are stopped and its domains answer 503; data is kept".to_owned()),
+        }
+    }
+}
+
+/// Today's date in UTC.
+pub fn today() -> Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
 /// A tenant as the registry records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRecord {
@@ -315,6 +348,7 @@ impl TenantRecord {
             timeouts,
             id: Some(self.spec.name.to_string()),
             status: Some(self.status.as_str().to_owned()),
+            status_reason: self.spec.status_reason(self.status),
             created_at: Some(self.created_at.clone()),
         }
     }

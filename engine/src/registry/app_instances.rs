@@ -7,11 +7,11 @@ use sqlx::any::AnyRow;
 
 use super::{Registry, RegistryError, now_rfc3339};
 use crate::model::TenantId;
-use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, Resources};
+use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, Resources, WelcomeState};
 
 const COLUMNS: &str = "tenant, name, app, channel, version, target, users, resources, environment, extra_volumes, \
     delete_data_on_destroy, generation, previous_version, deployed_at, published_port, secrets, owner, created_at, \
-    files, manager_password_hash, password_version";
+    files, manager_password_hash, password_version, welcome_state";
 
 fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> RegistryError {
     move |source| RegistryError::Query { operation, source }
@@ -55,6 +55,10 @@ fn record_from_row(row: &AnyRow) -> Result<AppInstanceRecord, RegistryError> {
         published_port: published_port.and_then(|p| u16::try_from(p).ok()),
         secrets: json_map("secrets")?,
         manager_password_hash: text("manager_password_hash")?,
+        welcome: {
+            let state = text("welcome_state")?;
+            WelcomeState::parse(&state).ok_or_else(|| corrupt(format!("welcome_state {state:?}")))?
+        },
         owner: text("owner")?,
         created_at: text("created_at")?,
     })
@@ -89,11 +93,11 @@ impl Registry {
         let spec = &record.spec;
         let sql = sqlx::AssertSqlSafe(format!(
             "INSERT INTO app_instances ({COLUMNS}, updated_at) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20, $21, $22, $19) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20, $21, $22, $23, $19) \
              ON CONFLICT (tenant, name) DO UPDATE SET app = $3, channel = $4, version = $5, target = $6, users = $7, \
              resources = $8, environment = $9, extra_volumes = $10, delete_data_on_destroy = $11, generation = $12, \
              previous_version = $13, deployed_at = $14, published_port = $15, secrets = $16, updated_at = $19, \
-             files = $20, manager_password_hash = $21, password_version = $22"
+             files = $20, manager_password_hash = $21, password_version = $22, welcome_state = $23"
         ));
         sqlx::query(sql)
             .bind(spec.id.tenant_id.as_str().to_owned())
@@ -118,6 +122,7 @@ impl Registry {
             .bind(json(&spec.files))
             .bind(record.manager_password_hash.clone())
             .bind(i64::try_from(spec.password_version).unwrap_or(i64::MAX))
+            .bind(record.welcome.as_str().to_owned())
             .execute(&self.pool)
             .await
             .map_err(query_error("record app instance"))?;

@@ -103,6 +103,7 @@ fn migrations() -> Vec<Migration> {
             include_str!("../../migrations/0003_app_instance_files_and_password.sql"),
         ),
         migration(4, "domains", include_str!("../../migrations/0004_domains.sql")),
+        migration(5, "app instance welcome", include_str!("../../migrations/0005_app_instance_welcome.sql")),
     ]
 }
 

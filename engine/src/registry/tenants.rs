@@ -133,6 +133,19 @@ impl Registry {
         self.get_tenant(&spec.name).await
     }
 
+    /// Records the status a tenant's apps were brought to (suspension enforced, or lifted).
+    pub async fn set_tenant_status(&self, name: &TenantId, status: TenantStatus) -> Result<bool, RegistryError> {
+        let updated = sqlx::query("UPDATE tenants SET status = $2, updated_at = $3 WHERE name = $1")
+            .bind(name.as_str().to_owned())
+            .bind(status.as_str())
+            .bind(now_rfc3339())
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("set tenant status"))?
+            .rows_affected();
+        Ok(updated > 0)
+    }
+
     /// Deletes a tenant; deleting one that is already gone is not an error.
     pub async fn delete_tenant(&self, name: &TenantId) -> Result<bool, RegistryError> {
         let deleted = sqlx::query("DELETE FROM tenants WHERE name = $1")

@@ -103,12 +103,36 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Pla
         }
     }
     let creating = prior.is_null() || !requires_replace.is_empty();
+    // A welcome email that failed is sent again, with a new password, by the next apply.
+    let welcome_pending = prior.get("welcome_email_status").as_str() == Some("pending");
+    // A suspended tenant's instances are meant to be stopped.
+    let tenant_suspended = match config.get("tenant_id").as_str().and_then(|t| TenantId::parse(t).ok()) {
+        Some(tenant) => matches!(
+            context.registry.get_tenant(&tenant).await,
+            Ok(Some(record)) if record.status != atrium_engine::model::TenantStatus::Active
+        ),
+        None => false,
+    };
+    let expected_status = if tenant_suspended { "suspended" } else { "running" };
+    // Running or suspended are both as applied: which one a refresh shows
+    // follows the tenant, whose own apply stops and starts the containers.
+    let as_applied = matches!(prior.get("status").as_str(), Some("running" | "suspended"));
     let redeploying = creating
-        || prior.get("status").as_str() != Some("running")
+        || welcome_pending
+        || !as_applied
         || admin_password_changed(config, context.registry).await
         || REDEPLOYING.iter().any(|attribute| prior.get(attribute) != planned.get(attribute));
     let version = planned.get("version").clone();
-    planned.set("status", Value::string("running"));
+    // Deploying for a suspended tenant waits for the tenant to resume (maybe in
+    // this very apply), so its outcome is only known then.
+    planned.set(
+        "status",
+        match (tenant_suspended, redeploying) {
+            (true, true) => Value::Unknown,
+            (_, false) => prior.get("status").clone(),
+            (false, true) => Value::string(expected_status),
+        },
+    );
     planned.set("version_deployed", version.clone());
     if creating {
         planned.set("previous_version", Value::Null);
@@ -120,6 +144,10 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Pla
         };
         planned.set("previous_version", previous);
     }
+    planned.set(
+        "welcome_email_status",
+        if creating || welcome_pending { Value::Unknown } else { prior.get("welcome_email_status").clone() },
+    );
     if redeploying {
         planned.set("internal_url", Value::Unknown);
         planned.set("deployed_at", Value::Unknown);
@@ -229,6 +257,7 @@ pub fn state_from_record(
         version_deployed: Some(spec.version.clone()),
         previous_version: record.previous_version.clone(),
         deployed_at: Some(record.deployed_at.clone()),
+        welcome_email_status: Some(record.welcome.as_str().to_owned()),
     };
     let json = serde_json::to_value(document).unwrap_or_default();
     Value::from_json(&json, &schema.value_type).map_err(|error| {
@@ -274,11 +303,11 @@ pub async fn apply(
     prior: &Value,
     planned: &Value,
     config: &Value,
-) -> Result<Value, Vec<pb::Diagnostic>> {
+) -> Result<(Value, Vec<pb::Diagnostic>), Vec<pb::Diagnostic>> {
     if planned.is_null() {
         let id = instance_id(prior)?;
         context.destroy(&id).await.map_err(|error| vec![apply_error(&error)])?;
-        return Ok(Value::Null);
+        return Ok((Value::Null, Vec::new()));
     }
     let mut document = document_from(planned).map_err(|d| vec![d])?;
     // The write-only password is only in the configuration, never in the plan.
@@ -287,9 +316,15 @@ pub async fn apply(
     let instance_context = InstanceContext { catalog: Some(context.catalog), targets: Some(targets) };
     let spec = AppInstanceSpec::from_document(&document, &instance_context)
         .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
-    let record = context.deploy(&spec).await.map_err(|error| vec![apply_error(&error)])?.record;
+    let deployment = context.deploy(&spec).await.map_err(|error| vec![apply_error(&error)])?;
+    let record = deployment.record;
     tracing::info!(instance = %spec.id, version = %spec.version, generation = record.generation, "app instance deployed");
-    state_from_record(&record, InstanceHealth::Running, planned, schema).map_err(|d| vec![d])
+    let warnings = deployment
+        .welcome_warning
+        .map(|detail| vec![diagnostics::warning("Welcome email not sent", detail)])
+        .unwrap_or_default();
+    let state = state_from_record(&record, InstanceHealth::Running, planned, schema).map_err(|d| vec![d])?;
+    Ok((state, warnings))
 }
 
 /// The deadline for a planned change, from `timeouts`.

@@ -174,6 +174,21 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Dom
         }
         _ => (Value::Unknown, Value::Unknown),
     };
+    // A suspended tenant's live domains answer with the suspension page.
+    let tenant_suspended = match &instance_id {
+        Some(id) => context.tenant_suspended(&id.tenant_id).await,
+        None => false,
+    };
+    // Active or suspended are both as applied when the route stays: which one
+    // a refresh shows follows the tenant, whose own apply switches the route.
+    let unchanged_route = !creating
+        && prior.get("tls") == planned.get("tls")
+        && prior.get("app_instance_id") == planned.get("app_instance_id");
+    let status = match (status.as_str(), prior.get("status").as_str()) {
+        (Some("active"), Some("active" | "suspended")) if unchanged_route => prior.get("status").clone(),
+        (Some("active"), _) if tenant_suspended => Value::Unknown,
+        _ => status,
+    };
     planned.set("status", status.clone());
     planned.set("verification", verification);
 
@@ -185,8 +200,8 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Dom
         && prior.get("app_instance_id") == planned.get("app_instance_id")
         && prior.get("dns_records") == planned.get("dns_records");
     let certificate = match status.as_str() {
-        Some("active") if serves_tls && unchanged => prior.get("certificate_expires_at").clone(),
-        Some("active") if serves_tls => Value::Unknown,
+        Some("active" | "suspended") if serves_tls && unchanged => prior.get("certificate_expires_at").clone(),
+        Some("active" | "suspended") if serves_tls => Value::Unknown,
         Some(_) => Value::Null,
         None => Value::Unknown,
     };
@@ -295,9 +310,11 @@ pub async fn apply(
         let address = context.targets.public_address(&record.target).ok();
         warnings.push(pending_warning(&tenant, &spec.hostname, address));
     }
-    let state =
-        state_of(&record, &records, record.status.as_str(), record.certificate_expires_at.clone(), planned, schema)
-            .map_err(|d| vec![d])?;
+    let suspended =
+        record.status == DomainStatus::Active && context.tenant_suspended(&spec.app_instance_id.tenant_id).await;
+    let status = if suspended { "suspended" } else { record.status.as_str() };
+    let state = state_of(&record, &records, status, record.certificate_expires_at.clone(), planned, schema)
+        .map_err(|d| vec![d])?;
     Ok((state, warnings))
 }
 

@@ -1,11 +1,13 @@
 //! `atrium_tenant` between Terraform values and the engine.
 
 use atrium_engine::attribute::AttributePath;
-use atrium_engine::model::tenant::{TenantDocument, TenantDraft, TenantRecord, TenantSpec};
+use atrium_engine::model::tenant::{TenantDocument, TenantDraft, TenantRecord, TenantSpec, TenantStatus, today};
 use atrium_engine::model::timeouts::Operation;
 use atrium_engine::model::{TenantId, Timeouts};
 use atrium_engine::observe::TenantObserver;
 use atrium_engine::plan::{Action, plan_tenant};
+use atrium_engine::registry::Registry;
+use atrium_engine::targets::Targets;
 use atrium_engine::tenant_apply::{ApplyContext, TenantApplyError, apply_tenant_change};
 use tokio::sync::watch;
 
@@ -36,11 +38,16 @@ pub struct PlannedChange {
 /// Plans a tenant: fills defaults, keeps prior computed values on update,
 /// marks computed values unknown on create, and asks for replacement when
 /// `name` changes.
-pub fn plan(prior: &Value, proposed: &Value, config: &Value) -> PlannedChange {
+pub async fn plan(prior: &Value, proposed: &Value, config: &Value, registry: Option<&Registry>) -> PlannedChange {
     if proposed.is_null() {
         return PlannedChange { planned_state: Value::Null, requires_replace: Vec::new(), diagnostics: Vec::new() };
     }
-    let diagnostics = validate(config);
+    let mut diagnostics = validate(config);
+    if !diagnostics::has_errors(&diagnostics)
+        && let Some(registry) = registry
+    {
+        diagnostics.extend(check_quota_in_use(config, registry).await);
+    }
     if diagnostics::has_errors(&diagnostics) {
         return PlannedChange { planned_state: proposed.clone(), requires_replace: Vec::new(), diagnostics };
     }
@@ -65,13 +72,81 @@ pub fn plan(prior: &Value, proposed: &Value, config: &Value) -> PlannedChange {
         requires_replace.push(AttributePath::root("name"));
     }
     if prior.is_null() || replacing {
-        planned.set("status", Value::string("active"));
         planned.set("created_at", Value::Unknown);
     } else {
-        planned.set("status", prior.get("status").clone());
         planned.set("created_at", prior.get("created_at").clone());
     }
+    // The status follows expires_on and today's date: planned, so that the
+    // apply that stops (or resumes) the tenant's apps shows in the plan.
+    let expires_on = match config.get("expires_on") {
+        Value::Null => Some(None),
+        Value::String(text) => atrium_engine::model::validate::date(text).ok().map(Some),
+        _ => None,
+    };
+    match expires_on.zip(document_from(&planned).ok().and_then(|d| TenantSpec::from_document(&d).ok())) {
+        Some((_, spec)) => {
+            let status = spec.desired_status(today());
+            planned.set("status", Value::string(status.as_str()));
+            planned.set("status_reason", spec.status_reason(status).map(Value::string).unwrap_or(Value::Null));
+            let before = prior.get("status").as_str();
+            if before.is_some_and(|before| before != status.as_str()) {
+                let (summary, detail) = if status == TenantStatus::Active {
+                    (
+                        "Tenant resumes",
+                        format!(
+                            "{} no longer is past its expiry: this apply starts its apps again and points its domains back at them.",
+                            spec.name
+                        ),
+                    )
+                } else {
+                    (
+                        "Tenant expires",
+                        format!(
+                            "{} {}. This apply stops its apps (containers and data are kept) and its domains answer 503.",
+                            spec.name,
+                            spec.status_reason(status).unwrap_or_default()
+                        ),
+                    )
+                };
+                let mut warning = diagnostics::warning(summary, detail);
+                warning.attribute = Some(diagnostics::to_proto_path(&AttributePath::root("expires_on")));
+                diagnostics.push(warning);
+            }
+        }
+        None => {
+            planned.set("status", Value::Unknown);
+            planned.set("status_reason", Value::Unknown);
+        }
+    }
     PlannedChange { planned_state: planned, requires_replace, diagnostics }
+}
+
+/// A user quota lower than what the tenant's app instances already use is refused at plan.
+async fn check_quota_in_use(config: &Value, registry: &Registry) -> Vec<pb::Diagnostic> {
+    let (Some(name), Value::Number(quota)) = (config.get("name").as_str(), config.get("user_quota")) else {
+        return Vec::new();
+    };
+    let Ok(tenant_id) = TenantId::parse(name) else { return Vec::new() };
+    let quota = match quota {
+        Number::Int(n) => *n as f64,
+        Number::Float(f) => *f,
+        Number::Big(_) => f64::MAX,
+    };
+    let Ok(instances) = registry.list_app_instances().await else { return Vec::new() };
+    let in_use: Vec<_> = instances.iter().filter(|i| i.spec.id.tenant_id == tenant_id).collect();
+    let used: u64 = in_use.iter().map(|i| u64::from(i.spec.users)).sum();
+    if (used as f64) <= quota {
+        return Vec::new();
+    }
+    let listing: Vec<String> = in_use.iter().map(|i| format!("{} ({} users)", i.spec.id, i.spec.users)).collect();
+    vec![diagnostics::attribute_error(
+        &AttributePath::root("user_quota"),
+        "User quota below current use",
+        format!(
+            "tenant {name}'s app instances use {used} users ({}); keep user_quota at {used} or more, or lower the instances' users first",
+            listing.join(", ")
+        ),
+    )]
 }
 
 fn document_from(value: &Value) -> Result<TenantDocument, pb::Diagnostic> {
@@ -137,6 +212,7 @@ fn apply_error(error: &TenantApplyError) -> pb::Diagnostic {
 /// Applies a planned change; returns the new state (null after delete).
 pub async fn apply(
     observer: &TenantObserver,
+    targets: &Targets,
     schema: &ResourceSchema,
     prior: &Value,
     planned: &Value,
@@ -160,21 +236,57 @@ pub async fn apply(
         let (spec, timeouts) = spec_from(planned)?;
         let before = if prior.is_null() { None } else { record_from_state(prior) };
         let operation = if before.is_none() { Operation::Create } else { Operation::Update };
-        let Some(change) = plan_tenant(Some(&spec), before.as_ref()) else { return Ok(planned.clone()) };
-        (change, operation, timeouts)
+        let change = plan_tenant(Some(&spec), before.as_ref());
+        match change {
+            Some(change) if change.action != Action::NoOp => (change, operation, timeouts),
+            // Only the status moves (time passed): enforce it on the registry's record.
+            _ => {
+                let deadline = Timeouts::deadline(timeouts.as_ref(), operation);
+                let record = observer.registry().get_tenant(&spec.name).await.map_err(|error| {
+                    vec![diagnostics::error("Cannot read the registry", diagnostics::error_chain(&error))]
+                })?;
+                let Some(record) = record else { return Ok(planned.clone()) };
+                let record = enforce_status(observer, targets, record, deadline).await?;
+                return state_from_record(&record, timeouts, schema).map_err(|d| vec![d]);
+            }
+        }
     };
-    if change.action == Action::NoOp {
-        return Ok(planned.clone());
-    }
-    let context = ApplyContext { owner: OWNER, deadline: Timeouts::deadline(timeouts.as_ref(), operation), cancelled };
+    let deadline = Timeouts::deadline(timeouts.as_ref(), operation);
+    let context = ApplyContext { owner: OWNER, deadline, cancelled };
     let record = apply_tenant_change(observer, &change, &context).await.map_err(|error| vec![apply_error(&error)])?;
     match record {
         None => Ok(Value::Null),
         Some(record) => {
             tracing::info!(tenant = %record.spec.name, action = ?change.action, "tenant applied");
+            let record = enforce_status(observer, targets, record, deadline).await?;
             state_from_record(&record, timeouts, schema).map_err(|d| vec![d])
         }
     }
+}
+
+/// Brings the tenant's apps and domains to the status its expiry asks for today.
+async fn enforce_status(
+    observer: &TenantObserver,
+    targets: &Targets,
+    mut record: TenantRecord,
+    deadline: std::time::Duration,
+) -> Result<TenantRecord, Vec<pb::Diagnostic>> {
+    let desired = record.spec.desired_status(today());
+    if desired == record.status {
+        return Ok(record);
+    }
+    atrium_engine::suspension::enforce(observer.registry(), targets, &record, desired, deadline).await.map_err(
+        |error| {
+            let mut detail = diagnostics::error_chain(&error);
+            if error.is_retryable() {
+                detail.push_str(". Every step is safe to repeat; run terraform apply again.");
+            }
+            vec![diagnostics::error("Cannot change the tenant's status", detail)]
+        },
+    )?;
+    observer.invalidate().await;
+    record.status = desired;
+    Ok(record)
 }
 
 /// The registry record a prior state describes (for planning an update).
@@ -261,10 +373,10 @@ mod tests {
                            "manager": {"email": "m@acme.com", "name": "M"}})
     }
 
-    #[test]
-    fn create_fills_defaults_and_leaves_created_at_unknown() {
+    #[tokio::test]
+    async fn create_fills_defaults_and_leaves_created_at_unknown() {
         let config = config(base());
-        let planned = plan(&Value::Null, &config, &config);
+        let planned = plan(&Value::Null, &config, &config, None).await;
         assert!(planned.diagnostics.is_empty());
         let state = planned.planned_state;
         assert_eq!(state.get("user_quota"), &Value::Number(Number::Int(50)));
@@ -275,17 +387,17 @@ mod tests {
         assert!(planned.requires_replace.is_empty());
     }
 
-    #[test]
-    fn unknown_tier_makes_the_default_quota_unknown() {
+    #[tokio::test]
+    async fn unknown_tier_makes_the_default_quota_unknown() {
         let mut config = config(base());
         config.set("tier", Value::Unknown);
-        let planned = plan(&Value::Null, &config, &config);
+        let planned = plan(&Value::Null, &config, &config, None).await;
         assert!(planned.diagnostics.is_empty());
         assert!(planned.planned_state.get("user_quota").is_unknown());
     }
 
-    #[test]
-    fn renaming_requires_replacement_and_update_keeps_computed_values() {
+    #[tokio::test]
+    async fn renaming_requires_replacement_and_update_keeps_computed_values() {
         let mut prior = config(base());
         prior.set("id", Value::string("acme"));
         prior.set("status", Value::string("active"));
@@ -295,24 +407,24 @@ mod tests {
 
         let mut renamed = config(base());
         renamed.set("name", Value::string("acme-two"));
-        let planned = plan(&prior, &renamed, &renamed);
+        let planned = plan(&prior, &renamed, &renamed, None).await;
         assert_eq!(planned.requires_replace, vec![AttributePath::root("name")]);
         assert!(planned.planned_state.get("created_at").is_unknown());
 
         let mut retitled = config(base());
         retitled.set("display_name", Value::string("ACME GmbH"));
-        let planned = plan(&prior, &retitled, &retitled);
+        let planned = plan(&prior, &retitled, &retitled, None).await;
         assert!(planned.requires_replace.is_empty());
         assert_eq!(planned.planned_state.get("created_at"), &Value::string("2026-11-23T10:00:00Z"));
     }
 
-    #[test]
-    fn bad_input_fails_at_plan_with_the_attribute() {
+    #[tokio::test]
+    async fn bad_input_fails_at_plan_with_the_attribute() {
         let mut bad = base();
         bad["tier"] = "gold".into();
         bad["manager"]["email"] = "nope".into();
         let config = config(bad);
-        let planned = plan(&Value::Null, &config, &config);
+        let planned = plan(&Value::Null, &config, &config, None).await;
         assert_eq!(planned.diagnostics.len(), 2);
         assert!(planned.diagnostics.iter().all(|d| d.attribute.is_some()));
     }

@@ -1,0 +1,96 @@
+//! The welcome email: what the customer's manager receives when an app of
+//! hers is ready: its address, her login and her initial password. It is the
+//! only way the generated password leaves the engine.
+
+use crate::backends::mailer::Email;
+use crate::catalog::CatalogEntry;
+use crate::model::app_instance::AppInstanceSpec;
+use crate::model::tenant::TenantRecord;
+use crate::password::Password;
+
+/// The welcome email for one app instance. `addresses` are the app's
+/// addresses, best first (its domains, else its internal URL).
+pub fn welcome_email(
+    tenant: &TenantRecord,
+    instance: &AppInstanceSpec,
+    entry: &CatalogEntry,
+    addresses: &[String],
+    password: &Password,
+) -> Email {
+    let manager = &tenant.spec.manager;
+    let app = capitalized(&entry.name);
+    let login_path = entry.manager_account.login_path.as_deref().unwrap_or("/");
+    let mut body = format!("Hello {},\n\nyour {app} for {} is ready.\n\n", manager.name, tenant.spec.display_name);
+    match addresses {
+        [] => body.push_str("Its address follows in a separate message.\n"),
+        [only] => body.push_str(&format!("Address: {only}\n")),
+        several => {
+            body.push_str("Addresses:\n");
+            for address in several {
+                body.push_str(&format!("  {address}\n"));
+            }
+        }
+    }
+    if let Some(first) = addresses.first() {
+        body.push_str(&format!("Sign in at: {}{login_path}\n", first.trim_end_matches('/')));
+    }
+    body.push_str(&format!(
+        "\nLogin: {}\nPassword: {}\n\nThis account manages {app} for your organisation ({} users). \
+         Please change the password after your first sign-in.\n\n-- \nYour hosting team\n",
+        manager.email,
+        password.expose(),
+        instance.users
+    ));
+    Email {
+        to_name: manager.name.clone(),
+        to_address: manager.email.clone(),
+        subject: format!("Your {app} for {} is ready", tenant.spec.display_name),
+        body,
+    }
+}
+
+fn capitalized(name: &str) -> String {
+    let mut characters = name.chars();
+    match characters.next() {
+        Some(first) => first.to_uppercase().chain(characters).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::model::TenantId;
+    use crate::model::tenant::{Manager, TenantSpec, TenantStatus, Tier};
+
+    #[test]
+    fn the_welcome_email_names_the_address_login_and_password() {
+        let tenant = TenantRecord {
+            spec: TenantSpec {
+                name: TenantId::parse("acme").unwrap(),
+                display_name: "ACME GmbH".into(),
+                tier: Tier::Business,
+                user_quota: 50,
+                expires_on: None,
+                manager: Manager { email: "it-lead@acme.example".into(), name: "Dana Fischer".into() },
+                welcome_email: true,
+            },
+            status: TenantStatus::Active,
+            created_at: "2026-11-23T10:00:00Z".into(),
+            owner: "terraform".into(),
+        };
+        let instance = crate::test_services::hello_spec("acme", "1.1");
+        let catalog = Catalog::built_in();
+        let email = welcome_email(
+            &tenant,
+            &instance,
+            catalog.get("hello").unwrap(),
+            &["https://acme.apps.example.net".to_owned()],
+            &Password::new("sample-password-1"),
+        );
+        assert_eq!(email.to_address, "it-lead@acme.example");
+        insta::assert_snapshot!(format!("Subject: {}\n\n{}", email.subject, email.body));
+        assert!(!format!("{email:?}").contains("sample-password-1"), "Debug never shows the body");
+    }
+}
