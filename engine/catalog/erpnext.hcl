@@ -150,13 +150,8 @@ manager_account = {
   command = [
     "bench", "--site", "erpnext", "add-system-manager", "{manager.email}",
     "--first-name", "{manager.name}",
-    "--password", "{secret.manager_password}",
+    "--password", "{manager.password}",
   ]
-  # Secrets are generated for the names the environment maps use, so the
-  # command's secret is named here too.
-  environment = {
-    ATRIUM_MANAGER_PASSWORD = "{secret.manager_password}"
-  }
 }
 
 # Frappe has no user limit setting since version 13.

@@ -96,15 +96,10 @@ manager_account = {
     "--email", "{manager.email}",
     "--username", "manager",
     "--firstname", "{manager.name}",
-    "--password", "{secret.manager_password}",
+    "--password", "{manager.password}",
     "--system-admin",
     "--email-verified",
   ]
-  # Secrets are generated for the names the environment maps use, so the
-  # command's secret is named here too.
-  environment = {
-    ATRIUM_MANAGER_PASSWORD = "{secret.manager_password}"
-  }
 }
 
 user_limit = {

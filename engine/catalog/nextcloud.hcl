@@ -117,13 +117,8 @@ manager_account = {
     "atrium-manager-account",
     "{manager.email}",
     "{manager.name}",
-    "{secret.manager_password}",
+    "{manager.password}",
   ]
-  # occ reads the password from OC_PASS; naming the secret here also makes the
-  # platform generate it.
-  environment = {
-    OC_PASS = "{secret.manager_password}"
-  }
 }
 
 # The hard user limit Nextcloud offers hosting providers (used by Nextcloud

@@ -107,14 +107,13 @@ manager_account = {
     "import os\nusers = env['res.users'].with_context(no_reset_password=True)\nemail = os.environ['ATRIUM_MANAGER_EMAIL']\nif not users.search([('login', '=', email)]):\n    users.create(dict(name=os.environ['ATRIUM_MANAGER_NAME'], login=email, email=email, password=os.environ['ATRIUM_MANAGER_PASSWORD'], groups_id=[(6, 0, [env.ref('base.group_system').id])]))\nenv.ref('base.user_admin').write(dict(password=os.environ['ATRIUM_ROOT_PASSWORD']))\nenv.cr.commit()\n",
     "{manager.email}",
     "{manager.name}",
-    "{secret.manager_password}",
+    "{manager.password}",
     "{secret.root_password}",
   ]
   # Secrets are generated for the names the environment maps use, so the
   # command's secrets are named here too.
   environment = {
-    ATRIUM_MANAGER_PASSWORD = "{secret.manager_password}"
-    ATRIUM_ROOT_PASSWORD    = "{secret.root_password}"
+    ATRIUM_ROOT_PASSWORD = "{secret.root_password}"
   }
 }
 

@@ -101,13 +101,8 @@ manager_account = {
     "email, name, password = ARGV\nunless User.exists?(login: email)\n  first, last = name.split(' ', 2)\n  user = User.new(login: email, mail: email, firstname: first, lastname: last || first, admin: true, status: :active)\n  user.password = password\n  user.password_confirmation = password\n  user.save!\nend\n",
     "{manager.email}",
     "{manager.name}",
-    "{secret.manager_password}",
+    "{manager.password}",
   ]
-  # Secrets are generated for the names the environment maps use, so the
-  # command's secret is named here too.
-  environment = {
-    ATRIUM_MANAGER_PASSWORD = "{secret.manager_password}"
-  }
 }
 
 # The Community edition has no user limit setting.

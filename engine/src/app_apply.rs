@@ -19,7 +19,8 @@ use std::time::Duration;
 use crate::backends::mailer::Mailer;
 use crate::backends::{ObservedContainer, Runtime, RuntimeError, with_retries};
 use crate::catalog::{
-    Catalog, CatalogEntry, ContainerRole, RenderInput, RenderedApp, VolumeSpec, labels, render, required_secrets,
+    Catalog, CatalogEntry, ContainerRole, RenderInput, RenderedApp, VolumeSpec, labels, render, render_manager_command,
+    required_secrets,
 };
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, WelcomeState};
 use crate::model::tenant::{TenantRecord, TenantStatus};
@@ -56,6 +57,10 @@ pub enum AppApplyError {
     Catalog { id: AppInstanceId, reason: String },
     #[error("applying app instance {id} was cancelled before it started; nothing was changed")]
     Cancelled { id: AppInstanceId },
+    #[error(
+        "the command that makes the manager's account in app instance {id} failed (exit code {exit_code:?}): {output}"
+    )]
+    ManagerAccount { id: AppInstanceId, exit_code: Option<i64>, output: String },
     #[error("tenant {tenant} of app instance {id} is suspended ({reason})")]
     Suspended { id: AppInstanceId, tenant: String, reason: String },
     #[error("app instance {id} runs, but its domains' routes could not be pointed at it")]
@@ -139,9 +144,42 @@ pub fn render_instance(
     secrets: &BTreeMap<String, String>,
     manager_password_hash: &str,
 ) -> Result<RenderedApp, String> {
+    let input = render_input(spec, tenant, owner, generation, secrets, manager_password_hash);
+    let mut app = render(entry, &input)?;
+    add_extra_volumes(&mut app, spec);
+    Ok(app)
+}
+
+/// The one-shot command that creates the manager's account with `password`
+/// (entries whose manager account is made by a command).
+pub fn manager_command(
+    entry: &CatalogEntry,
+    record: &AppInstanceRecord,
+    tenant: &TenantRecord,
+    password: &Password,
+) -> Result<Option<Vec<String>>, String> {
+    let input = render_input(
+        &record.spec,
+        tenant,
+        &record.owner,
+        record.generation,
+        &record.secrets,
+        &record.manager_password_hash,
+    );
+    render_manager_command(entry, &input, password.expose())
+}
+
+fn render_input<'a>(
+    spec: &'a AppInstanceSpec,
+    tenant: &'a TenantRecord,
+    owner: &'a str,
+    generation: u32,
+    secrets: &'a BTreeMap<String, String>,
+    manager_password_hash: &'a str,
+) -> RenderInput<'a> {
     let resources =
         spec.resources.as_ref().map(|r| crate::catalog::ResourcesEntry { cpus: r.cpus, memory_mb: r.memory_mb });
-    let input = RenderInput {
+    RenderInput {
         tenant: spec.id.tenant_id.as_str(),
         instance: &spec.id.name,
         owner,
@@ -152,14 +190,17 @@ pub fn render_instance(
         manager_email: &tenant.spec.manager.email,
         manager_name: &tenant.spec.manager.name,
         manager_password_hash,
+        manager_password: None,
         generation,
         resources,
         extra_environment: &spec.environment,
         extra_files: &spec.files,
         secrets,
-    };
-    let mut app = render(entry, &input)?;
-    // Extra volumes from customizations: added beside the catalog's, never replacing them.
+    }
+}
+
+/// Extra volumes from customizations: added beside the catalog's, never replacing them.
+fn add_extra_volumes(app: &mut RenderedApp, spec: &AppInstanceSpec) {
     let extra: Vec<(String, String)> = spec
         .extra_volumes
         .iter()
@@ -173,7 +214,6 @@ pub fn render_instance(
     if let Some(container) = app.containers.iter_mut().find(|c| c.role == ContainerRole::App) {
         container.mounts.extend(extra);
     }
-    Ok(app)
 }
 
 /// Compares the observed app container with the rendered one.
@@ -325,11 +365,44 @@ impl AppContext<'_> {
         self.observations.clear().await;
         let _slot = self.targets.deployment_slot(&spec.target).await;
         let result = match self.deploy_steps(spec).await {
-            Ok(deployment) => self.send_welcome(deployment).await,
+            Ok(deployment) => match self.create_manager_account(deployment).await {
+                Ok(deployment) => self.send_welcome(deployment).await,
+                Err(error) => Err(error),
+            },
             Err(error) => Err(error),
         };
         self.observations.clear().await;
         result
+    }
+
+    /// Runs the catalog's one-shot command that makes the manager's account
+    /// with the new password (apps whose account is made by a command). If it
+    /// fails, the instance is marked for a new password, so the next apply
+    /// runs it again.
+    async fn create_manager_account(&self, mut deployment: Deployment) -> Result<Deployment, AppApplyError> {
+        let Some(password) = &deployment.new_manager_password else { return Ok(deployment) };
+        let record = &deployment.record;
+        let id = record.spec.id.clone();
+        let entry = self.entry(&record.spec)?;
+        let tenant = self.tenant(&record.spec).await?;
+        let command = manager_command(entry, record, &tenant, password)
+            .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        let Some(command) = command else { return Ok(deployment) };
+        let runtime = self.runtime(&id, &record.spec.target).await?;
+        let container = crate::catalog::render_app_container_name(&record.spec, record.generation);
+        let ran = runtime.exec(&container, &command).await.map_err(self.runtime_error(&id, &record.spec.target))?;
+        if ran.exit_code == Some(0) {
+            tracing::info!(instance = %id, "manager account set");
+            return Ok(deployment);
+        }
+        deployment.record.welcome = WelcomeState::Pending;
+        self.registry.put_app_instance(&deployment.record).await.map_err(self.registry_error(&id))?;
+        Err(AppApplyError::ManagerAccount {
+            id,
+            exit_code: ran.exit_code,
+            // The command's own output may echo what it was given: the password is cut out.
+            output: ran.output.replace(password.expose(), "<password>").trim().chars().take(2000).collect(),
+        })
     }
 
     /// Sends the welcome email of a deployment whose welcome is pending (a

@@ -339,6 +339,65 @@ async fn welcome_email_arrives_once_and_a_failed_send_is_retried_with_a_new_pass
     }
 }
 
+/// An operator's catalog entry: hello, with the manager's account made by a
+/// one-shot command (as the real apps do) that ends with `exit_code`.
+fn command_entry(name: &str, exit_code: u8) -> String {
+    let hello = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/hello.hcl")).unwrap();
+    let start = hello.find("manager_account = {").unwrap();
+    let end = hello[start..].find("\n}\n").unwrap() + start + 3;
+    let manager = format!(
+        r#"manager_account = {{
+  method = "command"
+  role   = "manager"
+  command = ["/bin/sh", "-c", "echo \"$1\" > /www/data/manager.txt; echo \"set $1\"; exit {exit_code}", "atrium-manager-account", "{{manager.email}} {{manager.password}}"]
+}}
+"#
+    );
+    format!("{}{manager}{}", &hello[..start], &hello[end..]).replacen(
+        "name        = \"hello\"",
+        &format!("name        = \"{name}\""),
+        1,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_command_gets_the_new_password_once_and_a_failing_one_is_reported_without_it() {
+    let mut fixture = Fixture::new("mgrcmd").await;
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(directory.path().join("hello-command.hcl"), command_entry("hello-command", 0)).unwrap();
+    std::fs::write(directory.path().join("hello-failing.hcl"), command_entry("hello-failing", 3)).unwrap();
+    fixture.catalog = Catalog::with_directory(directory.path()).unwrap();
+    let context = fixture.context(Duration::from_secs(30));
+
+    let mut spec = fixture.spec("1.1");
+    spec.app = "hello-command".into();
+    let deployment = context.deploy(&spec).await.unwrap();
+    let password = deployment.new_manager_password.expect("a generated password");
+    let port = deployment.record.published_port.unwrap();
+    let written = http_get(port, "/data/manager.txt");
+    assert!(written.contains(&format!("m@test.example {}", password.expose())), "{written}");
+    // Nothing new to set: the command does not run again.
+    let runtime = fixture.runtime().await;
+    let container = format!("atrium-{}-web-g{}", fixture.tenant, deployment.record.generation);
+    let emptied =
+        runtime.exec(&container, &["/bin/sh", "-c", ": > /www/data/manager.txt"].map(String::from)).await.unwrap();
+    assert_eq!(emptied.exit_code, Some(0), "{}", emptied.output);
+    context.deploy(&spec).await.unwrap();
+    assert!(!http_get(port, "/data/manager.txt").contains("m@test.example"), "the command ran only once");
+
+    let mut failing = fixture.spec("1.1");
+    failing.id.name = "broken".into();
+    failing.app = "hello-failing".into();
+    let error = context.deploy(&failing).await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, AppApplyError::ManagerAccount { exit_code: Some(3), .. }), "{message}");
+    assert!(message.contains("set m@test.example <password>"), "the output is shown, the password is not: {message}");
+    let record = fixture.registry.get_app_instance(&failing.id).await.unwrap().unwrap();
+    assert_eq!(record.welcome, atrium_engine::model::app_instance::WelcomeState::Pending, "the next apply tries again");
+    context.destroy(&failing.id).await.unwrap();
+    context.destroy(&spec.id).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_quota_and_unmanaged_name_clashes_are_refused() {
     let fixture = Fixture::new("guard").await;
@@ -406,7 +465,7 @@ async fn a_refresh_of_50_instances_costs_one_docker_list_call_plus_their_inspect
 /// Asks, from inside `container`, whether `url` answers.
 async fn reaches(runtime: &dyn Runtime, container: &str, url: &str) -> bool {
     let probe = format!("timeout 3 wget -q -O /dev/null {url} && echo REACHED || echo BLOCKED");
-    let output = runtime.exec(container, &["/bin/sh".to_owned(), "-c".to_owned(), probe]).await.unwrap();
+    let output = runtime.exec(container, &["/bin/sh".to_owned(), "-c".to_owned(), probe]).await.unwrap().output;
     assert!(output.contains("REACHED") || output.contains("BLOCKED"), "probe failed to run: {output}");
     output.contains("REACHED")
 }

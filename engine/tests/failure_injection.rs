@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use atrium_engine::app_apply::{AppContext, InstanceHealth};
 use atrium_engine::backends::docker::DockerRuntime;
-use atrium_engine::backends::{ObservedContainer, Runtime, RuntimeError};
+use atrium_engine::backends::{CommandOutput, ObservedContainer, Runtime, RuntimeError};
 use atrium_engine::catalog::{Catalog, ContainerSpec, VolumeSpec};
 use atrium_engine::model::app_instance::AppInstanceSpec;
 use atrium_engine::observe::AppObservations;
@@ -83,7 +83,7 @@ impl Runtime for FailingRuntime {
         self.step("wait until healthy")?;
         self.inner.wait_healthy(name, deadline).await
     }
-    async fn exec(&self, name: &str, command: &[String]) -> Result<String, RuntimeError> {
+    async fn exec(&self, name: &str, command: &[String]) -> Result<CommandOutput, RuntimeError> {
         self.inner.exec(name, command).await
     }
 }

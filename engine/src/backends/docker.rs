@@ -20,7 +20,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use super::{ObservedContainer, Runtime, RuntimeError};
+use super::{CommandOutput, ObservedContainer, Runtime, RuntimeError};
 use crate::catalog::{ContainerSpec, VolumeSpec, labels};
 
 /// A Docker engine reached at `endpoint` (`unix:///path` or `tcp://host:port`).
@@ -488,7 +488,7 @@ impl Runtime for DockerRuntime {
         self.api_calls.load(Ordering::Relaxed)
     }
 
-    async fn exec(&self, name: &str, command: &[String]) -> Result<String, RuntimeError> {
+    async fn exec(&self, name: &str, command: &[String]) -> Result<CommandOutput, RuntimeError> {
         let options = bollard::exec::CreateExecOptions {
             cmd: Some(command.to_vec()),
             attach_stdout: Some(true),
@@ -504,7 +504,8 @@ impl Runtime for DockerRuntime {
                 output.push_str(&chunk.to_string());
             }
         }
-        Ok(output)
+        let inspected = self.api().inspect_exec(&exec.id).await.map_err(self.api_error("exec in", name))?;
+        Ok(CommandOutput { exit_code: inspected.exit_code, output })
     }
 }
 

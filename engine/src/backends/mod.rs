@@ -36,6 +36,15 @@ pub struct ObservedContainer {
     pub published_port: Option<u16>,
 }
 
+/// What a command run in a container printed, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// `None` when the engine did not report one.
+    pub exit_code: Option<i64>,
+    /// Standard output and error, interleaved.
+    pub output: String,
+}
+
 /// A runtime failure, with the target and whether retrying may help.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -107,7 +116,7 @@ pub trait Runtime: Send + Sync {
     /// Waits until the container's health check passes, up to `deadline`.
     async fn wait_healthy(&self, name: &str, deadline: Duration) -> Result<(), RuntimeError>;
     /// Runs a command in a running container and returns its output (tests and one-shot setup).
-    async fn exec(&self, name: &str, command: &[String]) -> Result<String, RuntimeError>;
+    async fn exec(&self, name: &str, command: &[String]) -> Result<CommandOutput, RuntimeError>;
     /// How many API requests this runtime has made (0 where it does not count).
     fn api_calls(&self) -> u64 {
         0

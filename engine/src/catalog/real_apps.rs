@@ -23,6 +23,7 @@ fn render_stable(app_name: &str) -> (CatalogEntry, RenderedApp) {
         manager_email: "it-lead@acme.example",
         manager_name: "Dana Fischer",
         manager_password_hash: "$6$rounds=5000$c2FsdA$sample",
+        manager_password: None,
         generation: 1,
         resources: None,
         extra_environment: &environment,
@@ -31,6 +32,35 @@ fn render_stable(app_name: &str) -> (CatalogEntry, RenderedApp) {
     };
     let app = render(&entry, &input).unwrap_or_else(|error| panic!("{app_name}: {error}"));
     (entry, app)
+}
+
+/// The rendered containers, and the one-shot command that creates the
+/// manager's account (with a sample password in place of the generated one).
+fn describe_with_manager(app_name: &str) -> String {
+    let (entry, app) = render_stable(app_name);
+    let secrets: BTreeMap<String, String> =
+        required_secrets(&entry).into_iter().map(|name| (name.clone(), format!("sample-{name}"))).collect();
+    let environment = BTreeMap::new();
+    let input = RenderInput {
+        tenant: "acme",
+        instance: "erp",
+        owner: "terraform",
+        channel: "stable",
+        version: &entry.channel("stable").unwrap().default,
+        tier: "business",
+        users: 25,
+        manager_email: "it-lead@acme.example",
+        manager_name: "Dana Fischer",
+        manager_password_hash: "$6$c2FsdA$sample",
+        manager_password: None,
+        generation: 1,
+        resources: None,
+        extra_environment: &environment,
+        extra_files: &environment,
+        secrets: &secrets,
+    };
+    let command = render_manager_command(&entry, &input, "sample-initial-password").unwrap();
+    format!("{}manager account ({}): {command:?}\n", describe(&app), entry.manager_account.method)
 }
 
 /// The rules every real app keeps: a health check, every data volume mounted,
@@ -55,6 +85,12 @@ fn check(app_name: &str, root_login: &str) {
         !parts.iter().any(|part| part.as_str() == root_login),
         "{app_name}: the manager account uses {root_login:?}"
     );
+    // The initial password is given to the command once, never kept as a secret.
+    assert!(parts.iter().any(|part| part.contains("{manager.password}")), "{app_name}: no {{manager.password}}");
+    assert!(
+        !required_secrets(&entry).contains(&"manager_password".to_owned()),
+        "{app_name}: a stored manager password"
+    );
 
     for container in &app.containers {
         for (key, value) in &container.environment {
@@ -65,27 +101,27 @@ fn check(app_name: &str, root_login: &str) {
 
 #[test]
 fn odoo_stable_renders() {
-    insta::assert_snapshot!(describe(&render_stable("odoo").1));
+    insta::assert_snapshot!(describe_with_manager("odoo"));
 }
 
 #[test]
 fn erpnext_stable_renders() {
-    insta::assert_snapshot!(describe(&render_stable("erpnext").1));
+    insta::assert_snapshot!(describe_with_manager("erpnext"));
 }
 
 #[test]
 fn mattermost_stable_renders() {
-    insta::assert_snapshot!(describe(&render_stable("mattermost").1));
+    insta::assert_snapshot!(describe_with_manager("mattermost"));
 }
 
 #[test]
 fn openproject_stable_renders() {
-    insta::assert_snapshot!(describe(&render_stable("openproject").1));
+    insta::assert_snapshot!(describe_with_manager("openproject"));
 }
 
 #[test]
 fn nextcloud_stable_renders() {
-    insta::assert_snapshot!(describe(&render_stable("nextcloud").1));
+    insta::assert_snapshot!(describe_with_manager("nextcloud"));
 }
 
 #[test]

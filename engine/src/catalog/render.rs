@@ -22,6 +22,9 @@ pub struct RenderInput<'a> {
     pub manager_name: &'a str,
     /// The manager's password as a salted crypt hash (`$6$…`); never the clear password.
     pub manager_password_hash: &'a str,
+    /// The manager's clear password, only while rendering the one-shot
+    /// `manager_account.command` that sets it; `None` everywhere else.
+    pub manager_password: Option<&'a str>,
     /// Increases with each upgrade, so the new app container can start beside the old.
     pub generation: u32,
     /// Overrides the tier's limits.
@@ -149,7 +152,8 @@ fn health_spec(entry: &HealthEntry) -> Result<HealthSpec, String> {
 
 /// Replaces `{tenant}`, `{instance}`, `{version}`, `{users}`, `{port}`,
 /// `{manager.email}`, `{manager.name}`, `{manager.password_hash}`,
-/// `{sidecar.NAME}` and `{secret.NAME}`.
+/// `{manager.password}` (only in `manager_account.command`), `{sidecar.NAME}`
+/// and `{secret.NAME}`.
 fn expand(template: &str, input: &RenderInput<'_>, entry: &CatalogEntry) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -166,6 +170,11 @@ fn expand(template: &str, input: &RenderInput<'_>, entry: &CatalogEntry) -> Resu
             "manager.email" => input.manager_email.to_owned(),
             "manager.name" => input.manager_name.to_owned(),
             "manager.password_hash" => input.manager_password_hash.to_owned(),
+            "manager.password" => input.manager_password.map(str::to_owned).ok_or_else(|| {
+                format!(
+                    "{{manager.password}} in {template:?}: the clear password is only given to manager_account.command"
+                )
+            })?,
             _ => {
                 if let Some(sidecar) = key.strip_prefix("sidecar.").filter(|s| entry.sidecars.contains_key(*s)) {
                     sidecar_container_name(input.tenant, input.instance, sidecar)
@@ -197,8 +206,12 @@ fn expand_map(
 
 /// The secret names an entry's templates use (generated once per instance).
 pub fn required_secrets(entry: &CatalogEntry) -> Vec<String> {
-    let mut texts: Vec<&String> =
-        entry.environment.values().chain(entry.manager_account.environment.values()).collect();
+    let mut texts: Vec<&String> = entry
+        .environment
+        .values()
+        .chain(entry.manager_account.environment.values())
+        .chain(entry.manager_account.command.iter().flatten())
+        .collect();
     for sidecar in entry.sidecars.values() {
         texts.extend(sidecar.environment.values());
     }
@@ -209,6 +222,27 @@ pub fn required_secrets(entry: &CatalogEntry) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// The one-shot command that creates (or updates) the manager's account with
+/// `password`, for entries whose `manager_account.method` is `command`.
+pub fn render_manager_command(
+    entry: &CatalogEntry,
+    input: &RenderInput<'_>,
+    password: &str,
+) -> Result<Option<Vec<String>>, String> {
+    if entry.manager_account.method != "command" {
+        return Ok(None);
+    }
+    let input = RenderInput { manager_password: Some(password), ..input.clone() };
+    entry
+        .manager_account
+        .command
+        .iter()
+        .flatten()
+        .map(|part| expand(part, &input, entry))
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// Renders an entry for one instance.
@@ -336,6 +370,7 @@ pub(super) fn check_placeholders(entry: &CatalogEntry) -> Result<(), String> {
         manager_email: "manager@example.com",
         manager_name: "Manager",
         manager_password_hash: "$6$sample$hash",
+        manager_password: None,
         generation: 1,
         resources: None,
         extra_environment: &no_environment,
@@ -346,9 +381,7 @@ pub(super) fn check_placeholders(entry: &CatalogEntry) -> Result<(), String> {
         let input = RenderInput { channel: channel_name, version: &channel.default, ..sample("stable", "1") };
         render(entry, &input)?;
     }
-    for part in entry.manager_account.command.iter().flatten() {
-        expand(part, &sample("stable", "1"), entry)?;
-    }
+    render_manager_command(entry, &sample("stable", "1"), "sample")?;
     Ok(())
 }
 
@@ -422,6 +455,7 @@ mod tests {
             manager_email: "it-lead@acme.example",
             manager_name: "Dana Fischer",
             manager_password_hash: "$6$rounds=5000$c2FsdA$sample",
+            manager_password: None,
             generation: 3,
             resources: None,
             extra_environment: environment,
