@@ -158,15 +158,12 @@ pub fn manager_command(
     tenant: &TenantRecord,
     password: &Password,
 ) -> Result<Option<Vec<String>>, String> {
-    let input = render_input(
-        &record.spec,
-        tenant,
-        &record.owner,
-        record.generation,
-        &record.secrets,
-        &record.manager_password_hash,
-    );
-    render_manager_command(entry, &input, password.expose())
+    render_manager_command(entry, &recorded_input(record, tenant), password.expose())
+}
+
+/// The render input of a recorded instance as it was deployed: its generation, secrets and password hash.
+fn recorded_input<'a>(record: &'a AppInstanceRecord, tenant: &'a TenantRecord) -> RenderInput<'a> {
+    render_input(&record.spec, tenant, &record.owner, record.generation, &record.secrets, &record.manager_password_hash)
 }
 
 fn render_input<'a>(
@@ -283,16 +280,12 @@ impl AppContext<'_> {
     /// Renders a recorded instance as it was deployed: its generation, secrets and password hash.
     fn render_record(&self, record: &AppInstanceRecord, tenant: &TenantRecord) -> Result<RenderedApp, AppApplyError> {
         let entry = self.entry(&record.spec)?;
-        render_instance(
-            entry,
-            &record.spec,
-            tenant,
-            &record.owner,
-            record.generation,
-            &record.secrets,
-            &record.manager_password_hash,
-        )
-        .map_err(|reason| AppApplyError::Catalog { id: record.spec.id.clone(), reason })
+        render(entry, &recorded_input(record, tenant))
+            .map(|mut app| {
+                add_extra_volumes(&mut app, &record.spec);
+                app
+            })
+            .map_err(|reason| AppApplyError::Catalog { id: record.spec.id.clone(), reason })
     }
 
     /// Observes the recorded instance: its record and how its container compares.

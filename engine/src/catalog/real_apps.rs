@@ -9,10 +9,20 @@ use super::*;
 /// with every secret the entry needs set to `sample-<name>`.
 fn render_stable(app_name: &str) -> (CatalogEntry, RenderedApp) {
     let entry = Catalog::built_in().get(app_name).unwrap_or_else(|| panic!("no built-in entry {app_name}")).clone();
-    let secrets: BTreeMap<String, String> =
-        required_secrets(&entry).into_iter().map(|name| (name.clone(), format!("sample-{name}"))).collect();
-    let environment = BTreeMap::new();
-    let input = RenderInput {
+    let secrets = sample_secrets(&entry);
+    let app = render(&entry, &sample_input(&entry, &secrets)).unwrap_or_else(|error| panic!("{app_name}: {error}"));
+    (entry, app)
+}
+
+static NO_CUSTOMIZATIONS: BTreeMap<String, String> = BTreeMap::new();
+
+fn sample_secrets(entry: &CatalogEntry) -> BTreeMap<String, String> {
+    required_secrets(entry).into_iter().map(|name| (name.clone(), format!("sample-{name}"))).collect()
+}
+
+/// One fixed sample instance of the entry's `stable` default version.
+fn sample_input<'a>(entry: &'a CatalogEntry, secrets: &'a BTreeMap<String, String>) -> RenderInput<'a> {
+    RenderInput {
         tenant: "acme",
         instance: "erp",
         owner: "terraform",
@@ -26,40 +36,18 @@ fn render_stable(app_name: &str) -> (CatalogEntry, RenderedApp) {
         manager_password: None,
         generation: 1,
         resources: None,
-        extra_environment: &environment,
-        extra_files: &environment,
-        secrets: &secrets,
-    };
-    let app = render(&entry, &input).unwrap_or_else(|error| panic!("{app_name}: {error}"));
-    (entry, app)
+        extra_environment: &NO_CUSTOMIZATIONS,
+        extra_files: &NO_CUSTOMIZATIONS,
+        secrets,
+    }
 }
 
 /// The rendered containers, and the one-shot command that creates the
 /// manager's account (with a sample password in place of the generated one).
 fn describe_with_manager(app_name: &str) -> String {
     let (entry, app) = render_stable(app_name);
-    let secrets: BTreeMap<String, String> =
-        required_secrets(&entry).into_iter().map(|name| (name.clone(), format!("sample-{name}"))).collect();
-    let environment = BTreeMap::new();
-    let input = RenderInput {
-        tenant: "acme",
-        instance: "erp",
-        owner: "terraform",
-        channel: "stable",
-        version: &entry.channel("stable").unwrap().default,
-        tier: "business",
-        users: 25,
-        manager_email: "it-lead@acme.example",
-        manager_name: "Dana Fischer",
-        manager_password_hash: "$6$c2FsdA$sample",
-        manager_password: None,
-        generation: 1,
-        resources: None,
-        extra_environment: &environment,
-        extra_files: &environment,
-        secrets: &secrets,
-    };
-    let command = render_manager_command(&entry, &input, "sample-initial-password").unwrap();
+    let secrets = sample_secrets(&entry);
+    let command = render_manager_command(&entry, &sample_input(&entry, &secrets), "sample-initial-password").unwrap();
     format!("{}manager account ({}): {command:?}\n", describe(&app), entry.manager_account.method)
 }
 
