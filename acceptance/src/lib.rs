@@ -137,6 +137,7 @@ impl Workspace {
             .env("TF_IN_AUTOMATION", "1")
             .env("ATRIUM_REGISTRY_URL", &self.registry_url)
             .env("ATRIUM_DNS_API_KEY", service_variable("ATRIUM_TEST_PDNS_API_KEY"))
+            .env("ATRIUM_TRACKER_API_KEY", service_variable("ATRIUM_TEST_REDMINE_API_KEY"))
             .env_remove("TF_LOG")
             .env_remove("TF_REATTACH_PROVIDERS")
             .stdin(Stdio::null());
@@ -188,6 +189,16 @@ impl Workspace {
         serde_json::from_str(&run.stdout).expect("show -json output")
     }
 
+    /// One attribute of one resource in the state (`null` when either is absent).
+    pub fn state_attribute(&self, address: &str, attribute: &str) -> serde_json::Value {
+        let state = self.state_json();
+        state["values"]["root_module"]["resources"]
+            .as_array()
+            .and_then(|resources| resources.iter().find(|r| r["address"] == address))
+            .map(|r| r["values"][attribute].clone())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
     /// Opens the test's registry.
     pub async fn registry(&self) -> Registry {
         Registry::connect(&self.registry_url).await.expect("open the test registry")
@@ -215,6 +226,7 @@ pub fn provider_example_with_test_services(platform_zone: &str) -> String {
     provider_example_with_test_docker()
         .replace("apps.example.net", platform_zone)
         .replace("http://127.0.0.1:2019", &service_variable("ATRIUM_TEST_CADDY_ADMIN_URL"))
+        .replace("https://support.example.net", &service_variable("ATRIUM_TEST_REDMINE_URL"))
         .replace(
             "public_address    = \"203.0.113.10\"",
             &format!("public_address    = \"127.0.0.1\"\n      ingress_https_address = \"127.0.0.1:{https_port}\""),
@@ -249,6 +261,17 @@ pub fn with_test_smtp(provider: &str) -> String {
         ),
         1,
     )
+}
+
+/// One call to the test Redmine's REST API through curl, as its administrator: (HTTP status, body).
+pub fn redmine(method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut command = Command::new("curl");
+    command.args(["-s", "-X", method, "-H"]);
+    command.arg(format!("X-Redmine-API-Key: {}", service_variable("ATRIUM_TEST_REDMINE_API_KEY")));
+    if let Some(body) = body {
+        command.args(["-H", "Content-Type: application/json", "--data", body]);
+    }
+    curl_status(command.arg(format!("{}{path}", service_variable("ATRIUM_TEST_REDMINE_URL"))))
 }
 
 /// One call to the test PowerDNS API through curl: (HTTP status, body).

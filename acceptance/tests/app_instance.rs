@@ -11,15 +11,6 @@ fn example_for(tenant: &str) -> String {
         .replace("name         = \"acme\"", &format!("name         = \"{tenant}\""))
 }
 
-fn state_value(workspace: &Workspace, address: &str, attribute: &str) -> serde_json::Value {
-    let state = workspace.state_json();
-    state["values"]["root_module"]["resources"]
-        .as_array()
-        .and_then(|resources| resources.iter().find(|r| r["address"] == address))
-        .map(|r| r["values"][attribute].clone())
-        .unwrap_or(serde_json::Value::Null)
-}
-
 fn tenant_containers(tenant: &str) -> Vec<String> {
     let (_, names) =
         docker(&["ps", "-a", "--filter", &format!("label=atrium.tenant={tenant}"), "--format", "{{.Names}}"]);
@@ -37,10 +28,10 @@ async fn full_lifecycle(test_name: &str, registry_choice: RegistryChoice, tenant
 
     // Create: the app answers on its internal URL.
     workspace.apply();
-    let url = state_value(&workspace, address, "internal_url").as_str().unwrap().to_owned();
+    let url = workspace.state_attribute(address, "internal_url").as_str().unwrap().to_owned();
     assert!(http_get(&url).contains("hello 1.1"), "{url}");
     assert_eq!(tenant_containers(tenant), [format!("atrium-{tenant}-web-g1")]);
-    assert_eq!(state_value(&workspace, address, "status"), "running");
+    assert_eq!(workspace.state_attribute(address, "status"), "running");
     workspace.assert_plan_empty("after create");
 
     // In place: more users and another environment variable (a new generation, same instance).
@@ -58,8 +49,8 @@ async fn full_lifecycle(test_name: &str, registry_choice: RegistryChoice, tenant
     let pinned = updated.replace("users          = 25", "users          = 25\n  version        = \"1.0\"");
     workspace.write("main.tf", &pinned);
     workspace.apply();
-    assert_eq!(state_value(&workspace, address, "previous_version"), "1.1");
-    let url = state_value(&workspace, address, "internal_url").as_str().unwrap().to_owned();
+    assert_eq!(workspace.state_attribute(address, "previous_version"), "1.1");
+    let url = workspace.state_attribute(address, "internal_url").as_str().unwrap().to_owned();
     assert!(http_get(&url).contains("hello 1.0"));
     // A short update deadline: version 2.0 never turns healthy.
     let broken =
@@ -71,7 +62,7 @@ async fn full_lifecycle(test_name: &str, registry_choice: RegistryChoice, tenant
     assert!(output.contains("Upgrade rolled back"), "{output}");
     assert!(output.contains("1.0 keeps serving"), "{output}");
     assert!(output.contains("404"), "the health check's output is shown: {output}");
-    assert_eq!(state_value(&workspace, address, "version_deployed"), "1.0", "state still says the old version");
+    assert_eq!(workspace.state_attribute(address, "version_deployed"), "1.0", "state still says the old version");
     assert!(http_get(&url).contains("hello 1.0"), "the old version keeps serving");
     assert_eq!(tenant_containers(tenant).len(), 1, "the failed container was removed");
     workspace.write("main.tf", &pinned);
@@ -225,13 +216,13 @@ async fn admin_password_is_write_only_and_sets_the_manager_login() {
         .terraform(&["apply", "-auto-approve", "-input=false", "-var", &with_password(first)])
         .expect_code(0, "apply with a manager password");
     assert!(!applied.output().contains(first), "the password is not printed");
-    let url = state_value(&workspace, "atrium_app_instance.web", "internal_url").as_str().unwrap().to_owned();
+    let url = workspace.state_attribute("atrium_app_instance.web", "internal_url").as_str().unwrap().to_owned();
     let manager = "it-lead@acme.example";
     assert_eq!(http_status(&format!("{url}/manage/"), None), "401");
     assert_eq!(http_status(&format!("{url}/manage/"), Some(&format!("{manager}:{first}"))), "200");
     assert!(http_get(&format!("{url}/hours.html")).contains("8:00 to 18:00"), "the customization's file is served");
     assert!(!workspace.read("terraform.tfstate").contains(first), "the password is not in state");
-    assert_eq!(state_value(&workspace, "atrium_app_instance.web", "admin_password"), serde_json::Value::Null);
+    assert_eq!(workspace.state_attribute("atrium_app_instance.web", "admin_password"), serde_json::Value::Null);
 
     // The same password: nothing to do; the saved plan holds no password either.
     workspace
@@ -248,7 +239,7 @@ async fn admin_password_is_write_only_and_sets_the_manager_login() {
     workspace
         .terraform(&["apply", "-auto-approve", "-input=false", "-var", &with_password(second)])
         .expect_code(0, "apply with a new password");
-    let url = state_value(&workspace, "atrium_app_instance.web", "internal_url").as_str().unwrap().to_owned();
+    let url = workspace.state_attribute("atrium_app_instance.web", "internal_url").as_str().unwrap().to_owned();
     assert_eq!(http_status(&format!("{url}/manage/"), Some(&format!("{manager}:{first}"))), "401");
     assert_eq!(http_status(&format!("{url}/manage/"), Some(&format!("{manager}:{second}"))), "200");
     workspace

@@ -39,15 +39,6 @@ impl Names {
     }
 }
 
-fn state_attribute(workspace: &Workspace, address: &str, attribute: &str) -> serde_json::Value {
-    let state = workspace.state_json();
-    state["values"]["root_module"]["resources"]
-        .as_array()
-        .and_then(|resources| resources.iter().find(|r| r["address"] == address))
-        .map(|r| r["values"][attribute].clone())
-        .unwrap_or(serde_json::Value::Null)
-}
-
 /// Atrium's route ids on the test Caddy that mention `fragment`.
 fn routes_mentioning(fragment: &str) -> Vec<String> {
     let (status, body) = caddy("GET", "/config/apps/http/servers", None);
@@ -91,13 +82,13 @@ async fn domain_lifecycle_with_dns_routes_and_certificates() {
     let applied = workspace.apply();
     let output = applied.flat_output();
     assert!(output.contains("Custom domain waiting for verification"), "{output}");
-    let verification = state_attribute(&workspace, erp, "verification");
+    let verification = workspace.state_attribute(erp, "verification");
     let (txt_name, txt_value) =
         (verification["name"].as_str().unwrap().to_owned(), verification["value"].as_str().unwrap().to_owned());
     assert!(output.contains(&txt_name) && output.contains(&txt_value), "the warning says what to publish: {output}");
-    assert_eq!(state_attribute(&workspace, erp, "status"), "pending_verification");
-    assert_eq!(state_attribute(&workspace, web, "status"), "active");
-    assert!(state_attribute(&workspace, web, "certificate_expires_at").as_str().is_some_and(|at| at.starts_with("20")));
+    assert_eq!(workspace.state_attribute(erp, "status"), "pending_verification");
+    assert_eq!(workspace.state_attribute(web, "status"), "active");
+    assert!(workspace.state_attribute(web, "certificate_expires_at").as_str().is_some_and(|at| at.starts_with("20")));
     assert_eq!(a_records(&platform, &format!("{platform_host}.")), ["127.0.0.1"]);
     let (status, page) = https_get(&platform_host, "/");
     assert_eq!(status, 200, "{page}");
@@ -111,7 +102,7 @@ async fn domain_lifecycle_with_dns_routes_and_certificates() {
     let plan = workspace.plan(true).expect_code(2, "plan after publishing the verification record");
     assert!(plan.stdout.contains("\"pending_verification\" -> \"active\""), "{}", plan.stdout);
     workspace.apply();
-    assert_eq!(state_attribute(&workspace, erp, "status"), "active");
+    assert_eq!(workspace.state_attribute(erp, "status"), "active");
     assert!(https_get(&custom_host, "/").1.contains("Hello from Atrium"));
     workspace.assert_plan_empty("after activation");
 
@@ -134,7 +125,7 @@ async fn domain_lifecycle_with_dns_routes_and_certificates() {
     let (status, page) = http_get_host(&platform_host, "/");
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("hello 1.0"), "the route follows the domain to the other instance: {page}");
-    assert_eq!(state_attribute(&workspace, web, "certificate_expires_at"), serde_json::Value::Null);
+    assert_eq!(workspace.state_attribute(web, "certificate_expires_at"), serde_json::Value::Null);
     workspace.assert_plan_empty("after the in-place update");
     workspace.write("main.tf", &resource);
     workspace.apply();

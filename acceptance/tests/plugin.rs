@@ -161,6 +161,7 @@ async fn debug_mode_prints_a_reattach_value_terraform_can_use() {
     let mut child = Command::new(provider_binary())
         .arg("--debug")
         .env("ATRIUM_DNS_API_KEY", atrium_engine::test_services::service_variable("ATRIUM_TEST_PDNS_API_KEY"))
+        .env("ATRIUM_TRACKER_API_KEY", atrium_engine::test_services::service_variable("ATRIUM_TEST_REDMINE_API_KEY"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

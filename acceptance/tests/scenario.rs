@@ -5,7 +5,7 @@
 
 use atrium_acceptance::{
     RegistryChoice, TestZone, Workspace, docker, https_get, https_get_as, mails_to,
-    provider_example_with_test_services, with_test_smtp,
+    provider_example_with_test_services, redmine, with_test_smtp,
 };
 
 fn configuration(tenant: &str, manager: &str, zone: &str, expires_on: &str, user_quota: u32) -> String {
@@ -35,17 +35,14 @@ resource "atrium_domain" "app" {{
   app_instance_id = atrium_app_instance.app.id
   hostname        = "{tenant}.{zone}"
 }}
+
+resource "atrium_support_plan" "customer" {{
+  tenant_id      = atrium_tenant.customer.id
+  level          = "premium_24x7"
+  tracker_access = true
+}}
 "#
     )
-}
-
-fn state_attribute(workspace: &Workspace, address: &str, attribute: &str) -> serde_json::Value {
-    let state = workspace.state_json();
-    state["values"]["root_module"]["resources"]
-        .as_array()
-        .and_then(|resources| resources.iter().find(|r| r["address"] == address))
-        .map(|r| r["values"][attribute].clone())
-        .unwrap_or(serde_json::Value::Null)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +73,11 @@ async fn welcome_email_login_expiry_and_resumption_end_to_end() {
     assert!(page.contains("Manager area"), "{page}");
     assert_eq!(https_get(&hostname, "/manage/").0, 401, "refused without credentials");
     assert_eq!(https_get_as(&hostname, "/manage/", Some(&format!("{manager}:wrong-password"))).0, 401);
-    assert_eq!(state_attribute(&workspace, "atrium_app_instance.app", "welcome_email_status"), "sent");
+    assert_eq!(workspace.state_attribute("atrium_app_instance.app", "welcome_email_status"), "sent");
+    // The manager is a member of the tenant's support project in the tracker.
+    let (status, body) = redmine("GET", &format!("/projects/atrium-{tenant}/memberships.json"), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Sam Scenario"), "{body}");
     workspace.assert_plan_empty("after the order");
     let container = format!("atrium-{tenant}-app-g1");
     assert!(docker(&["exec", &container, "sh", "-c", "echo customer-data > /www/data/kept.txt"]).0);
@@ -97,9 +98,10 @@ async fn welcome_email_login_expiry_and_resumption_end_to_end() {
     let (status, page) = https_get(&hostname, "/");
     assert_eq!(status, 503, "{page}");
     assert!(page.contains("suspended"), "{page}");
-    assert_eq!(state_attribute(&workspace, "atrium_tenant.customer", "status"), "suspended");
+    assert_eq!(workspace.state_attribute("atrium_tenant.customer", "status"), "suspended");
     assert!(
-        state_attribute(&workspace, "atrium_tenant.customer", "status_reason")
+        workspace
+            .state_attribute("atrium_tenant.customer", "status_reason")
             .as_str()
             .is_some_and(|reason| reason.contains("2020-01-31")),
     );
@@ -107,8 +109,9 @@ async fn welcome_email_login_expiry_and_resumption_end_to_end() {
     // A refresh records what the apps look like now.
     workspace.terraform(&["apply", "-refresh-only", "-auto-approve", "-input=false"]).expect_code(0, "refresh");
     workspace.assert_plan_empty("after the refresh");
-    assert_eq!(state_attribute(&workspace, "atrium_app_instance.app", "status"), "suspended");
-    assert_eq!(state_attribute(&workspace, "atrium_domain.app", "status"), "suspended");
+    assert_eq!(workspace.state_attribute("atrium_app_instance.app", "status"), "suspended");
+    assert_eq!(workspace.state_attribute("atrium_domain.app", "status"), "suspended");
+    assert_eq!(workspace.state_attribute("atrium_support_plan.customer", "status"), "suspended");
 
     // A later date resumes everything, data intact; no second welcome email.
     workspace.write("main.tf", &configuration(&tenant, &manager, &zone.name, "2099-12-31", 25));
@@ -123,4 +126,5 @@ async fn welcome_email_login_expiry_and_resumption_end_to_end() {
 
     workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
     assert!(docker(&["volume", "rm", &format!("atrium-{tenant}-app-data")]).0);
+    assert_eq!(redmine("GET", &format!("/projects/atrium-{tenant}.json"), None).0, 404, "the support project is gone");
 }

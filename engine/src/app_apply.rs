@@ -20,7 +20,7 @@ use crate::backends::mailer::Mailer;
 use crate::backends::{ObservedContainer, Runtime, RuntimeError, with_retries};
 use crate::catalog::{
     Catalog, CatalogEntry, ContainerRole, RenderInput, RenderedApp, VolumeSpec, labels, render, render_manager_command,
-    required_secrets,
+    render_user_limit_command, required_secrets,
 };
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, WelcomeState};
 use crate::model::tenant::{TenantRecord, TenantStatus};
@@ -61,6 +61,8 @@ pub enum AppApplyError {
         "the command that makes the manager's account in app instance {id} failed (exit code {exit_code:?}): {output}"
     )]
     ManagerAccount { id: AppInstanceId, exit_code: Option<i64>, output: String },
+    #[error("the command that sets the user limit of app instance {id} failed (exit code {exit_code:?}): {output}")]
+    UserLimit { id: AppInstanceId, exit_code: Option<i64>, output: String },
     #[error("tenant {tenant} of app instance {id} is suspended ({reason})")]
     Suspended { id: AppInstanceId, tenant: String, reason: String },
     #[error("app instance {id} runs, but its domains' routes could not be pointed at it")]
@@ -359,7 +361,10 @@ impl AppContext<'_> {
         let _slot = self.targets.deployment_slot(&spec.target).await;
         let result = match self.deploy_steps(spec).await {
             Ok(deployment) => match self.create_manager_account(deployment).await {
-                Ok(deployment) => self.send_welcome(deployment).await,
+                Ok(deployment) => match self.apply_user_limit(&deployment).await {
+                    Ok(()) => self.send_welcome(deployment).await,
+                    Err(error) => Err(error),
+                },
                 Err(error) => Err(error),
             },
             Err(error) => Err(error),
@@ -396,6 +401,26 @@ impl AppContext<'_> {
             // The command's own output may echo what it was given: the password is cut out.
             output: ran.output.replace(password.expose(), "<password>").trim().chars().take(2000).collect(),
         })
+    }
+
+    /// Sets the app's own user limit to the instance's `users`, for apps that
+    /// take it by a command (the setting is idempotent, so every deployment
+    /// sets it; apps that read it from the environment got it at start).
+    async fn apply_user_limit(&self, deployment: &Deployment) -> Result<(), AppApplyError> {
+        let record = &deployment.record;
+        let id = &record.spec.id;
+        let entry = self.entry(&record.spec)?;
+        let tenant = self.tenant(&record.spec).await?;
+        let command = render_user_limit_command(entry, &recorded_input(record, &tenant))
+            .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        let Some(command) = command else { return Ok(()) };
+        let runtime = self.runtime(id, &record.spec.target).await?;
+        let container = crate::catalog::render_app_container_name(&record.spec, record.generation);
+        let ran = runtime.exec(&container, &command).await.map_err(self.runtime_error(id, &record.spec.target))?;
+        if ran.exit_code == Some(0) {
+            return Ok(());
+        }
+        Err(AppApplyError::UserLimit { id: id.clone(), exit_code: ran.exit_code, output: ran.output.trim().chars().take(2000).collect() })
     }
 
     /// Sends the welcome email of a deployment whose welcome is pending (a

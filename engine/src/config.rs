@@ -113,6 +113,32 @@ pub struct SmtpDocument {
     pub from: String,
 }
 
+/// The support tracker (Redmine's REST API) where tenants' managers get accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrackerDocument {
+    /// The tracker's base URL, e.g. `https://support.example.net`.
+    pub url: String,
+    /// An administrator's API key. Secret: never shown in plans or logs. Unset: the
+    /// `ATRIUM_TRACKER_API_KEY` environment variable.
+    #[serde(default)]
+    #[schemars(extend("x-atrium-sensitive" = true))]
+    pub api_key: Option<String>,
+    /// The role managers get in their tenant's support project. Default `Reporter`.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// The environment variable that supplies `tracker.api_key` when the configuration leaves it unset.
+pub const TRACKER_API_KEY_ENV: &str = "ATRIUM_TRACKER_API_KEY";
+
+impl TrackerDocument {
+    /// The API key in force: the attribute, else the environment variable.
+    pub fn effective_api_key(&self, environment_value: Option<String>) -> Option<String> {
+        self.api_key.clone().or(environment_value.filter(|key| !key.trim().is_empty()))
+    }
+}
+
 /// Atrium's configuration: the registry, the platform zone, hosting targets, DNS and SMTP.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -134,6 +160,9 @@ pub struct PlatformConfigDocument {
     /// The SMTP relay for welcome emails.
     #[serde(default)]
     pub smtp: Option<SmtpDocument>,
+    /// The support tracker where managers of tenants with `tracker_access` get accounts.
+    #[serde(default)]
+    pub tracker: Option<TrackerDocument>,
     /// A directory of the operator's own catalog entries (`*.hcl`), added to the built-in apps
     /// (an entry with a built-in app's name replaces it).
     #[serde(default)]
@@ -221,6 +250,9 @@ impl PlatformConfigDocument {
                     ))
                 },
             );
+        }
+        if let Some(tracker) = &self.tracker {
+            push(AttributePath::root("tracker").attribute("url"), "Invalid tracker URL", check_http_url(&tracker.url));
         }
         if let Some(smtp) = &self.smtp {
             push(AttributePath::root("smtp").attribute("url"), "Invalid SMTP URL", check_smtp_url(&smtp.url));

@@ -17,6 +17,7 @@ pub mod observe;
 pub mod password;
 pub mod plan;
 pub mod registry;
+pub mod support_apply;
 pub mod suspension;
 pub mod targets;
 pub mod tenant_apply;

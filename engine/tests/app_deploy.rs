@@ -340,7 +340,8 @@ async fn welcome_email_arrives_once_and_a_failed_send_is_retried_with_a_new_pass
 }
 
 /// An operator's catalog entry: hello, with the manager's account made by a
-/// one-shot command (as the real apps do) that ends with `exit_code`.
+/// one-shot command (as the real apps do) that ends with `exit_code`, and the
+/// user limit set by a command (as Nextcloud's is).
 fn command_entry(name: &str, exit_code: u8) -> String {
     let hello = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/hello.hcl")).unwrap();
     let start = hello.find("manager_account = {").unwrap();
@@ -353,11 +354,12 @@ fn command_entry(name: &str, exit_code: u8) -> String {
 }}
 "#
     );
-    format!("{}{manager}{}", &hello[..start], &hello[end..]).replacen(
-        "name        = \"hello\"",
-        &format!("name        = \"{name}\""),
-        1,
-    )
+    let user_limit = "user_limit = {\n  method   = \"environment\"\n  variable = \"HELLO_MAX_USERS\"\n}";
+    let by_command = "user_limit = {\n  method  = \"command\"\n  command = [\"/bin/sh\", \"-c\", \"echo {users} > /www/data/limit.txt\"]\n}";
+    assert!(hello.contains(user_limit), "hello's user limit changed: update this test");
+    format!("{}{manager}{}", &hello[..start], &hello[end..])
+        .replacen("name        = \"hello\"", &format!("name        = \"{name}\""), 1)
+        .replacen(user_limit, by_command, 1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,6 +378,7 @@ async fn a_manager_command_gets_the_new_password_once_and_a_failing_one_is_repor
     let port = deployment.record.published_port.unwrap();
     let written = http_get(port, "/data/manager.txt");
     assert!(written.contains(&format!("m@test.example {}", password.expose())), "{written}");
+    assert!(http_get(port, "/data/limit.txt").ends_with("\n5\n"), "the user limit is set inside the app");
     // Nothing new to set: the command does not run again.
     let runtime = fixture.runtime().await;
     let container = format!("atrium-{}-web-g{}", fixture.tenant, deployment.record.generation);
@@ -384,6 +387,10 @@ async fn a_manager_command_gets_the_new_password_once_and_a_failing_one_is_repor
     assert_eq!(emptied.exit_code, Some(0), "{}", emptied.output);
     context.deploy(&spec).await.unwrap();
     assert!(!http_get(port, "/data/manager.txt").contains("m@test.example"), "the command ran only once");
+    // More users: the limit inside the app follows.
+    spec.users = 8;
+    let more = context.deploy(&spec).await.unwrap().record;
+    assert!(http_get(more.published_port.unwrap(), "/data/limit.txt").ends_with("\n8\n"));
 
     let mut failing = fixture.spec("1.1");
     failing.id.name = "broken".into();

@@ -31,4 +31,10 @@ provider "atrium" {
   dns = {
     api_url = "http://127.0.0.1:8081"
   }
+
+  # Managers of tenants with tracker_access get accounts here. The API key
+  # comes from the ATRIUM_TRACKER_API_KEY environment variable (or tracker.api_key).
+  tracker = {
+    url = "https://support.example.net"
+  }
 }

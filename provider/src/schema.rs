@@ -320,6 +320,7 @@ pub struct ProviderSchemas {
 pub const TENANT_TYPE: &str = "atrium_tenant";
 pub const APP_INSTANCE_TYPE: &str = "atrium_app_instance";
 pub const DOMAIN_TYPE: &str = "atrium_domain";
+pub const SUPPORT_PLAN_TYPE: &str = "atrium_support_plan";
 
 impl ProviderSchemas {
     pub fn build() -> Result<ProviderSchemas, SchemaError> {
@@ -338,12 +339,17 @@ impl ProviderSchemas {
             &model::document_schema::<atrium_engine::model::domain::DomainDocument>(),
             model::DOMAIN_SCHEMA_VERSION,
         )?;
+        let support_plan = ResourceSchema::from_json_schema(
+            &model::document_schema::<atrium_engine::model::support_plan::SupportPlanDocument>(),
+            model::SUPPORT_PLAN_SCHEMA_VERSION,
+        )?;
         Ok(ProviderSchemas {
             provider,
             resources: BTreeMap::from([
                 (TENANT_TYPE, tenant),
                 (APP_INSTANCE_TYPE, app_instance),
                 (DOMAIN_TYPE, domain),
+                (SUPPORT_PLAN_TYPE, support_plan),
             ]),
         })
     }

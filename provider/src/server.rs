@@ -10,12 +10,14 @@ use std::sync::Arc;
 use atrium_engine::app_apply::AppContext;
 use atrium_engine::backends::mailer::SmtpMailer;
 use atrium_engine::backends::powerdns::PowerDns;
+use atrium_engine::backends::redmine::Redmine;
 use atrium_engine::backends::resolver::DnsResolver;
 use atrium_engine::catalog::Catalog;
-use atrium_engine::config::{DNS_API_KEY_ENV, PlatformConfigDocument, REGISTRY_URL_ENV};
+use atrium_engine::config::{DNS_API_KEY_ENV, PlatformConfigDocument, REGISTRY_URL_ENV, TRACKER_API_KEY_ENV};
 use atrium_engine::domain_apply::DomainApplyContext;
 use atrium_engine::observe::{AppObservations, DomainObservations, TenantObserver};
 use atrium_engine::registry::Registry;
+use atrium_engine::support_apply::SupportPlanContext;
 use atrium_engine::targets::Targets;
 use tokio::sync::{RwLock, watch};
 use tonic::{Request, Response, Status};
@@ -23,8 +25,8 @@ use tonic::{Request, Response, Status};
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::proto::tfplugin6::provider_server::Provider;
-use crate::resources::{app_instance, domain, tenant};
-use crate::schema::{APP_INSTANCE_TYPE, DOMAIN_TYPE, ProviderSchemas, ResourceSchema};
+use crate::resources::{self, app_instance, domain, support_plan, tenant};
+use crate::schema::{APP_INSTANCE_TYPE, DOMAIN_TYPE, ProviderSchemas, ResourceSchema, SUPPORT_PLAN_TYPE};
 use crate::value::{CtyType, Value, decode_msgpack, encode_msgpack};
 
 /// What ConfigureProvider sets up: the registry, the catalog and the targets.
@@ -40,6 +42,9 @@ struct Configured {
     platform_zone: Option<String>,
     /// The SMTP relay for welcome emails, when the provider has an `smtp` block.
     mailer: Option<SmtpMailer>,
+    /// The support tracker, when the provider has a `tracker` block, and the role managers get there.
+    tracker: Option<Redmine>,
+    tracker_role: String,
 }
 
 impl Configured {
@@ -54,6 +59,21 @@ impl Configured {
             catalog: &self.catalog,
             targets: &self.targets,
             mailer: self.mailer.as_ref().map(|mailer| mailer as &dyn atrium_engine::backends::mailer::Mailer),
+            owner: tenant::OWNER,
+            deadline,
+            cancelled,
+        }
+    }
+
+    fn support_plan_context(
+        &self,
+        deadline: std::time::Duration,
+        cancelled: watch::Receiver<bool>,
+    ) -> SupportPlanContext<'_> {
+        SupportPlanContext {
+            registry: self.registry(),
+            tracker: self.tracker.as_ref().map(|tracker| tracker as &dyn atrium_engine::backends::tracker::Tracker),
+            tracker_role: &self.tracker_role,
             owner: tenant::OWNER,
             deadline,
             cancelled,
@@ -277,6 +297,7 @@ impl Provider for AtriumProvider {
                 Err(diagnostic) => vec![diagnostic],
                 Ok(config) if request.type_name == APP_INSTANCE_TYPE => app_instance::validate(&config),
                 Ok(config) if request.type_name == DOMAIN_TYPE => domain::validate(&config),
+                Ok(config) if request.type_name == SUPPORT_PLAN_TYPE => support_plan::validate(&config),
                 Ok(config) => tenant::validate(&config),
             },
         };
@@ -417,6 +438,24 @@ impl Provider for AtriumProvider {
                 }
             },
         };
+        let tracker = match &document.tracker {
+            None => None,
+            Some(tracker) => match tracker.effective_api_key(std::env::var(TRACKER_API_KEY_ENV).ok()) {
+                Some(api_key) => Some(Redmine::new(&tracker.url, &api_key)),
+                None => {
+                    let diagnostic = diagnostics::attribute_error(
+                        &atrium_engine::AttributePath::root("tracker").attribute("api_key"),
+                        "Missing tracker API key",
+                        format!(
+                            "set tracker.api_key, or the {TRACKER_API_KEY_ENV} environment variable, to an administrator's API key"
+                        ),
+                    );
+                    return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
+                }
+            },
+        };
+        let tracker_role =
+            document.tracker.as_ref().and_then(|t| t.role.clone()).unwrap_or_else(|| "Reporter".to_owned());
         match Registry::connect(&url).await {
             Ok(registry) => {
                 tracing::debug!(registry = registry.url_for_messages(), terraform = %request.terraform_version, "provider configured");
@@ -430,6 +469,8 @@ impl Provider for AtriumProvider {
                     resolver,
                     platform_zone: document.platform_zone.clone(),
                     mailer,
+                    tracker,
+                    tracker_role,
                 };
                 *self.configured.write().await = Some(Arc::new(configured));
                 Ok(Response::new(pb::configure_provider::Response { diagnostics: Vec::new() }))
@@ -469,6 +510,12 @@ impl Provider for AtriumProvider {
                 let context = configured
                     .domain_context(atrium_engine::model::timeouts::DEFAULT_TIMEOUT, self.stop_sender.subscribe());
                 domain::read(&context, schema, &current).await?
+            } else if request.type_name == SUPPORT_PLAN_TYPE {
+                let context = configured.support_plan_context(
+                    atrium_engine::model::timeouts::DEFAULT_TIMEOUT,
+                    self.stop_sender.subscribe(),
+                );
+                support_plan::read(&context, schema, &current).await?
             } else {
                 tenant::read(&configured.tenant_observer, schema, &current).await?
             };
@@ -517,47 +564,34 @@ impl Provider for AtriumProvider {
                 }));
             }
         };
-        let planned = if request.type_name == APP_INSTANCE_TYPE {
-            let configured = match self.configured().await {
-                Ok(configured) => configured,
-                Err(diagnostic) => {
-                    return Ok(Response::new(pb::plan_resource_change::Response {
-                        diagnostics: vec![diagnostic],
-                        ..Default::default()
-                    }));
-                }
-            };
-            let context = app_instance::PlanContext {
-                catalog: &configured.catalog,
-                targets: configured.targets.names(),
-                registry: configured.registry(),
-            };
-            let planned = app_instance::plan(&prior, &proposed, &config, &context).await;
-            tenant::PlannedChange {
-                planned_state: planned.planned_state,
-                requires_replace: planned.requires_replace,
-                diagnostics: planned.diagnostics,
+        let configured = self.configured().await;
+        let planned = match (request.type_name.as_str(), &configured) {
+            (APP_INSTANCE_TYPE, Ok(configured)) => {
+                let context = app_instance::PlanContext {
+                    catalog: &configured.catalog,
+                    targets: configured.targets.names(),
+                    registry: configured.registry(),
+                };
+                app_instance::plan(&prior, &proposed, &config, &context).await
             }
-        } else if request.type_name == DOMAIN_TYPE {
-            let configured = match self.configured().await {
-                Ok(configured) => configured,
-                Err(diagnostic) => {
-                    return Ok(Response::new(pb::plan_resource_change::Response {
-                        diagnostics: vec![diagnostic],
-                        ..Default::default()
-                    }));
-                }
-            };
-            let context = configured.domain_context(domain::deadline(&prior, &proposed), self.stop_sender.subscribe());
-            let planned = domain::plan(&prior, &proposed, &config, &context).await;
-            tenant::PlannedChange {
-                planned_state: planned.planned_state,
-                requires_replace: planned.requires_replace,
-                diagnostics: planned.diagnostics,
+            (DOMAIN_TYPE, Ok(configured)) => {
+                let context =
+                    configured.domain_context(resources::deadline(&prior, &proposed), self.stop_sender.subscribe());
+                domain::plan(&prior, &proposed, &config, &context).await
             }
-        } else {
-            let configured = self.configured().await.ok();
-            tenant::plan(&prior, &proposed, &config, configured.as_ref().map(|c| c.registry())).await
+            (SUPPORT_PLAN_TYPE, Ok(configured)) => {
+                let context = configured
+                    .support_plan_context(resources::deadline(&prior, &proposed), self.stop_sender.subscribe());
+                support_plan::plan(&prior, &proposed, &config, &context).await
+            }
+            (APP_INSTANCE_TYPE | DOMAIN_TYPE | SUPPORT_PLAN_TYPE, Err(diagnostic)) => {
+                return Ok(Response::new(pb::plan_resource_change::Response {
+                    diagnostics: vec![diagnostic.clone()],
+                    ..Default::default()
+                }));
+            }
+            // Tenants plan before the provider is configured too (without registry checks).
+            _ => tenant::plan(&prior, &proposed, &config, configured.as_ref().ok().map(|c| c.registry())).await,
         };
         Ok(Response::new(pb::plan_resource_change::Response {
             planned_state: encode(&planned.planned_state, &schema.value_type),
@@ -582,13 +616,16 @@ impl Provider for AtriumProvider {
             let configured = self.configured().await.map_err(|d| vec![d])?;
             let cancelled = self.stop_sender.subscribe();
             let state = if request.type_name == APP_INSTANCE_TYPE {
-                let context = configured.app_context(app_instance::deadline(&prior, &planned), cancelled);
+                let context = configured.app_context(resources::deadline(&prior, &planned), cancelled);
                 let config =
                     decode(request.config.as_ref(), &schema.value_type, "configuration").map_err(|d| vec![d])?;
                 app_instance::apply(&context, schema, &prior, &planned, &config).await?
             } else if request.type_name == DOMAIN_TYPE {
-                let context = configured.domain_context(domain::deadline(&prior, &planned), cancelled);
+                let context = configured.domain_context(resources::deadline(&prior, &planned), cancelled);
                 domain::apply(&context, schema, &prior, &planned).await?
+            } else if request.type_name == SUPPORT_PLAN_TYPE {
+                let context = configured.support_plan_context(resources::deadline(&prior, &planned), cancelled);
+                (support_plan::apply(&context, schema, &prior, &planned).await?, Vec::new())
             } else {
                 (
                     tenant::apply(
@@ -638,6 +675,12 @@ impl Provider for AtriumProvider {
                 let context = configured
                     .domain_context(atrium_engine::model::timeouts::DEFAULT_TIMEOUT, self.stop_sender.subscribe());
                 domain::import(&context, schema, &request.id).await?
+            } else if request.type_name == SUPPORT_PLAN_TYPE {
+                let context = configured.support_plan_context(
+                    atrium_engine::model::timeouts::DEFAULT_TIMEOUT,
+                    self.stop_sender.subscribe(),
+                );
+                support_plan::import(&context, schema, &request.id).await?
             } else {
                 tenant::import(&configured.tenant_observer, schema, &request.id).await?
             };

@@ -130,6 +130,7 @@ pub trait Retryable: std::fmt::Display {
     fn is_retryable(&self) -> bool;
 }
 
+
 impl Retryable for RuntimeError {
     fn is_retryable(&self) -> bool {
         RuntimeError::is_retryable(self)

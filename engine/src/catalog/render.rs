@@ -245,6 +245,21 @@ pub fn render_manager_command(
         .map(Some)
 }
 
+/// The command that sets the app's own user limit to `users`, for entries
+/// whose `user_limit.method` is `command`.
+pub fn render_user_limit_command(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<Option<Vec<String>>, String> {
+    match &entry.user_limit {
+        Some(limit) if limit.method == "command" => limit
+            .command
+            .iter()
+            .flatten()
+            .map(|part| expand(part, input, entry))
+            .collect::<Result<_, _>>()
+            .map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// Renders an entry for one instance.
 pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedApp, String> {
     let channel =
@@ -382,6 +397,7 @@ pub(super) fn check_placeholders(entry: &CatalogEntry) -> Result<(), String> {
         render(entry, &input)?;
     }
     render_manager_command(entry, &sample("stable", "1"), "sample")?;
+    render_user_limit_command(entry, &sample("stable", "1"))?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@
 pub mod app_instance;
 pub mod domain;
 pub mod ids;
+pub mod support_plan;
 pub mod tenant;
 pub mod timeouts;
 pub mod validate;
@@ -54,3 +55,6 @@ pub const APP_INSTANCE_SCHEMA_VERSION: i64 = 0;
 
 /// The stored state version of `atrium_domain`.
 pub const DOMAIN_SCHEMA_VERSION: i64 = 0;
+
+/// The stored state version of `atrium_support_plan`.
+pub const SUPPORT_PLAN_SCHEMA_VERSION: i64 = 0;

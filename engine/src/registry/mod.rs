@@ -8,6 +8,7 @@
 
 mod app_instances;
 mod domains;
+mod support_plans;
 mod tenants;
 
 use std::borrow::Cow;
@@ -104,6 +105,7 @@ fn migrations() -> Vec<Migration> {
         ),
         migration(4, "domains", include_str!("../../migrations/0004_domains.sql")),
         migration(5, "app instance welcome", include_str!("../../migrations/0005_app_instance_welcome.sql")),
+        migration(6, "support plans", include_str!("../../migrations/0006_support_plans.sql")),
     ]
 }
 

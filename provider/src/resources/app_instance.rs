@@ -3,15 +3,15 @@
 use atrium_engine::app_apply::{AppApplyError, AppContext, InstanceHealth};
 use atrium_engine::attribute::AttributePath;
 use atrium_engine::catalog::Catalog;
+use atrium_engine::model::TenantId;
 use atrium_engine::model::app_instance::{
     AppInstanceDocument, AppInstanceDraft, AppInstanceId, AppInstanceRecord, AppInstanceSpec, Customizations,
     InstanceContext,
 };
-use atrium_engine::model::timeouts::Operation;
-use atrium_engine::model::{TenantId, Timeouts};
 use atrium_engine::password::Password;
 use atrium_engine::registry::Registry;
 
+use super::PlannedChange;
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::schema::ResourceSchema;
@@ -40,13 +40,6 @@ pub struct PlanContext<'a> {
     pub catalog: &'a Catalog,
     pub targets: Vec<&'a str>,
     pub registry: &'a Registry,
-}
-
-/// The planned state and replacement paths.
-pub struct PlannedChange {
-    pub planned_state: Value,
-    pub requires_replace: Vec<AttributePath>,
-    pub diagnostics: Vec<pb::Diagnostic>,
 }
 
 /// Plans an instance: defaults (channel, version from the catalog), replacement
@@ -325,20 +318,6 @@ pub async fn apply(
         .unwrap_or_default();
     let state = state_from_record(&record, InstanceHealth::Running, planned, schema).map_err(|d| vec![d])?;
     Ok((state, warnings))
-}
-
-/// The deadline for a planned change, from `timeouts`.
-pub fn deadline(prior: &Value, planned: &Value) -> std::time::Duration {
-    let (value, operation) = if planned.is_null() {
-        (prior, Operation::Delete)
-    } else if prior.is_null() {
-        (planned, Operation::Create)
-    } else {
-        (planned, Operation::Update)
-    };
-    let timeouts: Option<Timeouts> =
-        value.get("timeouts").to_known_json().and_then(|json| serde_json::from_value(json).ok());
-    Timeouts::deadline(timeouts.as_ref(), operation)
 }
 
 /// Refreshes an instance from the registry and its target; null when it no longer exists.

@@ -2,14 +2,13 @@
 
 use atrium_engine::attribute::AttributePath;
 use atrium_engine::domain_apply::{DomainApplyContext, DomainApplyError, ObservedDomain};
-use atrium_engine::model::Timeouts;
 use atrium_engine::model::app_instance::AppInstanceId;
 use atrium_engine::model::domain::{
     DnsRecordDocument, DomainContext, DomainDocument, DomainDraft, DomainKind, DomainRecord, DomainSpec, DomainStatus,
     Hostname, classify, verification_for,
 };
-use atrium_engine::model::timeouts::Operation;
 
+use super::PlannedChange;
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::schema::ResourceSchema;
@@ -26,13 +25,6 @@ fn validate_with(config: &Value, context: &DomainContext<'_>) -> Vec<pb::Diagnos
         Ok(draft) => draft.validate(context).iter().map(diagnostics::from_validation).collect(),
         Err(error) => vec![diagnostics::error("Invalid domain configuration", error.to_string())],
     }
-}
-
-/// The planned state, replacement paths and diagnostics (warnings included).
-pub struct PlannedChange {
-    pub planned_state: Value,
-    pub requires_replace: Vec<AttributePath>,
-    pub diagnostics: Vec<pb::Diagnostic>,
 }
 
 fn records_value(records: &[DnsRecordDocument]) -> Value {
@@ -316,20 +308,6 @@ pub async fn apply(
     let state = state_of(&record, &records, status, record.certificate_expires_at.clone(), planned, schema)
         .map_err(|d| vec![d])?;
     Ok((state, warnings))
-}
-
-/// The deadline for a planned change, from `timeouts`.
-pub fn deadline(prior: &Value, planned: &Value) -> std::time::Duration {
-    let (value, operation) = if planned.is_null() {
-        (prior, Operation::Delete)
-    } else if prior.is_null() {
-        (planned, Operation::Create)
-    } else {
-        (planned, Operation::Update)
-    };
-    let timeouts: Option<Timeouts> =
-        value.get("timeouts").to_known_json().and_then(|json| serde_json::from_value(json).ok());
-    Timeouts::deadline(timeouts.as_ref(), operation)
 }
 
 fn observed_state(

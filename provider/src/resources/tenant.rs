@@ -11,6 +11,7 @@ use atrium_engine::targets::Targets;
 use atrium_engine::tenant_apply::{ApplyContext, TenantApplyError, apply_tenant_change};
 use tokio::sync::watch;
 
+use super::PlannedChange;
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::schema::ResourceSchema;
@@ -28,13 +29,6 @@ pub fn validate(config: &Value) -> Vec<pb::Diagnostic> {
     }
 }
 
-/// What PlanResourceChange answers.
-pub struct PlannedChange {
-    pub planned_state: Value,
-    pub requires_replace: Vec<AttributePath>,
-    pub diagnostics: Vec<pb::Diagnostic>,
-}
-
 /// Plans a tenant: fills defaults, keeps prior computed values on update,
 /// marks computed values unknown on create, and asks for replacement when
 /// `name` changes.
@@ -47,6 +41,7 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, registry: Opt
         && let Some(registry) = registry
     {
         diagnostics.extend(check_quota_in_use(config, registry).await);
+        diagnostics.extend(check_support_level(config, registry).await);
     }
     if diagnostics::has_errors(&diagnostics) {
         return PlannedChange { planned_state: proposed.clone(), requires_replace: Vec::new(), diagnostics };
@@ -119,6 +114,30 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, registry: Opt
         }
     }
     PlannedChange { planned_state: planned, requires_replace, diagnostics }
+}
+
+/// A tier that no longer allows the tenant's support level is refused at plan.
+async fn check_support_level(config: &Value, registry: &Registry) -> Vec<pb::Diagnostic> {
+    use atrium_engine::model::support_plan::SupportLevel;
+    let (Some(name), Some(tier)) =
+        (config.get("name").as_str(), config.get("tier").as_str().and_then(atrium_engine::model::Tier::parse))
+    else {
+        return Vec::new();
+    };
+    let Ok(tenant_id) = TenantId::parse(name) else { return Vec::new() };
+    let Ok(Some(plan)) = registry.get_support_plan(&tenant_id).await else { return Vec::new() };
+    if SupportLevel::allowed_for(tier).contains(&plan.spec.level) {
+        return Vec::new();
+    }
+    vec![diagnostics::attribute_error(
+        &AttributePath::root("tier"),
+        "Tier does not allow the tenant's support level",
+        format!(
+            "tenant {name} has the {} support plan, which a {} tenant cannot have: first change the atrium_support_plan's level to \"standard_8x5\", or keep the tier",
+            plan.spec.level.as_str(),
+            tier.as_str()
+        ),
+    )]
 }
 
 /// A user quota lower than what the tenant's app instances already use is refused at plan.
