@@ -420,7 +420,11 @@ impl AppContext<'_> {
         if ran.exit_code == Some(0) {
             return Ok(());
         }
-        Err(AppApplyError::UserLimit { id: id.clone(), exit_code: ran.exit_code, output: ran.output.trim().chars().take(2000).collect() })
+        Err(AppApplyError::UserLimit {
+            id: id.clone(),
+            exit_code: ran.exit_code,
+            output: ran.output.trim().chars().take(2000).collect(),
+        })
     }
 
     /// Sends the welcome email of a deployment whose welcome is pending (a

@@ -3,7 +3,8 @@
 //! The container runtime on a Docker engine (`docker`); the ingress role
 //! (`ingress`) on Caddy (`caddy`); the DNS role (`dns`) on PowerDNS
 //! (`powerdns`), with lookups of other people's records through a resolver
-//! (`resolver`). Swarm, SMTP and Redmine follow the same shape.
+//! (`resolver`); the support tracker role (`tracker`) on Redmine (`redmine`).
+//! Swarm and SMTP follow the same shape.
 
 pub mod caddy;
 pub mod dns;
@@ -11,7 +12,9 @@ pub mod docker;
 pub mod ingress;
 pub mod mailer;
 pub mod powerdns;
+pub mod redmine;
 pub mod resolver;
+pub mod tracker;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -130,7 +133,6 @@ pub trait Retryable: std::fmt::Display {
     fn is_retryable(&self) -> bool;
 }
 
-
 impl Retryable for RuntimeError {
     fn is_retryable(&self) -> bool {
         RuntimeError::is_retryable(self)
@@ -154,6 +156,48 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+impl Retryable for tracker::TrackerError {
+    fn is_retryable(&self) -> bool {
+        tracker::TrackerError::is_retryable(self)
+    }
+}
+
+/// An API key as a header value marked sensitive, so that HTTP debugging
+/// output never prints it; `None` when the key cannot be a header value at
+/// all, which the backends report as a refused key.
+pub(crate) fn sensitive_api_key(api_key: &str) -> Option<reqwest::header::HeaderValue> {
+    reqwest::header::HeaderValue::from_str(api_key).ok().map(|mut value| {
+        value.set_sensitive(true);
+        value
+    })
+}
+
+/// An HTTP client for a backend's API whose timeouts bound a hung server.
+pub(crate) fn api_client(connect_timeout: Duration, request_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .build()
+        .expect("an HTTP client with timeouts only fails to build when the TLS backend cannot start")
+}
+
+/// Sends one API request, with `body` as JSON if given, counts it in
+/// `api_calls`, and returns the answer's status and body; a failure here is
+/// always the connection's (refused, reset, timed out).
+pub(crate) async fn send_counted(
+    mut request: reqwest::RequestBuilder,
+    body: Option<&serde_json::Value>,
+    api_calls: &std::sync::atomic::AtomicU64,
+) -> Result<(reqwest::StatusCode, String), reqwest::Error> {
+    if let Some(body) = body {
+        request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
+    }
+    api_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let response = request.send().await?;
+    let status = response.status();
+    Ok((status, response.text().await?))
 }
 
 /// Runs `operation` again while it fails with a retryable error (5xx, 429,

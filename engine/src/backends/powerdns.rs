@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
 use super::dns::{DnsError, DnsZones, OWNER_ACCOUNT, RecordSet};
-use super::with_retries;
+use super::{api_client, send_counted, sensitive_api_key, with_retries};
 
 /// The first word of Atrium's comment; the rest is `key=value` pairs.
 const OWNER_MARK: &str = "atrium.managed";
@@ -78,15 +78,8 @@ impl PowerDns {
     /// `/api/v1`). Nothing is sent until the first call, so a wrong URL or key
     /// shows up as that call's error.
     pub fn new(api_url: &str, api_key: &str, server_id: &str) -> PowerDns {
-        let api_key = HeaderValue::from_str(api_key).ok().map(|mut value| {
-            value.set_sensitive(true);
-            value
-        });
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .expect("an HTTP client with timeouts only fails to build when the TLS backend cannot start");
+        let api_key = sensitive_api_key(api_key);
+        let client = api_client(CONNECT_TIMEOUT, REQUEST_TIMEOUT);
         PowerDns {
             api_url: api_url.trim_end_matches('/').to_owned(),
             server_id: server_id.to_owned(),
@@ -145,14 +138,8 @@ impl PowerDns {
         };
         let connect_error =
             |source: reqwest::Error| DnsError::Connect { api_url: self.api_url.clone(), source: Box::new(source) };
-        let mut request = self.client.request(method, url.clone()).header("X-API-Key", api_key.clone());
-        if let Some(body) = body {
-            request = request.header(CONTENT_TYPE, "application/json").body(body.to_string());
-        }
-        self.api_calls.fetch_add(1, Ordering::Relaxed);
-        let response = request.send().await.map_err(connect_error)?;
-        let status = response.status();
-        let text = response.text().await.map_err(connect_error)?;
+        let request = self.client.request(method, url.clone()).header("X-API-Key", api_key.clone());
+        let (status, text) = send_counted(request, body, &self.api_calls).await.map_err(connect_error)?;
         if status.is_success() {
             return Ok(text);
         }

@@ -249,13 +249,9 @@ pub fn render_manager_command(
 /// whose `user_limit.method` is `command`.
 pub fn render_user_limit_command(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<Option<Vec<String>>, String> {
     match &entry.user_limit {
-        Some(limit) if limit.method == "command" => limit
-            .command
-            .iter()
-            .flatten()
-            .map(|part| expand(part, input, entry))
-            .collect::<Result<_, _>>()
-            .map(Some),
+        Some(limit) if limit.method == "command" => {
+            limit.command.iter().flatten().map(|part| expand(part, input, entry)).collect::<Result<_, _>>().map(Some)
+        }
         _ => Ok(None),
     }
 }
