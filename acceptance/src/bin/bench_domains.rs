@@ -18,7 +18,9 @@ use atrium_engine::test_services::service_variable;
 
 const PARALLELISM: usize = 10;
 
-fn configuration(tenant: &str, zone: &str, count: usize) -> String {
+/// `round` goes into the host names: a name seen before would find its
+/// certificate in Caddy's storage, which no new customer's name does.
+fn configuration(tenant: &str, zone: &str, count: usize, round: usize) -> String {
     format!(
         r#"resource "atrium_tenant" "bench" {{
   name         = "{tenant}"
@@ -42,7 +44,7 @@ resource "atrium_app_instance" "hello" {{
 resource "atrium_domain" "bench" {{
   count           = {count}
   app_instance_id = atrium_app_instance.hello.id
-  hostname        = format("d%03d-{tenant}.{zone}", count.index)
+  hostname        = format("r{round}-d%03d-{tenant}.{zone}", count.index)
 }}
 
 output "upstream" {{
@@ -50,6 +52,20 @@ output "upstream" {{
 }}
 "#
     )
+}
+
+/// Caddy resets its admin connections on every config change, so a script
+/// driving it in parallel must retry requests that got no answer (status 0),
+/// as this one does.
+fn curl_until_answered(arguments: &[&str]) -> (u16, String) {
+    for _ in 0..50 {
+        let answer = curl(arguments);
+        if answer.0 != 0 {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    curl(arguments)
 }
 
 fn curl(arguments: &[&str]) -> (u16, String) {
@@ -87,12 +103,12 @@ fn curl_baseline(zone: &str, prefix: &str, upstream: &str, count: usize) -> f64 
                     let record = format!(
                         r#"{{"rrsets":[{{"name":"{host}.","type":"A","ttl":300,"changetype":"REPLACE","records":[{{"content":"127.0.0.1","disabled":false}}]}}]}}"#
                     );
-                    let (status, body) = curl(&["-X", "PATCH", "-H", &key, "--data", &record, &pdns]);
+                    let (status, body) = curl_until_answered(&["-X", "PATCH", "-H", &key, "--data", &record, &pdns]);
                     assert_eq!(status, 204, "record {host}: {body}");
                     let route = format!(
                         r#"{{"@id":"bench-{host}","match":[{{"host":["{host}"]}}],"handle":[{{"handler":"reverse_proxy","upstreams":[{{"dial":"{upstream}"}}]}}],"terminal":true}}"#
                     );
-                    let (status, body) = curl(&[
+                    let (status, body) = curl_until_answered(&[
                         "-X",
                         "PUT",
                         "-H",
@@ -116,9 +132,10 @@ fn curl_baseline(zone: &str, prefix: &str, upstream: &str, count: usize) -> f64 
     let seconds = started.elapsed().as_secs_f64();
     for index in 0..count {
         let host = host(index);
-        curl(&["-X", "DELETE", &format!("{admin}/id/bench-{host}")]);
+        // A retried PUT may have inserted a second copy: delete until there is none.
+        while curl_until_answered(&["-X", "DELETE", &format!("{admin}/id/bench-{host}")]).0 == 200 {}
         let delete = format!(r#"{{"rrsets":[{{"name":"{host}.","type":"A","changetype":"DELETE"}}]}}"#);
-        curl(&["-X", "PATCH", "-H", &key, "--data", &delete, &pdns]);
+        curl_until_answered(&["-X", "PATCH", "-H", &key, "--data", &delete, &pdns]);
     }
     seconds
 }
@@ -145,7 +162,7 @@ async fn main() {
     workspace.write("provider.tf", &provider_example_with_test_services(&zone.name));
     let apply = ["apply", "-auto-approve", "-input=false"];
     // The tenant and its app instance exist before the timing starts.
-    workspace.write("main.tf", &configuration(&tenant, &zone.name, 0));
+    workspace.write("main.tf", &configuration(&tenant, &zone.name, 0, 0));
     timed(&workspace, &apply);
     let upstream = workspace.terraform(&["output", "-raw", "upstream"]).stdout.trim().to_owned();
 
@@ -154,9 +171,9 @@ async fn main() {
         if round % 2 == 1 {
             curl_times.push(curl_baseline(&zone.name, &format!("c{round}-"), &upstream, count));
         }
-        workspace.write("main.tf", &configuration(&tenant, &zone.name, count));
+        workspace.write("main.tf", &configuration(&tenant, &zone.name, count, round));
         terraform_times.push(timed(&workspace, &apply));
-        workspace.write("main.tf", &configuration(&tenant, &zone.name, 0));
+        workspace.write("main.tf", &configuration(&tenant, &zone.name, 0, 0));
         timed(&workspace, &apply);
         if round % 2 == 0 {
             curl_times.push(curl_baseline(&zone.name, &format!("c{round}-"), &upstream, count));

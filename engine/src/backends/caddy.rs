@@ -71,6 +71,33 @@ pub struct CaddyIngress {
     tls_connector: tokio_rustls::TlsConnector,
     /// Admin API requests made, for tests and benchmarks that count writes.
     api_calls: AtomicU64,
+    /// Route changes waiting for the next batch write.
+    pending: std::sync::Mutex<Vec<PendingChange>>,
+    /// Held by the one call that writes a batch; the others wait behind it
+    /// and find their change written, or write the next batch.
+    batch_writer: tokio::sync::Mutex<()>,
+}
+
+/// What a call wants for one hostname.
+#[derive(Debug, Clone)]
+enum WantedRoute {
+    Put(RouteSpec),
+    Removed(String),
+}
+
+impl WantedRoute {
+    fn hostname(&self) -> &str {
+        match self {
+            WantedRoute::Put(spec) => &spec.hostname,
+            WantedRoute::Removed(hostname) => hostname,
+        }
+    }
+}
+
+/// A change waiting for a batch write, with where to report how it went.
+struct PendingChange {
+    wanted: WantedRoute,
+    done: tokio::sync::oneshot::Sender<Result<(), IngressError>>,
 }
 
 impl CaddyIngress {
@@ -94,6 +121,8 @@ impl CaddyIngress {
             client,
             tls_connector: certificate_reading_connector(),
             api_calls: AtomicU64::new(0),
+            pending: std::sync::Mutex::new(Vec::new()),
+            batch_writer: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -161,80 +190,157 @@ impl CaddyIngress {
         }
     }
 
-    /// Writes one step, guarded by the Etag of the read it was decided from.
-    async fn write_change(&self, change: &RouteChange, etag: &str) -> Result<WriteOutcome, IngressError> {
-        let routes_url = format!("{}{SERVERS_PATH}/{}/routes", self.admin_url, change.server());
-        let request = match change {
-            RouteChange::AppendCatchAll { server, route_list_exists: true } => {
-                self.client.post(routes_url).json(&catch_all_route(server))
+    /// Brings the route of one hostname to what `wanted` says. Changes from
+    /// concurrent calls are written together: every admin write makes Caddy
+    /// reload (cancelling certificate orders in flight and resetting
+    /// connections), so ten parallel applies cost one write where they can,
+    /// not ten racing ones.
+    async fn change_route(&self, wanted: WantedRoute, deadline: Duration) -> Result<(), IngressError> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.lock_pending().push(PendingChange { wanted, done });
+        {
+            let _writer = self.batch_writer.lock().await;
+            let batch = std::mem::take(&mut *self.lock_pending());
+            if !batch.is_empty() {
+                self.write_batch(batch, deadline).await;
             }
-            RouteChange::AppendCatchAll { server, route_list_exists: false } => {
-                self.client.put(routes_url).json(&json!([catch_all_route(server)]))
-            }
-            RouteChange::Insert { index, route, .. } => self.client.put(format!("{routes_url}/{index}")).json(route),
-            RouteChange::Replace { index, route, .. } => self.client.patch(format!("{routes_url}/{index}")).json(route),
-            RouteChange::Delete { index, .. } => self.client.delete(format!("{routes_url}/{index}")),
-        };
-        tracing::debug!(target_name = %self.target, change = %change.describe(), "changing a Caddy route");
-        let response = self.send(request.header(reqwest::header::IF_MATCH, etag)).await?;
-        match response.status() {
-            status if status.is_success() => Ok(WriteOutcome::Written),
-            reqwest::StatusCode::PRECONDITION_FAILED => Ok(WriteOutcome::Stale),
-            _ => Err(self.refusal(change.describe(), response).await),
         }
+        outcome.await.unwrap_or_else(|_| {
+            Err(IngressError::Api {
+                admin_url: self.admin_url.clone(),
+                operation: "change a route".to_owned(),
+                status: 500,
+                message: "the batch writer stopped before reporting".to_owned(),
+            })
+        })
     }
 
-    /// Reads, decides one step, writes it, and repeats until `next_change`
-    /// finds nothing to do. A write refused because the config changed since
-    /// the read, and transient failures, are retried after a jittered backoff
-    /// until `deadline` has passed.
-    async fn converge(
-        &self,
-        hostname: &str,
-        deadline: Duration,
-        next_change: impl Fn(&Value) -> Result<Option<RouteChange>, IngressError>,
-    ) -> Result<(), IngressError> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<PendingChange>> {
+        // A panic while holding this lock leaves only a list behind, which stays usable.
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the servers, applies every change of the batch to a copy (each
+    /// one step at a time, as `next_change_to_put`/`next_change_to_remove`
+    /// decide), and writes the result in one PATCH guarded by the read's
+    /// Etag; a refused (412) or failed write is retried within `deadline`.
+    async fn write_batch(&self, mut batch: Vec<PendingChange>, deadline: Duration) {
         let mut pacing = RetryPacing::new(deadline);
         let mut stale_writes = 0;
         loop {
-            let (mut servers, etag) = self.read_servers_retrying(&mut pacing).await?;
-            let Some(change) = next_change(&servers)? else {
-                return Ok(());
+            let (servers, etag) = match self.read_servers_retrying(&mut pacing).await {
+                Ok(read) => read,
+                Err(error) => return self.fail_batch(batch, &error),
             };
+            let mut wanted = servers.clone();
+            let mut kept = Vec::with_capacity(batch.len());
+            for change in batch {
+                match self.apply_wanted(&mut wanted, &change.wanted) {
+                    Ok(()) => kept.push(change),
+                    Err(error) => {
+                        let _ = change.done.send(Err(error));
+                    }
+                }
+            }
+            batch = kept;
+            if wanted == servers || batch.is_empty() {
+                return Self::succeed_batch(batch);
+            }
             let Some(etag) = etag else {
-                return Err(IngressError::Api {
+                let error = IngressError::Api {
                     admin_url: self.admin_url.clone(),
-                    operation: change.describe(),
+                    operation: "change routes".to_owned(),
                     status: 200,
                     message:
                         "reading the HTTP servers gave no Etag to guard the write with (Caddy 2.6 or later sends one)"
                             .to_owned(),
-                });
+                };
+                return self.fail_batch(batch, &error);
             };
-            match self.write_change(&change, &etag).await {
-                Ok(WriteOutcome::Written) => {
-                    // The step is in; when the config as it now stands needs no
-                    // further step, the read that would confirm it is saved.
-                    change.apply_to(&mut servers);
-                    if next_change(&servers)?.is_none() {
-                        return Ok(());
-                    }
-                    pacing.reset();
-                }
-                Ok(WriteOutcome::Stale) => {
+            tracing::debug!(target_name = %self.target, changes = batch.len(), "writing Caddy routes");
+            let request = self
+                .client
+                .patch(format!("{}{SERVERS_PATH}", self.admin_url))
+                .header(reqwest::header::IF_MATCH, etag)
+                .json(&wanted);
+            let outcome = match self.send(request).await {
+                Ok(response) if response.status().is_success() => return Self::succeed_batch(batch),
+                Ok(response) if response.status() == reqwest::StatusCode::PRECONDITION_FAILED => None,
+                Ok(response) => Some(self.refusal("change routes".to_owned(), response).await),
+                Err(error) => Some(error),
+            };
+            match outcome {
+                None => {
                     stale_writes += 1;
-                    tracing::debug!(target_name = %self.target, hostname, stale_writes, "Caddy's config changed under us");
+                    tracing::debug!(target_name = %self.target, stale_writes, "Caddy's config changed under us");
                     if !pacing.wait_quietly().await {
-                        return Err(IngressError::Contended {
+                        let error = IngressError::Contended {
                             admin_url: self.admin_url.clone(),
-                            hostname: hostname.to_owned(),
+                            hostname: batch.first().map(|c| c.wanted.hostname().to_owned()).unwrap_or_default(),
                             attempts: stale_writes,
-                        });
+                        };
+                        return self.fail_batch(batch, &error);
                     }
                 }
-                Err(error) if error.is_retryable() && pacing.wait(&error).await => {}
-                Err(error) => return Err(error),
+                Some(error) if error.is_retryable() && pacing.wait(&error).await => {}
+                Some(error) => return self.fail_batch(batch, &error),
             }
+        }
+    }
+
+    /// Applies one call's wish to a copy of the servers, step by step.
+    fn apply_wanted(&self, servers: &mut Value, wanted: &WantedRoute) -> Result<(), IngressError> {
+        // Each step removes a difference, so a handful always suffices; the
+        // bound only guards against a config that keeps changing shape.
+        for _ in 0..64 {
+            let step = match wanted {
+                WantedRoute::Put(spec) => next_change_to_put(servers, spec).map_err(|server| {
+                    IngressError::MissingServer { admin_url: self.admin_url.clone(), server: server.to_owned() }
+                })?,
+                WantedRoute::Removed(hostname) => next_change_to_remove(servers, hostname),
+            };
+            let Some(step) = step else { return Ok(()) };
+            tracing::trace!(target_name = %self.target, step = %step.describe(), "planned route step");
+            step.apply_to(servers);
+        }
+        Err(IngressError::Api {
+            admin_url: self.admin_url.clone(),
+            operation: format!("change the route of {}", wanted.hostname()),
+            status: 500,
+            message: "the routes did not settle".to_owned(),
+        })
+    }
+
+    fn succeed_batch(batch: Vec<PendingChange>) {
+        for change in batch {
+            let _ = change.done.send(Ok(()));
+        }
+    }
+
+    /// Reports `error` to every call of the batch (each gets its own copy).
+    fn fail_batch(&self, batch: Vec<PendingChange>, error: &IngressError) {
+        for change in batch {
+            let copy = match error {
+                IngressError::Connect { admin_url, .. } => IngressError::Connect {
+                    admin_url: admin_url.clone(),
+                    source: crate::backends::error_chain(error).into(),
+                },
+                IngressError::Api { admin_url, operation, status, message } => IngressError::Api {
+                    admin_url: admin_url.clone(),
+                    operation: operation.clone(),
+                    status: *status,
+                    message: message.clone(),
+                },
+                IngressError::MissingServer { admin_url, server } => {
+                    IngressError::MissingServer { admin_url: admin_url.clone(), server: server.clone() }
+                }
+                IngressError::Contended { admin_url, attempts, .. } => IngressError::Contended {
+                    admin_url: admin_url.clone(),
+                    hostname: change.wanted.hostname().to_owned(),
+                    attempts: *attempts,
+                },
+            };
+            let _ = change.done.send(Err(copy));
         }
     }
 
@@ -264,18 +370,12 @@ impl Ingress for CaddyIngress {
 
     async fn put_route(&self, spec: &RouteSpec, deadline: Duration) -> Result<(), IngressError> {
         self.refuse_catch_all_hostname(&spec.hostname, "put the route of")?;
-        self.converge(&spec.hostname, deadline, |servers| {
-            next_change_to_put(servers, spec).map_err(|server| IngressError::MissingServer {
-                admin_url: self.admin_url.clone(),
-                server: server.to_owned(),
-            })
-        })
-        .await
+        self.change_route(WantedRoute::Put(spec.clone()), deadline).await
     }
 
     async fn remove_route(&self, hostname: &str, deadline: Duration) -> Result<(), IngressError> {
         self.refuse_catch_all_hostname(hostname, "remove the route of")?;
-        self.converge(hostname, deadline, |servers| Ok(next_change_to_remove(servers, hostname))).await
+        self.change_route(WantedRoute::Removed(hostname.to_owned()), deadline).await
     }
 
     async fn served_certificate(&self, hostname: &str) -> Result<Option<ServedCertificate>, IngressError> {
@@ -308,14 +408,6 @@ impl Ingress for CaddyIngress {
         };
         Ok(certificate_for_hostname(leaf, hostname))
     }
-}
-
-/// One admin write's result when Caddy did not fail.
-#[derive(Debug, PartialEq, Eq)]
-enum WriteOutcome {
-    Written,
-    /// Refused with 412: the servers changed since the read the step was decided from.
-    Stale,
 }
 
 /// One step towards the route config a call wants, addressed by position
@@ -595,11 +687,6 @@ impl RetryPacing {
         tokio::time::sleep(wait).await;
         self.backoff = (self.backoff * 2).min(LONGEST_BACKOFF);
         true
-    }
-
-    /// After progress: the next trouble starts from the shortest wait again.
-    fn reset(&mut self) {
-        self.backoff = FIRST_BACKOFF;
     }
 }
 
