@@ -74,6 +74,36 @@ impl<K: Eq + Hash, V> Snapshot<K, V> {
     }
 }
 
+/// A tenant from a snapshot of the registry's tenants (listing them when stale).
+async fn tenant_from(
+    snapshot: &Snapshot<TenantId, TenantRecord>,
+    registry: &Registry,
+    id: &TenantId,
+) -> Result<Option<TenantRecord>, RegistryError> {
+    let tenants = snapshot
+        .get(|| async {
+            let records = registry.list_tenants().await?;
+            Ok(records.into_iter().map(|record| (record.spec.name.clone(), record)).collect())
+        })
+        .await?;
+    Ok(tenants.get(id).cloned())
+}
+
+/// An app instance from a snapshot of the registry's instances (listing them when stale).
+async fn instance_from(
+    snapshot: &Snapshot<AppInstanceId, AppInstanceRecord>,
+    registry: &Registry,
+    id: &AppInstanceId,
+) -> Result<Option<AppInstanceRecord>, RegistryError> {
+    let instances = snapshot
+        .get(|| async {
+            let records = registry.list_app_instances().await?;
+            Ok(records.into_iter().map(|record| (record.spec.id.clone(), record)).collect())
+        })
+        .await?;
+    Ok(instances.get(id).cloned())
+}
+
 /// Observes tenants through snapshots of the registry.
 pub struct TenantObserver {
     registry: Registry,
@@ -88,14 +118,7 @@ impl TenantObserver {
     /// The tenant as the registry holds it now (at most [`SNAPSHOT_WINDOW`] old,
     /// never older than this process's own last write).
     pub async fn observe(&self, name: &TenantId) -> Result<Option<TenantRecord>, RegistryError> {
-        let snapshot = self
-            .tenants
-            .get(|| async {
-                let records = self.registry.list_tenants().await?;
-                Ok(records.into_iter().map(|record| (record.spec.name.clone(), record)).collect())
-            })
-            .await?;
-        Ok(snapshot.get(name).cloned())
+        tenant_from(&self.tenants, &self.registry, name).await
     }
 
     /// Forgets the snapshot; the next read lists again.
@@ -127,25 +150,11 @@ impl AppObservations {
         registry: &Registry,
         id: &AppInstanceId,
     ) -> Result<Option<AppInstanceRecord>, RegistryError> {
-        let snapshot = self
-            .instances
-            .get(|| async {
-                let records = registry.list_app_instances().await?;
-                Ok(records.into_iter().map(|record| (record.spec.id.clone(), record)).collect())
-            })
-            .await?;
-        Ok(snapshot.get(id).cloned())
+        instance_from(&self.instances, registry, id).await
     }
 
     pub async fn tenant(&self, registry: &Registry, id: &TenantId) -> Result<Option<TenantRecord>, RegistryError> {
-        let snapshot = self
-            .tenants
-            .get(|| async {
-                let records = registry.list_tenants().await?;
-                Ok(records.into_iter().map(|record| (record.spec.name.clone(), record)).collect())
-            })
-            .await?;
-        Ok(snapshot.get(id).cloned())
+        tenant_from(&self.tenants, registry, id).await
     }
 
     /// The managed container named `name` on `target`, from one list call per window
@@ -206,25 +215,11 @@ impl DomainObservations {
         registry: &Registry,
         id: &AppInstanceId,
     ) -> Result<Option<AppInstanceRecord>, RegistryError> {
-        let snapshot = self
-            .instances
-            .get(|| async {
-                let records = registry.list_app_instances().await?;
-                Ok(records.into_iter().map(|record| (record.spec.id.clone(), record)).collect())
-            })
-            .await?;
-        Ok(snapshot.get(id).cloned())
+        instance_from(&self.instances, registry, id).await
     }
 
     pub async fn tenant(&self, registry: &Registry, id: &TenantId) -> Result<Option<TenantRecord>, RegistryError> {
-        let snapshot = self
-            .tenants
-            .get(|| async {
-                let records = registry.list_tenants().await?;
-                Ok(records.into_iter().map(|record| (record.spec.name.clone(), record)).collect())
-            })
-            .await?;
-        Ok(snapshot.get(id).cloned())
+        tenant_from(&self.tenants, registry, id).await
     }
 
     /// Atrium's routes on `target` by host name, from one config read per window.
