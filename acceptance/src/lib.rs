@@ -109,6 +109,14 @@ impl Workspace {
         Workspace { directory, registry_url }
     }
 
+    /// A second working directory on `other`'s registry: another
+    /// configuration (another team) sharing one control plane.
+    pub async fn sharing_registry_of(test_name: &str, other: &Workspace) -> Workspace {
+        let mut workspace = Workspace::new(test_name, RegistryChoice::Sqlite).await;
+        workspace.registry_url = other.registry_url.clone();
+        workspace
+    }
+
     pub fn path(&self) -> &Path {
         self.directory.path()
     }

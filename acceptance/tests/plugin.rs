@@ -157,9 +157,12 @@ async fn plugin_requires_terraforms_client_certificate() {
 
 #[tokio::test]
 async fn debug_mode_prints_a_reattach_value_terraform_can_use() {
-    // A provider in debug mode reads its environment itself, not Terraform's.
+    // A provider in debug mode reads its environment itself, not Terraform's:
+    // it gets the test's own registry, never one in the working directory.
+    let workspace = Workspace::new("debug_mode", RegistryChoice::Sqlite).await;
     let mut child = Command::new(provider_binary())
         .arg("--debug")
+        .env("ATRIUM_REGISTRY_URL", &workspace.registry_url)
         .env("ATRIUM_DNS_API_KEY", atrium_engine::test_services::service_variable("ATRIUM_TEST_PDNS_API_KEY"))
         .env("ATRIUM_TRACKER_API_KEY", atrium_engine::test_services::service_variable("ATRIUM_TEST_REDMINE_API_KEY"))
         .stdout(Stdio::piped())
@@ -179,7 +182,6 @@ async fn debug_mode_prints_a_reattach_value_terraform_can_use() {
         }
     }
     let reattach = reattach.expect("debug mode prints TF_REATTACH_PROVIDERS");
-    let workspace = Workspace::new("debug_mode", RegistryChoice::Sqlite).await;
     workspace.write("provider.tf", &provider_example());
     workspace.write("main.tf", &example("resources/atrium_tenant/resource.tf"));
     let output = workspace

@@ -203,8 +203,13 @@ async fn bad_support_plans_fail_at_plan_naming_the_attribute() {
     let start = second.find("resource \"atrium_support_plan\" \"second\"").unwrap();
     let end = second[start..].find("\n}\n").unwrap() + start + 3;
     workspace.write("main.tf", &format!("{resource}\n{}", &second[start..end]));
-    let output = workspace.plan(true).expect_code(1, "plan of a second support plan").flat_output();
-    assert!(output.contains("Tenant already has a support plan"), "{output}");
+    // The name is this configuration's already: apply refuses the second one.
+    let output = workspace
+        .terraform(&["apply", "-auto-approve", "-input=false"])
+        .expect_code(1, "apply of a second support plan")
+        .flat_output();
+    assert!(output.contains("The support plan is managed already") && output.contains("the name is taken"), "{output}");
+    assert_eq!(workspace.registry().await.list_support_plans().await.unwrap().len(), 1, "the first plan is kept");
     workspace.write("main.tf", &resource);
     workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
     assert!(support_project(&names.tenant).is_none());

@@ -20,7 +20,7 @@ async fn full_lifecycle(test_name: &str, registry_choice: RegistryChoice) {
     let record = registry.get_tenant(&tenant_id("acme")).await.unwrap().expect("tenant created");
     assert_eq!(record.spec.display_name, "ACME GmbH");
     assert_eq!(record.spec.user_quota, 50, "business tier default quota");
-    assert_eq!(record.owner, "terraform");
+    assert_eq!(record.owner, format!("terraform:{}", workspace.path().display()), "the configuration owns it");
     let state = workspace.state_json();
     let values = &state["values"]["root_module"]["resources"][0]["values"];
     assert_eq!(values["id"], "acme");

@@ -65,6 +65,17 @@ pub enum AppApplyError {
     UserLimit { id: AppInstanceId, exit_code: Option<i64>, output: String },
     #[error("tenant {tenant} of app instance {id} is suspended ({reason})")]
     Suspended { id: AppInstanceId, tenant: String, reason: String },
+    #[error("{operation} of app instance {id} ran out of time: {detail}")]
+    DeadlineExceeded { id: AppInstanceId, operation: &'static str, detail: String },
+    #[error(transparent)]
+    Claim(#[from] crate::ownership::ClaimError),
+    #[error(
+        "app instance {id} still serves domains that another configuration manages, or whose create was interrupted: {}. Destroy or move them where they are managed first (or finish an interrupted create with terraform apply there); nothing was deleted",
+        crate::ownership::list_dependents(dependents)
+    )]
+    HasDependents { id: AppInstanceId, dependents: Vec<crate::ownership::Dependent> },
+    #[error("{error}; undoing what it had made failed too ({}), so the next apply finishes or undoes it", failures.join("; "))]
+    UndoFailed { error: Box<AppApplyError>, failures: Vec<String> },
     #[error("app instance {id} runs, but its domains' routes could not be pointed at it")]
     Routes {
         id: AppInstanceId,
@@ -80,8 +91,10 @@ impl AppApplyError {
             AppApplyError::Target { source, .. } => {
                 matches!(source.as_ref(), TargetError::Runtime(runtime) if runtime.is_retryable())
             }
-            AppApplyError::Cancelled { .. } => true,
+            AppApplyError::Cancelled { .. } | AppApplyError::DeadlineExceeded { .. } => true,
             AppApplyError::Routes { source, .. } => source.is_retryable(),
+            AppApplyError::Claim(error) => error.is_retryable(),
+            AppApplyError::UndoFailed { error, .. } => error.is_retryable(),
             _ => false,
         }
     }
@@ -108,7 +121,7 @@ pub struct AppContext<'a> {
     pub targets: &'a Targets,
     /// Sends welcome emails; `None` when no SMTP relay is configured.
     pub mailer: Option<&'a dyn Mailer>,
-    pub owner: &'a str,
+    pub owner: &'a crate::ownership::Owner,
     pub deadline: Duration,
     pub cancelled: tokio::sync::watch::Receiver<bool>,
 }
@@ -352,14 +365,39 @@ impl AppContext<'_> {
         Ok(())
     }
 
-    /// Deploys `spec`: creates the instance, or upgrades/repairs it with a health-checked switch.
-    pub async fn deploy(&self, spec: &AppInstanceSpec) -> Result<Deployment, AppApplyError> {
+    /// Deploys `spec`: creates the instance (`create` carries the create's
+    /// token, which claims the instance's name first), or upgrades/repairs it
+    /// with a health-checked switch.
+    pub async fn deploy(
+        &self,
+        spec: &AppInstanceSpec,
+        create: Option<&crate::ownership::CreateToken>,
+    ) -> Result<Deployment, AppApplyError> {
         if *self.cancelled.borrow() {
             return Err(AppApplyError::Cancelled { id: spec.id.clone() });
         }
         self.observations.clear().await;
+        let kind = crate::ownership::ObjectKind::AppInstance;
+        let key = spec.id.to_string();
+        let decision = match create {
+            Some(token) => {
+                Some(crate::ownership::claim(self.registry, kind, &key, &spec.id.tenant_id, self.owner, token).await?)
+            }
+            None => None,
+        };
         let _slot = self.targets.deployment_slot(&spec.target).await;
-        let result = match self.deploy_steps(spec).await {
+        let deployed = self.deploy_steps(spec).await;
+        // A new create that failed and left nothing (no row; its undo, if
+        // any, complete) frees the name again. An interrupted create it was
+        // resuming keeps its claim: what that one made may still be there.
+        if let (Err(error), Some(token), Some(crate::ownership::CreateDecision::New)) = (&deployed, create, &decision)
+            && !matches!(error, AppApplyError::UndoFailed { .. })
+            && matches!(self.registry.get_app_instance(&spec.id).await, Ok(None))
+            && let Err(release_error) = self.registry.release_claim_of(kind, &key, token).await
+        {
+            tracing::warn!(instance = %spec.id, error = %release_error, "cannot release the name of a failed create");
+        }
+        let result = match deployed {
             Ok(deployment) => match self.create_manager_account(deployment).await {
                 Ok(deployment) => match self.apply_user_limit(&deployment).await {
                     Ok(()) => self.send_welcome(deployment).await,
@@ -526,7 +564,7 @@ impl AppContext<'_> {
             }
         };
         let render_at = |generation: u32, secrets: &BTreeMap<String, String>| {
-            render_instance(entry, spec, &tenant, self.owner, generation, secrets, &manager_password_hash)
+            render_instance(entry, spec, &tenant, self.owner.as_str(), generation, secrets, &manager_password_hash)
                 .map_err(|reason| AppApplyError::Catalog { id: spec.id.clone(), reason })
         };
         let secrets = match &existing {
@@ -560,17 +598,15 @@ impl AppContext<'_> {
         let rendered = render_at(generation, &secrets)?;
         let runtime_error = || self.runtime_error(&spec.id, &spec.target);
 
-        with_retries(self.deadline, || runtime.ensure_network(&rendered.network, &rendered.network_labels))
-            .await
-            .map_err(runtime_error())?;
         let mut created_volumes = Vec::new();
-        for volume in &rendered.volumes {
-            if with_retries(self.deadline, || runtime.ensure_volume(volume)).await.map_err(runtime_error())? {
-                created_volumes.push(volume.name.clone());
-            }
-        }
         let started = tokio::time::Instant::now();
         let outcome = async {
+            with_retries(self.deadline, || runtime.ensure_network(&rendered.network, &rendered.network_labels)).await?;
+            for volume in &rendered.volumes {
+                if with_retries(self.deadline, || runtime.ensure_volume(volume)).await? {
+                    created_volumes.push(volume.name.clone());
+                }
+            }
             for container in &rendered.containers {
                 with_retries(self.deadline, || runtime.ensure_container(container)).await?;
                 let remaining = self.deadline.saturating_sub(started.elapsed());
@@ -583,17 +619,37 @@ impl AppContext<'_> {
             Ok(observed) => observed,
             Err(error) => {
                 // Undo: the new generation goes; a first deployment leaves nothing behind.
-                let _ = with_retries(self.deadline, || runtime.remove_container(&rendered.app_container().name)).await;
+                let mut failures = Vec::new();
+                let mut undo = |what: String, result: Result<(), RuntimeError>| {
+                    if let Err(error) = result {
+                        failures.push(format!("{what}: {}", crate::backends::error_chain(&error)));
+                    }
+                };
+                let app_container = &rendered.app_container().name;
+                undo(
+                    format!("remove container {app_container}"),
+                    with_retries(self.deadline, || runtime.remove_container(app_container)).await,
+                );
                 if existing.is_none() {
                     for container in &rendered.containers {
-                        let _ = with_retries(self.deadline, || runtime.remove_container(&container.name)).await;
+                        undo(
+                            format!("remove container {}", container.name),
+                            with_retries(self.deadline, || runtime.remove_container(&container.name)).await,
+                        );
                     }
                     for volume in &created_volumes {
-                        let _ = with_retries(self.deadline, || runtime.remove_volume(volume)).await;
+                        undo(
+                            format!("remove volume {volume}"),
+                            with_retries(self.deadline, || runtime.remove_volume(volume)).await,
+                        );
                     }
-                    let _ = with_retries(self.deadline, || runtime.remove_network_if_unused(&rendered.network)).await;
+                    undo(
+                        format!("remove network {}", rendered.network),
+                        with_retries(self.deadline, || runtime.remove_network_if_unused(&rendered.network)).await,
+                    );
                 }
-                return Err(match error {
+                let operation = if existing.is_none() { "create" } else { "update" };
+                let error = match error {
                     RuntimeError::Unhealthy { output, .. } => AppApplyError::Unhealthy {
                         id: spec.id.clone(),
                         release: format!("{} {}", spec.app, spec.version),
@@ -605,7 +661,24 @@ impl AppContext<'_> {
                         },
                         output,
                     },
+                    deadline @ RuntimeError::HealthDeadline { .. } => AppApplyError::DeadlineExceeded {
+                        id: spec.id.clone(),
+                        operation,
+                        detail: format!(
+                            "{}; {}. Raise timeouts.{operation} if the app needs longer to start",
+                            crate::backends::error_chain(&deadline),
+                            match &existing {
+                                Some(record) => format!("version {} keeps serving", record.spec.version),
+                                None => "nothing was left behind".to_owned(),
+                            }
+                        ),
+                    },
                     other => runtime_error()(other),
+                };
+                return Err(if failures.is_empty() {
+                    error
+                } else {
+                    AppApplyError::UndoFailed { error: Box::new(error), failures }
                 });
             }
         };
@@ -627,7 +700,7 @@ impl AppContext<'_> {
                 None if tenant.spec.welcome_email => WelcomeState::Pending,
                 None => WelcomeState::Off,
             },
-            owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.to_owned()),
+            owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.as_str().to_owned()),
             created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
         };
         self.registry.put_app_instance(&record).await.map_err(self.registry_error(&spec.id))?;
@@ -654,9 +727,15 @@ impl AppContext<'_> {
 
     async fn destroy_steps(&self, id: &AppInstanceId) -> Result<(), AppApplyError> {
         let Some(record) = self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? else {
+            // Already gone: its name is free.
+            self.registry
+                .release_claim(crate::ownership::ObjectKind::AppInstance, &id.to_string())
+                .await
+                .map_err(self.registry_error(id))?;
             return Ok(());
         };
         let spec = &record.spec;
+        self.release_domains(&record).await?;
         let runtime = self.runtime(id, &spec.target).await?;
         let runtime_error = || self.runtime_error(id, &spec.target);
         let id_label = id.to_string();
@@ -679,6 +758,69 @@ impl AppContext<'_> {
             .await
             .map_err(runtime_error())?;
         self.registry.delete_app_instance(id).await.map_err(self.registry_error(id))?;
+        self.registry
+            .release_claim(crate::ownership::ObjectKind::AppInstance, &id.to_string())
+            .await
+            .map_err(self.registry_error(id))?;
+        Ok(())
+    }
+
+    /// Before an instance goes: refuses while domains of another owner (or
+    /// an interrupted create) still serve it; this owner's own domains (the
+    /// instance is being replaced, and the new one takes them over) answer
+    /// with an "unavailable" page meanwhile, never a removed container.
+    async fn release_domains(&self, record: &AppInstanceRecord) -> Result<(), AppApplyError> {
+        use crate::backends::ingress::{RouteHandler, RouteSpec};
+        use crate::ownership::{Dependent, ObjectKind};
+        let id = &record.spec.id;
+        let domains = self.registry.domains_of_instance(id).await.map_err(self.registry_error(id))?;
+        let mut dependents = Vec::new();
+        let mut own = Vec::new();
+        for domain in domains {
+            let key = domain.spec.hostname.to_string();
+            let claim = self.registry.get_claim(ObjectKind::Domain, &key).await.map_err(self.registry_error(id))?;
+            match claim {
+                Some(claim) if &claim.owner == self.owner && claim.confirmed => own.push(domain),
+                Some(claim) => dependents.push(Dependent {
+                    kind: ObjectKind::Domain,
+                    key,
+                    owner: claim.owner,
+                    confirmed: claim.confirmed,
+                }),
+                None => dependents.push(Dependent {
+                    kind: ObjectKind::Domain,
+                    key,
+                    owner: crate::ownership::Owner::from_stored(&domain.owner),
+                    confirmed: true,
+                }),
+            }
+        }
+        if !dependents.is_empty() {
+            return Err(AppApplyError::HasDependents { id: id.clone(), dependents });
+        }
+        for domain in own.iter().filter(|domain| domain.status == crate::model::domain::DomainStatus::Active) {
+            let hostname = domain.spec.hostname.to_string();
+            let ingress = self.targets.ingress(&domain.target).await.map_err(|source| AppApplyError::Target {
+                id: id.clone(),
+                target: domain.target.clone(),
+                source: Box::new(source),
+            })?;
+            let route = RouteSpec {
+                hostname: hostname.clone(),
+                tls: domain.spec.tls == crate::model::domain::TlsMode::Acme,
+                handler: RouteHandler::Suspended {
+                    message: "This service is being replaced and is back in a moment.".to_owned(),
+                },
+            };
+            ingress.put_route(&route, self.deadline).await.map_err(|source| AppApplyError::Routes {
+                id: id.clone(),
+                source: Box::new(crate::domain_apply::DomainApplyError::Ingress {
+                    hostname,
+                    target: domain.target.clone(),
+                    source: Box::new(source),
+                }),
+            })?;
+        }
         Ok(())
     }
 }

@@ -107,10 +107,30 @@ pub struct DnsDocument {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpDocument {
-    /// The relay, e.g. `smtp://127.0.0.1:2525` or `smtps://user:password@mail.example.net`.
+    /// The relay, e.g. `smtp://127.0.0.1:2525`, `smtp://mail.example.net:587?tls=required` (STARTTLS) or
+    /// `smtps://mail.example.net` (TLS). Put the relay's credentials in `username` and `password`, not here:
+    /// this URL is shown in plans.
     pub url: String,
     /// The sender address of platform emails, e.g. `Atrium <noreply@example.net>`.
     pub from: String,
+    /// The user name the relay wants, if it wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The relay's password. Secret: never shown in plans, state or logs. Unset: the
+    /// `ATRIUM_SMTP_PASSWORD` environment variable.
+    #[serde(default)]
+    #[schemars(extend("x-atrium-sensitive" = true))]
+    pub password: Option<String>,
+}
+
+/// The environment variable that supplies `smtp.password` when the configuration leaves it unset.
+pub const SMTP_PASSWORD_ENV: &str = "ATRIUM_SMTP_PASSWORD";
+
+impl SmtpDocument {
+    /// The password in force: the attribute, else the environment variable.
+    pub fn effective_password(&self, environment_value: Option<String>) -> Option<String> {
+        self.password.clone().or(environment_value.filter(|password| !password.is_empty()))
+    }
 }
 
 /// The support tracker (Redmine's REST API) where tenants' managers get accounts.
@@ -145,9 +165,16 @@ impl TrackerDocument {
 pub struct PlatformConfigDocument {
     /// The control-plane registry: `sqlite://PATH` (the default, `sqlite://atrium.db` in the working
     /// directory) or `postgres://user@host:port/database`. Falls back to the `ATRIUM_REGISTRY_URL`
-    /// environment variable.
+    /// environment variable. Sensitive, because a PostgreSQL URL may carry a password.
     #[serde(default)]
+    #[schemars(extend("x-atrium-sensitive" = true))]
     pub registry_url: Option<String>,
+    /// The name under which this configuration owns what it creates in the registry. A create never
+    /// takes over an object of another owner: another Terraform configuration sharing the registry,
+    /// or an `atrium` CLI owner. Default: the working directory (with the workspace, when it is not
+    /// `default`); set it when the same configuration runs from different directories (CI runners).
+    #[serde(default)]
+    pub owner: Option<String>,
     /// The DNS zone under which platform subdomains are created, e.g. `apps.example.net`.
     #[serde(default)]
     pub platform_zone: Option<String>,
@@ -180,6 +207,9 @@ impl PlatformConfigDocument {
         };
         if let Some(url) = &self.registry_url {
             push(AttributePath::root("registry_url"), "Invalid registry URL", check_registry_url(url));
+        }
+        if let Some(owner) = &self.owner {
+            push(AttributePath::root("owner"), "Invalid owner", check_owner(owner));
         }
         if let Some(zone) = &self.platform_zone {
             push(AttributePath::root("platform_zone"), "Invalid DNS zone", check_dns_name(zone));
@@ -268,6 +298,16 @@ impl PlatformConfigDocument {
             .or(environment_value.filter(|v| !v.is_empty()))
             .unwrap_or_else(|| DEFAULT_REGISTRY_URL.to_owned())
     }
+}
+
+/// Checks an owner name: 1 to 200 printable characters.
+fn check_owner(owner: &str) -> Result<(), String> {
+    if owner.trim().is_empty() || owner.chars().count() > 200 || owner.chars().any(char::is_control) {
+        return Err(format!(
+            "{owner:?} cannot name an owner: write 1 to 200 printable characters, e.g. \"platform-prod\""
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a registry URL: `sqlite:` or `postgres(ql)://`.
@@ -388,8 +428,15 @@ fn check_public_address(value: &str) -> Result<(), String> {
 
 fn check_smtp_url(value: &str) -> Result<(), String> {
     match url::Url::parse(value) {
+        Ok(parsed) if parsed.password().is_some() => Err(
+            "the URL carries a password, which would show in plans: move it to smtp.password (or the ATRIUM_SMTP_PASSWORD environment variable) and the user to smtp.username"
+                .to_owned(),
+        ),
         Ok(parsed) if matches!(parsed.scheme(), "smtp" | "smtps") && parsed.host_str().is_some() => Ok(()),
-        _ => Err(format!("{value:?} is not an SMTP URL: write it as smtp://HOST:PORT or smtps://USER:PASSWORD@HOST")),
+        _ => Err(format!(
+            "{:?} is not an SMTP URL: write it as smtp://HOST:PORT or smtps://HOST",
+            crate::registry::redact_url(value)
+        )),
     }
 }
 

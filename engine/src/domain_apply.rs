@@ -76,6 +76,10 @@ pub enum DomainApplyError {
     VerificationMissing { hostname: String, name: String, value: String },
     #[error("applying domain {hostname} was cancelled before it started; nothing was changed")]
     Cancelled { hostname: String },
+    #[error(transparent)]
+    Claim(#[from] crate::ownership::ClaimError),
+    #[error("{error}; undoing what it had made failed too ({}), so the next apply finishes or undoes it", failures.join("; "))]
+    UndoFailed { error: Box<DomainApplyError>, failures: Vec<String> },
 }
 
 impl DomainApplyError {
@@ -89,6 +93,8 @@ impl DomainApplyError {
             DomainApplyError::Ingress { source, .. } => source.is_retryable(),
             DomainApplyError::Dns { source, .. } => source.is_retryable(),
             DomainApplyError::CertificateTimeout { .. } | DomainApplyError::Cancelled { .. } => true,
+            DomainApplyError::Claim(error) => error.is_retryable(),
+            DomainApplyError::UndoFailed { error, .. } => error.is_retryable(),
             _ => false,
         }
     }
@@ -122,7 +128,7 @@ pub struct DomainApplyContext<'a> {
     /// Looks customers' verification records up.
     pub resolver: &'a DnsResolver,
     pub platform_zone: Option<&'a str>,
-    pub owner: &'a str,
+    pub owner: &'a crate::ownership::Owner,
     pub deadline: Duration,
     pub cancelled: tokio::sync::watch::Receiver<bool>,
 }
@@ -185,13 +191,36 @@ impl DomainApplyContext<'_> {
 
     /// Applies a domain so that its status becomes `status` (decided at plan:
     /// a platform subdomain is always active, a custom domain once verified).
-    pub async fn apply(&self, spec: &DomainSpec, status: DomainStatus) -> Result<DomainRecord, DomainApplyError> {
+    /// `create` carries a create's token, which claims the host name first.
+    pub async fn apply(
+        &self,
+        spec: &DomainSpec,
+        status: DomainStatus,
+        create: Option<&crate::ownership::CreateToken>,
+    ) -> Result<DomainRecord, DomainApplyError> {
         let hostname = &spec.hostname;
         if *self.cancelled.borrow() {
             return Err(DomainApplyError::Cancelled { hostname: hostname.to_string() });
         }
         self.observations.clear().await;
+        let kind = crate::ownership::ObjectKind::Domain;
+        let key = hostname.to_string();
+        let decision = match create {
+            Some(token) => Some(
+                crate::ownership::claim(self.registry, kind, &key, &spec.app_instance_id.tenant_id, self.owner, token)
+                    .await?,
+            ),
+            None => None,
+        };
         let result = self.apply_steps(spec, status).await;
+        // A new create that failed and left nothing frees the name again.
+        if let (Err(error), Some(token), Some(crate::ownership::CreateDecision::New)) = (&result, create, &decision)
+            && !matches!(error, DomainApplyError::UndoFailed { .. })
+            && matches!(self.registry.get_domain(hostname).await, Ok(None))
+            && let Err(release_error) = self.registry.release_claim_of(kind, &key, token).await
+        {
+            tracing::warn!(domain = %hostname, error = %release_error, "cannot release the name of a failed create");
+        }
         self.observations.clear().await;
         result
     }
@@ -251,7 +280,7 @@ impl DomainApplyContext<'_> {
             target: target.clone(),
             status,
             certificate_expires_at: None,
-            owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.to_owned()),
+            owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.as_str().to_owned()),
             created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
         };
         self.registry.put_domain(&record).await.map_err(self.registry_error(hostname))?;
@@ -295,17 +324,36 @@ impl DomainApplyContext<'_> {
                 Ok(record)
             }
             Err(error) => {
+                let mut failures = Vec::new();
                 if existing.is_none() {
                     // Undo a create: nothing of this domain is left behind.
-                    let _ = ingress.remove_route(hostname.as_str(), self.deadline).await;
+                    if let Err(undo) = ingress.remove_route(hostname.as_str(), self.deadline).await {
+                        failures.push(format!("remove the route: {}", crate::backends::error_chain(&undo)));
+                    }
                     for wanted in &records {
-                        if let Ok((dns, zone)) = self.dns_for(hostname) {
-                            let _ = dns.remove(&zone, &wanted.name, &wanted.record_type).await;
+                        if let Ok((dns, zone)) = self.dns_for(hostname)
+                            && let Err(undo) = dns.remove(&zone, &wanted.name, &wanted.record_type).await
+                        {
+                            failures.push(format!(
+                                "remove the {} record {}: {}",
+                                wanted.record_type,
+                                wanted.name,
+                                crate::backends::error_chain(&undo)
+                            ));
                         }
                     }
-                    let _ = self.registry.delete_domain(hostname).await;
+                    // The row (the journal) goes last, only once everything it names is gone.
+                    if failures.is_empty()
+                        && let Err(undo) = self.registry.delete_domain(hostname).await
+                    {
+                        failures.push(format!("delete the registry row: {}", crate::backends::error_chain(&undo)));
+                    }
                 }
-                Err(error)
+                Err(if failures.is_empty() {
+                    error
+                } else {
+                    DomainApplyError::UndoFailed { error: Box::new(error), failures }
+                })
             }
         }
     }
@@ -346,6 +394,11 @@ impl DomainApplyContext<'_> {
 
     async fn destroy_steps(&self, hostname: &Hostname) -> Result<(), DomainApplyError> {
         let Some(record) = self.registry.get_domain(hostname).await.map_err(self.registry_error(hostname))? else {
+            // Already gone: its name is free.
+            self.registry
+                .release_claim(crate::ownership::ObjectKind::Domain, hostname.as_str())
+                .await
+                .map_err(self.registry_error(hostname))?;
             return Ok(());
         };
         let ingress =
@@ -364,6 +417,10 @@ impl DomainApplyContext<'_> {
             }
         }
         self.registry.delete_domain(hostname).await.map_err(self.registry_error(hostname))?;
+        self.registry
+            .release_claim(crate::ownership::ObjectKind::Domain, hostname.as_str())
+            .await
+            .map_err(self.registry_error(hostname))?;
         Ok(())
     }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod domain_apply;
 pub mod model;
 pub mod observe;
+pub mod ownership;
 pub mod password;
 pub mod plan;
 pub mod registry;

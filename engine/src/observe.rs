@@ -23,6 +23,7 @@ use crate::model::TenantId;
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
 use crate::model::domain::{DomainRecord, Hostname};
 use crate::model::tenant::TenantRecord;
+use crate::ownership::{Claim, Confirmation, CreateToken, ObjectKind, Owner};
 use crate::registry::{Registry, RegistryError};
 
 /// How long a snapshot answers reads before the next read lists again.
@@ -257,5 +258,120 @@ impl DomainObservations {
         self.instances.clear().await;
         self.routes.lock().await.clear();
         self.zones.lock().await.clear();
+    }
+}
+
+/// A claim's key in a snapshot: its kind and natural key.
+type ClaimKey = (ObjectKind, String);
+
+/// Claims from one listing per window, for the checks a plan makes before a
+/// create, and the confirmations that states send back (written in batches:
+/// a plan after a bulk create confirms every object once).
+pub struct ClaimObserver {
+    registry: Registry,
+    claims: Snapshot<ClaimKey, Claim>,
+    /// Claims this process saw a state hold (kind, key, token): confirmed,
+    /// whether or not their batched write has happened yet.
+    acknowledged: std::sync::Mutex<std::collections::HashSet<(ObjectKind, String, String)>>,
+    /// Confirmations not written yet, and whether a write is on its way.
+    pending: std::sync::Mutex<(Vec<Confirmation>, bool)>,
+    /// Serializes the batched writes (and lets `flush` wait for the one in flight).
+    writing: Mutex<()>,
+}
+
+impl ClaimObserver {
+    pub fn new(registry: Registry) -> Self {
+        Self {
+            registry,
+            claims: Snapshot::default(),
+            acknowledged: std::sync::Mutex::new(Default::default()),
+            pending: std::sync::Mutex::new((Vec::new(), false)),
+            writing: Mutex::new(()),
+        }
+    }
+
+    /// The claim on a key, from the snapshot.
+    pub async fn claim(&self, kind: ObjectKind, key: &str) -> Result<Option<Claim>, RegistryError> {
+        let claims = self
+            .claims
+            .get(|| async {
+                let claims = self.registry.list_claims().await?;
+                Ok(claims.into_iter().map(|claim| ((claim.kind, claim.key.clone()), claim)).collect())
+            })
+            .await?;
+        let Some(mut claim) = claims.get(&(kind, key.to_owned())).cloned() else { return Ok(None) };
+        if !claim.confirmed
+            && self.acknowledged.lock().is_ok_and(|acknowledged| {
+                acknowledged.contains(&(kind, key.to_owned(), claim.create_token.as_str().to_owned()))
+            })
+        {
+            claim.confirmed = true;
+        }
+        Ok(Some(claim))
+    }
+
+    /// Notes that `owner`'s state holds the object made by the create with
+    /// `token` (`None`: a state written before tokens existed). The claim is
+    /// confirmed, in a batched write, when it was not yet.
+    pub async fn acknowledge(
+        self: &Arc<Self>,
+        kind: ObjectKind,
+        key: &str,
+        token: Option<&CreateToken>,
+        owner: &Owner,
+    ) -> Result<(), RegistryError> {
+        let Some(claim) = self.claim(kind, key).await? else { return Ok(()) };
+        let token = token.cloned().unwrap_or_else(|| CreateToken::from_stored(""));
+        let needs_write = claim.create_token == token
+            && (!claim.confirmed || (claim.owner.is_legacy_terraform() && owner.is_terraform()));
+        if !needs_write {
+            return Ok(());
+        }
+        if let Ok(mut acknowledged) = self.acknowledged.lock() {
+            acknowledged.insert((kind, key.to_owned(), token.as_str().to_owned()));
+        }
+        let start_writer = {
+            let Ok(mut pending) = self.pending.lock() else { return Ok(()) };
+            pending.0.push((kind, key.to_owned(), token, owner.clone()));
+            !std::mem::replace(&mut pending.1, true)
+        };
+        if start_writer {
+            let observer = Arc::clone(self);
+            tokio::spawn(async move {
+                // Gather what the other refreshes of this plan confirm meanwhile.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Err(error) = observer.flush().await {
+                    tracing::warn!(error = %error, "cannot record that the state holds its objects; the next plan tries again");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the confirmations gathered so far (called on shutdown too).
+    pub async fn flush(&self) -> Result<(), RegistryError> {
+        let _writing = self.writing.lock().await;
+        let batch = match self.pending.lock() {
+            Ok(mut pending) => {
+                pending.1 = false;
+                std::mem::take(&mut pending.0)
+            }
+            Err(_) => return Ok(()),
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let result = self.registry.confirm_claims(&batch).await;
+        self.claims.clear().await;
+        result
+    }
+
+    /// Forgets the snapshot (after a write through this process).
+    pub async fn invalidate(&self) {
+        self.claims.clear().await;
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }

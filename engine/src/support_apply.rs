@@ -37,6 +37,10 @@ pub enum SupportPlanError {
     NoTracker { tenant: String },
     #[error("applying the support plan of tenant {tenant} was cancelled before it started; nothing was changed")]
     Cancelled { tenant: String },
+    #[error(transparent)]
+    Claim(#[from] crate::ownership::ClaimError),
+    #[error("{error}; undoing what it had made failed too ({}), so the next apply finishes or undoes it", failures.join("; "))]
+    UndoFailed { error: Box<SupportPlanError>, failures: Vec<String> },
 }
 
 impl SupportPlanError {
@@ -45,6 +49,8 @@ impl SupportPlanError {
             SupportPlanError::Registry { source, .. } => source.is_retryable(),
             SupportPlanError::Tracker { source, .. } => source.is_retryable(),
             SupportPlanError::Cancelled { .. } => true,
+            SupportPlanError::Claim(error) => error.is_retryable(),
+            SupportPlanError::UndoFailed { error, .. } => error.is_retryable(),
             _ => false,
         }
     }
@@ -72,7 +78,7 @@ pub struct SupportPlanContext<'a> {
     pub tracker: Option<&'a dyn Tracker>,
     /// The role managers get in their support project.
     pub tracker_role: &'a str,
-    pub owner: &'a str,
+    pub owner: &'a crate::ownership::Owner,
     pub deadline: Duration,
     pub cancelled: tokio::sync::watch::Receiver<bool>,
 }
@@ -96,8 +102,14 @@ impl SupportPlanContext<'_> {
             .ok_or_else(|| SupportPlanError::TenantMissing { tenant: tenant_id.to_string() })
     }
 
-    /// Creates or updates a tenant's plan, its support project and the manager's access.
-    pub async fn apply(&self, spec: &SupportPlanSpec, creating: bool) -> Result<SupportPlanRecord, SupportPlanError> {
+    /// Creates or updates a tenant's plan, its support project and the
+    /// manager's access. `create` carries a create's token, which claims the
+    /// tenant's plan first; a create that fails undoes what it made.
+    pub async fn apply(
+        &self,
+        spec: &SupportPlanSpec,
+        create: Option<&crate::ownership::CreateToken>,
+    ) -> Result<SupportPlanRecord, SupportPlanError> {
         let tenant_id = &spec.tenant_id;
         if *self.cancelled.borrow() {
             return Err(SupportPlanError::Cancelled { tenant: tenant_id.to_string() });
@@ -113,39 +125,69 @@ impl SupportPlanContext<'_> {
         if spec.tracker_access && self.tracker.is_none() {
             return Err(SupportPlanError::NoTracker { tenant: tenant_id.to_string() });
         }
+        let kind = crate::ownership::ObjectKind::SupportPlan;
+        let decision = match create {
+            Some(token) => Some(
+                crate::ownership::claim(self.registry, kind, tenant_id.as_str(), tenant_id, self.owner, token).await?,
+            ),
+            None => None,
+        };
         let existing = self.registry.get_support_plan(tenant_id).await.map_err(self.registry_error(tenant_id))?;
-        if creating
-            && let Some(existing) = &existing
-            && existing.owner != self.owner
-        {
-            return Err(SupportPlanError::AlreadyExists {
-                tenant: tenant_id.to_string(),
-                owner: existing.owner.clone(),
-            });
-        }
         let record = SupportPlanRecord {
             spec: spec.clone(),
             starts_on: existing.as_ref().map(|r| r.starts_on.clone()).unwrap_or_else(|| format_date(today())),
-            owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.to_owned()),
+            owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.as_str().to_owned()),
             created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
         };
-        self.registry.put_support_plan(&record).await.map_err(self.registry_error(tenant_id))?;
-        if let Some(tracker) = self.tracker {
-            let project = SupportProject {
-                tenant: tenant_id.to_string(),
-                name: tenant.spec.display_name.clone(),
-                level: spec.level.as_str().to_owned(),
-            };
-            tracker.ensure_project(&project).await.map_err(self.tracker_error(tenant_id))?;
-            let user = tracker_user(&tenant);
-            if spec.tracker_access {
-                tracker.grant_access(tenant_id.as_str(), &user, self.tracker_role).await
-            } else {
-                tracker.revoke_access(tenant_id.as_str(), &user.login).await
+        let mut project_made = false;
+        let steps = async {
+            self.registry.put_support_plan(&record).await.map_err(self.registry_error(tenant_id))?;
+            if let Some(tracker) = self.tracker {
+                let project = SupportProject {
+                    tenant: tenant_id.to_string(),
+                    name: tenant.spec.display_name.clone(),
+                    level: spec.level.as_str().to_owned(),
+                };
+                tracker.ensure_project(&project).await.map_err(self.tracker_error(tenant_id))?;
+                project_made = true;
+                let user = tracker_user(&tenant);
+                if spec.tracker_access {
+                    tracker.grant_access(tenant_id.as_str(), &user, self.tracker_role).await
+                } else {
+                    tracker.revoke_access(tenant_id.as_str(), &user.login).await
+                }
+                .map_err(self.tracker_error(tenant_id))?;
             }
-            .map_err(self.tracker_error(tenant_id))?;
+            Ok::<_, SupportPlanError>(())
         }
-        Ok(record)
+        .await;
+        let Err(error) = steps else { return Ok(record) };
+        // Undo a new create (not an interrupted one this run resumed, nor an
+        // update): the project, the row, and the claim, in reverse order.
+        if !(existing.is_none() && decision == Some(crate::ownership::CreateDecision::New)) {
+            return Err(error);
+        }
+        let mut failures = Vec::new();
+        if let Some(tracker) = self.tracker
+            && project_made
+        {
+            if let Err(undo) = tracker.revoke_access(tenant_id.as_str(), &tracker_user(&tenant).login).await {
+                failures.push(format!("revoke the manager's access: {}", crate::backends::error_chain(&undo)));
+            }
+            if let Err(undo) = tracker.remove_project(tenant_id.as_str()).await {
+                failures.push(format!("remove the support project: {}", crate::backends::error_chain(&undo)));
+            }
+        }
+        if failures.is_empty() {
+            if let Err(undo) = self.registry.delete_support_plan(tenant_id).await {
+                failures.push(format!("delete the registry row: {}", crate::backends::error_chain(&undo)));
+            } else if let Some(token) = create
+                && let Err(undo) = self.registry.release_claim_of(kind, tenant_id.as_str(), token).await
+            {
+                failures.push(format!("release the claim: {}", crate::backends::error_chain(&undo)));
+            }
+        }
+        Err(if failures.is_empty() { error } else { SupportPlanError::UndoFailed { error: Box::new(error), failures } })
     }
 
     /// Removes the plan: the manager's access, the support project, the row.
@@ -155,6 +197,11 @@ impl SupportPlanContext<'_> {
         }
         let Some(record) = self.registry.get_support_plan(tenant_id).await.map_err(self.registry_error(tenant_id))?
         else {
+            // Already gone: the tenant's plan is free.
+            self.registry
+                .release_claim(crate::ownership::ObjectKind::SupportPlan, tenant_id.as_str())
+                .await
+                .map_err(self.registry_error(tenant_id))?;
             return Ok(());
         };
         if let Some(tracker) = self.tracker {
@@ -167,6 +214,10 @@ impl SupportPlanContext<'_> {
             tracker.remove_project(tenant_id.as_str()).await.map_err(self.tracker_error(tenant_id))?;
         }
         self.registry.delete_support_plan(&record.spec.tenant_id).await.map_err(self.registry_error(tenant_id))?;
+        self.registry
+            .release_claim(crate::ownership::ObjectKind::SupportPlan, tenant_id.as_str())
+            .await
+            .map_err(self.registry_error(tenant_id))?;
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::model::TenantId;
 use crate::model::tenant::{TenantRecord, TenantSpec};
 use crate::observe::TenantObserver;
+use crate::ownership::{ClaimError, CreateDecision, CreateToken, Dependent, ObjectKind, Owner, claim, list_dependents};
 use crate::plan::{Action, Change};
 use crate::registry::{InsertOutcome, RegistryError};
 
@@ -27,6 +28,13 @@ pub enum TenantApplyError {
     },
     #[error("a different tenant named {tenant_id} already exists (owner: {owner})")]
     Conflict { tenant_id: TenantId, owner: String },
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+    #[error(
+        "tenant {tenant_id} still has objects that depend on it: {}. Destroy them (or move them to another tenant) where they are managed first; nothing was deleted",
+        list_dependents(dependents)
+    )]
+    HasDependents { tenant_id: TenantId, dependents: Vec<Dependent> },
     #[error("tenant {tenant_id} no longer exists in the registry")]
     Missing { tenant_id: TenantId },
     #[error("applying tenant {tenant_id} did not finish within {deadline:?}")]
@@ -41,7 +49,10 @@ impl TenantApplyError {
         match self {
             TenantApplyError::Registry { source, .. } => source.is_retryable(),
             TenantApplyError::DeadlineExceeded { .. } | TenantApplyError::Cancelled { .. } => true,
-            TenantApplyError::Conflict { .. } | TenantApplyError::Missing { .. } => false,
+            TenantApplyError::Claim(error) => error.is_retryable(),
+            TenantApplyError::Conflict { .. }
+            | TenantApplyError::Missing { .. }
+            | TenantApplyError::HasDependents { .. } => false,
         }
     }
 }
@@ -49,7 +60,9 @@ impl TenantApplyError {
 /// How a tenant apply runs: who owns what it makes, its deadline, and the
 /// signal that asks it to stop.
 pub struct ApplyContext<'a> {
-    pub owner: &'a str,
+    pub owner: &'a Owner,
+    /// The token a create records in its claim (and the state keeps).
+    pub create_token: &'a CreateToken,
     pub deadline: Duration,
     pub cancelled: watch::Receiver<bool>,
 }
@@ -74,7 +87,7 @@ pub async fn apply_tenant_change(
         if remaining.is_zero() {
             return Err(TenantApplyError::DeadlineExceeded { tenant_id, deadline: context.deadline });
         }
-        let attempt = tokio::time::timeout(remaining, apply_once(observer, change, context.owner)).await;
+        let attempt = tokio::time::timeout(remaining, apply_once(observer, change, context)).await;
         observer.invalidate().await;
         match attempt {
             Err(_) => return Err(TenantApplyError::DeadlineExceeded { tenant_id, deadline: context.deadline }),
@@ -93,14 +106,14 @@ pub async fn apply_tenant_change(
 async fn apply_once(
     observer: &TenantObserver,
     change: &Change,
-    owner: &str,
+    context: &ApplyContext<'_>,
 ) -> Result<Option<TenantRecord>, TenantApplyError> {
     let registry = observer.registry();
     let tenant_id = change.tenant_id.clone();
     let registry_error = |source| TenantApplyError::Registry { tenant_id: tenant_id.clone(), source };
     match change.action {
         Action::NoOp => Ok(change.before.clone()),
-        Action::Create => create(observer, desired(change)?, owner).await,
+        Action::Create => create(observer, desired(change)?, context).await,
         Action::Update => {
             let spec = desired(change)?;
             match registry.update_tenant(spec).await.map_err(registry_error)? {
@@ -110,13 +123,13 @@ async fn apply_once(
         }
         Action::Replace => {
             if let Some(before) = &change.before {
-                registry.delete_tenant(&before.spec.name).await.map_err(registry_error)?;
+                delete(observer, &before.spec.name).await?;
             }
-            create(observer, desired(change)?, owner).await
+            create(observer, desired(change)?, context).await
         }
         Action::Delete => {
             let name = change.before.as_ref().map(|b| &b.spec.name).unwrap_or(&change.tenant_id);
-            registry.delete_tenant(name).await.map_err(registry_error)?;
+            delete(observer, name).await?;
             Ok(None)
         }
     }
@@ -126,20 +139,52 @@ fn desired(change: &Change) -> Result<&TenantSpec, TenantApplyError> {
     change.after.as_ref().ok_or_else(|| TenantApplyError::Missing { tenant_id: change.tenant_id.clone() })
 }
 
+/// Deletes a tenant that nothing depends on any more, then frees its name.
+async fn delete(observer: &TenantObserver, name: &TenantId) -> Result<(), TenantApplyError> {
+    let registry = observer.registry();
+    let registry_error = |source| TenantApplyError::Registry { tenant_id: name.clone(), source };
+    let dependents = registry.tenant_dependents(name).await.map_err(registry_error)?;
+    if !dependents.is_empty() {
+        return Err(TenantApplyError::HasDependents { tenant_id: name.clone(), dependents });
+    }
+    registry.delete_tenant(name).await.map_err(registry_error)?;
+    registry.release_claim(ObjectKind::Tenant, name.as_str()).await.map_err(registry_error)?;
+    Ok(())
+}
+
+/// Claims the tenant's name, then writes its row; a create that does not
+/// finish releases the name again.
 async fn create(
     observer: &TenantObserver,
     spec: &TenantSpec,
-    owner: &str,
+    context: &ApplyContext<'_>,
 ) -> Result<Option<TenantRecord>, TenantApplyError> {
-    let outcome = observer
-        .registry()
-        .insert_tenant(spec, owner)
-        .await
-        .map_err(|source| TenantApplyError::Registry { tenant_id: spec.name.clone(), source })?;
-    match outcome {
-        InsertOutcome::Created(record) | InsertOutcome::AlreadyPresent(record) => Ok(Some(record)),
-        InsertOutcome::Conflict(existing) => {
-            Err(TenantApplyError::Conflict { tenant_id: spec.name.clone(), owner: existing.owner })
+    let registry = observer.registry();
+    let key = spec.name.as_str();
+    let decision = claim(registry, ObjectKind::Tenant, key, &spec.name, context.owner, context.create_token).await?;
+    let registry_error = |source| TenantApplyError::Registry { tenant_id: spec.name.clone(), source };
+    let written = async {
+        match registry.insert_tenant(spec, context.owner.as_str()).await.map_err(registry_error)? {
+            InsertOutcome::Created(record) | InsertOutcome::AlreadyPresent(record) => Ok(Some(record)),
+            // An interrupted create of this owner left its row: make it the desired one.
+            InsertOutcome::Conflict(_) if matches!(decision, CreateDecision::Resume { .. }) => {
+                match registry.update_tenant(spec).await.map_err(registry_error)? {
+                    Some(record) => Ok(Some(record)),
+                    None => Err(TenantApplyError::Missing { tenant_id: spec.name.clone() }),
+                }
+            }
+            InsertOutcome::Conflict(existing) => {
+                Err(TenantApplyError::Conflict { tenant_id: spec.name.clone(), owner: existing.owner })
+            }
         }
     }
+    .await;
+    if written.is_err() && decision == CreateDecision::New {
+        // Undo: nothing was written, so the name is free again. A failure
+        // here leaves the claim, which the next apply of this owner resumes.
+        if let Err(error) = registry.release_claim_of(ObjectKind::Tenant, key, context.create_token).await {
+            tracing::warn!(tenant = %spec.name, error = %error, "cannot release the claim of a failed create");
+        }
+    }
+    written
 }

@@ -63,6 +63,12 @@ pub async fn fresh_postgres_database(test_name: &str) -> String {
     url.to_string()
 }
 
+/// The owner engine tests create objects as.
+pub fn test_owner() -> &'static crate::ownership::Owner {
+    static OWNER: std::sync::OnceLock<crate::ownership::Owner> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| crate::ownership::Owner::terraform("engine-tests"))
+}
+
 /// A local on-premises target on the test Docker engine named by `variable`,
 /// with the test Caddy beside it and 127.0.0.1 as its public address.
 pub fn test_target(variable: &str) -> crate::config::TargetDocument {

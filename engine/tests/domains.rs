@@ -80,7 +80,7 @@ impl Fixture {
             catalog: &self.catalog,
             targets: &self.targets,
             mailer: None,
-            owner: "terraform",
+            owner: atrium_engine::test_services::test_owner(),
             deadline: Duration::from_secs(30),
             cancelled,
         }
@@ -95,7 +95,7 @@ impl Fixture {
             dns: Some(&self.dns as &dyn DnsZones),
             resolver: &self.resolver,
             platform_zone: Some(&self.zone),
-            owner: "terraform",
+            owner: atrium_engine::test_services::test_owner(),
             deadline,
             cancelled,
         }
@@ -140,15 +140,15 @@ async fn through_caddy(hostname: &str) -> (u16, String) {
 async fn routes_follow_their_app_instance_through_an_upgrade() {
     let fixture = Fixture::new("follow").await;
     let apps = fixture.apps();
-    apps.deploy(&hello_spec(&fixture.tenant, "1.0")).await.unwrap();
+    apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None).await.unwrap();
     let hostname = format!("web.{}", fixture.zone);
     let domains = fixture.domains(Duration::from_secs(30));
-    let record = domains.apply(&fixture.spec(&hostname, TlsMode::None), DomainStatus::Active).await.unwrap();
+    let record = domains.apply(&fixture.spec(&hostname, TlsMode::None), DomainStatus::Active, None).await.unwrap();
     assert_eq!(record.status, DomainStatus::Active);
     assert!(through_caddy(&hostname).await.1.contains("hello 1.0"));
 
     // The upgrade switches the route to the new container before the old one goes.
-    apps.deploy(&hello_spec(&fixture.tenant, "1.1")).await.unwrap();
+    apps.deploy(&hello_spec(&fixture.tenant, "1.1"), None).await.unwrap();
     assert!(through_caddy(&hostname).await.1.contains("hello 1.1"));
     let observed = domains.observe(&record.spec.hostname).await.unwrap().unwrap();
     assert_eq!(observed.status, "active");
@@ -164,7 +164,7 @@ async fn routes_follow_their_app_instance_through_an_upgrade() {
 async fn a_failed_create_leaves_no_route_record_or_row() {
     let fixture = Fixture::new("undo").await;
     let apps = fixture.apps();
-    apps.deploy(&hello_spec(&fixture.tenant, "1.0")).await.unwrap();
+    apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None).await.unwrap();
     // A custom domain whose verification record is published but whose name
     // points nowhere: the ACME CA cannot validate it, so no certificate comes.
     let customer_zone = format!("{}-customer.test", fixture.tenant);
@@ -180,17 +180,17 @@ async fn a_failed_create_leaves_no_route_record_or_row() {
 
     let domains = fixture.domains(Duration::from_secs(6));
     let spec = fixture.spec(hostname.as_str(), TlsMode::Acme);
-    let error = domains.apply(&spec, DomainStatus::Active).await.unwrap_err();
+    let error = domains.apply(&spec, DomainStatus::Active, None).await.unwrap_err();
     assert!(matches!(error, DomainApplyError::CertificateTimeout { .. }), "{error}");
     assert!(fixture.registry.get_domain(&hostname).await.unwrap().is_none(), "the row was undone");
     assert!(fixture.caddy_route_ids().await.is_empty(), "the route was undone");
 
     // Without the verification record, going live is refused before anything is touched.
     let unverified = fixture.spec(&format!("other.{customer_zone}"), TlsMode::None);
-    let error = domains.apply(&unverified, DomainStatus::Active).await.unwrap_err();
+    let error = domains.apply(&unverified, DomainStatus::Active, None).await.unwrap_err();
     assert!(matches!(error, DomainApplyError::VerificationMissing { .. }), "{error}");
     // Pending is fine: the row exists, no route.
-    let pending = domains.apply(&unverified, DomainStatus::PendingVerification).await.unwrap();
+    let pending = domains.apply(&unverified, DomainStatus::PendingVerification, None).await.unwrap();
     assert_eq!(pending.status, DomainStatus::PendingVerification);
     assert!(fixture.caddy_route_ids().await.is_empty());
     domains.destroy(&unverified.hostname).await.unwrap();

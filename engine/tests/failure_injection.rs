@@ -131,7 +131,7 @@ async fn check_step(fail_at: usize, existing_version: Option<&str>, version: &st
             catalog: &catalog,
             targets,
             mailer: None,
-            owner: "terraform",
+            owner: atrium_engine::test_services::test_owner(),
             deadline: Duration::from_secs(30),
             cancelled,
         }
@@ -139,15 +139,15 @@ async fn check_step(fail_at: usize, existing_version: Option<&str>, version: &st
     let healthy_targets = targets_failing_at(0).await;
     let healthy = context(&healthy_targets);
     if let Some(existing) = existing_version {
-        healthy.deploy(&spec(&tenant, existing)).await.unwrap();
+        healthy.deploy(&spec(&tenant, existing), None).await.unwrap();
     }
     let failing_targets = targets_failing_at(fail_at).await;
     let failing = context(&failing_targets);
-    let injected = failing.deploy(&spec(&tenant, version)).await.is_err();
+    let injected = failing.deploy(&spec(&tenant, version), None).await.is_err();
 
     // The next deployment converges: one container of the recorded generation, healthy.
     let record = healthy
-        .deploy(&spec(&tenant, version))
+        .deploy(&spec(&tenant, version), None)
         .await
         .unwrap_or_else(|e| panic!("step {fail_at}: no convergence: {e}"))
         .record;

@@ -131,13 +131,23 @@ async fn cancelled_apply_changes_nothing_and_a_second_apply_converges() {
     assert_eq!(change.action, Action::Create);
 
     let (stop, cancelled) = tokio::sync::watch::channel(true);
-    let context = ApplyContext { owner: "terraform", deadline: Duration::from_secs(5), cancelled };
+    let context = ApplyContext {
+        owner: atrium_engine::test_services::test_owner(),
+        create_token: &atrium_engine::ownership::CreateToken::new(),
+        deadline: Duration::from_secs(5),
+        cancelled,
+    };
     let error = apply_tenant_change(&observer, &change, &context).await.unwrap_err();
     assert!(matches!(error, TenantApplyError::Cancelled { .. }));
     assert_eq!(registry.count_tenants().await.unwrap(), 0);
 
     stop.send_replace(false);
-    let context = ApplyContext { owner: "terraform", deadline: Duration::from_secs(5), cancelled: stop.subscribe() };
+    let context = ApplyContext {
+        owner: atrium_engine::test_services::test_owner(),
+        create_token: &atrium_engine::ownership::CreateToken::new(),
+        deadline: Duration::from_secs(5),
+        cancelled: stop.subscribe(),
+    };
     apply_tenant_change(&observer, &change, &context).await.unwrap();
     // The same create again (state lost after commit) converges without a duplicate.
     apply_tenant_change(&observer, &change, &context).await.unwrap();
@@ -159,4 +169,63 @@ async fn concurrent_writers_on_sqlite_all_succeed() {
         assert!(matches!(task.await.unwrap().unwrap(), InsertOutcome::Created(_)));
     }
     assert_eq!(registry.count_tenants().await.unwrap(), 40);
+}
+
+/// The variable that turns this test binary into one process opening a
+/// registry (see the test below, which starts several such processes).
+const OPEN_REGISTRY_CHILD: &str = "ATRIUM_TEST_OPEN_REGISTRY_AT";
+
+/// Starts `processes` copies of this test binary that each open the registry
+/// at `url` as soon as the file `go` appears, and returns each one's outcome.
+fn open_in_processes(url: &str, processes: usize, go: &std::path::Path) -> Vec<std::process::Output> {
+    let executable = std::env::current_exe().expect("the test binary");
+    let children: Vec<_> = (0..processes)
+        .map(|_| {
+            std::process::Command::new(&executable)
+                .args(["--exact", "processes_opening_a_new_registry_at_once_all_migrate", "--nocapture"])
+                .env(OPEN_REGISTRY_CHILD, url)
+                .env("ATRIUM_TEST_OPEN_REGISTRY_GO", go)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start a child process")
+        })
+        .collect();
+    // Every child is waiting for the go file: they all start migrating at once.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(go, b"go").expect("write the go file");
+    children.into_iter().map(|child| child.wait_with_output().expect("wait for a child")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_opening_a_new_registry_at_once_all_migrate() {
+    if let Ok(url) = std::env::var(OPEN_REGISTRY_CHILD) {
+        // One of the processes: wait for the others, then open the registry.
+        let go = std::path::PathBuf::from(std::env::var("ATRIUM_TEST_OPEN_REGISTRY_GO").unwrap());
+        while !go.exists() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let registry = Registry::connect(&url)
+            .await
+            .unwrap_or_else(|error| panic!("cannot open: {}", atrium_engine::backends::error_chain(&error)));
+        assert_eq!(registry.count_tenants().await.unwrap(), 0);
+        registry.close().await;
+        return;
+    }
+    for round in 0..3 {
+        let directory = tempfile::tempdir().unwrap();
+        let sqlite = format!("sqlite://{}", directory.path().join("new.db").display());
+        let postgres = fresh_postgres_database("open_at_once").await;
+        for (kind, url) in [("SQLite", sqlite), ("PostgreSQL", postgres)] {
+            let go = directory.path().join(format!("go-{kind}"));
+            for output in open_in_processes(&url, 6, &go) {
+                assert!(
+                    output.status.success(),
+                    "round {round}, {kind}: a process could not open the new registry:\n{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+    }
 }

@@ -60,19 +60,10 @@ pub fn to_proto_path(path: &AttributePath) -> pb::AttributePath {
     }
 }
 
-/// An error and its causes as one sentence chain ("a: b: c"), without backtraces.
+/// An error and its causes as one sentence chain ("a: b: c"), without
+/// backtraces, each cause once.
 pub fn error_chain(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    atrium_engine::backends::error_chain(error)
 }
 
 /// True when any diagnostic is an error.

@@ -4,6 +4,7 @@
 //! protocol, msgpack values and diagnostics. It turns Terraform's requests
 //! into engine calls and the engine's answers back into Terraform's terms.
 
+pub mod claims;
 pub mod diagnostics;
 pub mod docs;
 pub mod logging;

@@ -13,15 +13,19 @@ use atrium_engine::backends::powerdns::PowerDns;
 use atrium_engine::backends::redmine::Redmine;
 use atrium_engine::backends::resolver::DnsResolver;
 use atrium_engine::catalog::Catalog;
-use atrium_engine::config::{DNS_API_KEY_ENV, PlatformConfigDocument, REGISTRY_URL_ENV, TRACKER_API_KEY_ENV};
+use atrium_engine::config::{
+    DNS_API_KEY_ENV, PlatformConfigDocument, REGISTRY_URL_ENV, SMTP_PASSWORD_ENV, TRACKER_API_KEY_ENV,
+};
 use atrium_engine::domain_apply::DomainApplyContext;
-use atrium_engine::observe::{AppObservations, DomainObservations, TenantObserver};
+use atrium_engine::observe::{AppObservations, ClaimObserver, DomainObservations, TenantObserver};
+use atrium_engine::ownership::{CreateToken, Owner};
 use atrium_engine::registry::Registry;
 use atrium_engine::support_apply::SupportPlanContext;
 use atrium_engine::targets::Targets;
 use tokio::sync::{RwLock, watch};
 use tonic::{Request, Response, Status};
 
+use crate::claims;
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::proto::tfplugin6::provider_server::Provider;
@@ -45,11 +49,49 @@ struct Configured {
     /// The support tracker, when the provider has a `tracker` block, and the role managers get there.
     tracker: Option<Redmine>,
     tracker_role: String,
+    /// The configuration this process speaks for, and the registry's claims.
+    owner: Owner,
+    claims: Arc<ClaimObserver>,
 }
 
 impl Configured {
     fn registry(&self) -> &Registry {
         self.tenant_observer.registry()
+    }
+
+    /// Tells the registry that this state holds the object (its claim is
+    /// confirmed once); a failure only delays that to the next plan.
+    async fn acknowledge(&self, type_name: &str, state: &Value, private: &[u8]) {
+        let Some(kind) = claims::kind_of(type_name) else { return };
+        let Some(key) = claims::natural_key(kind, state) else { return };
+        let token = claims::token_of(private);
+        if let Err(error) = self.claims.acknowledge(kind, &key, token.as_ref(), &self.owner).await {
+            tracing::warn!(error = %error, "cannot read the registry's claims; the next plan tries again");
+        }
+    }
+
+    /// The check of a planned create against the registry's claims.
+    /// An object this state made is gone (deleted by hand): its name is
+    /// free again, so that the plan may create it anew. Only the claim of the
+    /// create this state recorded is released, never another owner's.
+    async fn release_vanished(&self, type_name: &str, state: &Value, private: &[u8]) {
+        let Some(kind) = claims::kind_of(type_name) else { return };
+        let Some(key) = claims::natural_key(kind, state) else { return };
+        let token = claims::token_of(private).unwrap_or_else(|| CreateToken::from_stored(""));
+        if let Err(error) = self.registry().release_claim_of(kind, &key, &token).await {
+            tracing::warn!(error = %error, "cannot release the name of a vanished object");
+        }
+        self.claims.invalidate().await;
+    }
+
+    /// The check of a planned create against the registry's claims.
+    async fn check_planned_create(&self, type_name: &str, config: &Value) -> Option<pb::Diagnostic> {
+        let kind = claims::kind_of(type_name)?;
+        let key = claims::natural_key(kind, config)?;
+        match self.claims.claim(kind, &key).await {
+            Ok(existing) => claims::check_create(kind, &key, existing.as_ref(), &self.owner),
+            Err(error) => Some(diagnostics::error("Cannot read the registry", diagnostics::error_chain(&error))),
+        }
     }
 
     fn app_context(&self, deadline: std::time::Duration, cancelled: watch::Receiver<bool>) -> AppContext<'_> {
@@ -59,7 +101,7 @@ impl Configured {
             catalog: &self.catalog,
             targets: &self.targets,
             mailer: self.mailer.as_ref().map(|mailer| mailer as &dyn atrium_engine::backends::mailer::Mailer),
-            owner: tenant::OWNER,
+            owner: &self.owner,
             deadline,
             cancelled,
         }
@@ -74,7 +116,7 @@ impl Configured {
             registry: self.registry(),
             tracker: self.tracker.as_ref().map(|tracker| tracker as &dyn atrium_engine::backends::tracker::Tracker),
             tracker_role: &self.tracker_role,
-            owner: tenant::OWNER,
+            owner: &self.owner,
             deadline,
             cancelled,
         }
@@ -92,7 +134,7 @@ impl Configured {
             dns: self.dns.as_ref().map(|dns| dns as &dyn atrium_engine::backends::dns::DnsZones),
             resolver: &self.resolver,
             platform_zone: self.platform_zone.as_deref(),
-            owner: tenant::OWNER,
+            owner: &self.owner,
             deadline,
             cancelled,
         }
@@ -129,6 +171,9 @@ impl AtriumProvider {
                 if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
                     let _ = file.write_all(lines.as_bytes());
                 }
+            }
+            if let Err(error) = configured.claims.flush().await {
+                tracing::warn!(error = %error, "cannot record that the state holds its objects; the next plan tries again");
             }
             configured.tenant_observer.registry().close().await;
         }
@@ -192,6 +237,27 @@ fn not_supported(what: &str) -> Vec<pb::Diagnostic> {
         format!("{what} are not supported"),
         format!("the atrium provider has no {what} yet; it manages atrium_tenant resources"),
     )]
+}
+
+/// The SMTP relay's user name and password in force, when it wants them.
+fn smtp_credentials(smtp: &atrium_engine::config::SmtpDocument) -> Result<Option<(String, String)>, pb::Diagnostic> {
+    let password = smtp.effective_password(std::env::var(SMTP_PASSWORD_ENV).ok());
+    match (&smtp.username, password) {
+        (None, None) => Ok(None),
+        (Some(username), Some(password)) => Ok(Some((username.clone(), password))),
+        (Some(_), None) => Err(diagnostics::attribute_error(
+            &atrium_engine::AttributePath::root("smtp").attribute("password"),
+            "Missing SMTP password",
+            format!(
+                "smtp.username is set: set smtp.password, or the {SMTP_PASSWORD_ENV} environment variable, to its password"
+            ),
+        )),
+        (None, Some(_)) => Err(diagnostics::attribute_error(
+            &atrium_engine::AttributePath::root("smtp").attribute("username"),
+            "Missing SMTP user name",
+            "an SMTP password is set (smtp.password or ATRIUM_SMTP_PASSWORD): set smtp.username to the user it belongs to",
+        )),
+    }
 }
 
 /// Reads the provider configuration document from its (fully known) value.
@@ -426,14 +492,17 @@ impl Provider for AtriumProvider {
         };
         let mailer = match &document.smtp {
             None => None,
-            Some(smtp) => match SmtpMailer::new(&smtp.url, &smtp.from) {
-                Ok(mailer) => Some(mailer),
-                Err(error) => {
-                    let diagnostic = diagnostics::attribute_error(
+            Some(smtp) => match smtp_credentials(smtp).and_then(|credentials| {
+                SmtpMailer::new(&smtp.url, &smtp.from, credentials).map_err(|error| {
+                    diagnostics::attribute_error(
                         &atrium_engine::AttributePath::root("smtp"),
                         "Cannot use the SMTP relay",
                         diagnostics::error_chain(&error),
-                    );
+                    )
+                })
+            }) {
+                Ok(mailer) => Some(mailer),
+                Err(diagnostic) => {
                     return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
                 }
             },
@@ -459,7 +528,12 @@ impl Provider for AtriumProvider {
         match Registry::connect(&url).await {
             Ok(registry) => {
                 tracing::debug!(registry = registry.url_for_messages(), terraform = %request.terraform_version, "provider configured");
+                let claims = Arc::new(ClaimObserver::new(registry.clone()));
+                let owner = claims::configuration_owner(document.owner.as_deref());
+                tracing::debug!(owner = owner.as_str(), "owner of this configuration's objects");
                 let configured = Configured {
+                    owner,
+                    claims,
                     tenant_observer: TenantObserver::new(registry),
                     app_observations: AppObservations::default(),
                     catalog,
@@ -519,6 +593,11 @@ impl Provider for AtriumProvider {
             } else {
                 tenant::read(&configured.tenant_observer, schema, &current).await?
             };
+            if !state.is_null() {
+                configured.acknowledge(&request.type_name, &state, &request.private).await;
+            } else {
+                configured.release_vanished(&request.type_name, &current, &request.private).await;
+            }
             Ok::<_, Vec<pb::Diagnostic>>(encode(&state, &schema.value_type))
         }
         .await;
@@ -565,7 +644,12 @@ impl Provider for AtriumProvider {
             }
         };
         let configured = self.configured().await;
-        let planned = match (request.type_name.as_str(), &configured) {
+        if let Ok(configured) = &configured
+            && !prior.is_null()
+        {
+            configured.acknowledge(&request.type_name, &prior, &request.prior_private).await;
+        }
+        let mut planned = match (request.type_name.as_str(), &configured) {
             (APP_INSTANCE_TYPE, Ok(configured)) => {
                 let context = app_instance::PlanContext {
                     catalog: &configured.catalog,
@@ -593,6 +677,16 @@ impl Provider for AtriumProvider {
             // Tenants plan before the provider is configured too (without registry checks).
             _ => tenant::plan(&prior, &proposed, &config, configured.as_ref().ok().map(|c| c.registry())).await,
         };
+        // A create never takes over an object that already exists: refused
+        // here when the name is known, and again (atomically) at apply.
+        if let Ok(configured) = &configured
+            && prior.is_null()
+            && !proposed.is_null()
+            && !diagnostics::has_errors(&planned.diagnostics)
+            && let Some(refusal) = configured.check_planned_create(&request.type_name, &config).await
+        {
+            planned.diagnostics.push(refusal);
+        }
         Ok(Response::new(pb::plan_resource_change::Response {
             planned_state: encode(&planned.planned_state, &schema.value_type),
             requires_replace: planned.requires_replace.iter().map(diagnostics::to_proto_path).collect(),
@@ -615,41 +709,51 @@ impl Provider for AtriumProvider {
                 decode(request.planned_state.as_ref(), &schema.value_type, "planned state").map_err(|d| vec![d])?;
             let configured = self.configured().await.map_err(|d| vec![d])?;
             let cancelled = self.stop_sender.subscribe();
+            // A create claims its object's name under a new token, which the
+            // state keeps in its private data from now on.
+            let create_token = (prior.is_null() && !planned.is_null()).then(CreateToken::new);
+            let create = create_token.as_ref();
             let state = if request.type_name == APP_INSTANCE_TYPE {
                 let context = configured.app_context(resources::deadline(&prior, &planned), cancelled);
                 let config =
                     decode(request.config.as_ref(), &schema.value_type, "configuration").map_err(|d| vec![d])?;
-                app_instance::apply(&context, schema, &prior, &planned, &config).await?
+                app_instance::apply(&context, schema, &prior, &planned, &config, create).await?
             } else if request.type_name == DOMAIN_TYPE {
                 let context = configured.domain_context(resources::deadline(&prior, &planned), cancelled);
-                domain::apply(&context, schema, &prior, &planned).await?
+                domain::apply(&context, schema, &prior, &planned, create).await?
             } else if request.type_name == SUPPORT_PLAN_TYPE {
                 let context = configured.support_plan_context(resources::deadline(&prior, &planned), cancelled);
-                (support_plan::apply(&context, schema, &prior, &planned).await?, Vec::new())
+                (support_plan::apply(&context, schema, &prior, &planned, create).await?, Vec::new())
             } else {
                 (
                     tenant::apply(
-                        &configured.tenant_observer,
-                        &configured.targets,
+                        tenant::TenantContext {
+                            observer: &configured.tenant_observer,
+                            targets: &configured.targets,
+                            owner: &configured.owner,
+                            cancelled,
+                        },
                         schema,
                         &prior,
                         &planned,
-                        cancelled,
+                        create,
                     )
                     .await?,
                     Vec::new(),
                 )
             };
-            Ok::<_, Vec<pb::Diagnostic>>((encode(&state.0, &schema.value_type), state.1))
+            configured.claims.invalidate().await;
+            let private = match &create_token {
+                Some(token) => claims::private_with(token),
+                None => request.planned_private.clone(),
+            };
+            Ok::<_, Vec<pb::Diagnostic>>((encode(&state.0, &schema.value_type), state.1, private))
         }
         .await;
         Ok(Response::new(match result {
-            Ok((new_state, warnings)) => pb::apply_resource_change::Response {
-                new_state,
-                private: request.planned_private,
-                diagnostics: warnings,
-                ..Default::default()
-            },
+            Ok((new_state, warnings, private)) => {
+                pb::apply_resource_change::Response { new_state, private, diagnostics: warnings, ..Default::default() }
+            }
             // A failed change leaves the object as it was: answer with the prior state.
             Err(diagnostics) => pb::apply_resource_change::Response {
                 new_state: request.prior_state,
@@ -684,10 +788,38 @@ impl Provider for AtriumProvider {
             } else {
                 tenant::import(&configured.tenant_observer, schema, &request.id).await?
             };
+            // The state takes the token of the create that made the object,
+            // so the registry knows from now on that this state holds it.
+            let private = match claims::kind_of(&request.type_name)
+                .and_then(|kind| claims::natural_key(kind, &state).map(|key| (kind, key)))
+            {
+                Some((kind, key)) => match configured.claims.claim(kind, &key).await {
+                    Ok(Some(claim)) if !claim.owner.is_terraform() => {
+                        return Err(vec![diagnostics::error(
+                            format!("The {} is managed elsewhere", kind.noun()),
+                            format!(
+                                "{} {key} is managed by {}; Terraform does not take over the objects of the atrium CLI. Release it there first.",
+                                kind.noun(),
+                                claim.owner
+                            ),
+                        )]);
+                    }
+                    Ok(Some(claim)) => claims::private_with(&claim.create_token),
+                    Ok(None) => Vec::new(),
+                    Err(error) => {
+                        return Err(vec![diagnostics::error(
+                            "Cannot read the registry",
+                            diagnostics::error_chain(&error),
+                        )]);
+                    }
+                },
+                None => Vec::new(),
+            };
+            configured.acknowledge(&request.type_name, &state, &private).await;
             Ok::<_, Vec<pb::Diagnostic>>(pb::import_resource_state::ImportedResource {
                 type_name: request.type_name.clone(),
                 state: encode(&state, &schema.value_type),
-                private: Vec::new(),
+                private,
             })
         }
         .await;

@@ -473,7 +473,7 @@ impl Runtime for DockerRuntime {
                 });
             }
             if started.elapsed() >= deadline {
-                return Err(RuntimeError::Unhealthy {
+                return Err(RuntimeError::HealthDeadline {
                     target: self.target.clone(),
                     container: name.to_owned(),
                     waited: started.elapsed(),

@@ -32,8 +32,11 @@ pub enum MailError {
     Relay { reason: String },
     #[error("{address:?} is not an email address: {reason}")]
     Address { address: String, reason: String },
-    #[error("the SMTP relay did not take the email to {to}")]
+    #[error(
+        "the SMTP relay at {relay} did not take the email to {to}; check that the relay runs and accepts mail from here"
+    )]
     Send {
+        relay: String,
         to: String,
         #[source]
         source: Box<lettre::transport::smtp::Error>,
@@ -62,6 +65,8 @@ pub trait Mailer: Send + Sync {
 pub struct SmtpMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// `scheme://host:port` of the relay, for messages (never its credentials).
+    relay: String,
 }
 
 impl std::fmt::Debug for SmtpMailer {
@@ -72,15 +77,30 @@ impl std::fmt::Debug for SmtpMailer {
 }
 
 impl SmtpMailer {
-    pub fn new(url: &str, from: &str) -> Result<SmtpMailer, MailError> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+    /// A mailer on the relay at `url`, logging in with `credentials` (user
+    /// name, password) when given.
+    pub fn new(url: &str, from: &str, credentials: Option<(String, String)>) -> Result<SmtpMailer, MailError> {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|error| MailError::Relay { reason: error.to_string() })?
-            .timeout(Some(std::time::Duration::from_secs(20)))
-            .build();
+            .timeout(Some(std::time::Duration::from_secs(20)));
+        if let Some((username, password)) = credentials {
+            builder =
+                builder.credentials(lettre::transport::smtp::authentication::Credentials::new(username, password));
+        }
+        let transport = builder.build();
+        let relay = match url::Url::parse(url) {
+            Ok(parsed) => format!(
+                "{}://{}{}",
+                parsed.scheme(),
+                parsed.host_str().unwrap_or_default(),
+                parsed.port().map(|port| format!(":{port}")).unwrap_or_default()
+            ),
+            Err(_) => "the configured relay".to_owned(),
+        };
         let from = from
             .parse::<Mailbox>()
             .map_err(|error| MailError::Address { address: from.to_owned(), reason: error.to_string() })?;
-        Ok(SmtpMailer { transport, from })
+        Ok(SmtpMailer { transport, from, relay })
     }
 }
 
@@ -98,10 +118,10 @@ impl Mailer for SmtpMailer {
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
             .body(email.body.clone())
             .map_err(|error| MailError::Address { address: email.to_address.clone(), reason: error.to_string() })?;
-        self.transport
-            .send(message)
-            .await
-            .map(drop)
-            .map_err(|source| MailError::Send { to: email.to_address.clone(), source: Box::new(source) })
+        self.transport.send(message).await.map(drop).map_err(|source| MailError::Send {
+            relay: self.relay.clone(),
+            to: email.to_address.clone(),
+            source: Box::new(source),
+        })
     }
 }

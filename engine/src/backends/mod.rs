@@ -72,6 +72,10 @@ pub enum RuntimeError {
     NotManaged { target: String, object: String },
     #[error("container {container} on target {target} did not become healthy within {waited:?}: {output}")]
     Unhealthy { target: String, container: String, waited: Duration, output: String },
+    #[error(
+        "the operation's deadline ran out after {waited:?} while container {container} on target {target} was still starting (its health check so far: {output})"
+    )]
+    HealthDeadline { target: String, container: String, waited: Duration, output: String },
 }
 
 impl RuntimeError {
@@ -80,7 +84,9 @@ impl RuntimeError {
         let source = match self {
             RuntimeError::Connect { .. } => return true,
             RuntimeError::Api { source, .. } => source,
-            RuntimeError::NotManaged { .. } | RuntimeError::Unhealthy { .. } => return false,
+            RuntimeError::NotManaged { .. } | RuntimeError::Unhealthy { .. } | RuntimeError::HealthDeadline { .. } => {
+                return false;
+            }
         };
         match source.as_ref() {
             bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
@@ -147,12 +153,17 @@ impl Retryable for dns::DnsError {
 
 /// An error and its sources as one line (`a: b: c`), for messages that go
 /// to people rather than to logs.
+/// A cause whose text the chain already holds (libraries often repeat
+/// their source in their own message) is left out, so each cause reads once.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !cause_text.is_empty() && !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -7,6 +7,7 @@
 //! repeat.
 
 mod app_instances;
+mod claims;
 mod domains;
 mod support_plans;
 mod tenants;
@@ -18,6 +19,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, ConnectOptions, Connection, Executor, SqlSafeStr};
 
+pub use claims::ClaimOutcome;
 pub use tenants::InsertOutcome;
 
 /// Which database a registry URL points at.
@@ -42,6 +44,12 @@ pub enum RegistryError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    #[error("cannot lock the registry at {url} for its migrations (a file beside the database)")]
+    MigrationLock {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("registry query failed ({operation})")]
     Query {
         operation: &'static str,
@@ -57,7 +65,9 @@ impl RegistryError {
     pub fn is_retryable(&self) -> bool {
         let source = match self {
             RegistryError::Connect { source, .. } | RegistryError::Query { source, .. } => source,
-            RegistryError::Migrate { .. } | RegistryError::Corrupt { .. } => return false,
+            RegistryError::Migrate { .. } | RegistryError::MigrationLock { .. } | RegistryError::Corrupt { .. } => {
+                return false;
+            }
         };
         match source {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
@@ -106,6 +116,7 @@ fn migrations() -> Vec<Migration> {
         migration(4, "domains", include_str!("../../migrations/0004_domains.sql")),
         migration(5, "app instance welcome", include_str!("../../migrations/0005_app_instance_welcome.sql")),
         migration(6, "support plans", include_str!("../../migrations/0006_support_plans.sql")),
+        migration(7, "claims", include_str!("../../migrations/0007_claims.sql")),
     ]
 }
 
@@ -147,10 +158,19 @@ impl Registry {
                 })
             })
             .connect_lazy_with(options);
+        let registry = Registry { pool, kind, url_for_messages: url_for_messages.clone() };
+        // Two processes opening a new registry at once must not both create
+        // its tables: on PostgreSQL sqlx's migrator holds an advisory lock;
+        // SQLite has none, so a lock file beside the database serializes them.
+        let _migration_lock = match kind {
+            RegistryKind::Sqlite => sqlite_migration_lock(&connect_url)
+                .await
+                .map_err(|source| RegistryError::MigrationLock { url: registry.url_for_messages.clone(), source })?,
+            RegistryKind::Postgres => None,
+        };
         if kind == RegistryKind::Sqlite {
-            pool.execute("PRAGMA journal_mode = WAL").await.map_err(connect_error)?;
+            registry.pool.execute("PRAGMA journal_mode = WAL").await.map_err(connect_error)?;
         }
-        let registry = Registry { pool, kind, url_for_messages };
         registry.migrate().await?;
         Ok(registry)
     }
@@ -185,6 +205,27 @@ impl Registry {
             .map_err(|source| RegistryError::Query { operation: "read journal mode", source })?;
         Ok(row.0)
     }
+}
+
+/// Takes the exclusive lock on `<database>.migration-lock`, waiting for
+/// another process that holds it; released when the returned file drops.
+/// `None` for an in-memory database, which no other process can open.
+async fn sqlite_migration_lock(url: &str) -> std::io::Result<Option<std::fs::File>> {
+    use std::str::FromStr as _;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(std::io::Error::other)?;
+    let database = options.get_filename();
+    if database.as_os_str().is_empty() || database.to_string_lossy().contains(":memory:") {
+        return Ok(None);
+    }
+    let mut path = database.as_os_str().to_owned();
+    path.push(".migration-lock");
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        file.lock()?;
+        Ok(Some(file))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Adds the options Atrium needs to a `sqlite:` URL: create the file if missing,

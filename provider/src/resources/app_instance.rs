@@ -259,6 +259,9 @@ pub fn state_from_record(
 }
 
 fn apply_error(error: &AppApplyError) -> pb::Diagnostic {
+    if let AppApplyError::Claim(claim) = error {
+        return crate::claims::refusal_diagnostic(atrium_engine::ownership::ObjectKind::AppInstance, claim);
+    }
     let mut detail = diagnostics::error_chain(error);
     match error {
         AppApplyError::Unhealthy { .. } => {
@@ -272,7 +275,13 @@ fn apply_error(error: &AppApplyError) -> pb::Diagnostic {
         _ => {}
     }
     let summary = match error {
+        AppApplyError::Unhealthy { kept, .. } if kept.starts_with("nothing") => {
+            "App instance create failed: the app did not become healthy"
+        }
         AppApplyError::Unhealthy { .. } => "Upgrade rolled back: the new version did not become healthy",
+        AppApplyError::DeadlineExceeded { operation: "create", .. } => "App instance create ran out of time",
+        AppApplyError::DeadlineExceeded { .. } => "App instance update ran out of time",
+        AppApplyError::HasDependents { .. } => "App instance still serves domains",
         _ => "App instance change failed",
     };
     let mut diagnostic = diagnostics::error(summary, detail);
@@ -296,6 +305,7 @@ pub async fn apply(
     prior: &Value,
     planned: &Value,
     config: &Value,
+    create: Option<&atrium_engine::ownership::CreateToken>,
 ) -> Result<(Value, Vec<pb::Diagnostic>), Vec<pb::Diagnostic>> {
     if planned.is_null() {
         let id = instance_id(prior)?;
@@ -309,7 +319,7 @@ pub async fn apply(
     let instance_context = InstanceContext { catalog: Some(context.catalog), targets: Some(targets) };
     let spec = AppInstanceSpec::from_document(&document, &instance_context)
         .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
-    let deployment = context.deploy(&spec).await.map_err(|error| vec![apply_error(&error)])?;
+    let deployment = context.deploy(&spec, create).await.map_err(|error| vec![apply_error(&error)])?;
     let record = deployment.record;
     tracing::info!(instance = %spec.id, version = %spec.version, generation = record.generation, "app instance deployed");
     let warnings = deployment
@@ -352,7 +362,7 @@ pub async fn import(context: &AppContext<'_>, schema: &ResourceSchema, id: &str)
             ),
         )]);
     };
-    if record.owner != super::tenant::OWNER {
+    if !atrium_engine::ownership::Owner::from_stored(&record.owner).is_terraform() {
         return Err(vec![diagnostics::error(
             "App instance is managed elsewhere",
             format!(

@@ -240,6 +240,9 @@ fn state_of(
 }
 
 fn apply_error(error: &DomainApplyError) -> pb::Diagnostic {
+    if let DomainApplyError::Claim(claim) = error {
+        return crate::claims::refusal_diagnostic(atrium_engine::ownership::ObjectKind::Domain, claim);
+    }
     let mut detail = diagnostics::error_chain(error);
     match error {
         DomainApplyError::CertificateTimeout { hostname, .. } => detail.push_str(&format!(
@@ -271,6 +274,7 @@ pub async fn apply(
     schema: &ResourceSchema,
     prior: &Value,
     planned: &Value,
+    create: Option<&atrium_engine::ownership::CreateToken>,
 ) -> Result<(Value, Vec<pb::Diagnostic>), Vec<pb::Diagnostic>> {
     if planned.is_null() {
         let hostname = Hostname::parse(prior.get("hostname").as_str().unwrap_or_default())
@@ -293,7 +297,7 @@ pub async fn apply(
             _ => DomainStatus::Active,
         },
     };
-    let record = context.apply(&spec, status).await.map_err(|error| vec![apply_error(&error)])?;
+    let record = context.apply(&spec, status, create).await.map_err(|error| vec![apply_error(&error)])?;
     tracing::info!(domain = %spec.hostname, status = record.status.as_str(), "domain applied");
     let records =
         context.desired_records(&spec.hostname, record.kind, &record.target).map_err(|e| vec![apply_error(&e)])?;
@@ -367,7 +371,7 @@ pub async fn import(
             ),
         )]);
     };
-    if observed.record.owner != super::tenant::OWNER {
+    if !atrium_engine::ownership::Owner::from_stored(&observed.record.owner).is_terraform() {
         return Err(vec![diagnostics::error(
             "Domain is managed elsewhere",
             format!(

@@ -59,18 +59,8 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Sup
         requires_replace.push(AttributePath::root("tenant_id"));
     }
     let creating = prior.is_null() || !requires_replace.is_empty();
-    if creating
-        && let Some(id) = &tenant_id
-        && let Ok(Some(_)) = context.registry.get_support_plan(id).await
-    {
-        diagnostics.push(diagnostics::attribute_error(
-            &AttributePath::root("tenant_id"),
-            "Tenant already has a support plan",
-            format!(
-                "tenant {id} has a support plan already, and a tenant has one: change that plan, or import it with terraform import atrium_support_plan.<name> {id}"
-            ),
-        ));
-    }
+    // One plan per tenant: a second one is refused by the claims check
+    // every planned create gets (the tenant's plan is claimed by its name).
     if config.get("tracker_access") == &Value::Bool(true) && context.tracker.is_none() {
         diagnostics.push(diagnostics::attribute_error(
             &AttributePath::root("tracker_access"),
@@ -129,6 +119,9 @@ fn state_of(observed: &ObservedSupportPlan, current: &Value, schema: &ResourceSc
 }
 
 fn apply_error(error: &SupportPlanError) -> pb::Diagnostic {
+    if let SupportPlanError::Claim(claim) = error {
+        return crate::claims::refusal_diagnostic(atrium_engine::ownership::ObjectKind::SupportPlan, claim);
+    }
     let mut detail = diagnostics::error_chain(error);
     let attribute = match error {
         SupportPlanError::LevelNotAllowed { .. } => {
@@ -161,6 +154,7 @@ pub async fn apply(
     schema: &ResourceSchema,
     prior: &Value,
     planned: &Value,
+    create: Option<&atrium_engine::ownership::CreateToken>,
 ) -> Result<Value, Vec<pb::Diagnostic>> {
     if planned.is_null() {
         context.destroy(&tenant_of(prior)?).await.map_err(|error| vec![apply_error(&error)])?;
@@ -170,8 +164,7 @@ pub async fn apply(
         .map_err(|error| vec![diagnostics::error("Support plan values are incomplete", error.to_string())])?;
     let spec = SupportPlanSpec::from_document(&document, None)
         .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
-    let creating = prior.is_null() || prior.get("tenant_id") != planned.get("tenant_id");
-    context.apply(&spec, creating).await.map_err(|error| vec![apply_error(&error)])?;
+    context.apply(&spec, create).await.map_err(|error| vec![apply_error(&error)])?;
     tracing::info!(tenant = %spec.tenant_id, level = spec.level.as_str(), "support plan applied");
     let observed = context.observe(&spec.tenant_id).await.map_err(|error| vec![apply_error(&error)])?;
     let Some(mut observed) = observed else {
@@ -221,7 +214,7 @@ pub async fn import(
             format!("tenant \"{tenant_id}\" has no support plan; import takes the tenant's name"),
         )]);
     };
-    if observed.record.owner != super::tenant::OWNER {
+    if !atrium_engine::ownership::Owner::from_stored(&observed.record.owner).is_terraform() {
         return Err(vec![diagnostics::error(
             "Support plan is managed elsewhere",
             format!(

@@ -5,6 +5,7 @@ use atrium_engine::model::tenant::{TenantDocument, TenantDraft, TenantRecord, Te
 use atrium_engine::model::timeouts::Operation;
 use atrium_engine::model::{TenantId, Timeouts};
 use atrium_engine::observe::TenantObserver;
+use atrium_engine::ownership::{CreateToken, ObjectKind, Owner};
 use atrium_engine::plan::{Action, plan_tenant};
 use atrium_engine::registry::Registry;
 use atrium_engine::targets::Targets;
@@ -16,9 +17,6 @@ use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::schema::ResourceSchema;
 use crate::value::{Number, Value};
-
-/// The front door that owns tenants made through Terraform.
-pub const OWNER: &str = "terraform";
 
 /// Validation of what is known; unknown and null attributes are skipped.
 pub fn validate(config: &Value) -> Vec<pb::Diagnostic> {
@@ -206,12 +204,9 @@ fn timeouts_of(value: &Value) -> Option<Timeouts> {
 
 fn apply_error(error: &TenantApplyError) -> pb::Diagnostic {
     let detail = match error {
-        TenantApplyError::Conflict { tenant_id, owner } if owner == OWNER => format!(
-            "{}. If it belongs to this configuration, import it: terraform import <address> {tenant_id}",
-            diagnostics::error_chain(error)
-        ),
-        TenantApplyError::Conflict { .. } => format!(
-            "{}. Another front door manages it; choose another name or release it there first.",
+        TenantApplyError::Claim(claim) => return crate::claims::refusal_diagnostic(ObjectKind::Tenant, claim),
+        TenantApplyError::Conflict { tenant_id, .. } => format!(
+            "{}. If it belongs to this configuration, import it: terraform import atrium_tenant.<name> {tenant_id}",
             diagnostics::error_chain(error)
         ),
         TenantApplyError::Missing { .. } => {
@@ -228,15 +223,25 @@ fn apply_error(error: &TenantApplyError) -> pb::Diagnostic {
     diagnostics::error("Tenant change failed", detail)
 }
 
+/// What applying a tenant needs from the configured provider.
+pub struct TenantContext<'a> {
+    pub observer: &'a TenantObserver,
+    /// Where the tenant's apps run (its status stops and starts them).
+    pub targets: &'a Targets,
+    /// The configuration the tenant's create is claimed for.
+    pub owner: &'a Owner,
+    pub cancelled: watch::Receiver<bool>,
+}
+
 /// Applies a planned change; returns the new state (null after delete).
 pub async fn apply(
-    observer: &TenantObserver,
-    targets: &Targets,
+    context: TenantContext<'_>,
     schema: &ResourceSchema,
     prior: &Value,
     planned: &Value,
-    cancelled: watch::Receiver<bool>,
+    create: Option<&CreateToken>,
 ) -> Result<Value, Vec<pb::Diagnostic>> {
+    let TenantContext { observer, targets, owner, cancelled } = context;
     let (change, operation, timeouts) = if planned.is_null() {
         let name = prior.get("name").as_str().unwrap_or_default();
         let tenant_id =
@@ -271,7 +276,9 @@ pub async fn apply(
         }
     };
     let deadline = Timeouts::deadline(timeouts.as_ref(), operation);
-    let context = ApplyContext { owner: OWNER, deadline, cancelled };
+    // Updates create nothing: their token is never recorded.
+    let create_token = create.cloned().unwrap_or_default();
+    let context = ApplyContext { owner, create_token: &create_token, deadline, cancelled };
     let record = apply_tenant_change(observer, &change, &context).await.map_err(|error| vec![apply_error(&error)])?;
     match record {
         None => Ok(Value::Null),
@@ -316,7 +323,7 @@ fn record_from_state(state: &Value) -> Option<TenantRecord> {
         spec,
         status: document.status.as_deref().and_then(atrium_engine::model::TenantStatus::parse)?,
         created_at: document.created_at.clone().unwrap_or_default(),
-        owner: OWNER.to_owned(),
+        owner: String::new(),
     })
 }
 
@@ -365,7 +372,7 @@ pub async fn import(
             ),
         )]);
     };
-    if record.owner != OWNER {
+    if !Owner::from_stored(&record.owner).is_terraform() {
         return Err(vec![diagnostics::error(
             "Tenant is managed elsewhere",
             format!(

@@ -1,0 +1,165 @@
+//! Terraform's side of the registry's claims (see `atrium_engine::ownership`):
+//! which configuration this provider process speaks for, the create token
+//! kept in each resource's private state, and the diagnostics of a refused
+//! create.
+//!
+//! Terraform hands the provider no workspace identity, so the owner is the
+//! provider's `owner` setting, else the working directory Terraform runs in
+//! (with the workspace when it is not `default`). The private state is the
+//! only place where Terraform keeps something of ours that users never edit:
+//! a create returns its token there, and every later refresh and plan shows
+//! it back, which tells the registry that this state holds the object.
+
+use atrium_engine::attribute::AttributePath;
+use atrium_engine::ownership::{ClaimError, ClaimRefusal, CreateToken, ObjectKind, Owner, check_planned_create};
+
+use crate::diagnostics;
+use crate::proto::tfplugin6 as pb;
+use crate::schema::{APP_INSTANCE_TYPE, DOMAIN_TYPE, SUPPORT_PLAN_TYPE, TENANT_TYPE};
+use crate::value::Value;
+
+/// The owner this provider process speaks for.
+pub fn configuration_owner(configured_name: Option<&str>) -> Owner {
+    if let Some(name) = configured_name {
+        return Owner::terraform(name);
+    }
+    let directory = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "?".to_owned());
+    match current_workspace() {
+        Some(workspace) if workspace != "default" => Owner::terraform(&format!("{directory}#{workspace}")),
+        _ => Owner::terraform(&directory),
+    }
+}
+
+/// Terraform's selected workspace: `TF_WORKSPACE`, else the file Terraform
+/// keeps it in (`.terraform/environment`, or under `TF_DATA_DIR`).
+fn current_workspace() -> Option<String> {
+    if let Ok(workspace) = std::env::var("TF_WORKSPACE")
+        && !workspace.is_empty()
+    {
+        return Some(workspace);
+    }
+    let data_dir = std::env::var("TF_DATA_DIR").unwrap_or_else(|_| ".terraform".to_owned());
+    std::fs::read_to_string(std::path::Path::new(&data_dir).join("environment"))
+        .ok()
+        .map(|text| text.trim().to_owned())
+        .filter(|workspace| !workspace.is_empty())
+}
+
+/// The kind of object a resource type manages.
+pub fn kind_of(type_name: &str) -> Option<ObjectKind> {
+    match type_name {
+        TENANT_TYPE => Some(ObjectKind::Tenant),
+        APP_INSTANCE_TYPE => Some(ObjectKind::AppInstance),
+        DOMAIN_TYPE => Some(ObjectKind::Domain),
+        SUPPORT_PLAN_TYPE => Some(ObjectKind::SupportPlan),
+        _ => None,
+    }
+}
+
+/// The Terraform type of a kind of object, for import hints.
+pub fn type_of(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Tenant => TENANT_TYPE,
+        ObjectKind::AppInstance => APP_INSTANCE_TYPE,
+        ObjectKind::Domain => DOMAIN_TYPE,
+        ObjectKind::SupportPlan => SUPPORT_PLAN_TYPE,
+    }
+}
+
+/// The natural key of the object a (state or configuration) value names,
+/// when it is known.
+pub fn natural_key(kind: ObjectKind, value: &Value) -> Option<String> {
+    let text = |attribute: &str| value.get(attribute).as_str().map(str::to_owned);
+    match kind {
+        ObjectKind::Tenant => text("name"),
+        ObjectKind::AppInstance => Some(format!("{}/{}", text("tenant_id")?, text("name")?)),
+        ObjectKind::Domain => text("hostname"),
+        ObjectKind::SupportPlan => text("tenant_id"),
+    }
+}
+
+/// The create token a resource's private state holds (`None` for states
+/// written before tokens, or by another provider).
+pub fn token_of(private: &[u8]) -> Option<CreateToken> {
+    let json: serde_json::Value = serde_json::from_slice(private).ok()?;
+    json.get("create_token").and_then(|token| token.as_str()).map(CreateToken::from_stored)
+}
+
+/// The private state that records a create's token.
+pub fn private_with(token: &CreateToken) -> Vec<u8> {
+    serde_json::json!({ "create_token": token.as_str() }).to_string().into_bytes()
+}
+
+/// What to tell the user to do about a refused create.
+fn refusal_hint(kind: ObjectKind, key: &str, refusal: &ClaimRefusal) -> String {
+    let import = format!("terraform import {}.<name> {key}", type_of(kind));
+    match refusal {
+        ClaimRefusal::OtherOwner { .. } => format!(
+            "To manage it from this configuration instead, import it ({import}); to leave it where it is, choose another name."
+        ),
+        ClaimRefusal::AlreadyManaged => format!(
+            "If it was removed from this state (terraform state rm), import it back ({import}). If this is a replacement with create_before_destroy, remove create_before_destroy: the new object keeps the name, so the old one must go first."
+        ),
+        ClaimRefusal::DeclaredTwice => "Give each resource its own name.".to_owned(),
+    }
+}
+
+/// The diagnostic of a create whose claim was refused, pointing at the
+/// attribute that names the object.
+pub fn refusal_diagnostic(kind: ObjectKind, error: &ClaimError) -> pb::Diagnostic {
+    let detail = match error {
+        ClaimError::Refused { key, refusal, .. } => {
+            format!("{}. {}", diagnostics::error_chain(error), refusal_hint(kind, key, refusal))
+        }
+        ClaimError::Registry { .. } => {
+            format!("{}. Nothing was changed; run terraform apply again.", diagnostics::error_chain(error))
+        }
+    };
+    let summary = match error {
+        ClaimError::Refused { refusal: ClaimRefusal::AlreadyManaged, .. } => {
+            format!("The {} is managed already", kind.noun())
+        }
+        ClaimError::Refused { .. } => format!("The {} already exists", kind.noun()),
+        ClaimError::Registry { .. } => "Cannot read the registry".to_owned(),
+    };
+    let mut diagnostic = diagnostics::error(summary, detail);
+    let attribute = match kind {
+        ObjectKind::Tenant | ObjectKind::AppInstance => "name",
+        ObjectKind::Domain => "hostname",
+        ObjectKind::SupportPlan => "tenant_id",
+    };
+    diagnostic.attribute = Some(diagnostics::to_proto_path(&AttributePath::root(attribute)));
+    diagnostic
+}
+
+/// The check of a planned create against the claims: `None` when it may go on.
+pub fn check_create(
+    kind: ObjectKind,
+    key: &str,
+    existing: Option<&atrium_engine::ownership::Claim>,
+    owner: &Owner,
+) -> Option<pb::Diagnostic> {
+    check_planned_create(existing, owner)
+        .err()
+        .map(|refusal| refusal_diagnostic(kind, &ClaimError::Refused { kind, key: key.to_owned(), refusal }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_state_round_trips_the_token_and_tolerates_others() {
+        let token = CreateToken::new();
+        assert_eq!(token_of(&private_with(&token)), Some(token));
+        assert_eq!(token_of(b""), None);
+        assert_eq!(token_of(b"{\"something\":1}"), None);
+    }
+
+    #[test]
+    fn configured_owner_names_win_over_the_directory() {
+        assert_eq!(configuration_owner(Some("prod")), Owner::terraform("prod"));
+        let default = configuration_owner(None);
+        assert!(default.as_str().starts_with("terraform:/"), "{default:?}");
+    }
+}
