@@ -131,7 +131,8 @@ impl Workspace {
     }
 
     pub fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path().join(name)).unwrap_or_default()
+        let path = self.path().join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
     }
 
     /// A terraform command ready to run here, with the test's environment.
@@ -182,12 +183,13 @@ impl Workspace {
         self.plan(true).expect_code(0, &format!("plan {when}"));
     }
 
-    /// Resource addresses in the state.
+    /// Resource addresses in the state: none when no state file was ever
+    /// written; any failure of `terraform state list` fails the test.
     pub fn state_list(&self) -> Vec<String> {
-        let run = self.terraform(&["state", "list"]);
-        if run.code != 0 {
+        if !self.path().join("terraform.tfstate").exists() {
             return Vec::new();
         }
+        let run = self.terraform(&["state", "list"]).expect_code(0, "terraform state list");
         run.stdout.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
     }
 
@@ -252,9 +254,14 @@ pub fn provider_example_with_test_services(platform_zone: &str) -> String {
 /// The emails the test SMTP sink holds for `recipient`, as raw text.
 pub fn mails_to(recipient: &str) -> Vec<String> {
     let directory = PathBuf::from(service_variable("ATRIUM_TEST_SMTP_MAILDIR")).join("new");
-    let mut mails: Vec<String> = std::fs::read_dir(directory)
-        .map(|entries| entries.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect())
-        .unwrap_or_default();
+    let entries =
+        std::fs::read_dir(&directory).unwrap_or_else(|e| panic!("read the SMTP sink's {}: {e}", directory.display()));
+    let mut mails: Vec<String> = entries
+        .map(|entry| {
+            let path = entry.expect("a maildir entry").path();
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        })
+        .collect();
     mails.retain(|mail| mail.contains(&format!("X-RcptTo: {recipient}")));
     mails
 }
@@ -384,12 +391,30 @@ fn curl_status(command: &mut Command) -> (u16, String) {
     (status.trim().parse().unwrap_or(0), body.to_owned())
 }
 
-/// Runs the docker CLI against the test engine; returns (success, stdout).
-pub fn docker(arguments: &[&str]) -> (bool, String) {
+/// Runs the docker CLI against the test engine and returns its stdout; a
+/// failing command fails the test (with what docker said).
+pub fn docker(arguments: &[&str]) -> String {
+    let (success, stdout, stderr) = docker_run(arguments);
+    assert!(success, "docker {} failed: {stderr}", arguments.join(" "));
+    stdout
+}
+
+/// Runs the docker CLI against the test engine where failing is an answer
+/// (an object that should be gone): (success, stdout).
+pub fn docker_status(arguments: &[&str]) -> (bool, String) {
+    let (success, stdout, _) = docker_run(arguments);
+    (success, stdout)
+}
+
+fn docker_run(arguments: &[&str]) -> (bool, String, String) {
     let docker_host = atrium_engine::test_services::service_variable("ATRIUM_TEST_DOCKER_HOST");
     let output =
         Command::new("docker").arg("-H").arg(docker_host).args(arguments).output().expect("run the docker CLI");
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Fetches `url` (plain HTTP/1.0, `http://host:port/path`) and returns the whole response.

@@ -12,8 +12,7 @@ fn example_for(tenant: &str) -> String {
 }
 
 fn tenant_containers(tenant: &str) -> Vec<String> {
-    let (_, names) =
-        docker(&["ps", "-a", "--filter", &format!("label=atrium.tenant={tenant}"), "--format", "{{.Names}}"]);
+    let names = docker(&["ps", "-a", "--filter", &format!("label=atrium.tenant={tenant}"), "--format", "{{.Names}}"]);
     let mut names: Vec<String> = names.lines().map(str::to_owned).collect();
     names.sort();
     names
@@ -40,7 +39,7 @@ async fn full_lifecycle(test_name: &str, registry_choice: RegistryChoice, tenant
     let plan = workspace.plan(true).expect_code(2, "plan of an in-place update");
     assert!(plan.stdout.contains("will be updated in-place"), "{}", plan.stdout);
     workspace.apply();
-    let (_, environment) = docker(&["inspect", "--format", "{{json .Config.Env}}", &format!("atrium-{tenant}-web-g2")]);
+    let environment = docker(&["inspect", "--format", "{{json .Config.Env}}", &format!("atrium-{tenant}-web-g2")]);
     assert!(environment.contains("GREETING=Servus") && environment.contains("HELLO_MAX_USERS=25"), "{environment}");
     assert_eq!(tenant_containers(tenant), [format!("atrium-{tenant}-web-g2")]);
     workspace.assert_plan_empty("after update");
@@ -107,34 +106,49 @@ async fn full_lifecycle(test_name: &str, registry_choice: RegistryChoice, tenant
 
     // Drift: a stopped container, then a removed one, each shows in plan and is repaired.
     let container = tenant_containers(tenant).pop().unwrap();
-    assert!(docker(&["stop", &container]).0);
+    docker(&["stop", &container]);
     let plan = workspace.plan(true).expect_code(2, "plan after docker stop");
     assert!(plan.stdout.contains("\"stopped\" -> \"running\""), "{}", plan.stdout);
     workspace.apply();
     workspace.assert_plan_empty("after repairing a stopped container");
     let container = tenant_containers(tenant).pop().unwrap();
-    assert!(docker(&["update", "--memory", "96m", "--memory-swap", "96m", &container]).0);
+    docker(&["update", "--memory", "96m", "--memory-swap", "96m", &container]);
     let plan = workspace.plan(true).expect_code(2, "plan after docker update");
     assert!(plan.stdout.contains("\"drifted\" -> \"running\""), "{}", plan.stdout);
     workspace.apply();
     let container = tenant_containers(tenant).pop().unwrap();
-    assert!(docker(&["rm", "-f", &container]).0);
+    docker(&["rm", "-f", &container]);
     let plan = workspace.plan(true).expect_code(2, "plan after docker rm");
     assert!(plan.stdout.contains("\"missing\" -> \"running\""), "{}", plan.stdout);
     workspace.apply();
     workspace.assert_plan_empty("after repairing drift");
 
+    // Drift: the tenant's network taken away (the container disconnected, the
+    // network deleted) leaves the app unreachable: plan shows it, apply repairs it.
+    let container = tenant_containers(tenant).pop().unwrap();
+    let network = format!("atrium-{tenant}");
+    docker(&["network", "disconnect", "-f", &network, &container]);
+    docker(&["network", "rm", &network]);
+    let plan = workspace.plan(true).expect_code(2, "plan after the network was deleted");
+    assert!(plan.stdout.contains("\"drifted\" -> \"running\""), "{}", plan.stdout);
+    workspace.apply();
+    let container = tenant_containers(tenant).pop().unwrap();
+    let attached = docker(&["inspect", "--format", "{{json .NetworkSettings.Networks}}", &container]);
+    assert!(attached.contains(&format!("\"{network}\"")), "attached to {network} again: {attached}");
+    let url = workspace.state_attribute(address, "internal_url").as_str().unwrap().to_owned();
+    assert!(http_get(&url).contains("hello 1.0"), "the app answers again at {url}");
+    workspace.assert_plan_empty("after repairing the network");
+
     // Destroy: no container left, the data volume kept (delete_data_on_destroy = false), registry empty.
     workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
     assert!(tenant_containers(tenant).is_empty());
     let volume = format!("atrium-{tenant}-web-data");
-    assert!(docker(&["volume", "inspect", &volume]).0, "data is kept by default");
+    docker(&["volume", "inspect", &volume]); // data is kept by default
     let registry = workspace.registry().await;
     assert!(registry.list_app_instances().await.unwrap().is_empty());
     assert_eq!(registry.count_tenants().await.unwrap(), 0);
-    assert!(docker(&["volume", "rm", &volume]).0);
-    let (_, networks) =
-        docker(&["network", "ls", "--filter", &format!("name=atrium-{tenant}"), "--format", "{{.Name}}"]);
+    docker(&["volume", "rm", &volume]);
+    let networks = docker(&["network", "ls", "--filter", &format!("name=atrium-{tenant}"), "--format", "{{.Name}}"]);
     assert!(networks.trim().is_empty(), "the tenant network is gone: {networks}");
 }
 
@@ -173,6 +187,38 @@ async fn bad_app_instance_inputs_fail_at_plan_naming_the_attribute() {
             "users          = 20\n  customizations = { disable_health_check = true }",
             "The health check cannot be removed",
             "disable_health_check",
+        ),
+        // Inputs that once passed plan and then hung apply for the whole create timeout.
+        (
+            "users          = 20",
+            "users          = 20\n  customizations = { environment = { GREETING = \"a\\u0000b\" } }",
+            "Invalid environment value",
+            "NUL character",
+        ),
+        (
+            "users          = 20",
+            "users          = 20\n  customizations = { volumes = { everything = \"/\" } }",
+            "Invalid mount path",
+            "customizations.volumes[\"everything\"]",
+        ),
+        // The catalog's own variables: the licensed user limit and the tenant cannot be faked.
+        (
+            "users          = 20",
+            "users          = 20\n  customizations = { environment = { HELLO_MAX_USERS = \"100000\" } }",
+            "The catalog sets this variable",
+            "customizations.environment[\"HELLO_MAX_USERS\"]",
+        ),
+        (
+            "users          = 20",
+            "users          = 20\n  customizations = { environment = { HELLO_TENANT = \"someone-else\" } }",
+            "The catalog sets this variable",
+            "HELLO_TENANT",
+        ),
+        (
+            "users          = 20",
+            "users          = 20\n  customizations = { files = { \"/proc/sys/kernel/x\" = \"1\" } }",
+            "Invalid file path",
+            "/proc",
         ),
     ];
     for (good, bad, summary, hint) in cases {
@@ -259,5 +305,5 @@ async fn admin_password_is_write_only_and_sets_the_manager_login() {
     let volume = format!("atrium-{tenant}-web-data");
     workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
     assert!(tenant_containers(&tenant).is_empty());
-    assert!(docker(&["volume", "rm", &volume]).0);
+    docker(&["volume", "rm", &volume]);
 }

@@ -233,3 +233,22 @@ async fn secrets_never_reach_the_provider_logs() {
         assert!(!stdout.contains(secret), "{secret} appears in the apply output");
     }
 }
+
+#[test]
+fn sigterm_stops_the_provider_and_removes_its_socket() {
+    let (certificate, _) = self_signed();
+    let mut plugin = start_plugin(&certificate.pem());
+    assert!(std::path::Path::new(&plugin.socket).exists(), "the socket {} exists while serving", plugin.socket);
+    // SAFETY: signalling the child we started.
+    assert_eq!(unsafe { libc::kill(plugin.child.id() as i32, libc::SIGTERM) }, 0);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = plugin.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the provider still runs 10 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "the provider exits cleanly on SIGTERM: {status:?}");
+    assert!(!std::path::Path::new(&plugin.socket).exists(), "the socket {} is removed", plugin.socket);
+}

@@ -37,7 +37,8 @@ fn support_project(tenant: &str) -> Option<(String, Vec<String>)> {
         .and_then(|f| f["value"].as_str())
         .unwrap_or_default()
         .to_owned();
-    let (_, body) = redmine("GET", &format!("/projects/atrium-{tenant}/memberships.json"), None);
+    let (status, body) = redmine("GET", &format!("/projects/atrium-{tenant}/memberships.json"), None);
+    assert_eq!(status, 200, "{body}");
     let memberships: serde_json::Value = serde_json::from_str(&body).unwrap();
     let members = memberships["memberships"]
         .as_array()
@@ -50,7 +51,8 @@ fn support_project(tenant: &str) -> Option<(String, Vec<String>)> {
 
 /// The Redmine user with this login (locked ones included), if any.
 fn tracker_user_id(login: &str) -> Option<u64> {
-    let (_, body) = redmine("GET", &format!("/users.json?status=&name={login}"), None);
+    let (status, body) = redmine("GET", &format!("/users.json?status=&name={login}"), None);
+    assert_eq!(status, 200, "{body}");
     let users: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     users["users"].as_array()?.iter().find(|u| u["login"] == login).and_then(|u| u["id"].as_u64())
 }
@@ -88,7 +90,8 @@ async fn support_plan_lifecycle_with_the_tracker() {
     workspace.assert_plan_empty("after the level change");
 
     // Drift: the membership removed in Redmine shows in plan and the next apply restores it.
-    let (_, body) = redmine("GET", &format!("/projects/atrium-{}/memberships.json", names.tenant), None);
+    let (status, body) = redmine("GET", &format!("/projects/atrium-{}/memberships.json", names.tenant), None);
+    assert_eq!(status, 200, "{body}");
     let memberships: serde_json::Value = serde_json::from_str(&body).unwrap();
     let membership = memberships["memberships"][0]["id"].as_u64().unwrap();
     assert_eq!(redmine("DELETE", &format!("/memberships/{membership}.json"), None).0, 204);

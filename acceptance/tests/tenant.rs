@@ -164,6 +164,7 @@ async fn bad_inputs_fail_at_plan_naming_the_attribute() {
             "manager.email:",
         ),
         ("expires_on   = \"2027-03-31\"", "expires_on   = \"31.03.2027\"", "Invalid date", "YYYY-MM-DD"),
+        ("expires_on   = \"2027-03-31\"", "expires_on   = \"0000-01-01\"", "Invalid date", "2000-01-01"),
     ];
     for (good, bad, summary, hint) in cases {
         assert!(resource.contains(good), "the example has {good}");

@@ -30,6 +30,9 @@ use crate::registry::{Registry, RegistryError, now_rfc3339};
 use crate::targets::{TargetError, Targets};
 use crate::welcome::welcome_email;
 
+/// How long a welcome email is retried before the apply goes on with a warning.
+const WELCOME_SEND_BUDGET: Duration = Duration::from_secs(10);
+
 /// Why an app instance change did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum AppApplyError {
@@ -74,7 +77,11 @@ pub enum AppApplyError {
         crate::ownership::list_dependents(dependents)
     )]
     HasDependents { id: AppInstanceId, dependents: Vec<crate::ownership::Dependent> },
-    #[error("{error}; undoing what it had made failed too ({}), so the next apply finishes or undoes it", failures.join("; "))]
+    #[error(
+        "{}; undoing what it had made failed too ({}), so the next apply finishes or undoes it",
+        crate::backends::error_chain(error.as_ref()),
+        failures.join("; ")
+    )]
     UndoFailed { error: Box<AppApplyError>, failures: Vec<String> },
     #[error("app instance {id} runs, but its domains' routes could not be pointed at it")]
     Routes {
@@ -234,6 +241,7 @@ pub fn compare(observed: Option<&ObservedContainer>, rendered: &RenderedApp) -> 
     let planned = rendered.app_container();
     let environment_matches = planned.environment.iter().all(|(k, v)| observed.environment.get(k) == Some(v));
     if observed.image != planned.image
+        || !observed.networks.contains(&planned.network)
         || observed.labels.get(labels::FILES) != planned.labels.get(labels::FILES)
         || !environment_matches
         || observed.nano_cpus != planned.nano_cpus
@@ -488,7 +496,8 @@ impl AppContext<'_> {
         let entry = self.entry(&deployment.record.spec)?;
         let addresses = self.addresses(&deployment.record).await?;
         let email = welcome_email(&tenant, &deployment.record.spec, entry, &addresses, password);
-        match mailer.send(&email).await {
+        // A relay that stays down costs a warning, not the whole create timeout.
+        match with_retries(WELCOME_SEND_BUDGET, || mailer.send(&email)).await {
             Ok(()) => {
                 tracing::info!(instance = %id, to = %email.to_address, "welcome email sent");
                 deployment.record.welcome = WelcomeState::Sent;
@@ -599,7 +608,6 @@ impl AppContext<'_> {
         let runtime_error = || self.runtime_error(&spec.id, &spec.target);
 
         let mut created_volumes = Vec::new();
-        let started = tokio::time::Instant::now();
         let outcome = async {
             with_retries(self.deadline, || runtime.ensure_network(&rendered.network, &rendered.network_labels)).await?;
             for volume in &rendered.volumes {
@@ -609,8 +617,7 @@ impl AppContext<'_> {
             }
             for container in &rendered.containers {
                 with_retries(self.deadline, || runtime.ensure_container(container)).await?;
-                let remaining = self.deadline.saturating_sub(started.elapsed());
-                runtime.wait_healthy(&container.name, remaining).await?;
+                runtime.wait_healthy(&container.name, crate::retry::remaining(self.deadline)).await?;
             }
             with_retries(self.deadline, || runtime.inspect(&rendered.app_container().name)).await
         }
@@ -620,9 +627,10 @@ impl AppContext<'_> {
             Err(error) => {
                 // Undo: the new generation goes; a first deployment leaves nothing behind.
                 let mut failures = Vec::new();
+                let failure = crate::backends::error_chain(&error);
                 let mut undo = |what: String, result: Result<(), RuntimeError>| {
-                    if let Err(error) = result {
-                        failures.push(format!("{what}: {}", crate::backends::error_chain(&error)));
+                    if let Err(undo_error) = result {
+                        failures.push(crate::backends::undo_failure(&what, &undo_error, &failure));
                     }
                 };
                 let app_container = &rendered.app_container().name;

@@ -28,6 +28,9 @@ use crate::registry::{Registry, RegistryError, now_rfc3339};
 use crate::suspension::suspended_handler;
 use crate::targets::{TargetError, Targets};
 
+/// How often the proxy is asked whether it serves a domain's certificate yet.
+const CERTIFICATE_POLL: Duration = Duration::from_millis(250);
+
 /// The TTL of platform records: short, so a move to another target is seen within minutes.
 pub const RECORD_TTL: u32 = 300;
 
@@ -78,7 +81,11 @@ pub enum DomainApplyError {
     Cancelled { hostname: String },
     #[error(transparent)]
     Claim(#[from] crate::ownership::ClaimError),
-    #[error("{error}; undoing what it had made failed too ({}), so the next apply finishes or undoes it", failures.join("; "))]
+    #[error(
+        "{}; undoing what it had made failed too ({}), so the next apply finishes or undoes it",
+        crate::backends::error_chain(error.as_ref()),
+        failures.join("; ")
+    )]
     UndoFailed { error: Box<DomainApplyError>, failures: Vec<String> },
 }
 
@@ -327,26 +334,25 @@ impl DomainApplyContext<'_> {
                 let mut failures = Vec::new();
                 if existing.is_none() {
                     // Undo a create: nothing of this domain is left behind.
+                    let failure = crate::backends::error_chain(&error);
+                    let undo_failure =
+                        |step: &str, undo: &dyn std::error::Error| crate::backends::undo_failure(step, undo, &failure);
                     if let Err(undo) = ingress.remove_route(hostname.as_str(), self.deadline).await {
-                        failures.push(format!("remove the route: {}", crate::backends::error_chain(&undo)));
+                        failures.push(undo_failure("remove the route", &undo));
                     }
                     for wanted in &records {
                         if let Ok((dns, zone)) = self.dns_for(hostname)
                             && let Err(undo) = dns.remove(&zone, &wanted.name, &wanted.record_type).await
                         {
-                            failures.push(format!(
-                                "remove the {} record {}: {}",
-                                wanted.record_type,
-                                wanted.name,
-                                crate::backends::error_chain(&undo)
-                            ));
+                            let step = format!("remove the {} record {}", wanted.record_type, wanted.name);
+                            failures.push(undo_failure(&step, &undo));
                         }
                     }
                     // The row (the journal) goes last, only once everything it names is gone.
                     if failures.is_empty()
                         && let Err(undo) = self.registry.delete_domain(hostname).await
                     {
-                        failures.push(format!("delete the registry row: {}", crate::backends::error_chain(&undo)));
+                        failures.push(undo_failure("delete the registry row", &undo));
                     }
                 }
                 Err(if failures.is_empty() {
@@ -362,6 +368,7 @@ impl DomainApplyContext<'_> {
     async fn wait_for_certificate(&self, hostname: &Hostname, target: &str) -> Result<String, DomainApplyError> {
         let ingress = self.targets.ingress(target).await.map_err(self.target_error(hostname, target))?;
         let started = tokio::time::Instant::now();
+        let until = crate::retry::deadline(self.deadline);
         loop {
             match ingress.served_certificate(hostname.as_str()).await {
                 Ok(Some(certificate)) => return Ok(rfc3339(certificate.not_after)),
@@ -371,13 +378,13 @@ impl DomainApplyContext<'_> {
                 }
                 Err(error) => return Err(self.ingress_error(hostname, target)(error)),
             }
-            if started.elapsed() >= self.deadline {
+            if tokio::time::Instant::now() + CERTIFICATE_POLL >= until {
                 return Err(DomainApplyError::CertificateTimeout {
                     hostname: hostname.to_string(),
                     waited: started.elapsed(),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(CERTIFICATE_POLL).await;
         }
     }
 

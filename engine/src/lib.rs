@@ -18,6 +18,7 @@ pub mod ownership;
 pub mod password;
 pub mod plan;
 pub mod registry;
+pub mod retry;
 pub mod support_apply;
 pub mod suspension;
 pub mod targets;

@@ -39,7 +39,11 @@ pub enum SupportPlanError {
     Cancelled { tenant: String },
     #[error(transparent)]
     Claim(#[from] crate::ownership::ClaimError),
-    #[error("{error}; undoing what it had made failed too ({}), so the next apply finishes or undoes it", failures.join("; "))]
+    #[error(
+        "{}; undoing what it had made failed too ({}), so the next apply finishes or undoes it",
+        crate::backends::error_chain(error.as_ref()),
+        failures.join("; ")
+    )]
     UndoFailed { error: Box<SupportPlanError>, failures: Vec<String> },
 }
 
@@ -168,23 +172,26 @@ impl SupportPlanContext<'_> {
             return Err(error);
         }
         let mut failures = Vec::new();
+        let failure = crate::backends::error_chain(&error);
+        let undo_failure =
+            |step: &str, undo: &dyn std::error::Error| crate::backends::undo_failure(step, undo, &failure);
         if let Some(tracker) = self.tracker
             && project_made
         {
             if let Err(undo) = tracker.revoke_access(tenant_id.as_str(), &tracker_user(&tenant).login).await {
-                failures.push(format!("revoke the manager's access: {}", crate::backends::error_chain(&undo)));
+                failures.push(undo_failure("revoke the manager's access", &undo));
             }
             if let Err(undo) = tracker.remove_project(tenant_id.as_str()).await {
-                failures.push(format!("remove the support project: {}", crate::backends::error_chain(&undo)));
+                failures.push(undo_failure("remove the support project", &undo));
             }
         }
         if failures.is_empty() {
             if let Err(undo) = self.registry.delete_support_plan(tenant_id).await {
-                failures.push(format!("delete the registry row: {}", crate::backends::error_chain(&undo)));
+                failures.push(undo_failure("delete the registry row", &undo));
             } else if let Some(token) = create
                 && let Err(undo) = self.registry.release_claim_of(kind, tenant_id.as_str(), token).await
             {
-                failures.push(format!("release the claim: {}", crate::backends::error_chain(&undo)));
+                failures.push(undo_failure("release the claim", &undo));
             }
         }
         Err(if failures.is_empty() { error } else { SupportPlanError::UndoFailed { error: Box::new(error), failures } })

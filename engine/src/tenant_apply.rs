@@ -67,23 +67,21 @@ pub struct ApplyContext<'a> {
     pub cancelled: watch::Receiver<bool>,
 }
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
-
 /// Applies one change; returns the tenant as it now exists (`None` after a delete).
+/// A busy or unreachable registry is retried with the one retry policy
+/// ([`crate::retry`]) within the deadline.
 pub async fn apply_tenant_change(
     observer: &TenantObserver,
     change: &Change,
     context: &ApplyContext<'_>,
 ) -> Result<Option<TenantRecord>, TenantApplyError> {
     let tenant_id = change.tenant_id.clone();
-    let started = tokio::time::Instant::now();
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = crate::retry::Backoff::new(context.deadline);
     loop {
         if *context.cancelled.borrow() {
             return Err(TenantApplyError::Cancelled { tenant_id });
         }
-        let remaining = context.deadline.saturating_sub(started.elapsed());
+        let remaining = crate::retry::remaining(context.deadline);
         if remaining.is_zero() {
             return Err(TenantApplyError::DeadlineExceeded { tenant_id, deadline: context.deadline });
         }
@@ -91,12 +89,8 @@ pub async fn apply_tenant_change(
         observer.invalidate().await;
         match attempt {
             Err(_) => return Err(TenantApplyError::DeadlineExceeded { tenant_id, deadline: context.deadline }),
-            Ok(Err(TenantApplyError::Registry { source, .. }))
-                if source.is_retryable() && started.elapsed() + backoff < context.deadline =>
-            {
+            Ok(Err(TenantApplyError::Registry { source, .. })) if source.is_retryable() && backoff.wait().await => {
                 tracing::warn!(tenant = %tenant_id, error = %source, "registry busy; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Ok(result) => return result,
         }

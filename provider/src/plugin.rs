@@ -59,6 +59,7 @@ pub enum PluginError {
 }
 
 /// How the server is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Started by Terraform: handshake line, mTLS required.
     Managed,
@@ -277,6 +278,8 @@ pub async fn serve(provider: Arc<AtriumProvider>, mode: Mode) -> Result<(), Plug
     let listener = UnixListener::bind(&path).map_err(|source| PluginError::Socket { path: path.clone(), source })?;
     let _socket_file = SocketFile(path.clone());
     let shutdown = Arc::new(Notify::new());
+    // Before the handshake line: a SIGTERM right after it must find the handler.
+    stop_on_termination(Arc::clone(&shutdown), mode);
 
     let tls = match mode {
         Mode::Managed => match std::env::var("PLUGIN_CLIENT_CERT") {
@@ -359,6 +362,31 @@ fn accept_connections(
         }
     });
     ReceiverStream::new(receiver)
+}
+
+/// SIGTERM (a service manager, `kill`, or the parent Terraform dying: a
+/// managed provider asks the kernel for SIGTERM then) stops the server like
+/// the controller's shutdown: connections end, the registry is closed, and
+/// the socket file is removed.
+fn stop_on_termination(shutdown: Arc<Notify>, mode: Mode) {
+    if mode == Mode::Managed {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) only sets this process's own parent-death signal.
+        let result = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) };
+        if result != 0 {
+            tracing::debug!("cannot ask for SIGTERM when Terraform exits");
+        }
+    }
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminations) => {
+            tokio::spawn(async move {
+                if terminations.recv().await.is_some() {
+                    tracing::info!("SIGTERM: stopping the provider");
+                    shutdown.notify_one();
+                }
+            });
+        }
+        Err(error) => tracing::warn!(error = %error, "cannot handle SIGTERM"),
+    }
 }
 
 /// Terraform sends SIGINT to its whole process group on Ctrl-C, then calls

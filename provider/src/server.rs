@@ -713,35 +713,40 @@ impl Provider for AtriumProvider {
             // state keeps in its private data from now on.
             let create_token = (prior.is_null() && !planned.is_null()).then(CreateToken::new);
             let create = create_token.as_ref();
-            let state = if request.type_name == APP_INSTANCE_TYPE {
-                let context = configured.app_context(resources::deadline(&prior, &planned), cancelled);
-                let config =
-                    decode(request.config.as_ref(), &schema.value_type, "configuration").map_err(|d| vec![d])?;
-                app_instance::apply(&context, schema, &prior, &planned, &config, create).await?
-            } else if request.type_name == DOMAIN_TYPE {
-                let context = configured.domain_context(resources::deadline(&prior, &planned), cancelled);
-                domain::apply(&context, schema, &prior, &planned, create).await?
-            } else if request.type_name == SUPPORT_PLAN_TYPE {
-                let context = configured.support_plan_context(resources::deadline(&prior, &planned), cancelled);
-                (support_plan::apply(&context, schema, &prior, &planned, create).await?, Vec::new())
-            } else {
-                (
-                    tenant::apply(
-                        tenant::TenantContext {
-                            observer: &configured.tenant_observer,
-                            targets: &configured.targets,
-                            owner: &configured.owner,
-                            cancelled,
-                        },
-                        schema,
-                        &prior,
-                        &planned,
-                        create,
+            // Every step and retry of this change ends by the deadline its timeouts give.
+            let deadline = resources::deadline(&prior, &planned);
+            let state = atrium_engine::retry::within(deadline, async {
+                Ok::<_, Vec<pb::Diagnostic>>(if request.type_name == APP_INSTANCE_TYPE {
+                    let context = configured.app_context(resources::deadline(&prior, &planned), cancelled);
+                    let config =
+                        decode(request.config.as_ref(), &schema.value_type, "configuration").map_err(|d| vec![d])?;
+                    app_instance::apply(&context, schema, &prior, &planned, &config, create).await?
+                } else if request.type_name == DOMAIN_TYPE {
+                    let context = configured.domain_context(resources::deadline(&prior, &planned), cancelled);
+                    domain::apply(&context, schema, &prior, &planned, create).await?
+                } else if request.type_name == SUPPORT_PLAN_TYPE {
+                    let context = configured.support_plan_context(resources::deadline(&prior, &planned), cancelled);
+                    (support_plan::apply(&context, schema, &prior, &planned, create).await?, Vec::new())
+                } else {
+                    (
+                        tenant::apply(
+                            tenant::TenantContext {
+                                observer: &configured.tenant_observer,
+                                targets: &configured.targets,
+                                owner: &configured.owner,
+                                cancelled,
+                            },
+                            schema,
+                            &prior,
+                            &planned,
+                            create,
+                        )
+                        .await?,
+                        Vec::new(),
                     )
-                    .await?,
-                    Vec::new(),
-                )
-            };
+                })
+            })
+            .await?;
             configured.claims.invalidate().await;
             let private = match &create_token {
                 Some(token) => claims::private_with(token),

@@ -22,7 +22,6 @@
 //! connection reset: reads and writes retry connection failures, and a write
 //! whose answer was lost is settled by the next read.
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -56,10 +55,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// failures. Caddy replaces its admin server on every config change, so a
 /// read that meets another writer's change can see its connection reset.
 const LIST_DEADLINE: Duration = Duration::from_secs(5);
-/// The first wait after a refused write or a transient failure.
-const FIRST_BACKOFF: Duration = Duration::from_millis(25);
-/// The longest wait between two attempts.
-const LONGEST_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Caddy beside one target, reached at its admin API and its HTTPS listener.
 pub struct CaddyIngress {
@@ -321,9 +316,10 @@ impl CaddyIngress {
     fn fail_batch(&self, batch: Vec<PendingChange>, error: &IngressError) {
         for change in batch {
             let copy = match error {
-                IngressError::Connect { admin_url, .. } => IngressError::Connect {
+                // The copy's source is the original's causes, not its own message again.
+                IngressError::Connect { admin_url, source } => IngressError::Connect {
                     admin_url: admin_url.clone(),
-                    source: crate::backends::error_chain(error).into(),
+                    source: crate::backends::error_chain(source.as_ref()).into(),
                 },
                 IngressError::Api { admin_url, operation, status, message } => IngressError::Api {
                     admin_url: admin_url.clone(),
@@ -658,18 +654,15 @@ fn next_change_to_remove(servers: &Value, hostname: &str) -> Option<RouteChange>
     })
 }
 
-/// Waits between attempts within one call's deadline: exponential backoff
-/// from 25 ms to 1 s, each wait jittered so that writers that lost the same
-/// race do not meet again at the next one.
+/// Waits between attempts with the one retry policy (`crate::retry`),
+/// within the call's deadline and the operation's.
 struct RetryPacing {
-    started: tokio::time::Instant,
-    deadline: Duration,
-    backoff: Duration,
+    backoff: crate::retry::Backoff,
 }
 
 impl RetryPacing {
     fn new(deadline: Duration) -> RetryPacing {
-        RetryPacing { started: tokio::time::Instant::now(), deadline, backoff: FIRST_BACKOFF }
+        RetryPacing { backoff: crate::retry::Backoff::new(deadline) }
     }
 
     /// After a transient failure: logs it and waits; `false` when the deadline leaves no time.
@@ -680,22 +673,8 @@ impl RetryPacing {
 
     /// Waits; `false` (without waiting) when the wait would end past the deadline.
     async fn wait_quietly(&mut self) -> bool {
-        let wait = jittered(self.backoff);
-        if self.started.elapsed() + wait >= self.deadline {
-            return false;
-        }
-        tokio::time::sleep(wait).await;
-        self.backoff = (self.backoff * 2).min(LONGEST_BACKOFF);
-        true
+        self.backoff.wait().await
     }
-}
-
-/// A duration between half of `backoff` and all of it.
-fn jittered(backoff: Duration) -> Duration {
-    // Each RandomState has fresh keys, which is all the randomness a backoff needs.
-    let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
-    let fraction = (random % 1_000) as f64 / 1_000.0;
-    backoff / 2 + backoff.mul_f64(fraction / 2.0)
 }
 
 /// A TLS connector for `served_certificate`, which only reads the certificate
@@ -1082,13 +1061,5 @@ mod tests {
         check("*.acme.com", "a.erp.acme.com", false);
         check("*.acme.com", ".acme.com", false);
         check("localhost", "erp.acme.com", false);
-    }
-
-    #[test]
-    fn jittered_waits_stay_between_half_and_all_of_the_backoff() {
-        for _ in 0..100 {
-            let wait = jittered(Duration::from_millis(100));
-            assert!((Duration::from_millis(50)..=Duration::from_millis(100)).contains(&wait), "{wait:?}");
-        }
     }
 }

@@ -27,7 +27,9 @@ pub struct RecordSet {
 /// A DNS failure, with the server and whether retrying may help.
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
-    #[error("cannot reach the DNS API at {api_url}")]
+    #[error(
+        "cannot reach the DNS API (PowerDNS) at {api_url}; check that it runs there with its webserver and API on (dns.api_url)"
+    )]
     Connect {
         api_url: String,
         #[source]

@@ -26,6 +26,8 @@ use crate::catalog::{ContainerSpec, VolumeSpec, labels};
 /// A Docker engine reached at `endpoint` (`unix:///path` or `tcp://host:port`).
 pub struct DockerRuntime {
     target: String,
+    /// The endpoint as configured (`unix:///…` or `tcp://…`), for messages.
+    endpoint: String,
     docker: Docker,
     /// Docker API requests made, for tests and benchmarks of batched observation.
     api_calls: AtomicU64,
@@ -77,6 +79,21 @@ impl DockerRuntime {
             .map_err(self.api_error("write files into", &spec.name))
     }
 
+    /// Attaches a running container to its network again, under its alias.
+    async fn attach(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        let request = bollard::models::NetworkConnectRequest {
+            container: spec.name.clone(),
+            endpoint_config: Some(EndpointSettings {
+                aliases: Some(vec![spec.network_alias.clone()]),
+                ..Default::default()
+            }),
+        };
+        self.api()
+            .connect_network(&spec.network, request)
+            .await
+            .map_err(self.api_error("attach to its network", &spec.name))
+    }
+
     /// Connects and negotiates the API version with the engine; `cert_path`
     /// (ca.pem, cert.pem, key.pem) turns a `tcp://` endpoint into mutual TLS.
     pub async fn connect(target: &str, endpoint: &str, cert_path: Option<&str>) -> Result<DockerRuntime, RuntimeError> {
@@ -106,6 +123,7 @@ impl DockerRuntime {
         let docker = docker.negotiate_version().await.map_err(connect_error)?;
         Ok(DockerRuntime {
             target: target.to_owned(),
+            endpoint: endpoint.to_owned(),
             docker,
             api_calls: AtomicU64::new(1),
             network_creation: tokio::sync::Mutex::new(()),
@@ -118,10 +136,19 @@ impl DockerRuntime {
         &self.docker
     }
 
+    /// The error of one API call: the engine's own answer is `Api`; a call
+    /// that never got an answer (nothing listens, the connection broke) is
+    /// `Connect`, which names the endpoint to check.
     fn api_error(&self, operation: &'static str, object: &str) -> impl FnOnce(bollard::errors::Error) -> RuntimeError {
         let target = self.target.clone();
+        let endpoint = self.endpoint.clone();
         let object = object.to_owned();
-        move |source| RuntimeError::Api { target, operation, object, source: Box::new(source) }
+        move |source| match source {
+            bollard::errors::Error::DockerResponseServerError { .. } => {
+                RuntimeError::Api { target, operation, object, source: Box::new(source) }
+            }
+            _ => RuntimeError::Connect { target, endpoint, source: Box::new(source) },
+        }
     }
 
     fn not_managed(&self, object: String) -> RuntimeError {
@@ -274,9 +301,17 @@ impl Runtime for DockerRuntime {
                 let running = existing.state.as_ref().and_then(|s| s.running).unwrap_or(false);
                 let same_image = existing.config.as_ref().and_then(|c| c.image.as_deref()) == Some(spec.image.as_str());
                 let same_files = existing_labels.and_then(|l| l.get(labels::FILES)) == spec.labels.get(labels::FILES);
+                let attached = existing
+                    .network_settings
+                    .as_ref()
+                    .and_then(|settings| settings.networks.as_ref())
+                    .is_some_and(|networks| networks.contains_key(&spec.network));
                 if !same_image || !same_files {
                     // Changed out of band: replace it with the planned one.
                     self.remove_container(&spec.name).await?;
+                } else if running && !attached {
+                    // Its network was taken away (deleted and made again): attach it again.
+                    return self.attach(spec).await;
                 } else if running {
                     return Ok(());
                 } else {
@@ -358,6 +393,12 @@ impl Runtime for DockerRuntime {
                 let running = summary.state.map(|s| s.to_string() == "running").unwrap_or(false);
                 let health = summary.status.as_deref().map(status_health).unwrap_or("none").to_owned();
                 let published_port = summary.ports.unwrap_or_default().into_iter().find_map(|p| p.public_port);
+                let mut networks: Vec<String> = summary
+                    .network_settings
+                    .and_then(|settings| settings.networks)
+                    .map(|networks| networks.into_keys().collect())
+                    .unwrap_or_default();
+                networks.sort();
                 ObservedContainer {
                     name,
                     image: summary.image.unwrap_or_default(),
@@ -368,6 +409,7 @@ impl Runtime for DockerRuntime {
                     nano_cpus: 0,
                     memory_bytes: 0,
                     published_port,
+                    networks,
                 }
             })
             .collect())
@@ -398,9 +440,12 @@ impl Runtime for DockerRuntime {
                 _ => "none",
             })
             .unwrap_or("none");
-        let published_port = container
-            .network_settings
-            .and_then(|n| n.ports)
+        let network_settings = container.network_settings.unwrap_or_default();
+        let mut networks: Vec<String> =
+            network_settings.networks.map(|networks| networks.into_keys().collect()).unwrap_or_default();
+        networks.sort();
+        let published_port = network_settings
+            .ports
             .and_then(|ports| ports.into_values().flatten().flatten().find_map(|b| b.host_port))
             .and_then(|port| port.parse().ok());
         Ok(Some(ObservedContainer {
@@ -413,6 +458,7 @@ impl Runtime for DockerRuntime {
             nano_cpus: host.nano_cpus.unwrap_or(0),
             memory_bytes: host.memory.unwrap_or(0),
             published_port,
+            networks,
         }))
     }
 

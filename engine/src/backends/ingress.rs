@@ -51,7 +51,9 @@ pub struct ServedCertificate {
 pub enum IngressError {
     /// `admin_url` is the admin API's, or `https://host:port` of the HTTPS
     /// server when a certificate check could not connect.
-    #[error("cannot reach the reverse proxy at {admin_url}")]
+    #[error(
+        "cannot reach the reverse proxy (Caddy) at {admin_url}; check that it runs and listens there (the target's ingress_admin_url, or ingress_https_address for certificates)"
+    )]
     Connect {
         admin_url: String,
         #[source]

@@ -37,6 +37,8 @@ pub struct ObservedContainer {
     pub memory_bytes: i64,
     /// The app port published on the target's loopback, if any.
     pub published_port: Option<u16>,
+    /// The networks the container is attached to, by name.
+    pub networks: Vec<String>,
 }
 
 /// What a command run in a container printed, and how it ended.
@@ -51,7 +53,9 @@ pub struct CommandOutput {
 /// A runtime failure, with the target and whether retrying may help.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("cannot reach the Docker engine of target {target} at {endpoint}")]
+    #[error(
+        "cannot reach the Docker engine of target {target} at {endpoint}; check that the engine runs and that this process may use that endpoint (socket permissions, TLS certificates)"
+    )]
     Connect {
         target: String,
         endpoint: String,
@@ -89,13 +93,32 @@ impl RuntimeError {
             }
         };
         match source.as_ref() {
-            bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
-                *status_code >= 500 || *status_code == 429
+            // Docker answers some requests it can never carry out with a 500
+            // (an invalid mount, a runtime that refuses the spec): those are
+            // as permanent as a 4xx, and retrying them only waits out the deadline.
+            bollard::errors::Error::DockerResponseServerError { status_code, message } if *status_code >= 500 => {
+                !docker_message_is_permanent(message)
             }
+            bollard::errors::Error::DockerResponseServerError { status_code, .. } => *status_code == 429,
             bollard::errors::Error::RequestTimeoutError | bollard::errors::Error::HyperResponseError { .. } => true,
             _ => false,
         }
     }
+}
+
+/// Whether a Docker 5xx message says that the request itself cannot work.
+fn docker_message_is_permanent(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "invalid",
+        "oci runtime create failed",
+        "no such image",
+        "executable file not found",
+        "bind source path does not exist",
+        "not supported",
+    ]
+    .iter()
+    .any(|phrase| message.contains(phrase))
 }
 
 /// Runs containers on one target.
@@ -145,6 +168,12 @@ impl Retryable for RuntimeError {
     }
 }
 
+impl Retryable for mailer::MailError {
+    fn is_retryable(&self) -> bool {
+        mailer::MailError::is_retryable(self)
+    }
+}
+
 impl Retryable for dns::DnsError {
     fn is_retryable(&self) -> bool {
         dns::DnsError::is_retryable(self)
@@ -173,6 +202,22 @@ impl Retryable for tracker::TrackerError {
     fn is_retryable(&self) -> bool {
         tracker::TrackerError::is_retryable(self)
     }
+}
+
+/// One failed undo step for people: `step: cause`, or `step: failed the
+/// same way` when a cause of its error is already in `failure`, the text of
+/// the error that made the undo necessary (a backend that is down fails the
+/// undo for the reason the message has just given).
+pub fn undo_failure(step: &str, error: &dyn std::error::Error, failure: &str) -> String {
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = cause {
+        let text = current.to_string();
+        if !text.is_empty() && failure.contains(&text) {
+            return format!("{step}: failed the same way");
+        }
+        cause = current.source();
+    }
+    format!("{step}: {}", error_chain(error))
 }
 
 /// An API key as a header value marked sensitive, so that HTTP debugging
@@ -211,28 +256,7 @@ pub(crate) async fn send_counted(
     Ok((status, response.text().await?))
 }
 
-/// Runs `operation` again while it fails with a retryable error (5xx, 429,
-/// timeouts, connection trouble), backing off from 100 ms to 2 s, until it
-/// succeeds, fails for good, or `deadline` has passed.
-pub async fn with_retries<T, E, F, Fut>(deadline: Duration, mut operation: F) -> Result<T, E>
-where
-    E: Retryable,
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let started = tokio::time::Instant::now();
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match operation().await {
-            Err(error) if error.is_retryable() && started.elapsed() + backoff < deadline => {
-                tracing::warn!(error = %error, retry_in = ?backoff, "transient backend error; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            result => return result,
-        }
-    }
-}
+pub use crate::retry::with_retries;
 
 #[cfg(test)]
 mod tests {
@@ -259,6 +283,27 @@ mod tests {
         assert_eq!(result.unwrap(), 3);
     }
 
+    #[test]
+    fn docker_500s_that_say_the_request_is_invalid_are_permanent() {
+        let error = |message: &str| RuntimeError::Api {
+            target: "test".into(),
+            operation: "create container",
+            object: "x".into(),
+            source: Box::new(bollard::errors::Error::DockerResponseServerError {
+                status_code: 500,
+                message: message.into(),
+            }),
+        };
+        assert!(error("connection reset by peer").is_retryable());
+        for permanent in [
+            "invalid mount config for type \"volume\": invalid mount path: '/' mount path must not be '/'",
+            "OCI runtime create failed: runc create failed: invalid environment",
+            "No such image: atrium/hello:9.9",
+        ] {
+            assert!(!error(permanent).is_retryable(), "{permanent}");
+        }
+    }
+
     #[tokio::test]
     async fn permanent_errors_and_deadlines_stop_the_retries() {
         let mut attempts = 0;
@@ -277,6 +322,6 @@ mod tests {
         })
         .await;
         assert!(result.is_err());
-        assert!((2..=3).contains(&attempts), "retried within the deadline only: {attempts}");
+        assert!((2..=4).contains(&attempts), "retried within the deadline only: {attempts}");
     }
 }

@@ -125,7 +125,7 @@ pub struct ObservedSupportProject {
 /// A support tracker failure, with what was asked and whether retrying may help.
 #[derive(Debug, thiserror::Error)]
 pub enum TrackerError {
-    #[error("cannot reach the support tracker at {url}")]
+    #[error("cannot reach the support tracker (Redmine) at {url}; check that it runs there (tracker.url)")]
     Connect {
         url: String,
         #[source]

@@ -175,6 +175,19 @@ pub struct Catalog {
 }
 
 impl CatalogEntry {
+    /// The environment variables the catalog sets in the app container
+    /// itself (its own, the manager account's, the user limit's): an
+    /// instance's customizations may never override them, or a tenant could
+    /// lift its licensed user limit or pose as another tenant.
+    pub fn reserved_environment(&self) -> std::collections::BTreeSet<&str> {
+        let mut reserved: std::collections::BTreeSet<&str> = self.environment.keys().map(String::as_str).collect();
+        reserved.extend(self.manager_account.environment.keys().map(String::as_str));
+        if let Some(variable) = self.user_limit.as_ref().and_then(|limit| limit.variable.as_deref()) {
+            reserved.insert(variable);
+        }
+        reserved
+    }
+
     /// Parses and checks one catalog file.
     pub fn parse(file: &str, text: &str) -> Result<CatalogEntry, CatalogError> {
         let invalid = |reason: String| CatalogError::Invalid { file: file.to_owned(), reason };
@@ -272,12 +285,22 @@ pub fn check_file_path(path: &str) -> Result<(), String> {
     let normal = path.starts_with('/')
         && !path.ends_with('/')
         && path[1..].split('/').all(|part| !part.is_empty() && part != "." && part != "..");
-    if normal && path.len() <= 255 {
-        Ok(())
-    } else {
-        Err(format!(
+    if !(normal && path.len() <= 255) {
+        return Err(format!(
             "{path:?} is not a file path inside the container: use an absolute path without \".\", \"..\" or \"//\" (e.g. \"/etc/app/custom.conf\")"
-        ))
+        ));
+    }
+    check_not_kernel_path(path)
+}
+
+/// The kernel's own trees in a container (`/proc`, `/sys`, `/dev`): Docker
+/// mounts them itself, and nothing of a customization may go there.
+pub fn check_not_kernel_path(path: &str) -> Result<(), String> {
+    match ["/proc", "/sys", "/dev"].iter().find(|tree| path == **tree || path.starts_with(&format!("{tree}/"))) {
+        Some(tree) => Err(format!(
+            "{path:?} is inside {tree}, which the container engine provides itself: choose a path elsewhere (e.g. under /etc or /srv)"
+        )),
+        None => Ok(()),
     }
 }
 

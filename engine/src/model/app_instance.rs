@@ -361,15 +361,46 @@ pub fn validate_customizations(customizations: &Customizations, entry: Option<&C
             "the catalog's health check decides whether an upgrade is kept or rolled back; remove disable_health_check",
         ));
     }
-    for key in customizations.environment.iter().flatten().map(|(k, _)| k) {
+    let reserved = entry.map(CatalogEntry::reserved_environment).unwrap_or_default();
+    for (key, value) in customizations.environment.iter().flatten() {
+        let here = path.attribute("environment").key(key);
         let valid = !key.is_empty()
+            && key.len() <= 128
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !key.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
             errors.push(ValidationError::new(
-                path.attribute("environment").key(key),
+                here.clone(),
                 "Invalid environment variable name",
                 format!("{key:?} is not a variable name: use letters, digits and '_', not starting with a digit"),
+            ));
+        }
+        if reserved.contains(key.as_str()) {
+            errors.push(ValidationError::new(
+                here.clone(),
+                "The catalog sets this variable",
+                format!(
+                    "{} sets {key} itself (for the tenant, its manager account or its user limit), so a customization cannot change it; set users or the tenant's attributes instead, or use another name",
+                    entry.map(|e| e.name.as_str()).unwrap_or("the app")
+                ),
+            ));
+        }
+        if value.contains('\0') {
+            errors.push(ValidationError::new(
+                here,
+                "Invalid environment value",
+                format!(
+                    "the value of {key} contains a NUL character, which no process environment can hold: remove it"
+                ),
+            ));
+        } else if value.len() > MAX_ENVIRONMENT_VALUE_BYTES {
+            errors.push(ValidationError::new(
+                here,
+                "Environment value too long",
+                format!(
+                    "the value of {key} has {} bytes: keep it under {MAX_ENVIRONMENT_VALUE_BYTES} and put larger settings in a configuration file (customizations.files)",
+                    value.len()
+                ),
             ));
         }
     }
@@ -382,12 +413,20 @@ pub fn validate_customizations(customizations: &Customizations, entry: Option<&C
                 format!("{name:?} is not a volume name: use lowercase letters, digits and hyphens (e.g. \"uploads\")"),
             ));
         }
-        if !mount.starts_with('/') {
+        let normal = mount.starts_with('/')
+            && mount.len() > 1
+            && !mount.ends_with('/')
+            && mount[1..].split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+        if !normal {
             errors.push(ValidationError::new(
                 here.clone(),
                 "Invalid mount path",
-                format!("{mount:?} is not an absolute path inside the container (e.g. \"/srv/uploads\")"),
+                format!(
+                    "{mount:?} is not a directory inside the container a volume can be mounted at: use an absolute path below / without \".\", \"..\" or \"//\" (e.g. \"/srv/uploads\")"
+                ),
             ));
+        } else if let Err(detail) = crate::catalog::check_not_kernel_path(mount) {
+            errors.push(ValidationError::new(here.clone(), "Invalid mount path", detail));
         }
         if let Some(entry) = entry {
             if let Some(core_path) = entry.volumes.get(name) {
@@ -439,6 +478,11 @@ pub fn validate_customizations(customizations: &Customizations, entry: Option<&C
     }
     errors
 }
+
+/// The largest environment value a customization may set (32 KiB): Docker
+/// passes the whole environment in one request, and settings that large
+/// belong in a configuration file.
+pub const MAX_ENVIRONMENT_VALUE_BYTES: usize = 32 * 1024;
 
 /// The largest configuration file a customization may write (256 KiB).
 pub const MAX_FILE_BYTES: usize = 256 * 1024;
@@ -648,6 +692,39 @@ mod tests {
         check(
             serde_json::json!({"customizations": {"files": {"/etc/big.conf": "x".repeat(MAX_FILE_BYTES + 1)}}}),
             &["customizations.files[\"/etc/big.conf\"]"],
+        );
+        // Inputs that would hang or break the container: refused at plan.
+        check(
+            serde_json::json!({"customizations": {"environment": {"NUL": "a\u{0}b", "BIG": "x".repeat(MAX_ENVIRONMENT_VALUE_BYTES + 1)}}}),
+            &["customizations.environment[\"BIG\"]", "customizations.environment[\"NUL\"]"],
+        );
+        check(
+            serde_json::json!({"customizations": {"volumes": {"root": "/", "dots": "/srv/../etc", "proc": "/proc/x", "dev": "/dev"}}}),
+            &[
+                "customizations.volumes[\"dev\"]",
+                "customizations.volumes[\"dots\"]",
+                "customizations.volumes[\"proc\"]",
+                "customizations.volumes[\"root\"]",
+            ],
+        );
+        check(
+            serde_json::json!({"customizations": {"files": {"/proc/self/x": "", "/sys/kernel/x": "", "/dev/shm/x": ""}}}),
+            &[
+                "customizations.files[\"/dev/shm/x\"]",
+                "customizations.files[\"/proc/self/x\"]",
+                "customizations.files[\"/sys/kernel/x\"]",
+            ],
+        );
+        // The catalog's own variables (the tenant, the manager, the user limit) cannot be overridden.
+        check(
+            serde_json::json!({"app": "hello", "customizations": {"environment": {
+                "HELLO_MAX_USERS": "100000", "HELLO_TENANT": "other", "HELLO_MANAGER_EMAIL": "x@y.z", "GREETING": "Moin"
+            }}}),
+            &[
+                "customizations.environment[\"HELLO_MANAGER_EMAIL\"]",
+                "customizations.environment[\"HELLO_MAX_USERS\"]",
+                "customizations.environment[\"HELLO_TENANT\"]",
+            ],
         );
         check(serde_json::json!({"admin_password": "short"}), &["admin_password"]);
         check(serde_json::json!({"admin_password": "a long one\nwith a newline"}), &["admin_password"]);

@@ -27,10 +27,15 @@ pub fn email(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses an RFC 3339 full date (`2027-03-31`).
+/// Parses an RFC 3339 full date (`2027-03-31`) from 2000-01-01 to
+/// 9999-12-31: dates of the platform's customers, never year 0.
 pub fn date(value: &str) -> Result<Date, String> {
-    Date::parse(value, format_description!("[year]-[month]-[day]"))
-        .map_err(|_| format!("{value:?} is not a date: write it as YYYY-MM-DD (RFC 3339), e.g. \"2027-03-31\""))
+    let parsed = Date::parse(value, format_description!("[year]-[month]-[day]"))
+        .map_err(|_| format!("{value:?} is not a date: write it as YYYY-MM-DD (RFC 3339), e.g. \"2027-03-31\""))?;
+    if !(2000..=9999).contains(&parsed.year()) {
+        return Err(format!("{value:?} is out of range: use a date from 2000-01-01 to 9999-12-31"));
+    }
+    Ok(parsed)
 }
 
 /// Formats a date as `YYYY-MM-DD`.
@@ -78,7 +83,16 @@ mod tests {
     fn dates() {
         assert!(date("2027-03-31").is_ok());
         assert!(date("2024-02-29").is_ok());
-        for bad in ["2023-02-29", "2027-13-01", "31/03/2027", "2027-03-31T00:00:00Z", "tomorrow", ""] {
+        for bad in [
+            "2023-02-29",
+            "2027-13-01",
+            "31/03/2027",
+            "2027-03-31T00:00:00Z",
+            "tomorrow",
+            "",
+            "0000-01-01",
+            "1999-12-31",
+        ] {
             assert!(date(bad).is_err(), "{bad}");
         }
         assert_eq!(format_date(date("2027-03-01").unwrap()), "2027-03-01");
