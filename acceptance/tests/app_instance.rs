@@ -307,3 +307,26 @@ async fn admin_password_is_write_only_and_sets_the_manager_login() {
     assert!(tenant_containers(&tenant).is_empty());
     docker(&["volume", "rm", &volume]);
 }
+
+#[tokio::test]
+async fn destroy_is_never_blocked_by_checks_of_the_desired_state() {
+    let workspace = Workspace::new("app_destroy_checks", RegistryChoice::Sqlite).await;
+    workspace.write("provider.tf", &provider_example_with_test_docker());
+    let tenant = format!("app-dchk-{}", std::process::id());
+    workspace.write("main.tf", &example_for(&tenant));
+    workspace.apply();
+    // The tenant's quota lowered below what the instance uses, by hand.
+    let registry = workspace.registry().await;
+    let tenant_id = atrium_engine::model::TenantId::parse(&tenant).unwrap();
+    let mut record = registry.get_tenant(&tenant_id).await.unwrap().unwrap();
+    record.spec.user_quota = 2;
+    assert!(registry.update_tenant(&record.spec).await.unwrap().is_some());
+    // A plan of the configuration refuses it; a destroy goes through.
+    let plan = workspace.plan(true).flat_output();
+    assert!(plan.contains("quota"), "the plan says what is wrong: {plan}");
+    workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
+    assert!(tenant_containers(&tenant).is_empty());
+    assert_eq!(registry.count_tenants().await.unwrap(), 0);
+    registry.close().await;
+    docker(&["volume", "rm", &format!("atrium-{tenant}-web-data")]);
+}

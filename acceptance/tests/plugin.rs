@@ -205,33 +205,72 @@ async fn debug_mode_prints_a_reattach_value_terraform_can_use() {
     assert!(status.success(), "debug mode stops cleanly on Ctrl-C");
 }
 
-#[tokio::test]
-async fn secrets_never_reach_the_provider_logs() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_logs_plans_or_state() {
+    let id = std::process::id();
+    let zone_name = format!("secret{id}.atrium.test");
+    let zone = atrium_acceptance::TestZone::create(&zone_name);
     let workspace = Workspace::new("secrets_in_logs", RegistryChoice::Postgres).await;
     // The test PostgreSQL trusts every login, so a password in the URL is accepted and ignored.
     let url_with_password =
         workspace.registry_url.replacen("postgres://postgres@", "postgres://postgres:hunter2-registry@", 1);
     assert_ne!(url_with_password, workspace.registry_url);
-    let provider = provider_example()
-        .replace("provider \"atrium\" {", &format!("provider \"atrium\" {{\n  registry_url = \"{url_with_password}\""))
-        .replace(
-            "api_url = \"http://127.0.0.1:8081\"",
-            "api_url = \"http://127.0.0.1:8081\"\n    api_key = \"sup3r-s3cret-dns-key\"",
-        );
-    assert!(provider.contains("sup3r-s3cret-dns-key"), "{provider}");
+    let dns_key = atrium_engine::test_services::service_variable("ATRIUM_TEST_PDNS_API_KEY");
+    let smtp_password = "smtp-pa55word-never-shown";
+    // The secrets come from the environment, as the examples advise: a literal
+    // in a .tf file is part of every plan file, whatever the schema says.
+    let provider =
+        atrium_acceptance::with_test_smtp(&atrium_acceptance::provider_example_with_test_services(&zone_name))
+            .replace("    from = ", "    username = \"relay-user\"\n    from = ");
+    assert!(!provider.contains(&dns_key) && !provider.contains(smtp_password), "{provider}");
     workspace.write("provider.tf", &provider);
-    workspace.write("main.tf", &example("resources/atrium_tenant/resource.tf"));
-    let output = workspace.command(&["apply", "-auto-approve", "-no-color"]).env("TF_LOG", "trace").output().unwrap();
+    let with_secrets = |arguments: &[&str]| {
+        let mut command = workspace.command(arguments);
+        command
+            .env("ATRIUM_REGISTRY_URL", &url_with_password)
+            .env("ATRIUM_DNS_API_KEY", &dns_key)
+            .env("ATRIUM_SMTP_PASSWORD", smtp_password);
+        command
+    };
+    let tenant = format!("secret-{id}");
+    let config = format!(
+        "resource \"atrium_tenant\" \"acme\" {{\n  name         = \"{tenant}\"\n  display_name = \"ACME\"\n  tier         = \"basic\"\n  manager = {{\n    email = \"it@{tenant}.example\"\n    name  = \"Dana\"\n  }}\n}}\nresource \"atrium_app_instance\" \"web\" {{\n  tenant_id = atrium_tenant.acme.id\n  name      = \"web\"\n  app       = \"hello\"\n  target    = \"lyon-onprem\"\n  users     = 5\n}}\nresource \"atrium_domain\" \"web\" {{\n  app_instance_id = atrium_app_instance.web.id\n  hostname        = \"web.{zone_name}\"\n  tls             = \"none\"\n}}\n"
+    );
+    workspace.write("main.tf", &config);
+    // Every secret is used for real: the registry, PowerDNS (the record), the
+    // SMTP relay (which does not offer AUTH here, so the welcome email is a warning).
+    let output = with_secrets(&["apply", "-auto-approve", "-no-color"]).env("TF_LOG", "trace").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        zone.record_sets().iter().any(|set| set["name"] == format!("web.{zone_name}.")),
+        "the DNS key was used: the record exists"
+    );
+    assert!(stdout.contains("Welcome email not sent"), "the SMTP relay was tried: {stdout}");
     let provider_lines: Vec<&str> =
         stderr.lines().filter(|l| l.contains("provider.terraform-provider-atrium")).collect();
     assert!(!provider_lines.is_empty(), "no provider log lines at TF_LOG=trace");
-    for secret in ["sup3r-s3cret-dns-key", "hunter2-registry"] {
+    // A saved plan and its JSON, and the state.
+    workspace.write("main.tf", &config.replace("\"ACME\"", "\"ACME GmbH\""));
+    let planned = with_secrets(&["plan", "-out=change.tfplan", "-input=false", "-no-color"]).output().unwrap();
+    assert!(planned.status.success(), "{}", String::from_utf8_lossy(&planned.stderr));
+    let shown = with_secrets(&["show", "-json", "change.tfplan"]).output().unwrap();
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    let plan_json = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(plan_json.contains("ACME GmbH"), "the plan holds the change: {plan_json}");
+    let state = workspace.read("terraform.tfstate");
+    for secret in ["hunter2-registry", dns_key.as_str(), smtp_password] {
         assert!(!provider_lines.iter().any(|l| l.contains(secret)), "{secret} appears in a provider log line");
         assert!(!stdout.contains(secret), "{secret} appears in the apply output");
+        if let Some(at) = plan_json.find(secret) {
+            let context = &plan_json[at.saturating_sub(300)..(at + 100).min(plan_json.len())];
+            panic!("{secret} appears in terraform show -json of a plan: …{context}…");
+        }
+        assert!(!state.contains(secret), "{secret} appears in the state");
     }
+    let destroyed = with_secrets(&["destroy", "-auto-approve", "-input=false"]).output().unwrap();
+    assert!(destroyed.status.success(), "{}", String::from_utf8_lossy(&destroyed.stderr));
 }
 
 #[test]

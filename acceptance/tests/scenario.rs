@@ -7,6 +7,7 @@ use atrium_acceptance::{
     RegistryChoice, TestZone, Workspace, docker, https_get, https_get_as, mails_to,
     provider_example_with_test_services, redmine, with_test_smtp,
 };
+use atrium_engine::model::TenantId;
 
 fn configuration(tenant: &str, manager: &str, zone: &str, expires_on: &str, user_quota: u32) -> String {
     format!(
@@ -82,10 +83,20 @@ async fn welcome_email_login_expiry_and_resumption_end_to_end() {
     let container = format!("atrium-{tenant}-app-g1");
     docker(&["exec", &container, "sh", "-c", "echo customer-data > /www/data/kept.txt"]);
 
-    // A user quota below what the instance uses is refused at plan.
+    // A user quota below what the instance uses: a warning at plan (the same
+    // apply could lower the instance first), refused at apply, nothing changed.
     workspace.write("main.tf", &configuration(&tenant, &manager, &zone.name, "2099-12-31", 10));
-    let output = workspace.plan(true).expect_code(1, "plan lowering the quota below use").flat_output();
-    assert!(output.contains("User quota below current use") && output.contains("12 users"), "{output}");
+    let output = workspace.plan(true).expect_code(2, "plan lowering the quota below use").flat_output();
+    assert!(output.contains("Warning: User quota below current use") && output.contains("12 users"), "{output}");
+    let output = workspace
+        .terraform(&["apply", "-auto-approve", "-input=false"])
+        .expect_code(1, "apply lowering the quota below use")
+        .flat_output();
+    assert!(output.contains("more than the user quota of 10"), "{output}");
+    let registry = workspace.registry().await;
+    let quota = registry.get_tenant(&TenantId::parse(&tenant).unwrap()).await.unwrap().unwrap().spec.user_quota;
+    assert_eq!(quota, 25, "the quota was not lowered");
+    registry.close().await;
 
     // Expiry in the past: the plan says so, the apply stops the app and the domain answers 503.
     workspace.write("main.tf", &configuration(&tenant, &manager, &zone.name, "2020-01-31", 25));

@@ -195,11 +195,16 @@ async fn bad_support_plans_fail_at_plan_naming_the_attribute() {
     workspace.write("main.tf", &resource);
     workspace.apply();
     workspace.write("main.tf", &resource.replace("\"business\"", "\"basic\""));
-    let output = workspace.plan(true).expect_code(1, "plan of a tier downgrade").flat_output();
+    let output = workspace.plan(true).expect_code(2, "plan of a tier downgrade").flat_output();
     assert!(
-        output.contains("Tier does not allow the tenant's support level") && output.contains("standard_8x5"),
+        output.contains("Warning: Tier does not allow the tenant's support level") && output.contains("standard_8x5"),
         "{output}"
     );
+    let output = workspace
+        .terraform(&["apply", "-auto-approve", "-input=false"])
+        .expect_code(1, "apply of a tier downgrade")
+        .flat_output();
+    assert!(output.contains("a basic tenant cannot have") && output.contains("standard_8x5"), "{output}");
     // A second plan for the same tenant is refused.
     let second =
         resource.replace("resource \"atrium_support_plan\" \"acme\"", "resource \"atrium_support_plan\" \"second\"");

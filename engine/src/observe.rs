@@ -105,15 +105,52 @@ async fn instance_from(
     Ok(instances.get(id).cloned())
 }
 
+/// What depends on a tenant, for the checks a tenant's plan makes: the users
+/// its app instances use (each instance with its users) and its support level.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantDependents {
+    pub instances: Vec<(AppInstanceId, u32)>,
+    pub support_level: Option<crate::model::support_plan::SupportLevel>,
+}
+
+impl TenantDependents {
+    /// The users the tenant's instances use together.
+    pub fn users_in_use(&self) -> u64 {
+        self.instances.iter().map(|(_, users)| u64::from(*users)).sum()
+    }
+}
+
 /// Observes tenants through snapshots of the registry.
 pub struct TenantObserver {
     registry: Registry,
     tenants: Snapshot<TenantId, TenantRecord>,
+    dependents: Snapshot<TenantId, TenantDependents>,
 }
 
 impl TenantObserver {
     pub fn new(registry: Registry) -> Self {
-        Self { registry, tenants: Snapshot::default() }
+        Self { registry, tenants: Snapshot::default(), dependents: Snapshot::default() }
+    }
+
+    /// What depends on the tenant, from one listing of the instances and one
+    /// of the support plans per window (a plan of a thousand tenants lists
+    /// them once, not once per tenant).
+    pub async fn dependents(&self, name: &TenantId) -> Result<TenantDependents, RegistryError> {
+        let all = self
+            .dependents
+            .get(|| async {
+                let mut by_tenant: HashMap<TenantId, TenantDependents> = HashMap::new();
+                for instance in self.registry.list_app_instances().await? {
+                    let entry = by_tenant.entry(instance.spec.id.tenant_id.clone()).or_default();
+                    entry.instances.push((instance.spec.id.clone(), instance.spec.users));
+                }
+                for plan in self.registry.list_support_plans().await? {
+                    by_tenant.entry(plan.spec.tenant_id.clone()).or_default().support_level = Some(plan.spec.level);
+                }
+                Ok(by_tenant)
+            })
+            .await?;
+        Ok(all.get(name).cloned().unwrap_or_default())
     }
 
     /// The tenant as the registry holds it now (at most [`SNAPSHOT_WINDOW`] old,
@@ -122,9 +159,10 @@ impl TenantObserver {
         tenant_from(&self.tenants, &self.registry, name).await
     }
 
-    /// Forgets the snapshot; the next read lists again.
+    /// Forgets the snapshots; the next read lists again.
     pub async fn invalidate(&self) {
         self.tenants.clear().await;
+        self.dependents.clear().await;
     }
 
     /// How many registry listings this observer has made (for tests and benchmarks).

@@ -35,6 +35,14 @@ pub enum TenantApplyError {
         list_dependents(dependents)
     )]
     HasDependents { tenant_id: TenantId, dependents: Vec<Dependent> },
+    #[error(
+        "tenant {tenant_id}'s app instances use {used} users ({instances}), more than the user quota of {quota}; keep user_quota at {used} or more, or lower the instances' users first"
+    )]
+    QuotaBelowUse { tenant_id: TenantId, quota: u32, used: u64, instances: String },
+    #[error(
+        "tenant {tenant_id} has the {level} support plan, which a {tier} tenant cannot have: first change the atrium_support_plan's level to \"standard_8x5\", or keep the tier"
+    )]
+    TierStrandsSupportLevel { tenant_id: TenantId, tier: String, level: String },
     #[error("tenant {tenant_id} no longer exists in the registry")]
     Missing { tenant_id: TenantId },
     #[error("applying tenant {tenant_id} did not finish within {deadline:?}")]
@@ -52,7 +60,9 @@ impl TenantApplyError {
             TenantApplyError::Claim(error) => error.is_retryable(),
             TenantApplyError::Conflict { .. }
             | TenantApplyError::Missing { .. }
-            | TenantApplyError::HasDependents { .. } => false,
+            | TenantApplyError::HasDependents { .. }
+            | TenantApplyError::QuotaBelowUse { .. }
+            | TenantApplyError::TierStrandsSupportLevel { .. } => false,
         }
     }
 }
@@ -110,6 +120,7 @@ async fn apply_once(
         Action::Create => create(observer, desired(change)?, context).await,
         Action::Update => {
             let spec = desired(change)?;
+            check_what_depends_on_the_tenant(registry, spec).await?;
             match registry.update_tenant(spec).await.map_err(registry_error)? {
                 Some(record) => Ok(Some(record)),
                 None => Err(TenantApplyError::Missing { tenant_id }),
@@ -131,6 +142,41 @@ async fn apply_once(
 
 fn desired(change: &Change) -> Result<&TenantSpec, TenantApplyError> {
     change.after.as_ref().ok_or_else(|| TenantApplyError::Missing { tenant_id: change.tenant_id.clone() })
+}
+
+/// An update may not strand what depends on the tenant: a user quota below
+/// what its instances use, or a tier its support plan's level needs. These
+/// are checked here, at apply: at plan they are warnings, because the same
+/// apply may change the instances or the plan first, and a check of the
+/// desired state must never block a destroy (Terraform plans the current
+/// configuration before every destroy).
+pub async fn check_what_depends_on_the_tenant(
+    registry: &crate::registry::Registry,
+    spec: &TenantSpec,
+) -> Result<(), TenantApplyError> {
+    let registry_error = |source| TenantApplyError::Registry { tenant_id: spec.name.clone(), source };
+    let instances = registry.app_instances_of_tenant(&spec.name).await.map_err(registry_error)?;
+    let used: u64 = instances.iter().map(|instance| u64::from(instance.spec.users)).sum();
+    if used > u64::from(spec.user_quota) {
+        let listing: Vec<String> =
+            instances.iter().map(|i| format!("{} ({} users)", i.spec.id, i.spec.users)).collect();
+        return Err(TenantApplyError::QuotaBelowUse {
+            tenant_id: spec.name.clone(),
+            quota: spec.user_quota,
+            used,
+            instances: listing.join(", "),
+        });
+    }
+    if let Some(plan) = registry.get_support_plan(&spec.name).await.map_err(registry_error)?
+        && !crate::model::support_plan::SupportLevel::allowed_for(spec.tier).contains(&plan.spec.level)
+    {
+        return Err(TenantApplyError::TierStrandsSupportLevel {
+            tenant_id: spec.name.clone(),
+            tier: spec.tier.as_str().to_owned(),
+            level: plan.spec.level.as_str().to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Deletes a tenant that nothing depends on any more, then frees its name.

@@ -655,6 +655,7 @@ impl Provider for AtriumProvider {
                     catalog: &configured.catalog,
                     targets: configured.targets.names(),
                     registry: configured.registry(),
+                    observations: &configured.app_observations,
                 };
                 app_instance::plan(&prior, &proposed, &config, &context).await
             }
@@ -675,7 +676,7 @@ impl Provider for AtriumProvider {
                 }));
             }
             // Tenants plan before the provider is configured too (without registry checks).
-            _ => tenant::plan(&prior, &proposed, &config, configured.as_ref().ok().map(|c| c.registry())).await,
+            _ => tenant::plan(&prior, &proposed, &config, configured.as_ref().ok().map(|c| &c.tenant_observer)).await,
         };
         // A create never takes over an object that already exists: refused
         // here when the name is known, and again (atomically) at apply.

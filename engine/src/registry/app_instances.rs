@@ -76,6 +76,17 @@ impl Registry {
         rows.iter().map(record_from_row).collect()
     }
 
+    /// The app instances of one tenant, ordered by name.
+    pub async fn app_instances_of_tenant(&self, tenant: &TenantId) -> Result<Vec<AppInstanceRecord>, RegistryError> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM app_instances WHERE tenant = $1 ORDER BY name"));
+        let rows = sqlx::query(sql)
+            .bind(tenant.as_str().to_owned())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("list a tenant's app instances"))?;
+        rows.iter().map(record_from_row).collect()
+    }
+
     /// One app instance by id.
     pub async fn get_app_instance(&self, id: &AppInstanceId) -> Result<Option<AppInstanceRecord>, RegistryError> {
         let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM app_instances WHERE tenant = $1 AND name = $2"));

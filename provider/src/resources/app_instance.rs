@@ -40,6 +40,9 @@ pub struct PlanContext<'a> {
     pub catalog: &'a Catalog,
     pub targets: Vec<&'a str>,
     pub registry: &'a Registry,
+    /// Snapshots of the registry, shared with refreshes: a plan of many
+    /// instances reads the registry once per window, not once per instance.
+    pub observations: &'a atrium_engine::observe::AppObservations,
 }
 
 /// Plans an instance: defaults (channel, version from the catalog), replacement
@@ -51,7 +54,9 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Pla
     }
     let instance_context = InstanceContext { catalog: Some(context.catalog), targets: Some(context.targets.clone()) };
     let mut diagnostics = validate_with(config, &instance_context);
-    diagnostics.extend(check_quota(config, context.registry).await);
+    if !diagnostics::has_errors(&diagnostics) {
+        diagnostics.extend(check_quota(config, context).await);
+    }
     if diagnostics::has_errors(&diagnostics) {
         return PlannedChange { planned_state: proposed.clone(), requires_replace: Vec::new(), diagnostics };
     }
@@ -101,7 +106,7 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Pla
     // A suspended tenant's instances are meant to be stopped.
     let tenant_suspended = match config.get("tenant_id").as_str().and_then(|t| TenantId::parse(t).ok()) {
         Some(tenant) => matches!(
-            context.registry.get_tenant(&tenant).await,
+            context.observations.tenant(context.registry, &tenant).await,
             Ok(Some(record)) if record.status != atrium_engine::model::TenantStatus::Active
         ),
         None => false,
@@ -113,7 +118,7 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Pla
     let redeploying = creating
         || welcome_pending
         || !as_applied
-        || admin_password_changed(config, context.registry).await
+        || admin_password_changed(config, context).await
         || REDEPLOYING.iter().any(|attribute| prior.get(attribute) != planned.get(attribute));
     let version = planned.get("version").clone();
     // Deploying for a suspended tenant waits for the tenant to resume (maybe in
@@ -154,19 +159,22 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &Pla
 /// Whether the configured `admin_password` differs from the one the registry
 /// holds a hash of: a write-only value is never in state, so only the
 /// registry can tell that it changed.
-async fn admin_password_changed(config: &Value, registry: &Registry) -> bool {
+async fn admin_password_changed(config: &Value, context: &PlanContext<'_>) -> bool {
     let Some(password) = config.get("admin_password").as_str() else { return false };
     let (tenant, name) =
         (config.get("tenant_id").as_str().unwrap_or_default(), config.get("name").as_str().unwrap_or_default());
     let Ok(id) = AppInstanceId::parse(&format!("{tenant}/{name}")) else { return false };
-    match registry.get_app_instance(&id).await {
+    match context.observations.instance(context.registry, &id).await {
         Ok(Some(record)) => !Password::new(password).matches(&record.manager_password_hash),
         _ => false,
     }
 }
 
-/// `users` ≤ the tenant's quota, when both are known at plan time.
-async fn check_quota(config: &Value, registry: &Registry) -> Vec<pb::Diagnostic> {
+/// `users` ≤ the tenant's quota, when both are known at plan time: a
+/// warning, because the same apply may raise the quota (the tenant is applied
+/// first), and a check of the desired state must never block a destroy; the
+/// deployment refuses it when it is still true then.
+async fn check_quota(config: &Value, context: &PlanContext<'_>) -> Vec<pb::Diagnostic> {
     let (Some(tenant), Value::Number(users)) = (config.get("tenant_id").as_str(), config.get("users")) else {
         return Vec::new();
     };
@@ -176,15 +184,18 @@ async fn check_quota(config: &Value, registry: &Registry) -> Vec<pb::Diagnostic>
         Number::Float(f) => *f,
         Number::Big(_) => f64::MAX,
     };
-    match registry.get_tenant(&tenant_id).await {
-        Ok(Some(record)) if users > f64::from(record.spec.user_quota) => vec![diagnostics::attribute_error(
-            &AttributePath::root("users"),
-            "More users than the tenant's quota",
-            format!(
-                "tenant {tenant} has a user quota of {}; lower users to at most {} or raise the tenant's user_quota",
-                record.spec.user_quota, record.spec.user_quota
-            ),
-        )],
+    match context.observations.tenant(context.registry, &tenant_id).await {
+        Ok(Some(record)) if users > f64::from(record.spec.user_quota) => {
+            let mut warning = diagnostics::warning(
+                "More users than the tenant's quota",
+                format!(
+                    "tenant {tenant} has a user quota of {}; lower users to at most {} or raise the tenant's user_quota. Applying this change will fail unless the same apply raises the quota first.",
+                    record.spec.user_quota, record.spec.user_quota
+                ),
+            );
+            warning.attribute = Some(diagnostics::to_proto_path(&AttributePath::root("users")));
+            vec![warning]
+        }
         _ => Vec::new(),
     }
 }

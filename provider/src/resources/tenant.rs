@@ -7,7 +7,6 @@ use atrium_engine::model::{TenantId, Timeouts};
 use atrium_engine::observe::TenantObserver;
 use atrium_engine::ownership::{CreateToken, ObjectKind, Owner};
 use atrium_engine::plan::{Action, plan_tenant};
-use atrium_engine::registry::Registry;
 use atrium_engine::targets::Targets;
 use atrium_engine::tenant_apply::{ApplyContext, TenantApplyError, apply_tenant_change};
 use tokio::sync::watch;
@@ -30,16 +29,15 @@ pub fn validate(config: &Value) -> Vec<pb::Diagnostic> {
 /// Plans a tenant: fills defaults, keeps prior computed values on update,
 /// marks computed values unknown on create, and asks for replacement when
 /// `name` changes.
-pub async fn plan(prior: &Value, proposed: &Value, config: &Value, registry: Option<&Registry>) -> PlannedChange {
+pub async fn plan(prior: &Value, proposed: &Value, config: &Value, observer: Option<&TenantObserver>) -> PlannedChange {
     if proposed.is_null() {
         return PlannedChange { planned_state: Value::Null, requires_replace: Vec::new(), diagnostics: Vec::new() };
     }
     let mut diagnostics = validate(config);
     if !diagnostics::has_errors(&diagnostics)
-        && let Some(registry) = registry
+        && let Some(observer) = observer
     {
-        diagnostics.extend(check_quota_in_use(config, registry).await);
-        diagnostics.extend(check_support_level(config, registry).await);
+        diagnostics.extend(check_dependents(config, observer).await);
     }
     if diagnostics::has_errors(&diagnostics) {
         return PlannedChange { planned_state: proposed.clone(), requires_replace: Vec::new(), diagnostics };
@@ -114,56 +112,68 @@ pub async fn plan(prior: &Value, proposed: &Value, config: &Value, registry: Opt
     PlannedChange { planned_state: planned, requires_replace, diagnostics }
 }
 
-/// A tier that no longer allows the tenant's support level is refused at plan.
-async fn check_support_level(config: &Value, registry: &Registry) -> Vec<pb::Diagnostic> {
+/// What depends on the tenant, checked against the planned quota and tier:
+/// warnings here (the same apply may lower the instances' users or the
+/// support level first, and a check of the desired state must never block
+/// a destroy, before which Terraform plans the configuration), errors at
+/// apply when still true then.
+async fn check_dependents(config: &Value, observer: &TenantObserver) -> Vec<pb::Diagnostic> {
     use atrium_engine::model::support_plan::SupportLevel;
-    let (Some(name), Some(tier)) =
-        (config.get("name").as_str(), config.get("tier").as_str().and_then(atrium_engine::model::Tier::parse))
-    else {
+    let Some(tenant_id) = config.get("name").as_str().and_then(|name| TenantId::parse(name).ok()) else {
         return Vec::new();
     };
-    let Ok(tenant_id) = TenantId::parse(name) else { return Vec::new() };
-    let Ok(Some(plan)) = registry.get_support_plan(&tenant_id).await else { return Vec::new() };
-    if SupportLevel::allowed_for(tier).contains(&plan.spec.level) {
-        return Vec::new();
+    let dependents = match observer.dependents(&tenant_id).await {
+        Ok(dependents) => dependents,
+        Err(error) => {
+            return vec![diagnostics::warning(
+                "Cannot check what depends on the tenant",
+                format!("{}; apply checks it again.", diagnostics::error_chain(&error)),
+            )];
+        }
+    };
+    let will_fail = " Applying this change will fail unless the same apply changes them first.";
+    let mut warnings = Vec::new();
+    if let Value::Number(quota) = config.get("user_quota") {
+        let quota = match quota {
+            Number::Int(n) => *n as f64,
+            Number::Float(f) => *f,
+            Number::Big(_) => f64::MAX,
+        };
+        let used = dependents.users_in_use();
+        if (used as f64) > quota {
+            let listing: Vec<String> =
+                dependents.instances.iter().map(|(id, users)| format!("{id} ({users} users)")).collect();
+            warnings.push(attribute_warning(
+                "user_quota",
+                "User quota below current use",
+                format!(
+                    "tenant {tenant_id}'s app instances use {used} users ({}); keep user_quota at {used} or more, or lower the instances' users first.{will_fail}",
+                    listing.join(", ")
+                ),
+            ));
+        }
     }
-    vec![diagnostics::attribute_error(
-        &AttributePath::root("tier"),
-        "Tier does not allow the tenant's support level",
-        format!(
-            "tenant {name} has the {} support plan, which a {} tenant cannot have: first change the atrium_support_plan's level to \"standard_8x5\", or keep the tier",
-            plan.spec.level.as_str(),
-            tier.as_str()
-        ),
-    )]
+    if let (Some(tier), Some(level)) =
+        (config.get("tier").as_str().and_then(atrium_engine::model::Tier::parse), dependents.support_level)
+        && !SupportLevel::allowed_for(tier).contains(&level)
+    {
+        warnings.push(attribute_warning(
+            "tier",
+            "Tier does not allow the tenant's support level",
+            format!(
+                "tenant {tenant_id} has the {} support plan, which a {} tenant cannot have: first change the atrium_support_plan's level to \"standard_8x5\", or keep the tier.{will_fail}",
+                level.as_str(),
+                tier.as_str()
+            ),
+        ));
+    }
+    warnings
 }
 
-/// A user quota lower than what the tenant's app instances already use is refused at plan.
-async fn check_quota_in_use(config: &Value, registry: &Registry) -> Vec<pb::Diagnostic> {
-    let (Some(name), Value::Number(quota)) = (config.get("name").as_str(), config.get("user_quota")) else {
-        return Vec::new();
-    };
-    let Ok(tenant_id) = TenantId::parse(name) else { return Vec::new() };
-    let quota = match quota {
-        Number::Int(n) => *n as f64,
-        Number::Float(f) => *f,
-        Number::Big(_) => f64::MAX,
-    };
-    let Ok(instances) = registry.list_app_instances().await else { return Vec::new() };
-    let in_use: Vec<_> = instances.iter().filter(|i| i.spec.id.tenant_id == tenant_id).collect();
-    let used: u64 = in_use.iter().map(|i| u64::from(i.spec.users)).sum();
-    if (used as f64) <= quota {
-        return Vec::new();
-    }
-    let listing: Vec<String> = in_use.iter().map(|i| format!("{} ({} users)", i.spec.id, i.spec.users)).collect();
-    vec![diagnostics::attribute_error(
-        &AttributePath::root("user_quota"),
-        "User quota below current use",
-        format!(
-            "tenant {name}'s app instances use {used} users ({}); keep user_quota at {used} or more, or lower the instances' users first",
-            listing.join(", ")
-        ),
-    )]
+fn attribute_warning(attribute: &str, summary: &str, detail: String) -> pb::Diagnostic {
+    let mut warning = diagnostics::warning(summary, detail);
+    warning.attribute = Some(diagnostics::to_proto_path(&AttributePath::root(attribute)));
+    warning
 }
 
 fn document_from(value: &Value) -> Result<TenantDocument, pb::Diagnostic> {
@@ -220,7 +230,16 @@ fn apply_error(error: &TenantApplyError) -> pb::Diagnostic {
         }
         _ => diagnostics::error_chain(error),
     };
-    diagnostics::error("Tenant change failed", detail)
+    let mut diagnostic = diagnostics::error("Tenant change failed", detail);
+    let attribute = match error {
+        TenantApplyError::QuotaBelowUse { .. } => Some("user_quota"),
+        TenantApplyError::TierStrandsSupportLevel { .. } => Some("tier"),
+        _ => None,
+    };
+    if let Some(attribute) = attribute {
+        diagnostic.attribute = Some(diagnostics::to_proto_path(&AttributePath::root(attribute)));
+    }
+    diagnostic
 }
 
 /// What applying a tenant needs from the configured provider.
