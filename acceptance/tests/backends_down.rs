@@ -93,15 +93,23 @@ async fn a_docker_engine_that_is_down_is_named_with_its_endpoint_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_smtp_relay_that_is_down_is_a_warning_naming_the_relay_once() {
-    let tenant = format!("nosmtp-{}", std::process::id());
+    let id = std::process::id();
+    let (tenant, zone_name) = (format!("nosmtp-{id}"), format!("nosmtp{id}.atrium.test"));
+    let zone = TestZone::create(&zone_name);
     let workspace = Workspace::new("smtp_down", RegistryChoice::Sqlite).await;
-    let provider = with_test_smtp(&provider_example_with_test_services("nosmtp.atrium.test"));
+    let provider = with_test_smtp(&provider_example_with_test_services(&zone_name));
     workspace.write("provider.tf", &provider.replace(&service_variable("ATRIUM_TEST_SMTP_URL"), "smtp://127.0.0.1:9"));
-    workspace.write("main.tf", &format!("{}{}", tenant_block(&tenant, true), instance_block("")));
+    let domain = format!(
+        "resource \"atrium_domain\" \"web\" {{\n  app_instance_id = atrium_app_instance.web.id\n  hostname        = \"web.{zone_name}\"\n  tls             = \"none\"\n}}\n"
+    );
+    workspace.write("main.tf", &format!("{}{}{domain}", tenant_block(&tenant, true), instance_block("")));
+    // The email goes out when the domain goes live: the domain's apply warns.
     let applied = workspace.apply().flat_output();
     assert!(applied.contains("Welcome email not sent"), "{applied}");
     assert_eq!(occurrences(&applied, "the SMTP relay at smtp://127.0.0.1:9"), 1, "{applied}");
     assert_eq!(occurrences(&applied, "Connection refused"), 1, "the cause is given once:\n{applied}");
+    workspace.terraform(&["apply", "-refresh-only", "-auto-approve", "-input=false"]).expect_code(0, "refresh");
     assert_eq!(workspace.state_attribute("atrium_app_instance.web", "welcome_email_status"), "pending");
     workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
+    drop(zone);
 }

@@ -50,7 +50,9 @@ resource "atrium_support_plan" "customer" {{
 async fn welcome_email_login_expiry_and_resumption_end_to_end() {
     let id = std::process::id();
     let tenant = format!("scn-{id}");
-    let manager = format!("sam-{id}@scenario.example");
+    // A long address: every email the provider accepts must log in to every app.
+    let manager = format!("samantha.scenario-{id:07}.accounting-department@subsidiary-{id:07}.scenario.example");
+    assert!((80..=90).contains(&manager.len()), "{} characters", manager.len());
     let zone = TestZone::create(&format!("scn{id}.atrium.test"));
     let workspace = Workspace::new("scenario", RegistryChoice::Sqlite).await;
     workspace.write("provider.tf", &with_test_smtp(&provider_example_with_test_services(&zone.name)));
@@ -74,6 +76,12 @@ async fn welcome_email_login_expiry_and_resumption_end_to_end() {
     assert!(page.contains("Manager area"), "{page}");
     assert_eq!(https_get(&hostname, "/manage/").0, 401, "refused without credentials");
     assert_eq!(https_get_as(&hostname, "/manage/", Some(&format!("{manager}:wrong-password"))).0, 401);
+    // The email names the domain the customer can reach, never an internal address.
+    assert!(mails[0].contains(&format!("https://{hostname}/manage/")), "{}", mails[0]);
+    assert!(!mails[0].contains("http://127.0.0.1"), "{}", mails[0]);
+    // The instance applied before its domain, so it waited; the domain sent it.
+    assert_eq!(workspace.state_attribute("atrium_app_instance.app", "welcome_email_status"), "waiting_for_domain");
+    workspace.terraform(&["apply", "-refresh-only", "-auto-approve", "-input=false"]).expect_code(0, "refresh");
     assert_eq!(workspace.state_attribute("atrium_app_instance.app", "welcome_email_status"), "sent");
     // The manager is a member of the tenant's support project in the tracker.
     let (status, body) = redmine("GET", &format!("/projects/atrium-{tenant}/memberships.json"), None);

@@ -165,6 +165,13 @@ async fn bad_inputs_fail_at_plan_naming_the_attribute() {
         ),
         ("expires_on   = \"2027-03-31\"", "expires_on   = \"31.03.2027\"", "Invalid date", "YYYY-MM-DD"),
         ("expires_on   = \"2027-03-31\"", "expires_on   = \"0000-01-01\"", "Invalid date", "2000-01-01"),
+        // What cannot be a login (busybox httpd splits user and password at ':') is refused.
+        (
+            "email = \"it-lead@acme.example\"",
+            "email = \"it:lead@acme.example\"",
+            "Invalid email address",
+            "no :, spaces",
+        ),
     ];
     for (good, bad, summary, hint) in cases {
         assert!(resource.contains(good), "the example has {good}");

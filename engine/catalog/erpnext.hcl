@@ -14,6 +14,9 @@ name        = "erpnext"
 description = "ERPNext: ERP for accounting, inventory, manufacturing, HR and CRM."
 port        = 8080
 
+# The image runs as its own unprivileged user on a high port: no capability.
+capabilities = []
+
 channels = {
   stable = {
     image    = "frappe/erpnext:v{version}"
@@ -93,6 +96,13 @@ health = {
 sidecars = {
   mariadb = {
     image   = "mariadb:10.11"
+    # Its entrypoint makes the data directory its own, then steps down to its user.
+    capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+    resources = {
+      basic      = { cpus = 0.5, memory_mb = 512 }
+      business   = { cpus = 1, memory_mb = 1024 }
+      enterprise = { cpus = 2, memory_mb = 2048 }
+    }
     command = ["--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci", "--skip-character-set-client-handshake"]
     environment = {
       MARIADB_ROOT_PASSWORD = "{secret.mariadb_root_password}"
@@ -112,6 +122,13 @@ sidecars = {
   # The cache is disposable; the queue keeps pending jobs across restarts.
   redis-cache = {
     image = "redis:7-alpine"
+    # Its entrypoint hands its files to the redis user and steps down to it.
+    capabilities = ["CHOWN", "SETGID", "SETUID"]
+    resources = {
+      basic      = { cpus = 0.25, memory_mb = 128 }
+      business   = { cpus = 0.5, memory_mb = 256 }
+      enterprise = { cpus = 1, memory_mb = 512 }
+    }
     health = {
       command      = ["redis-cli", "ping"]
       interval     = "10s"
@@ -122,6 +139,13 @@ sidecars = {
   }
   redis-queue = {
     image = "redis:7-alpine"
+    # Its entrypoint hands its files to the redis user and steps down to it.
+    capabilities = ["CHOWN", "SETGID", "SETUID"]
+    resources = {
+      basic      = { cpus = 0.25, memory_mb = 128 }
+      business   = { cpus = 0.5, memory_mb = 256 }
+      enterprise = { cpus = 1, memory_mb = 512 }
+    }
     volumes = {
       data = "/data"
     }

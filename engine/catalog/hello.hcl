@@ -26,6 +26,11 @@ channels = {
 
 command = ["/bin/httpd", "-f", "-p", "80", "-h", "/www"]
 
+# Root in the container, to listen on port 80; every other capability is
+# dropped. The root filesystem stays writable: a new password rewrites
+# /etc/httpd.conf in the running container.
+capabilities = ["NET_BIND_SERVICE"]
+
 environment = {
   HELLO_TENANT = "{tenant}"
 }
@@ -57,6 +62,9 @@ manager_account = {
     HELLO_MANAGER_EMAIL = "{manager.email}"
     HELLO_MANAGER_NAME  = "{manager.name}"
   }
+  # A new password rewrites /etc/httpd.conf in the running container; busybox
+  # httpd reads it again on SIGHUP, which docker-init (PID 1) passes on.
+  reload = ["/bin/sh", "-c", "kill -HUP 1"]
 }
 
 # The manager's login: busybox httpd guards /manage/ with basic auth, checking

@@ -11,6 +11,9 @@ name        = "mattermost"
 description = "Mattermost Team Edition: team chat, channels and calls."
 port        = 8065
 
+# The image runs as its own unprivileged user on a high port: no capability.
+capabilities = []
+
 channels = {
   stable = {
     image    = "mattermost/mattermost-team-edition:{version}"
@@ -60,6 +63,13 @@ health = {
 sidecars = {
   postgres = {
     image = "postgres:16"
+    # Its entrypoint makes the data directory its own, then steps down to its user.
+    capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+    resources = {
+      basic      = { cpus = 0.5, memory_mb = 512 }
+      business   = { cpus = 1, memory_mb = 1024 }
+      enterprise = { cpus = 2, memory_mb = 2048 }
+    }
     environment = {
       POSTGRES_DB       = "mattermost"
       POSTGRES_USER     = "mmuser"

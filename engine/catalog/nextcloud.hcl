@@ -12,6 +12,10 @@ name        = "nextcloud"
 description = "Nextcloud: files, calendar, contacts and collaboration."
 port        = 80
 
+# Starts as root to listen on port 80 and prepare its files, then its
+# servers step down to their own user; every other capability is dropped.
+capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"]
+
 channels = {
   stable = {
     image    = "nextcloud:{version}-apache"
@@ -62,6 +66,13 @@ health = {
 sidecars = {
   postgres = {
     image = "postgres:16"
+    # Its entrypoint makes the data directory its own, then steps down to its user.
+    capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+    resources = {
+      basic      = { cpus = 0.5, memory_mb = 512 }
+      business   = { cpus = 1, memory_mb = 1024 }
+      enterprise = { cpus = 2, memory_mb = 2048 }
+    }
     environment = {
       POSTGRES_DB       = "nextcloud"
       POSTGRES_USER     = "nextcloud"
@@ -83,6 +94,13 @@ sidecars = {
   # the server and its health check.
   redis = {
     image   = "redis:7-alpine"
+    # Its entrypoint hands its files to the redis user and steps down to it.
+    capabilities = ["CHOWN", "SETGID", "SETUID"]
+    resources = {
+      basic      = { cpus = 0.25, memory_mb = 128 }
+      business   = { cpus = 0.5, memory_mb = 256 }
+      enterprise = { cpus = 1, memory_mb = 512 }
+    }
     command = ["sh", "-c", "exec redis-server --requirepass \"$REDISCLI_AUTH\""]
     environment = {
       REDISCLI_AUTH = "{secret.redis_password}"

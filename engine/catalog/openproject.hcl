@@ -14,6 +14,10 @@ name        = "openproject"
 description = "OpenProject Community: projects, work packages, Gantt charts and boards."
 port        = 80
 
+# Starts as root to listen on port 80 and prepare its files, then its
+# servers step down to their own user; every other capability is dropped.
+capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"]
+
 channels = {
   stable = {
     image    = "openproject/openproject:{version}"
@@ -63,6 +67,13 @@ health = {
 sidecars = {
   postgres = {
     image = "postgres:17"
+    # Its entrypoint makes the data directory its own, then steps down to its user.
+    capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+    resources = {
+      basic      = { cpus = 0.5, memory_mb = 512 }
+      business   = { cpus = 1, memory_mb = 1024 }
+      enterprise = { cpus = 2, memory_mb = 2048 }
+    }
     environment = {
       POSTGRES_DB       = "openproject"
       POSTGRES_USER     = "openproject"

@@ -419,34 +419,48 @@ impl AppContext<'_> {
         result
     }
 
-    /// Runs the catalog's one-shot command that makes the manager's account
-    /// with the new password (apps whose account is made by a command). If it
-    /// fails, the instance is marked for a new password, so the next apply
-    /// runs it again.
+    /// Gives the manager's account in the running app the deployment's new
+    /// password: the catalog's login files (which hold its hash) rewritten in
+    /// the app container and its `reload` command run, and the one-shot
+    /// command that makes the account (apps whose account is made by a
+    /// command). If a step fails, the instance is marked for a new password,
+    /// so the next apply sets one again.
     async fn create_manager_account(&self, mut deployment: Deployment) -> Result<Deployment, AppApplyError> {
         let Some(password) = &deployment.new_manager_password else { return Ok(deployment) };
         let record = &deployment.record;
         let id = record.spec.id.clone();
         let entry = self.entry(&record.spec)?;
         let tenant = self.tenant(&record.spec).await?;
-        let command = manager_command(entry, record, &tenant, password)
-            .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
-        let Some(command) = command else { return Ok(deployment) };
         let runtime = self.runtime(&id, &record.spec.target).await?;
         let container = crate::catalog::render_app_container_name(&record.spec, record.generation);
-        let ran = runtime.exec(&container, &command).await.map_err(self.runtime_error(&id, &record.spec.target))?;
-        if ran.exit_code == Some(0) {
-            tracing::info!(instance = %id, "manager account set");
-            return Ok(deployment);
+        let runtime_error = || self.runtime_error(&id, &record.spec.target);
+        let rendered = self.render_record(record, &tenant)?;
+        let mut commands = Vec::new();
+        if !rendered.login_files.is_empty() {
+            with_retries(self.deadline, || runtime.write_files(&container, &rendered.login_files))
+                .await
+                .map_err(runtime_error())?;
+            commands.extend(entry.manager_account.reload.clone());
         }
-        deployment.record.welcome = WelcomeState::Pending;
-        self.registry.put_app_instance(&deployment.record).await.map_err(self.registry_error(&id))?;
-        Err(AppApplyError::ManagerAccount {
-            id,
-            exit_code: ran.exit_code,
-            // The command's own output may echo what it was given: the password is cut out.
-            output: ran.output.replace(password.expose(), "<password>").trim().chars().take(2000).collect(),
-        })
+        let command = manager_command(entry, record, &tenant, password)
+            .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        commands.extend(command);
+        for command in commands {
+            let ran = runtime.exec(&container, &command).await.map_err(runtime_error())?;
+            if ran.exit_code == Some(0) {
+                continue;
+            }
+            deployment.record.welcome = WelcomeState::Pending;
+            self.registry.put_app_instance(&deployment.record).await.map_err(self.registry_error(&id))?;
+            return Err(AppApplyError::ManagerAccount {
+                id,
+                exit_code: ran.exit_code,
+                // The command's own output may echo what it was given: the password is cut out.
+                output: ran.output.replace(password.expose(), "<password>").trim().chars().take(2000).collect(),
+            });
+        }
+        tracing::info!(instance = %id, "manager account set");
+        Ok(deployment)
     }
 
     /// Sets the app's own user limit to the instance's `users`, for apps that
@@ -473,12 +487,15 @@ impl AppContext<'_> {
         })
     }
 
-    /// Sends the welcome email of a deployment whose welcome is pending (a
-    /// first deployment, or a send that failed before). A failed send leaves
-    /// it pending and becomes a warning: the app itself is deployed.
+    /// Sends the welcome email of a deployment that set a new password while
+    /// its welcome is due (a first deployment, a send that failed before, or
+    /// one waiting for a domain). Without a live domain there is no address
+    /// the customer can reach, so the email waits for the instance's first
+    /// domain (`waiting_for_domain`). A failed send leaves it pending and
+    /// becomes a warning: the app itself is deployed.
     async fn send_welcome(&self, mut deployment: Deployment) -> Result<Deployment, AppApplyError> {
-        let (Some(password), WelcomeState::Pending) = (&deployment.new_manager_password, deployment.record.welcome)
-        else {
+        let due = matches!(deployment.record.welcome, WelcomeState::Pending | WelcomeState::WaitingForDomain);
+        let Some(password) = deployment.new_manager_password.clone().filter(|_| due) else {
             return Ok(deployment);
         };
         let id = deployment.record.spec.id.clone();
@@ -492,10 +509,17 @@ impl AppContext<'_> {
             self.registry.put_app_instance(&deployment.record).await.map_err(self.registry_error(&id))?;
             return Ok(deployment);
         };
+        let addresses = self.addresses(&deployment.record).await?;
+        if addresses.is_empty() {
+            deployment.record.welcome = WelcomeState::WaitingForDomain;
+            self.registry.put_app_instance(&deployment.record).await.map_err(self.registry_error(&id))?;
+            tracing::info!(instance = %id, "welcome email waits for the instance's first live domain");
+            return Ok(deployment);
+        }
         let tenant = self.tenant(&deployment.record.spec).await?;
         let entry = self.entry(&deployment.record.spec)?;
-        let addresses = self.addresses(&deployment.record).await?;
-        let email = welcome_email(&tenant, &deployment.record.spec, entry, &addresses, password);
+        let shown_password = (!deployment.record.password_given).then_some(&password);
+        let email = welcome_email(&tenant, &deployment.record.spec, entry, &addresses, shown_password);
         // A relay that stays down costs a warning, not the whole create timeout.
         match with_retries(WELCOME_SEND_BUDGET, || mailer.send(&email)).await {
             Ok(()) => {
@@ -505,6 +529,8 @@ impl AppContext<'_> {
             }
             Err(error) => {
                 tracing::warn!(instance = %id, error = %error, "welcome email not sent");
+                deployment.record.welcome = WelcomeState::Pending;
+                self.registry.put_app_instance(&deployment.record).await.map_err(self.registry_error(&id))?;
                 deployment.welcome_warning = Some(format!(
                     "the welcome email to {} was not sent ({}); the next terraform apply sets a new password and sends it again",
                     email.to_address,
@@ -515,24 +541,47 @@ impl AppContext<'_> {
         Ok(deployment)
     }
 
-    /// An instance's addresses for people, best first: its active domains, else its internal URL.
+    /// Delivers the welcome email an instance is waiting to send now that a
+    /// domain of it is live (called after a domain's apply): a new password
+    /// is set in the app (never a new deployment) and the email names the
+    /// domain. Returns a warning when the email could not go out.
+    pub async fn deliver_waiting_welcome(&self, id: &AppInstanceId) -> Result<Option<String>, AppApplyError> {
+        let Some(record) = self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? else {
+            return Ok(None);
+        };
+        if record.welcome != WelcomeState::WaitingForDomain || self.addresses(&record).await?.is_empty() {
+            return Ok(None);
+        }
+        // A given password stays (the email then says so); a generated one is new.
+        let password = Password::generate();
+        let mut record = record;
+        if !record.password_given {
+            record.manager_password_hash = password.hash();
+            self.registry.put_app_instance(&record).await.map_err(self.registry_error(id))?;
+        }
+        self.observations.clear().await;
+        let deployment = Deployment { record, new_manager_password: Some(password), welcome_warning: None };
+        let deployment =
+            if deployment.record.password_given { deployment } else { self.create_manager_account(deployment).await? };
+        let deployment = self.send_welcome(deployment).await?;
+        self.observations.clear().await;
+        Ok(deployment.welcome_warning)
+    }
+
+    /// An instance's addresses for people: its live domains (a customer's own
+    /// or a platform subdomain), over HTTPS where they have a certificate.
+    /// Never the internal URL: the customer cannot reach it.
     async fn addresses(&self, record: &AppInstanceRecord) -> Result<Vec<String>, AppApplyError> {
         let domains =
             self.registry.domains_of_instance(&record.spec.id).await.map_err(self.registry_error(&record.spec.id))?;
-        let mut addresses: Vec<String> = domains
+        Ok(domains
             .iter()
             .filter(|domain| domain.status == crate::model::domain::DomainStatus::Active)
             .map(|domain| match domain.spec.tls {
                 crate::model::domain::TlsMode::Acme => format!("https://{}", domain.spec.hostname),
                 crate::model::domain::TlsMode::None => format!("http://{}", domain.spec.hostname),
             })
-            .collect();
-        if addresses.is_empty()
-            && let Some(port) = record.published_port
-        {
-            addresses.push(format!("http://127.0.0.1:{port}"));
-        }
-        Ok(addresses)
+            .collect())
     }
 
     async fn deploy_steps(&self, spec: &AppInstanceSpec) -> Result<Deployment, AppApplyError> {
@@ -557,11 +606,19 @@ impl AppContext<'_> {
         let runtime = self.runtime(&spec.id, &spec.target).await?;
         // The manager's password stays while nothing asks for a new one: a
         // new password_version, or an admin_password its hash does not match.
-        // A pending welcome email gets a new password too: the old one never reached anybody.
+        // A pending welcome email gets a new password too (the old one never
+        // reached anybody), and so does one waiting for a domain that is live now.
+        let welcome_due = match &existing {
+            Some(record) if record.welcome == WelcomeState::Pending => true,
+            Some(record) if record.welcome == WelcomeState::WaitingForDomain => {
+                !self.addresses(record).await?.is_empty()
+            }
+            _ => false,
+        };
         let (manager_password_hash, new_password) = match &existing {
             Some(record)
                 if record.spec.password_version == spec.password_version
-                    && record.welcome != WelcomeState::Pending
+                    && !welcome_due
                     && !record.manager_password_hash.is_empty()
                     && spec.admin_password.as_ref().is_none_or(|p| p.matches(&record.manager_password_hash)) =>
             {
@@ -571,6 +628,11 @@ impl AppContext<'_> {
                 let password = spec.admin_password.clone().unwrap_or_else(Password::generate);
                 (password.hash(), Some(password))
             }
+        };
+        let password_given = match (&new_password, &existing) {
+            (Some(_), _) => spec.admin_password.is_some(),
+            (None, Some(record)) => record.password_given,
+            (None, None) => false,
         };
         let render_at = |generation: u32, secrets: &BTreeMap<String, String>| {
             render_instance(entry, spec, &tenant, self.owner.as_str(), generation, secrets, &manager_password_hash)
@@ -593,6 +655,7 @@ impl AppContext<'_> {
                 let updated = AppInstanceRecord {
                     spec: AppInstanceSpec { admin_password: None, ..spec.clone() },
                     manager_password_hash: manager_password_hash.clone(),
+                    password_given,
                     ..record.clone()
                 };
                 self.registry.put_app_instance(&updated).await.map_err(self.registry_error(&spec.id))?;
@@ -708,6 +771,7 @@ impl AppContext<'_> {
                 None if tenant.spec.welcome_email => WelcomeState::Pending,
                 None => WelcomeState::Off,
             },
+            password_given,
             owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.as_str().to_owned()),
             created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
         };

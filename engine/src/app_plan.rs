@@ -181,6 +181,7 @@ mod tests {
             secrets: BTreeMap::new(),
             manager_password_hash: "$6$rounds=5000$c2FsdA$sample".into(),
             welcome: crate::model::app_instance::WelcomeState::Sent,
+            password_given: false,
             owner: "terraform".into(),
             created_at: "2026-11-23T09:00:00Z".into(),
         }

@@ -1,13 +1,13 @@
 //! Manager passwords: generated or given, hashed, never kept in clear.
 //!
-//! The registry keeps only a salted SHA-512-crypt hash (`$6$…`). Apps that
+//! The registry keeps only a salted SHA-256-crypt hash (`$5$…`). Apps that
 //! check passwords against a crypt hash (the `hello` app's basic auth) get
 //! the hash itself in their configuration; the clear password exists only in
 //! the apply that set it, on its way to the app and the welcome email.
 
 use sha_crypt::{PasswordHasher, PasswordVerifier, ShaCrypt};
 
-/// SHA-512-crypt's default rounds, which crypt leaves out of a hash.
+/// SHA-crypt's default rounds, which crypt leaves out of a hash.
 const DEFAULT_ROUNDS: &str = "rounds=5000$";
 
 /// A password in clear. Its `Debug` form is redacted so that it never reaches
@@ -33,14 +33,15 @@ impl Password {
         &self.0
     }
 
-    /// A salted SHA-512-crypt hash in its short form (`$6$salt$…`, 98
+    /// A salted SHA-256-crypt hash in its short form (`$5$salt$…`, 55
     /// characters: the default 5000 rounds left implicit, an 8-character
     /// salt), the form the registry keeps and crypt-based apps read. Short
     /// matters: busybox httpd reads its configuration in lines of at most 159
-    /// characters, and a login line holds the manager's email too.
+    /// characters, and a login line holds the manager's email too (up to
+    /// [`crate::model::validate::MAX_EMAIL_LENGTH`] characters).
     pub fn hash(&self) -> String {
         let salt = random_bytes::<6>();
-        ShaCrypt::default()
+        ShaCrypt::SHA256
             .hash_password_with_salt(self.0.as_bytes(), &salt)
             .map(|hash| hash.to_string().replacen(DEFAULT_ROUNDS, "", 1))
             // Hashing fails only for parameters we never pass (bad rounds or version).
@@ -49,9 +50,12 @@ impl Password {
 
     /// Whether `hash` (from [`Password::hash`]) was made from this password.
     pub fn matches(&self, hash: &str) -> bool {
-        // Crypt's rule: no rounds field means the default rounds.
-        let explicit = match hash.strip_prefix("$6$") {
-            Some(rest) if !rest.starts_with("rounds=") => format!("$6${DEFAULT_ROUNDS}{rest}"),
+        // Crypt's rule: no rounds field means the default rounds. Hashes made
+        // before SHA-256-crypt ($6$, SHA-512) still verify.
+        let explicit = match (hash.get(..3), hash.get(3..)) {
+            (Some(id @ ("$5$" | "$6$")), Some(rest)) if !rest.starts_with("rounds=") => {
+                format!("{id}{DEFAULT_ROUNDS}{rest}")
+            }
             _ => hash.to_owned(),
         };
         !hash.is_empty() && ShaCrypt::default().verify_password(self.0.as_bytes(), explicit.as_str()).is_ok()
@@ -82,13 +86,23 @@ mod tests {
     fn a_hash_matches_its_password_only() {
         let password = Password::new("correct horse");
         let hash = password.hash();
-        assert!(hash.starts_with("$6$") && !hash.contains("rounds="), "{hash}");
-        assert_eq!(hash.len(), 98, "{hash}");
+        assert!(hash.starts_with("$5$") && !hash.contains("rounds="), "{hash}");
+        assert_eq!(hash.len(), 55, "{hash}");
         assert!(password.matches(&hash));
         assert!(!Password::new("correct horse!").matches(&hash));
         assert!(!password.matches(""));
         assert!(!password.matches("not a hash"));
         assert_ne!(hash, password.hash(), "each hash has its own salt");
+    }
+
+    #[test]
+    fn hashes_made_with_sha512_crypt_still_verify() {
+        let password = Password::new("correct horse");
+        let salt = random_bytes::<6>();
+        let sha512 = ShaCrypt::SHA512.hash_password_with_salt(b"correct horse", &salt).unwrap().to_string();
+        let short = sha512.replacen(DEFAULT_ROUNDS, "", 1);
+        assert!(short.starts_with("$6$") && password.matches(&short), "{short}");
+        assert!(!Password::new("another").matches(&short));
     }
 
     #[test]

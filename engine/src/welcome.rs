@@ -9,13 +9,15 @@ use crate::model::tenant::TenantRecord;
 use crate::password::Password;
 
 /// The welcome email for one app instance. `addresses` are the app's
-/// addresses, best first (its domains, else its internal URL).
+/// addresses, best first (its live domains). `password` is the manager's
+/// new password, or `None` when it was given in the configuration
+/// (`admin_password`) and only the hosting team knows it.
 pub fn welcome_email(
     tenant: &TenantRecord,
     instance: &AppInstanceSpec,
     entry: &CatalogEntry,
     addresses: &[String],
-    password: &Password,
+    password: Option<&Password>,
 ) -> Email {
     let manager = &tenant.spec.manager;
     let app = capitalized(&entry.name);
@@ -34,12 +36,14 @@ pub fn welcome_email(
     if let Some(first) = addresses.first() {
         body.push_str(&format!("Sign in at: {}{login_path}\n", first.trim_end_matches('/')));
     }
+    let password_line = match password {
+        Some(password) => format!("Password: {}", password.expose()),
+        None => "Password: the one your hosting team set for you (ask them if you do not have it)".to_owned(),
+    };
     body.push_str(&format!(
-        "\nLogin: {}\nPassword: {}\n\nThis account manages {app} for your organisation ({} users). \
+        "\nLogin: {}\n{password_line}\n\nThis account manages {app} for your organisation ({} users). \
          Please change the password after your first sign-in.\n\n-- \nYour hosting team\n",
-        manager.email,
-        password.expose(),
-        instance.users
+        manager.email, instance.users
     ));
     Email {
         to_name: manager.name.clone(),
@@ -87,10 +91,19 @@ mod tests {
             &instance,
             catalog.get("hello").unwrap(),
             &["https://acme.apps.example.net".to_owned()],
-            &Password::new("sample-password-1"),
+            Some(&Password::new("sample-password-1")),
         );
         assert_eq!(email.to_address, "it-lead@acme.example");
         insta::assert_snapshot!(format!("Subject: {}\n\n{}", email.subject, email.body));
         assert!(!format!("{email:?}").contains("sample-password-1"), "Debug never shows the body");
+        // A password given in the configuration is not the email's to send.
+        let given = welcome_email(
+            &tenant,
+            &instance,
+            catalog.get("hello").unwrap(),
+            &["https://acme.apps.example.net".to_owned()],
+            None,
+        );
+        assert!(given.body.contains("Password: the one your hosting team set for you"), "{}", given.body);
     }
 }

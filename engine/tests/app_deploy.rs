@@ -8,7 +8,7 @@ use std::time::Duration;
 use atrium_engine::app_apply::{AppApplyError, AppContext, InstanceHealth};
 use atrium_engine::backends::Runtime;
 use atrium_engine::catalog::Catalog;
-use atrium_engine::model::app_instance::AppInstanceSpec;
+use atrium_engine::model::app_instance::{AppInstanceId, AppInstanceSpec};
 use atrium_engine::observe::AppObservations;
 use atrium_engine::registry::Registry;
 use atrium_engine::targets::Targets;
@@ -213,7 +213,7 @@ async fn manager_password_guards_the_manager_area_and_rotates() {
     let deployment = context.deploy(&spec, None).await.unwrap();
     assert!(deployment.new_manager_password.is_some_and(|p| p.expose() == "first-password-1"));
     let record = deployment.record;
-    assert!(record.manager_password_hash.starts_with("$6$"), "only a hash is recorded");
+    assert!(record.manager_password_hash.starts_with("$5$"), "only a hash is recorded");
     let stored = fixture.registry.get_app_instance(&spec.id).await.unwrap().unwrap();
     assert_eq!(stored.spec.admin_password, None, "the clear password is never recorded");
     let port = record.published_port.unwrap();
@@ -229,10 +229,11 @@ async fn manager_password_guards_the_manager_area_and_rotates() {
     let same = context.deploy(&spec, None).await.unwrap();
     assert_eq!((same.record.generation, same.new_manager_password), (record.generation, None));
 
-    // A new password is detected against the hash and set by a new generation.
+    // A new password is detected against the hash and set in the running
+    // container (its login file rewritten, busybox httpd told to read it again).
     spec.admin_password = Some(Password::new("second-password-2"));
     let changed = context.deploy(&spec, None).await.unwrap().record;
-    assert_eq!(changed.generation, record.generation + 1);
+    assert_eq!(changed.generation, record.generation, "a new password is not a new container");
     let port = changed.published_port.unwrap();
     assert_eq!(status(&http_get_as(port, "/manage/", Some((manager, "first-password-1")))), "401");
     assert_eq!(status(&http_get_as(port, "/manage/", Some((manager, "second-password-2")))), "200");
@@ -241,6 +242,7 @@ async fn manager_password_guards_the_manager_area_and_rotates() {
     spec.admin_password = None;
     spec.password_version = 1;
     let rotated = context.deploy(&spec, None).await.unwrap();
+    assert_eq!(rotated.record.generation, record.generation);
     let generated = rotated.new_manager_password.expect("a generated password");
     let port = rotated.record.published_port.unwrap();
     assert_eq!(status(&http_get_as(port, "/manage/", Some((manager, "second-password-2")))), "401");
@@ -258,12 +260,14 @@ async fn manager_password_guards_the_manager_area_and_rotates() {
     context.destroy(&spec.id).await.unwrap();
 }
 
-/// The emails the SMTP sink holds for `recipient`, as raw text.
+/// The emails the SMTP sink holds for `recipient`, as raw text (a sink that
+/// cannot be read fails the test).
 fn mails_to(recipient: &str) -> Vec<String> {
     let directory = std::path::PathBuf::from(service_variable("ATRIUM_TEST_SMTP_MAILDIR")).join("new");
-    let mut mails: Vec<String> = std::fs::read_dir(directory)
-        .map(|entries| entries.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect())
-        .unwrap_or_default();
+    let mut mails: Vec<String> = std::fs::read_dir(&directory)
+        .unwrap_or_else(|e| panic!("read {}: {e}", directory.display()))
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect();
     mails.retain(|mail| mail.contains(&format!("X-RcptTo: {recipient}")));
     mails
 }
@@ -276,8 +280,28 @@ fn password_in(mail: &str) -> String {
         .to_owned()
 }
 
+/// A live plain-HTTP domain of `id`, as the domain's apply records it (the
+/// welcome email only reads the registry; the routes are the domain tests').
+async fn live_domain(registry: &atrium_engine::registry::Registry, id: &AppInstanceId, hostname: &str) {
+    use atrium_engine::model::domain::{DomainKind, DomainRecord, DomainSpec, DomainStatus, Hostname, TlsMode};
+    let record = DomainRecord {
+        spec: DomainSpec {
+            hostname: Hostname::parse(hostname).unwrap(),
+            app_instance_id: id.clone(),
+            tls: TlsMode::None,
+        },
+        kind: DomainKind::Custom,
+        target: "local".into(),
+        status: DomainStatus::Active,
+        certificate_expires_at: None,
+        owner: "terraform:engine-tests".into(),
+        created_at: "2026-12-01T00:00:00Z".into(),
+    };
+    registry.put_domain(&record).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn welcome_email_arrives_once_and_a_failed_send_is_retried_with_a_new_password() {
+async fn welcome_email_waits_for_a_domain_arrives_once_and_a_failed_send_is_retried_with_a_new_password() {
     use atrium_engine::backends::mailer::SmtpMailer;
     use atrium_engine::model::app_instance::WelcomeState;
     let fixture = Fixture::new("welcome").await;
@@ -292,40 +316,52 @@ async fn welcome_email_arrives_once_and_a_failed_send_is_retried_with_a_new_pass
     let mut context = fixture.context(Duration::from_secs(30));
     context.mailer = Some(&mailer);
 
+    // No domain yet: no address the customer can reach, so the email waits.
     let spec = fixture.spec("1.1");
     let deployment = context.deploy(&spec, None).await.unwrap();
-    assert_eq!((deployment.record.welcome, deployment.welcome_warning), (WelcomeState::Sent, None));
+    assert_eq!((deployment.record.welcome, deployment.welcome_warning), (WelcomeState::WaitingForDomain, None));
+    assert!(mails_to(&manager).is_empty(), "nothing is sent without a domain");
+    // Its first domain goes live: one email, naming the domain, whose password logs in.
+    let hostname = format!("web.{}.example", fixture.tenant);
+    live_domain(&fixture.registry, &spec.id, &hostname).await;
+    assert_eq!(context.deliver_waiting_welcome(&spec.id).await.unwrap(), None);
     let mails = mails_to(&manager);
     assert_eq!(mails.len(), 1, "exactly one welcome email");
     assert!(mails[0].contains("Subject: Your Hello for Test is ready"), "{}", mails[0]);
-    let port = deployment.record.published_port.unwrap();
-    assert!(mails[0].contains(&format!("http://127.0.0.1:{port}/manage/")), "{}", mails[0]);
+    assert!(mails[0].contains(&format!("http://{hostname}/manage/")), "{}", mails[0]);
+    assert!(!mails[0].contains("http://127.0.0.1"), "never an address the customer cannot reach: {}", mails[0]);
+    let record = fixture.registry.get_app_instance(&spec.id).await.unwrap().unwrap();
+    assert_eq!((record.welcome, record.generation), (WelcomeState::Sent, deployment.record.generation));
+    let port = record.published_port.unwrap();
     let password = password_in(&mails[0]);
     assert_eq!(status(&http_get_as(port, "/manage/", Some((&manager, &password)))), "200");
-    // Later deployments send nothing.
+    // Later deployments and deliveries send nothing.
     context.deploy(&fixture.spec("1.0"), None).await.unwrap();
+    assert_eq!(context.deliver_waiting_welcome(&spec.id).await.unwrap(), None);
     assert_eq!(mails_to(&manager).len(), 1, "never re-sent by later applies");
 
-    // A second instance whose send fails: deployed, warned, pending; the next deploy sends with a new password.
+    // A second instance, its domain live, whose send fails: deployed, warned,
+    // pending; the next deploy sends with a new password, in the same container.
     let broken = SmtpMailer::new("smtp://127.0.0.1:9", "Atrium <noreply@atrium.test>", None).unwrap();
     context.mailer = Some(&broken);
     let mut second = fixture.spec("1.1");
     second.id.name = "shop".into();
+    live_domain(&fixture.registry, &second.id, &format!("shop.{}.example", fixture.tenant)).await;
     let deployment = context.deploy(&second, None).await.unwrap();
     assert_eq!(deployment.record.welcome, WelcomeState::Pending);
     assert!(
-        deployment.welcome_warning.as_deref().is_some_and(|w| w.contains(&manager)),
+        deployment.welcome_warning.as_deref().is_some_and(|w| w.contains(&manager) && w.contains("smtp://127.0.0.1:9")),
         "{:?}",
         deployment.welcome_warning
     );
     context.mailer = Some(&mailer);
     let retried = context.deploy(&second, None).await.unwrap();
     assert_eq!(retried.record.welcome, WelcomeState::Sent);
-    assert_eq!(retried.record.generation, deployment.record.generation + 1, "the new password needs a new container");
+    assert_eq!(retried.record.generation, deployment.record.generation, "a new password is not a new container");
     let mails = mails_to(&manager);
     assert_eq!(mails.len(), 2);
+    let mail = mails.iter().find(|mail| mail.contains("shop.")).expect("the second welcome email");
     let port = retried.record.published_port.unwrap();
-    let mail = mails.iter().find(|mail| mail.contains(&format!("127.0.0.1:{port}"))).expect("the second welcome email");
     assert_eq!(status(&http_get_as(port, "/manage/", Some((&manager, &password_in(mail))))), "200");
 
     // welcome_email = false sends nothing.
@@ -335,6 +371,16 @@ async fn welcome_email_arrives_once_and_a_failed_send_is_retried_with_a_new_pass
     third.id.name = "quiet".into();
     assert_eq!(context.deploy(&third, None).await.unwrap().record.welcome, WelcomeState::Off);
     assert_eq!(mails_to(&manager).len(), 2);
+    for id in [&spec.id, &second.id] {
+        fixture
+            .registry
+            .delete_domain(
+                &atrium_engine::model::domain::Hostname::parse(&format!("{}.{}.example", id.name, fixture.tenant))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
     for id in [spec.id, second.id, third.id] {
         context.destroy(&id).await.unwrap();
     }
@@ -352,6 +398,7 @@ fn command_entry(name: &str, exit_code: u8) -> String {
   method = "command"
   role   = "manager"
   command = ["/bin/sh", "-c", "echo \"$1\" > /www/data/manager.txt; echo \"set $1\"; exit {exit_code}", "atrium-manager-account", "{{manager.email}} {{manager.password}}"]
+  reload = ["/bin/sh", "-c", "kill -HUP 1"]
 }}
 "#
     );
@@ -572,4 +619,47 @@ fn atrium_engine_error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_container_cannot_raise_its_privileges() {
+    let fixture = Fixture::new("harden").await;
+    let context = fixture.context(Duration::from_secs(30));
+    let record = context.deploy(&fixture.spec("1.1"), None).await.unwrap().record;
+    let container = format!("atrium-{}-web-g{}", fixture.tenant, record.generation);
+    let runtime = fixture.runtime().await;
+    let status = runtime.exec(&container, &["/bin/cat", "/proc/self/status"].map(String::from)).await.unwrap();
+    let field = |name: &str| {
+        status
+            .output
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("{name} missing from {}", status.output))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(field("NoNewPrivs"), "1", "no process can gain privileges");
+    // Only NET_BIND_SERVICE (bit 10) is left, even for root, and it cannot come back.
+    let bounding = u64::from_str_radix(&field("CapBnd"), 16).unwrap();
+    assert_eq!(bounding, 1 << 10, "capabilities left: {bounding:#x}");
+    assert_eq!(u64::from_str_radix(&field("CapEff"), 16).unwrap() & !(1 << 10), 0);
+    // The pids limit and rotated logs are set, and the app still serves and logs in.
+    let host = service_variable("ATRIUM_TEST_DOCKER_HOST");
+    let inspected = std::process::Command::new("docker")
+        .args([
+            "-H",
+            &host,
+            "inspect",
+            "-f",
+            "{{.HostConfig.PidsLimit}} {{json .HostConfig.LogConfig.Config}}",
+            &container,
+        ])
+        .output()
+        .unwrap();
+    assert!(inspected.status.success(), "{}", String::from_utf8_lossy(&inspected.stderr));
+    let inspected = String::from_utf8_lossy(&inspected.stdout);
+    assert!(inspected.starts_with("1024 ") && inspected.contains("\"max-size\":\"10m\""), "{inspected}");
+    let port = record.published_port.unwrap();
+    assert!(http_get(port, "/").contains("hello 1.1"));
+    context.destroy(&record.spec.id).await.unwrap();
 }

@@ -86,6 +86,10 @@ impl Runtime for FailingRuntime {
     async fn exec(&self, name: &str, command: &[String]) -> Result<CommandOutput, RuntimeError> {
         self.inner.exec(name, command).await
     }
+    async fn write_files(&self, name: &str, files: &BTreeMap<String, String>) -> Result<(), RuntimeError> {
+        self.step("write files")?;
+        self.inner.write_files(name, files).await
+    }
 }
 
 async fn targets_failing_at(fail_at: usize) -> Targets {

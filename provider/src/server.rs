@@ -723,8 +723,10 @@ impl Provider for AtriumProvider {
                         decode(request.config.as_ref(), &schema.value_type, "configuration").map_err(|d| vec![d])?;
                     app_instance::apply(&context, schema, &prior, &planned, &config, create).await?
                 } else if request.type_name == DOMAIN_TYPE {
-                    let context = configured.domain_context(resources::deadline(&prior, &planned), cancelled);
-                    domain::apply(&context, schema, &prior, &planned, create).await?
+                    let context = configured.domain_context(deadline, cancelled.clone());
+                    // A domain that goes live delivers its instance's waiting welcome email.
+                    let apps = configured.app_context(deadline, cancelled);
+                    domain::apply(&context, &apps, schema, &prior, &planned, create).await?
                 } else if request.type_name == SUPPORT_PLAN_TYPE {
                     let context = configured.support_plan_context(resources::deadline(&prior, &planned), cancelled);
                     (support_plan::apply(&context, schema, &prior, &planned, create).await?, Vec::new())

@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig, HostConfigLogConfig,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
@@ -60,23 +60,23 @@ fn files_archive(files: &BTreeMap<String, String>) -> std::io::Result<Vec<u8>> {
 }
 
 impl DockerRuntime {
-    /// Writes the spec's configuration files into the (created, not yet started)
-    /// container. Docker creates missing parent directories; writing again is harmless.
-    async fn write_files(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
-        if spec.files.is_empty() {
+    /// Writes files into a container. Docker creates missing parent
+    /// directories; writing again is harmless.
+    async fn upload_files(&self, name: &str, files: &BTreeMap<String, String>) -> Result<(), RuntimeError> {
+        if files.is_empty() {
             return Ok(());
         }
-        let archive = files_archive(&spec.files).map_err(|error| RuntimeError::Api {
+        let archive = files_archive(files).map_err(|error| RuntimeError::Api {
             target: self.target.clone(),
             operation: "write files into",
-            object: spec.name.clone(),
+            object: name.to_owned(),
             source: Box::new(bollard::errors::Error::IOError { err: error }),
         })?;
         let options = UploadToContainerOptionsBuilder::default().path("/").build();
         self.api()
-            .upload_to_container(&spec.name, Some(options), bollard::body_full(archive.into()))
+            .upload_to_container(name, Some(options), bollard::body_full(archive.into()))
             .await
-            .map_err(self.api_error("write files into", &spec.name))
+            .map_err(self.api_error("write files into", name))
     }
 
     /// Attaches a running container to its network again, under its alias.
@@ -164,6 +164,9 @@ impl DockerRuntime {
     }
 }
 
+/// The most processes (and threads) one container may run.
+const PIDS_LIMIT: i64 = 1024;
+
 fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let port_key = spec.port.map(|port| format!("{port}/tcp"));
     let port_bindings = port_key.as_ref().map(|key| {
@@ -198,8 +201,25 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
                 maximum_retry_count: None,
             }),
             network_mode: Some(spec.network.clone()),
+            // Hardening: no process can gain privileges (setuid binaries,
+            // file capabilities), every capability the catalog entry does not
+            // name is dropped, a fork bomb stops at the pids limit, and logs
+            // rotate instead of filling the target's disk.
+            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: Some(spec.capabilities.clone()),
+            pids_limit: Some(PIDS_LIMIT),
+            readonly_rootfs: Some(spec.read_only),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".to_owned()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), "10m".to_owned()),
+                    ("max-file".to_owned(), "3".to_owned()),
+                ])),
+            }),
             ..Default::default()
         }),
+        user: spec.user.clone(),
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 spec.network.clone(),
@@ -316,7 +336,7 @@ impl Runtime for DockerRuntime {
                     return Ok(());
                 } else {
                     // Made by a run that stopped before starting it: its files may be missing.
-                    self.write_files(spec).await?;
+                    self.upload_files(&spec.name, &spec.files).await?;
                     return self
                         .api()
                         .start_container(&spec.name, None)
@@ -333,7 +353,7 @@ impl Runtime for DockerRuntime {
             Err(error) if is_conflict(&error) => {}
             Err(error) => return Err(self.api_error("create container", &spec.name)(error)),
         }
-        self.write_files(spec).await?;
+        self.upload_files(&spec.name, &spec.files).await?;
         self.api().start_container(&spec.name, None).await.map_err(self.api_error("start container", &spec.name))
     }
 
@@ -532,6 +552,15 @@ impl Runtime for DockerRuntime {
 
     fn api_calls(&self) -> u64 {
         self.api_calls.load(Ordering::Relaxed)
+    }
+
+    async fn write_files(&self, name: &str, files: &BTreeMap<String, String>) -> Result<(), RuntimeError> {
+        match self.api().inspect_container(name, None::<InspectContainerOptions>).await {
+            Ok(existing) if Self::is_managed(existing.config.as_ref().and_then(|c| c.labels.as_ref())) => {}
+            Ok(_) => return Err(self.not_managed(format!("container {name}"))),
+            Err(error) => return Err(self.api_error("inspect container", name)(error)),
+        }
+        self.upload_files(name, files).await
     }
 
     async fn exec(&self, name: &str, command: &[String]) -> Result<CommandOutput, RuntimeError> {

@@ -149,6 +149,8 @@ pub trait Runtime: Send + Sync {
     async fn wait_healthy(&self, name: &str, deadline: Duration) -> Result<(), RuntimeError>;
     /// Runs a command in a running container and returns its output (tests and one-shot setup).
     async fn exec(&self, name: &str, command: &[String]) -> Result<CommandOutput, RuntimeError>;
+    /// Writes files (absolute path → content) into a managed container, running or not.
+    async fn write_files(&self, name: &str, files: &BTreeMap<String, String>) -> Result<(), RuntimeError>;
     /// How many API requests this runtime has made (0 where it does not count).
     fn api_calls(&self) -> u64 {
         0

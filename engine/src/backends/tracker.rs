@@ -107,8 +107,31 @@ impl TrackerUser {
         let local_part = email.split('@').next().unwrap_or(email);
         let display_name = if display_name.trim().is_empty() { local_part } else { display_name };
         let (first_name, last_name) = split_display_name(display_name);
-        TrackerUser { login: email.to_owned(), email: email.to_owned(), first_name, last_name }
+        TrackerUser { login: tracker_login(email), email: email.to_owned(), first_name, last_name }
     }
+}
+
+/// The longest login Redmine takes.
+const TRACKER_LOGIN_LIMIT: usize = 60;
+
+/// The manager's tracker login: the email address itself when Redmine takes
+/// it (at most 60 characters of letters, digits and `_-@.`), else the same
+/// shortened and made safe, with a digest of the whole address so that two
+/// managers never share one (Redmine also lets her sign in with the email).
+pub fn tracker_login(email: &str) -> String {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_-@.".contains(c);
+    if email.len() <= TRACKER_LOGIN_LIMIT && email.chars().all(allowed) {
+        return email.to_owned();
+    }
+    use sha2::Digest as _;
+    let digest: String = sha2::Sha256::digest(email.to_ascii_lowercase().as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let safe: String = email.chars().map(|c| if allowed(c) { c.to_ascii_lowercase() } else { '_' }).collect();
+    let keep = TRACKER_LOGIN_LIMIT - digest.len() - 1;
+    format!("{}-{digest}", safe.chars().take(keep).collect::<String>())
 }
 
 /// A tenant's support project as the tracker has it.
@@ -201,6 +224,17 @@ pub trait Tracker: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracker_logins_fit_redmine_and_stay_distinct() {
+        assert_eq!(tracker_login("it-lead@acme.example"), "it-lead@acme.example");
+        let long = format!("{}@subsidiary.example", "a".repeat(60));
+        let login = tracker_login(&long);
+        assert!(login.len() <= 60 && login.starts_with("aaaa"), "{login}");
+        assert_ne!(login, tracker_login(&long.replace("subsidiary", "other")));
+        let plus = tracker_login("dana+support@acme.example");
+        assert!(plus.chars().all(|c| c.is_ascii_alphanumeric() || "_-@.".contains(c)), "{plus}");
+    }
 
     #[test]
     fn display_names_split_into_first_and_last_name() {

@@ -84,6 +84,19 @@ pub struct SidecarEntry {
     pub image: String,
     #[serde(default)]
     pub command: Option<Vec<String>>,
+    /// The Linux capabilities the sidecar needs; every other one is dropped.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// The user the sidecar runs as (`name`, `uid` or `uid:gid`); default the image's.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Whether its root filesystem can be read-only (it writes only to its volumes).
+    #[serde(default)]
+    pub read_only: bool,
+    /// Its limits per tier; default half of the app's (a database beside the
+    /// app never gets the whole of the tenant's allowance again).
+    #[serde(default)]
+    pub resources: BTreeMap<String, ResourcesEntry>,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
@@ -111,6 +124,12 @@ pub struct ManagerAccountEntry {
     /// the welcome email links to it.
     #[serde(default)]
     pub login_path: Option<String>,
+    /// For apps that check logins against the files the catalog writes (a
+    /// file holding `{manager.password_hash}`): the command run in the app
+    /// container after those files were rewritten, so that the app reads
+    /// them again (a new password never needs a new deployment).
+    #[serde(default)]
+    pub reload: Option<Vec<String>>,
 }
 
 /// How the tenant's user limit reaches the app.
@@ -135,6 +154,19 @@ pub struct CatalogEntry {
     pub channels: BTreeMap<String, ChannelEntry>,
     #[serde(default)]
     pub command: Option<Vec<String>>,
+    /// The Linux capabilities the app needs (e.g. `NET_BIND_SERVICE` to
+    /// listen on port 80 as root); every other one is dropped, and no process
+    /// in the container can gain privileges (`no-new-privileges`).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// The user the app runs as (`name`, `uid` or `uid:gid`), where the app
+    /// allows a non-root user; default the image's.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Whether the app's root filesystem can be read-only (it writes only to
+    /// its volumes, and has no login files to rewrite).
+    #[serde(default)]
+    pub read_only: bool,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
     /// Data volumes: name → mount path. Never removed by customizations.
@@ -167,6 +199,12 @@ pub enum CatalogError {
         source: std::io::Error,
     },
 }
+
+/// The Linux capabilities a catalog entry may ask for: what app images and
+/// their databases need to start as root and step down (never `SYS_ADMIN`,
+/// `NET_ADMIN` or anything else that reaches beyond the container).
+pub const KNOWN_CAPABILITIES: [&str; 9] =
+    ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID", "SETPCAP"];
 
 /// The apps Atrium can host, by name.
 #[derive(Debug, Clone, Default)]
@@ -226,6 +264,28 @@ impl CatalogEntry {
         }
         for path in self.files.keys() {
             check_file_path(path)?;
+        }
+        if self.files.values().any(|content| content.contains(render::PASSWORD_HASH_PLACEHOLDER))
+            && self.manager_account.reload.is_none()
+        {
+            return Err(
+                "a file holds {manager.password_hash}: give manager_account.reload, the command that makes the app read it again"
+                    .into(),
+            );
+        }
+        let capabilities = self.capabilities.iter().chain(self.sidecars.values().flat_map(|s| &s.capabilities));
+        for capability in capabilities {
+            if !KNOWN_CAPABILITIES.contains(&capability.as_str()) {
+                return Err(format!(
+                    "capability {capability:?} is not one Atrium grants: use some of {}",
+                    KNOWN_CAPABILITIES.join(", ")
+                ));
+            }
+        }
+        if self.read_only && self.files.values().any(|content| content.contains(render::PASSWORD_HASH_PLACEHOLDER)) {
+            return Err(
+                "read_only cannot hold login files that a new password rewrites in the running container".into()
+            );
         }
         if self.health.command.is_empty() {
             return Err("health.command is empty".into());

@@ -77,6 +77,12 @@ pub struct ContainerSpec {
     /// Configuration files written into the container before it starts
     /// (path → content); their digest is the `atrium.files` label.
     pub files: BTreeMap<String, String>,
+    /// The Linux capabilities it keeps; every other one is dropped.
+    pub capabilities: Vec<String>,
+    /// The user it runs as; `None`: the image's.
+    pub user: Option<String>,
+    /// Whether its root filesystem is read-only.
+    pub read_only: bool,
 }
 
 /// A data volume, fully decided.
@@ -94,7 +100,15 @@ pub struct RenderedApp {
     pub volumes: Vec<VolumeSpec>,
     /// Sidecars first (they start first), the app container last.
     pub containers: Vec<ContainerSpec>,
+    /// The app container's files that hold the manager's password hash:
+    /// written at creation like every file, rewritten in the running
+    /// container when the password changes, and left out of the
+    /// `atrium.files` digest (a new password is not a new container).
+    pub login_files: BTreeMap<String, String>,
 }
+
+/// The placeholder of the manager's password hash in catalog files.
+pub const PASSWORD_HASH_PLACEHOLDER: &str = "{manager.password_hash}";
 
 impl RenderedApp {
     pub fn app_container(&self) -> &ContainerSpec {
@@ -277,6 +291,11 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
     let mut volumes = Vec::new();
     let mut containers = Vec::new();
     for (sidecar_name, sidecar) in &entry.sidecars {
+        let sidecar_limits = sidecar
+            .resources
+            .get(input.tier)
+            .copied()
+            .unwrap_or(ResourcesEntry { cpus: limits.cpus / 2.0, memory_mb: limits.memory_mb / 2 });
         let mut sidecar_labels = labels.clone();
         sidecar_labels.insert(labels::ROLE.to_owned(), format!("sidecar:{sidecar_name}"));
         let mounts: Vec<(String, String)> = sidecar
@@ -296,11 +315,14 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
             mounts,
             port: None,
             health: sidecar.health.as_ref().map(health_spec).transpose()?,
-            nano_cpus,
-            memory_bytes,
+            nano_cpus: (sidecar_limits.cpus * 1e9).round() as i64,
+            memory_bytes: (sidecar_limits.memory_mb as i64) * 1024 * 1024,
             network: network.clone(),
             network_alias: name,
             files: BTreeMap::new(),
+            capabilities: sidecar.capabilities.clone(),
+            user: sidecar.user.clone(),
+            read_only: sidecar.read_only,
         });
     }
 
@@ -328,8 +350,19 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
     app_labels.insert(labels::ROLE.to_owned(), "app".to_owned());
     app_labels.insert(labels::VERSION.to_owned(), input.version.to_owned());
     app_labels.insert(labels::GENERATION.to_owned(), input.generation.to_string());
-    if !files.is_empty() {
-        app_labels.insert(labels::FILES.to_owned(), files_digest(&files));
+    let login_files: BTreeMap<String, String> = entry
+        .files
+        .iter()
+        .filter(|(_, template)| template.contains(PASSWORD_HASH_PLACEHOLDER))
+        .filter_map(|(path, _)| files.get(path).map(|content| (path.clone(), content.clone())))
+        .collect();
+    let digested: BTreeMap<String, String> = files
+        .iter()
+        .filter(|(path, _)| !login_files.contains_key(*path))
+        .map(|(p, c)| (p.clone(), c.clone()))
+        .collect();
+    if !digested.is_empty() {
+        app_labels.insert(labels::FILES.to_owned(), files_digest(&digested));
     }
     containers.push(ContainerSpec {
         name: app_container_name(input.tenant, input.instance, input.generation),
@@ -346,10 +379,13 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
         network: network.clone(),
         network_alias: format!("atrium-{}-{}", input.tenant, input.instance),
         files,
+        capabilities: entry.capabilities.clone(),
+        user: entry.user.clone(),
+        read_only: entry.read_only,
     });
     let mut network_labels = BTreeMap::from([(labels::MANAGED.to_owned(), "true".to_owned())]);
     network_labels.insert(labels::TENANT.to_owned(), input.tenant.to_owned());
-    Ok(RenderedApp { network, network_labels, volumes, containers })
+    Ok(RenderedApp { network, network_labels, volumes, containers, login_files })
 }
 
 /// A short SHA-256 digest of files (paths and contents), for the `atrium.files` label.
@@ -431,6 +467,13 @@ pub fn describe(app: &RenderedApp) -> String {
             );
         }
         let _ = writeln!(text, "  limits: {} nano-cpus, {} bytes", container.nano_cpus, container.memory_bytes);
+        let _ = writeln!(
+            text,
+            "  security: no-new-privileges, capabilities {:?}, user {}, root filesystem {}",
+            container.capabilities,
+            container.user.as_deref().unwrap_or("of the image"),
+            if container.read_only { "read-only" } else { "writable" }
+        );
         let _ = writeln!(text, "  alias: {}", container.network_alias);
         for (path, content) in &container.files {
             let _ = writeln!(text, "  file {path}:");

@@ -164,9 +164,11 @@ pub struct AppInstanceDocument {
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub deployed_at: Option<String>,
-    /// The welcome email with the app's address and the manager's login: `sent`; `pending` when sending
-    /// failed (the next apply sets a new password and sends again); `off` when the tenant wants none
-    /// (`welcome_email = false`) or the provider has no `smtp` block.
+    /// The welcome email with the app's address and the manager's login: `sent`; `waiting_for_domain`
+    /// until the instance has a live domain (the email names an address the customer can reach, and goes
+    /// out, with a new password, when the first `atrium_domain` of the instance goes live); `pending` when
+    /// sending failed (the next apply sets a new password and sends again); `off` when the tenant wants
+    /// none (`welcome_email = false`) or the provider has no `smtp` block.
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub welcome_email_status: Option<String>,
@@ -588,6 +590,10 @@ pub enum WelcomeState {
     /// A send failed: the next apply sets a new password (the old one reached
     /// nobody) and sends again.
     Pending,
+    /// The instance has no live domain yet, so no address the customer can
+    /// reach: the email goes out (with a new password) when its first domain
+    /// goes live.
+    WaitingForDomain,
     /// The tenant wants no welcome email, or no SMTP relay is configured.
     Off,
 }
@@ -597,12 +603,15 @@ impl WelcomeState {
         match self {
             WelcomeState::Sent => "sent",
             WelcomeState::Pending => "pending",
+            WelcomeState::WaitingForDomain => "waiting_for_domain",
             WelcomeState::Off => "off",
         }
     }
 
     pub fn parse(text: &str) -> Option<WelcomeState> {
-        [WelcomeState::Sent, WelcomeState::Pending, WelcomeState::Off].into_iter().find(|s| s.as_str() == text)
+        [WelcomeState::Sent, WelcomeState::Pending, WelcomeState::WaitingForDomain, WelcomeState::Off]
+            .into_iter()
+            .find(|s| s.as_str() == text)
     }
 }
 
@@ -618,11 +627,14 @@ pub struct AppInstanceRecord {
     pub published_port: Option<u16>,
     /// Generated once per instance (database passwords); never in Terraform state.
     pub secrets: BTreeMap<String, String>,
-    /// The manager's password as a salted SHA-512-crypt hash; the clear
+    /// The manager's password as a salted SHA-crypt hash; the clear
     /// password is never recorded.
     pub manager_password_hash: String,
     /// Whether the instance's welcome email went out.
     pub welcome: WelcomeState,
+    /// Whether the manager's password was given (`admin_password`) rather
+    /// than generated.
+    pub password_given: bool,
     pub owner: String,
     pub created_at: String,
 }

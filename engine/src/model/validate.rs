@@ -3,16 +3,37 @@
 use time::Date;
 use time::macros::format_description;
 
-/// Checks an email address well enough to catch typos: one `@`, a non-empty
-/// local part, a domain with a dot, no spaces. Delivery is the real test.
+/// The longest manager email Atrium accepts: every catalog app must take it
+/// as a login (busybox httpd, `hello`'s server, reads its login lines of at
+/// most 159 characters, which also hold a 55-character password hash).
+pub const MAX_EMAIL_LENGTH: usize = 90;
+
+/// Checks an email address that must also work as a login in every catalog
+/// app: one `@`; a local part of the characters addresses are made of
+/// without quoting (letters, digits and `.!#$%&'*+/=?^_`{|}~-`, never `:`,
+/// which separates logins from passwords, nor spaces, quotes, brackets,
+/// commas or semicolons); a domain with a dot; at most [`MAX_EMAIL_LENGTH`]
+/// characters. Delivery is the real test.
 pub fn email(value: &str) -> Result<(), String> {
-    let bad = || format!("{value:?} is not an email address: write it as name@example.com");
-    if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad());
+    let bad =
+        |why: &str| format!("{value:?} cannot be the manager's email and login: {why}; write it as name@example.com");
+    if value.chars().count() > MAX_EMAIL_LENGTH {
+        return Err(bad(&format!("it has more than {MAX_EMAIL_LENGTH} characters, the longest login every app takes")));
     }
     let Some((local, domain)) = value.split_once('@') else {
-        return Err(bad());
+        return Err(bad("it has no @"));
     };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| c.is_ascii_alphanumeric() || ".!#$%&'*+/=?^_`{|}~-".contains(c));
+    if !local_ok {
+        return Err(bad(
+            "the part before @ may hold letters, digits and . ! # $ % & ' * + / = ? ^ _ ` { | } ~ - only (no :, spaces, quotes or brackets)",
+        ));
+    }
     let domain_ok = domain.contains('.')
         && !domain.contains('@')
         && domain.split('.').all(|label| {
@@ -21,8 +42,8 @@ pub fn email(value: &str) -> Result<(), String> {
                 && !label.ends_with('-')
                 && label.chars().all(|c| c.is_alphanumeric() || c == '-')
         });
-    if local.is_empty() || local.len() > 64 || !domain_ok {
-        return Err(bad());
+    if !domain_ok {
+        return Err(bad("the part after @ is not a domain name"));
     }
     Ok(())
 }
@@ -61,7 +82,9 @@ mod tests {
 
     #[test]
     fn emails() {
-        for good in ["ops@example.com", "a.b+c@acme.co.uk", "x@d-e.io"] {
+        let longest = format!("{}@{}.example.com", "a".repeat(60), "b".repeat(MAX_EMAIL_LENGTH - 60 - 13));
+        assert_eq!(longest.len(), MAX_EMAIL_LENGTH);
+        for good in ["ops@example.com", "a.b+c@acme.co.uk", "x@d-e.io", "o'brien@acme.ie", longest.as_str()] {
             assert!(email(good).is_ok(), "{good}");
         }
         for bad in [
@@ -74,6 +97,13 @@ mod tests {
             "ops@@example.com",
             "ops@-x.com",
             "ops@x..com",
+            "a:b@acme.com",
+            "\"quoted\"@acme.com",
+            "a,b@acme.com",
+            ".ops@acme.com",
+            "o..ps@acme.com",
+            "ops\u{0}@acme.com",
+            &format!("{longest}x"),
         ] {
             assert!(email(bad).is_err(), "{bad}");
         }

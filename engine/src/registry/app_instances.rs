@@ -11,7 +11,7 @@ use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSp
 
 const COLUMNS: &str = "tenant, name, app, channel, version, target, users, resources, environment, extra_volumes, \
     delete_data_on_destroy, generation, previous_version, deployed_at, published_port, secrets, owner, created_at, \
-    files, manager_password_hash, password_version, welcome_state";
+    files, manager_password_hash, password_version, welcome_state, password_given";
 
 fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> RegistryError {
     move |source| RegistryError::Query { operation, source }
@@ -59,6 +59,7 @@ fn record_from_row(row: &AnyRow) -> Result<AppInstanceRecord, RegistryError> {
             let state = text("welcome_state")?;
             WelcomeState::parse(&state).ok_or_else(|| corrupt(format!("welcome_state {state:?}")))?
         },
+        password_given: number("password_given")? != 0,
         owner: text("owner")?,
         created_at: text("created_at")?,
     })
@@ -104,11 +105,11 @@ impl Registry {
         let spec = &record.spec;
         let sql = sqlx::AssertSqlSafe(format!(
             "INSERT INTO app_instances ({COLUMNS}, updated_at) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20, $21, $22, $23, $19) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20, $21, $22, $23, $24, $19) \
              ON CONFLICT (tenant, name) DO UPDATE SET app = $3, channel = $4, version = $5, target = $6, users = $7, \
              resources = $8, environment = $9, extra_volumes = $10, delete_data_on_destroy = $11, generation = $12, \
              previous_version = $13, deployed_at = $14, published_port = $15, secrets = $16, updated_at = $19, \
-             files = $20, manager_password_hash = $21, password_version = $22, welcome_state = $23"
+             files = $20, manager_password_hash = $21, password_version = $22, welcome_state = $23, password_given = $24"
         ));
         sqlx::query(sql)
             .bind(spec.id.tenant_id.as_str().to_owned())
@@ -134,6 +135,7 @@ impl Registry {
             .bind(record.manager_password_hash.clone())
             .bind(i64::try_from(spec.password_version).unwrap_or(i64::MAX))
             .bind(record.welcome.as_str().to_owned())
+            .bind(i64::from(record.password_given))
             .execute(&self.pool)
             .await
             .map_err(query_error("record app instance"))?;

@@ -117,6 +117,11 @@ fn migrations() -> Vec<Migration> {
         migration(5, "app instance welcome", include_str!("../../migrations/0005_app_instance_welcome.sql")),
         migration(6, "support plans", include_str!("../../migrations/0006_support_plans.sql")),
         migration(7, "claims", include_str!("../../migrations/0007_claims.sql")),
+        migration(
+            8,
+            "app instance password given",
+            include_str!("../../migrations/0008_app_instance_password_given.sql"),
+        ),
     ]
 }
 

@@ -271,6 +271,7 @@ fn apply_error(error: &DomainApplyError) -> pb::Diagnostic {
 /// Applies a planned change; returns the new state (null after destroy) and warnings.
 pub async fn apply(
     context: &DomainApplyContext<'_>,
+    apps: &atrium_engine::app_apply::AppContext<'_>,
     schema: &ResourceSchema,
     prior: &Value,
     planned: &Value,
@@ -302,6 +303,18 @@ pub async fn apply(
     let records =
         context.desired_records(&spec.hostname, record.kind, &record.target).map_err(|e| vec![apply_error(&e)])?;
     let mut warnings = Vec::new();
+    if record.status == DomainStatus::Active {
+        let undelivered = match apps.deliver_waiting_welcome(&spec.app_instance_id).await {
+            Ok(warning) => warning,
+            Err(error) => Some(format!(
+                "{}; the next terraform apply of the app instance sends it again",
+                diagnostics::error_chain(&error)
+            )),
+        };
+        if let Some(detail) = undelivered {
+            warnings.push(diagnostics::warning("Welcome email not sent", detail));
+        }
+    }
     if record.status == DomainStatus::PendingVerification {
         let address = context.targets.public_address(&record.target).ok();
         warnings.push(pending_warning(&tenant, &spec.hostname, address));
