@@ -52,6 +52,8 @@ need dig dnsutils
 # python3 comes first on PATH, so dpkg is asked rather than python.
 installed python3-aiosmtpd || missing+=(python3-aiosmtpd)
 need sqlite3 sqlite3
+# zip packs the provider into the local filesystem mirror that `terraform init` reads.
+need zip zip
 # Redmine, the support tracker, served by thin and keeping its data in SQLite.
 installed redmine || missing+=(redmine)
 installed redmine-sqlite || missing+=(redmine-sqlite)

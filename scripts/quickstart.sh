@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quickstart: starts the local services (a Docker engine with the hello
-# app's images, PowerDNS, Pebble, Caddy), builds the provider and runs
-# `terraform apply` on examples/quickstart against the embedded SQLite
+# app's images, PowerDNS, Pebble, Caddy), builds the provider into a local
+# mirror, runs `terraform init` and `terraform apply` on examples/quickstart against the embedded SQLite
 # registry (examples/quickstart/atrium.db); ends by fetching the hello app's
 # page over HTTPS at the tenant's domain, trusting only the ACME CA's root.
 # Run it again: the second apply changes nothing.
@@ -13,17 +13,12 @@ export PATH="$HOME/.cargo/bin:$PATH"
 scripts/install-deps.sh
 scripts/services.sh start >/dev/null
 service() { sed -n "s/^$1=//p" .services/env; }
-cargo build --locked -p atrium-provider --bin terraform-provider-atrium
 
+# The provider as a user gets a published one: a release build in a local
+# filesystem mirror laid out as a registry release, installed by
+# `terraform init`, its version pinned in .terraform.lock.hcl.
 config=$repo/target/quickstart.tfrc
-cat >"$config" <<TFRC
-provider_installation {
-  dev_overrides {
-    "atrium-hosting/atrium" = "$repo/target/debug"
-  }
-  direct {}
-}
-TFRC
+scripts/provider-mirror.sh release "$repo/target/provider-mirror" >"$config"
 export TF_CLI_CONFIG_FILE=$config CHECKPOINT_DISABLE=1
 export TF_VAR_docker_host=$(service ATRIUM_TEST_DOCKER_HOST)
 export TF_VAR_ingress_admin_url=$(service ATRIUM_TEST_CADDY_ADMIN_URL)
@@ -34,6 +29,7 @@ export TF_VAR_dns_resolver=$(service ATRIUM_TEST_PDNS_DNS_ADDRESS)
 export ATRIUM_DNS_API_KEY=$(service ATRIUM_TEST_PDNS_API_KEY)
 unset ATRIUM_REGISTRY_URL
 
+terraform -chdir=examples/quickstart init -input=false -upgrade >/dev/null
 terraform -chdir=examples/quickstart apply -auto-approve -input=false
 # Plan must now be empty (exit code 0 with -detailed-exitcode).
 terraform -chdir=examples/quickstart plan -detailed-exitcode -input=false >/dev/null

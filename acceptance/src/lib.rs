@@ -1,10 +1,13 @@
 //! The acceptance harness: runs the real `terraform` CLI against the freshly
 //! built provider, in a temporary directory per test, with its own registry.
 //!
-//! Terraform finds the provider through a `dev_overrides` CLI configuration
-//! (no `terraform init`, no network), `CHECKPOINT_DISABLE=1`. The binary is
-//! `ATRIUM_PROVIDER_BIN`, or `terraform-provider-atrium` next to the test
-//! binary's `deps/` directory (what `cargo build --workspace` produces).
+//! Terraform installs the provider as a user's configuration would: `terraform
+//! init` from a local filesystem mirror laid out as a registry release
+//! (`scripts/provider-mirror.sh`), which pins the version in
+//! `.terraform.lock.hcl`; no network, `CHECKPOINT_DISABLE=1`. The binary
+//! packed into the mirror is `ATRIUM_PROVIDER_BIN`, or
+//! `terraform-provider-atrium` next to the test binary's `deps/` directory
+//! (what `cargo build --workspace` produces).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -42,6 +45,31 @@ pub fn provider_binary() -> PathBuf {
         binary.display()
     );
     binary
+}
+
+/// The CLI configuration that installs the provider from a local filesystem
+/// mirror, laid out as a registry release, packed once per test process from
+/// the binary under test (so the mirror is never older than the build).
+pub fn provider_mirror_configuration() -> String {
+    static MIRROR: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
+    let (_, configuration) = MIRROR.get_or_init(|| {
+        let directory = tempfile::Builder::new().prefix("atrium-provider-mirror-").tempdir().expect("mirror dir");
+        let script = repository_root().join("scripts/provider-mirror.sh");
+        let output = Command::new(&script)
+            .arg(format!("binary={}", provider_binary().display()))
+            .arg(directory.path())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+        assert!(
+            output.status.success(),
+            "packing the provider into a mirror failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let configuration = String::from_utf8(output.stdout).expect("the CLI configuration is text");
+        assert!(configuration.contains("filesystem_mirror"), "{configuration}");
+        (directory, configuration)
+    });
+    configuration.clone()
 }
 
 /// The terraform CLI: `TERRAFORM_BIN` or `terraform` on PATH.
@@ -100,12 +128,7 @@ impl Workspace {
             RegistryChoice::Sqlite => format!("sqlite://{}", directory.path().join("registry.db").display()),
             RegistryChoice::Postgres => atrium_engine::test_services::fresh_postgres_database(test_name).await,
         };
-        let provider_directory = provider_binary().parent().expect("provider directory").to_path_buf();
-        let cli_config = format!(
-            "provider_installation {{\n  dev_overrides {{\n    \"atrium-hosting/atrium\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
-            provider_directory.display()
-        );
-        std::fs::write(directory.path().join("cli.tfrc"), cli_config).expect("write CLI config");
+        std::fs::write(directory.path().join("cli.tfrc"), provider_mirror_configuration()).expect("write CLI config");
         Workspace { directory, registry_url }
     }
 
@@ -136,7 +159,31 @@ impl Workspace {
     }
 
     /// A terraform command ready to run here, with the test's environment.
+    /// The first one (but `init` itself) runs `terraform init` first, as a
+    /// user does: the provider comes from the local mirror.
     pub fn command(&self, arguments: &[&str]) -> Command {
+        if !matches!(arguments.first(), Some(&("init" | "version"))) {
+            self.init();
+        }
+        self.bare_command(arguments)
+    }
+
+    /// Runs `terraform init` unless it ran already (benchmarks call it before
+    /// their clocks start).
+    pub fn init(&self) {
+        if self.path().join(".terraform").exists() {
+            return;
+        }
+        let output = self.bare_command(&["init", "-input=false", "-no-color"]).output().expect("run terraform init");
+        assert!(
+            output.status.success(),
+            "terraform init failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn bare_command(&self, arguments: &[&str]) -> Command {
         let mut command = Command::new(terraform_binary());
         command
             .args(arguments)
@@ -145,11 +192,21 @@ impl Workspace {
             .env("CHECKPOINT_DISABLE", "1")
             .env("TF_IN_AUTOMATION", "1")
             .env("ATRIUM_REGISTRY_URL", &self.registry_url)
-            .env("ATRIUM_DNS_API_KEY", service_variable("ATRIUM_TEST_PDNS_API_KEY"))
-            .env("ATRIUM_TRACKER_API_KEY", service_variable("ATRIUM_TEST_REDMINE_API_KEY"))
             .env_remove("TF_LOG")
+            .env_remove("ATRIUM_SMTP_PASSWORD")
             .env_remove("TF_REATTACH_PROVIDERS")
             .stdin(Stdio::null());
+        // The services' keys, when they run (configurations that use the
+        // services fail loudly without them, at provider configuration).
+        for (variable, service) in [
+            ("ATRIUM_DNS_API_KEY", "ATRIUM_TEST_PDNS_API_KEY"),
+            ("ATRIUM_TRACKER_API_KEY", "ATRIUM_TEST_REDMINE_API_KEY"),
+        ] {
+            match atrium_engine::test_services::service_variable_if_running(service) {
+                Some(key) => command.env(variable, key),
+                None => command.env_remove(variable),
+            };
+        }
         command
     }
 

@@ -14,8 +14,17 @@ async fn full_lifecycle(test_name: &str, registry_choice: RegistryChoice) {
     workspace.write("provider.tf", &provider_example());
     workspace.write("main.tf", &resource);
 
-    // Create.
+    // Create, after `terraform init` installed the provider from the local
+    // mirror and pinned its version, as with a published provider.
     workspace.apply();
+    let lock = workspace.read(".terraform.lock.hcl");
+    assert!(
+        lock.contains("provider \"registry.terraform.io/atrium-hosting/atrium\"")
+            && lock.contains(&format!("version     = \"{}\"", env!("CARGO_PKG_VERSION")))
+            && lock.contains("constraints = \"~> 0.1\"")
+            && lock.contains("h1:"),
+        "{lock}"
+    );
     let registry = workspace.registry().await;
     let record = registry.get_tenant(&tenant_id("acme")).await.unwrap().expect("tenant created");
     assert_eq!(record.spec.display_name, "ACME GmbH");

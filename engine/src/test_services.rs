@@ -9,6 +9,18 @@ use std::path::PathBuf;
 
 use sqlx::{ConnectOptions, Connection, Executor};
 
+/// A service variable when the services are running, `None` otherwise: for
+/// what works without them (the tenant benchmark passes keys only if there).
+pub fn service_variable_if_running(name: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(name)
+        && !value.is_empty()
+    {
+        return Some(value);
+    }
+    let text = std::fs::read_to_string(env_file_path()).ok()?;
+    parse_env(&text).get(name).cloned()
+}
+
 /// The services env file's variables, merged over the process environment.
 pub fn service_variable(name: &str) -> String {
     if let Ok(value) = std::env::var(name)

@@ -3,7 +3,8 @@
 terraform {
   required_providers {
     atrium = {
-      source = "atrium-hosting/atrium"
+      source  = "atrium-hosting/atrium"
+      version = "~> 0.1"
     }
   }
 }
