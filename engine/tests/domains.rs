@@ -161,7 +161,7 @@ async fn routes_follow_their_app_instance_through_an_upgrade() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_create_leaves_no_route_record_or_row() {
+async fn a_failed_custom_domain_create_leaves_no_route_or_row() {
     let fixture = Fixture::new("undo").await;
     let apps = fixture.apps();
     apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None).await.unwrap();
@@ -198,5 +198,31 @@ async fn a_failed_create_leaves_no_route_record_or_row() {
 
     apps.destroy(&hello_spec(&fixture.tenant, "1.0").id).await.unwrap();
     let _ = powerdns(reqwest::Method::DELETE, &format!("/zones/{customer_zone}."), None).await;
+    fixture.drop_zone().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_platform_create_leaves_no_route_record_claim_or_row() {
+    let mut fixture = Fixture::new("undop").await;
+    // The platform record points at an address where no proxy answers, so
+    // the ACME CA cannot validate the name and no certificate comes.
+    let mut target = test_target("ATRIUM_TEST_DOCKER_HOST");
+    target.public_address = Some("127.0.0.2".to_owned());
+    fixture.targets = Targets::new(BTreeMap::from([("local".to_owned(), target)]));
+    fixture.apps().deploy(&hello_spec(&fixture.tenant, "1.0"), None).await.unwrap();
+    let hostname = Hostname::parse(&format!("shop.{}", fixture.zone)).unwrap();
+    let spec = fixture.spec(hostname.as_str(), TlsMode::Acme);
+    let token = atrium_engine::ownership::CreateToken::new();
+    let error =
+        fixture.domains(Duration::from_secs(6)).apply(&spec, DomainStatus::Active, Some(&token)).await.unwrap_err();
+    assert!(matches!(error, DomainApplyError::CertificateTimeout { .. }), "{error}");
+    assert!(fixture.registry.get_domain(&hostname).await.unwrap().is_none(), "the row was undone");
+    assert!(fixture.caddy_route_ids().await.is_empty(), "the route was undone");
+    let (status, zone) = powerdns(reqwest::Method::GET, &format!("/zones/{}.", fixture.zone), None).await;
+    assert_eq!(status, 200, "{zone}");
+    assert!(!zone.contains(&format!("{hostname}.")), "the platform record was undone: {zone}");
+    let claim = fixture.registry.get_claim(atrium_engine::ownership::ObjectKind::Domain, hostname.as_str()).await;
+    assert_eq!(claim.unwrap(), None, "the name is free again");
+    fixture.apps().destroy(&hello_spec(&fixture.tenant, "1.0").id).await.unwrap();
     fixture.drop_zone().await;
 }
