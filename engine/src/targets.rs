@@ -44,10 +44,19 @@ impl Targets {
         configured: BTreeMap<String, TargetDocument>,
         runtimes: HashMap<String, Arc<dyn Runtime>>,
     ) -> Targets {
+        Targets::with_backends(configured, runtimes, HashMap::new())
+    }
+
+    /// Targets served by runtimes and reverse proxies the caller built.
+    pub fn with_backends(
+        configured: BTreeMap<String, TargetDocument>,
+        runtimes: HashMap<String, Arc<dyn Runtime>>,
+        ingresses: HashMap<String, Arc<dyn Ingress>>,
+    ) -> Targets {
         Targets {
             configured,
             connected: Mutex::new(runtimes),
-            ingresses: Mutex::new(HashMap::new()),
+            ingresses: Mutex::new(ingresses),
             deployment_slots: Mutex::new(HashMap::new()),
         }
     }

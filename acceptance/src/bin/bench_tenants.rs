@@ -71,6 +71,9 @@ async fn main() {
     let plan = ["plan", "-input=false", "-detailed-exitcode"];
     let destroy = ["destroy", "-auto-approve", "-input=false"];
     let (mut atrium_apply, mut atrium_plan, mut data_apply, mut data_plan) = (vec![], vec![], vec![], vec![]);
+    let (mut atrium_update, mut data_update) = (vec![], vec![]);
+    // The same resources with another display name: an update in place of every one.
+    let renamed = |text: String| text.replace("Bulk customer", "Bulk client");
     let (mut apply_peak_kib, mut plan_peak_kib, mut destroy_peak_kib) = (0u64, 0u64, 0u64);
     for round in 0..rounds {
         let mut run_atrium = || {
@@ -80,6 +83,9 @@ async fn main() {
             apply_peak_kib = apply_peak_kib.max(take_peak_kib(&rss_file));
             atrium_plan.push(timed(&atrium, &plan, 0));
             plan_peak_kib = plan_peak_kib.max(take_peak_kib(&rss_file));
+            atrium.write("main.tf", &renamed(tenants(count)));
+            atrium_update.push(timed(&atrium, &apply, 0));
+            atrium.write("main.tf", &tenants(count));
             timed(&atrium, &destroy, 0);
             destroy_peak_kib = destroy_peak_kib.max(take_peak_kib(&rss_file));
             unsafe { std::env::remove_var("ATRIUM_PEAK_RSS_FILE") };
@@ -87,6 +93,9 @@ async fn main() {
         let mut run_data = || {
             data_apply.push(timed(&baseline, &apply, 0));
             data_plan.push(timed(&baseline, &plan, 0));
+            baseline.write("main.tf", &renamed(data(count)));
+            data_update.push(timed(&baseline, &apply, 0));
+            baseline.write("main.tf", &data(count));
             timed(&baseline, &destroy, 0);
         };
         if round % 2 == 0 {
@@ -97,12 +106,14 @@ async fn main() {
             run_atrium();
         }
         println!(
-            "round {}: atrium apply {:.2} plan {:.2} | terraform_data apply {:.2} plan {:.2}",
+            "round {}: atrium apply {:.2} plan {:.2} update {:.2} | terraform_data apply {:.2} plan {:.2} update {:.2}",
             round + 1,
             atrium_apply[round],
             atrium_plan[round],
+            atrium_update[round],
             data_apply[round],
-            data_plan[round]
+            data_plan[round],
+            data_update[round]
         );
     }
     let (aa, ap, da, dp) =
@@ -115,6 +126,12 @@ async fn main() {
     println!(
         "median plan:  atrium_tenant {ap:.2} s, terraform_data {dp:.2} s, ratio {:.2}x (target <= 1.10x)",
         ap / dp
+    );
+    let (au, du) = (median(&mut atrium_update), median(&mut data_update));
+    println!(
+        "median update in place: atrium_tenant {au:.2} s, terraform_data {du:.2} s, ratio {:.2}x; atrium update / atrium create {:.2}x",
+        au / du,
+        au / aa
     );
     let mib = |kib: u64| kib as f64 / 1024.0;
     let peak = apply_peak_kib.max(plan_peak_kib).max(destroy_peak_kib);
