@@ -629,3 +629,75 @@ async fn every_failed_support_plan_step_converges_on_the_next_apply() {
     eprintln!("support plan create: failures injected at steps 1 to {}, all converged", step - 1);
     assert!(step > 2, "too few steps were exercised: {step}");
 }
+
+/// Fails (or abandons) step `fail_at` of suspending, then of resuming, a
+/// tenant with two instances; the next run of each must converge. Returns
+/// whether the step was reached in either.
+async fn check_suspension_step(fail_at: usize, failure: Failure) -> bool {
+    use atrium_engine::model::TenantStatus;
+    use atrium_engine::suspension::enforce;
+    let directory = tempfile::tempdir().unwrap();
+    let kind = if failure == Failure::Error { "e" } else { "a" };
+    let tenant = format!("fiu-{}-{kind}{fail_at}", std::process::id() % 10_000);
+    let registry = registry_with_tenant(directory.path(), &tenant).await;
+    let catalog = Catalog::built_in();
+    let observations = AppObservations::default();
+    let abandoned = Arc::new(tokio::sync::Notify::new());
+    let healthy_targets = targets_failing_at(0, Failure::Error, Arc::clone(&abandoned)).await;
+    let (_, cancelled) = tokio::sync::watch::channel(false);
+    let apps = AppContext {
+        registry: &registry,
+        observations: &observations,
+        catalog: &catalog,
+        targets: &healthy_targets,
+        mailer: None,
+        owner: atrium_engine::test_services::test_owner(),
+        deadline: Duration::from_secs(30),
+        cancelled,
+    };
+    let mut shop = spec(&tenant, "1.1");
+    shop.id.name = "shop".into();
+    let instances = [spec(&tenant, "1.1"), shop];
+    for instance in &instances {
+        apps.deploy(instance, None).await.unwrap();
+    }
+    let tenant_id = atrium_engine::model::TenantId::parse(&tenant).unwrap();
+    let mut reached = false;
+    for (status, expected) in
+        [(TenantStatus::Suspended, InstanceHealth::Suspended), (TenantStatus::Active, InstanceHealth::Running)]
+    {
+        let record = registry.get_tenant(&tenant_id).await.unwrap().unwrap();
+        let failing_targets = targets_failing_at(fail_at, failure, Arc::clone(&abandoned)).await;
+        let run = enforce(&registry, &failing_targets, &record, status, Duration::from_secs(30));
+        reached |= tokio::select! {
+            result = run => result.is_err(),
+            () = abandoned.notified() => true,
+        };
+        enforce(&registry, &healthy_targets, &record, status, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{failure:?} at step {fail_at} to {status:?}: no convergence: {e}"));
+        observations.clear().await;
+        for instance in &instances {
+            let health = apps.observe(&instance.id).await.unwrap().unwrap().1;
+            assert_eq!(health, expected, "{failure:?} at step {fail_at} to {status:?}: {}", instance.id);
+        }
+    }
+    for instance in &instances {
+        apps.destroy(&instance.id).await.unwrap();
+    }
+    assert!(tenant_containers(&tenant).await.is_empty());
+    reached
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failed_suspension_step_converges_on_the_next_run() {
+    for failure in [Failure::Error, Failure::Abandon] {
+        let mut step = 1;
+        while check_suspension_step(step, failure).await {
+            step += 1;
+            assert!(step < 20, "more steps than expected");
+        }
+        eprintln!("{failure:?}: suspension and resumption injected at steps 1 to {}, all converged", step - 1);
+        assert!(step > 2, "too few steps were exercised: {step}");
+    }
+}
