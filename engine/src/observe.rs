@@ -399,9 +399,8 @@ impl ClaimObserver {
         if batch.is_empty() {
             return Ok(());
         }
-        let result = self.registry.confirm_claims(&batch).await;
-        self.claims.clear().await;
-        result
+        // The snapshot stays: the confirmed keys are in `acknowledged` already.
+        self.registry.confirm_claims(&batch).await
     }
 
     /// Forgets the snapshot (after a write through this process).

@@ -229,3 +229,53 @@ async fn processes_opening_a_new_registry_at_once_all_migrate() {
         }
     }
 }
+
+#[tokio::test]
+async fn claims_refuse_other_owners_resume_interrupted_creates_and_confirm_in_bulk() {
+    use atrium_engine::ownership::{ClaimRefusal, CreateDecision, CreateToken, ObjectKind, Owner};
+    use atrium_engine::registry::ClaimOutcome;
+    for registry in [sqlite_registry(&tempfile::tempdir().unwrap()).await, postgres_registry("claims").await] {
+        let tenant = TenantId::parse("acme").unwrap();
+        let (first, second) = (Owner::terraform("/work/first"), Owner::terraform("/work/second"));
+        let earlier = CreateToken::from_stored("0123456789abcdef.earlier");
+        let claim = |key: &'static str, owner: &'static Owner, token: &CreateToken| {
+            let (registry, tenant, token) = (&registry, &tenant, token.clone());
+            async move { registry.claim_for_create(ObjectKind::AppInstance, key, tenant, owner, &token).await.unwrap() }
+        };
+        let first: &'static Owner = Box::leak(Box::new(first));
+        let second: &'static Owner = Box::leak(Box::new(second));
+        assert_eq!(claim("acme/web", first, &earlier).await, ClaimOutcome::Claimed(CreateDecision::New));
+        // Another owner is refused, whatever it wants.
+        assert!(matches!(
+            claim("acme/web", second, &CreateToken::new()).await,
+            ClaimOutcome::Refused { refusal: ClaimRefusal::OtherOwner { .. }, .. }
+        ));
+        // The same owner, later, finishes the interrupted create under its own token.
+        let resumed = CreateToken::new();
+        assert_eq!(
+            claim("acme/web", first, &resumed).await,
+            ClaimOutcome::Claimed(CreateDecision::Resume { previous_token: earlier.clone() })
+        );
+        // Once a state shows the token, the name is taken even for its owner.
+        let many: Vec<_> = (0..1200)
+            .map(|n| (ObjectKind::AppInstance, format!("acme/i{n}"), CreateToken::new(), first.clone()))
+            .collect();
+        for (kind, key, token, owner) in &many {
+            registry.claim_for_create(*kind, key, &tenant, owner, token).await.unwrap();
+        }
+        let mut confirmations = many.clone();
+        confirmations.push((ObjectKind::AppInstance, "acme/web".into(), resumed.clone(), first.clone()));
+        registry.confirm_claims(&confirmations).await.unwrap();
+        assert!(registry.list_claims().await.unwrap().iter().all(|claim| claim.confirmed), "all confirmed at once");
+        assert!(matches!(
+            claim("acme/web", first, &CreateToken::new()).await,
+            ClaimOutcome::Refused { refusal: ClaimRefusal::AlreadyManaged, .. }
+        ));
+        // A release by an old token leaves the claim; a release by its token frees the name.
+        registry.release_claim_of(ObjectKind::AppInstance, "acme/web", &earlier).await.unwrap();
+        assert!(registry.get_claim(ObjectKind::AppInstance, "acme/web").await.unwrap().is_some());
+        registry.release_claim_of(ObjectKind::AppInstance, "acme/web", &resumed).await.unwrap();
+        assert!(registry.get_claim(ObjectKind::AppInstance, "acme/web").await.unwrap().is_none());
+        registry.close().await;
+    }
+}

@@ -10,6 +10,10 @@ use crate::ownership::{Claim, ClaimRefusal, CreateDecision, CreateToken, Depende
 
 const COLUMNS: &str = "kind, natural_key, tenant, owner, create_token, confirmed, created_at";
 
+/// How many claims one confirming statement names (well below every
+/// database's limit on bound parameters).
+const CONFIRMATIONS_PER_STATEMENT: usize = 500;
+
 fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> RegistryError {
     move |source| RegistryError::Query { operation, source }
 }
@@ -170,26 +174,41 @@ impl Registry {
         Ok(ClaimOutcome::Refused { claim, refusal: ClaimRefusal::DeclaredTwice })
     }
 
-    /// Records that a state holds the objects made by these creates. A claim
-    /// recorded before owners were told apart is taken over by the owner
-    /// whose state shows it. Unknown or already confirmed claims are left.
+    /// Records that a state holds the objects made by these creates: one
+    /// statement per few hundred claims (a plan after a bulk create confirms
+    /// them all at once). A claim recorded before owners were told apart
+    /// (its token empty) is taken over by the owner whose state shows it,
+    /// one by one, by kind and key. Unknown or already confirmed claims are left.
     pub async fn confirm_claims(&self, confirmations: &[crate::ownership::Confirmation]) -> Result<(), RegistryError> {
         if confirmations.is_empty() {
             return Ok(());
         }
+        let (legacy, tokens): (Vec<_>, Vec<_>) =
+            confirmations.iter().partition(|(_, _, token, _)| token.as_str().is_empty());
         let mut transaction = self.pool.begin().await.map_err(query_error("begin confirming claims"))?;
-        for (kind, key, token, owner) in confirmations {
+        for chunk in tokens.chunks(CONFIRMATIONS_PER_STATEMENT) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = sqlx::AssertSqlSafe(format!(
+                "UPDATE claims SET confirmed = 1 WHERE confirmed = 0 AND create_token IN ({})",
+                placeholders.join(", ")
+            ));
+            let mut query = sqlx::query(sql);
+            for (_, _, token, _) in chunk {
+                query = query.bind(token.as_str().to_owned());
+            }
+            query.execute(&mut *transaction).await.map_err(query_error("confirm claims"))?;
+        }
+        for (kind, key, _, owner) in legacy {
             sqlx::query(
-                "UPDATE claims SET confirmed = 1, owner = CASE WHEN owner = 'terraform' THEN $4 ELSE owner END \
-                 WHERE kind = $1 AND natural_key = $2 AND create_token = $3",
+                "UPDATE claims SET confirmed = 1, owner = $3 \
+                 WHERE kind = $1 AND natural_key = $2 AND create_token = '' AND owner = 'terraform'",
             )
             .bind(kind.as_str())
             .bind(key.clone())
-            .bind(token.as_str().to_owned())
             .bind(owner.as_str().to_owned())
             .execute(&mut *transaction)
             .await
-            .map_err(query_error("confirm a claim"))?;
+            .map_err(query_error("take over a claim made before owners"))?;
         }
         transaction.commit().await.map_err(query_error("commit confirmed claims"))
     }
