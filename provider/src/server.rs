@@ -37,7 +37,10 @@ use crate::value::{CtyType, Value, decode_msgpack, encode_msgpack};
 struct Configured {
     tenant_observer: TenantObserver,
     app_observations: AppObservations,
-    catalog: Catalog,
+    /// The apps; the built-in catalog is parsed on first use (a configuration
+    /// of tenants alone never pays for it), an operator's directory at once
+    /// (its mistakes are configuration errors).
+    catalog: std::sync::OnceLock<Catalog>,
     targets: Targets,
     domain_observations: DomainObservations,
     /// The platform zone's DNS, when the provider has a `dns` block.
@@ -57,6 +60,10 @@ struct Configured {
 impl Configured {
     fn registry(&self) -> &Registry {
         self.tenant_observer.registry()
+    }
+
+    fn catalog(&self) -> &Catalog {
+        self.catalog.get_or_init(Catalog::built_in)
     }
 
     /// Tells the registry that this state holds the object (its claim is
@@ -98,7 +105,7 @@ impl Configured {
         AppContext {
             registry: self.registry(),
             observations: &self.app_observations,
-            catalog: &self.catalog,
+            catalog: self.catalog(),
             targets: &self.targets,
             mailer: self.mailer.as_ref().map(|mailer| mailer as &dyn atrium_engine::backends::mailer::Mailer),
             owner: &self.owner,
@@ -447,9 +454,9 @@ impl Provider for AtriumProvider {
             return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
         }
         let catalog = match &document.catalog_dir {
-            None => Catalog::built_in(),
+            None => std::sync::OnceLock::new(),
             Some(directory) => match Catalog::with_directory(std::path::Path::new(directory)) {
-                Ok(catalog) => catalog,
+                Ok(catalog) => std::sync::OnceLock::from(catalog),
                 Err(error) => {
                     let diagnostic = diagnostics::attribute_error(
                         &atrium_engine::AttributePath::root("catalog_dir"),
@@ -652,7 +659,7 @@ impl Provider for AtriumProvider {
         let mut planned = match (request.type_name.as_str(), &configured) {
             (APP_INSTANCE_TYPE, Ok(configured)) => {
                 let context = app_instance::PlanContext {
-                    catalog: &configured.catalog,
+                    catalog: configured.catalog(),
                     targets: configured.targets.names(),
                     registry: configured.registry(),
                     observations: &configured.app_observations,
