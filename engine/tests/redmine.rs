@@ -449,5 +449,8 @@ async fn unreachable_tracker_is_a_retryable_connect_error_after_retries() {
     let error = redmine.observe("acme").await.unwrap_err();
     assert!(matches!(error, TrackerError::Connect { .. }), "{error}");
     assert!(error.is_retryable());
-    assert!((2..=4).contains(&redmine.api_calls()), "retried within the deadline: {}", redmine.api_calls());
+    // Waits of 50, 100, 200 and 400 ms, each jittered down to half: four
+    // attempts fit in 500 ms when the waits are long, five when they are short,
+    // three when the machine is slow.
+    assert!((3..=5).contains(&redmine.api_calls()), "retried within the deadline: {}", redmine.api_calls());
 }

@@ -79,9 +79,74 @@ fn curl(arguments: &[&str]) -> (u16, String) {
     (status.trim().parse().unwrap_or(0), body.to_owned())
 }
 
+/// Routes waiting to be written, and the hosts already written, shared by
+/// the baseline's workers.
+#[derive(Default)]
+struct RouteBatch {
+    pending: std::sync::Mutex<Vec<serde_json::Value>>,
+    written: std::sync::Mutex<std::collections::HashSet<String>>,
+    writing: std::sync::Mutex<()>,
+}
+
+/// Writes `route` the way Atrium does: routes that wait together go in one
+/// write of the server's route list (one Caddy reload, which cancels the
+/// certificate orders in flight, for all of them), before its catch-all,
+/// under If-Match; a refused or cut-off write is read and tried again.
+fn write_routes_batched(admin: &str, batch: &RouteBatch, route: serde_json::Value, host: &str) {
+    batch.pending.lock().unwrap().push(route);
+    let _writing = batch.writing.lock().unwrap();
+    if batch.written.lock().unwrap().contains(host) {
+        return;
+    }
+    let routes_path = format!("{admin}/config/apps/http/servers/atrium/routes");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the baseline could not write its routes to Caddy in 2 minutes");
+        let output =
+            Command::new("curl").args(["-s", "--max-time", "10", "-D", "-", &routes_path]).output().expect("run curl");
+        // Caddy sends the Etag as a trailer, after the body.
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let Some((_, rest)) = text.split_once("\r\n\r\n") else { continue };
+        let Some(trailer) = rest.to_ascii_lowercase().rfind("etag:") else { continue };
+        let (body, etag) = (&rest[..trailer], rest[trailer + 5..].trim().to_owned());
+        let Ok(serde_json::Value::Array(mut routes)) = serde_json::from_str::<serde_json::Value>(body.trim()) else {
+            continue;
+        };
+        let pending: Vec<serde_json::Value> = batch.pending.lock().unwrap().clone();
+        let catch_all = routes.iter().position(|r| r["@id"] == "atrium-catch-all").unwrap_or(routes.len());
+        for (offset, route) in pending.iter().enumerate() {
+            routes.insert(catch_all + offset, route.clone());
+        }
+        let data = serde_json::Value::Array(routes).to_string();
+        let (status, _) = curl(&[
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            &format!("If-Match: {etag}"),
+            "--data",
+            &data,
+            &routes_path,
+        ]);
+        if status == 200 {
+            let mut written = batch.written.lock().unwrap();
+            for route in &pending {
+                if let Some(host) = route["match"][0]["host"][0].as_str() {
+                    written.insert(host.to_owned());
+                }
+            }
+            batch.pending.lock().unwrap().retain(|route| !pending.contains(route));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The same changes by hand: the A record (PowerDNS API), the route before
-/// the catch-all (Caddy admin API), then polling until the certificate is
-/// served and the app answers over HTTPS. Ten at a time.
+/// the catch-all (Caddy admin API, writes batched as Atrium batches them),
+/// then polling until the certificate is served and the app answers over
+/// HTTPS. Ten at a time.
 fn curl_baseline(zone: &str, prefix: &str, upstream: &str, count: usize) -> f64 {
     let pdns = format!("{}/api/v1/servers/localhost/zones/{zone}.", service_variable("ATRIUM_TEST_PDNS_URL"));
     let key = format!("X-API-Key: {}", service_variable("ATRIUM_TEST_PDNS_API_KEY"));
@@ -91,6 +156,7 @@ fn curl_baseline(zone: &str, prefix: &str, upstream: &str, count: usize) -> f64 
     let host = |index: usize| format!("{prefix}{index:03}.{zone}");
     let started = Instant::now();
     let next = AtomicUsize::new(0);
+    let routes = RouteBatch::default();
     std::thread::scope(|scope| {
         for _ in 0..PARALLELISM {
             scope.spawn(|| {
@@ -105,19 +171,13 @@ fn curl_baseline(zone: &str, prefix: &str, upstream: &str, count: usize) -> f64 
                     );
                     let (status, body) = curl_until_answered(&["-X", "PATCH", "-H", &key, "--data", &record, &pdns]);
                     assert_eq!(status, 204, "record {host}: {body}");
-                    let route = format!(
-                        r#"{{"@id":"bench-{host}","match":[{{"host":["{host}"]}}],"handle":[{{"handler":"reverse_proxy","upstreams":[{{"dial":"{upstream}"}}]}}],"terminal":true}}"#
-                    );
-                    let (status, body) = curl_until_answered(&[
-                        "-X",
-                        "PUT",
-                        "-H",
-                        "Content-Type: application/json",
-                        "--data",
-                        &route,
-                        &format!("{admin}/id/atrium-catch-all"),
-                    ]);
-                    assert_eq!(status, 200, "route {host}: {body}");
+                    let route = serde_json::json!({
+                        "@id": format!("bench-{host}"),
+                        "match": [{"host": [host]}],
+                        "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": upstream}]}],
+                        "terminal": true
+                    });
+                    write_routes_batched(&admin, &routes, route, &host);
                     let resolve = format!("{host}:{https_port}:127.0.0.1");
                     let url = format!("https://{host}:{https_port}/");
                     let deadline = Instant::now() + Duration::from_secs(180);
