@@ -94,6 +94,9 @@ async fn domain_lifecycle_with_dns_routes_and_certificates() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Hello from Atrium"), "{page}");
     assert_eq!(https_get(&custom_host, "/").0, 0, "no route, so no certificate, for a pending custom domain");
+    // The app was told the address it is reached at (the catalog's public_address).
+    assert_eq!(https_get(&platform_host, "/address").1.trim(), format!("https://{platform_host}"));
+    assert_eq!(https_get(&platform_host, "/hosts").1.trim(), platform_host);
     workspace.assert_plan_empty("after create");
 
     // The customer publishes the record (and points her name at the platform): the next apply activates it.
@@ -104,6 +107,9 @@ async fn domain_lifecycle_with_dns_routes_and_certificates() {
     workspace.apply();
     assert_eq!(workspace.state_attribute(erp, "status"), "active");
     assert!(https_get(&custom_host, "/").1.contains("Hello from Atrium"));
+    // Her own domain is now the app's address; both names are live.
+    assert_eq!(https_get(&custom_host, "/address").1.trim(), format!("https://{custom_host}"));
+    assert_eq!(https_get(&custom_host, "/hosts").1.trim(), format!("{custom_host} {platform_host}"));
     workspace.assert_plan_empty("after activation");
 
     // In place: plain HTTP, and a move to another app instance of the tenant.
@@ -125,6 +131,12 @@ async fn domain_lifecycle_with_dns_routes_and_certificates() {
     let (status, page) = http_get_host(&platform_host, "/");
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("hello 1.0"), "the route follows the domain to the other instance: {page}");
+    assert_eq!(http_get_host(&platform_host, "/address").1.trim(), format!("http://{platform_host}"));
+    assert_eq!(
+        https_get(&custom_host, "/hosts").1.trim(),
+        custom_host,
+        "the instance the domain left is told it has one name left"
+    );
     assert_eq!(workspace.state_attribute(web, "certificate_expires_at"), serde_json::Value::Null);
     workspace.assert_plan_empty("after the in-place update");
     workspace.write("main.tf", &resource);

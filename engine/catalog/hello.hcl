@@ -79,3 +79,9 @@ user_limit = {
   method   = "environment"
   variable = "HELLO_MAX_USERS"
 }
+
+# The page /address names the address customers reach the app at, and /hosts
+# every live host name: tests read them through the proxy.
+public_address = {
+  command = ["/bin/sh", "-c", "echo \"$1\" > /www/address && echo \"$2\" > /www/hosts", "atrium-public-address", "{address}", "{hosts}"]
+}

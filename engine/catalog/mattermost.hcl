@@ -2,10 +2,9 @@
 # PostgreSQL sidecar.
 #
 # Caveats: settings given by environment variables override config.json and
-# are greyed out in the System Console. The site URL is not set (the catalog
-# has no domain placeholder yet), so links in notification emails are missing
-# until an operator sets MM_SERVICESETTINGS_SITEURL through customizations.
-# The user limit is Mattermost's per-team limit: it caps each team, not the
+# are greyed out in the System Console. The site URL (links in notification
+# emails, OAuth callbacks) is set through `public_address` whenever a domain
+# goes live or away, so it stays editable in config.json. The user limit is Mattermost's per-team limit: it caps each team, not the
 # instance.
 name        = "mattermost"
 description = "Mattermost Team Edition: team chat, channels and calls."
@@ -115,4 +114,9 @@ manager_account = {
 user_limit = {
   method   = "environment"
   variable = "MM_TEAMSETTINGS_MAXUSERSPERTEAM"
+}
+
+# mmctl in local mode writes the site URL into config.json (on its volume).
+public_address = {
+  command = ["/mattermost/bin/mmctl", "--local", "config", "set", "ServiceSettings.SiteURL", "{address}"]
 }

@@ -3,11 +3,12 @@
 #
 # Caveats: the image installs Nextcloud on its first start with the built-in
 # `atrium-root` administrator, which the platform keeps and the manager never
-# uses. The public host name must be added to trusted_domains through
-# customizations (NEXTCLOUD_TRUSTED_DOMAINS is read at installation only) until
-# the catalog has a domain placeholder; localhost is trusted, so the health
-# check works. Background jobs run in AJAX mode because no cron container can
-# share the app's volume. Nextcloud upgrades one major version at a time.
+# uses. The instance's live host names become its trusted_domains (after
+# localhost, which the health check uses) and its address overwrite.cli.url,
+# through `public_address` whenever a domain goes live or away
+# (NEXTCLOUD_TRUSTED_DOMAINS is read at installation only). Background jobs
+# run in AJAX mode because no cron container can share the app's volume.
+# Nextcloud upgrades one major version at a time.
 name        = "nextcloud"
 description = "Nextcloud: files, calendar, contacts and collaboration."
 port        = 80
@@ -136,6 +137,19 @@ manager_account = {
     "{manager.email}",
     "{manager.name}",
     "{manager.password}",
+  ]
+}
+
+# occ as www-data, as for the manager. trusted_domains 0 is localhost (set at
+# installation); the live host names follow from index 1, and entries past
+# them (domains gone) are deleted. No braces: they are placeholders here.
+public_address = {
+  command = [
+    "sh", "-c",
+    "export ATRIUM_ADDRESS=\"$1\" ATRIUM_HOSTS=\"$2\"; su -p www-data -s /bin/sh -c 'occ=/var/www/html/occ; case \"$ATRIUM_ADDRESS\" in https:*) protocol=https ;; *) protocol=http ;; esac; php $occ config:system:set overwrite.cli.url --value=\"$ATRIUM_ADDRESS\" && php $occ config:system:set overwriteprotocol --value=$protocol || exit 1; i=1; for host in $ATRIUM_HOSTS; do php $occ config:system:set trusted_domains $i --value=\"$host\" || exit 1; i=$((i + 1)); done; while php $occ config:system:get trusted_domains $i >/dev/null 2>&1; do php $occ config:system:delete trusted_domains $i || exit 1; i=$((i + 1)); done'",
+    "atrium-public-address",
+    "{address}",
+    "{hosts}",
   ]
 }
 

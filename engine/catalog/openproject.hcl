@@ -4,7 +4,8 @@
 # elsewhere.
 #
 # Caveats: OpenProject answers 400 to any Host header other than its host
-# name and the additional ones. The catalog has no domain placeholder yet, so
+# name and the additional ones, and reads them from the environment at boot
+# only, so `public_address` (a command in the running app) cannot set them:
 # the host name is the instance's network alias and an operator must set
 # OPENPROJECT_HOST__NAME to the public host name through customizations.
 # OpenProject reads environment values as YAML, so generated secrets must be

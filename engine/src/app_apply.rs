@@ -20,7 +20,7 @@ use crate::backends::mailer::Mailer;
 use crate::backends::{ObservedContainer, Runtime, RuntimeError, with_retries};
 use crate::catalog::{
     Catalog, CatalogEntry, ContainerRole, RenderInput, RenderedApp, VolumeSpec, labels, render, render_manager_command,
-    render_user_limit_command, required_secrets,
+    render_public_address_command, render_user_limit_command, required_secrets,
 };
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, WelcomeState};
 use crate::model::tenant::{TenantRecord, TenantStatus};
@@ -66,6 +66,10 @@ pub enum AppApplyError {
     ManagerAccount { id: AppInstanceId, exit_code: Option<i64>, output: String },
     #[error("the command that sets the user limit of app instance {id} failed (exit code {exit_code:?}): {output}")]
     UserLimit { id: AppInstanceId, exit_code: Option<i64>, output: String },
+    #[error(
+        "the command that tells app instance {id} its public address failed (exit code {exit_code:?}): {output}"
+    )]
+    PublicAddress { id: AppInstanceId, exit_code: Option<i64>, output: String },
     #[error("tenant {tenant} of app instance {id} is suspended ({reason})")]
     Suspended { id: AppInstanceId, tenant: String, reason: String },
     #[error("{operation} of app instance {id} ran out of time: {detail}")]
@@ -408,7 +412,10 @@ impl AppContext<'_> {
         let result = match deployed {
             Ok(deployment) => match self.create_manager_account(deployment).await {
                 Ok(deployment) => match self.apply_user_limit(&deployment).await {
-                    Ok(()) => self.send_welcome(deployment).await,
+                    Ok(()) => match self.announce_address(&deployment.record).await {
+                        Ok(()) => self.send_welcome(deployment).await,
+                        Err(error) => Err(error),
+                    },
                     Err(error) => Err(error),
                 },
                 Err(error) => Err(error),
@@ -485,6 +492,48 @@ impl AppContext<'_> {
             exit_code: ran.exit_code,
             output: ran.output.trim().chars().take(2000).collect(),
         })
+    }
+
+    /// Tells the running app its public address (the catalog's
+    /// `public_address` command), for apps that have one and instances with a
+    /// live domain. Run after every deployment, and by a domain's apply and
+    /// destroy, so that the app's own links and trusted host names follow
+    /// its domains without a new container.
+    pub async fn announce_address(&self, record: &AppInstanceRecord) -> Result<(), AppApplyError> {
+        let id = &record.spec.id;
+        let entry = self.entry(&record.spec)?;
+        if entry.public_address.is_none() || record.published_port.is_none() {
+            return Ok(());
+        }
+        let tenant = self.tenant(&record.spec).await?;
+        // A suspended tenant's containers are stopped; resuming starts the same ones.
+        if tenant.status != TenantStatus::Active {
+            return Ok(());
+        }
+        let addresses = self.addresses(record).await?;
+        let command = render_public_address_command(entry, &recorded_input(record, &tenant), &addresses)
+            .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        let Some(command) = command else { return Ok(()) };
+        let runtime = self.runtime(id, &record.spec.target).await?;
+        let container = crate::catalog::render_app_container_name(&record.spec, record.generation);
+        let ran = runtime.exec(&container, &command).await.map_err(self.runtime_error(id, &record.spec.target))?;
+        if ran.exit_code == Some(0) {
+            tracing::info!(instance = %id, address = %addresses[0], "public address set in the app");
+            return Ok(());
+        }
+        Err(AppApplyError::PublicAddress {
+            id: id.clone(),
+            exit_code: ran.exit_code,
+            output: ran.output.trim().chars().take(2000).collect(),
+        })
+    }
+
+    /// [`announce_address`](Self::announce_address) for the instance `id`, if it still exists.
+    pub async fn announce_address_of(&self, id: &AppInstanceId) -> Result<(), AppApplyError> {
+        match self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? {
+            Some(record) => self.announce_address(&record).await,
+            None => Ok(()),
+        }
     }
 
     /// Sends the welcome email of a deployment that set a new password while
@@ -574,9 +623,12 @@ impl AppContext<'_> {
     async fn addresses(&self, record: &AppInstanceRecord) -> Result<Vec<String>, AppApplyError> {
         let domains =
             self.registry.domains_of_instance(&record.spec.id).await.map_err(self.registry_error(&record.spec.id))?;
-        Ok(domains
-            .iter()
-            .filter(|domain| domain.status == crate::model::domain::DomainStatus::Active)
+        let mut live: Vec<_> =
+            domains.iter().filter(|domain| domain.status == crate::model::domain::DomainStatus::Active).collect();
+        // The customer's own domain first: it is the address she gives out.
+        live.sort_by_key(|domain| (domain.kind != crate::model::domain::DomainKind::Custom, domain.spec.hostname.to_string()));
+        Ok(live
+            .into_iter()
             .map(|domain| match domain.spec.tls {
                 crate::model::domain::TlsMode::Acme => format!("https://{}", domain.spec.hostname),
                 crate::model::domain::TlsMode::None => format!("http://{}", domain.spec.hostname),

@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 pub use render::{
     ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, VolumeSpec, app_container_name, describe,
-    files_digest, labels, network_name, render, render_manager_command, render_user_limit_command, required_secrets,
+    files_digest, labels, network_name, render, render_manager_command, render_public_address_command, render_user_limit_command, required_secrets,
 };
 
 /// The app container's name for an instance at a generation.
@@ -144,6 +144,19 @@ pub struct UserLimitEntry {
     pub command: Option<Vec<String>>,
 }
 
+/// How the app learns the public address it is reached at (links in its
+/// emails, its list of trusted host names): a command run in the app
+/// container whenever a domain of the instance goes live or away, and after
+/// every deployment, with `{address}` (the address customers use: her own
+/// domain if she has one, else the platform subdomain, with its scheme) and
+/// `{hosts}` (every live host name, separated by spaces). Running it twice
+/// changes nothing.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicAddressEntry {
+    pub command: Vec<String>,
+}
+
 /// One app of the catalog.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,6 +193,8 @@ pub struct CatalogEntry {
     pub manager_account: ManagerAccountEntry,
     #[serde(default)]
     pub user_limit: Option<UserLimitEntry>,
+    #[serde(default)]
+    pub public_address: Option<PublicAddressEntry>,
     /// Configuration files written into the app container before it starts:
     /// absolute path → content, placeholders allowed (e.g. the manager's
     /// password hash for apps that check logins against a crypt hash).
@@ -261,6 +276,9 @@ impl CatalogEntry {
             && !matches!(limit.method.as_str(), "environment" | "command" | "unsupported")
         {
             return Err("user_limit.method must be \"environment\", \"command\" or \"unsupported\"".into());
+        }
+        if self.public_address.as_ref().is_some_and(|address| address.command.is_empty()) {
+            return Err("public_address.command is empty: give the command that tells the app its address".into());
         }
         for path in self.files.keys() {
             check_file_path(path)?;

@@ -136,3 +136,45 @@ fn openproject_keeps_health_data_and_a_manager_who_is_not_admin() {
 fn nextcloud_keeps_health_data_and_a_manager_who_is_not_atrium_root() {
     check("nextcloud", "atrium-root");
 }
+
+/// The command that tells `app_name` its addresses, for a customer with her
+/// own domain and a platform subdomain.
+fn public_address_command(app_name: &str) -> Vec<String> {
+    let (entry, _) = render_stable(app_name);
+    let secrets = sample_secrets(&entry);
+    let addresses = ["https://files.acme.example".to_owned(), "https://acme-files.apps.atrium.test".to_owned()];
+    render_public_address_command(&entry, &sample_input(&entry, &secrets), &addresses)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{app_name} is not told its public address"))
+}
+
+#[test]
+fn nextcloud_trusts_every_live_host_name_and_links_to_the_customers_own() {
+    let command = public_address_command("nextcloud");
+    assert_eq!(command[command.len() - 2..], ["https://files.acme.example", "files.acme.example acme-files.apps.atrium.test"]);
+    let script = &command[2];
+    for setting in ["overwrite.cli.url", "overwriteprotocol", "trusted_domains $i", "config:system:delete trusted_domains"] {
+        assert!(script.contains(setting), "{setting} is not set: {script}");
+    }
+    // The outer and the inner script parse as shell.
+    let inner = script.split('\'').nth(1).unwrap();
+    for text in [script.as_str(), inner] {
+        let parsed = std::process::Command::new("sh").args(["-n", "-c", text]).status().unwrap();
+        assert!(parsed.success(), "not shell: {text}");
+    }
+}
+
+#[test]
+fn mattermost_links_to_the_customers_own_domain() {
+    assert_eq!(
+        public_address_command("mattermost"),
+        ["/mattermost/bin/mmctl", "--local", "config", "set", "ServiceSettings.SiteURL", "https://files.acme.example"]
+    );
+}
+
+#[test]
+fn no_address_means_no_command() {
+    let (entry, _) = render_stable("mattermost");
+    let secrets = sample_secrets(&entry);
+    assert_eq!(render_public_address_command(&entry, &sample_input(&entry, &secrets), &[]), Ok(None));
+}

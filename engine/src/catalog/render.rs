@@ -270,6 +270,27 @@ pub fn render_user_limit_command(entry: &CatalogEntry, input: &RenderInput<'_>) 
     }
 }
 
+/// The command that tells the app its public address (see
+/// [`PublicAddressEntry`](super::PublicAddressEntry)), for entries that have
+/// one: `addresses` are the instance's live addresses with their scheme,
+/// the one customers use first.
+pub fn render_public_address_command(
+    entry: &CatalogEntry,
+    input: &RenderInput<'_>,
+    addresses: &[String],
+) -> Result<Option<Vec<String>>, String> {
+    let (Some(public_address), Some(address)) = (&entry.public_address, addresses.first()) else {
+        return Ok(None);
+    };
+    let hosts: Vec<&str> = addresses.iter().map(|a| a.split_once("://").map_or(a.as_str(), |(_, host)| host)).collect();
+    let hosts = hosts.join(" ");
+    // Host names hold no braces, so what is put in is never read as a placeholder.
+    let command = public_address.command.iter().map(|part| {
+        expand(&part.replace("{address}", address).replace("{hosts}", &hosts), input, entry)
+    });
+    command.collect::<Result<_, _>>().map(Some)
+}
+
 /// Renders an entry for one instance.
 pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedApp, String> {
     let channel =

@@ -268,6 +268,23 @@ fn apply_error(error: &DomainApplyError) -> pb::Diagnostic {
     diagnostic
 }
 
+/// Tells the app its addresses after one of its domains went live or away;
+/// a failure is a warning (the domain itself serves), and the instance's
+/// next deployment tells it again.
+async fn announce_address(
+    apps: &atrium_engine::app_apply::AppContext<'_>,
+    instance: &atrium_engine::model::app_instance::AppInstanceId,
+) -> Option<pb::Diagnostic> {
+    let error = apps.announce_address_of(instance).await.err()?;
+    Some(diagnostics::warning(
+        "The app was not told its public address",
+        format!(
+            "{}; its links and trusted host names may still name its old address. The next deployment of app instance {instance} tells it again",
+            diagnostics::error_chain(&error)
+        ),
+    ))
+}
+
 /// Applies a planned change; returns the new state (null after destroy) and warnings.
 pub async fn apply(
     context: &DomainApplyContext<'_>,
@@ -280,8 +297,13 @@ pub async fn apply(
     if planned.is_null() {
         let hostname = Hostname::parse(prior.get("hostname").as_str().unwrap_or_default())
             .map_err(|detail| vec![diagnostics::error("Invalid domain in state", detail)])?;
+        let served = context.registry.get_domain(&hostname).await.ok().flatten().map(|r| r.spec.app_instance_id);
         context.destroy(&hostname).await.map_err(|error| vec![apply_error(&error)])?;
-        return Ok((Value::Null, Vec::new()));
+        let warnings = match served {
+            Some(instance) => announce_address(apps, &instance).await.into_iter().collect(),
+            None => Vec::new(),
+        };
+        return Ok((Value::Null, warnings));
     }
     let document = document_from(planned).map_err(|d| vec![d])?;
     let spec = DomainSpec::from_document(&document, context.platform_zone)
@@ -298,11 +320,19 @@ pub async fn apply(
             _ => DomainStatus::Active,
         },
     };
+    let served_before =
+        context.registry.get_domain(&spec.hostname).await.ok().flatten().map(|r| r.spec.app_instance_id);
     let record = context.apply(&spec, status, create).await.map_err(|error| vec![apply_error(&error)])?;
     tracing::info!(domain = %spec.hostname, status = record.status.as_str(), "domain applied");
     let records =
         context.desired_records(&spec.hostname, record.kind, &record.target).map_err(|e| vec![apply_error(&e)])?;
     let mut warnings = Vec::new();
+    // The instance the domain left, if it moved, no longer has this name.
+    if let Some(before) = served_before.filter(|before| *before != spec.app_instance_id) {
+        warnings.extend(announce_address(apps, &before).await);
+    }
+    // Every apply: a name that went live, or stopped being live, changes its addresses.
+    warnings.extend(announce_address(apps, &spec.app_instance_id).await);
     if record.status == DomainStatus::Active {
         let undelivered = match apps.deliver_waiting_welcome(&spec.app_instance_id).await {
             Ok(warning) => warning,
