@@ -66,9 +66,7 @@ pub enum AppApplyError {
     ManagerAccount { id: AppInstanceId, exit_code: Option<i64>, output: String },
     #[error("the command that sets the user limit of app instance {id} failed (exit code {exit_code:?}): {output}")]
     UserLimit { id: AppInstanceId, exit_code: Option<i64>, output: String },
-    #[error(
-        "the command that tells app instance {id} its public address failed (exit code {exit_code:?}): {output}"
-    )]
+    #[error("the command that tells app instance {id} its public address failed (exit code {exit_code:?}): {output}")]
     PublicAddress { id: AppInstanceId, exit_code: Option<i64>, output: String },
     #[error("tenant {tenant} of app instance {id} is suspended ({reason})")]
     Suspended { id: AppInstanceId, tenant: String, reason: String },
@@ -626,7 +624,9 @@ impl AppContext<'_> {
         let mut live: Vec<_> =
             domains.iter().filter(|domain| domain.status == crate::model::domain::DomainStatus::Active).collect();
         // The customer's own domain first: it is the address she gives out.
-        live.sort_by_key(|domain| (domain.kind != crate::model::domain::DomainKind::Custom, domain.spec.hostname.to_string()));
+        live.sort_by_key(|domain| {
+            (domain.kind != crate::model::domain::DomainKind::Custom, domain.spec.hostname.to_string())
+        });
         Ok(live
             .into_iter()
             .map(|domain| match domain.spec.tls {

@@ -4,7 +4,10 @@
 //! next deployment must converge to exactly one healthy app container and a
 //! recorded generation, and a destroy must then leave no container, volume,
 //! network, row or claim. The same for domains (DNS and the reverse proxy)
-//! and support plans (the tracker), whose backends fail from a step on.
+//! and support plans (the tracker), whose backends fail from a step on, and
+//! for tenants, whose only backend is the registry: a trigger in the real
+//! SQLite registry fails each of its statements in turn, and a crash leaves
+//! each of the states between them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -699,5 +702,231 @@ async fn every_failed_suspension_step_converges_on_the_next_run() {
         }
         eprintln!("{failure:?}: suspension and resumption injected at steps 1 to {}, all converged", step - 1);
         assert!(step > 2, "too few steps were exercised: {step}");
+    }
+}
+
+mod tenants {
+    use std::time::Duration;
+
+    use atrium_engine::model::TenantId;
+    use atrium_engine::model::tenant::{Manager, TenantSpec, Tier};
+    use atrium_engine::observe::TenantObserver;
+    use atrium_engine::ownership::{CreateToken, ObjectKind, Owner};
+    use atrium_engine::plan::plan_tenant;
+    use atrium_engine::registry::Registry;
+    use atrium_engine::tenant_apply::{ApplyContext, TenantApplyError, apply_tenant_change};
+    use atrium_engine::test_services::test_owner;
+    use sqlx::Connection as _;
+
+    fn spec(display_name: &str) -> TenantSpec {
+        TenantSpec {
+            name: TenantId::parse("acme").unwrap(),
+            display_name: display_name.into(),
+            tier: Tier::Business,
+            user_quota: 40,
+            expires_on: None,
+            manager: Manager { email: "boss@acme.example".into(), name: "Boss".into() },
+            welcome_email: true,
+        }
+    }
+
+    /// A registry in its own SQLite file, and a way to run SQL on that file
+    /// behind the registry's back (the injected failures).
+    struct Fixture {
+        _directory: tempfile::TempDir,
+        url: String,
+        registry: Registry,
+        observer: TenantObserver,
+    }
+
+    impl Fixture {
+        async fn new() -> Fixture {
+            let directory = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", directory.path().join("atrium.db").display());
+            let registry = Registry::connect(&url).await.expect("open the registry");
+            let observer = TenantObserver::new(registry.clone());
+            Fixture { _directory: directory, url, registry, observer }
+        }
+
+        async fn sql(&self, statement: &str) {
+            sqlx::any::install_default_drivers();
+            let mut connection = sqlx::AnyConnection::connect(&self.url).await.expect("open the registry file");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+                .execute(&mut connection)
+                .await
+                .unwrap_or_else(|error| panic!("{statement}: {error}"));
+            connection.close().await.unwrap();
+        }
+
+        /// Every `operation` on `table` fails until [`heal`](Self::heal).
+        async fn fail(&self, operation: &str, table: &str) {
+            self.sql(&format!(
+                "CREATE TRIGGER injected BEFORE {operation} ON {table} BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            ))
+            .await;
+        }
+
+        async fn heal(&self) {
+            self.sql("DROP TRIGGER injected").await;
+        }
+
+        /// One apply of `desired` over what the registry holds, as a provider
+        /// process with its own create token would run it.
+        async fn apply(&self, desired: Option<&TenantSpec>, token: &CreateToken) -> Result<(), TenantApplyError> {
+            self.apply_as(test_owner(), desired, token).await
+        }
+
+        async fn apply_as(
+            &self,
+            owner: &Owner,
+            desired: Option<&TenantSpec>,
+            token: &CreateToken,
+        ) -> Result<(), TenantApplyError> {
+            self.observer.invalidate().await;
+            let current = self.registry.get_tenant(&TenantId::parse("acme").unwrap()).await.unwrap();
+            let Some(change) = plan_tenant(desired, current.as_ref()) else { return Ok(()) };
+            self.run(owner, &change, token).await
+        }
+
+        /// A create, as Terraform plans one when its state has no tenant
+        /// (whatever the registry holds).
+        async fn create_as(
+            &self,
+            owner: &Owner,
+            desired: &TenantSpec,
+            token: &CreateToken,
+        ) -> Result<(), TenantApplyError> {
+            self.observer.invalidate().await;
+            self.run(owner, &plan_tenant(Some(desired), None).unwrap(), token).await
+        }
+
+        async fn run(
+            &self,
+            owner: &Owner,
+            change: &atrium_engine::plan::Change,
+            token: &CreateToken,
+        ) -> Result<(), TenantApplyError> {
+            let (_keep, cancelled) = tokio::sync::watch::channel(false);
+            let context = ApplyContext { owner, create_token: token, deadline: Duration::from_secs(5), cancelled };
+            apply_tenant_change(&self.observer, change, &context).await.map(|_| ())
+        }
+
+        async fn row(&self) -> Option<TenantSpec> {
+            self.registry.get_tenant(&TenantId::parse("acme").unwrap()).await.unwrap().map(|record| record.spec)
+        }
+
+        async fn claim_token(&self) -> Option<CreateToken> {
+            let claim = self.registry.get_claim(ObjectKind::Tenant, "acme").await.unwrap();
+            claim.map(|claim| claim.create_token)
+        }
+    }
+
+    /// A token of a provider process that no longer runs (one that was killed).
+    fn killed_process_token(n: u32) -> CreateToken {
+        CreateToken::from_stored(&format!("00000000000000{n:02}.killed"))
+    }
+
+    /// Each statement of a create, an update and a destroy fails in turn:
+    /// nothing is half made, and the next apply converges.
+    #[tokio::test]
+    async fn every_failed_tenant_statement_converges_on_the_next_apply() {
+        let desired = spec("ACME GmbH");
+        for (operation, table) in [("INSERT", "claims"), ("INSERT", "tenants")] {
+            let fixture = Fixture::new().await;
+            fixture.fail(operation, table).await;
+            let error = fixture.apply(Some(&desired), &CreateToken::new()).await.unwrap_err();
+            assert!(error.to_string().contains("acme"), "{operation} {table}: {error}");
+            assert_eq!(fixture.row().await, None, "{operation} {table}: a failed create left its row");
+            assert_eq!(fixture.claim_token().await, None, "{operation} {table}: a failed create kept the name");
+            fixture.heal().await;
+            let next = CreateToken::new();
+            fixture.apply(Some(&desired), &next).await.unwrap();
+            assert_eq!(fixture.row().await, Some(desired.clone()));
+            assert_eq!(fixture.claim_token().await, Some(next), "{operation} {table}");
+        }
+
+        // An update whose statement fails changes nothing; the next one does.
+        let fixture = Fixture::new().await;
+        fixture.apply(Some(&desired), &CreateToken::new()).await.unwrap();
+        let renamed = spec("ACME AG");
+        fixture.fail("UPDATE", "tenants").await;
+        fixture.apply(Some(&renamed), &CreateToken::new()).await.unwrap_err();
+        assert_eq!(fixture.row().await, Some(desired.clone()));
+        fixture.heal().await;
+        fixture.apply(Some(&renamed), &CreateToken::new()).await.unwrap();
+        assert_eq!(fixture.row().await, Some(renamed.clone()));
+
+        // A destroy that fails at either statement is finished by the next destroy.
+        for table in ["tenants", "claims"] {
+            let fixture = Fixture::new().await;
+            fixture.apply(Some(&desired), &CreateToken::new()).await.unwrap();
+            fixture.fail("DELETE", table).await;
+            fixture.apply(None, &CreateToken::new()).await.unwrap_err();
+            fixture.heal().await;
+            // The state still holds the tenant, so Terraform destroys it again
+            // (whether or not its row is still there).
+            let in_state = atrium_engine::model::tenant::TenantRecord {
+                spec: desired.clone(),
+                status: atrium_engine::model::tenant::TenantStatus::Active,
+                created_at: String::new(),
+                owner: test_owner().as_str().to_owned(),
+            };
+            let change = plan_tenant(None, Some(&in_state)).unwrap();
+            let (_keep, cancelled) = tokio::sync::watch::channel(false);
+            let context = ApplyContext {
+                owner: test_owner(),
+                create_token: &CreateToken::new(),
+                deadline: Duration::from_secs(5),
+                cancelled,
+            };
+            apply_tenant_change(&fixture.observer, &change, &context).await.unwrap();
+            assert_eq!(fixture.row().await, None, "DELETE {table}");
+            assert_eq!(fixture.claim_token().await, None, "DELETE {table}: the name stays taken");
+        }
+    }
+
+    /// The states a killed apply leaves between the statements of a create
+    /// (the name claimed, no row; the row written, the state never told):
+    /// the next apply of the same owner finishes the create with the
+    /// configuration it has now; another owner is refused and changes nothing.
+    #[tokio::test]
+    async fn a_create_killed_between_its_statements_is_finished_by_the_next_apply() {
+        let desired = spec("ACME GmbH");
+        let other = Owner::terraform("another-team");
+
+        // Killed after claiming the name.
+        let fixture = Fixture::new().await;
+        let claimed = fixture
+            .registry
+            .claim_for_create(ObjectKind::Tenant, "acme", &desired.name, test_owner(), &killed_process_token(1))
+            .await
+            .unwrap();
+        assert!(matches!(claimed, atrium_engine::registry::ClaimOutcome::Claimed(_)), "{claimed:?}");
+        let refused = fixture.create_as(&other, &desired, &CreateToken::new()).await.unwrap_err();
+        assert!(refused.to_string().contains("\"engine-tests\""), "names the owner: {refused}");
+        assert_eq!(fixture.row().await, None);
+        let next = CreateToken::new();
+        fixture.apply(Some(&desired), &next).await.unwrap();
+        assert_eq!(fixture.row().await, Some(desired.clone()));
+        assert_eq!(fixture.claim_token().await, Some(next));
+
+        // Killed after writing the row, with the configuration changed since.
+        let fixture = Fixture::new().await;
+        fixture
+            .registry
+            .claim_for_create(ObjectKind::Tenant, "acme", &desired.name, test_owner(), &killed_process_token(2))
+            .await
+            .unwrap();
+        fixture.registry.insert_tenant(&desired, test_owner().as_str()).await.unwrap();
+        let refused = fixture.create_as(&other, &spec("Not ACME"), &CreateToken::new()).await.unwrap_err();
+        assert!(refused.to_string().contains("\"engine-tests\""), "names the owner: {refused}");
+        assert_eq!(fixture.row().await, Some(desired.clone()), "another owner changed nothing");
+        // This owner's state has no tenant (the kill came before Terraform
+        // recorded it), so it plans a create; the registry has the row.
+        let changed = spec("ACME AG");
+        let next = CreateToken::new();
+        fixture.create_as(test_owner(), &changed, &next).await.unwrap();
+        assert_eq!(fixture.row().await, Some(changed));
+        assert_eq!(fixture.claim_token().await, Some(next));
     }
 }

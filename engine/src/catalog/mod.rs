@@ -22,7 +22,8 @@ use serde::Deserialize;
 
 pub use render::{
     ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, VolumeSpec, app_container_name, describe,
-    files_digest, labels, network_name, render, render_manager_command, render_public_address_command, render_user_limit_command, required_secrets,
+    files_digest, labels, network_name, render, render_manager_command, render_public_address_command,
+    render_user_limit_command, required_secrets,
 };
 
 /// The app container's name for an instance at a generation.

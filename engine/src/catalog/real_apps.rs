@@ -151,9 +151,14 @@ fn public_address_command(app_name: &str) -> Vec<String> {
 #[test]
 fn nextcloud_trusts_every_live_host_name_and_links_to_the_customers_own() {
     let command = public_address_command("nextcloud");
-    assert_eq!(command[command.len() - 2..], ["https://files.acme.example", "files.acme.example acme-files.apps.atrium.test"]);
+    assert_eq!(
+        command[command.len() - 2..],
+        ["https://files.acme.example", "files.acme.example acme-files.apps.atrium.test"]
+    );
     let script = &command[2];
-    for setting in ["overwrite.cli.url", "overwriteprotocol", "trusted_domains $i", "config:system:delete trusted_domains"] {
+    for setting in
+        ["overwrite.cli.url", "overwriteprotocol", "trusted_domains $i", "config:system:delete trusted_domains"]
+    {
         assert!(script.contains(setting), "{setting} is not set: {script}");
     }
     // The outer and the inner script parse as shell.

@@ -285,9 +285,10 @@ pub fn render_public_address_command(
     let hosts: Vec<&str> = addresses.iter().map(|a| a.split_once("://").map_or(a.as_str(), |(_, host)| host)).collect();
     let hosts = hosts.join(" ");
     // Host names hold no braces, so what is put in is never read as a placeholder.
-    let command = public_address.command.iter().map(|part| {
-        expand(&part.replace("{address}", address).replace("{hosts}", &hosts), input, entry)
-    });
+    let command = public_address
+        .command
+        .iter()
+        .map(|part| expand(&part.replace("{address}", address).replace("{hosts}", &hosts), input, entry));
     command.collect::<Result<_, _>>().map(Some)
 }
 
