@@ -72,9 +72,8 @@ fn json(value: &impl serde::Serialize) -> String {
 impl Registry {
     /// Every app instance, ordered by id.
     pub async fn list_app_instances(&self) -> Result<Vec<AppInstanceRecord>, RegistryError> {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM app_instances ORDER BY tenant, name"));
-        let rows = sqlx::query(sql).fetch_all(&self.pool).await.map_err(query_error("list app instances"))?;
-        rows.iter().map(record_from_row).collect()
+        let sql = format!("SELECT {COLUMNS} FROM app_instances ORDER BY tenant, name");
+        self.list_rows(sql, "list app instances", record_from_row).await
     }
 
     /// The app instances of one tenant, ordered by name.

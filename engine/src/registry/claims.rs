@@ -45,9 +45,8 @@ pub enum ClaimOutcome {
 impl Registry {
     /// Every claim, ordered by kind and key: one query serves a whole plan.
     pub async fn list_claims(&self) -> Result<Vec<Claim>, RegistryError> {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM claims ORDER BY kind, natural_key"));
-        let rows = sqlx::query(sql).fetch_all(&self.pool).await.map_err(query_error("list claims"))?;
-        rows.iter().map(claim_from_row).collect()
+        let sql = format!("SELECT {COLUMNS} FROM claims ORDER BY kind, natural_key");
+        self.list_rows(sql, "list claims", claim_from_row).await
     }
 
     /// The claim on one key.

@@ -42,9 +42,8 @@ fn record_from_row(row: &AnyRow) -> Result<DomainRecord, RegistryError> {
 impl Registry {
     /// Every domain, ordered by host name.
     pub async fn list_domains(&self) -> Result<Vec<DomainRecord>, RegistryError> {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM domains ORDER BY hostname"));
-        let rows = sqlx::query(sql).fetch_all(&self.pool).await.map_err(query_error("list domains"))?;
-        rows.iter().map(record_from_row).collect()
+        self.list_rows(format!("SELECT {COLUMNS} FROM domains ORDER BY hostname"), "list domains", record_from_row)
+            .await
     }
 
     /// One domain by host name.

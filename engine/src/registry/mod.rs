@@ -126,6 +126,24 @@ fn migrations() -> Vec<Migration> {
 }
 
 impl Registry {
+    /// Runs a listing and converts its rows one by one as they arrive, so a
+    /// listing of thousands of rows never holds every raw row beside every
+    /// record (most of a large plan's peak heap otherwise).
+    async fn list_rows<T>(
+        &self,
+        sql: String,
+        operation: &'static str,
+        convert: fn(&sqlx::any::AnyRow) -> Result<T, RegistryError>,
+    ) -> Result<Vec<T>, RegistryError> {
+        use futures_util::TryStreamExt as _;
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
+        let mut records = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(|source| RegistryError::Query { operation, source })? {
+            records.push(convert(&row)?);
+        }
+        Ok(records)
+    }
+
     /// Opens (creating if needed) and migrates the registry at `url`.
     pub async fn connect(url: &str) -> Result<Registry, RegistryError> {
         sqlx::any::install_default_drivers();

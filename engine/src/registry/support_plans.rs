@@ -36,9 +36,8 @@ fn record_from_row(row: &AnyRow) -> Result<SupportPlanRecord, RegistryError> {
 impl Registry {
     /// Every support plan, ordered by tenant.
     pub async fn list_support_plans(&self) -> Result<Vec<SupportPlanRecord>, RegistryError> {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM support_plans ORDER BY tenant"));
-        let rows = sqlx::query(sql).fetch_all(&self.pool).await.map_err(query_error("list support plans"))?;
-        rows.iter().map(record_from_row).collect()
+        let sql = format!("SELECT {COLUMNS} FROM support_plans ORDER BY tenant");
+        self.list_rows(sql, "list support plans", record_from_row).await
     }
 
     /// A tenant's support plan.

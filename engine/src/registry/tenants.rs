@@ -57,9 +57,7 @@ fn record_from_row(row: &AnyRow) -> Result<TenantRecord, RegistryError> {
 impl Registry {
     /// Every tenant, ordered by name: one query serves a whole refresh.
     pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>, RegistryError> {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants ORDER BY name"));
-        let rows = sqlx::query(sql).fetch_all(&self.pool).await.map_err(query_error("list tenants"))?;
-        rows.iter().map(record_from_row).collect()
+        self.list_rows(format!("SELECT {COLUMNS} FROM tenants ORDER BY name"), "list tenants", record_from_row).await
     }
 
     /// One tenant by name.
