@@ -479,17 +479,29 @@ impl AppContext<'_> {
         let command = render_user_limit_command(entry, &recorded_input(record, &tenant))
             .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
         let Some(command) = command else { return Ok(()) };
+        self.run_in_app(record, &command).await?.map_err(|(exit_code, output)| AppApplyError::UserLimit {
+            id: id.clone(),
+            exit_code,
+            output,
+        })
+    }
+
+    /// Runs one of the catalog's commands in the instance's app container:
+    /// `Err` for what could not run it, `Ok(Err((exit code, output)))` for a
+    /// command that failed (its output trimmed, for the error message).
+    async fn run_in_app(
+        &self,
+        record: &AppInstanceRecord,
+        command: &[String],
+    ) -> Result<Result<(), (Option<i64>, String)>, AppApplyError> {
+        let id = &record.spec.id;
         let runtime = self.runtime(id, &record.spec.target).await?;
         let container = crate::catalog::render_app_container_name(&record.spec, record.generation);
-        let ran = runtime.exec(&container, &command).await.map_err(self.runtime_error(id, &record.spec.target))?;
+        let ran = runtime.exec(&container, command).await.map_err(self.runtime_error(id, &record.spec.target))?;
         if ran.exit_code == Some(0) {
-            return Ok(());
+            return Ok(Ok(()));
         }
-        Err(AppApplyError::UserLimit {
-            id: id.clone(),
-            exit_code: ran.exit_code,
-            output: ran.output.trim().chars().take(2000).collect(),
-        })
+        Ok(Err((ran.exit_code, ran.output.trim().chars().take(2000).collect())))
     }
 
     /// Tells the running app its public address (the catalog's
@@ -512,18 +524,13 @@ impl AppContext<'_> {
         let command = render_public_address_command(entry, &recorded_input(record, &tenant), &addresses)
             .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
         let Some(command) = command else { return Ok(()) };
-        let runtime = self.runtime(id, &record.spec.target).await?;
-        let container = crate::catalog::render_app_container_name(&record.spec, record.generation);
-        let ran = runtime.exec(&container, &command).await.map_err(self.runtime_error(id, &record.spec.target))?;
-        if ran.exit_code == Some(0) {
-            tracing::info!(instance = %id, address = %addresses[0], "public address set in the app");
-            return Ok(());
-        }
-        Err(AppApplyError::PublicAddress {
+        self.run_in_app(record, &command).await?.map_err(|(exit_code, output)| AppApplyError::PublicAddress {
             id: id.clone(),
-            exit_code: ran.exit_code,
-            output: ran.output.trim().chars().take(2000).collect(),
-        })
+            exit_code,
+            output,
+        })?;
+        tracing::info!(instance = %id, address = %addresses[0], "public address set in the app");
+        Ok(())
     }
 
     /// [`announce_address`](Self::announce_address) for the instance `id`, if it still exists.
