@@ -453,6 +453,57 @@ async fn a_manager_command_gets_the_new_password_once_and_a_failing_one_is_repor
     context.destroy(&spec.id).await.unwrap();
 }
 
+/// The app is told its live addresses after a domain goes live and again in
+/// every new container; a failing command is an error with its exit code and
+/// output, and never a half-made deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_is_told_its_address_in_every_container_and_a_failing_command_is_reported() {
+    let mut fixture = Fixture::new("pubaddr").await;
+    let hello = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/hello.hcl")).unwrap();
+    let start = hello.find("public_address = {").expect("hello has a public_address command");
+    let failing = format!(
+        "{}public_address = {{\n  command = [\"/bin/sh\", \"-c\", \"echo cannot set \\\"$1\\\"; exit 4\", \"x\", \"{{address}}\"]\n}}\n",
+        &hello[..start]
+    )
+    .replacen("name        = \"hello\"", "name        = \"hello-failing\"", 1);
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(directory.path().join("hello-failing.hcl"), failing).unwrap();
+    fixture.catalog = Catalog::with_directory(directory.path()).unwrap();
+    let context = fixture.context(Duration::from_secs(30));
+
+    // No live domain yet: nothing to tell, and nothing written.
+    let spec = fixture.spec("1.0");
+    let first = context.deploy(&spec, None).await.unwrap().record;
+    assert_eq!(status(&http_get(first.published_port.unwrap(), "/address")), "404");
+    live_domain(&fixture.registry, &spec.id, &format!("{}.example", fixture.tenant)).await;
+    context.announce_address_of(&spec.id).await.unwrap();
+    let address = format!("http://{}.example", fixture.tenant);
+    assert!(http_get(first.published_port.unwrap(), "/address").ends_with(&format!("\n{address}\n")));
+    // An upgrade starts a new container, which is told again.
+    let upgraded = context.deploy(&fixture.spec("1.1"), None).await.unwrap().record;
+    assert_ne!(upgraded.generation, first.generation);
+    assert!(http_get(upgraded.published_port.unwrap(), "/address").ends_with(&format!("\n{address}\n")));
+
+    let mut broken = fixture.spec("1.1");
+    broken.id.name = "broken".into();
+    broken.app = "hello-failing".into();
+    context.deploy(&broken, None).await.unwrap();
+    live_domain(&fixture.registry, &broken.id, &format!("broken-{}.example", fixture.tenant)).await;
+    let error = context.announce_address_of(&broken.id).await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, AppApplyError::PublicAddress { exit_code: Some(4), .. }), "{message}");
+    assert!(message.contains("cannot set http://broken-"), "the command's output is shown: {message}");
+    // A redeployment runs it too, and fails the same way rather than passing silently.
+    broken.users = 6;
+    let error = context.deploy(&broken, None).await.unwrap_err();
+    assert!(matches!(error, AppApplyError::PublicAddress { exit_code: Some(4), .. }), "{error}");
+    for domain in [format!("{}.example", fixture.tenant), format!("broken-{}.example", fixture.tenant)] {
+        fixture.registry.delete_domain(&atrium_engine::model::domain::Hostname::parse(&domain).unwrap()).await.unwrap();
+    }
+    context.destroy(&broken.id).await.unwrap();
+    context.destroy(&spec.id).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_quota_and_unmanaged_name_clashes_are_refused() {
     let fixture = Fixture::new("guard").await;
