@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,7 +29,57 @@ use crate::registry::{Registry, RegistryError};
 pub const SNAPSHOT_WINDOW: Duration = Duration::from_secs(5);
 
 /// A listing and when it was taken.
-type Taken<K, V> = Option<(Instant, Arc<HashMap<K, V>>)>;
+type Taken<K, V> = Option<(Instant, Arc<Listing<K, V>>)>;
+
+/// A listing's entries sorted by key, for lookups by key. It holds exactly as
+/// many slots as entries: a hash map of a thousand tenants holds two thousand
+/// (and three thousand while it grows), most of a large plan's peak heap.
+pub struct Listing<K, V> {
+    entries: Box<[(K, V)]>,
+}
+
+impl<K: Ord, V> Listing<K, V> {
+    /// The entry for `key`.
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        let index = self.entries.binary_search_by(|(candidate, _)| candidate.borrow().cmp(key)).ok()?;
+        Some(&self.entries[index].1)
+    }
+
+    /// Every entry's value, in key order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|(_, value)| value)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Of entries with equal keys the last one listed is kept, as a map would.
+impl<K: Ord, V> FromIterator<(K, V)> for Listing<K, V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        let mut entries: Vec<(K, V)> = entries.into_iter().collect();
+        entries.reverse();
+        // Stable: of equal keys, the last listed (now first) stays first.
+        entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+        entries.dedup_by(|(later, _), (earlier, _)| later == earlier);
+        Self { entries: entries.into_boxed_slice() }
+    }
+}
+
+impl<K: Ord, V> From<HashMap<K, V>> for Listing<K, V> {
+    fn from(map: HashMap<K, V>) -> Self {
+        map.into_iter().collect()
+    }
+}
 
 /// One listing, kept for [`SNAPSHOT_WINDOW`]. Concurrent readers wait for the
 /// one listing in flight instead of each making their own.
@@ -39,18 +88,18 @@ pub struct Snapshot<K, V> {
     listings: AtomicU64,
 }
 
-impl<K: Eq + Hash, V> Default for Snapshot<K, V> {
+impl<K: Ord, V> Default for Snapshot<K, V> {
     fn default() -> Self {
         Self { taken: Mutex::new(None), listings: AtomicU64::new(0) }
     }
 }
 
-impl<K: Eq + Hash, V> Snapshot<K, V> {
+impl<K: Ord, V> Snapshot<K, V> {
     /// The current snapshot, listing with `list` when there is none or it is stale.
-    pub async fn get<F, Fut, E>(&self, list: F) -> Result<Arc<HashMap<K, V>>, E>
+    pub async fn get<F, Fut, E>(&self, list: F) -> Result<Arc<Listing<K, V>>, E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<HashMap<K, V>, E>>,
+        Fut: Future<Output = Result<Listing<K, V>, E>>,
     {
         let mut guard = self.taken.lock().await;
         if let Some((taken, snapshot)) = guard.as_ref()
@@ -147,7 +196,7 @@ impl TenantObserver {
                 for plan in self.registry.list_support_plans().await? {
                     by_tenant.entry(plan.spec.tenant_id.clone()).or_default().support_level = Some(plan.spec.level);
                 }
-                Ok(by_tenant)
+                Ok(Listing::from(by_tenant))
             })
             .await?;
         Ok(all.get(name).cloned().unwrap_or_default())
@@ -266,7 +315,7 @@ impl DomainObservations {
         &self,
         target: &str,
         ingress: &dyn Ingress,
-    ) -> Result<Arc<HashMap<String, ObservedRoute>>, IngressError> {
+    ) -> Result<Arc<Listing<String, ObservedRoute>>, IngressError> {
         let snapshot = Arc::clone(self.routes.lock().await.entry(target.to_owned()).or_default());
         snapshot
             .get(|| async { Ok(ingress.list_routes().await?.into_iter().map(|r| (r.hostname.clone(), r)).collect()) })
@@ -410,5 +459,25 @@ impl ClaimObserver {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Listing;
+
+    #[test]
+    fn a_listing_finds_every_key_and_keeps_the_last_of_equal_keys() {
+        let listing: Listing<String, u32> =
+            [("b", 1), ("a", 2), ("c", 3), ("b", 4)].into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
+        assert_eq!(listing.len(), 3);
+        assert_eq!(listing.get("a"), Some(&2));
+        assert_eq!(listing.get("b"), Some(&4), "the later of two equal keys wins, as in a map");
+        assert_eq!(listing.get("c"), Some(&3));
+        assert_eq!(listing.get("d"), None);
+        assert_eq!(listing.values().copied().collect::<Vec<_>>(), vec![2, 4, 3]);
+        let empty: Listing<String, u32> = std::iter::empty().collect();
+        assert!(empty.is_empty());
+        assert_eq!(empty.get("a"), None);
     }
 }

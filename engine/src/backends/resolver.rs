@@ -28,9 +28,13 @@ const NAMED_SERVER_TIMEOUT: Duration = Duration::from_secs(2);
 const DNS_PORT: u16 = 53;
 
 /// A DNS resolver without a cache, asking either one given nameserver or the
-/// system's configured ones.
+/// system's configured ones. Built at its first lookup: most runs (every plan
+/// without a custom domain) never look anything up, and hickory's set-up
+/// (the system's configuration, the hosts file) is then memory for nothing.
 pub struct DnsResolver {
-    resolver: TokioResolver,
+    /// The one nameserver to ask, or `None` for the system's.
+    address: Option<SocketAddr>,
+    resolver: tokio::sync::OnceCell<TokioResolver>,
     /// The nameserver as given, or a description of the system's, for errors.
     nameserver: String,
 }
@@ -45,14 +49,34 @@ impl DnsResolver {
     /// `Some("127.0.0.1:5353")` asks exactly that server, over UDP and TCP, and
     /// never the hosts file (tests point this at their own PowerDNS); a bare
     /// address means port 53. `None` uses the system's configuration
-    /// (`/etc/resolv.conf`), as production does to see customers' records.
+    /// (`/etc/resolv.conf`, read at the first lookup), as production does to
+    /// see customers' records. A nameserver that is not an address is refused here.
     pub fn new(nameserver: Option<&str>) -> Result<DnsResolver, DnsError> {
-        let setup_error = |nameserver: &str, source: Box<dyn std::error::Error + Send + Sync>| {
-            DnsError::ResolverSetup { nameserver: nameserver.to_owned(), source }
-        };
-        let (builder, nameserver) = match nameserver {
+        let (address, nameserver) = match nameserver {
             Some(nameserver) => {
-                let address = nameserver_address(nameserver).map_err(|error| setup_error(nameserver, error.into()))?;
+                let address = nameserver_address(nameserver).map_err(|error| DnsError::ResolverSetup {
+                    nameserver: nameserver.to_owned(),
+                    source: error.into(),
+                })?;
+                (Some(address), nameserver.to_owned())
+            }
+            None => (None, SYSTEM_NAMESERVERS.to_owned()),
+        };
+        Ok(DnsResolver { address, resolver: tokio::sync::OnceCell::new(), nameserver })
+    }
+
+    /// The resolver, built at the first call.
+    async fn resolver(&self) -> Result<&TokioResolver, DnsError> {
+        self.resolver.get_or_try_init(|| async { self.build() }).await
+    }
+
+    fn build(&self) -> Result<TokioResolver, DnsError> {
+        let setup_error = |source: Box<dyn std::error::Error + Send + Sync>| DnsError::ResolverSetup {
+            nameserver: self.nameserver.clone(),
+            source,
+        };
+        let mut builder = match self.address {
+            Some(address) => {
                 let config = ResolverConfig::from_name_servers(vec![nameserver_config(address)]);
                 let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
                 let options = builder.options_mut();
@@ -61,18 +85,12 @@ impl DnsResolver {
                 // enough, and a dead server fails in seconds rather than in 15.
                 options.timeout = NAMED_SERVER_TIMEOUT;
                 options.attempts = 1;
-                (builder, nameserver.to_owned())
+                builder
             }
-            None => {
-                let builder =
-                    TokioResolver::builder_tokio().map_err(|error| setup_error(SYSTEM_NAMESERVERS, Box::new(error)))?;
-                (builder, SYSTEM_NAMESERVERS.to_owned())
-            }
+            None => TokioResolver::builder_tokio().map_err(|error| setup_error(Box::new(error)))?,
         };
-        let mut builder = builder;
         without_cache(builder.options_mut());
-        let resolver = builder.build().map_err(|error| setup_error(&nameserver, Box::new(error)))?;
-        Ok(DnsResolver { resolver, nameserver })
+        builder.build().map_err(|error| setup_error(Box::new(error)))
     }
 
     /// The TXT records of `name`, each record's strings joined (a long value
@@ -81,7 +99,7 @@ impl DnsResolver {
     /// published yet" is an answer, not a failure.
     pub async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
         let name = fully_qualified(name);
-        match self.resolver.txt_lookup(name.as_str()).await {
+        match self.resolver().await?.txt_lookup(name.as_str()).await {
             Ok(lookup) => Ok(lookup
                 .answers()
                 .iter()
@@ -98,7 +116,7 @@ impl DnsResolver {
     /// name does not exist or has no addresses.
     pub async fn addresses(&self, name: &str) -> Result<Vec<IpAddr>, DnsError> {
         let name = fully_qualified(name);
-        match self.resolver.lookup_ip(name.as_str()).await {
+        match self.resolver().await?.lookup_ip(name.as_str()).await {
             Ok(lookup) => Ok(lookup.iter().collect()),
             Err(error) => self.no_records_or_error(&name, error),
         }
