@@ -36,15 +36,17 @@ fn timed(workspace: &Workspace, arguments: &[&str], expected: i32) -> f64 {
 }
 
 /// The largest peak RSS (KiB) that provider processes appended to `file`
-/// since the last call; the file is emptied.
+/// since the last call; the file is emptied. A provider that wrote nothing,
+/// or wrote something else than a number, fails the benchmark.
 fn take_peak_kib(file: &std::path::Path) -> u64 {
-    let peak = std::fs::read_to_string(file)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(file)
+        .unwrap_or_else(|error| panic!("no provider reported its peak RSS in {}: {error}", file.display()));
+    let peak = text
         .lines()
-        .filter_map(|l| l.trim().parse().ok())
+        .map(|line| line.trim().parse::<u64>().unwrap_or_else(|_| panic!("not a peak RSS in kB: {line:?}")))
         .max()
-        .unwrap_or(0);
-    let _ = std::fs::write(file, "");
+        .unwrap_or_else(|| panic!("no provider reported its peak RSS in {}", file.display()));
+    std::fs::write(file, "").unwrap_or_else(|error| panic!("cannot empty {}: {error}", file.display()));
     peak
 }
 
@@ -136,7 +138,7 @@ async fn main() {
     let mib = |kib: u64| kib as f64 / 1024.0;
     let peak = apply_peak_kib.max(plan_peak_kib).max(destroy_peak_kib);
     println!(
-        "provider peak RSS: {:.1} MiB (target <= 12 MiB); apply {:.1}, plan {:.1}, destroy {:.1}",
+        "provider peak RSS: {:.1} MiB (target <= 12 MiB); apply {:.1}, plan {:.1}, update and destroy {:.1}",
         mib(peak),
         mib(apply_peak_kib),
         mib(plan_peak_kib),
