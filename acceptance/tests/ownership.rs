@@ -315,7 +315,10 @@ async fn a_failed_support_plan_create_leaves_nothing_and_the_next_apply_makes_it
     let tenant = TenantId::parse(&names.tenant).unwrap();
     assert!(registry.get_support_plan(&tenant).await.unwrap().is_none(), "no support plan row is left");
     let claims = registry.claims_of_tenant(&tenant).await.unwrap();
-    assert!(claims.iter().all(|claim| claim.kind != atrium_engine::ownership::ObjectKind::SupportPlan), "{claims:?}");
+    assert!(
+        claims.iter().all(|claim| claim.kind != atrium_engine::model::ownership::ObjectKind::SupportPlan),
+        "{claims:?}"
+    );
 
     // With the tracker back, the next apply makes it.
     workspace.write("provider.tf", &good_provider);

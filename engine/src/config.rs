@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::attribute::{AttributePath, ValidationError};
+use crate::model::attribute::{AttributePath, ValidationError};
 
 /// The registry used when neither `registry_url` nor `ATRIUM_REGISTRY_URL` is set:
 /// an embedded SQLite file in the working directory.
@@ -435,7 +435,7 @@ fn check_smtp_url(value: &str) -> Result<(), String> {
         Ok(parsed) if matches!(parsed.scheme(), "smtp" | "smtps") && parsed.host_str().is_some() => Ok(()),
         _ => Err(format!(
             "{:?} is not an SMTP URL: write it as smtp://HOST:PORT or smtps://HOST",
-            crate::registry::redact_url(value)
+            redact_url(value)
         )),
     }
 }
@@ -451,6 +451,17 @@ fn check_sender(value: &str) -> Result<(), String> {
         }
     };
     crate::model::validate::email(address.trim())
+}
+
+/// The registry URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 #[cfg(test)]

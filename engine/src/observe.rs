@@ -21,8 +21,8 @@ use crate::backends::{ObservedContainer, Runtime, RuntimeError};
 use crate::model::TenantId;
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
 use crate::model::domain::{DomainRecord, Hostname};
+use crate::model::ownership::{Claim, Confirmation, CreateToken, ObjectKind, Owner};
 use crate::model::tenant::TenantRecord;
-use crate::ownership::{Claim, Confirmation, CreateToken, ObjectKind, Owner};
 use crate::registry::{Registry, RegistryError};
 
 /// How long a snapshot answers reads before the next read lists again.

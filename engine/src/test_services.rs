@@ -76,9 +76,9 @@ pub async fn fresh_postgres_database(test_name: &str) -> String {
 }
 
 /// The owner engine tests create objects as.
-pub fn test_owner() -> &'static crate::ownership::Owner {
-    static OWNER: std::sync::OnceLock<crate::ownership::Owner> = std::sync::OnceLock::new();
-    OWNER.get_or_init(|| crate::ownership::Owner::terraform("engine-tests"))
+pub fn test_owner() -> &'static crate::model::ownership::Owner {
+    static OWNER: std::sync::OnceLock<crate::model::ownership::Owner> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| crate::model::ownership::Owner::terraform("engine-tests"))
 }
 
 /// A local on-premises target on the test Docker engine named by `variable`,

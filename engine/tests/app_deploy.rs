@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use atrium_engine::app_apply::{AppApplyError, AppContext, InstanceHealth};
+use atrium_engine::apply::app_instance::{AppApplyError, AppContext};
 use atrium_engine::backends::Runtime;
+use atrium_engine::backends::targets::Targets;
 use atrium_engine::catalog::Catalog;
+use atrium_engine::model::app_instance::InstanceHealth;
 use atrium_engine::model::app_instance::{AppInstanceId, AppInstanceSpec};
 use atrium_engine::observe::AppObservations;
 use atrium_engine::registry::Registry;
-use atrium_engine::targets::Targets;
 use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_target};
 
 struct Fixture {
@@ -156,7 +157,7 @@ async fn stopped_or_changed_containers_show_as_drift_and_deploy_repairs_them() {
     // A leftover container of an unrecorded generation (an interrupted upgrade) is removed by the next deploy.
     let mut stray = spec.clone();
     stray.version = "1.0".into();
-    let rendered_stray = atrium_engine::app_apply::render_instance(
+    let rendered_stray = atrium_engine::apply::app_instance::render_instance(
         fixture.catalog.get("hello").unwrap(),
         &stray,
         &fixture.registry.get_tenant(&spec.id.tenant_id).await.unwrap().unwrap(),
@@ -204,7 +205,7 @@ fn status(response: &str) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_password_guards_the_manager_area_and_rotates() {
-    use atrium_engine::password::Password;
+    use atrium_engine::model::password::Password;
     let fixture = Fixture::new("login").await;
     let context = fixture.context(Duration::from_secs(30));
     let mut spec = fixture.spec("1.1");

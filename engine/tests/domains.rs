@@ -5,16 +5,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use atrium_engine::app_apply::AppContext;
+use atrium_engine::apply::app_instance::AppContext;
+use atrium_engine::apply::domain::{DomainApplyContext, DomainApplyError};
 use atrium_engine::backends::dns::DnsZones;
 use atrium_engine::backends::powerdns::PowerDns;
 use atrium_engine::backends::resolver::DnsResolver;
+use atrium_engine::backends::targets::Targets;
 use atrium_engine::catalog::Catalog;
-use atrium_engine::domain_apply::{DomainApplyContext, DomainApplyError};
 use atrium_engine::model::domain::{DomainSpec, DomainStatus, Hostname, TlsMode, verification_for};
 use atrium_engine::observe::{AppObservations, DomainObservations};
 use atrium_engine::registry::Registry;
-use atrium_engine::targets::Targets;
 use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_target};
 
 struct Fixture {
@@ -212,7 +212,7 @@ async fn a_failed_platform_create_leaves_no_route_record_claim_or_row() {
     fixture.apps().deploy(&hello_spec(&fixture.tenant, "1.0"), None).await.unwrap();
     let hostname = Hostname::parse(&format!("shop.{}", fixture.zone)).unwrap();
     let spec = fixture.spec(hostname.as_str(), TlsMode::Acme);
-    let token = atrium_engine::ownership::CreateToken::new();
+    let token = atrium_engine::model::ownership::CreateToken::new();
     let error =
         fixture.domains(Duration::from_secs(6)).apply(&spec, DomainStatus::Active, Some(&token)).await.unwrap_err();
     assert!(matches!(error, DomainApplyError::CertificateTimeout { .. }), "{error}");
@@ -221,7 +221,8 @@ async fn a_failed_platform_create_leaves_no_route_record_claim_or_row() {
     let (status, zone) = powerdns(reqwest::Method::GET, &format!("/zones/{}.", fixture.zone), None).await;
     assert_eq!(status, 200, "{zone}");
     assert!(!zone.contains(&format!("{hostname}.")), "the platform record was undone: {zone}");
-    let claim = fixture.registry.get_claim(atrium_engine::ownership::ObjectKind::Domain, hostname.as_str()).await;
+    let claim =
+        fixture.registry.get_claim(atrium_engine::model::ownership::ObjectKind::Domain, hostname.as_str()).await;
     assert_eq!(claim.unwrap(), None, "the name is free again");
     fixture.apps().destroy(&hello_spec(&fixture.tenant, "1.0").id).await.unwrap();
     fixture.drop_zone().await;

@@ -15,13 +15,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use atrium_engine::app_apply::{AppContext, InstanceHealth};
+use atrium_engine::apply::app_instance::AppContext;
 use atrium_engine::backends::docker::DockerRuntime;
+use atrium_engine::backends::targets::Targets;
 use atrium_engine::backends::{CommandOutput, ObservedContainer, Runtime, RuntimeError};
 use atrium_engine::catalog::{Catalog, ContainerSpec, VolumeSpec};
 use atrium_engine::model::app_instance::AppInstanceSpec;
+use atrium_engine::model::app_instance::InstanceHealth;
 use atrium_engine::observe::AppObservations;
-use atrium_engine::targets::Targets;
 use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_target};
 
 /// How a failure is injected.
@@ -163,7 +164,7 @@ async fn tenant_volumes_and_networks(tenant: &str) -> (Vec<String>, Vec<String>)
 /// failures and checks convergence, then destroys and checks that nothing is
 /// left. Returns whether the step was reached.
 async fn check_step(fail_at: usize, failure: Failure, existing_version: Option<&str>, version: &str) -> bool {
-    use atrium_engine::ownership::{CreateToken, ObjectKind};
+    use atrium_engine::model::ownership::{CreateToken, ObjectKind};
     let directory = tempfile::tempdir().unwrap();
     let kind = match failure {
         Failure::Error => "e",
@@ -382,9 +383,9 @@ async fn records_named(zone: &str, name: &str) -> usize {
 /// route, their undo); the next apply must converge and a destroy leave no
 /// route, record, row or claim. Returns whether the step was reached.
 async fn check_domain_step(fail_at: usize) -> bool {
-    use atrium_engine::domain_apply::DomainApplyContext;
+    use atrium_engine::apply::domain::DomainApplyContext;
     use atrium_engine::model::domain::{DomainSpec, DomainStatus, Hostname, TlsMode};
-    use atrium_engine::ownership::{CreateToken, ObjectKind};
+    use atrium_engine::model::ownership::{CreateToken, ObjectKind};
     let directory = tempfile::tempdir().unwrap();
     let tenant = format!("fid-{}-{fail_at}", std::process::id() % 10_000);
     let zone = format!("{tenant}.atrium.test");
@@ -573,10 +574,10 @@ fn test_redmine() -> atrium_engine::backends::redmine::Redmine {
 /// with tracker access is created; the next apply must converge and a
 /// destroy leave no project, row or claim. Returns whether the step was reached.
 async fn check_support_plan_step(fail_at: usize) -> bool {
+    use atrium_engine::apply::support_plan::SupportPlanContext;
     use atrium_engine::backends::tracker::Tracker as _;
+    use atrium_engine::model::ownership::{CreateToken, ObjectKind};
     use atrium_engine::model::support_plan::{SupportLevel, SupportPlanSpec};
-    use atrium_engine::ownership::{CreateToken, ObjectKind};
-    use atrium_engine::support_apply::SupportPlanContext;
     let directory = tempfile::tempdir().unwrap();
     let tenant = format!("fis-{}-{fail_at}", std::process::id() % 10_000);
     let registry = registry_with_tenant(directory.path(), &tenant).await;
@@ -637,8 +638,8 @@ async fn every_failed_support_plan_step_converges_on_the_next_apply() {
 /// tenant with two instances; the next run of each must converge. Returns
 /// whether the step was reached in either.
 async fn check_suspension_step(fail_at: usize, failure: Failure) -> bool {
+    use atrium_engine::apply::suspension::enforce;
     use atrium_engine::model::TenantStatus;
-    use atrium_engine::suspension::enforce;
     let directory = tempfile::tempdir().unwrap();
     let kind = if failure == Failure::Error { "e" } else { "a" };
     let tenant = format!("fiu-{}-{kind}{fail_at}", std::process::id() % 10_000);
@@ -708,13 +709,13 @@ async fn every_failed_suspension_step_converges_on_the_next_run() {
 mod tenants {
     use std::time::Duration;
 
+    use atrium_engine::apply::tenant::{ApplyContext, TenantApplyError, apply_tenant_change};
     use atrium_engine::model::TenantId;
+    use atrium_engine::model::ownership::{CreateToken, ObjectKind, Owner};
     use atrium_engine::model::tenant::{Manager, TenantSpec, Tier};
     use atrium_engine::observe::TenantObserver;
-    use atrium_engine::ownership::{CreateToken, ObjectKind, Owner};
-    use atrium_engine::plan::plan_tenant;
+    use atrium_engine::plan::tenant::plan_tenant;
     use atrium_engine::registry::Registry;
-    use atrium_engine::tenant_apply::{ApplyContext, TenantApplyError, apply_tenant_change};
     use atrium_engine::test_services::test_owner;
     use sqlx::Connection as _;
 
@@ -803,7 +804,7 @@ mod tenants {
         async fn run(
             &self,
             owner: &Owner,
-            change: &atrium_engine::plan::Change,
+            change: &atrium_engine::plan::tenant::Change,
             token: &CreateToken,
         ) -> Result<(), TenantApplyError> {
             let (_keep, cancelled) = tokio::sync::watch::channel(false);

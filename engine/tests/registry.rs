@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use atrium_engine::apply::tenant::{ApplyContext, TenantApplyError, apply_tenant_change};
 use atrium_engine::model::TenantId;
 use atrium_engine::model::tenant::{Manager, TenantSpec, Tier};
 use atrium_engine::observe::TenantObserver;
-use atrium_engine::plan::{Action, plan_tenant};
+use atrium_engine::plan::tenant::{Action, plan_tenant};
 use atrium_engine::registry::{InsertOutcome, Registry, RegistryKind};
-use atrium_engine::tenant_apply::{ApplyContext, TenantApplyError, apply_tenant_change};
 use atrium_engine::test_services::fresh_postgres_database;
 
 fn spec(name: &str) -> TenantSpec {
@@ -133,7 +133,7 @@ async fn cancelled_apply_changes_nothing_and_a_second_apply_converges() {
     let (stop, cancelled) = tokio::sync::watch::channel(true);
     let context = ApplyContext {
         owner: atrium_engine::test_services::test_owner(),
-        create_token: &atrium_engine::ownership::CreateToken::new(),
+        create_token: &atrium_engine::model::ownership::CreateToken::new(),
         deadline: Duration::from_secs(5),
         cancelled,
     };
@@ -144,7 +144,7 @@ async fn cancelled_apply_changes_nothing_and_a_second_apply_converges() {
     stop.send_replace(false);
     let context = ApplyContext {
         owner: atrium_engine::test_services::test_owner(),
-        create_token: &atrium_engine::ownership::CreateToken::new(),
+        create_token: &atrium_engine::model::ownership::CreateToken::new(),
         deadline: Duration::from_secs(5),
         cancelled: stop.subscribe(),
     };
@@ -232,7 +232,7 @@ async fn processes_opening_a_new_registry_at_once_all_migrate() {
 
 #[tokio::test]
 async fn claims_refuse_other_owners_resume_interrupted_creates_and_confirm_in_bulk() {
-    use atrium_engine::ownership::{ClaimRefusal, CreateDecision, CreateToken, ObjectKind, Owner};
+    use atrium_engine::model::ownership::{ClaimRefusal, CreateDecision, CreateToken, ObjectKind, Owner};
     use atrium_engine::registry::ClaimOutcome;
     for registry in [sqlite_registry(&tempfile::tempdir().unwrap()).await, postgres_registry("claims").await] {
         let tenant = TenantId::parse("acme").unwrap();

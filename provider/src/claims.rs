@@ -1,4 +1,4 @@
-//! Terraform's side of the registry's claims (see `atrium_engine::ownership`):
+//! Terraform's side of the registry's claims (see `atrium_engine::model::ownership`):
 //! which configuration this provider process speaks for, the create token
 //! kept in each resource's private state, and the diagnostics of a refused
 //! create.
@@ -10,8 +10,9 @@
 //! a create returns its token there, and every later refresh and plan shows
 //! it back, which tells the registry that this state holds the object.
 
-use atrium_engine::attribute::AttributePath;
-use atrium_engine::ownership::{ClaimError, ClaimRefusal, CreateToken, ObjectKind, Owner, check_planned_create};
+use atrium_engine::apply::claims::ClaimError;
+use atrium_engine::model::attribute::AttributePath;
+use atrium_engine::model::ownership::{ClaimRefusal, CreateToken, ObjectKind, Owner, check_planned_create};
 
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
@@ -136,7 +137,7 @@ pub fn refusal_diagnostic(kind: ObjectKind, error: &ClaimError) -> pb::Diagnosti
 pub fn check_create(
     kind: ObjectKind,
     key: &str,
-    existing: Option<&atrium_engine::ownership::Claim>,
+    existing: Option<&atrium_engine::model::ownership::Claim>,
     owner: &Owner,
 ) -> Option<pb::Diagnostic> {
     check_planned_create(existing, owner)

@@ -4,7 +4,7 @@
 use std::error::Error as StdError;
 
 use atrium_engine::ValidationError;
-use atrium_engine::attribute::{AttributePath, PathStep};
+use atrium_engine::model::attribute::{AttributePath, PathStep};
 
 use crate::proto::tfplugin6 as pb;
 

@@ -7,21 +7,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use atrium_engine::app_apply::AppContext;
+use atrium_engine::apply::app_instance::AppContext;
+use atrium_engine::apply::domain::DomainApplyContext;
+use atrium_engine::apply::support_plan::SupportPlanContext;
 use atrium_engine::backends::mailer::SmtpMailer;
 use atrium_engine::backends::powerdns::PowerDns;
 use atrium_engine::backends::redmine::Redmine;
 use atrium_engine::backends::resolver::DnsResolver;
+use atrium_engine::backends::targets::Targets;
 use atrium_engine::catalog::Catalog;
 use atrium_engine::config::{
     DNS_API_KEY_ENV, PlatformConfigDocument, REGISTRY_URL_ENV, SMTP_PASSWORD_ENV, TRACKER_API_KEY_ENV,
 };
-use atrium_engine::domain_apply::DomainApplyContext;
+use atrium_engine::model::ownership::{CreateToken, Owner};
 use atrium_engine::observe::{AppObservations, ClaimObserver, DomainObservations, TenantObserver};
-use atrium_engine::ownership::{CreateToken, Owner};
 use atrium_engine::registry::Registry;
-use atrium_engine::support_apply::SupportPlanContext;
-use atrium_engine::targets::Targets;
 use tokio::sync::{RwLock, watch};
 use tonic::{Request, Response, Status};
 
@@ -723,7 +723,7 @@ impl Provider for AtriumProvider {
             let create = create_token.as_ref();
             // Every step and retry of this change ends by the deadline its timeouts give.
             let deadline = resources::deadline(&prior, &planned);
-            let state = atrium_engine::retry::within(deadline, async {
+            let state = atrium_engine::backends::retry::within(deadline, async {
                 Ok::<_, Vec<pb::Diagnostic>>(if request.type_name == APP_INSTANCE_TYPE {
                     let context = configured.app_context(resources::deadline(&prior, &planned), cancelled);
                     let config =

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use atrium_acceptance::{RegistryChoice, Workspace, provider_binary, provider_example_with_test_docker};
-use atrium_engine::app_apply::render_instance;
+use atrium_engine::apply::app_instance::render_instance;
 use atrium_engine::catalog::{Catalog, ContainerSpec};
 use atrium_engine::model::TenantId;
 use atrium_engine::model::tenant::{Manager, TenantRecord, TenantSpec, TenantStatus, Tier};
@@ -26,7 +26,7 @@ use atrium_engine::test_services::{hello_spec, service_variable};
 /// `DEPLOYMENTS_PER_TARGET` (8) of them at once on a target, and so does the
 /// baseline.
 const TERRAFORM_PARALLELISM: usize = 10;
-const PARALLELISM: usize = atrium_engine::targets::DEPLOYMENTS_PER_TARGET;
+const PARALLELISM: usize = atrium_engine::backends::targets::DEPLOYMENTS_PER_TARGET;
 
 fn configuration(tenant: &str, count: usize) -> String {
     format!(
@@ -167,7 +167,7 @@ fn docker_cli_baseline(host: &str, tenant: &str, count: usize) -> f64 {
         created_at: String::new(),
         owner: "bench".into(),
     };
-    let hash = atrium_engine::password::Password::generate().hash();
+    let hash = atrium_engine::model::password::Password::generate().hash();
     let rendered: Vec<_> = (0..count)
         .map(|index| {
             let mut spec = hello_spec(tenant, "1.1");

@@ -654,15 +654,15 @@ fn next_change_to_remove(servers: &Value, hostname: &str) -> Option<RouteChange>
     })
 }
 
-/// Waits between attempts with the one retry policy (`crate::retry`),
+/// Waits between attempts with the one retry policy (`crate::backends::retry`),
 /// within the call's deadline and the operation's.
 struct RetryPacing {
-    backoff: crate::retry::Backoff,
+    backoff: crate::backends::retry::Backoff,
 }
 
 impl RetryPacing {
     fn new(deadline: Duration) -> RetryPacing {
-        RetryPacing { backoff: crate::retry::Backoff::new(deadline) }
+        RetryPacing { backoff: crate::backends::retry::Backoff::new(deadline) }
     }
 
     /// After a transient failure: logs it and waits; `false` when the deadline leaves no time.

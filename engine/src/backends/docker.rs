@@ -21,7 +21,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::{CommandOutput, ObservedContainer, Runtime, RuntimeError};
-use crate::catalog::{ContainerSpec, VolumeSpec, labels};
+use crate::model::container::{ContainerSpec, VolumeSpec, labels};
 
 /// A Docker engine reached at `endpoint` (`unix:///path` or `tcp://host:port`).
 pub struct DockerRuntime {

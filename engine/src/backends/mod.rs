@@ -14,6 +14,9 @@ pub mod mailer;
 pub mod powerdns;
 pub mod redmine;
 pub mod resolver;
+pub mod retry;
+pub use retry::Retryable;
+pub mod targets;
 pub mod tracker;
 
 use std::collections::BTreeMap;
@@ -21,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::catalog::{ContainerSpec, VolumeSpec};
+use crate::model::container::{ContainerSpec, VolumeSpec};
 
 /// A container as the runtime reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,13 +160,6 @@ pub trait Runtime: Send + Sync {
     }
 }
 
-/// An error that knows whether the same call may succeed later, so that
-/// [`with_retries`] can serve every backend.
-pub trait Retryable: std::fmt::Display {
-    /// Whether the same call may succeed later (5xx, 429, timeouts, connection trouble).
-    fn is_retryable(&self) -> bool;
-}
-
 impl Retryable for RuntimeError {
     fn is_retryable(&self) -> bool {
         RuntimeError::is_retryable(self)
@@ -258,7 +254,7 @@ pub(crate) async fn send_counted(
     Ok((status, response.text().await?))
 }
 
-pub use crate::retry::with_retries;
+pub use crate::backends::retry::with_retries;
 
 #[cfg(test)]
 mod tests {

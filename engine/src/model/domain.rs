@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::app_instance::AppInstanceId;
 use super::timeouts::Timeouts;
-use crate::attribute::{AttributePath, ValidationError};
+use crate::model::attribute::{AttributePath, ValidationError};
 
 /// A domain's natural key: its full host name, lowercase, without the trailing dot.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::attribute::{AttributePath, ValidationError};
+use crate::model::attribute::{AttributePath, ValidationError};
 
 /// A tenant's name, which is also its id: a slug such as `acme`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -13,8 +13,12 @@
 //! front door how an attribute behaves; see [`markers`].
 
 pub mod app_instance;
+pub mod attribute;
+pub mod container;
 pub mod domain;
 pub mod ids;
+pub mod ownership;
+pub mod password;
 pub mod support_plan;
 pub mod tenant;
 pub mod timeouts;

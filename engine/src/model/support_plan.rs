@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::ids::TenantId;
 use super::tenant::Tier;
 use super::timeouts::Timeouts;
-use crate::attribute::{AttributePath, ValidationError};
+use crate::model::attribute::{AttributePath, ValidationError};
 
 /// A support level: business hours or around the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use time::Date;
 use super::ids::TenantId;
 use super::timeouts::Timeouts;
 use super::validate;
-use crate::attribute::{AttributePath, ValidationError};
+use crate::model::attribute::{AttributePath, ValidationError};
 
 /// A customer's plan: it sets the default user quota, resource limits and the
 /// support levels the customer may buy.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::attribute::{AttributePath, ValidationError};
+use crate::model::attribute::{AttributePath, ValidationError};
 
 /// How long each operation may take before it is abandoned (and undone where
 /// it cannot complete). Durations are written like `"30s"`, `"10m"` or `"1h30m"`.

@@ -1,12 +1,14 @@
 //! Claim rows: which owner created each natural key, with which create token,
-//! and whether the owner's state is known to hold it (see [`crate::ownership`]).
+//! and whether the owner's state is known to hold it (see [`crate::model::ownership`]).
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Registry, RegistryError, now_rfc3339};
 use crate::model::TenantId;
-use crate::ownership::{Claim, ClaimRefusal, CreateDecision, CreateToken, Dependent, ObjectKind, Owner, decide_create};
+use crate::model::ownership::{
+    Claim, ClaimRefusal, CreateDecision, CreateToken, Dependent, ObjectKind, Owner, decide_create,
+};
 
 const COLUMNS: &str = "kind, natural_key, tenant, owner, create_token, confirmed, created_at";
 
@@ -178,7 +180,10 @@ impl Registry {
     /// them all at once). A claim recorded before owners were told apart
     /// (its token empty) is taken over by the owner whose state shows it,
     /// one by one, by kind and key. Unknown or already confirmed claims are left.
-    pub async fn confirm_claims(&self, confirmations: &[crate::ownership::Confirmation]) -> Result<(), RegistryError> {
+    pub async fn confirm_claims(
+        &self,
+        confirmations: &[crate::model::ownership::Confirmation],
+    ) -> Result<(), RegistryError> {
         if confirmations.is_empty() {
             return Ok(());
         }

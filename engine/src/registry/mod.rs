@@ -12,6 +12,7 @@ mod domains;
 mod support_plans;
 mod tenants;
 
+use crate::config::redact_url;
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -88,17 +89,6 @@ pub struct Registry {
     pool: AnyPool,
     kind: RegistryKind,
     url_for_messages: String,
-}
-
-/// The registry URL without its password, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 fn migrations() -> Vec<Migration> {

@@ -1,14 +1,15 @@
 //! `atrium_app_instance` between Terraform values and the engine.
 
-use atrium_engine::app_apply::{AppApplyError, AppContext, InstanceHealth};
-use atrium_engine::attribute::AttributePath;
+use atrium_engine::apply::app_instance::{AppApplyError, AppContext};
 use atrium_engine::catalog::Catalog;
 use atrium_engine::model::TenantId;
+use atrium_engine::model::app_instance::InstanceHealth;
 use atrium_engine::model::app_instance::{
-    AppInstanceDocument, AppInstanceDraft, AppInstanceId, AppInstanceRecord, AppInstanceSpec, Customizations,
-    InstanceContext,
+    AppInstanceDocument, AppInstanceDraft, AppInstanceId, AppInstanceRecord, Customizations,
 };
-use atrium_engine::password::Password;
+use atrium_engine::model::attribute::AttributePath;
+use atrium_engine::model::password::Password;
+use atrium_engine::plan::app_instance::{InstanceContext, spec_from_document, validate_draft};
 use atrium_engine::registry::Registry;
 
 use super::PlannedChange;
@@ -30,7 +31,7 @@ pub fn validate(config: &Value) -> Vec<pb::Diagnostic> {
 fn validate_with(config: &Value, context: &InstanceContext<'_>) -> Vec<pb::Diagnostic> {
     let Some(known) = config.to_known_json() else { return Vec::new() };
     match serde_json::from_value::<AppInstanceDraft>(known) {
-        Ok(draft) => draft.validate(context).iter().map(diagnostics::from_validation).collect(),
+        Ok(draft) => validate_draft(&draft, context).iter().map(diagnostics::from_validation).collect(),
         Err(error) => vec![diagnostics::error("Invalid app instance configuration", error.to_string())],
     }
 }
@@ -271,7 +272,7 @@ pub fn state_from_record(
 
 fn apply_error(error: &AppApplyError) -> pb::Diagnostic {
     if let AppApplyError::Claim(claim) = error {
-        return crate::claims::refusal_diagnostic(atrium_engine::ownership::ObjectKind::AppInstance, claim);
+        return crate::claims::refusal_diagnostic(atrium_engine::model::ownership::ObjectKind::AppInstance, claim);
     }
     let mut detail = diagnostics::error_chain(error);
     match error {
@@ -316,7 +317,7 @@ pub async fn apply(
     prior: &Value,
     planned: &Value,
     config: &Value,
-    create: Option<&atrium_engine::ownership::CreateToken>,
+    create: Option<&atrium_engine::model::ownership::CreateToken>,
 ) -> Result<(Value, Vec<pb::Diagnostic>), Vec<pb::Diagnostic>> {
     if planned.is_null() {
         let id = instance_id(prior)?;
@@ -328,7 +329,7 @@ pub async fn apply(
     document.admin_password = config.get("admin_password").as_str().map(str::to_owned);
     let targets = context.targets.names();
     let instance_context = InstanceContext { catalog: Some(context.catalog), targets: Some(targets) };
-    let spec = AppInstanceSpec::from_document(&document, &instance_context)
+    let spec = spec_from_document(&document, &instance_context)
         .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
     let deployment = context.deploy(&spec, create).await.map_err(|error| vec![apply_error(&error)])?;
     let record = deployment.record;
@@ -373,7 +374,7 @@ pub async fn import(context: &AppContext<'_>, schema: &ResourceSchema, id: &str)
             ),
         )]);
     };
-    if !atrium_engine::ownership::Owner::from_stored(&record.owner).is_terraform() {
+    if !atrium_engine::model::ownership::Owner::from_stored(&record.owner).is_terraform() {
         return Err(vec![diagnostics::error(
             "App instance is managed elsewhere",
             format!(

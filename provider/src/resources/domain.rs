@@ -1,8 +1,8 @@
 //! `atrium_domain` between Terraform values and the engine.
 
-use atrium_engine::attribute::AttributePath;
-use atrium_engine::domain_apply::{DomainApplyContext, DomainApplyError, ObservedDomain};
+use atrium_engine::apply::domain::{DomainApplyContext, DomainApplyError, ObservedDomain};
 use atrium_engine::model::app_instance::AppInstanceId;
+use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::model::domain::{
     DnsRecordDocument, DomainContext, DomainDocument, DomainDraft, DomainKind, DomainRecord, DomainSpec, DomainStatus,
     Hostname, classify, verification_for,
@@ -241,7 +241,7 @@ fn state_of(
 
 fn apply_error(error: &DomainApplyError) -> pb::Diagnostic {
     if let DomainApplyError::Claim(claim) = error {
-        return crate::claims::refusal_diagnostic(atrium_engine::ownership::ObjectKind::Domain, claim);
+        return crate::claims::refusal_diagnostic(atrium_engine::model::ownership::ObjectKind::Domain, claim);
     }
     let mut detail = diagnostics::error_chain(error);
     match error {
@@ -272,7 +272,7 @@ fn apply_error(error: &DomainApplyError) -> pb::Diagnostic {
 /// a failure is a warning (the domain itself serves), and the instance's
 /// next deployment tells it again.
 async fn announce_address(
-    apps: &atrium_engine::app_apply::AppContext<'_>,
+    apps: &atrium_engine::apply::app_instance::AppContext<'_>,
     instance: &atrium_engine::model::app_instance::AppInstanceId,
 ) -> Option<pb::Diagnostic> {
     let error = apps.announce_address_of(instance).await.err()?;
@@ -288,11 +288,11 @@ async fn announce_address(
 /// Applies a planned change; returns the new state (null after destroy) and warnings.
 pub async fn apply(
     context: &DomainApplyContext<'_>,
-    apps: &atrium_engine::app_apply::AppContext<'_>,
+    apps: &atrium_engine::apply::app_instance::AppContext<'_>,
     schema: &ResourceSchema,
     prior: &Value,
     planned: &Value,
-    create: Option<&atrium_engine::ownership::CreateToken>,
+    create: Option<&atrium_engine::model::ownership::CreateToken>,
 ) -> Result<(Value, Vec<pb::Diagnostic>), Vec<pb::Diagnostic>> {
     if planned.is_null() {
         let hostname = Hostname::parse(prior.get("hostname").as_str().unwrap_or_default())
@@ -414,7 +414,7 @@ pub async fn import(
             ),
         )]);
     };
-    if !atrium_engine::ownership::Owner::from_stored(&observed.record.owner).is_terraform() {
+    if !atrium_engine::model::ownership::Owner::from_stored(&observed.record.owner).is_terraform() {
         return Err(vec![diagnostics::error(
             "Domain is managed elsewhere",
             format!(

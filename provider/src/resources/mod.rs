@@ -6,8 +6,8 @@ pub mod domain;
 pub mod support_plan;
 pub mod tenant;
 
-use atrium_engine::attribute::AttributePath;
 use atrium_engine::model::Timeouts;
+use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::model::timeouts::Operation;
 
 use crate::proto::tfplugin6 as pb;

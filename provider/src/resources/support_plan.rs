@@ -1,9 +1,9 @@
 //! `atrium_support_plan` between Terraform values and the engine.
 
-use atrium_engine::attribute::AttributePath;
+use atrium_engine::apply::support_plan::{ObservedSupportPlan, SupportPlanContext, SupportPlanError};
+use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::model::support_plan::{SupportLevel, SupportPlanDocument, SupportPlanDraft, SupportPlanSpec};
 use atrium_engine::model::{TenantId, TenantStatus};
-use atrium_engine::support_apply::{ObservedSupportPlan, SupportPlanContext, SupportPlanError};
 
 use super::PlannedChange;
 use crate::diagnostics;
@@ -120,7 +120,7 @@ fn state_of(observed: &ObservedSupportPlan, current: &Value, schema: &ResourceSc
 
 fn apply_error(error: &SupportPlanError) -> pb::Diagnostic {
     if let SupportPlanError::Claim(claim) = error {
-        return crate::claims::refusal_diagnostic(atrium_engine::ownership::ObjectKind::SupportPlan, claim);
+        return crate::claims::refusal_diagnostic(atrium_engine::model::ownership::ObjectKind::SupportPlan, claim);
     }
     let mut detail = diagnostics::error_chain(error);
     let attribute = match error {
@@ -154,7 +154,7 @@ pub async fn apply(
     schema: &ResourceSchema,
     prior: &Value,
     planned: &Value,
-    create: Option<&atrium_engine::ownership::CreateToken>,
+    create: Option<&atrium_engine::model::ownership::CreateToken>,
 ) -> Result<Value, Vec<pb::Diagnostic>> {
     if planned.is_null() {
         context.destroy(&tenant_of(prior)?).await.map_err(|error| vec![apply_error(&error)])?;
@@ -214,7 +214,7 @@ pub async fn import(
             format!("tenant \"{tenant_id}\" has no support plan; import takes the tenant's name"),
         )]);
     };
-    if !atrium_engine::ownership::Owner::from_stored(&observed.record.owner).is_terraform() {
+    if !atrium_engine::model::ownership::Owner::from_stored(&observed.record.owner).is_terraform() {
         return Err(vec![diagnostics::error(
             "Support plan is managed elsewhere",
             format!(

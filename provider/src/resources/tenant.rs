@@ -1,14 +1,14 @@
 //! `atrium_tenant` between Terraform values and the engine.
 
-use atrium_engine::attribute::AttributePath;
+use atrium_engine::apply::tenant::{ApplyContext, TenantApplyError, apply_tenant_change};
+use atrium_engine::backends::targets::Targets;
+use atrium_engine::model::attribute::AttributePath;
+use atrium_engine::model::ownership::{CreateToken, ObjectKind, Owner};
 use atrium_engine::model::tenant::{TenantDocument, TenantDraft, TenantRecord, TenantSpec, TenantStatus, today};
 use atrium_engine::model::timeouts::Operation;
 use atrium_engine::model::{TenantId, Timeouts};
 use atrium_engine::observe::TenantObserver;
-use atrium_engine::ownership::{CreateToken, ObjectKind, Owner};
-use atrium_engine::plan::{Action, plan_tenant};
-use atrium_engine::targets::Targets;
-use atrium_engine::tenant_apply::{ApplyContext, TenantApplyError, apply_tenant_change};
+use atrium_engine::plan::tenant::{Action, plan_tenant};
 use tokio::sync::watch;
 
 use super::PlannedChange;
@@ -320,7 +320,7 @@ async fn enforce_status(
     if desired == record.status {
         return Ok(record);
     }
-    atrium_engine::suspension::enforce(observer.registry(), targets, &record, desired, deadline).await.map_err(
+    atrium_engine::apply::suspension::enforce(observer.registry(), targets, &record, desired, deadline).await.map_err(
         |error| {
             let mut detail = diagnostics::error_chain(&error);
             if error.is_retryable() {

@@ -17,16 +17,15 @@ use std::time::Duration;
 use crate::backends::dns::{DnsError, DnsZones, RecordSet};
 use crate::backends::ingress::{IngressError, ObservedRoute, RouteHandler, RouteSpec};
 use crate::backends::resolver::DnsResolver;
+use crate::backends::targets::{TargetError, Targets};
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
 use crate::model::domain::{
     DnsRecordDocument, DomainKind, DomainRecord, DomainSpec, DomainStatus, Hostname, TlsMode, classify,
     platform_record, verification_for, zone_name,
 };
-use crate::model::tenant::TenantStatus;
+use crate::model::tenant::{TenantRecord, TenantStatus};
 use crate::observe::DomainObservations;
 use crate::registry::{Registry, RegistryError, now_rfc3339};
-use crate::suspension::suspended_handler;
-use crate::targets::{TargetError, Targets};
 
 /// How often the proxy is asked whether it serves a domain's certificate yet.
 const CERTIFICATE_POLL: Duration = Duration::from_millis(250);
@@ -80,7 +79,7 @@ pub enum DomainApplyError {
     #[error("applying domain {hostname} was cancelled before it started; nothing was changed")]
     Cancelled { hostname: String },
     #[error(transparent)]
-    Claim(#[from] crate::ownership::ClaimError),
+    Claim(#[from] crate::apply::claims::ClaimError),
     #[error(
         "{}; undoing what it had made failed too ({}), so the next apply finishes or undoes it",
         crate::backends::error_chain(error.as_ref()),
@@ -119,6 +118,17 @@ pub struct ObservedDomain {
     pub certificate_expires_at: Option<String>,
 }
 
+/// The route handler of a suspended tenant's domains: a 503 page that says
+/// what happened without saying more than the customer needs.
+pub fn suspended_handler(tenant: &TenantRecord) -> RouteHandler {
+    RouteHandler::Suspended {
+        message: format!(
+            "This service of {} is suspended. Its data is kept; please contact your provider to resume it.",
+            tenant.spec.display_name
+        ),
+    }
+}
+
 /// Where the reverse proxy beside a target reaches an app instance: its port
 /// published on the target's loopback.
 pub fn upstream_of(instance: &AppInstanceRecord) -> Option<String> {
@@ -135,7 +145,7 @@ pub struct DomainApplyContext<'a> {
     /// Looks customers' verification records up.
     pub resolver: &'a DnsResolver,
     pub platform_zone: Option<&'a str>,
-    pub owner: &'a crate::ownership::Owner,
+    pub owner: &'a crate::model::ownership::Owner,
     pub deadline: Duration,
     pub cancelled: tokio::sync::watch::Receiver<bool>,
 }
@@ -203,25 +213,33 @@ impl DomainApplyContext<'_> {
         &self,
         spec: &DomainSpec,
         status: DomainStatus,
-        create: Option<&crate::ownership::CreateToken>,
+        create: Option<&crate::model::ownership::CreateToken>,
     ) -> Result<DomainRecord, DomainApplyError> {
         let hostname = &spec.hostname;
         if *self.cancelled.borrow() {
             return Err(DomainApplyError::Cancelled { hostname: hostname.to_string() });
         }
         self.observations.clear().await;
-        let kind = crate::ownership::ObjectKind::Domain;
+        let kind = crate::model::ownership::ObjectKind::Domain;
         let key = hostname.to_string();
         let decision = match create {
             Some(token) => Some(
-                crate::ownership::claim(self.registry, kind, &key, &spec.app_instance_id.tenant_id, self.owner, token)
-                    .await?,
+                crate::apply::claims::claim(
+                    self.registry,
+                    kind,
+                    &key,
+                    &spec.app_instance_id.tenant_id,
+                    self.owner,
+                    token,
+                )
+                .await?,
             ),
             None => None,
         };
         let result = self.apply_steps(spec, status).await;
         // A new create that failed and left nothing frees the name again.
-        if let (Err(error), Some(token), Some(crate::ownership::CreateDecision::New)) = (&result, create, &decision)
+        if let (Err(error), Some(token), Some(crate::model::ownership::CreateDecision::New)) =
+            (&result, create, &decision)
             && !matches!(error, DomainApplyError::UndoFailed { .. })
             && matches!(self.registry.get_domain(hostname).await, Ok(None))
             && let Err(release_error) = self.registry.release_claim_of(kind, &key, token).await
@@ -368,7 +386,7 @@ impl DomainApplyContext<'_> {
     async fn wait_for_certificate(&self, hostname: &Hostname, target: &str) -> Result<String, DomainApplyError> {
         let ingress = self.targets.ingress(target).await.map_err(self.target_error(hostname, target))?;
         let started = tokio::time::Instant::now();
-        let until = crate::retry::deadline(self.deadline);
+        let until = crate::backends::retry::deadline(self.deadline);
         loop {
             match ingress.served_certificate(hostname.as_str()).await {
                 Ok(Some(certificate)) => return Ok(rfc3339(certificate.not_after)),
@@ -403,7 +421,7 @@ impl DomainApplyContext<'_> {
         let Some(record) = self.registry.get_domain(hostname).await.map_err(self.registry_error(hostname))? else {
             // Already gone: its name is free.
             self.registry
-                .release_claim(crate::ownership::ObjectKind::Domain, hostname.as_str())
+                .release_claim(crate::model::ownership::ObjectKind::Domain, hostname.as_str())
                 .await
                 .map_err(self.registry_error(hostname))?;
             return Ok(());
@@ -425,7 +443,7 @@ impl DomainApplyContext<'_> {
         }
         self.registry.delete_domain(hostname).await.map_err(self.registry_error(hostname))?;
         self.registry
-            .release_claim(crate::ownership::ObjectKind::Domain, hostname.as_str())
+            .release_claim(crate::model::ownership::ObjectKind::Domain, hostname.as_str())
             .await
             .map_err(self.registry_error(hostname))?;
         Ok(())

@@ -15,8 +15,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backends::Retryable;
-
 /// The first wait after a transient failure.
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// The longest wait between two attempts.
@@ -103,6 +101,13 @@ where
             result => return result,
         }
     }
+}
+
+/// An error that knows whether the same call may succeed later, so that
+/// [`with_retries`] can serve every backend.
+pub trait Retryable: std::fmt::Display {
+    /// Whether the same call may succeed later (5xx, 429, timeouts, connection trouble).
+    fn is_retryable(&self) -> bool;
 }
 
 #[cfg(test)]

@@ -12,23 +12,24 @@
 //! removes it before it starts (undo); a run cut off after recording it leaves
 //! the old generation, which the next run removes too (finish).
 
+use crate::model::app_instance::InstanceHealth;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::apply::welcome::welcome_email;
 use crate::backends::mailer::Mailer;
+use crate::backends::targets::{TargetError, Targets};
 use crate::backends::{ObservedContainer, Runtime, RuntimeError, with_retries};
 use crate::catalog::{
     Catalog, CatalogEntry, ContainerRole, RenderInput, RenderedApp, VolumeSpec, labels, render, render_manager_command,
     render_public_address_command, render_user_limit_command, required_secrets,
 };
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, WelcomeState};
+use crate::model::password::Password;
 use crate::model::tenant::{TenantRecord, TenantStatus};
 use crate::observe::AppObservations;
-use crate::password::Password;
 use crate::registry::{Registry, RegistryError, now_rfc3339};
-use crate::targets::{TargetError, Targets};
-use crate::welcome::welcome_email;
 
 /// How long a welcome email is retried before the apply goes on with a warning.
 const WELCOME_SEND_BUDGET: Duration = Duration::from_secs(10);
@@ -73,12 +74,12 @@ pub enum AppApplyError {
     #[error("{operation} of app instance {id} ran out of time: {detail}")]
     DeadlineExceeded { id: AppInstanceId, operation: &'static str, detail: String },
     #[error(transparent)]
-    Claim(#[from] crate::ownership::ClaimError),
+    Claim(#[from] crate::apply::claims::ClaimError),
     #[error(
         "app instance {id} still serves domains that another configuration manages, or whose create was interrupted: {}. Destroy or move them where they are managed first (or finish an interrupted create with terraform apply there); nothing was deleted",
-        crate::ownership::list_dependents(dependents)
+        crate::model::ownership::list_dependents(dependents)
     )]
-    HasDependents { id: AppInstanceId, dependents: Vec<crate::ownership::Dependent> },
+    HasDependents { id: AppInstanceId, dependents: Vec<crate::model::ownership::Dependent> },
     #[error(
         "{}; undoing what it had made failed too ({}), so the next apply finishes or undoes it",
         crate::backends::error_chain(error.as_ref()),
@@ -89,7 +90,7 @@ pub enum AppApplyError {
     Routes {
         id: AppInstanceId,
         #[source]
-        source: Box<crate::domain_apply::DomainApplyError>,
+        source: Box<crate::apply::domain::DomainApplyError>,
     },
 }
 
@@ -130,32 +131,9 @@ pub struct AppContext<'a> {
     pub targets: &'a Targets,
     /// Sends welcome emails; `None` when no SMTP relay is configured.
     pub mailer: Option<&'a dyn Mailer>,
-    pub owner: &'a crate::ownership::Owner,
+    pub owner: &'a crate::model::ownership::Owner,
     pub deadline: Duration,
     pub cancelled: tokio::sync::watch::Receiver<bool>,
-}
-
-/// How an observed app container compares with the plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstanceHealth {
-    Running,
-    Stopped,
-    Missing,
-    Drifted,
-    /// Stopped on purpose: the tenant is suspended (expired).
-    Suspended,
-}
-
-impl InstanceHealth {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InstanceHealth::Running => "running",
-            InstanceHealth::Stopped => "stopped",
-            InstanceHealth::Missing => "missing",
-            InstanceHealth::Drifted => "drifted",
-            InstanceHealth::Suspended => "suspended",
-        }
-    }
 }
 
 /// Renders a recorded (or planned) instance at `generation`.
@@ -258,7 +236,7 @@ pub fn compare(observed: Option<&ObservedContainer>, rendered: &RenderedApp) -> 
 }
 
 fn generate_secret() -> String {
-    crate::password::random_bytes::<18>().iter().map(|b| format!("{b:02x}")).collect()
+    crate::model::password::random_bytes::<18>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl AppContext<'_> {
@@ -296,7 +274,7 @@ impl AppContext<'_> {
     }
 
     async fn repoint_routes(&self, record: &AppInstanceRecord) -> Result<(), AppApplyError> {
-        crate::domain_apply::repoint_routes(self.registry, self.targets, record, self.deadline)
+        crate::apply::domain::repoint_routes(self.registry, self.targets, record, self.deadline)
             .await
             .map(drop)
             .map_err(|source| AppApplyError::Routes { id: record.spec.id.clone(), source: Box::new(source) })
@@ -381,18 +359,18 @@ impl AppContext<'_> {
     pub async fn deploy(
         &self,
         spec: &AppInstanceSpec,
-        create: Option<&crate::ownership::CreateToken>,
+        create: Option<&crate::model::ownership::CreateToken>,
     ) -> Result<Deployment, AppApplyError> {
         if *self.cancelled.borrow() {
             return Err(AppApplyError::Cancelled { id: spec.id.clone() });
         }
         self.observations.clear().await;
-        let kind = crate::ownership::ObjectKind::AppInstance;
+        let kind = crate::model::ownership::ObjectKind::AppInstance;
         let key = spec.id.to_string();
         let decision = match create {
-            Some(token) => {
-                Some(crate::ownership::claim(self.registry, kind, &key, &spec.id.tenant_id, self.owner, token).await?)
-            }
+            Some(token) => Some(
+                crate::apply::claims::claim(self.registry, kind, &key, &spec.id.tenant_id, self.owner, token).await?,
+            ),
             None => None,
         };
         let _slot = self.targets.deployment_slot(&spec.target).await;
@@ -400,7 +378,8 @@ impl AppContext<'_> {
         // A new create that failed and left nothing (no row; its undo, if
         // any, complete) frees the name again. An interrupted create it was
         // resuming keeps its claim: what that one made may still be there.
-        if let (Err(error), Some(token), Some(crate::ownership::CreateDecision::New)) = (&deployed, create, &decision)
+        if let (Err(error), Some(token), Some(crate::model::ownership::CreateDecision::New)) =
+            (&deployed, create, &decision)
             && !matches!(error, AppApplyError::UndoFailed { .. })
             && matches!(self.registry.get_app_instance(&spec.id).await, Ok(None))
             && let Err(release_error) = self.registry.release_claim_of(kind, &key, token).await
@@ -739,7 +718,7 @@ impl AppContext<'_> {
             }
             for container in &rendered.containers {
                 with_retries(self.deadline, || runtime.ensure_container(container)).await?;
-                runtime.wait_healthy(&container.name, crate::retry::remaining(self.deadline)).await?;
+                runtime.wait_healthy(&container.name, crate::backends::retry::remaining(self.deadline)).await?;
             }
             with_retries(self.deadline, || runtime.inspect(&rendered.app_container().name)).await
         }
@@ -860,7 +839,7 @@ impl AppContext<'_> {
         let Some(record) = self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? else {
             // Already gone: its name is free.
             self.registry
-                .release_claim(crate::ownership::ObjectKind::AppInstance, &id.to_string())
+                .release_claim(crate::model::ownership::ObjectKind::AppInstance, &id.to_string())
                 .await
                 .map_err(self.registry_error(id))?;
             return Ok(());
@@ -890,7 +869,7 @@ impl AppContext<'_> {
             .map_err(runtime_error())?;
         self.registry.delete_app_instance(id).await.map_err(self.registry_error(id))?;
         self.registry
-            .release_claim(crate::ownership::ObjectKind::AppInstance, &id.to_string())
+            .release_claim(crate::model::ownership::ObjectKind::AppInstance, &id.to_string())
             .await
             .map_err(self.registry_error(id))?;
         Ok(())
@@ -902,7 +881,7 @@ impl AppContext<'_> {
     /// with an "unavailable" page meanwhile, never a removed container.
     async fn release_domains(&self, record: &AppInstanceRecord) -> Result<(), AppApplyError> {
         use crate::backends::ingress::{RouteHandler, RouteSpec};
-        use crate::ownership::{Dependent, ObjectKind};
+        use crate::model::ownership::{Dependent, ObjectKind};
         let id = &record.spec.id;
         let domains = self.registry.domains_of_instance(id).await.map_err(self.registry_error(id))?;
         let mut dependents = Vec::new();
@@ -921,7 +900,7 @@ impl AppContext<'_> {
                 None => dependents.push(Dependent {
                     kind: ObjectKind::Domain,
                     key,
-                    owner: crate::ownership::Owner::from_stored(&domain.owner),
+                    owner: crate::model::ownership::Owner::from_stored(&domain.owner),
                     confirmed: true,
                 }),
             }
@@ -945,7 +924,7 @@ impl AppContext<'_> {
             };
             ingress.put_route(&route, self.deadline).await.map_err(|source| AppApplyError::Routes {
                 id: id.clone(),
-                source: Box::new(crate::domain_apply::DomainApplyError::Ingress {
+                source: Box::new(crate::apply::domain::DomainApplyError::Ingress {
                     hostname,
                     target: domain.target.clone(),
                     source: Box::new(source),

@@ -38,7 +38,7 @@ pub enum SupportPlanError {
     #[error("applying the support plan of tenant {tenant} was cancelled before it started; nothing was changed")]
     Cancelled { tenant: String },
     #[error(transparent)]
-    Claim(#[from] crate::ownership::ClaimError),
+    Claim(#[from] crate::apply::claims::ClaimError),
     #[error(
         "{}; undoing what it had made failed too ({}), so the next apply finishes or undoes it",
         crate::backends::error_chain(error.as_ref()),
@@ -82,7 +82,7 @@ pub struct SupportPlanContext<'a> {
     pub tracker: Option<&'a dyn Tracker>,
     /// The role managers get in their support project.
     pub tracker_role: &'a str,
-    pub owner: &'a crate::ownership::Owner,
+    pub owner: &'a crate::model::ownership::Owner,
     pub deadline: Duration,
     pub cancelled: tokio::sync::watch::Receiver<bool>,
 }
@@ -112,7 +112,7 @@ impl SupportPlanContext<'_> {
     pub async fn apply(
         &self,
         spec: &SupportPlanSpec,
-        create: Option<&crate::ownership::CreateToken>,
+        create: Option<&crate::model::ownership::CreateToken>,
     ) -> Result<SupportPlanRecord, SupportPlanError> {
         let tenant_id = &spec.tenant_id;
         if *self.cancelled.borrow() {
@@ -129,10 +129,11 @@ impl SupportPlanContext<'_> {
         if spec.tracker_access && self.tracker.is_none() {
             return Err(SupportPlanError::NoTracker { tenant: tenant_id.to_string() });
         }
-        let kind = crate::ownership::ObjectKind::SupportPlan;
+        let kind = crate::model::ownership::ObjectKind::SupportPlan;
         let decision = match create {
             Some(token) => Some(
-                crate::ownership::claim(self.registry, kind, tenant_id.as_str(), tenant_id, self.owner, token).await?,
+                crate::apply::claims::claim(self.registry, kind, tenant_id.as_str(), tenant_id, self.owner, token)
+                    .await?,
             ),
             None => None,
         };
@@ -168,7 +169,7 @@ impl SupportPlanContext<'_> {
         let Err(error) = steps else { return Ok(record) };
         // Undo a new create (not an interrupted one this run resumed, nor an
         // update): the project, the row, and the claim, in reverse order.
-        if !(existing.is_none() && decision == Some(crate::ownership::CreateDecision::New)) {
+        if !(existing.is_none() && decision == Some(crate::model::ownership::CreateDecision::New)) {
             return Err(error);
         }
         let mut failures = Vec::new();
@@ -206,7 +207,7 @@ impl SupportPlanContext<'_> {
         else {
             // Already gone: the tenant's plan is free.
             self.registry
-                .release_claim(crate::ownership::ObjectKind::SupportPlan, tenant_id.as_str())
+                .release_claim(crate::model::ownership::ObjectKind::SupportPlan, tenant_id.as_str())
                 .await
                 .map_err(self.registry_error(tenant_id))?;
             return Ok(());
@@ -222,7 +223,7 @@ impl SupportPlanContext<'_> {
         }
         self.registry.delete_support_plan(&record.spec.tenant_id).await.map_err(self.registry_error(tenant_id))?;
         self.registry
-            .release_claim(crate::ownership::ObjectKind::SupportPlan, tenant_id.as_str())
+            .release_claim(crate::model::ownership::ObjectKind::SupportPlan, tenant_id.as_str())
             .await
             .map_err(self.registry_error(tenant_id))?;
         Ok(())

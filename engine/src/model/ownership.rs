@@ -124,7 +124,7 @@ impl ObjectKind {
 /// earlier, interrupted process left.
 fn process_nonce() -> &'static str {
     static NONCE: OnceLock<String> = OnceLock::new();
-    NONCE.get_or_init(|| hex(&crate::password::random_bytes::<8>()))
+    NONCE.get_or_init(|| hex(&crate::model::password::random_bytes::<8>()))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -139,7 +139,7 @@ pub struct CreateToken(String);
 impl CreateToken {
     /// A new token of this process.
     pub fn new() -> CreateToken {
-        CreateToken(format!("{}.{}", process_nonce(), hex(&crate::password::random_bytes::<12>())))
+        CreateToken(format!("{}.{}", process_nonce(), hex(&crate::model::password::random_bytes::<12>())))
     }
 
     /// A token as stored (in the registry or a state's private data).
@@ -228,66 +228,6 @@ pub fn check_planned_create(existing: Option<&Claim>, owner: &Owner) -> Result<(
     match decide_create(existing, owner) {
         Err(refusal @ ClaimRefusal::OtherOwner { .. }) => Err(refusal),
         _ => Ok(()),
-    }
-}
-
-/// Why a create could not claim its object's natural key.
-#[derive(Debug, thiserror::Error)]
-pub enum ClaimError {
-    #[error("the registry failed while claiming {} {key}", kind.noun())]
-    Registry {
-        kind: ObjectKind,
-        key: String,
-        #[source]
-        source: Box<crate::registry::RegistryError>,
-    },
-    #[error("{}", refusal_text(*kind, key, refusal))]
-    Refused { kind: ObjectKind, key: String, refusal: ClaimRefusal },
-}
-
-impl ClaimError {
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            ClaimError::Registry { source, .. } => source.is_retryable(),
-            ClaimError::Refused { .. } => false,
-        }
-    }
-}
-
-fn refusal_text(kind: ObjectKind, key: &str, refusal: &ClaimRefusal) -> String {
-    let noun = kind.noun();
-    match refusal {
-        ClaimRefusal::OtherOwner { owner } => format!(
-            "{noun} {key} already exists, created by {owner}; a create never takes over an object that another configuration made, and nothing of it was changed"
-        ),
-        ClaimRefusal::AlreadyManaged => format!(
-            "{noun} {key} already exists, and this configuration's state holds it (or held it until it was removed from the state): the name is taken, so no second {noun} can be created with it, and create_before_destroy cannot keep a name that the object it replaces still has; nothing was changed"
-        ),
-        ClaimRefusal::DeclaredTwice => {
-            format!(
-                "{noun} {key} is created twice in this run: two resources of the configuration declare the same {noun}"
-            )
-        }
-    }
-}
-
-/// Claims `key` for a create by `owner` with `token` (see
-/// [`crate::registry::Registry::claim_for_create`]): the create's decision,
-/// or why it may not go on.
-pub async fn claim(
-    registry: &crate::registry::Registry,
-    kind: ObjectKind,
-    key: &str,
-    tenant: &TenantId,
-    owner: &Owner,
-    token: &CreateToken,
-) -> Result<CreateDecision, ClaimError> {
-    match registry.claim_for_create(kind, key, tenant, owner, token).await {
-        Ok(crate::registry::ClaimOutcome::Claimed(decision)) => Ok(decision),
-        Ok(crate::registry::ClaimOutcome::Refused { refusal, .. }) => {
-            Err(ClaimError::Refused { kind, key: key.to_owned(), refusal })
-        }
-        Err(source) => Err(ClaimError::Registry { kind, key: key.to_owned(), source: Box::new(source) }),
     }
 }
 

@@ -5,8 +5,8 @@
 use crate::backends::mailer::Email;
 use crate::catalog::CatalogEntry;
 use crate::model::app_instance::AppInstanceSpec;
+use crate::model::password::Password;
 use crate::model::tenant::TenantRecord;
-use crate::password::Password;
 
 /// The welcome email for one app instance. `addresses` are the app's
 /// addresses, best first (its live domains). `password` is the manager's

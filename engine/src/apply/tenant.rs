@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::apply::claims::{ClaimError, claim};
 use crate::model::TenantId;
+use crate::model::ownership::{CreateDecision, CreateToken, Dependent, ObjectKind, Owner, list_dependents};
 use crate::model::tenant::{TenantRecord, TenantSpec};
 use crate::observe::TenantObserver;
-use crate::ownership::{ClaimError, CreateDecision, CreateToken, Dependent, ObjectKind, Owner, claim, list_dependents};
-use crate::plan::{Action, Change};
+use crate::plan::tenant::{Action, Change};
 use crate::registry::{InsertOutcome, RegistryError};
 
 /// Why a tenant change did not complete.
@@ -79,19 +80,19 @@ pub struct ApplyContext<'a> {
 
 /// Applies one change; returns the tenant as it now exists (`None` after a delete).
 /// A busy or unreachable registry is retried with the one retry policy
-/// ([`crate::retry`]) within the deadline.
+/// ([`crate::backends::retry`]) within the deadline.
 pub async fn apply_tenant_change(
     observer: &TenantObserver,
     change: &Change,
     context: &ApplyContext<'_>,
 ) -> Result<Option<TenantRecord>, TenantApplyError> {
     let tenant_id = change.tenant_id.clone();
-    let mut backoff = crate::retry::Backoff::new(context.deadline);
+    let mut backoff = crate::backends::retry::Backoff::new(context.deadline);
     loop {
         if *context.cancelled.borrow() {
             return Err(TenantApplyError::Cancelled { tenant_id });
         }
-        let remaining = crate::retry::remaining(context.deadline);
+        let remaining = crate::backends::retry::remaining(context.deadline);
         if remaining.is_zero() {
             return Err(TenantApplyError::DeadlineExceeded { tenant_id, deadline: context.deadline });
         }

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::attribute::AttributePath;
 use crate::model::TenantId;
+use crate::model::attribute::AttributePath;
 use crate::model::tenant::{TenantRecord, TenantSpec};
 use crate::model::validate;
 

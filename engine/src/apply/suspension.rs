@@ -10,15 +10,15 @@
 
 use std::time::Duration;
 
+use crate::apply::domain::{suspended_handler, upstream_of};
 use crate::backends::ingress::{IngressError, RouteHandler, RouteSpec};
+use crate::backends::targets::{TargetError, Targets};
 use crate::backends::{RuntimeError, with_retries};
 use crate::catalog::labels;
-use crate::domain_apply::upstream_of;
 use crate::model::TenantId;
 use crate::model::domain::{DomainStatus, TlsMode};
 use crate::model::tenant::{TenantRecord, TenantStatus};
 use crate::registry::{Registry, RegistryError};
-use crate::targets::{TargetError, Targets};
 
 /// Why a suspension (or its end) did not complete. Every step is safe to
 /// repeat, so applying again finishes it.
@@ -55,17 +55,6 @@ impl SuspensionError {
             }
             SuspensionError::Ingress { source, .. } => source.is_retryable(),
         }
-    }
-}
-
-/// The route handler of a suspended tenant's domains: a 503 page that says
-/// what happened without saying more than the customer needs.
-pub fn suspended_handler(tenant: &TenantRecord) -> RouteHandler {
-    RouteHandler::Suspended {
-        message: format!(
-            "This service of {} is suspended. Its data is kept; please contact your provider to resume it.",
-            tenant.spec.display_name
-        ),
     }
 }
 

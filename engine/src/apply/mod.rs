@@ -1,0 +1,11 @@
+//! Apply: carrying out planned changes against the registry and the backends,
+//! one file per resource (and the suspension and welcome email that tenants
+//! and app instances share).
+
+pub mod app_instance;
+pub mod claims;
+pub mod domain;
+pub mod support_plan;
+pub mod suspension;
+pub mod tenant;
+pub mod welcome;
