@@ -9,6 +9,8 @@
 mod app_instances;
 mod claims;
 mod domains;
+mod journal;
+pub use journal::JournalRow;
 mod support_plans;
 mod tenants;
 
@@ -112,6 +114,7 @@ fn migrations() -> Vec<Migration> {
             "app instance password given",
             include_str!("../../migrations/0008_app_instance_password_given.sql"),
         ),
+        migration(9, "journal", include_str!("../../migrations/0009_journal.sql")),
     ]
 }
 

@@ -1,0 +1,509 @@
+//! The one apply runner: a change's steps as values, run in order, each
+//! journaled before and after it runs, and unwound in reverse when one fails.
+//!
+//! A step is idempotent both ways: its `apply` treats "already done" as done,
+//! its `undo` treats "already gone" as done. That is what lets a crashed run
+//! be finished (run the steps again) or undone (undo every step the journal
+//! shows started) by the next one, and lets the runner undo the failed step
+//! itself, whatever part of it happened.
+//!
+//! The runner decides nothing about the change: the plan did. It owns the
+//! order, the journal, the one retry policy ([`crate::backends::retry`],
+//! within the operation's deadline) and the report: a failed undo is part of
+//! the error, never dropped, and stops the unwinding so that nothing a later
+//! step still needs is removed from under it (the journal keeps the rest for
+//! the next run).
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::backends::retry::{Backoff, Retryable};
+
+/// How long a step may keep retrying when the operation set no deadline.
+const STEP_BUDGET: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Why a step failed, and whether trying the same step again may succeed.
+#[derive(Debug)]
+pub struct StepError {
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+    pub retryable: bool,
+}
+
+impl StepError {
+    /// A failure that trying again cannot fix (a refusal, bad input, 4xx).
+    pub fn permanent(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StepError {
+        StepError { source: source.into(), retryable: false }
+    }
+
+    /// A failure that may pass (5xx, 429, connection trouble), as the backend's error says.
+    pub fn from_backend<E: Retryable + std::error::Error + Send + Sync + 'static>(error: E) -> StepError {
+        let retryable = error.is_retryable();
+        StepError { source: Box::new(error), retryable }
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}", crate::backends::error_chain(self.source.as_ref()))
+    }
+}
+
+impl Retryable for StepError {
+    fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+/// One step of a change, with its undo. `C` is what the steps of one
+/// resource share (the registry, the target's backends, the rendered specs).
+#[async_trait]
+pub trait Step<C: Sync + ?Sized>: Send + Sync {
+    /// What the step does, for the journal and for people ("app container").
+    fn name(&self) -> String;
+    /// Does the step; done already is success.
+    async fn apply(&self, context: &C) -> Result<(), StepError>;
+    /// Undoes the step, or whatever part of it happened; gone already is success.
+    async fn undo(&self, context: &C) -> Result<(), StepError>;
+}
+
+/// What the journal records of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEvent {
+    Started,
+    Finished,
+    Undone,
+}
+
+impl StepEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepEvent::Started => "started",
+            StepEvent::Finished => "finished",
+            StepEvent::Undone => "undone",
+        }
+    }
+}
+
+/// One step's last event in an operation's journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub index: usize,
+    pub step: String,
+    pub event: StepEvent,
+}
+
+/// Where the runner writes what it is doing, so that the next run after a
+/// crash knows which steps started. An operation is named by its caller
+/// (kind, natural key and create token), unique per change.
+#[async_trait]
+pub trait Journal: Send + Sync {
+    /// Records `event` as the step's last event.
+    async fn record(&self, operation: &str, entry: &JournalEntry) -> Result<(), StepError>;
+    /// The last event of every step the operation journaled, by step index.
+    async fn entries(&self, operation: &str) -> Result<Vec<JournalEntry>, StepError>;
+    /// Forgets the operation: it finished, or was undone entirely.
+    async fn forget(&self, operation: &str) -> Result<(), StepError>;
+}
+
+/// Why a run failed: the step, its error, and every undo that failed after it.
+#[derive(Debug)]
+pub struct RunError {
+    /// The step that failed (or whose journal entry could not be written).
+    pub step: String,
+    pub source: StepError,
+    /// Undos that failed while unwinding, with their steps; the unwinding
+    /// stopped at the first, and the journal keeps what is left for the next run.
+    pub undo_failures: Vec<(String, StepError)>,
+    /// Whether everything the run did was undone.
+    pub unwound: bool,
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "step \"{}\" failed: {}", self.step, self.source)?;
+        if self.unwound {
+            write!(formatter, "; everything this run did was undone")?;
+        }
+        for (step, error) in &self.undo_failures {
+            let text = error.to_string();
+            if text == self.source.to_string() {
+                write!(formatter, "; undoing step \"{step}\" failed the same way")?;
+            } else {
+                write!(formatter, "; undoing step \"{step}\" failed: {text}")?;
+            }
+        }
+        if !self.unwound {
+            write!(formatter, "; the next apply finishes or undoes what is left")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Runs one step's `apply` or `undo` with the one retry policy.
+async fn attempt<F, Fut>(mut call: F) -> Result<(), StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StepError>>,
+{
+    let mut backoff = Backoff::new(STEP_BUDGET);
+    loop {
+        match call().await {
+            Err(error) if error.retryable && backoff.wait().await => {
+                tracing::warn!(error = %error, "transient failure in an apply step; retrying");
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Runs `steps` in order as `operation`, journaling each; on a failure,
+/// undoes the failed step and every earlier one in reverse. A journal left
+/// by an interrupted run of the same operation is simply run over: every
+/// step is idempotent, so running them all again finishes it.
+pub async fn run<C: Sync + ?Sized>(
+    operation: &str,
+    steps: &[Box<dyn Step<C>>],
+    context: &C,
+    journal: &dyn Journal,
+) -> Result<(), RunError> {
+    for (index, step) in steps.iter().enumerate() {
+        let name = step.name();
+        let entry = |event| JournalEntry { index, step: name.clone(), event };
+        let done = match journal.record(operation, &entry(StepEvent::Started)).await {
+            Ok(()) => attempt(|| step.apply(context)).await,
+            // Nothing of this step happened: unwind only what came before.
+            Err(error) => return Err(unwind(operation, &steps[..index], context, journal, name, error).await),
+        };
+        let done = match done {
+            Ok(()) => journal.record(operation, &entry(StepEvent::Finished)).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = done {
+            return Err(unwind(operation, &steps[..=index], context, journal, name, error).await);
+        }
+    }
+    journal
+        .forget(operation)
+        .await
+        .map_err(|source| journal_failure("forget the finished operation's journal", source, false))
+}
+
+/// A failure of the journal itself, outside any step.
+fn journal_failure(what: &str, source: StepError, unwound: bool) -> RunError {
+    RunError { step: what.to_owned(), source, undo_failures: Vec::new(), unwound }
+}
+
+/// Undoes every step the journal of `operation` shows started, in reverse
+/// (a run that a crash or a cancellation left behind and that is not to be
+/// finished), then forgets the operation.
+pub async fn undo_journaled<C: Sync + ?Sized>(
+    operation: &str,
+    steps: &[Box<dyn Step<C>>],
+    context: &C,
+    journal: &dyn Journal,
+) -> Result<(), RunError> {
+    let entries =
+        journal.entries(operation).await.map_err(|source| journal_failure("read the journal", source, false))?;
+    let started = entries.iter().filter(|entry| entry.event != StepEvent::Undone).map(|entry| entry.index).max();
+    let Some(last) = started else {
+        return journal.forget(operation).await.map_err(|source| journal_failure("forget the journal", source, true));
+    };
+    let until = (last + 1).min(steps.len());
+    let failures = undo_in_reverse(operation, &steps[..until], context, journal).await;
+    match failures.into_iter().next() {
+        None => Ok(()),
+        Some((step, source)) => Err(journal_failure(&step, source, false)),
+    }
+}
+
+async fn unwind<C: Sync + ?Sized>(
+    operation: &str,
+    steps: &[Box<dyn Step<C>>],
+    context: &C,
+    journal: &dyn Journal,
+    step: String,
+    source: StepError,
+) -> RunError {
+    let undo_failures = undo_in_reverse(operation, steps, context, journal).await;
+    let unwound = undo_failures.is_empty();
+    RunError { step, source, undo_failures, unwound }
+}
+
+/// Undoes `steps` from the last to the first, journaling each; stops at the
+/// first failure (returned) so that nothing a later step still holds is
+/// removed from under it. Forgets the operation once all are undone.
+async fn undo_in_reverse<C: Sync + ?Sized>(
+    operation: &str,
+    steps: &[Box<dyn Step<C>>],
+    context: &C,
+    journal: &dyn Journal,
+) -> Vec<(String, StepError)> {
+    for (index, step) in steps.iter().enumerate().rev() {
+        let name = step.name();
+        let undone = match attempt(|| step.undo(context)).await {
+            Ok(()) => {
+                let entry = JournalEntry { index, step: name.clone(), event: StepEvent::Undone };
+                journal.record(operation, &entry).await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = undone {
+            return vec![(name, error)];
+        }
+    }
+    match journal.forget(operation).await {
+        Ok(()) => Vec::new(),
+        Err(error) => vec![("forget the undone operation's journal".to_owned(), error)],
+    }
+}
+
+/// A journal in memory: for the engine's own tests and for runs that need no
+/// crash recovery. The registry's journal is the one that survives a crash.
+#[derive(Debug, Default)]
+pub struct MemoryJournal {
+    operations: std::sync::Mutex<std::collections::BTreeMap<String, Vec<JournalEntry>>>,
+}
+
+impl MemoryJournal {
+    fn operations(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Vec<JournalEntry>>>, StepError> {
+        self.operations.lock().map_err(|_| StepError::permanent("the in-memory journal was poisoned by a panic"))
+    }
+}
+
+#[async_trait]
+impl Journal for MemoryJournal {
+    async fn record(&self, operation: &str, entry: &JournalEntry) -> Result<(), StepError> {
+        let mut operations = self.operations()?;
+        let entries = operations.entry(operation.to_owned()).or_default();
+        entries.retain(|existing| existing.index != entry.index);
+        entries.push(entry.clone());
+        entries.sort_by_key(|existing| existing.index);
+        Ok(())
+    }
+
+    async fn entries(&self, operation: &str) -> Result<Vec<JournalEntry>, StepError> {
+        Ok(self.operations()?.get(operation).cloned().unwrap_or_default())
+    }
+
+    async fn forget(&self, operation: &str) -> Result<(), StepError> {
+        self.operations()?.remove(operation);
+        Ok(())
+    }
+}
+
+/// The journal in the registry: the one that survives a crash, shared by
+/// every process and front door that uses the same registry.
+pub struct RegistryJournal<'a>(pub &'a crate::registry::Registry);
+
+fn registry_step_error(error: crate::registry::RegistryError) -> StepError {
+    let retryable = error.is_retryable();
+    StepError { source: Box::new(error), retryable }
+}
+
+impl StepEvent {
+    fn parse(text: &str) -> Option<StepEvent> {
+        [StepEvent::Started, StepEvent::Finished, StepEvent::Undone].into_iter().find(|event| event.as_str() == text)
+    }
+}
+
+#[async_trait]
+impl Journal for RegistryJournal<'_> {
+    async fn record(&self, operation: &str, entry: &JournalEntry) -> Result<(), StepError> {
+        self.0
+            .journal_record(operation, entry.index as u64, &entry.step, entry.event.as_str())
+            .await
+            .map_err(registry_step_error)
+    }
+
+    async fn entries(&self, operation: &str) -> Result<Vec<JournalEntry>, StepError> {
+        let rows = self.0.journal_entries(operation).await.map_err(registry_step_error)?;
+        rows.into_iter()
+            .map(|row| {
+                let event = StepEvent::parse(&row.event).ok_or_else(|| {
+                    StepError::permanent(format!(
+                        "the registry's journal of {operation} holds an unknown event {:?}",
+                        row.event
+                    ))
+                })?;
+                let index = usize::try_from(row.step_index).map_err(|_| {
+                    StepError::permanent(format!("the registry's journal of {operation} holds step {}", row.step_index))
+                })?;
+                Ok(JournalEntry { index, step: row.step, event })
+            })
+            .collect()
+    }
+
+    async fn forget(&self, operation: &str) -> Result<(), StepError> {
+        self.0.journal_forget(operation).await.map_err(registry_step_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// What the test steps did, in order, and how they are told to fail.
+    #[derive(Default)]
+    struct World {
+        log: Mutex<Vec<String>>,
+        /// Objects that exist now.
+        objects: Mutex<std::collections::BTreeSet<String>>,
+        fail_apply: Option<(usize, bool)>,
+        fail_undo: Option<usize>,
+        transient_failures_left: AtomicUsize,
+    }
+
+    struct MakeObject(usize);
+
+    #[async_trait]
+    impl Step<World> for MakeObject {
+        fn name(&self) -> String {
+            format!("object {}", self.0)
+        }
+
+        async fn apply(&self, world: &World) -> Result<(), StepError> {
+            world.log.lock().unwrap().push(format!("apply {}", self.0));
+            if let Some((index, half_done)) = world.fail_apply
+                && index == self.0
+            {
+                if half_done {
+                    world.objects.lock().unwrap().insert(format!("object {}", self.0));
+                }
+                return Err(StepError::permanent(format!("object {} cannot be made", self.0)));
+            }
+            if world
+                .transient_failures_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StepError { source: "connection reset".into(), retryable: true });
+            }
+            world.objects.lock().unwrap().insert(format!("object {}", self.0));
+            Ok(())
+        }
+
+        async fn undo(&self, world: &World) -> Result<(), StepError> {
+            world.log.lock().unwrap().push(format!("undo {}", self.0));
+            if world.fail_undo == Some(self.0) {
+                return Err(StepError::permanent(format!("object {} cannot be removed", self.0)));
+            }
+            world.objects.lock().unwrap().remove(&format!("object {}", self.0));
+            Ok(())
+        }
+    }
+
+    fn steps(count: usize) -> Vec<Box<dyn Step<World>>> {
+        (0..count).map(|index| Box::new(MakeObject(index)) as Box<dyn Step<World>>).collect()
+    }
+
+    fn objects(world: &World) -> Vec<String> {
+        world.objects.lock().unwrap().iter().cloned().collect()
+    }
+
+    #[tokio::test]
+    async fn a_run_does_every_step_in_order_and_forgets_its_journal() {
+        let world = World::default();
+        let journal = MemoryJournal::default();
+        run("op", &steps(3), &world, &journal).await.unwrap();
+        assert_eq!(*world.log.lock().unwrap(), ["apply 0", "apply 1", "apply 2"]);
+        assert_eq!(objects(&world), ["object 0", "object 1", "object 2"]);
+        assert!(journal.entries("op").await.unwrap().is_empty());
+    }
+
+    /// Every step failing in turn, half done or not: the run fails naming the
+    /// step, everything is undone in reverse (the failed step too), nothing
+    /// is left, and running again makes everything.
+    #[tokio::test(start_paused = true)]
+    async fn every_step_failure_unwinds_and_the_next_run_converges() {
+        for count in 1..=4 {
+            for failing in 0..count {
+                for half_done in [false, true] {
+                    let world = World { fail_apply: Some((failing, half_done)), ..World::default() };
+                    let journal = MemoryJournal::default();
+                    let error = run("op", &steps(count), &world, &journal).await.unwrap_err();
+                    assert_eq!(error.step, format!("object {failing}"));
+                    assert!(error.unwound && error.undo_failures.is_empty(), "{error}");
+                    assert!(objects(&world).is_empty(), "left behind: {:?}", objects(&world));
+                    let undos: Vec<String> =
+                        world.log.lock().unwrap().iter().filter(|line| line.starts_with("undo")).cloned().collect();
+                    let expected: Vec<String> = (0..=failing).rev().map(|index| format!("undo {index}")).collect();
+                    assert_eq!(undos, expected);
+                    assert!(journal.entries("op").await.unwrap().is_empty());
+
+                    let world = World { objects: Mutex::new(world.objects.into_inner().unwrap()), ..World::default() };
+                    run("op", &steps(count), &world, &journal).await.unwrap();
+                    assert_eq!(objects(&world).len(), count);
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_undo_is_reported_stops_the_unwinding_and_stays_in_the_journal() {
+        let world = World { fail_apply: Some((2, false)), fail_undo: Some(1), ..World::default() };
+        let journal = MemoryJournal::default();
+        let error = run("op", &steps(3), &world, &journal).await.unwrap_err();
+        assert_eq!(error.step, "object 2");
+        assert!(!error.unwound);
+        assert_eq!(error.undo_failures.len(), 1);
+        assert_eq!(error.undo_failures[0].0, "object 1");
+        let text = error.to_string();
+        assert!(text.contains("object 2 cannot be made"), "{text}");
+        assert!(text.contains("undoing step \"object 1\" failed: object 1 cannot be removed"), "{text}");
+        assert!(text.contains("the next apply finishes or undoes what is left"), "{text}");
+        // Object 0 was not removed from under object 1, which still exists.
+        assert_eq!(objects(&world), ["object 0", "object 1"]);
+        let left: Vec<(usize, StepEvent)> =
+            journal.entries("op").await.unwrap().iter().map(|entry| (entry.index, entry.event)).collect();
+        assert_eq!(left, [(0, StepEvent::Finished), (1, StepEvent::Finished), (2, StepEvent::Undone)]);
+
+        // The next run, told to give up on the change, undoes what the journal shows.
+        let world = World { objects: Mutex::new(world.objects.into_inner().unwrap()), ..World::default() };
+        undo_journaled("op", &steps(3), &world, &journal).await.unwrap();
+        assert!(objects(&world).is_empty());
+        assert!(journal.entries("op").await.unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_failure_is_retried_and_a_permanent_one_is_not() {
+        let world = World { transient_failures_left: AtomicUsize::new(2), ..World::default() };
+        let journal = MemoryJournal::default();
+        run("op", &steps(1), &world, &journal).await.unwrap();
+        assert_eq!(*world.log.lock().unwrap(), ["apply 0", "apply 0", "apply 0"]);
+
+        let world = World { fail_apply: Some((0, false)), ..World::default() };
+        run("op", &steps(1), &world, &journal).await.unwrap_err();
+        assert_eq!(*world.log.lock().unwrap(), ["apply 0", "undo 0"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_at_the_operations_deadline() {
+        let world = World { transient_failures_left: AtomicUsize::new(usize::MAX), ..World::default() };
+        let journal = MemoryJournal::default();
+        let started = tokio::time::Instant::now();
+        let error = crate::backends::retry::within(std::time::Duration::from_secs(3), async {
+            run("op", &steps(1), &world, &journal).await
+        })
+        .await
+        .unwrap_err();
+        assert!(error.source.retryable);
+        assert!(started.elapsed() <= std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(objects(&world).is_empty());
+    }
+
+    #[tokio::test]
+    async fn undoing_an_empty_journal_forgets_it_and_touches_nothing() {
+        let world = World::default();
+        let journal = MemoryJournal::default();
+        undo_journaled("op", &steps(2), &world, &journal).await.unwrap();
+        assert!(world.log.lock().unwrap().is_empty());
+    }
+}
