@@ -12,7 +12,6 @@
 //! removes it before it starts (undo); a run cut off after recording it leaves
 //! the old generation, which the next run removes too (finish).
 
-use crate::model::app_instance::InstanceHealth;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +24,7 @@ use crate::catalog::{
     Catalog, CatalogEntry, ContainerRole, RenderInput, RenderedApp, VolumeSpec, labels, render, render_manager_command,
     render_public_address_command, render_user_limit_command, required_secrets,
 };
-use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, WelcomeState};
+use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, InstanceHealth, WelcomeState};
 use crate::model::password::Password;
 use crate::model::tenant::{TenantRecord, TenantStatus};
 use crate::observe::AppObservations;

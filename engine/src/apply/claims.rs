@@ -1,10 +1,8 @@
 //! Claiming an object's natural key for a create, in the registry: the
-//! decision the model's rules make ([`decide_create`]), taken against the
+//! decision the model's rules make ([`crate::model::ownership::decide_create`]), taken against the
 //! registry's claims under its lock.
 
 use crate::model::TenantId;
-#[cfg(doc)]
-use crate::model::ownership::decide_create;
 use crate::model::ownership::{ClaimRefusal, CreateDecision, CreateToken, ObjectKind, Owner};
 use crate::registry::{ClaimOutcome, Registry, RegistryError};
 

@@ -18,7 +18,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::backends::retry::{Backoff, Retryable};
+use crate::backends::retry::{Retryable, with_retries};
 
 /// How long a step may keep retrying when the operation set no deadline.
 const STEP_BUDGET: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -83,6 +83,10 @@ impl StepEvent {
             StepEvent::Undone => "undone",
         }
     }
+
+    fn parse(text: &str) -> Option<StepEvent> {
+        [StepEvent::Started, StepEvent::Finished, StepEvent::Undone].into_iter().find(|event| event.as_str() == text)
+    }
 }
 
 /// One step's last event in an operation's journal.
@@ -142,23 +146,6 @@ impl fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-/// Runs one step's `apply` or `undo` with the one retry policy.
-async fn attempt<F, Fut>(mut call: F) -> Result<(), StepError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), StepError>>,
-{
-    let mut backoff = Backoff::new(STEP_BUDGET);
-    loop {
-        match call().await {
-            Err(error) if error.retryable && backoff.wait().await => {
-                tracing::warn!(error = %error, "transient failure in an apply step; retrying");
-            }
-            result => return result,
-        }
-    }
-}
-
 /// Runs `steps` in order as `operation`, journaling each; on a failure,
 /// undoes the failed step and every earlier one in reverse. A journal left
 /// by an interrupted run of the same operation is simply run over: every
@@ -169,26 +156,40 @@ pub async fn run<C: Sync + ?Sized>(
     context: &C,
     journal: &dyn Journal,
 ) -> Result<(), RunError> {
+    // Steps an interrupted run of this operation started: a failure now must
+    // undo them too, or forgetting the journal would orphan what they made.
+    let earlier =
+        journal.entries(operation).await.map_err(|source| journal_failure("read the journal", source, false))?;
+    let earlier_last = last_started(&earlier);
+    let through = |index: usize| earlier_last.map_or(index, |last| last.max(index)).min(steps.len() - 1);
     for (index, step) in steps.iter().enumerate() {
         let name = step.name();
         let entry = |event| JournalEntry { index, step: name.clone(), event };
         let done = match journal.record(operation, &entry(StepEvent::Started)).await {
-            Ok(()) => attempt(|| step.apply(context)).await,
+            Ok(()) => with_retries(STEP_BUDGET, || step.apply(context)).await,
             // Nothing of this step happened: unwind only what came before.
-            Err(error) => return Err(unwind(operation, &steps[..index], context, journal, name, error).await),
+            Err(error) => {
+                let until = earlier_last.map_or(index, |last| (last + 1).max(index).min(steps.len()));
+                return Err(unwind(operation, &steps[..until], context, journal, name, error).await);
+            }
         };
         let done = match done {
             Ok(()) => journal.record(operation, &entry(StepEvent::Finished)).await,
             Err(error) => Err(error),
         };
         if let Err(error) = done {
-            return Err(unwind(operation, &steps[..=index], context, journal, name, error).await);
+            return Err(unwind(operation, &steps[..=through(index)], context, journal, name, error).await);
         }
     }
     journal
         .forget(operation)
         .await
         .map_err(|source| journal_failure("forget the finished operation's journal", source, false))
+}
+
+/// The last step a journal shows started and not undone.
+fn last_started(entries: &[JournalEntry]) -> Option<usize> {
+    entries.iter().filter(|entry| entry.event != StepEvent::Undone).map(|entry| entry.index).max()
 }
 
 /// A failure of the journal itself, outside any step.
@@ -207,8 +208,7 @@ pub async fn undo_journaled<C: Sync + ?Sized>(
 ) -> Result<(), RunError> {
     let entries =
         journal.entries(operation).await.map_err(|source| journal_failure("read the journal", source, false))?;
-    let started = entries.iter().filter(|entry| entry.event != StepEvent::Undone).map(|entry| entry.index).max();
-    let Some(last) = started else {
+    let Some(last) = last_started(&entries) else {
         return journal.forget(operation).await.map_err(|source| journal_failure("forget the journal", source, true));
     };
     let until = (last + 1).min(steps.len());
@@ -243,7 +243,7 @@ async fn undo_in_reverse<C: Sync + ?Sized>(
 ) -> Vec<(String, StepError)> {
     for (index, step) in steps.iter().enumerate().rev() {
         let name = step.name();
-        let undone = match attempt(|| step.undo(context)).await {
+        let undone = match with_retries(STEP_BUDGET, || step.undo(context)).await {
             Ok(()) => {
                 let entry = JournalEntry { index, step: name.clone(), event: StepEvent::Undone };
                 journal.record(operation, &entry).await
@@ -303,12 +303,6 @@ pub struct RegistryJournal<'a>(pub &'a crate::registry::Registry);
 fn registry_step_error(error: crate::registry::RegistryError) -> StepError {
     let retryable = error.is_retryable();
     StepError { source: Box::new(error), retryable }
-}
-
-impl StepEvent {
-    fn parse(text: &str) -> Option<StepEvent> {
-        [StepEvent::Started, StepEvent::Finished, StepEvent::Undone].into_iter().find(|event| event.as_str() == text)
-    }
 }
 
 #[async_trait]
@@ -505,5 +499,25 @@ mod tests {
         let journal = MemoryJournal::default();
         undo_journaled("op", &steps(2), &world, &journal).await.unwrap();
         assert!(world.log.lock().unwrap().is_empty());
+    }
+    #[tokio::test]
+    async fn a_failure_also_undoes_what_an_interrupted_run_of_the_operation_made() {
+        let journal = MemoryJournal::default();
+        for index in 0..3 {
+            journal
+                .record("op", &JournalEntry { index, step: format!("object {index}"), event: StepEvent::Finished })
+                .await
+                .unwrap();
+        }
+        let objects_before = ["object 0", "object 1", "object 2"].map(str::to_owned);
+        let world = World {
+            objects: Mutex::new(objects_before.into_iter().collect()),
+            fail_apply: Some((1, false)),
+            ..World::default()
+        };
+        let error = run("op", &steps(4), &world, &journal).await.unwrap_err();
+        assert!(error.unwound, "{error}");
+        assert!(objects(&world).is_empty(), "left behind: {:?}", objects(&world));
+        assert!(journal.entries("op").await.unwrap().is_empty());
     }
 }
