@@ -297,7 +297,7 @@ async fn objects_another_configuration_still_uses_are_never_destroyed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_support_plan_create_leaves_nothing_and_the_next_apply_makes_it() {
+async fn a_support_plan_create_that_cannot_reach_the_tracker_is_finished_by_the_next_apply() {
     let names = Names::new("sfail");
     let workspace = Workspace::new("support_fail", RegistryChoice::Sqlite).await;
     let good_provider = provider_example_with_test_services(&names.zone);
@@ -311,19 +311,23 @@ async fn a_failed_support_plan_create_leaves_nothing_and_the_next_apply_makes_it
         .expect_code(1, "apply with the tracker down")
         .flat_output();
     assert!(failed.contains("127.0.0.1:9"), "names the tracker it could not reach: {failed}");
+    // The tracker cannot say whether the project was made, so the create is
+    // not undone blindly: the journal keeps it for the next apply, and the
+    // error says so.
+    assert!(failed.contains("the next apply finishes or undoes what is left"), "{failed}");
     let registry = workspace.registry().await;
     let tenant = TenantId::parse(&names.tenant).unwrap();
-    assert!(registry.get_support_plan(&tenant).await.unwrap().is_none(), "no support plan row is left");
-    let claims = registry.claims_of_tenant(&tenant).await.unwrap();
+    let journal = registry.journal_operations().await.unwrap();
     assert!(
-        claims.iter().all(|claim| claim.kind != atrium_engine::model::ownership::ObjectKind::SupportPlan),
-        "{claims:?}"
+        journal.iter().any(|operation| operation.starts_with(&format!("create support_plan {}", names.tenant))),
+        "the journal keeps the failed create: {journal:?}"
     );
 
     // With the tracker back, the next apply makes it.
     workspace.write("provider.tf", &good_provider);
     workspace.apply();
     assert!(registry.get_support_plan(&tenant).await.unwrap().is_some());
+    assert!(registry.journal_operations().await.unwrap().is_empty(), "the finished create left its journal");
     workspace.assert_plan_empty("after the support plan was made");
     workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
     assert!(registry.claims_of_tenant(&tenant).await.unwrap().is_empty());

@@ -2,7 +2,8 @@
 //! files and PostgreSQL from `scripts/services.sh`), each test on its own
 //! database. A run abandoned in the middle of a step (as when the process is
 //! killed) leaves exactly the steps that started in the journal, which a new
-//! connection (a new process) reads back and undoes.
+//! connection (a new process) reads back, takes over under a new name and
+//! undoes.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -78,7 +79,16 @@ async fn check_an_abandoned_run_is_undone_from_the_journal(url: &str) {
 
     let world = World { objects: Mutex::new(world.objects.into_inner().unwrap()), hangs_at: None };
     assert_eq!(*world.objects.lock().unwrap(), BTreeSet::from([0, 1, 2]));
-    undo_journaled("app_instance acme/erp t1", &steps(), &world, &journal).await.unwrap();
+    // A resumed create takes the interrupted one's journal over, keeping
+    // what it journaled itself.
+    let own = JournalEntry { index: 0, step: "object 0".into(), event: StepEvent::Started };
+    journal.record("app_instance acme/erp t4", &own).await.unwrap();
+    journal.adopt("app_instance acme/erp t1", "app_instance acme/erp t4").await.unwrap();
+    assert_eq!(registry.journal_operations().await.unwrap(), ["app_instance acme/erp t4"]);
+    let adopted = journal.entries("app_instance acme/erp t4").await.unwrap();
+    let events: Vec<StepEvent> = adopted.iter().map(|entry| entry.event).collect();
+    assert_eq!(events, [StepEvent::Started, StepEvent::Finished, StepEvent::Started]);
+    undo_journaled("app_instance acme/erp t4", &steps(), &world, &journal).await.unwrap();
     assert!(world.objects.lock().unwrap().is_empty(), "left: {:?}", world.objects.lock().unwrap());
     assert!(registry.journal_operations().await.unwrap().is_empty());
 

@@ -2,6 +2,7 @@
 //! decision the model's rules make ([`crate::model::ownership::decide_create`]), taken against the
 //! registry's claims under its lock.
 
+use crate::apply::runner::{Journal, StepError};
 use crate::model::TenantId;
 use crate::model::ownership::{ClaimRefusal, CreateDecision, CreateToken, ObjectKind, Owner};
 use crate::registry::{ClaimOutcome, Registry, RegistryError};
@@ -62,4 +63,28 @@ pub async fn claim(
         Ok(ClaimOutcome::Refused { refusal, .. }) => Err(ClaimError::Refused { kind, key: key.to_owned(), refusal }),
         Err(source) => Err(ClaimError::Registry { kind, key: key.to_owned(), source: Box::new(source) }),
     }
+}
+
+/// The journal's name for the create of `kind` `key` with `token`. A create
+/// that resumes an interrupted one takes over that one's journal, so that a
+/// failure now undoes what the interrupted create made too.
+pub async fn create_operation(
+    journal: &dyn Journal,
+    kind: ObjectKind,
+    key: &str,
+    token: &CreateToken,
+    decision: &CreateDecision,
+) -> Result<String, StepError> {
+    let name = |token: &CreateToken| format!("create {} {key} {}", kind.as_str(), token.as_str());
+    let operation = name(token);
+    if let CreateDecision::Resume { previous_token } = decision {
+        journal.adopt(&name(previous_token), &operation).await?;
+    }
+    Ok(operation)
+}
+
+/// The journal's name for a change (update or delete) of `kind` `key` by
+/// `owner`: one at a time per owner, which the state's lock ensures.
+pub fn change_operation(kind: ObjectKind, key: &str, owner: &Owner) -> String {
+    format!("change {} {key} {}", kind.as_str(), owner.as_str())
 }

@@ -49,6 +49,9 @@ impl fmt::Display for StepError {
     }
 }
 
+/// Its text holds the whole chain of causes already.
+impl std::error::Error for StepError {}
+
 impl Retryable for StepError {
     fn is_retryable(&self) -> bool {
         self.retryable
@@ -65,6 +68,43 @@ pub trait Step<C: Sync + ?Sized>: Send + Sync {
     async fn apply(&self, context: &C) -> Result<(), StepError>;
     /// Undoes the step, or whatever part of it happened; gone already is success.
     async fn undo(&self, context: &C) -> Result<(), StepError>;
+}
+
+/// One part of an object (a row, a project, a membership) that can be made
+/// as a value says, or removed: the shape of most steps.
+#[async_trait]
+pub trait Part<C: Sync + ?Sized>: Send + Sync {
+    type Value: Send + Sync;
+    /// The part, for the journal and for people ("support project").
+    fn name(&self) -> String;
+    /// Makes the part as `value` says (`None`: removes it); done already is success.
+    async fn make(&self, context: &C, value: Option<&Self::Value>) -> Result<(), StepError>;
+}
+
+/// The step that takes a part from `before` to `after`; its undo takes it back.
+pub struct Transition<P, V> {
+    pub part: P,
+    pub before: Option<V>,
+    pub after: Option<V>,
+}
+
+impl<P, V> Transition<P, V> {
+    pub fn new(part: P, before: Option<V>, after: Option<V>) -> Transition<P, V> {
+        Transition { part, before, after }
+    }
+}
+
+#[async_trait]
+impl<P: Part<C, Value = V>, V: Send + Sync, C: Sync + ?Sized> Step<C> for Transition<P, V> {
+    fn name(&self) -> String {
+        self.part.name()
+    }
+    async fn apply(&self, context: &C) -> Result<(), StepError> {
+        self.part.make(context, self.after.as_ref()).await
+    }
+    async fn undo(&self, context: &C) -> Result<(), StepError> {
+        self.part.make(context, self.before.as_ref()).await
+    }
 }
 
 /// What the journal records of a step.
@@ -108,6 +148,10 @@ pub trait Journal: Send + Sync {
     async fn entries(&self, operation: &str) -> Result<Vec<JournalEntry>, StepError>;
     /// Forgets the operation: it finished, or was undone entirely.
     async fn forget(&self, operation: &str) -> Result<(), StepError>;
+    /// Moves what `from` journaled to `to` (entries `to` has win): a run
+    /// that resumes an interrupted operation under a new name takes over its
+    /// journal, so that a failure now undoes what the interrupted run made.
+    async fn adopt(&self, from: &str, to: &str) -> Result<(), StepError>;
 }
 
 /// Why a run failed: the step, its error, and every undo that failed after it.
@@ -156,6 +200,15 @@ pub async fn run<C: Sync + ?Sized>(
     context: &C,
     journal: &dyn Journal,
 ) -> Result<(), RunError> {
+    // A single step needs no journal: whatever part of it an interrupted run
+    // did, running it again finishes it, and its own undo removes it.
+    if let [step] = steps {
+        let name = step.name();
+        return match apply_step(step.as_ref(), context).await {
+            Ok(()) => Ok(()),
+            Err(error) => Err(unwind(operation, steps, context, &NoJournal, name, error).await),
+        };
+    }
     // Steps an interrupted run of this operation started: a failure now must
     // undo them too, or forgetting the journal would orphan what they made.
     let earlier =
@@ -166,7 +219,7 @@ pub async fn run<C: Sync + ?Sized>(
         let name = step.name();
         let entry = |event| JournalEntry { index, step: name.clone(), event };
         let done = match journal.record(operation, &entry(StepEvent::Started)).await {
-            Ok(()) => with_retries(STEP_BUDGET, || step.apply(context)).await,
+            Ok(()) => apply_step(step.as_ref(), context).await,
             // Nothing of this step happened: unwind only what came before.
             Err(error) => {
                 let until = earlier_last.map_or(index, |last| (last + 1).max(index).min(steps.len()));
@@ -185,6 +238,63 @@ pub async fn run<C: Sync + ?Sized>(
         .forget(operation)
         .await
         .map_err(|source| journal_failure("forget the finished operation's journal", source, false))
+}
+
+/// Does one step under the retry policy, or fails it as a test injected.
+async fn apply_step<C: Sync + ?Sized>(step: &dyn Step<C>, context: &C) -> Result<(), StepError> {
+    let injected = INJECTION.try_with(|injection| injection.next_step()).ok().flatten();
+    let injected_error = |when: &str| {
+        StepError::permanent(format!("failure injected {when} step \"{}\" (a test asked for it)", step.name()))
+    };
+    if injected == Some(InjectedFailure::Before) {
+        return Err(injected_error("before"));
+    }
+    with_retries(STEP_BUDGET, || step.apply(context)).await?;
+    if injected == Some(InjectedFailure::After) {
+        return Err(injected_error("after"));
+    }
+    Ok(())
+}
+
+/// Where a test makes a step fail: before it does anything, or after it did
+/// everything (so that its undo has something to remove).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedFailure {
+    Before,
+    After,
+}
+
+/// A failure to inject into the `at`th step (from 1) that any run starts.
+struct Injection {
+    at: usize,
+    failure: InjectedFailure,
+    started: std::sync::atomic::AtomicUsize,
+}
+
+impl Injection {
+    fn next_step(&self) -> Option<InjectedFailure> {
+        let number = self.started.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        (number == self.at).then_some(self.failure)
+    }
+}
+
+tokio::task_local! {
+    static INJECTION: std::sync::Arc<Injection>;
+}
+
+/// Runs `future` with the `at`th step (from 1, counted across every run it
+/// starts) failing as `failure` says: how one generic test makes every step
+/// of every resource fail in turn, as steno injects an error into a saga's
+/// node. Returns the future's output and whether the step was reached.
+pub async fn with_injected_failure<F: std::future::Future>(
+    at: usize,
+    failure: InjectedFailure,
+    future: F,
+) -> (F::Output, bool) {
+    let injection = std::sync::Arc::new(Injection { at, failure, started: std::sync::atomic::AtomicUsize::new(0) });
+    let output = INJECTION.scope(injection.clone(), future).await;
+    let reached = injection.started.load(std::sync::atomic::Ordering::SeqCst) >= at;
+    (output, reached)
 }
 
 /// The last step a journal shows started and not undone.
@@ -260,6 +370,25 @@ async fn undo_in_reverse<C: Sync + ?Sized>(
     }
 }
 
+/// What a single-step run journals: nothing.
+struct NoJournal;
+
+#[async_trait]
+impl Journal for NoJournal {
+    async fn record(&self, _: &str, _: &JournalEntry) -> Result<(), StepError> {
+        Ok(())
+    }
+    async fn entries(&self, _: &str) -> Result<Vec<JournalEntry>, StepError> {
+        Ok(Vec::new())
+    }
+    async fn forget(&self, _: &str) -> Result<(), StepError> {
+        Ok(())
+    }
+    async fn adopt(&self, _: &str, _: &str) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
 /// A journal in memory: for the engine's own tests and for runs that need no
 /// crash recovery. The registry's journal is the one that survives a crash.
 #[derive(Debug, Default)]
@@ -294,13 +423,27 @@ impl Journal for MemoryJournal {
         self.operations()?.remove(operation);
         Ok(())
     }
+
+    async fn adopt(&self, from: &str, to: &str) -> Result<(), StepError> {
+        let mut operations = self.operations()?;
+        let Some(adopted) = operations.remove(from) else { return Ok(()) };
+        let entries = operations.entry(to.to_owned()).or_default();
+        for entry in adopted {
+            if !entries.iter().any(|existing| existing.index == entry.index) {
+                entries.push(entry);
+            }
+        }
+        entries.sort_by_key(|existing| existing.index);
+        Ok(())
+    }
 }
 
 /// The journal in the registry: the one that survives a crash, shared by
 /// every process and front door that uses the same registry.
 pub struct RegistryJournal<'a>(pub &'a crate::registry::Registry);
 
-fn registry_step_error(error: crate::registry::RegistryError) -> StepError {
+/// A registry failure as a step's, retryable as the registry says.
+pub fn registry_step_error(error: crate::registry::RegistryError) -> StepError {
     let retryable = error.is_retryable();
     StepError { source: Box::new(error), retryable }
 }
@@ -334,6 +477,10 @@ impl Journal for RegistryJournal<'_> {
 
     async fn forget(&self, operation: &str) -> Result<(), StepError> {
         self.0.journal_forget(operation).await.map_err(registry_step_error)
+    }
+
+    async fn adopt(&self, from: &str, to: &str) -> Result<(), StepError> {
+        self.0.journal_adopt(from, to).await.map_err(registry_step_error)
     }
 }
 

@@ -5,8 +5,13 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+
+use crate::apply::claims::{change_operation, claim, create_operation};
+use crate::apply::runner::{Part, RegistryJournal, RunError, Step, StepError, Transition, registry_step_error, run};
 use crate::backends::tracker::{ObservedSupportProject, SupportProject, Tracker, TrackerError, TrackerUser};
 use crate::model::TenantId;
+use crate::model::ownership::{CreateDecision, CreateToken, ObjectKind};
 use crate::model::support_plan::{SupportLevel, SupportPlanRecord, SupportPlanSpec};
 use crate::model::tenant::{TenantRecord, today};
 use crate::model::validate::format_date;
@@ -39,12 +44,10 @@ pub enum SupportPlanError {
     Cancelled { tenant: String },
     #[error(transparent)]
     Claim(#[from] crate::apply::claims::ClaimError),
-    #[error(
-        "{}; undoing what it had made failed too ({}), so the next apply finishes or undoes it",
-        crate::backends::error_chain(error.as_ref()),
-        failures.join("; ")
-    )]
-    UndoFailed { error: Box<SupportPlanError>, failures: Vec<String> },
+    #[error("applying the support plan of tenant {tenant}: {source}")]
+    Run { tenant: String, source: RunError },
+    #[error("the registry's journal failed for the support plan of tenant {tenant}: {source}")]
+    Journal { tenant: String, source: StepError },
 }
 
 impl SupportPlanError {
@@ -54,7 +57,8 @@ impl SupportPlanError {
             SupportPlanError::Tracker { source, .. } => source.is_retryable(),
             SupportPlanError::Cancelled { .. } => true,
             SupportPlanError::Claim(error) => error.is_retryable(),
-            SupportPlanError::UndoFailed { error, .. } => error.is_retryable(),
+            SupportPlanError::Run { source, .. } => source.source.retryable,
+            SupportPlanError::Journal { source, .. } => source.retryable,
             _ => false,
         }
     }
@@ -98,6 +102,10 @@ impl SupportPlanContext<'_> {
         move |source| SupportPlanError::Tracker { tenant, source: Box::new(source) }
     }
 
+    fn journal_error(&self, tenant: &TenantId, source: StepError) -> SupportPlanError {
+        SupportPlanError::Journal { tenant: tenant.to_string(), source }
+    }
+
     async fn tenant(&self, tenant_id: &TenantId) -> Result<TenantRecord, SupportPlanError> {
         self.registry
             .get_tenant(tenant_id)
@@ -107,12 +115,13 @@ impl SupportPlanContext<'_> {
     }
 
     /// Creates or updates a tenant's plan, its support project and the
-    /// manager's access. `create` carries a create's token, which claims the
-    /// tenant's plan first; a create that fails undoes what it made.
+    /// manager's access, as steps of the one runner. `create` carries a
+    /// create's token, which claims the tenant's plan first; a create that
+    /// fails undoes what it (and an interrupted create it resumed) made.
     pub async fn apply(
         &self,
         spec: &SupportPlanSpec,
-        create: Option<&crate::model::ownership::CreateToken>,
+        create: Option<&CreateToken>,
     ) -> Result<SupportPlanRecord, SupportPlanError> {
         let tenant_id = &spec.tenant_id;
         if *self.cancelled.borrow() {
@@ -129,103 +138,81 @@ impl SupportPlanContext<'_> {
         if spec.tracker_access && self.tracker.is_none() {
             return Err(SupportPlanError::NoTracker { tenant: tenant_id.to_string() });
         }
-        let kind = crate::model::ownership::ObjectKind::SupportPlan;
-        let decision = match create {
-            Some(token) => Some(
-                crate::apply::claims::claim(self.registry, kind, tenant_id.as_str(), tenant_id, self.owner, token)
-                    .await?,
-            ),
-            None => None,
+        let journal = RegistryJournal(self.registry);
+        let key = tenant_id.as_str();
+        let (operation, decision) = match create {
+            Some(token) => {
+                let decision = claim(self.registry, KIND, key, tenant_id, self.owner, token).await?;
+                let operation = create_operation(&journal, KIND, key, token, &decision)
+                    .await
+                    .map_err(|source| self.journal_error(tenant_id, source))?;
+                (operation, Some(decision))
+            }
+            None => (change_operation(KIND, key, self.owner), None),
         };
         let existing = self.registry.get_support_plan(tenant_id).await.map_err(self.registry_error(tenant_id))?;
+        if let (Some(CreateDecision::New), Some(existing)) = (&decision, &existing)
+            && existing.owner != self.owner.as_str()
+        {
+            return Err(SupportPlanError::AlreadyExists {
+                tenant: tenant_id.to_string(),
+                owner: existing.owner.clone(),
+            });
+        }
         let record = SupportPlanRecord {
             spec: spec.clone(),
             starts_on: existing.as_ref().map(|r| r.starts_on.clone()).unwrap_or_else(|| format_date(today())),
             owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.as_str().to_owned()),
             created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
         };
-        let mut project_made = false;
-        let steps = async {
-            self.registry.put_support_plan(&record).await.map_err(self.registry_error(tenant_id))?;
-            if let Some(tracker) = self.tracker {
-                let project = SupportProject {
-                    tenant: tenant_id.to_string(),
-                    name: tenant.spec.display_name.clone(),
-                    level: spec.level.as_str().to_owned(),
-                };
-                tracker.ensure_project(&project).await.map_err(self.tracker_error(tenant_id))?;
-                project_made = true;
-                let user = tracker_user(&tenant);
-                if spec.tracker_access {
-                    tracker.grant_access(tenant_id.as_str(), &user, self.tracker_role).await
-                } else {
-                    tracker.revoke_access(tenant_id.as_str(), &user.login).await
+        // What undo puts back: nothing for a create (what an interrupted
+        // create it resumes left is undone with it), the old plan otherwise.
+        let before = if decision.is_some() { None } else { existing };
+        let steps = support_plan_steps(&tenant, before.as_ref(), Some(&record), self.tracker.is_some());
+        match run(&operation, &steps, self, &journal).await {
+            Ok(()) => Ok(record),
+            Err(error) => {
+                if error.unwound
+                    && let Some(token) = create
+                {
+                    // Everything the create made is gone: so is its claim.
+                    if let Err(release) = self.registry.release_claim_of(KIND, key, token).await {
+                        tracing::warn!(tenant = %tenant_id, error = %release, "cannot release the claim of an undone create");
+                    }
                 }
-                .map_err(self.tracker_error(tenant_id))?;
-            }
-            Ok::<_, SupportPlanError>(())
-        }
-        .await;
-        let Err(error) = steps else { return Ok(record) };
-        // Undo a new create (not an interrupted one this run resumed, nor an
-        // update): the project, the row, and the claim, in reverse order.
-        if !(existing.is_none() && decision == Some(crate::model::ownership::CreateDecision::New)) {
-            return Err(error);
-        }
-        let mut failures = Vec::new();
-        let failure = crate::backends::error_chain(&error);
-        let undo_failure =
-            |step: &str, undo: &dyn std::error::Error| crate::backends::undo_failure(step, undo, &failure);
-        if let Some(tracker) = self.tracker
-            && project_made
-        {
-            if let Err(undo) = tracker.revoke_access(tenant_id.as_str(), &tracker_user(&tenant).login).await {
-                failures.push(undo_failure("revoke the manager's access", &undo));
-            }
-            if let Err(undo) = tracker.remove_project(tenant_id.as_str()).await {
-                failures.push(undo_failure("remove the support project", &undo));
+                Err(SupportPlanError::Run { tenant: tenant_id.to_string(), source: error })
             }
         }
-        if failures.is_empty() {
-            if let Err(undo) = self.registry.delete_support_plan(tenant_id).await {
-                failures.push(undo_failure("delete the registry row", &undo));
-            } else if let Some(token) = create
-                && let Err(undo) = self.registry.release_claim_of(kind, tenant_id.as_str(), token).await
-            {
-                failures.push(undo_failure("release the claim", &undo));
-            }
-        }
-        Err(if failures.is_empty() { error } else { SupportPlanError::UndoFailed { error: Box::new(error), failures } })
     }
 
-    /// Removes the plan: the manager's access, the support project, the row.
+    /// Removes the plan: the manager's access, the support project, the row,
+    /// as steps of the one runner; then frees the tenant's plan.
     pub async fn destroy(&self, tenant_id: &TenantId) -> Result<(), SupportPlanError> {
         if *self.cancelled.borrow() {
             return Err(SupportPlanError::Cancelled { tenant: tenant_id.to_string() });
         }
-        let Some(record) = self.registry.get_support_plan(tenant_id).await.map_err(self.registry_error(tenant_id))?
-        else {
-            // Already gone: the tenant's plan is free.
-            self.registry
-                .release_claim(crate::model::ownership::ObjectKind::SupportPlan, tenant_id.as_str())
+        let record = self.registry.get_support_plan(tenant_id).await.map_err(self.registry_error(tenant_id))?;
+        if let Some(record) = &record {
+            let operation = change_operation(KIND, tenant_id.as_str(), self.owner);
+            let tenant = self.registry.get_tenant(tenant_id).await.map_err(self.registry_error(tenant_id))?;
+            let steps = match &tenant {
+                Some(tenant) => support_plan_steps(tenant, Some(record), None, self.tracker.is_some()),
+                // The tenant went first (by hand): its project goes, without its manager.
+                None => {
+                    let mut steps: Vec<Box<dyn Step<SupportPlanContext<'_>>>> = Vec::new();
+                    if self.tracker.is_some() {
+                        steps.push(Box::new(Transition::new(Project(tenant_id.clone()), None, None)));
+                    }
+                    steps.push(Box::new(Transition::new(Row(tenant_id.clone()), Some(record.clone()), None)));
+                    steps
+                }
+            };
+            run(&operation, &steps, self, &RegistryJournal(self.registry))
                 .await
-                .map_err(self.registry_error(tenant_id))?;
-            return Ok(());
-        };
-        if let Some(tracker) = self.tracker {
-            if let Ok(tenant) = self.tenant(tenant_id).await {
-                tracker
-                    .revoke_access(tenant_id.as_str(), &tracker_user(&tenant).login)
-                    .await
-                    .map_err(self.tracker_error(tenant_id))?;
-            }
-            tracker.remove_project(tenant_id.as_str()).await.map_err(self.tracker_error(tenant_id))?;
+                .map_err(|source| SupportPlanError::Run { tenant: tenant_id.to_string(), source })?;
         }
-        self.registry.delete_support_plan(&record.spec.tenant_id).await.map_err(self.registry_error(tenant_id))?;
-        self.registry
-            .release_claim(crate::model::ownership::ObjectKind::SupportPlan, tenant_id.as_str())
-            .await
-            .map_err(self.registry_error(tenant_id))?;
+        // Gone: the tenant's plan is free.
+        self.registry.release_claim(KIND, tenant_id.as_str()).await.map_err(self.registry_error(tenant_id))?;
         Ok(())
     }
 
@@ -246,5 +233,103 @@ impl SupportPlanContext<'_> {
             }
         };
         Ok(Some(ObservedSupportPlan { record, tenant, tracker_access }))
+    }
+}
+
+const KIND: ObjectKind = ObjectKind::SupportPlan;
+
+/// The steps that take a support plan from `before` to `after` (either may
+/// be absent: a create, a destroy), in the order they apply: the row, the
+/// tracker project, the manager's access. A destroy runs them in reverse.
+pub fn support_plan_steps<'a>(
+    tenant_record: &TenantRecord,
+    before: Option<&SupportPlanRecord>,
+    after: Option<&SupportPlanRecord>,
+    with_tracker: bool,
+) -> Vec<Box<dyn Step<SupportPlanContext<'a>>>> {
+    let tenant_id = &tenant_record.spec.name;
+    let project = |record: Option<&SupportPlanRecord>| {
+        record.map(|record| SupportProject {
+            tenant: tenant_id.to_string(),
+            name: tenant_record.spec.display_name.clone(),
+            level: record.spec.level.as_str().to_owned(),
+        })
+    };
+    // Present: the manager has access.
+    let access = |record: Option<&SupportPlanRecord>| record.filter(|record| record.spec.tracker_access).map(|_| ());
+    let tenant = || tenant_id.clone();
+    let mut steps: Vec<Box<dyn Step<SupportPlanContext<'a>>>> =
+        vec![Box::new(Transition::new(Row(tenant()), before.cloned(), after.cloned()))];
+    if with_tracker {
+        steps.push(Box::new(Transition::new(Project(tenant()), project(before), project(after))));
+        let manager = Access { tenant: tenant(), user: tracker_user(tenant_record) };
+        steps.push(Box::new(Transition::new(manager, access(before), access(after))));
+    }
+    if after.is_none() {
+        steps.reverse();
+    }
+    steps
+}
+
+/// The plan's registry row.
+struct Row(TenantId);
+
+#[async_trait]
+impl<'a> Part<SupportPlanContext<'a>> for Row {
+    type Value = SupportPlanRecord;
+    fn name(&self) -> String {
+        "support plan row".to_owned()
+    }
+    async fn make(
+        &self,
+        context: &SupportPlanContext<'a>,
+        record: Option<&SupportPlanRecord>,
+    ) -> Result<(), StepError> {
+        match record {
+            Some(record) => context.registry.put_support_plan(record).await,
+            None => context.registry.delete_support_plan(&self.0).await.map(|_| ()),
+        }
+        .map_err(registry_step_error)
+    }
+}
+
+/// The tenant's support project on the tracker, with its level.
+struct Project(TenantId);
+
+#[async_trait]
+impl<'a> Part<SupportPlanContext<'a>> for Project {
+    type Value = SupportProject;
+    fn name(&self) -> String {
+        "support project".to_owned()
+    }
+    async fn make(&self, context: &SupportPlanContext<'a>, project: Option<&SupportProject>) -> Result<(), StepError> {
+        let Some(tracker) = context.tracker else { return Ok(()) };
+        match project {
+            Some(project) => tracker.ensure_project(project).await,
+            None => tracker.remove_project(self.0.as_str()).await,
+        }
+        .map_err(StepError::from_backend)
+    }
+}
+
+/// The manager's membership of the support project (present: granted).
+struct Access {
+    tenant: TenantId,
+    user: TrackerUser,
+}
+
+#[async_trait]
+impl<'a> Part<SupportPlanContext<'a>> for Access {
+    type Value = ();
+    fn name(&self) -> String {
+        "manager's tracker access".to_owned()
+    }
+    async fn make(&self, context: &SupportPlanContext<'a>, granted: Option<&()>) -> Result<(), StepError> {
+        let Some(tracker) = context.tracker else { return Ok(()) };
+        match granted {
+            Some(()) => tracker.grant_access(self.tenant.as_str(), &self.user, context.tracker_role).await,
+            None => tracker.revoke_access(self.tenant.as_str(), &self.user.login).await,
+        }
+        .map_err(StepError::from_backend)
     }
 }

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::apply::claims::{ClaimError, claim};
+use crate::apply::claims::{ClaimError, change_operation, claim, create_operation};
+use crate::apply::runner::{RunError, Step, StepError};
 use crate::model::TenantId;
 use crate::model::ownership::{CreateDecision, CreateToken, Dependent, ObjectKind, Owner, list_dependents};
 use crate::model::tenant::{TenantRecord, TenantSpec};
 use crate::observe::TenantObserver;
 use crate::plan::tenant::{Action, Change};
-use crate::registry::{InsertOutcome, RegistryError};
+use crate::registry::{InsertOutcome, Registry, RegistryError};
 
 /// Why a tenant change did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,10 @@ pub enum TenantApplyError {
     DeadlineExceeded { tenant_id: TenantId, deadline: Duration },
     #[error("applying tenant {tenant_id} was cancelled before it started; nothing was changed")]
     Cancelled { tenant_id: TenantId },
+    #[error("applying tenant {tenant_id}: {source}")]
+    Run { tenant_id: TenantId, source: RunError },
+    #[error("the registry's journal failed for tenant {tenant_id}: {source}")]
+    Journal { tenant_id: TenantId, source: StepError },
 }
 
 impl TenantApplyError {
@@ -59,12 +64,39 @@ impl TenantApplyError {
             TenantApplyError::Registry { source, .. } => source.is_retryable(),
             TenantApplyError::DeadlineExceeded { .. } | TenantApplyError::Cancelled { .. } => true,
             TenantApplyError::Claim(error) => error.is_retryable(),
+            TenantApplyError::Run { source, .. } => source.source.retryable,
+            TenantApplyError::Journal { source, .. } => source.retryable,
             TenantApplyError::Conflict { .. }
             | TenantApplyError::Missing { .. }
             | TenantApplyError::HasDependents { .. }
             | TenantApplyError::QuotaBelowUse { .. }
             | TenantApplyError::TierStrandsSupportLevel { .. } => false,
         }
+    }
+}
+
+impl crate::backends::retry::Retryable for TenantApplyError {
+    fn is_retryable(&self) -> bool {
+        TenantApplyError::is_retryable(self)
+    }
+}
+
+impl TenantApplyError {
+    /// A failed run as the error of its step when everything was undone (so
+    /// the refusal reads as before), else with the undo failures.
+    fn from_run(tenant_id: &TenantId, error: RunError) -> TenantApplyError {
+        if error.unwound && error.source.source.is::<TenantApplyError>() {
+            if let Ok(own) = error.source.source.downcast::<TenantApplyError>() {
+                return *own;
+            }
+            unreachable!("checked to be a TenantApplyError");
+        }
+        TenantApplyError::Run { tenant_id: tenant_id.clone(), source: error }
+    }
+
+    /// Whether nothing of the failed change is left (so a create's name is free).
+    fn undone(&self) -> bool {
+        !matches!(self, TenantApplyError::Run { source, .. } if !source.unwound)
     }
 }
 
@@ -78,64 +110,58 @@ pub struct ApplyContext<'a> {
     pub cancelled: watch::Receiver<bool>,
 }
 
-/// Applies one change; returns the tenant as it now exists (`None` after a delete).
-/// A busy or unreachable registry is retried with the one retry policy
-/// ([`crate::backends::retry`]) within the deadline.
+/// Applies one change through the one runner; returns the tenant as it now
+/// exists (`None` after a delete). A busy or unreachable registry is retried
+/// with the one retry policy ([`crate::backends::retry`]) within the deadline.
 pub async fn apply_tenant_change(
     observer: &TenantObserver,
     change: &Change,
     context: &ApplyContext<'_>,
 ) -> Result<Option<TenantRecord>, TenantApplyError> {
     let tenant_id = change.tenant_id.clone();
-    let mut backoff = crate::backends::retry::Backoff::new(context.deadline);
-    loop {
-        if *context.cancelled.borrow() {
-            return Err(TenantApplyError::Cancelled { tenant_id });
-        }
-        let remaining = crate::backends::retry::remaining(context.deadline);
-        if remaining.is_zero() {
-            return Err(TenantApplyError::DeadlineExceeded { tenant_id, deadline: context.deadline });
-        }
-        let attempt = tokio::time::timeout(remaining, apply_once(observer, change, context)).await;
-        observer.invalidate().await;
-        match attempt {
-            Err(_) => return Err(TenantApplyError::DeadlineExceeded { tenant_id, deadline: context.deadline }),
-            Ok(Err(TenantApplyError::Registry { source, .. })) if source.is_retryable() && backoff.wait().await => {
-                tracing::warn!(tenant = %tenant_id, error = %source, "registry busy; retrying");
-            }
-            Ok(result) => return result,
-        }
+    if *context.cancelled.borrow() {
+        return Err(TenantApplyError::Cancelled { tenant_id });
     }
+    let applied = crate::backends::retry::within(
+        context.deadline,
+        tokio::time::timeout(context.deadline, apply_change(observer, change, context)),
+    )
+    .await;
+    observer.invalidate().await;
+    applied.unwrap_or(Err(TenantApplyError::DeadlineExceeded { tenant_id, deadline: context.deadline }))
 }
 
-async fn apply_once(
+async fn apply_change(
     observer: &TenantObserver,
     change: &Change,
     context: &ApplyContext<'_>,
 ) -> Result<Option<TenantRecord>, TenantApplyError> {
     let registry = observer.registry();
-    let tenant_id = change.tenant_id.clone();
-    let registry_error = |source| TenantApplyError::Registry { tenant_id: tenant_id.clone(), source };
     match change.action {
         Action::NoOp => Ok(change.before.clone()),
-        Action::Create => create(observer, desired(change)?, context).await,
+        Action::Create => create(registry, desired(change)?, context).await,
         Action::Update => {
             let spec = desired(change)?;
             check_what_depends_on_the_tenant(registry, spec).await?;
-            match registry.update_tenant(spec).await.map_err(registry_error)? {
-                Some(record) => Ok(Some(record)),
-                None => Err(TenantApplyError::Missing { tenant_id }),
-            }
+            let before = change.before.as_ref().map(|record| record.spec.clone());
+            let steps = TenantSteps::new(registry, context.owner, false);
+            let operation = change_operation(ObjectKind::Tenant, spec.name.as_str(), context.owner);
+            steps.run(&operation, &spec.name, before, Some(spec.clone())).await
         }
         Action::Replace => {
             if let Some(before) = &change.before {
-                delete(observer, &before.spec.name).await?;
+                delete(registry, before, context).await?;
             }
-            create(observer, desired(change)?, context).await
+            create(registry, desired(change)?, context).await
         }
         Action::Delete => {
-            let name = change.before.as_ref().map(|b| &b.spec.name).unwrap_or(&change.tenant_id);
-            delete(observer, name).await?;
+            match &change.before {
+                Some(before) => delete(registry, before, context).await?,
+                None => registry
+                    .release_claim(ObjectKind::Tenant, change.tenant_id.as_str())
+                    .await
+                    .map_err(|source| TenantApplyError::Registry { tenant_id: change.tenant_id.clone(), source })?,
+            }
             Ok(None)
         }
     }
@@ -181,51 +207,167 @@ pub async fn check_what_depends_on_the_tenant(
 }
 
 /// Deletes a tenant that nothing depends on any more, then frees its name.
-async fn delete(observer: &TenantObserver, name: &TenantId) -> Result<(), TenantApplyError> {
-    let registry = observer.registry();
+async fn delete(
+    registry: &Registry,
+    before: &TenantRecord,
+    context: &ApplyContext<'_>,
+) -> Result<(), TenantApplyError> {
+    let name = &before.spec.name;
     let registry_error = |source| TenantApplyError::Registry { tenant_id: name.clone(), source };
     let dependents = registry.tenant_dependents(name).await.map_err(registry_error)?;
     if !dependents.is_empty() {
         return Err(TenantApplyError::HasDependents { tenant_id: name.clone(), dependents });
     }
-    registry.delete_tenant(name).await.map_err(registry_error)?;
+    let operation = change_operation(ObjectKind::Tenant, name.as_str(), context.owner);
+    TenantSteps::new(registry, context.owner, false).run(&operation, name, Some(before.spec.clone()), None).await?;
     registry.release_claim(ObjectKind::Tenant, name.as_str()).await.map_err(registry_error)?;
     Ok(())
 }
 
-/// Claims the tenant's name, then writes its row; a create that does not
-/// finish releases the name again.
+/// Claims the tenant's name, then writes its row; a create that is undone
+/// releases the name again.
 async fn create(
-    observer: &TenantObserver,
+    registry: &Registry,
     spec: &TenantSpec,
     context: &ApplyContext<'_>,
 ) -> Result<Option<TenantRecord>, TenantApplyError> {
-    let registry = observer.registry();
     let key = spec.name.as_str();
     let decision = claim(registry, ObjectKind::Tenant, key, &spec.name, context.owner, context.create_token).await?;
-    let registry_error = |source| TenantApplyError::Registry { tenant_id: spec.name.clone(), source };
-    let written = async {
-        match registry.insert_tenant(spec, context.owner.as_str()).await.map_err(registry_error)? {
-            InsertOutcome::Created(record) | InsertOutcome::AlreadyPresent(record) => Ok(Some(record)),
-            // An interrupted create of this owner left its row: make it the desired one.
-            InsertOutcome::Conflict(_) if matches!(decision, CreateDecision::Resume { .. }) => {
-                match registry.update_tenant(spec).await.map_err(registry_error)? {
-                    Some(record) => Ok(Some(record)),
-                    None => Err(TenantApplyError::Missing { tenant_id: spec.name.clone() }),
-                }
-            }
-            InsertOutcome::Conflict(existing) => {
-                Err(TenantApplyError::Conflict { tenant_id: spec.name.clone(), owner: existing.owner })
-            }
-        }
-    }
-    .await;
-    if written.is_err() && decision == CreateDecision::New {
-        // Undo: nothing was written, so the name is free again. A failure
-        // here leaves the claim, which the next apply of this owner resumes.
-        if let Err(error) = registry.release_claim_of(ObjectKind::Tenant, key, context.create_token).await {
-            tracing::warn!(tenant = %spec.name, error = %error, "cannot release the claim of a failed create");
-        }
+    let journal = crate::apply::runner::RegistryJournal(registry);
+    let operation = create_operation(&journal, ObjectKind::Tenant, key, context.create_token, &decision)
+        .await
+        .map_err(|source| TenantApplyError::Journal { tenant_id: spec.name.clone(), source })?;
+    let resume = matches!(decision, CreateDecision::Resume { .. });
+    let written =
+        TenantSteps::new(registry, context.owner, resume).run(&operation, &spec.name, None, Some(spec.clone())).await;
+    if let Err(error) = &written
+        && error.undone()
+        && let Err(release) = registry.release_claim_of(ObjectKind::Tenant, key, context.create_token).await
+    {
+        // Nothing was written, so the name is free again. A failure here
+        // leaves the claim, which the next apply of this owner resumes.
+        tracing::warn!(tenant = %spec.name, error = %release, "cannot release the claim of a failed create");
     }
     written
+}
+
+/// What the tenant's steps share: the registry, and who writes.
+struct TenantSteps<'a> {
+    registry: &'a Registry,
+    owner: &'a Owner,
+    /// Whether a create finishes an interrupted create of this owner (whose
+    /// row it then takes over).
+    resume: bool,
+    /// The row as the last step wrote it.
+    written: std::sync::Mutex<Option<TenantRecord>>,
+}
+
+impl<'a> TenantSteps<'a> {
+    fn new(registry: &'a Registry, owner: &'a Owner, resume: bool) -> TenantSteps<'a> {
+        TenantSteps { registry, owner, resume, written: std::sync::Mutex::new(None) }
+    }
+
+    /// Runs the one step of a tenant change: its row from `before` to `after`.
+    async fn run(
+        self,
+        operation: &str,
+        tenant_id: &TenantId,
+        before: Option<TenantSpec>,
+        after: Option<TenantSpec>,
+    ) -> Result<Option<TenantRecord>, TenantApplyError> {
+        let steps: [Box<dyn Step<TenantSteps<'a>>>; 1] =
+            [Box::new(TenantRow { tenant_id: tenant_id.clone(), before, after })];
+        let journal = crate::apply::runner::RegistryJournal(self.registry);
+        match crate::apply::runner::run(operation, &steps, &self, &journal).await {
+            Ok(()) => Ok(self.written.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)),
+            Err(error) => Err(TenantApplyError::from_run(tenant_id, error)),
+        }
+    }
+
+    fn record(&self, record: Option<TenantRecord>) {
+        *self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = record;
+    }
+
+    /// Makes the row `spec` (inserting it when `creating`, updating it
+    /// otherwise, and bringing it back when `restore`), or removes it.
+    async fn make(
+        &self,
+        tenant_id: &TenantId,
+        spec: Option<&TenantSpec>,
+        creating: bool,
+        restore: bool,
+    ) -> Result<(), StepError> {
+        let registry_error =
+            |source| StepError::from_backend(TenantApplyError::Registry { tenant_id: tenant_id.clone(), source });
+        let Some(spec) = spec else {
+            self.registry.delete_tenant(tenant_id).await.map_err(registry_error)?;
+            self.record(None);
+            return Ok(());
+        };
+        let record = if creating {
+            match self.registry.insert_tenant(spec, self.owner.as_str()).await.map_err(registry_error)? {
+                InsertOutcome::Created(record) | InsertOutcome::AlreadyPresent(record) => Some(record),
+                // An interrupted create of this owner left its row: make it the desired one.
+                InsertOutcome::Conflict(_) if self.resume => {
+                    self.registry.update_tenant(spec).await.map_err(registry_error)?
+                }
+                InsertOutcome::Conflict(existing) => {
+                    return Err(StepError::permanent(TenantApplyError::Conflict {
+                        tenant_id: spec.name.clone(),
+                        owner: existing.owner,
+                    }));
+                }
+            }
+        } else {
+            match self.registry.update_tenant(spec).await.map_err(registry_error)? {
+                Some(record) => Some(record),
+                None if !restore => None,
+                // Undoing a delete: the row comes back.
+                None => match self.registry.insert_tenant(spec, self.owner.as_str()).await.map_err(registry_error)? {
+                    InsertOutcome::Created(record) | InsertOutcome::AlreadyPresent(record) => Some(record),
+                    InsertOutcome::Conflict(_) => self.registry.update_tenant(spec).await.map_err(registry_error)?,
+                },
+            }
+        };
+        match record {
+            Some(record) => {
+                self.record(Some(record));
+                Ok(())
+            }
+            None => Err(StepError::permanent(TenantApplyError::Missing { tenant_id: tenant_id.clone() })),
+        }
+    }
+}
+
+/// A tenant's registry row, from `before` to `after` (absent: no row).
+struct TenantRow {
+    tenant_id: TenantId,
+    before: Option<TenantSpec>,
+    after: Option<TenantSpec>,
+}
+
+#[async_trait::async_trait]
+impl<'a> Step<TenantSteps<'a>> for TenantRow {
+    fn name(&self) -> String {
+        "tenant row".to_owned()
+    }
+
+    async fn apply(&self, steps: &TenantSteps<'a>) -> Result<(), StepError> {
+        steps.make(&self.tenant_id, self.after.as_ref(), self.before.is_none(), false).await
+    }
+
+    async fn undo(&self, steps: &TenantSteps<'a>) -> Result<(), StepError> {
+        if self.before.is_none() {
+            // Undoing a create: only a row this owner wrote goes.
+            let registry_error = |source| {
+                StepError::from_backend(TenantApplyError::Registry { tenant_id: self.tenant_id.clone(), source })
+            };
+            let existing = steps.registry.get_tenant(&self.tenant_id).await.map_err(registry_error)?;
+            if existing.is_none_or(|existing| existing.owner != steps.owner.as_str()) {
+                return Ok(());
+            }
+        }
+        // Undoing an update changes the row back; undoing a delete brings it back.
+        steps.make(&self.tenant_id, self.before.as_ref(), false, self.after.is_none()).await
+    }
 }

@@ -84,4 +84,27 @@ impl Registry {
             .map_err(|source| RegistryError::Query { operation: "forget a journal", source })?;
         Ok(())
     }
+
+    /// Moves `from`'s entries to `to`: a create that resumes an interrupted
+    /// one (under a new token) takes over what its journal shows. Entries
+    /// `to` already has win.
+    pub async fn journal_adopt(&self, from: &str, to: &str) -> Result<(), RegistryError> {
+        let error = |source| RegistryError::Query { operation: "adopt a journal", source };
+        let mut transaction = self.pool.begin().await.map_err(error)?;
+        sqlx::query(
+            "UPDATE journal SET operation = $2 WHERE operation = $1 \
+             AND step_index NOT IN (SELECT step_index FROM journal WHERE operation = $2)",
+        )
+        .bind(from.to_owned())
+        .bind(to.to_owned())
+        .execute(&mut *transaction)
+        .await
+        .map_err(error)?;
+        sqlx::query("DELETE FROM journal WHERE operation = $1")
+            .bind(from.to_owned())
+            .execute(&mut *transaction)
+            .await
+            .map_err(error)?;
+        transaction.commit().await.map_err(error)
+    }
 }
