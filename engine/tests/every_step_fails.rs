@@ -10,19 +10,35 @@ use std::future::Future;
 use std::pin::Pin;
 
 use async_trait::async_trait;
+use std::collections::BTreeMap;
+
+use atrium_engine::apply::app_instance::AppContext;
+use atrium_engine::apply::domain::{DomainApplyContext, upstream_of};
 use atrium_engine::apply::runner::{InjectedFailure, with_injected_failure};
 use atrium_engine::apply::support_plan::SupportPlanContext;
+use atrium_engine::apply::suspension::enforce;
 use atrium_engine::apply::tenant::{ApplyContext, apply_tenant_change};
+use atrium_engine::backends::dns::DnsZones as _;
+use atrium_engine::backends::ingress::RouteHandler;
+use atrium_engine::backends::powerdns::PowerDns;
 use atrium_engine::backends::redmine::Redmine;
+use atrium_engine::backends::resolver::DnsResolver;
+use atrium_engine::backends::targets::Targets;
 use atrium_engine::backends::tracker::Tracker as _;
+use atrium_engine::catalog::Catalog;
+use atrium_engine::catalog::labels;
 use atrium_engine::model::TenantId;
+use atrium_engine::model::TenantStatus;
+use atrium_engine::model::app_instance::AppInstanceRecord;
+use atrium_engine::model::domain::{DomainSpec, DomainStatus, Hostname, TlsMode};
 use atrium_engine::model::ownership::{CreateToken, ObjectKind};
 use atrium_engine::model::support_plan::{SupportLevel, SupportPlanSpec};
 use atrium_engine::model::tenant::{Manager, TenantSpec, Tier};
 use atrium_engine::observe::TenantObserver;
+use atrium_engine::observe::{AppObservations, DomainObservations};
 use atrium_engine::plan::tenant::plan_tenant;
 use atrium_engine::registry::Registry;
-use atrium_engine::test_services::{registry_with_tenant, service_variable, test_owner};
+use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_owner, test_target};
 
 type Checked = Result<(), String>;
 
@@ -95,12 +111,16 @@ fn ensure(condition: bool, problem: impl FnOnce() -> String) -> Checked {
 
 // ---------------------------------------------------------------- tenants
 
-/// Which tenant change a case makes.
+/// Which change a case makes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Change {
     Create,
     Update,
     Delete,
+    /// A tenant's expiry passed (suspension cases only).
+    Suspend,
+    /// A suspended tenant's expiry was extended (suspension cases only).
+    Resume,
 }
 
 struct TenantCase {
@@ -175,14 +195,14 @@ impl Case for TenantCase {
     async fn prepare(&self) -> Checked {
         match self.change {
             Change::Create => Ok(()),
-            Change::Update | Change::Delete => self.apply(Some(&self.spec("Before"))).await,
+            _ => self.apply(Some(&self.spec("Before"))).await,
         }
     }
 
     async fn change(&self) -> Checked {
         match self.change {
-            Change::Create | Change::Update => self.apply(Some(&self.spec("After"))).await,
             Change::Delete => self.apply(None).await,
+            _ => self.apply(Some(&self.spec("After"))).await,
         }
     }
 
@@ -292,17 +312,15 @@ impl Case for SupportPlanCase {
     async fn prepare(&self) -> Checked {
         match self.change {
             Change::Create => Ok(()),
-            Change::Update | Change::Delete => self.create(false).await,
+            _ => self.create(false).await,
         }
     }
 
     async fn change(&self) -> Checked {
         match self.change {
             Change::Create => self.create(true).await,
-            Change::Update => {
-                self.context().apply(&self.spec(true), None).await.map(|_| ()).map_err(|e| error_text(&e))
-            }
             Change::Delete => self.context().destroy(&self.tenant).await.map_err(|e| error_text(&e)),
+            _ => self.context().apply(&self.spec(true), None).await.map(|_| ()).map_err(|e| error_text(&e)),
         }
     }
 
@@ -325,4 +343,366 @@ async fn every_support_plan_step_fails_in_turn_and_converges() {
     for (label, change) in [("sc", Change::Create), ("su", Change::Update), ("sd", Change::Delete)] {
         every_step_fails(label, change, |name, change| Box::pin(SupportPlanCase::open(name, change))).await;
     }
+}
+
+// ---------------------------------------------------------------- domains
+
+/// What the domain cases share: one registry with a tenant and two running
+/// `hello` instances (a domain's update moves it from one to the other), a
+/// platform zone in PowerDNS, the target's proxy.
+struct DomainWorld {
+    _directory: tempfile::TempDir,
+    registry: Registry,
+    targets: Targets,
+    dns: PowerDns,
+    resolver: DnsResolver,
+    zone: String,
+    instances: [AppInstanceRecord; 2],
+}
+
+impl DomainWorld {
+    /// A world whose tenant's name starts with `prefix`.
+    async fn open(prefix: &str) -> DomainWorld {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let tenant = format!("{prefix}{}", std::process::id() % 100_000);
+        let registry = registry_with_tenant(directory.path(), &tenant).await;
+        let zone = format!("{tenant}.atrium.test");
+        let dns = PowerDns::new(
+            &service_variable("ATRIUM_TEST_PDNS_URL"),
+            &service_variable("ATRIUM_TEST_PDNS_API_KEY"),
+            "localhost",
+        );
+        let body =
+            serde_json::json!({"name": format!("{zone}."), "kind": "Native", "nameservers": ["ns1.atrium.test."]});
+        let status = powerdns_zones(reqwest::Method::POST, "", Some(body)).await;
+        assert!(status == 201 || status == 409, "create the test zone: {status}");
+        let targets = Targets::new(BTreeMap::from([("local".to_owned(), test_target("ATRIUM_TEST_DOCKER_HOST"))]));
+        let resolver = DnsResolver::new(Some(&service_variable("ATRIUM_TEST_PDNS_DNS_ADDRESS"))).expect("a resolver");
+        let observations = AppObservations::default();
+        let catalog = Catalog::built_in();
+        let (_, cancelled) = tokio::sync::watch::channel(false);
+        let apps = AppContext {
+            registry: &registry,
+            observations: &observations,
+            catalog: &catalog,
+            targets: &targets,
+            mailer: None,
+            owner: test_owner(),
+            deadline: std::time::Duration::from_secs(60),
+            cancelled,
+        };
+        let mut instances = Vec::new();
+        for name in ["web", "api"] {
+            let mut spec = hello_spec(&tenant, "1.1");
+            spec.id.name = name.to_owned();
+            spec.delete_data_on_destroy = true;
+            instances.push(apps.deploy(&spec, None).await.expect("deploy a test instance").record);
+        }
+        let instances = instances.try_into().expect("two instances");
+        DomainWorld { _directory: directory, registry, targets, dns, resolver, zone, instances }
+    }
+
+    /// Applies domains in this world.
+    fn domains<'a>(&'a self, observations: &'a DomainObservations) -> DomainApplyContext<'a> {
+        let (_, cancelled) = tokio::sync::watch::channel(false);
+        DomainApplyContext {
+            registry: &self.registry,
+            observations,
+            targets: &self.targets,
+            dns: Some(&self.dns),
+            resolver: &self.resolver,
+            platform_zone: Some(&self.zone),
+            owner: test_owner(),
+            deadline: std::time::Duration::from_secs(10),
+            cancelled,
+        }
+    }
+
+    async fn close(&self) {
+        let observations = AppObservations::default();
+        let catalog = Catalog::built_in();
+        let (_, cancelled) = tokio::sync::watch::channel(false);
+        let apps = AppContext {
+            registry: &self.registry,
+            observations: &observations,
+            catalog: &catalog,
+            targets: &self.targets,
+            mailer: None,
+            owner: test_owner(),
+            deadline: std::time::Duration::from_secs(60),
+            cancelled,
+        };
+        for instance in &self.instances {
+            apps.destroy(&instance.spec.id).await.expect("destroy a test instance");
+        }
+        let status = powerdns_zones(reqwest::Method::DELETE, &format!("/{}.", self.zone), None).await;
+        assert_eq!(status, 204, "remove the test zone");
+    }
+}
+
+/// Calls PowerDNS's zones API; returns the status.
+async fn powerdns_zones(method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> u16 {
+    let url = format!("{}/api/v1/servers/localhost/zones{path}", service_variable("ATRIUM_TEST_PDNS_URL"));
+    let mut request =
+        reqwest::Client::new().request(method, url).header("X-API-Key", service_variable("ATRIUM_TEST_PDNS_API_KEY"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("reach PowerDNS").status().as_u16()
+}
+
+static DOMAIN_WORLD: tokio::sync::OnceCell<DomainWorld> = tokio::sync::OnceCell::const_new();
+
+struct DomainCase {
+    world: &'static DomainWorld,
+    observations: DomainObservations,
+    hostname: Hostname,
+    change: Change,
+}
+
+impl DomainCase {
+    async fn open(name: String, change: Change) -> Box<dyn Case> {
+        let world = DOMAIN_WORLD.get_or_init(|| DomainWorld::open("esd")).await;
+        let hostname = Hostname::parse(&format!("{name}.{}", world.zone)).expect("a valid host name");
+        Box::new(DomainCase { world, observations: DomainObservations::default(), hostname, change })
+    }
+
+    fn context(&self) -> DomainApplyContext<'_> {
+        self.world.domains(&self.observations)
+    }
+
+    /// Points the domain at instance `index`.
+    async fn apply(&self, index: usize, create: Option<&CreateToken>) -> Checked {
+        let spec = DomainSpec {
+            hostname: self.hostname.clone(),
+            app_instance_id: self.world.instances[index].spec.id.clone(),
+            tls: TlsMode::None,
+        };
+        self.context().apply(&spec, DomainStatus::Active, create).await.map(|_| ()).map_err(|e| error_text(&e))
+    }
+
+    /// The domain as the registry, DNS and the proxy have it: the instance
+    /// its row names, its records, the upstream of its route, its claim.
+    async fn look(&self) -> Result<(Option<String>, usize, Option<String>, bool), String> {
+        let registry = &self.world.registry;
+        let row = registry.get_domain(&self.hostname).await.map_err(|e| e.to_string())?;
+        let fqdn = self.hostname.fqdn();
+        let sets = self.world.dns.list(&format!("{}.", self.world.zone)).await.map_err(|e| error_text(&e))?;
+        let records = sets.iter().filter(|set| set.name == fqdn).count();
+        let ingress = self.world.targets.ingress("local").await.map_err(|e| error_text(&e))?;
+        let routes = ingress.list_routes().await.map_err(|e| error_text(&e))?;
+        let upstream =
+            routes.into_iter().find(|route| route.hostname == self.hostname.as_str()).map(|route| {
+                match route.handler {
+                    Some(RouteHandler::Proxy { upstream }) => upstream,
+                    other => format!("{other:?}"),
+                }
+            });
+        let claim = registry.get_claim(ObjectKind::Domain, self.hostname.as_str()).await.map_err(|e| e.to_string())?;
+        Ok((row.map(|row| row.spec.app_instance_id.to_string()), records, upstream, claim.is_some()))
+    }
+
+    /// That the domain is absent, or serves instance `index`.
+    async fn expect(&self, instance: Option<usize>) -> Checked {
+        let seen = self.look().await?;
+        let wanted = match instance {
+            None => (None, 0, None, false),
+            Some(index) => {
+                let instance = &self.world.instances[index];
+                (Some(instance.spec.id.to_string()), 1, upstream_of(instance), true)
+            }
+        };
+        ensure(seen == wanted, || format!("(row, records, route, claim) is {seen:?}, not {wanted:?}"))
+    }
+}
+
+#[async_trait]
+impl Case for DomainCase {
+    fn registry(&self) -> &Registry {
+        &self.world.registry
+    }
+
+    async fn prepare(&self) -> Checked {
+        match self.change {
+            Change::Create => Ok(()),
+            _ => self.apply(0, Some(&CreateToken::new())).await,
+        }
+    }
+
+    async fn change(&self) -> Checked {
+        match self.change {
+            Change::Create => self.apply(0, Some(&CreateToken::new())).await,
+            Change::Delete => self.context().destroy(&self.hostname).await.map_err(|e| error_text(&e)),
+            _ => self.apply(1, None).await,
+        }
+    }
+
+    async fn check_unchanged(&self) -> Checked {
+        self.expect(if self.change == Change::Create { None } else { Some(0) }).await
+    }
+
+    async fn check_changed(&self) -> Checked {
+        self.expect(match self.change {
+            Change::Create => Some(0),
+            Change::Delete => None,
+            _ => Some(1),
+        })
+        .await
+    }
+
+    async fn destroy_and_check_empty(&self) -> Checked {
+        self.context().destroy(&self.hostname).await.map_err(|e| error_text(&e))?;
+        self.expect(None).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_domain_step_fails_in_turn_and_converges() {
+    for (label, change) in [("dc", Change::Create), ("du", Change::Update), ("dd", Change::Delete)] {
+        every_step_fails(label, change, |name, change| Box::pin(DomainCase::open(name, change))).await;
+    }
+    DOMAIN_WORLD.get().expect("the domain cases ran").close().await;
+}
+
+// ------------------------------------------------------------- suspension
+
+/// What the suspension cases share: a tenant with two running `hello`
+/// instances and a platform domain on the first, in a registry of their own.
+struct SuspensionWorld {
+    world: DomainWorld,
+    hostname: Hostname,
+}
+
+static SUSPENSION_WORLD: tokio::sync::OnceCell<SuspensionWorld> = tokio::sync::OnceCell::const_new();
+
+impl SuspensionWorld {
+    async fn open() -> SuspensionWorld {
+        let world = DomainWorld::open("ess").await;
+        let hostname = Hostname::parse(&format!("shop.{}", world.zone)).expect("a valid host name");
+        let spec = DomainSpec {
+            hostname: hostname.clone(),
+            app_instance_id: world.instances[0].spec.id.clone(),
+            tls: TlsMode::None,
+        };
+        let observations = DomainObservations::default();
+        world
+            .domains(&observations)
+            .apply(&spec, DomainStatus::Active, Some(&CreateToken::new()))
+            .await
+            .expect("create the test domain");
+        SuspensionWorld { world, hostname }
+    }
+
+    async fn close(&self) {
+        let observations = DomainObservations::default();
+        self.world.domains(&observations).destroy(&self.hostname).await.expect("destroy the test domain");
+        self.world.close().await;
+    }
+}
+
+struct SuspensionCase {
+    shared: &'static SuspensionWorld,
+    change: Change,
+}
+
+impl SuspensionCase {
+    async fn open(_: String, change: Change) -> Box<dyn Case> {
+        let shared = SUSPENSION_WORLD.get_or_init(SuspensionWorld::open).await;
+        Box::new(SuspensionCase { shared, change })
+    }
+
+    async fn enforce(&self, status: TenantStatus) -> Checked {
+        let world = &self.shared.world;
+        let tenant_id = &world.instances[0].spec.id.tenant_id;
+        let tenant = world.registry.get_tenant(tenant_id).await.map_err(|e| e.to_string())?.ok_or("no tenant")?;
+        let deadline = std::time::Duration::from_secs(30);
+        enforce(&world.registry, &world.targets, &tenant, status, deadline).await.map_err(|e| error_text(&e))
+    }
+
+    /// The tenant as the registry, Docker and the proxy have it: its
+    /// recorded status, whether each instance's containers run, and whether
+    /// the domain's route goes to its instance (else what it serves).
+    async fn look(&self) -> Result<(String, Vec<bool>, String), String> {
+        let world = &self.shared.world;
+        let tenant_id = &world.instances[0].spec.id.tenant_id;
+        let tenant = world.registry.get_tenant(tenant_id).await.map_err(|e| e.to_string())?.ok_or("no tenant")?;
+        let runtime = world.targets.runtime("local").await.map_err(|e| error_text(&e))?;
+        let containers = runtime.list_managed().await.map_err(|e| error_text(&e))?;
+        let mut running = Vec::new();
+        for instance in &world.instances {
+            let label = instance.spec.id.to_string();
+            let own: Vec<_> = containers.iter().filter(|c| c.labels.get(labels::INSTANCE) == Some(&label)).collect();
+            ensure(!own.is_empty(), || format!("{label} has no container"))?;
+            running.push(own.iter().all(|container| container.running));
+        }
+        let instance = world
+            .registry
+            .get_app_instance(&world.instances[0].spec.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no instance")?;
+        let ingress = world.targets.ingress("local").await.map_err(|e| error_text(&e))?;
+        let routes = ingress.list_routes().await.map_err(|e| error_text(&e))?;
+        let route = routes.into_iter().find(|route| route.hostname == self.shared.hostname.as_str());
+        let serves = match route.and_then(|route| route.handler) {
+            Some(RouteHandler::Proxy { upstream }) if Some(&upstream) == upstream_of(&instance).as_ref() => {
+                "the app".to_owned()
+            }
+            Some(RouteHandler::Suspended { .. }) => "the suspension page".to_owned(),
+            other => format!("{other:?}"),
+        };
+        Ok((tenant.status.as_str().to_owned(), running, serves))
+    }
+
+    async fn expect(&self, status: TenantStatus) -> Checked {
+        let seen = self.look().await?;
+        let active = status == TenantStatus::Active;
+        let serves = if active { "the app" } else { "the suspension page" };
+        let wanted = (status.as_str().to_owned(), vec![active; self.shared.world.instances.len()], serves.to_owned());
+        ensure(seen == wanted, || format!("(status, running, serves) is {seen:?}, not {wanted:?}"))
+    }
+
+    fn statuses(&self) -> (TenantStatus, TenantStatus) {
+        match self.change {
+            Change::Resume => (TenantStatus::Suspended, TenantStatus::Active),
+            _ => (TenantStatus::Active, TenantStatus::Suspended),
+        }
+    }
+}
+
+#[async_trait]
+impl Case for SuspensionCase {
+    fn registry(&self) -> &Registry {
+        &self.shared.world.registry
+    }
+
+    async fn prepare(&self) -> Checked {
+        self.enforce(self.statuses().0).await
+    }
+
+    async fn change(&self) -> Checked {
+        self.enforce(self.statuses().1).await
+    }
+
+    async fn check_unchanged(&self) -> Checked {
+        self.expect(self.statuses().0).await
+    }
+
+    async fn check_changed(&self) -> Checked {
+        self.expect(self.statuses().1).await
+    }
+
+    /// Nothing to destroy: the tenant is resumed (the world is removed at the end).
+    async fn destroy_and_check_empty(&self) -> Checked {
+        self.enforce(TenantStatus::Active).await?;
+        self.expect(TenantStatus::Active).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_suspension_step_fails_in_turn_and_converges() {
+    for (label, change) in [("ss", Change::Suspend), ("sr", Change::Resume)] {
+        every_step_fails(label, change, |name, change| Box::pin(SuspensionCase::open(name, change))).await;
+    }
+    SUSPENSION_WORLD.get().expect("the suspension cases ran").close().await;
 }

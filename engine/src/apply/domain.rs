@@ -14,6 +14,10 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+
+use crate::apply::claims::{change_operation, claim, create_operation};
+use crate::apply::runner::{Part, RegistryJournal, RunError, Step, StepError, Transition, registry_step_error, run};
 use crate::backends::dns::{DnsError, DnsZones, RecordSet};
 use crate::backends::ingress::{IngressError, ObservedRoute, RouteHandler, RouteSpec};
 use crate::backends::resolver::DnsResolver;
@@ -23,6 +27,7 @@ use crate::model::domain::{
     DnsRecordDocument, DomainKind, DomainRecord, DomainSpec, DomainStatus, Hostname, TlsMode, classify,
     platform_record, verification_for, zone_name,
 };
+use crate::model::ownership::{CreateDecision, CreateToken, ObjectKind};
 use crate::model::tenant::{TenantRecord, TenantStatus};
 use crate::observe::DomainObservations;
 use crate::registry::{Registry, RegistryError, now_rfc3339};
@@ -80,12 +85,18 @@ pub enum DomainApplyError {
     Cancelled { hostname: String },
     #[error(transparent)]
     Claim(#[from] crate::apply::claims::ClaimError),
-    #[error(
-        "{}; undoing what it had made failed too ({}), so the next apply finishes or undoes it",
-        crate::backends::error_chain(error.as_ref()),
-        failures.join("; ")
-    )]
-    UndoFailed { error: Box<DomainApplyError>, failures: Vec<String> },
+    #[error("applying domain {hostname}: {source}")]
+    Run { hostname: String, source: RunError },
+    #[error("the registry's journal failed for domain {hostname}: {source}")]
+    Journal { hostname: String, source: StepError },
+    #[error("domain {hostname} was applied, but its registry row cannot be read back; apply again")]
+    Vanished { hostname: String },
+}
+
+impl crate::backends::retry::Retryable for DomainApplyError {
+    fn is_retryable(&self) -> bool {
+        DomainApplyError::is_retryable(self)
+    }
 }
 
 impl DomainApplyError {
@@ -100,8 +111,26 @@ impl DomainApplyError {
             DomainApplyError::Dns { source, .. } => source.is_retryable(),
             DomainApplyError::CertificateTimeout { .. } | DomainApplyError::Cancelled { .. } => true,
             DomainApplyError::Claim(error) => error.is_retryable(),
-            DomainApplyError::UndoFailed { error, .. } => error.is_retryable(),
+            DomainApplyError::Run { source, .. } => source.source.retryable,
+            DomainApplyError::Journal { source, .. } => source.retryable,
+            DomainApplyError::Vanished { .. } => true,
             _ => false,
+        }
+    }
+
+    /// A failed run as the error of its step when everything was undone (so
+    /// it reads as before), else with the undo failures.
+    fn from_run(hostname: &Hostname, error: RunError) -> DomainApplyError {
+        error
+            .into_step_error()
+            .unwrap_or_else(|error| DomainApplyError::Run { hostname: hostname.to_string(), source: error })
+    }
+
+    /// The domain error behind a failed run's step, or this one.
+    pub fn cause(&self) -> &DomainApplyError {
+        match self {
+            DomainApplyError::Run { source, .. } => source.source.source.downcast_ref().unwrap_or(self),
+            _ => self,
         }
     }
 }
@@ -213,36 +242,33 @@ impl DomainApplyContext<'_> {
         &self,
         spec: &DomainSpec,
         status: DomainStatus,
-        create: Option<&crate::model::ownership::CreateToken>,
+        create: Option<&CreateToken>,
     ) -> Result<DomainRecord, DomainApplyError> {
         let hostname = &spec.hostname;
         if *self.cancelled.borrow() {
             return Err(DomainApplyError::Cancelled { hostname: hostname.to_string() });
         }
         self.observations.clear().await;
-        let kind = crate::model::ownership::ObjectKind::Domain;
         let key = hostname.to_string();
-        let decision = match create {
-            Some(token) => Some(
-                crate::apply::claims::claim(
-                    self.registry,
-                    kind,
-                    &key,
-                    &spec.app_instance_id.tenant_id,
-                    self.owner,
-                    token,
-                )
-                .await?,
-            ),
-            None => None,
+        let journal = RegistryJournal(self.registry);
+        let (operation, decision) = match create {
+            Some(token) => {
+                let decision =
+                    claim(self.registry, KIND, &key, &spec.app_instance_id.tenant_id, self.owner, token).await?;
+                let operation = create_operation(&journal, KIND, &key, token, &decision)
+                    .await
+                    .map_err(|source| DomainApplyError::Journal { hostname: key.clone(), source })?;
+                (operation, Some(decision))
+            }
+            None => (change_operation(KIND, &key, self.owner), None),
         };
-        let result = self.apply_steps(spec, status).await;
+        let steps = self.apply_steps(spec, status, &operation, decision.is_some());
+        let result = crate::backends::retry::within(self.deadline, steps).await;
         // A new create that failed and left nothing frees the name again.
-        if let (Err(error), Some(token), Some(crate::model::ownership::CreateDecision::New)) =
-            (&result, create, &decision)
-            && !matches!(error, DomainApplyError::UndoFailed { .. })
+        if let (Err(error), Some(token), Some(CreateDecision::New)) = (&result, create, &decision)
+            && !matches!(error, DomainApplyError::Run { source, .. } if !source.unwound)
             && matches!(self.registry.get_domain(hostname).await, Ok(None))
-            && let Err(release_error) = self.registry.release_claim_of(kind, &key, token).await
+            && let Err(release_error) = self.registry.release_claim_of(KIND, &key, token).await
         {
             tracing::warn!(domain = %hostname, error = %release_error, "cannot release the name of a failed create");
         }
@@ -250,7 +276,13 @@ impl DomainApplyContext<'_> {
         result
     }
 
-    async fn apply_steps(&self, spec: &DomainSpec, status: DomainStatus) -> Result<DomainRecord, DomainApplyError> {
+    async fn apply_steps(
+        &self,
+        spec: &DomainSpec,
+        status: DomainStatus,
+        operation: &str,
+        creating: bool,
+    ) -> Result<DomainRecord, DomainApplyError> {
         let hostname = &spec.hostname;
         let instance_id = &spec.app_instance_id;
         // Decide everything before touching anything.
@@ -278,6 +310,9 @@ impl DomainApplyContext<'_> {
         }
         let target = instance.spec.target.clone();
         let records = self.desired_records(hostname, kind, &target)?;
+        if kind == DomainKind::Platform {
+            self.dns_for(hostname)?;
+        }
         if kind == DomainKind::Custom
             && status == DomainStatus::Active
             && !self.verification_resolves(instance_id.tenant_id.as_str(), hostname).await?
@@ -289,7 +324,7 @@ impl DomainApplyContext<'_> {
                 value: verification.value,
             });
         }
-        let ingress = self.targets.ingress(&target).await.map_err(self.target_error(hostname, &target))?;
+        self.targets.ingress(&target).await.map_err(self.target_error(hostname, &target))?;
         // A suspended tenant's domains answer with the suspension page.
         let handler =
             match self.registry.get_tenant(&instance_id.tenant_id).await.map_err(self.registry_error(hostname))? {
@@ -297,9 +332,7 @@ impl DomainApplyContext<'_> {
                 _ => RouteHandler::Proxy { upstream },
             };
         let route = RouteSpec { hostname: hostname.to_string(), tls: spec.tls == TlsMode::Acme, handler };
-
-        // The journal: the row exists before anything it names.
-        let mut record = DomainRecord {
+        let record = DomainRecord {
             spec: spec.clone(),
             kind,
             target: target.clone(),
@@ -308,78 +341,84 @@ impl DomainApplyContext<'_> {
             owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.as_str().to_owned()),
             created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
         };
-        self.registry.put_domain(&record).await.map_err(self.registry_error(hostname))?;
+        // What undo puts back: nothing for a create (what an interrupted
+        // create it resumes left goes with it), the domain as it was otherwise.
+        let before = if creating { None } else { existing.as_ref() };
+        let before_route = match before {
+            Some(before) if before.target == target => self.route_of(before).await?,
+            _ => None,
+        };
+        let before_record = match before {
+            Some(before) => self.desired_records(hostname, before.kind, &before.target)?.into_iter().next(),
+            None => None,
+        };
+        let host = || hostname.clone();
+        // The row (the journal of what it names) exists before anything it names.
+        let mut steps: Vec<Box<dyn Step<DomainApplyContext<'_>>>> =
+            vec![Box::new(Transition::new(Row(host()), before.cloned(), Some(record.clone())))];
+        if kind == DomainKind::Platform || before_record.is_some() {
+            let set = |record: &DnsRecordDocument| record_set(record, instance_id);
+            steps.push(Box::new(Transition::new(
+                PlatformRecord(host()),
+                before_record.as_ref().map(set),
+                records.first().map(set),
+            )));
+        }
+        if let Some(previous) = &existing
+            && previous.target != target
+        {
+            // The old route is not put back by an undo: it pointed at where
+            // the instance no longer runs.
+            steps.push(Box::new(Transition::new(
+                Route { hostname: host(), target: previous.target.clone() },
+                None,
+                None,
+            )));
+        }
+        let active = status == DomainStatus::Active;
+        steps.push(Box::new(Transition::new(
+            Route { hostname: host(), target: target.clone() },
+            before_route,
+            active.then(|| route.clone()),
+        )));
+        if active && spec.tls == TlsMode::Acme {
+            steps.push(Box::new(Certificate { record: record.clone() }));
+        }
+        if let Err(error) = run(operation, &steps, self, &RegistryJournal(self.registry)).await {
+            return Err(DomainApplyError::from_run(hostname, error));
+        }
+        self.registry
+            .get_domain(hostname)
+            .await
+            .map_err(self.registry_error(hostname))?
+            .ok_or_else(|| DomainApplyError::Vanished { hostname: hostname.to_string() })
+    }
 
-        let steps = async {
-            for wanted in &records {
-                let (dns, zone) = self.dns_for(hostname)?;
-                let set = record_set(wanted, instance_id);
-                dns.put(&zone, &set).await.map_err(self.dns_error(hostname))?;
-            }
-            if let Some(previous) = &existing
-                && previous.target != target
-            {
-                let old = self
-                    .targets
-                    .ingress(&previous.target)
-                    .await
-                    .map_err(self.target_error(hostname, &previous.target))?;
-                old.remove_route(hostname.as_str(), self.deadline)
-                    .await
-                    .map_err(self.ingress_error(hostname, &previous.target))?;
-            }
-            if status == DomainStatus::Active {
-                ingress.put_route(&route, self.deadline).await.map_err(self.ingress_error(hostname, &target))?;
-            } else {
-                ingress
-                    .remove_route(hostname.as_str(), self.deadline)
-                    .await
-                    .map_err(self.ingress_error(hostname, &target))?;
-            }
-            if status == DomainStatus::Active && spec.tls == TlsMode::Acme {
-                return self.wait_for_certificate(hostname, &target).await.map(Some);
-            }
-            Ok(None)
+    /// The route an active domain has as recorded (what an undo puts back):
+    /// to its instance, or the suspension page of a suspended tenant.
+    async fn route_of(&self, record: &DomainRecord) -> Result<Option<RouteSpec>, DomainApplyError> {
+        let hostname = &record.spec.hostname;
+        if record.status != DomainStatus::Active {
+            return Ok(None);
         }
-        .await;
-        match steps {
-            Ok(certificate_expires_at) => {
-                record.certificate_expires_at = certificate_expires_at;
-                self.registry.put_domain(&record).await.map_err(self.registry_error(hostname))?;
-                Ok(record)
-            }
-            Err(error) => {
-                let mut failures = Vec::new();
-                if existing.is_none() {
-                    // Undo a create: nothing of this domain is left behind.
-                    let failure = crate::backends::error_chain(&error);
-                    let undo_failure =
-                        |step: &str, undo: &dyn std::error::Error| crate::backends::undo_failure(step, undo, &failure);
-                    if let Err(undo) = ingress.remove_route(hostname.as_str(), self.deadline).await {
-                        failures.push(undo_failure("remove the route", &undo));
-                    }
-                    for wanted in &records {
-                        if let Ok((dns, zone)) = self.dns_for(hostname)
-                            && let Err(undo) = dns.remove(&zone, &wanted.name, &wanted.record_type).await
-                        {
-                            let step = format!("remove the {} record {}", wanted.record_type, wanted.name);
-                            failures.push(undo_failure(&step, &undo));
-                        }
-                    }
-                    // The row (the journal) goes last, only once everything it names is gone.
-                    if failures.is_empty()
-                        && let Err(undo) = self.registry.delete_domain(hostname).await
-                    {
-                        failures.push(undo_failure("delete the registry row", &undo));
-                    }
-                }
-                Err(if failures.is_empty() {
-                    error
-                } else {
-                    DomainApplyError::UndoFailed { error: Box::new(error), failures }
-                })
-            }
-        }
+        let registry_error = || self.registry_error(hostname);
+        let tenant_id = &record.spec.app_instance_id.tenant_id;
+        let handler = match self.registry.get_tenant(tenant_id).await.map_err(registry_error())? {
+            Some(tenant) if tenant.status != TenantStatus::Active => Some(suspended_handler(&tenant)),
+            _ => self
+                .registry
+                .get_app_instance(&record.spec.app_instance_id)
+                .await
+                .map_err(registry_error())?
+                .as_ref()
+                .and_then(upstream_of)
+                .map(|upstream| RouteHandler::Proxy { upstream }),
+        };
+        Ok(handler.map(|handler| RouteSpec {
+            hostname: hostname.to_string(),
+            tls: record.spec.tls == TlsMode::Acme,
+            handler,
+        }))
     }
 
     /// Polls the proxy until it serves a certificate for `hostname`; returns its expiry (RFC 3339).
@@ -406,46 +445,45 @@ impl DomainApplyContext<'_> {
         }
     }
 
-    /// Destroys a domain: its route, its platform records, its row. Missing parts are fine.
+    /// Destroys a domain, as steps of the runner: its route, its platform
+    /// records, its row; then frees its name. Missing parts are fine.
     pub async fn destroy(&self, hostname: &Hostname) -> Result<(), DomainApplyError> {
         if *self.cancelled.borrow() {
             return Err(DomainApplyError::Cancelled { hostname: hostname.to_string() });
         }
         self.observations.clear().await;
-        let result = self.destroy_steps(hostname).await;
+        let result = crate::backends::retry::within(self.deadline, self.destroy_steps(hostname)).await;
         self.observations.clear().await;
         result
     }
 
     async fn destroy_steps(&self, hostname: &Hostname) -> Result<(), DomainApplyError> {
-        let Some(record) = self.registry.get_domain(hostname).await.map_err(self.registry_error(hostname))? else {
-            // Already gone: its name is free.
-            self.registry
-                .release_claim(crate::model::ownership::ObjectKind::Domain, hostname.as_str())
-                .await
-                .map_err(self.registry_error(hostname))?;
-            return Ok(());
-        };
-        let ingress =
-            self.targets.ingress(&record.target).await.map_err(self.target_error(hostname, &record.target))?;
-        ingress
-            .remove_route(hostname.as_str(), self.deadline)
-            .await
-            .map_err(self.ingress_error(hostname, &record.target))?;
-        if record.kind == DomainKind::Platform {
-            let (dns, zone) = self.dns_for(hostname)?;
-            let fqdn = hostname.fqdn();
-            for set in dns.list(&zone).await.map_err(self.dns_error(hostname))? {
-                if set.name == fqdn && set.tenant.is_some() {
-                    dns.remove(&zone, &set.name, &set.record_type).await.map_err(self.dns_error(hostname))?;
-                }
+        if let Some(record) = self.registry.get_domain(hostname).await.map_err(self.registry_error(hostname))? {
+            let host = || hostname.clone();
+            let mut steps: Vec<Box<dyn Step<DomainApplyContext<'_>>>> = Vec::new();
+            // What an undo puts back: the route as it was and the records it should have.
+            let route = self.route_of(&record).await?;
+            steps.push(Box::new(Transition::new(
+                Route { hostname: host(), target: record.target.clone() },
+                route,
+                None,
+            )));
+            if record.kind == DomainKind::Platform {
+                self.dns_for(hostname)?;
+                let before = self
+                    .desired_records(hostname, record.kind, &record.target)
+                    .ok()
+                    .and_then(|records| records.first().map(|wanted| record_set(wanted, &record.spec.app_instance_id)));
+                steps.push(Box::new(Transition::new(PlatformRecord(host()), before, None)));
             }
+            steps.push(Box::new(Transition::new(Row(host()), Some(record.clone()), None)));
+            let operation = change_operation(KIND, hostname.as_str(), self.owner);
+            run(&operation, &steps, self, &RegistryJournal(self.registry))
+                .await
+                .map_err(|error| DomainApplyError::from_run(hostname, error))?;
         }
-        self.registry.delete_domain(hostname).await.map_err(self.registry_error(hostname))?;
-        self.registry
-            .release_claim(crate::model::ownership::ObjectKind::Domain, hostname.as_str())
-            .await
-            .map_err(self.registry_error(hostname))?;
+        // Gone: its name is free.
+        self.registry.release_claim(KIND, hostname.as_str()).await.map_err(self.registry_error(hostname))?;
         Ok(())
     }
 
@@ -515,6 +553,103 @@ impl DomainApplyContext<'_> {
             record.status.as_str()
         };
         Ok(Some(ObservedDomain { record, dns_records, status, certificate_expires_at }))
+    }
+}
+
+const KIND: ObjectKind = ObjectKind::Domain;
+
+/// The domain's registry row.
+struct Row(Hostname);
+
+#[async_trait]
+impl<'a> Part<DomainApplyContext<'a>> for Row {
+    type Value = DomainRecord;
+    fn name(&self) -> String {
+        "domain row".to_owned()
+    }
+    async fn make(&self, context: &DomainApplyContext<'a>, record: Option<&DomainRecord>) -> Result<(), StepError> {
+        match record {
+            Some(record) => context.registry.put_domain(record).await,
+            None => context.registry.delete_domain(&self.0).await.map(|_| ()),
+        }
+        .map_err(registry_step_error)
+    }
+}
+
+/// The platform subdomain's record in the platform zone; removing it removes
+/// every record Atrium marked at the name.
+struct PlatformRecord(Hostname);
+
+#[async_trait]
+impl<'a> Part<DomainApplyContext<'a>> for PlatformRecord {
+    type Value = RecordSet;
+    fn name(&self) -> String {
+        "platform DNS record".to_owned()
+    }
+    async fn make(&self, context: &DomainApplyContext<'a>, set: Option<&RecordSet>) -> Result<(), StepError> {
+        let (dns, zone) = context.dns_for(&self.0).map_err(StepError::permanent)?;
+        let dns_error = |source| {
+            StepError::from_backend(DomainApplyError::Dns { hostname: self.0.to_string(), source: Box::new(source) })
+        };
+        if let Some(set) = set {
+            return dns.put(&zone, set).await.map_err(dns_error);
+        }
+        let fqdn = self.0.fqdn();
+        for set in dns.list(&zone).await.map_err(dns_error)? {
+            if set.name == fqdn && set.tenant.is_some() {
+                dns.remove(&zone, &set.name, &set.record_type).await.map_err(dns_error)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The domain's route on the reverse proxy beside a target.
+struct Route {
+    hostname: Hostname,
+    target: String,
+}
+
+#[async_trait]
+impl<'a> Part<DomainApplyContext<'a>> for Route {
+    type Value = RouteSpec;
+    fn name(&self) -> String {
+        format!("route on the proxy of target {}", self.target)
+    }
+    async fn make(&self, context: &DomainApplyContext<'a>, route: Option<&RouteSpec>) -> Result<(), StepError> {
+        let ingress =
+            context.targets.ingress(&self.target).await.map_err(|source| {
+                StepError::from_backend(context.target_error(&self.hostname, &self.target)(source))
+            })?;
+        let ingress_error =
+            |source| StepError::from_backend(context.ingress_error(&self.hostname, &self.target)(source));
+        match route {
+            Some(route) => ingress.put_route(route, context.deadline).await.map_err(ingress_error),
+            None => ingress.remove_route(self.hostname.as_str(), context.deadline).await.map_err(ingress_error),
+        }
+    }
+}
+
+/// Waits until the proxy serves the domain's certificate, then records its
+/// expiry in the row. Nothing to undo: the route's undo stops the order.
+struct Certificate {
+    record: DomainRecord,
+}
+
+#[async_trait]
+impl<'a> Step<DomainApplyContext<'a>> for Certificate {
+    fn name(&self) -> String {
+        "TLS certificate".to_owned()
+    }
+    async fn apply(&self, context: &DomainApplyContext<'a>) -> Result<(), StepError> {
+        let hostname = &self.record.spec.hostname;
+        let expires_at =
+            context.wait_for_certificate(hostname, &self.record.target).await.map_err(StepError::from_backend)?;
+        let record = DomainRecord { certificate_expires_at: Some(expires_at), ..self.record.clone() };
+        context.registry.put_domain(&record).await.map_err(registry_step_error)
+    }
+    async fn undo(&self, _: &DomainApplyContext<'a>) -> Result<(), StepError> {
+        Ok(())
     }
 }
 

@@ -18,7 +18,11 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::backends::retry::{Retryable, with_retries};
+use crate::backends::retry::{Retryable, with_grace, with_retries};
+
+/// How long an undo may keep retrying, even past the operation's deadline
+/// (which a failure by timeout has used up).
+const UNDO_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a step may keep retrying when the operation set no deadline.
 const STEP_BUDGET: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -190,6 +194,24 @@ impl fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
+impl RunError {
+    /// The failed step's own error, when it is an `E` and everything the run
+    /// did was undone (so the failure reads as the step's alone); else the
+    /// run's error, with its undo failures.
+    pub fn into_step_error<E: std::error::Error + 'static>(self) -> Result<E, RunError> {
+        if !self.unwound || !self.source.source.is::<E>() {
+            return Err(self);
+        }
+        let RunError { step, source: StepError { source, retryable }, undo_failures, unwound } = self;
+        source.downcast::<E>().map(|own| *own).map_err(|source| RunError {
+            step,
+            source: StepError { source, retryable },
+            undo_failures,
+            unwound,
+        })
+    }
+}
+
 /// Runs `steps` in order as `operation`, journaling each; on a failure,
 /// undoes the failed step and every earlier one in reverse. A journal left
 /// by an interrupted run of the same operation is simply run over: every
@@ -353,7 +375,7 @@ async fn undo_in_reverse<C: Sync + ?Sized>(
 ) -> Vec<(String, StepError)> {
     for (index, step) in steps.iter().enumerate().rev() {
         let name = step.name();
-        let undone = match with_retries(STEP_BUDGET, || step.undo(context)).await {
+        let undone = match with_grace(UNDO_GRACE, with_retries(STEP_BUDGET, || step.undo(context))).await {
             Ok(()) => {
                 let entry = JournalEntry { index, step: name.clone(), event: StepEvent::Undone };
                 journal.record(operation, &entry).await

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use crate::apply::claims::{change_operation, claim, create_operation};
 use crate::apply::runner::{Part, RegistryJournal, RunError, Step, StepError, Transition, registry_step_error, run};
+use crate::backends::retry::within;
 use crate::backends::tracker::{ObservedSupportProject, SupportProject, Tracker, TrackerError, TrackerUser};
 use crate::model::TenantId;
 use crate::model::ownership::{CreateDecision, CreateToken, ObjectKind};
@@ -169,7 +170,7 @@ impl SupportPlanContext<'_> {
         // create it resumes left is undone with it), the old plan otherwise.
         let before = if decision.is_some() { None } else { existing };
         let steps = support_plan_steps(&tenant, before.as_ref(), Some(&record), self.tracker.is_some());
-        match run(&operation, &steps, self, &journal).await {
+        match within(self.deadline, run(&operation, &steps, self, &journal)).await {
             Ok(()) => Ok(record),
             Err(error) => {
                 if error.unwound
@@ -207,7 +208,7 @@ impl SupportPlanContext<'_> {
                     steps
                 }
             };
-            run(&operation, &steps, self, &RegistryJournal(self.registry))
+            within(self.deadline, run(&operation, &steps, self, &RegistryJournal(self.registry)))
                 .await
                 .map_err(|source| SupportPlanError::Run { tenant: tenant_id.to_string(), source })?;
         }

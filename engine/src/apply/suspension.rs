@@ -10,13 +10,18 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use crate::apply::domain::{suspended_handler, upstream_of};
-use crate::backends::ingress::{IngressError, RouteHandler, RouteSpec};
+use crate::apply::runner::{Part, RegistryJournal, RunError, Step, StepError, Transition, registry_step_error, run};
+use crate::backends::RuntimeError;
+use crate::backends::ingress::{RouteHandler, RouteSpec};
+use crate::backends::retry::within;
 use crate::backends::targets::{TargetError, Targets};
-use crate::backends::{RuntimeError, with_retries};
 use crate::catalog::labels;
 use crate::model::TenantId;
-use crate::model::domain::{DomainStatus, TlsMode};
+use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
+use crate::model::domain::{DomainRecord, DomainStatus, TlsMode};
 use crate::model::tenant::{TenantRecord, TenantStatus};
 use crate::registry::{Registry, RegistryError};
 
@@ -30,36 +35,24 @@ pub enum SuspensionError {
         #[source]
         source: Box<RegistryError>,
     },
-    #[error("target {target} failed while changing the status of tenant {tenant}")]
-    Target {
-        tenant: String,
-        target: String,
-        #[source]
-        source: Box<TargetError>,
-    },
-    #[error("the reverse proxy of target {target} failed while changing the route of {hostname}")]
-    Ingress {
-        hostname: String,
-        target: String,
-        #[source]
-        source: Box<IngressError>,
-    },
+    #[error("changing the status of tenant {tenant}: {source}")]
+    Run { tenant: String, source: RunError },
 }
 
 impl SuspensionError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SuspensionError::Registry { source, .. } => source.is_retryable(),
-            SuspensionError::Target { source, .. } => {
-                matches!(source.as_ref(), TargetError::Runtime(runtime) if runtime.is_retryable())
-            }
-            SuspensionError::Ingress { source, .. } => source.is_retryable(),
+            SuspensionError::Run { source, .. } => source.source.retryable,
         }
     }
 }
 
 /// Brings every app instance and domain of `tenant` to `status` (stopped and
-/// answering 503, or running and proxied), then records the status.
+/// answering 503, or running and proxied), then records the status: as
+/// steps of the one runner, so a failure puts back what it changed. A
+/// suspension first shows the page, then stops the apps; a resumption starts
+/// the apps, then points the domains back at them.
 pub async fn enforce(
     registry: &Registry,
     targets: &Targets,
@@ -70,25 +63,80 @@ pub async fn enforce(
     let tenant_id: &TenantId = &tenant.spec.name;
     let name = tenant_id.to_string();
     let registry_error = |source| SuspensionError::Registry { tenant: name.clone(), source: Box::new(source) };
-    let suspended = status != TenantStatus::Active;
-    let instances: Vec<_> = registry
-        .list_app_instances()
-        .await
-        .map_err(registry_error)?
-        .into_iter()
-        .filter(|instance| &instance.spec.id.tenant_id == tenant_id)
-        .collect();
+    let serving = |status: TenantStatus| if status == TenantStatus::Active { Serving::Apps } else { Serving::Page };
+    let (before, after) = (serving(tenant.status), serving(status));
+    let running = |serving: Serving| (serving == Serving::Apps).then_some(());
+    let instances = registry.app_instances_of_tenant(tenant_id).await.map_err(registry_error)?;
+    let mut steps: Vec<Box<dyn Step<Suspension<'_>>>> = Vec::new();
     for instance in &instances {
-        let target = &instance.spec.target;
-        let target_error = |source: TargetError| SuspensionError::Target {
-            tenant: name.clone(),
-            target: target.clone(),
-            source: Box::new(source),
+        let containers = Transition::new(Containers(instance.spec.id.clone()), running(before), running(after));
+        let mut routes: Vec<Box<dyn Step<Suspension<'_>>>> = Vec::new();
+        for domain in registry.domains_of_instance(&instance.spec.id).await.map_err(registry_error)? {
+            if domain.status == DomainStatus::Active {
+                routes.push(Box::new(Transition::new(DomainRoute(domain), Some(before), Some(after))));
+            }
+        }
+        match after {
+            Serving::Page => {
+                steps.append(&mut routes);
+                steps.push(Box::new(containers));
+            }
+            Serving::Apps => {
+                steps.push(Box::new(containers));
+                steps.append(&mut routes);
+            }
+        }
+    }
+    steps.push(Box::new(Transition::new(Status(tenant_id.clone()), Some(tenant.status), Some(status))));
+    let context = Suspension { registry, targets, tenant, deadline };
+    let operation = format!("change tenant_status {tenant_id}");
+    within(deadline, run(&operation, &steps, &context, &RegistryJournal(registry)))
+        .await
+        .map_err(|source| SuspensionError::Run { tenant: name.clone(), source })?;
+    tracing::info!(tenant = %tenant_id, status = status.as_str(), instances = instances.len(), "tenant status enforced");
+    Ok(())
+}
+
+/// What the steps of a status change share.
+struct Suspension<'a> {
+    registry: &'a Registry,
+    targets: &'a Targets,
+    tenant: &'a TenantRecord,
+    deadline: Duration,
+}
+
+/// What a tenant's domains serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serving {
+    /// Its apps, proxied.
+    Apps,
+    /// The suspension page.
+    Page,
+}
+
+/// An instance's containers (present: running and healthy).
+struct Containers(AppInstanceId);
+
+#[async_trait]
+impl<'a> Part<Suspension<'a>> for Containers {
+    type Value = ();
+    fn name(&self) -> String {
+        format!("containers of {}", self.0)
+    }
+    async fn make(&self, context: &Suspension<'a>, running: Option<&()>) -> Result<(), StepError> {
+        let registry = context.registry;
+        let Some(instance) = registry.get_app_instance(&self.0).await.map_err(registry_step_error)? else {
+            return Ok(());
         };
-        let runtime_error = |source: RuntimeError| target_error(TargetError::Runtime(source));
-        let runtime = targets.runtime(target).await.map_err(target_error)?;
-        let id_label = instance.spec.id.to_string();
-        let mut containers: Vec<_> = with_retries(deadline, || runtime.list_managed())
+        let target = &instance.spec.target;
+        let runtime_error = |source: RuntimeError| StepError::from_backend(source);
+        let runtime = context.targets.runtime(target).await.map_err(|source| match source {
+            TargetError::Runtime(source) => runtime_error(source),
+            other => StepError::permanent(other),
+        })?;
+        let id_label = self.0.to_string();
+        let mut containers: Vec<_> = runtime
+            .list_managed()
             .await
             .map_err(runtime_error)?
             .into_iter()
@@ -96,58 +144,72 @@ pub async fn enforce(
             .collect();
         // Sidecars start before the app and stop after it.
         containers.sort_by_key(|container| container.labels.get(labels::ROLE).map(String::as_str) == Some("app"));
-        if suspended {
+        if running.is_none() {
             for container in containers.iter().rev() {
-                with_retries(deadline, || runtime.stop_container(&container.name)).await.map_err(runtime_error)?;
+                runtime.stop_container(&container.name).await.map_err(runtime_error)?;
             }
-        } else {
-            for container in &containers {
-                with_retries(deadline, || runtime.start_container(&container.name)).await.map_err(runtime_error)?;
-                runtime.wait_healthy(&container.name, deadline).await.map_err(runtime_error)?;
-            }
+            return Ok(());
+        }
+        for container in &containers {
+            runtime.start_container(&container.name).await.map_err(runtime_error)?;
+            runtime.wait_healthy(&container.name, context.deadline).await.map_err(runtime_error)?;
         }
         // A restarted container publishes its port anew.
-        let current = registry.get_app_instance(&instance.spec.id).await.map_err(registry_error)?;
-        let mut refreshed = current.unwrap_or_else(|| instance.clone());
-        if !suspended
-            && let Some(app) = containers.iter().find(|c| c.labels.get(labels::ROLE).map(String::as_str) == Some("app"))
-            && let Some(observed) =
-                with_retries(deadline, || runtime.inspect(&app.name)).await.map_err(runtime_error)?
-            && observed.published_port != refreshed.published_port
+        if let Some(app) = containers.iter().find(|c| c.labels.get(labels::ROLE).map(String::as_str) == Some("app"))
+            && let Some(observed) = runtime.inspect(&app.name).await.map_err(runtime_error)?
+            && observed.published_port != instance.published_port
         {
-            refreshed.published_port = observed.published_port;
-            registry.put_app_instance(&refreshed).await.map_err(registry_error)?;
+            let refreshed = AppInstanceRecord { published_port: observed.published_port, ..instance };
+            registry.put_app_instance(&refreshed).await.map_err(registry_step_error)?;
         }
-        for domain in registry.domains_of_instance(&instance.spec.id).await.map_err(registry_error)? {
-            if domain.status != DomainStatus::Active {
-                continue;
-            }
-            let handler = if suspended {
-                suspended_handler(tenant)
-            } else {
-                match upstream_of(&refreshed) {
-                    Some(upstream) => RouteHandler::Proxy { upstream },
-                    None => continue,
-                }
-            };
-            let route = RouteSpec {
-                hostname: domain.spec.hostname.to_string(),
-                tls: domain.spec.tls == TlsMode::Acme,
-                handler,
-            };
-            let ingress = targets.ingress(&domain.target).await.map_err(|source| SuspensionError::Target {
-                tenant: name.clone(),
-                target: domain.target.clone(),
-                source: Box::new(source),
-            })?;
-            ingress.put_route(&route, deadline).await.map_err(|source| SuspensionError::Ingress {
-                hostname: route.hostname.clone(),
-                target: domain.target.clone(),
-                source: Box::new(source),
-            })?;
-        }
+        Ok(())
     }
-    registry.set_tenant_status(tenant_id, status).await.map_err(registry_error)?;
-    tracing::info!(tenant = %tenant_id, status = status.as_str(), instances = instances.len(), "tenant status enforced");
-    Ok(())
+}
+
+/// An active domain's route: to its instance as the registry has it now, or
+/// to the suspension page.
+struct DomainRoute(DomainRecord);
+
+#[async_trait]
+impl<'a> Part<Suspension<'a>> for DomainRoute {
+    type Value = Serving;
+    fn name(&self) -> String {
+        format!("route of {}", self.0.spec.hostname)
+    }
+    async fn make(&self, context: &Suspension<'a>, serving: Option<&Serving>) -> Result<(), StepError> {
+        let domain = &self.0;
+        let handler = match serving {
+            Some(Serving::Page) => suspended_handler(context.tenant),
+            _ => {
+                let instance = context
+                    .registry
+                    .get_app_instance(&domain.spec.app_instance_id)
+                    .await
+                    .map_err(registry_step_error)?;
+                match instance.as_ref().and_then(upstream_of) {
+                    Some(upstream) => RouteHandler::Proxy { upstream },
+                    None => return Ok(()),
+                }
+            }
+        };
+        let route =
+            RouteSpec { hostname: domain.spec.hostname.to_string(), tls: domain.spec.tls == TlsMode::Acme, handler };
+        let ingress = context.targets.ingress(&domain.target).await.map_err(StepError::permanent)?;
+        ingress.put_route(&route, context.deadline).await.map_err(StepError::from_backend)
+    }
+}
+
+/// The status the registry records as last enforced.
+struct Status(TenantId);
+
+#[async_trait]
+impl<'a> Part<Suspension<'a>> for Status {
+    type Value = TenantStatus;
+    fn name(&self) -> String {
+        "tenant status".to_owned()
+    }
+    async fn make(&self, context: &Suspension<'a>, status: Option<&TenantStatus>) -> Result<(), StepError> {
+        let Some(status) = status else { return Ok(()) };
+        context.registry.set_tenant_status(&self.0, *status).await.map(|_| ()).map_err(registry_step_error)
+    }
 }

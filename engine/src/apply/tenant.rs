@@ -85,13 +85,9 @@ impl TenantApplyError {
     /// A failed run as the error of its step when everything was undone (so
     /// the refusal reads as before), else with the undo failures.
     fn from_run(tenant_id: &TenantId, error: RunError) -> TenantApplyError {
-        if error.unwound && error.source.source.is::<TenantApplyError>() {
-            if let Ok(own) = error.source.source.downcast::<TenantApplyError>() {
-                return *own;
-            }
-            unreachable!("checked to be a TenantApplyError");
-        }
-        TenantApplyError::Run { tenant_id: tenant_id.clone(), source: error }
+        error
+            .into_step_error()
+            .unwrap_or_else(|error| TenantApplyError::Run { tenant_id: tenant_id.clone(), source: error })
     }
 
     /// Whether nothing of the failed change is left (so a create's name is free).

@@ -172,6 +172,12 @@ impl Retryable for mailer::MailError {
     }
 }
 
+impl Retryable for ingress::IngressError {
+    fn is_retryable(&self) -> bool {
+        ingress::IngressError::is_retryable(self)
+    }
+}
+
 impl Retryable for dns::DnsError {
     fn is_retryable(&self) -> bool {
         dns::DnsError::is_retryable(self)

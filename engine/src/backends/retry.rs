@@ -31,6 +31,13 @@ pub async fn within<F: Future>(budget: Duration, future: F) -> F::Output {
     OPERATION_DEADLINE.scope(deadline(budget), future).await
 }
 
+/// Runs `future` with a deadline of its own, `grace` from now, even past the
+/// operation's: undoing what a run that ran out of time made still gets a
+/// few tries.
+pub async fn with_grace<F: Future>(grace: Duration, future: F) -> F::Output {
+    OPERATION_DEADLINE.scope(Instant::now() + grace, future).await
+}
+
 /// The instant a wait or retry loop with its own `budget` must end by: the
 /// earlier of now + `budget` and the operation's deadline.
 pub fn deadline(budget: Duration) -> Instant {

@@ -244,7 +244,7 @@ fn apply_error(error: &DomainApplyError) -> pb::Diagnostic {
         return crate::claims::refusal_diagnostic(atrium_engine::model::ownership::ObjectKind::Domain, claim);
     }
     let mut detail = diagnostics::error_chain(error);
-    match error {
+    match error.cause() {
         DomainApplyError::CertificateTimeout { hostname, .. } => detail.push_str(&format!(
             ". Check that {hostname} resolves to the reverse proxy and that the ACME CA can reach it over HTTP on port 80; then apply again."
         )),
@@ -255,7 +255,7 @@ fn apply_error(error: &DomainApplyError) -> pb::Diagnostic {
         _ => {}
     }
     let mut diagnostic = diagnostics::error("Domain change failed", detail);
-    let attribute = match error {
+    let attribute = match error.cause() {
         DomainApplyError::HostnameTaken { .. } | DomainApplyError::Invalid { .. } => Some("hostname"),
         DomainApplyError::AppInstanceMissing { .. } | DomainApplyError::AppInstanceNotServing { .. } => {
             Some("app_instance_id")
