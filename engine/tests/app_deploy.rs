@@ -118,7 +118,7 @@ async fn deploy_upgrade_and_failed_upgrade_rolls_back() {
     assert_eq!(fixture.containers().await, [format!("atrium-{}-web-g2", fixture.tenant)], "the old generation is gone");
 
     // 2.0 never turns healthy: the apply fails with the health output and 1.1 keeps serving.
-    let short = fixture.context(Duration::from_secs(8));
+    let short = fixture.context(Duration::from_secs(12));
     let error = short.deploy(&fixture.spec("2.0"), None).await.unwrap_err();
     let AppApplyError::Unhealthy { output, kept, .. } = &error else { panic!("expected Unhealthy, got {error:?}") };
     assert!(kept.contains("1.1 keeps serving"), "{kept}");

@@ -29,7 +29,7 @@ use atrium_engine::catalog::Catalog;
 use atrium_engine::catalog::labels;
 use atrium_engine::model::TenantId;
 use atrium_engine::model::TenantStatus;
-use atrium_engine::model::app_instance::AppInstanceRecord;
+use atrium_engine::model::app_instance::{AppInstanceRecord, AppInstanceSpec};
 use atrium_engine::model::domain::{DomainSpec, DomainStatus, Hostname, TlsMode};
 use atrium_engine::model::ownership::{CreateToken, ObjectKind};
 use atrium_engine::model::support_plan::{SupportLevel, SupportPlanSpec};
@@ -48,8 +48,9 @@ trait Case: Send + Sync {
     fn registry(&self) -> &Registry;
     /// Brings the world to where the change starts.
     async fn prepare(&self) -> Checked;
-    /// The change under test, as an apply runs it.
-    async fn change(&self) -> Checked;
+    /// The change under test, as an apply runs it; a create claims its
+    /// object with `token`.
+    async fn change(&self, token: &CreateToken) -> Checked;
     /// That the world is as `prepare` left it.
     async fn check_unchanged(&self) -> Checked;
     /// That the world is as the change asks.
@@ -60,41 +61,58 @@ trait Case: Send + Sync {
 
 type NewCase = fn(String, Change) -> Pin<Box<dyn Future<Output = Box<dyn Case>> + Send>>;
 
-/// Every step of the case's change fails in turn, both ways; returns how
+/// Every step of the case's change fails in turn, each way; returns how
 /// many steps the change has.
 async fn every_step_fails(label: &str, change: Change, new_case: NewCase) -> usize {
     let mut steps = 0;
-    for failure in [InjectedFailure::Before, InjectedFailure::After] {
+    for failure in [InjectedFailure::Before, InjectedFailure::After, InjectedFailure::Crash] {
         let mut at = 1;
         loop {
             let name = format!("es{}-{label}-{at}{}", std::process::id() % 10_000, failure_letter(failure));
             let case = new_case(name, change).await;
             case.prepare().await.unwrap_or_else(|error| panic!("{label}: prepare: {error}"));
-            let (result, reached) = with_injected_failure(at, failure, case.change()).await;
+            // A crashed run stands for an earlier process of the same configuration.
+            let token = match failure {
+                InjectedFailure::Crash => CreateToken::from_stored(&format!("feedfacefeedface.{label}{at}")),
+                _ => CreateToken::new(),
+            };
+            let (result, reached) = with_injected_failure(at, failure, case.change(&token)).await;
             if !reached {
+                let result = result.expect("no crash was injected");
                 result.unwrap_or_else(|error| panic!("{label}: without a failure the change fails: {error}"));
                 case.check_changed().await.unwrap_or_else(|error| panic!("{label}: {error}"));
                 case.destroy_and_check_empty().await.unwrap_or_else(|error| panic!("{label}: {error}"));
                 break;
             }
             let context = format!("{label}, step {at} failing {failure:?}");
-            let error = match result {
-                Ok(()) => panic!("{context}: the apply succeeded"),
-                Err(error) => error,
-            };
-            assert!(error.contains("failure injected"), "{context}: the error does not say what failed: {error}");
-            case.check_unchanged().await.unwrap_or_else(|problem| panic!("{context}: not undone: {problem}"));
-            let journal = case.registry().journal_operations().await.expect("read the journal");
-            assert!(journal.is_empty(), "{context}: the journal keeps {journal:?} after a complete undo");
-            case.change().await.unwrap_or_else(|error| panic!("{context}: the next apply fails: {error}"));
+            match result {
+                Some(Ok(())) => panic!("{context}: the apply succeeded"),
+                Some(Err(error)) if !error.contains("failure injected") => {
+                    panic!("{context}: the error does not say what failed: {error}")
+                }
+                // Past a step that cannot be undone, the next apply finishes the change.
+                Some(Err(error)) if error.contains("point of no return") => {}
+                Some(Err(_)) => {
+                    case.check_unchanged().await.unwrap_or_else(|problem| panic!("{context}: not undone: {problem}"));
+                    let journal = case.registry().journal_operations().await.expect("read the journal");
+                    assert!(journal.is_empty(), "{context}: the journal keeps {journal:?} after a complete undo");
+                }
+                // A crash undoes nothing: the next apply finishes what the journal shows.
+                None => {}
+            }
+            case.change(&CreateToken::new())
+                .await
+                .unwrap_or_else(|error| panic!("{context}: the next apply fails: {error}"));
             case.check_changed().await.unwrap_or_else(|problem| panic!("{context}: not converged: {problem}"));
+            let journal = case.registry().journal_operations().await.expect("read the journal");
+            assert!(journal.is_empty(), "{context}: the journal keeps {journal:?} after the change converged");
             case.destroy_and_check_empty().await.unwrap_or_else(|problem| panic!("{context}: {problem}"));
             at += 1;
         }
         steps = at - 1;
     }
     assert!(steps > 0, "{label}: the change ran no step");
-    eprintln!("{label}: each of {steps} steps failed before and after doing its work; all undone and converged");
+    eprintln!("{label}: each of {steps} steps failed before and after its work, and crashed; all converged");
     steps
 }
 
@@ -102,6 +120,7 @@ fn failure_letter(failure: InjectedFailure) -> char {
     match failure {
         InjectedFailure::Before => 'b',
         InjectedFailure::After => 'a',
+        InjectedFailure::Crash => 'c',
     }
 }
 
@@ -153,16 +172,16 @@ impl TenantCase {
         }
     }
 
-    /// Plans `desired` over what the registry holds and applies it.
-    async fn apply(&self, desired: Option<&TenantSpec>) -> Checked {
+    /// Plans `desired` over what the registry holds and applies it (a create
+    /// claims the name with `token`).
+    async fn apply(&self, desired: Option<&TenantSpec>, token: &CreateToken) -> Checked {
         self.observer.invalidate().await;
         let current = self.registry.get_tenant(&self.name).await.map_err(|e| e.to_string())?;
         let Some(change) = plan_tenant(desired, current.as_ref()) else { return Ok(()) };
-        let token = CreateToken::new();
         let (_, cancelled) = tokio::sync::watch::channel(false);
         let context = ApplyContext {
             owner: test_owner(),
-            create_token: &token,
+            create_token: token,
             deadline: std::time::Duration::from_secs(10),
             cancelled,
         };
@@ -195,14 +214,14 @@ impl Case for TenantCase {
     async fn prepare(&self) -> Checked {
         match self.change {
             Change::Create => Ok(()),
-            _ => self.apply(Some(&self.spec("Before"))).await,
+            _ => self.apply(Some(&self.spec("Before")), &CreateToken::new()).await,
         }
     }
 
-    async fn change(&self) -> Checked {
+    async fn change(&self, token: &CreateToken) -> Checked {
         match self.change {
-            Change::Delete => self.apply(None).await,
-            _ => self.apply(Some(&self.spec("After"))).await,
+            Change::Delete => self.apply(None, token).await,
+            _ => self.apply(Some(&self.spec("After")), token).await,
         }
     }
 
@@ -215,7 +234,7 @@ impl Case for TenantCase {
     }
 
     async fn destroy_and_check_empty(&self) -> Checked {
-        self.apply(None).await?;
+        self.apply(None, &CreateToken::new()).await?;
         self.expect(None).await
     }
 }
@@ -271,9 +290,9 @@ impl SupportPlanCase {
         }
     }
 
-    async fn create(&self, tracker_access: bool) -> Checked {
+    async fn create(&self, tracker_access: bool, token: &CreateToken) -> Checked {
         let spec = self.spec(tracker_access);
-        self.context().apply(&spec, Some(&CreateToken::new())).await.map(|_| ()).map_err(|e| error_text(&e))
+        self.context().apply(&spec, Some(token)).await.map(|_| ()).map_err(|e| error_text(&e))
     }
 
     /// The plan as the registry and the tracker have it: the row's
@@ -312,13 +331,13 @@ impl Case for SupportPlanCase {
     async fn prepare(&self) -> Checked {
         match self.change {
             Change::Create => Ok(()),
-            _ => self.create(false).await,
+            _ => self.create(false, &CreateToken::new()).await,
         }
     }
 
-    async fn change(&self) -> Checked {
+    async fn change(&self, token: &CreateToken) -> Checked {
         match self.change {
-            Change::Create => self.create(true).await,
+            Change::Create => self.create(true, token).await,
             Change::Delete => self.context().destroy(&self.tenant).await.map_err(|e| error_text(&e)),
             _ => self.context().apply(&self.spec(true), None).await.map(|_| ()).map_err(|e| error_text(&e)),
         }
@@ -346,6 +365,26 @@ async fn every_support_plan_step_fails_in_turn_and_converges() {
 }
 
 // ---------------------------------------------------------------- domains
+
+/// Deploys and destroys instances in a registry, on the test target.
+fn app_context<'a>(
+    registry: &'a Registry,
+    observations: &'a AppObservations,
+    catalog: &'a Catalog,
+    targets: &'a Targets,
+) -> AppContext<'a> {
+    let (_, cancelled) = tokio::sync::watch::channel(false);
+    AppContext {
+        registry,
+        observations,
+        catalog,
+        targets,
+        mailer: None,
+        owner: test_owner(),
+        deadline: std::time::Duration::from_secs(60),
+        cancelled,
+    }
+}
 
 /// What the domain cases share: one registry with a tenant and two running
 /// `hello` instances (a domain's update moves it from one to the other), a
@@ -380,17 +419,7 @@ impl DomainWorld {
         let resolver = DnsResolver::new(Some(&service_variable("ATRIUM_TEST_PDNS_DNS_ADDRESS"))).expect("a resolver");
         let observations = AppObservations::default();
         let catalog = Catalog::built_in();
-        let (_, cancelled) = tokio::sync::watch::channel(false);
-        let apps = AppContext {
-            registry: &registry,
-            observations: &observations,
-            catalog: &catalog,
-            targets: &targets,
-            mailer: None,
-            owner: test_owner(),
-            deadline: std::time::Duration::from_secs(60),
-            cancelled,
-        };
+        let apps = app_context(&registry, &observations, &catalog, &targets);
         let mut instances = Vec::new();
         for name in ["web", "api"] {
             let mut spec = hello_spec(&tenant, "1.1");
@@ -421,17 +450,7 @@ impl DomainWorld {
     async fn close(&self) {
         let observations = AppObservations::default();
         let catalog = Catalog::built_in();
-        let (_, cancelled) = tokio::sync::watch::channel(false);
-        let apps = AppContext {
-            registry: &self.registry,
-            observations: &observations,
-            catalog: &catalog,
-            targets: &self.targets,
-            mailer: None,
-            owner: test_owner(),
-            deadline: std::time::Duration::from_secs(60),
-            cancelled,
-        };
+        let apps = app_context(&self.registry, &observations, &catalog, &self.targets);
         for instance in &self.instances {
             apps.destroy(&instance.spec.id).await.expect("destroy a test instance");
         }
@@ -529,9 +548,9 @@ impl Case for DomainCase {
         }
     }
 
-    async fn change(&self) -> Checked {
+    async fn change(&self, token: &CreateToken) -> Checked {
         match self.change {
-            Change::Create => self.apply(0, Some(&CreateToken::new())).await,
+            Change::Create => self.apply(0, Some(token)).await,
             Change::Delete => self.context().destroy(&self.hostname).await.map_err(|e| error_text(&e)),
             _ => self.apply(1, None).await,
         }
@@ -680,7 +699,7 @@ impl Case for SuspensionCase {
         self.enforce(self.statuses().0).await
     }
 
-    async fn change(&self) -> Checked {
+    async fn change(&self, _: &CreateToken) -> Checked {
         self.enforce(self.statuses().1).await
     }
 
@@ -705,4 +724,145 @@ async fn every_suspension_step_fails_in_turn_and_converges() {
         every_step_fails(label, change, |name, change| Box::pin(SuspensionCase::open(name, change))).await;
     }
     SUSPENSION_WORLD.get().expect("the suspension cases ran").close().await;
+}
+
+// ---------------------------------------------------------- app instances
+
+struct AppCase {
+    _directory: tempfile::TempDir,
+    registry: Registry,
+    observations: AppObservations,
+    catalog: Catalog,
+    targets: Targets,
+    tenant: String,
+    change: Change,
+}
+
+impl AppCase {
+    async fn open(name: String, change: Change) -> Box<dyn Case> {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let registry = registry_with_tenant(directory.path(), &name).await;
+        let targets = Targets::new(BTreeMap::from([("local".to_owned(), test_target("ATRIUM_TEST_DOCKER_HOST"))]));
+        Box::new(AppCase {
+            _directory: directory,
+            registry,
+            observations: AppObservations::default(),
+            catalog: Catalog::built_in(),
+            targets,
+            tenant: name,
+            change,
+        })
+    }
+
+    fn context(&self) -> AppContext<'_> {
+        app_context(&self.registry, &self.observations, &self.catalog, &self.targets)
+    }
+
+    fn spec(&self, version: &str) -> AppInstanceSpec {
+        AppInstanceSpec { delete_data_on_destroy: true, users: 1, ..hello_spec(&self.tenant, version) }
+    }
+
+    async fn deploy(&self, version: &str, create: Option<&CreateToken>) -> Checked {
+        self.context().deploy(&self.spec(version), create).await.map(drop).map_err(|e| error_text(&e))
+    }
+
+    async fn destroy(&self) -> Checked {
+        self.context().destroy(&self.spec("1.0").id).await.map_err(|e| error_text(&e))
+    }
+
+    /// The instance as the registry and Docker have it: the recorded
+    /// version, its containers (running or not), the tenant's volumes and
+    /// network, its claim.
+    async fn look(&self) -> Result<(Option<String>, Vec<(String, bool)>, usize, bool, bool), String> {
+        let id = self.spec("1.0").id;
+        let row = self.registry.get_app_instance(&id).await.map_err(|e| e.to_string())?;
+        let runtime = self.targets.runtime("local").await.map_err(|e| error_text(&e))?;
+        let label = id.to_string();
+        let containers = runtime.list_managed().await.map_err(|e| error_text(&e))?;
+        let mut own: Vec<(String, bool)> = containers
+            .into_iter()
+            .filter(|container| container.labels.get(labels::INSTANCE) == Some(&label))
+            .map(|container| (container.name, container.running))
+            .collect();
+        own.sort();
+        let volumes = docker_names("volume", &format!("atrium-{}", self.tenant)).await?;
+        let networks = docker_names("network", &format!("atrium-{}", self.tenant)).await?;
+        let claim =
+            self.registry.get_claim(ObjectKind::AppInstance, &label).await.map_err(|e| e.to_string())?.is_some();
+        Ok((row.map(|row| row.spec.version), own, volumes, networks > 0, claim))
+    }
+
+    async fn expect(&self, version: Option<&str>) -> Checked {
+        let (row, containers, volumes, network, claim) = self.look().await?;
+        ensure(row.as_deref() == version, || format!("the row's version is {row:?}, not {version:?}"))?;
+        ensure(claim == version.is_some(), || format!("the instance's name is claimed: {claim}"))?;
+        match version {
+            None => ensure(containers.is_empty() && volumes == 0 && !network, || {
+                format!("left behind: containers {containers:?}, {volumes} volumes, network: {network}")
+            }),
+            Some(_) => ensure(containers.len() == 1 && containers[0].1 && network, || {
+                format!("not one running app container: {containers:?} (network: {network})")
+            }),
+        }
+    }
+}
+
+/// How many Docker objects of `kind` (`volume`, `network`) have names starting with `prefix`.
+async fn docker_names(kind: &str, prefix: &str) -> Result<usize, String> {
+    let output = tokio::process::Command::new("docker")
+        .args(["-H", &service_variable("ATRIUM_TEST_DOCKER_HOST"), kind, "ls", "--format", "{{.Name}}"])
+        .output()
+        .await
+        .map_err(|error| format!("docker {kind} ls: {error}"))?;
+    if !output.status.success() {
+        return Err(format!("docker {kind} ls: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).lines().filter(|name| name.starts_with(prefix)).count())
+}
+
+#[async_trait]
+impl Case for AppCase {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    async fn prepare(&self) -> Checked {
+        match self.change {
+            Change::Create => Ok(()),
+            _ => self.deploy("1.0", Some(&CreateToken::new())).await,
+        }
+    }
+
+    async fn change(&self, token: &CreateToken) -> Checked {
+        match self.change {
+            Change::Create => self.deploy("1.0", Some(token)).await,
+            Change::Delete => self.destroy().await,
+            _ => self.deploy("1.1", None).await,
+        }
+    }
+
+    async fn check_unchanged(&self) -> Checked {
+        self.expect(if self.change == Change::Create { None } else { Some("1.0") }).await
+    }
+
+    async fn check_changed(&self) -> Checked {
+        self.expect(match self.change {
+            Change::Create => Some("1.0"),
+            Change::Delete => None,
+            _ => Some("1.1"),
+        })
+        .await
+    }
+
+    async fn destroy_and_check_empty(&self) -> Checked {
+        self.destroy().await?;
+        self.expect(None).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_app_instance_step_fails_in_turn_and_converges() {
+    for (label, change) in [("ac", Change::Create), ("au", Change::Update), ("ad", Change::Delete)] {
+        every_step_fails(label, change, |name, change| Box::pin(AppCase::open(name, change))).await;
+    }
 }

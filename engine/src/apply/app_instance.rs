@@ -1,28 +1,33 @@
-//! Deploying and destroying app instances: ordered, idempotent steps with undo.
+//! Deploying and destroying app instances, as steps of the one runner.
 //!
 //! A deployment renders the catalog entry, then: network → volumes →
 //! sidecars (healthy) → the app container of a *new generation* beside the
-//! old one → its health check → the registry records the new generation →
-//! the old container goes. If the new container never turns healthy it is
-//! removed and the old one keeps serving (for a first deployment, everything
-//! this run made is removed, data volumes that existed before excepted).
+//! old one (healthy) → the registry records the new generation → routes
+//! switch to it → the old container goes. If the new container never turns
+//! healthy, the runner undoes the run and the old one keeps serving (for a
+//! first deployment, everything this run made is removed, data volumes that
+//! existed before excepted). Removing the old container is the point of no
+//! return: a failure there is finished by the next apply, never undone.
 //!
-//! The registry row is the journal: a run cut off before it recorded the new
-//! generation leaves a container of an unrecorded generation, and the next run
-//! removes it before it starts (undo); a run cut off after recording it leaves
-//! the old generation, which the next run removes too (finish).
+//! Containers of a generation the registry does not record (a run cut off
+//! before it recorded its generation) are removed first by the next run.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+
+use crate::apply::claims::change_operation;
+use crate::apply::runner::{Part, RegistryJournal, RunError, Step, StepError, Transition, registry_step_error, run};
 use crate::apply::welcome::welcome_email;
 use crate::backends::mailer::Mailer;
+use crate::backends::retry::within;
 use crate::backends::targets::{TargetError, Targets};
 use crate::backends::{ObservedContainer, Runtime, RuntimeError, with_retries};
 use crate::catalog::{
-    Catalog, CatalogEntry, ContainerRole, RenderInput, RenderedApp, VolumeSpec, labels, render, render_manager_command,
-    render_public_address_command, render_user_limit_command, required_secrets,
+    Catalog, CatalogEntry, ContainerRole, ContainerSpec, RenderInput, RenderedApp, VolumeSpec, labels, render,
+    render_manager_command, render_public_address_command, render_user_limit_command, required_secrets,
 };
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, InstanceHealth, WelcomeState};
 use crate::model::password::Password;
@@ -79,12 +84,8 @@ pub enum AppApplyError {
         crate::model::ownership::list_dependents(dependents)
     )]
     HasDependents { id: AppInstanceId, dependents: Vec<crate::model::ownership::Dependent> },
-    #[error(
-        "{}; undoing what it had made failed too ({}), so the next apply finishes or undoes it",
-        crate::backends::error_chain(error.as_ref()),
-        failures.join("; ")
-    )]
-    UndoFailed { error: Box<AppApplyError>, failures: Vec<String> },
+    #[error("applying app instance {id}: {source}")]
+    Run { id: AppInstanceId, source: Box<RunError> },
     #[error("app instance {id} runs, but its domains' routes could not be pointed at it")]
     Routes {
         id: AppInstanceId,
@@ -103,9 +104,15 @@ impl AppApplyError {
             AppApplyError::Cancelled { .. } | AppApplyError::DeadlineExceeded { .. } => true,
             AppApplyError::Routes { source, .. } => source.is_retryable(),
             AppApplyError::Claim(error) => error.is_retryable(),
-            AppApplyError::UndoFailed { error, .. } => error.is_retryable(),
+            AppApplyError::Run { source, .. } => source.source.retryable,
             _ => false,
         }
+    }
+}
+
+impl crate::backends::retry::Retryable for AppApplyError {
+    fn is_retryable(&self) -> bool {
+        AppApplyError::is_retryable(self)
     }
 }
 
@@ -327,31 +334,6 @@ impl AppContext<'_> {
         Ok(Some((record, health)))
     }
 
-    /// Removes app containers of this instance whose generation the registry does not record.
-    async fn remove_unrecorded_generations(
-        &self,
-        runtime: &dyn Runtime,
-        spec: &AppInstanceSpec,
-        keep: Option<u32>,
-    ) -> Result<(), AppApplyError> {
-        let id_label = spec.id.to_string();
-        let containers = with_retries(self.deadline, || runtime.list_managed())
-            .await
-            .map_err(self.runtime_error(&spec.id, &spec.target))?;
-        for container in containers {
-            let ours = container.labels.get(labels::INSTANCE) == Some(&id_label)
-                && container.labels.get(labels::ROLE).map(String::as_str) == Some("app");
-            let generation = container.labels.get(labels::GENERATION).and_then(|g| g.parse::<u32>().ok());
-            if ours && generation != keep {
-                tracing::info!(instance = %spec.id, container = %container.name, "removing a container left by an interrupted apply");
-                with_retries(self.deadline, || runtime.remove_container(&container.name))
-                    .await
-                    .map_err(self.runtime_error(&spec.id, &spec.target))?;
-            }
-        }
-        Ok(())
-    }
-
     /// Deploys `spec`: creates the instance (`create` carries the create's
     /// token, which claims the instance's name first), or upgrades/repairs it
     /// with a health-checked switch.
@@ -379,7 +361,7 @@ impl AppContext<'_> {
         // resuming keeps its claim: what that one made may still be there.
         if let (Err(error), Some(token), Some(crate::model::ownership::CreateDecision::New)) =
             (&deployed, create, &decision)
-            && !matches!(error, AppApplyError::UndoFailed { .. })
+            && !matches!(error, AppApplyError::Run { source, .. } if !source.unwound)
             && matches!(self.registry.get_app_instance(&spec.id).await, Ok(None))
             && let Err(release_error) = self.registry.release_claim_of(kind, &key, token).await
         {
@@ -688,107 +670,33 @@ impl AppContext<'_> {
                 .await
                 .map_err(self.runtime_error(&spec.id, &spec.target))?;
             if compare(observed.as_ref(), &current) == InstanceHealth::Running && record.spec.target == spec.target {
-                self.remove_unrecorded_generations(runtime.as_ref(), spec, Some(record.generation)).await?;
+                // The record and the routes change; the containers stay.
                 let updated = AppInstanceRecord {
                     spec: AppInstanceSpec { admin_password: None, ..spec.clone() },
                     manager_password_hash: manager_password_hash.clone(),
                     password_given,
                     ..record.clone()
                 };
-                self.registry.put_app_instance(&updated).await.map_err(self.registry_error(&spec.id))?;
-                self.repoint_routes(&updated).await?;
-                return Ok(Deployment { record: updated, new_manager_password: new_password, welcome_warning: None });
+                let steps: Vec<Box<dyn Step<DeployContext<'_>>>> = vec![
+                    Box::new(Leftovers { instance: spec.id.clone(), keep: Some(record.generation) }),
+                    Box::new(Record {
+                        before: existing.clone(),
+                        after: updated,
+                        app_container: current.app_container().name.clone(),
+                    }),
+                    Box::new(Routes { before: existing.clone() }),
+                ];
+                let record = self.run_deployment(spec, existing.as_ref(), runtime, &steps).await?;
+                return Ok(Deployment { record, new_manager_password: new_password, welcome_warning: None });
             }
         }
 
         let old_generation = existing.as_ref().map(|r| r.generation);
-        self.remove_unrecorded_generations(runtime.as_ref(), spec, old_generation).await?;
         let generation = old_generation.unwrap_or(0) + 1;
         let rendered = render_at(generation, &secrets)?;
-        let runtime_error = || self.runtime_error(&spec.id, &spec.target);
-
-        let mut created_volumes = Vec::new();
-        let outcome = async {
-            with_retries(self.deadline, || runtime.ensure_network(&rendered.network, &rendered.network_labels)).await?;
-            for volume in &rendered.volumes {
-                if with_retries(self.deadline, || runtime.ensure_volume(volume)).await? {
-                    created_volumes.push(volume.name.clone());
-                }
-            }
-            for container in &rendered.containers {
-                with_retries(self.deadline, || runtime.ensure_container(container)).await?;
-                runtime.wait_healthy(&container.name, crate::backends::retry::remaining(self.deadline)).await?;
-            }
-            with_retries(self.deadline, || runtime.inspect(&rendered.app_container().name)).await
-        }
-        .await;
-        let observed = match outcome {
-            Ok(observed) => observed,
-            Err(error) => {
-                // Undo: the new generation goes; a first deployment leaves nothing behind.
-                let mut failures = Vec::new();
-                let failure = crate::backends::error_chain(&error);
-                let mut undo = |what: String, result: Result<(), RuntimeError>| {
-                    if let Err(undo_error) = result {
-                        failures.push(crate::backends::undo_failure(&what, &undo_error, &failure));
-                    }
-                };
-                let app_container = &rendered.app_container().name;
-                undo(
-                    format!("remove container {app_container}"),
-                    with_retries(self.deadline, || runtime.remove_container(app_container)).await,
-                );
-                if existing.is_none() {
-                    for container in &rendered.containers {
-                        undo(
-                            format!("remove container {}", container.name),
-                            with_retries(self.deadline, || runtime.remove_container(&container.name)).await,
-                        );
-                    }
-                    for volume in &created_volumes {
-                        undo(
-                            format!("remove volume {volume}"),
-                            with_retries(self.deadline, || runtime.remove_volume(volume)).await,
-                        );
-                    }
-                    undo(
-                        format!("remove network {}", rendered.network),
-                        with_retries(self.deadline, || runtime.remove_network_if_unused(&rendered.network)).await,
-                    );
-                }
-                let operation = if existing.is_none() { "create" } else { "update" };
-                let error = match error {
-                    RuntimeError::Unhealthy { output, .. } => AppApplyError::Unhealthy {
-                        id: spec.id.clone(),
-                        release: format!("{} {}", spec.app, spec.version),
-                        kept: match &existing {
-                            Some(record) => {
-                                format!("version {} keeps serving and nothing else changed", record.spec.version)
-                            }
-                            None => "nothing was left behind".to_owned(),
-                        },
-                        output,
-                    },
-                    deadline @ RuntimeError::HealthDeadline { .. } => AppApplyError::DeadlineExceeded {
-                        id: spec.id.clone(),
-                        operation,
-                        detail: format!(
-                            "{}; {}. Raise timeouts.{operation} if the app needs longer to start",
-                            crate::backends::error_chain(&deadline),
-                            match &existing {
-                                Some(record) => format!("version {} keeps serving", record.spec.version),
-                                None => "nothing was left behind".to_owned(),
-                            }
-                        ),
-                    },
-                    other => runtime_error()(other),
-                };
-                return Err(if failures.is_empty() {
-                    error
-                } else {
-                    AppApplyError::UndoFailed { error: Box::new(error), failures }
-                });
-            }
+        let previous = match &existing {
+            Some(record) => Some(render_at(record.generation, &secrets)?),
+            None => None,
         };
         let previous_version = match &existing {
             Some(record) if record.spec.version != spec.version => Some(record.spec.version.clone()),
@@ -800,7 +708,7 @@ impl AppContext<'_> {
             generation,
             previous_version,
             deployed_at: now_rfc3339(),
-            published_port: observed.and_then(|o| o.published_port),
+            published_port: None,
             secrets,
             manager_password_hash,
             welcome: match &existing {
@@ -812,14 +720,105 @@ impl AppContext<'_> {
             owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.as_str().to_owned()),
             created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
         };
-        self.registry.put_app_instance(&record).await.map_err(self.registry_error(&spec.id))?;
-        // Switch: the instance's domains now reach the new container, before the old one goes.
-        self.repoint_routes(&record).await?;
-        if let Some(old) = old_generation {
-            let old_name = crate::catalog::render_app_container_name(spec, old);
-            with_retries(self.deadline, || runtime.remove_container(&old_name)).await.map_err(runtime_error())?;
+        // Network → volumes → sidecars → the new generation's app container
+        // (each healthy) → the record → routes switched → the old generation
+        // goes. Undo removes what this deployment made, puts back sidecars it
+        // changed and never removes a volume it did not create.
+        let mut steps: Vec<Box<dyn Step<DeployContext<'_>>>> =
+            vec![Box::new(Leftovers { instance: spec.id.clone(), keep: old_generation })];
+        let network = Network { name: rendered.network.clone(), labels: rendered.network_labels.clone() };
+        steps.push(Box::new(Transition::new(network, existing.as_ref().map(|_| ()), Some(()))));
+        for volume in &rendered.volumes {
+            steps.push(Box::new(Volume { spec: volume.clone(), created: std::sync::atomic::AtomicBool::new(false) }));
         }
+        for container in &rendered.containers {
+            let before = match container.role {
+                ContainerRole::App => None,
+                _ => previous
+                    .as_ref()
+                    .and_then(|previous| previous.containers.iter().find(|old| old.name == container.name).cloned()),
+            };
+            steps.push(Box::new(Container { before, after: container.clone() }));
+        }
+        let app_container = rendered.app_container().name.clone();
+        steps.push(Box::new(Record { before: existing.clone(), after: record, app_container }));
+        steps.push(Box::new(Routes { before: existing.clone() }));
+        if let Some(old) = old_generation {
+            steps.push(Box::new(RemoveContainer(crate::catalog::render_app_container_name(spec, old))));
+        }
+        let record = self.run_deployment(spec, existing.as_ref(), runtime, &steps).await?;
         Ok(Deployment { record, new_manager_password: new_password, welcome_warning: None })
+    }
+
+    /// Runs a deployment's steps on the runner; returns the record it wrote.
+    async fn run_deployment<'s>(
+        &'s self,
+        spec: &AppInstanceSpec,
+        existing: Option<&AppInstanceRecord>,
+        runtime: Arc<dyn Runtime>,
+        steps: &[Box<dyn Step<DeployContext<'s>>>],
+    ) -> Result<AppInstanceRecord, AppApplyError> {
+        let context = DeployContext { app: self, runtime, written: std::sync::Mutex::new(None) };
+        let operation = self.deploy_operation(spec);
+        let journal = RegistryJournal(self.registry);
+        if let Err(error) = within(self.deadline, run(&operation, steps, &context, &journal)).await {
+            return Err(self.deployment_error(spec, existing, error));
+        }
+        let record = context.written.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        record.ok_or_else(|| AppApplyError::Catalog {
+            id: spec.id.clone(),
+            reason: "the deployment finished without recording the instance".to_owned(),
+        })
+    }
+
+    /// The journal's name of a deployment of `spec`: the same as its
+    /// destroy's, so that whichever comes next after a crash finds what the
+    /// crashed run journaled.
+    fn deploy_operation(&self, spec: &AppInstanceSpec) -> String {
+        change_operation(crate::model::ownership::ObjectKind::AppInstance, &spec.id.to_string(), self.owner)
+    }
+
+    /// A failed deployment's error: the step's own, said for people (what
+    /// keeps serving), when everything was undone; else with the undo failures.
+    fn deployment_error(
+        &self,
+        spec: &AppInstanceSpec,
+        existing: Option<&AppInstanceRecord>,
+        error: RunError,
+    ) -> AppApplyError {
+        let error = match error.into_step_error::<AppApplyError>() {
+            Ok(own) => return own,
+            Err(error) => error,
+        };
+        let error = match error.into_step_error::<RuntimeError>() {
+            Ok(runtime) => runtime,
+            Err(error) => return AppApplyError::Run { id: spec.id.clone(), source: Box::new(error) },
+        };
+        let operation = if existing.is_none() { "create" } else { "update" };
+        let kept = match existing {
+            Some(record) => format!("version {} keeps serving", record.spec.version),
+            None => "nothing was left behind".to_owned(),
+        };
+        match error {
+            RuntimeError::Unhealthy { output, .. } => AppApplyError::Unhealthy {
+                id: spec.id.clone(),
+                release: format!("{} {}", spec.app, spec.version),
+                kept: match existing {
+                    Some(_) => format!("{kept} and nothing else changed"),
+                    None => kept,
+                },
+                output,
+            },
+            deadline @ RuntimeError::HealthDeadline { .. } => AppApplyError::DeadlineExceeded {
+                id: spec.id.clone(),
+                operation,
+                detail: format!(
+                    "{}; {kept}. Raise timeouts.{operation} if the app needs longer to start",
+                    crate::backends::error_chain(&deadline),
+                ),
+            },
+            other => self.runtime_error(&spec.id, &spec.target)(other),
+        }
     }
 
     /// Destroys an instance: its containers, its network when unused, and its
@@ -835,51 +834,64 @@ impl AppContext<'_> {
     }
 
     async fn destroy_steps(&self, id: &AppInstanceId) -> Result<(), AppApplyError> {
+        let kind = crate::model::ownership::ObjectKind::AppInstance;
+        let key = id.to_string();
+        let operation = change_operation(kind, &key, self.owner);
         let Some(record) = self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? else {
-            // Already gone: its name is free.
-            self.registry
-                .release_claim(crate::model::ownership::ObjectKind::AppInstance, &id.to_string())
-                .await
-                .map_err(self.registry_error(id))?;
+            // Already gone: a journal an interrupted destroy left is done
+            // with, and the name is free.
+            self.registry.journal_forget(&operation).await.map_err(self.registry_error(id))?;
+            self.registry.release_claim(kind, &key).await.map_err(self.registry_error(id))?;
             return Ok(());
         };
         let spec = &record.spec;
-        self.release_domains(&record).await?;
+        // Refusals first: nothing is touched while others depend on it.
+        let own_domains = self.domains_to_release(&record).await?;
         let runtime = self.runtime(id, &spec.target).await?;
-        let runtime_error = || self.runtime_error(id, &spec.target);
-        let id_label = id.to_string();
-        for container in with_retries(self.deadline, || runtime.list_managed()).await.map_err(runtime_error())? {
-            if container.labels.get(labels::INSTANCE) == Some(&id_label) {
-                with_retries(self.deadline, || runtime.remove_container(&container.name))
-                    .await
-                    .map_err(runtime_error())?;
-            }
-        }
+        // What an undo starts again (nothing when the tenant went by hand).
+        let rendered = match self.tenant(spec).await {
+            Ok(tenant) => Some(self.render_record(&record, &tenant)?),
+            Err(_) => None,
+        };
+        let claim = self.registry.get_claim(kind, &key).await.map_err(self.registry_error(id))?;
+        let mut steps: Vec<Box<dyn Step<DeployContext<'_>>>> = Vec::new();
+        steps.push(Box::new(ReplacedPage { domains: own_domains, record: record.clone() }));
+        steps.push(Box::new(InstanceContainers {
+            instance: id.clone(),
+            rendered: rendered.as_ref().map(|app| app.containers.clone()).unwrap_or_default(),
+        }));
         if spec.delete_data_on_destroy {
-            let tenant = self.tenant(spec).await?;
-            let rendered = self.render_record(&record, &tenant)?;
-            for volume in &rendered.volumes {
-                with_retries(self.deadline, || runtime.remove_volume(&volume.name)).await.map_err(runtime_error())?;
+            for volume in rendered.iter().flat_map(|app| &app.volumes) {
+                steps.push(Box::new(RemoveVolume(volume.name.clone())));
             }
         }
-        runtime
-            .remove_network_if_unused(&crate::catalog::network_name(id.tenant_id.as_str()))
-            .await
-            .map_err(runtime_error())?;
-        self.registry.delete_app_instance(id).await.map_err(self.registry_error(id))?;
-        self.registry
-            .release_claim(crate::model::ownership::ObjectKind::AppInstance, &id.to_string())
-            .await
-            .map_err(self.registry_error(id))?;
+        let network = Network {
+            name: crate::catalog::network_name(id.tenant_id.as_str()),
+            labels: rendered.as_ref().map(|app| app.network_labels.clone()).unwrap_or_default(),
+        };
+        steps.push(Box::new(Transition::new(network, Some(()), None)));
+        steps.push(Box::new(InstanceRow { record: record.clone(), claim }));
+        let context = DeployContext { app: self, runtime, written: std::sync::Mutex::new(None) };
+        let journal = RegistryJournal(self.registry);
+        within(self.deadline, run(&operation, &steps, &context, &journal)).await.map_err(|error| {
+            error
+                .into_step_error()
+                .unwrap_or_else(|error| AppApplyError::Run { id: id.clone(), source: Box::new(error) })
+        })?;
+        // Gone: its name is free (the row step freed it with the row).
+        self.registry.release_claim(kind, &key).await.map_err(self.registry_error(id))?;
         Ok(())
     }
 
     /// Before an instance goes: refuses while domains of another owner (or
-    /// an interrupted create) still serve it; this owner's own domains (the
-    /// instance is being replaced, and the new one takes them over) answer
-    /// with an "unavailable" page meanwhile, never a removed container.
-    async fn release_domains(&self, record: &AppInstanceRecord) -> Result<(), AppApplyError> {
-        use crate::backends::ingress::{RouteHandler, RouteSpec};
+    /// an interrupted create) still serve it; returns this owner's own live
+    /// domains (the instance is being replaced, and the new one takes them
+    /// over), which answer with an "unavailable" page meanwhile, never a
+    /// removed container.
+    async fn domains_to_release(
+        &self,
+        record: &AppInstanceRecord,
+    ) -> Result<Vec<crate::model::domain::DomainRecord>, AppApplyError> {
         use crate::model::ownership::{Dependent, ObjectKind};
         let id = &record.spec.id;
         let domains = self.registry.domains_of_instance(id).await.map_err(self.registry_error(id))?;
@@ -907,29 +919,305 @@ impl AppContext<'_> {
         if !dependents.is_empty() {
             return Err(AppApplyError::HasDependents { id: id.clone(), dependents });
         }
-        for domain in own.iter().filter(|domain| domain.status == crate::model::domain::DomainStatus::Active) {
-            let hostname = domain.spec.hostname.to_string();
-            let ingress = self.targets.ingress(&domain.target).await.map_err(|source| AppApplyError::Target {
-                id: id.clone(),
-                target: domain.target.clone(),
-                source: Box::new(source),
-            })?;
+        own.retain(|domain| domain.status == crate::model::domain::DomainStatus::Active);
+        Ok(own)
+    }
+}
+
+/// The instance's own live domains answer with an "unavailable" page while
+/// it goes; the undo points them back at it.
+struct ReplacedPage {
+    domains: Vec<crate::model::domain::DomainRecord>,
+    record: AppInstanceRecord,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for ReplacedPage {
+    fn name(&self) -> String {
+        "routes of the instance's domains to the unavailable page".to_owned()
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        use crate::backends::ingress::{RouteHandler, RouteSpec};
+        for domain in &self.domains {
+            let ingress = context.app.targets.ingress(&domain.target).await.map_err(StepError::permanent)?;
             let route = RouteSpec {
-                hostname: hostname.clone(),
+                hostname: domain.spec.hostname.to_string(),
                 tls: domain.spec.tls == crate::model::domain::TlsMode::Acme,
                 handler: RouteHandler::Suspended {
                     message: "This service is being replaced and is back in a moment.".to_owned(),
                 },
             };
-            ingress.put_route(&route, self.deadline).await.map_err(|source| AppApplyError::Routes {
-                id: id.clone(),
-                source: Box::new(crate::apply::domain::DomainApplyError::Ingress {
-                    hostname,
-                    target: domain.target.clone(),
-                    source: Box::new(source),
-                }),
-            })?;
+            ingress.put_route(&route, context.app.deadline).await.map_err(StepError::from_backend)?;
         }
         Ok(())
+    }
+    async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        if self.domains.is_empty() {
+            return Ok(());
+        }
+        context.app.repoint_routes(&self.record).await.map_err(StepError::from_backend)
+    }
+}
+
+/// Every container of the instance goes; the undo starts the rendered ones
+/// again (sidecars first).
+struct InstanceContainers {
+    instance: AppInstanceId,
+    rendered: Vec<ContainerSpec>,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for InstanceContainers {
+    fn name(&self) -> String {
+        format!("containers of {}", self.instance)
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let id_label = self.instance.to_string();
+        for container in context.runtime.list_managed().await.map_err(StepError::from_backend)? {
+            if container.labels.get(labels::INSTANCE) == Some(&id_label) {
+                context.runtime.remove_container(&container.name).await.map_err(StepError::from_backend)?;
+            }
+        }
+        Ok(())
+    }
+    async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        for container in &self.rendered {
+            context.runtime.ensure_container(container).await.map_err(StepError::from_backend)?;
+        }
+        Ok(())
+    }
+}
+
+/// A data volume goes with the instance (`delete_data_on_destroy`): the
+/// data cannot come back, so the destroy is past its point of no return.
+struct RemoveVolume(String);
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for RemoveVolume {
+    fn name(&self) -> String {
+        format!("volume {}", self.0)
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        context.runtime.remove_volume(&self.0).await.map_err(StepError::from_backend)
+    }
+    async fn undo(&self, _: &DeployContext<'a>) -> Result<(), StepError> {
+        Ok(())
+    }
+    fn forward_only(&self) -> bool {
+        true
+    }
+}
+
+/// The instance's row and the claim on its name go in one transaction; the
+/// undo puts both back.
+struct InstanceRow {
+    record: AppInstanceRecord,
+    claim: Option<crate::model::ownership::Claim>,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for InstanceRow {
+    fn name(&self) -> String {
+        "app instance row".to_owned()
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let kind = crate::model::ownership::ObjectKind::AppInstance;
+        let key = self.record.spec.id.to_string();
+        context.app.registry.delete_with_claim(kind, &key).await.map(drop).map_err(registry_step_error)
+    }
+    async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let registry = context.app.registry;
+        registry.put_app_instance(&self.record).await.map_err(registry_step_error)?;
+        match &self.claim {
+            Some(claim) => registry.restore_claim(claim).await.map_err(registry_step_error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the steps of one deployment share.
+struct DeployContext<'a> {
+    app: &'a AppContext<'a>,
+    runtime: Arc<dyn Runtime>,
+    /// The record as the record step wrote it.
+    written: std::sync::Mutex<Option<AppInstanceRecord>>,
+}
+
+/// Removes app containers of generations the registry does not record (an
+/// interrupted deployment's), keeping `keep`. Nothing to undo.
+struct Leftovers {
+    instance: AppInstanceId,
+    keep: Option<u32>,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for Leftovers {
+    fn name(&self) -> String {
+        "containers of unrecorded generations".to_owned()
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let id_label = self.instance.to_string();
+        for container in context.runtime.list_managed().await.map_err(StepError::from_backend)? {
+            let ours = container.labels.get(labels::INSTANCE) == Some(&id_label)
+                && container.labels.get(labels::ROLE).map(String::as_str) == Some("app");
+            let generation = container.labels.get(labels::GENERATION).and_then(|g| g.parse::<u32>().ok());
+            if ours && generation != self.keep {
+                tracing::info!(instance = %self.instance, container = %container.name, "removing a container left by an interrupted apply");
+                context.runtime.remove_container(&container.name).await.map_err(StepError::from_backend)?;
+            }
+        }
+        Ok(())
+    }
+    async fn undo(&self, _: &DeployContext<'a>) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+/// The tenant's network (present: it exists).
+struct Network {
+    name: String,
+    labels: BTreeMap<String, String>,
+}
+
+#[async_trait]
+impl<'a> Part<DeployContext<'a>> for Network {
+    type Value = ();
+    fn name(&self) -> String {
+        format!("network {}", self.name)
+    }
+    async fn make(&self, context: &DeployContext<'a>, exists: Option<&()>) -> Result<(), StepError> {
+        match exists {
+            Some(()) => context.runtime.ensure_network(&self.name, &self.labels).await,
+            None => context.runtime.remove_network_if_unused(&self.name).await,
+        }
+        .map_err(StepError::from_backend)
+    }
+}
+
+/// A data volume; its undo removes it only if this step created it, so a
+/// volume that existed before (kept data) is never removed by an undo.
+struct Volume {
+    spec: VolumeSpec,
+    created: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for Volume {
+    fn name(&self) -> String {
+        format!("volume {}", self.spec.name)
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let created = context.runtime.ensure_volume(&self.spec).await.map_err(StepError::from_backend)?;
+        self.created.fetch_or(created, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+    async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        if !self.created.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        context.runtime.remove_volume(&self.spec.name).await.map_err(StepError::from_backend)
+    }
+}
+
+/// A container, started and healthy; its undo puts back the one it replaced
+/// (a sidecar) or removes it (a new generation's app container).
+struct Container {
+    before: Option<ContainerSpec>,
+    after: ContainerSpec,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for Container {
+    fn name(&self) -> String {
+        format!("container {}", self.after.name)
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let runtime = &context.runtime;
+        runtime.ensure_container(&self.after).await.map_err(StepError::from_backend)?;
+        let remaining = crate::backends::retry::remaining(context.app.deadline);
+        runtime.wait_healthy(&self.after.name, remaining).await.map_err(StepError::from_backend)
+    }
+    async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        match &self.before {
+            Some(before) => context.runtime.ensure_container(before).await,
+            None => context.runtime.remove_container(&self.after.name).await,
+        }
+        .map_err(StepError::from_backend)
+    }
+}
+
+/// The instance's registry row, with the port its app container publishes.
+struct Record {
+    before: Option<AppInstanceRecord>,
+    after: AppInstanceRecord,
+    app_container: String,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for Record {
+    fn name(&self) -> String {
+        "app instance row".to_owned()
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let observed = context.runtime.inspect(&self.app_container).await.map_err(StepError::from_backend)?;
+        let published_port = observed.and_then(|observed| observed.published_port).or(self.after.published_port);
+        let record = AppInstanceRecord { published_port, ..self.after.clone() };
+        context.app.registry.put_app_instance(&record).await.map_err(registry_step_error)?;
+        *context.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(record);
+        Ok(())
+    }
+    async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let registry = context.app.registry;
+        match &self.before {
+            Some(before) => registry.put_app_instance(before).await,
+            None => registry.delete_app_instance(&self.after.spec.id).await.map(drop),
+        }
+        .map_err(registry_step_error)
+    }
+}
+
+/// The instance's domains' routes, switched to the new container; the undo
+/// points them back at the old one (which is still there).
+struct Routes {
+    before: Option<AppInstanceRecord>,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for Routes {
+    fn name(&self) -> String {
+        "routes of the instance's domains".to_owned()
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let written = context.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match written {
+            Some(record) => context.app.repoint_routes(&record).await.map_err(StepError::from_backend),
+            None => Err(StepError::permanent("the instance's row was not written before its routes")),
+        }
+    }
+    async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        match &self.before {
+            Some(before) => context.app.repoint_routes(before).await.map_err(StepError::from_backend),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The old generation's app container goes, once nothing points at it:
+/// the deployment's point of no return (the new generation stays).
+struct RemoveContainer(String);
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for RemoveContainer {
+    fn name(&self) -> String {
+        format!("old container {}", self.0)
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        context.runtime.remove_container(&self.0).await.map_err(StepError::from_backend)
+    }
+    async fn undo(&self, _: &DeployContext<'a>) -> Result<(), StepError> {
+        Ok(())
+    }
+    fn forward_only(&self) -> bool {
+        true
     }
 }

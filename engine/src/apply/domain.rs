@@ -27,7 +27,7 @@ use crate::model::domain::{
     DnsRecordDocument, DomainKind, DomainRecord, DomainSpec, DomainStatus, Hostname, TlsMode, classify,
     platform_record, verification_for, zone_name,
 };
-use crate::model::ownership::{CreateDecision, CreateToken, ObjectKind};
+use crate::model::ownership::{Claim, CreateDecision, CreateToken, ObjectKind};
 use crate::model::tenant::{TenantRecord, TenantStatus};
 use crate::observe::DomainObservations;
 use crate::registry::{Registry, RegistryError, now_rfc3339};
@@ -86,7 +86,7 @@ pub enum DomainApplyError {
     #[error(transparent)]
     Claim(#[from] crate::apply::claims::ClaimError),
     #[error("applying domain {hostname}: {source}")]
-    Run { hostname: String, source: RunError },
+    Run { hostname: String, source: Box<RunError> },
     #[error("the registry's journal failed for domain {hostname}: {source}")]
     Journal { hostname: String, source: StepError },
     #[error("domain {hostname} was applied, but its registry row cannot be read back; apply again")]
@@ -123,7 +123,7 @@ impl DomainApplyError {
     fn from_run(hostname: &Hostname, error: RunError) -> DomainApplyError {
         error
             .into_step_error()
-            .unwrap_or_else(|error| DomainApplyError::Run { hostname: hostname.to_string(), source: error })
+            .unwrap_or_else(|error| DomainApplyError::Run { hostname: hostname.to_string(), source: Box::new(error) })
     }
 
     /// The domain error behind a failed run's step, or this one.
@@ -355,7 +355,7 @@ impl DomainApplyContext<'_> {
         let host = || hostname.clone();
         // The row (the journal of what it names) exists before anything it names.
         let mut steps: Vec<Box<dyn Step<DomainApplyContext<'_>>>> =
-            vec![Box::new(Transition::new(Row(host()), before.cloned(), Some(record.clone())))];
+            vec![Box::new(Transition::new(Row(host(), None), before.cloned(), Some(record.clone())))];
         if kind == DomainKind::Platform || before_record.is_some() {
             let set = |record: &DnsRecordDocument| record_set(record, instance_id);
             steps.push(Box::new(Transition::new(
@@ -476,13 +476,18 @@ impl DomainApplyContext<'_> {
                     .and_then(|records| records.first().map(|wanted| record_set(wanted, &record.spec.app_instance_id)));
                 steps.push(Box::new(Transition::new(PlatformRecord(host()), before, None)));
             }
-            steps.push(Box::new(Transition::new(Row(host()), Some(record.clone()), None)));
+            let claim =
+                self.registry.get_claim(KIND, hostname.as_str()).await.map_err(self.registry_error(hostname))?;
+            steps.push(Box::new(Transition::new(Row(host(), claim), Some(record.clone()), None)));
             let operation = change_operation(KIND, hostname.as_str(), self.owner);
             run(&operation, &steps, self, &RegistryJournal(self.registry))
                 .await
                 .map_err(|error| DomainApplyError::from_run(hostname, error))?;
         }
-        // Gone: its name is free.
+        // Gone: a journal an interrupted change of this owner left is done
+        // with, and the name is free.
+        let operation = change_operation(KIND, hostname.as_str(), self.owner);
+        self.registry.journal_forget(&operation).await.map_err(self.registry_error(hostname))?;
         self.registry.release_claim(KIND, hostname.as_str()).await.map_err(self.registry_error(hostname))?;
         Ok(())
     }
@@ -558,8 +563,9 @@ impl DomainApplyContext<'_> {
 
 const KIND: ObjectKind = ObjectKind::Domain;
 
-/// The domain's registry row.
-struct Row(Hostname);
+/// The domain's registry row; with the claim a destroy frees with it (and
+/// its undo puts back).
+struct Row(Hostname, Option<Claim>);
 
 #[async_trait]
 impl<'a> Part<DomainApplyContext<'a>> for Row {
@@ -568,11 +574,17 @@ impl<'a> Part<DomainApplyContext<'a>> for Row {
         "domain row".to_owned()
     }
     async fn make(&self, context: &DomainApplyContext<'a>, record: Option<&DomainRecord>) -> Result<(), StepError> {
+        let registry = context.registry;
         match record {
-            Some(record) => context.registry.put_domain(record).await,
-            None => context.registry.delete_domain(&self.0).await.map(|_| ()),
+            Some(record) => {
+                registry.put_domain(record).await.map_err(registry_step_error)?;
+                match &self.1 {
+                    Some(claim) => registry.restore_claim(claim).await.map_err(registry_step_error),
+                    None => Ok(()),
+                }
+            }
+            None => registry.delete_with_claim(KIND, self.0.as_str()).await.map(|_| ()).map_err(registry_step_error),
         }
-        .map_err(registry_step_error)
     }
 }
 

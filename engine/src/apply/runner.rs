@@ -72,6 +72,13 @@ pub trait Step<C: Sync + ?Sized>: Send + Sync {
     async fn apply(&self, context: &C) -> Result<(), StepError>;
     /// Undoes the step, or whatever part of it happened; gone already is success.
     async fn undo(&self, context: &C) -> Result<(), StepError>;
+    /// Whether the step cannot be undone (it removes data, or what nothing
+    /// points at any more): from the moment it starts, the change is past
+    /// its point of no return, so a failure is not unwound and the next
+    /// apply finishes the change instead.
+    fn forward_only(&self) -> bool {
+        false
+    }
 }
 
 /// One part of an object (a row, a project, a membership) that can be made
@@ -169,6 +176,9 @@ pub struct RunError {
     pub undo_failures: Vec<(String, StepError)>,
     /// Whether everything the run did was undone.
     pub unwound: bool,
+    /// The forward-only step the run had started, when the failure came at
+    /// or after it: nothing was undone, and the next apply finishes the change.
+    pub past_no_return: Option<String>,
 }
 
 impl fmt::Display for RunError {
@@ -185,7 +195,12 @@ impl fmt::Display for RunError {
                 write!(formatter, "; undoing step \"{step}\" failed: {text}")?;
             }
         }
-        if !self.unwound {
+        if let Some(step) = &self.past_no_return {
+            write!(
+                formatter,
+                "; nothing was undone, because step \"{step}\" cannot be: the change is past its point of no return, and the next apply finishes it"
+            )?;
+        } else if !self.unwound {
             write!(formatter, "; the next apply finishes or undoes what is left")?;
         }
         Ok(())
@@ -202,12 +217,13 @@ impl RunError {
         if !self.unwound || !self.source.source.is::<E>() {
             return Err(self);
         }
-        let RunError { step, source: StepError { source, retryable }, undo_failures, unwound } = self;
+        let RunError { step, source: StepError { source, retryable }, undo_failures, unwound, past_no_return } = self;
         source.downcast::<E>().map(|own| *own).map_err(|source| RunError {
             step,
             source: StepError { source, retryable },
             undo_failures,
             unwound,
+            past_no_return,
         })
     }
 }
@@ -235,7 +251,7 @@ pub async fn run<C: Sync + ?Sized>(
     // undo them too, or forgetting the journal would orphan what they made.
     let earlier =
         journal.entries(operation).await.map_err(|source| journal_failure("read the journal", source, false))?;
-    let earlier_last = last_started(&earlier);
+    let earlier_last = last_started(&earlier, steps);
     let through = |index: usize| earlier_last.map_or(index, |last| last.max(index)).min(steps.len() - 1);
     for (index, step) in steps.iter().enumerate() {
         let name = step.name();
@@ -272,18 +288,28 @@ async fn apply_step<C: Sync + ?Sized>(step: &dyn Step<C>, context: &C) -> Result
         return Err(injected_error("before"));
     }
     with_retries(STEP_BUDGET, || step.apply(context)).await?;
-    if injected == Some(InjectedFailure::After) {
-        return Err(injected_error("after"));
+    match injected {
+        Some(InjectedFailure::After) => Err(injected_error("after")),
+        Some(InjectedFailure::Crash) => {
+            // The process dies here: the test drops the run, journal as it is.
+            if let Ok(injection) = INJECTION.try_with(std::sync::Arc::clone) {
+                injection.crashed.notify_one();
+            }
+            std::future::pending().await
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
-/// Where a test makes a step fail: before it does anything, or after it did
-/// everything (so that its undo has something to remove).
+/// Where a test makes a step fail: before it does anything, after it did
+/// everything (so that its undo has something to remove), or by a crash
+/// right after it did everything (nothing is undone; the journal says the
+/// step started).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InjectedFailure {
     Before,
     After,
+    Crash,
 }
 
 /// A failure to inject into the `at`th step (from 1) that any run starts.
@@ -291,6 +317,8 @@ struct Injection {
     at: usize,
     failure: InjectedFailure,
     started: std::sync::atomic::AtomicUsize,
+    /// Told when the crashing step is reached.
+    crashed: tokio::sync::Notify,
 }
 
 impl Injection {
@@ -307,26 +335,43 @@ tokio::task_local! {
 /// Runs `future` with the `at`th step (from 1, counted across every run it
 /// starts) failing as `failure` says: how one generic test makes every step
 /// of every resource fail in turn, as steno injects an error into a saga's
-/// node. Returns the future's output and whether the step was reached.
+/// node. Returns the future's output (`None` when it crashed: it was
+/// dropped at the step) and whether the step was reached.
 pub async fn with_injected_failure<F: std::future::Future>(
     at: usize,
     failure: InjectedFailure,
     future: F,
-) -> (F::Output, bool) {
-    let injection = std::sync::Arc::new(Injection { at, failure, started: std::sync::atomic::AtomicUsize::new(0) });
-    let output = INJECTION.scope(injection.clone(), future).await;
+) -> (Option<F::Output>, bool) {
+    let injection = std::sync::Arc::new(Injection {
+        at,
+        failure,
+        started: std::sync::atomic::AtomicUsize::new(0),
+        crashed: tokio::sync::Notify::new(),
+    });
+    let output = tokio::select! {
+        output = INJECTION.scope(injection.clone(), future) => Some(output),
+        () = injection.crashed.notified() => None,
+    };
     let reached = injection.started.load(std::sync::atomic::Ordering::SeqCst) >= at;
     (output, reached)
 }
 
-/// The last step a journal shows started and not undone.
-fn last_started(entries: &[JournalEntry]) -> Option<usize> {
-    entries.iter().filter(|entry| entry.event != StepEvent::Undone).map(|entry| entry.index).max()
+/// The last of `steps` a journal shows started and not undone. An entry
+/// whose step is not the one at its index in `steps` was journaled by a
+/// change of another shape under the same operation (an update interrupted
+/// before a destroy): its steps are not these, so it is not undone with them.
+fn last_started<C: Sync + ?Sized>(entries: &[JournalEntry], steps: &[Box<dyn Step<C>>]) -> Option<usize> {
+    entries
+        .iter()
+        .filter(|entry| entry.event != StepEvent::Undone)
+        .filter(|entry| steps.get(entry.index).is_some_and(|step| step.name() == entry.step))
+        .map(|entry| entry.index)
+        .max()
 }
 
 /// A failure of the journal itself, outside any step.
 fn journal_failure(what: &str, source: StepError, unwound: bool) -> RunError {
-    RunError { step: what.to_owned(), source, undo_failures: Vec::new(), unwound }
+    RunError { step: what.to_owned(), source, undo_failures: Vec::new(), unwound, past_no_return: None }
 }
 
 /// Undoes every step the journal of `operation` shows started, in reverse
@@ -340,7 +385,7 @@ pub async fn undo_journaled<C: Sync + ?Sized>(
 ) -> Result<(), RunError> {
     let entries =
         journal.entries(operation).await.map_err(|source| journal_failure("read the journal", source, false))?;
-    let Some(last) = last_started(&entries) else {
+    let Some(last) = last_started(&entries, steps) else {
         return journal.forget(operation).await.map_err(|source| journal_failure("forget the journal", source, true));
     };
     let until = (last + 1).min(steps.len());
@@ -359,9 +404,14 @@ async fn unwind<C: Sync + ?Sized>(
     step: String,
     source: StepError,
 ) -> RunError {
+    if let Some(no_return) = steps.iter().find(|step| step.forward_only()) {
+        // The journal keeps the run as it is, for the next apply to finish.
+        let past_no_return = Some(no_return.name());
+        return RunError { step, source, undo_failures: Vec::new(), unwound: false, past_no_return };
+    }
     let undo_failures = undo_in_reverse(operation, steps, context, journal).await;
     let unwound = undo_failures.is_empty();
-    RunError { step, source, undo_failures, unwound }
+    RunError { step, source, undo_failures, unwound, past_no_return: None }
 }
 
 /// Undoes `steps` from the last to the first, journaling each; stops at the
@@ -688,5 +738,62 @@ mod tests {
         assert!(error.unwound, "{error}");
         assert!(objects(&world).is_empty(), "left behind: {:?}", objects(&world));
         assert!(journal.entries("op").await.unwrap().is_empty());
+    }
+
+    /// A step that removes what cannot come back.
+    struct Irreversible;
+
+    #[async_trait]
+    impl Step<World> for Irreversible {
+        fn name(&self) -> String {
+            "irreversible".to_owned()
+        }
+        async fn apply(&self, _: &World) -> Result<(), StepError> {
+            Ok(())
+        }
+        async fn undo(&self, _: &World) -> Result<(), StepError> {
+            panic!("a forward-only step is never undone")
+        }
+        fn forward_only(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_past_a_forward_only_step_undoes_nothing_and_keeps_the_journal() {
+        let journal = MemoryJournal::default();
+        let world = World { fail_apply: Some((2, false)), ..World::default() };
+        let mut steps = steps(3);
+        steps.insert(1, Box::new(Irreversible));
+        let error = run("op", &steps, &world, &journal).await.unwrap_err();
+        assert!(!error.unwound && error.undo_failures.is_empty(), "{error}");
+        assert_eq!(error.past_no_return.as_deref(), Some("irreversible"));
+        assert!(error.to_string().contains("the next apply finishes it"), "{error}");
+        // Steps: object 0, irreversible, object 1, object 2 (which fails).
+        assert_eq!(objects(&world), ["object 0", "object 1"].map(str::to_owned), "nothing was undone");
+        assert_eq!(journal.entries("op").await.unwrap().len(), 4, "the journal keeps the run");
+        // Before the forward-only step, a failure unwinds as usual.
+        let world = World { fail_apply: Some((0, false)), ..World::default() };
+        let error = run("op2", &steps, &world, &journal).await.unwrap_err();
+        assert!(error.unwound && error.past_no_return.is_none(), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_journal_of_other_steps_under_the_same_operation_is_not_undone_with_these() {
+        let journal = MemoryJournal::default();
+        // An interrupted change of another shape (other steps at these indexes).
+        for index in 0..3 {
+            let entry = JournalEntry { index, step: format!("something else {index}"), event: StepEvent::Started };
+            journal.record("op", &entry).await.unwrap();
+        }
+        let world = World { fail_apply: Some((0, false)), ..World::default() };
+        world.objects.lock().unwrap().extend(["object 1", "object 2"].map(str::to_owned));
+        let error = run("op", &steps(3), &world, &journal).await.unwrap_err();
+        assert!(error.unwound, "{error}");
+        assert_eq!(
+            objects(&world),
+            ["object 1", "object 2"].map(str::to_owned).into_iter().collect::<Vec<_>>(),
+            "steps 1 and 2 never ran here and were not undone"
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::apply::runner::{Part, RegistryJournal, RunError, Step, StepError, Tra
 use crate::backends::retry::within;
 use crate::backends::tracker::{ObservedSupportProject, SupportProject, Tracker, TrackerError, TrackerUser};
 use crate::model::TenantId;
-use crate::model::ownership::{CreateDecision, CreateToken, ObjectKind};
+use crate::model::ownership::{Claim, CreateDecision, CreateToken, ObjectKind};
 use crate::model::support_plan::{SupportLevel, SupportPlanRecord, SupportPlanSpec};
 use crate::model::tenant::{TenantRecord, today};
 use crate::model::validate::format_date;
@@ -46,7 +46,7 @@ pub enum SupportPlanError {
     #[error(transparent)]
     Claim(#[from] crate::apply::claims::ClaimError),
     #[error("applying the support plan of tenant {tenant}: {source}")]
-    Run { tenant: String, source: RunError },
+    Run { tenant: String, source: Box<RunError> },
     #[error("the registry's journal failed for the support plan of tenant {tenant}: {source}")]
     Journal { tenant: String, source: StepError },
 }
@@ -169,7 +169,7 @@ impl SupportPlanContext<'_> {
         // What undo puts back: nothing for a create (what an interrupted
         // create it resumes left is undone with it), the old plan otherwise.
         let before = if decision.is_some() { None } else { existing };
-        let steps = support_plan_steps(&tenant, before.as_ref(), Some(&record), self.tracker.is_some());
+        let steps = support_plan_steps(&tenant, before.as_ref(), Some(&record), None, self.tracker.is_some());
         match within(self.deadline, run(&operation, &steps, self, &journal)).await {
             Ok(()) => Ok(record),
             Err(error) => {
@@ -181,7 +181,7 @@ impl SupportPlanContext<'_> {
                         tracing::warn!(tenant = %tenant_id, error = %release, "cannot release the claim of an undone create");
                     }
                 }
-                Err(SupportPlanError::Run { tenant: tenant_id.to_string(), source: error })
+                Err(SupportPlanError::Run { tenant: tenant_id.to_string(), source: Box::new(error) })
             }
         }
     }
@@ -196,23 +196,29 @@ impl SupportPlanContext<'_> {
         if let Some(record) = &record {
             let operation = change_operation(KIND, tenant_id.as_str(), self.owner);
             let tenant = self.registry.get_tenant(tenant_id).await.map_err(self.registry_error(tenant_id))?;
+            let claim =
+                self.registry.get_claim(KIND, tenant_id.as_str()).await.map_err(self.registry_error(tenant_id))?;
             let steps = match &tenant {
-                Some(tenant) => support_plan_steps(tenant, Some(record), None, self.tracker.is_some()),
+                Some(tenant) => support_plan_steps(tenant, Some(record), None, claim, self.tracker.is_some()),
                 // The tenant went first (by hand): its project goes, without its manager.
                 None => {
                     let mut steps: Vec<Box<dyn Step<SupportPlanContext<'_>>>> = Vec::new();
                     if self.tracker.is_some() {
                         steps.push(Box::new(Transition::new(Project(tenant_id.clone()), None, None)));
                     }
-                    steps.push(Box::new(Transition::new(Row(tenant_id.clone()), Some(record.clone()), None)));
+                    let row = Row(tenant_id.clone(), claim);
+                    steps.push(Box::new(Transition::new(row, Some(record.clone()), None)));
                     steps
                 }
             };
             within(self.deadline, run(&operation, &steps, self, &RegistryJournal(self.registry)))
                 .await
-                .map_err(|source| SupportPlanError::Run { tenant: tenant_id.to_string(), source })?;
+                .map_err(|source| SupportPlanError::Run { tenant: tenant_id.to_string(), source: Box::new(source) })?;
         }
-        // Gone: the tenant's plan is free.
+        // Gone: a journal an interrupted change of this owner left is done
+        // with, and the name is free.
+        let operation = change_operation(KIND, tenant_id.as_str(), self.owner);
+        self.registry.journal_forget(&operation).await.map_err(self.registry_error(tenant_id))?;
         self.registry.release_claim(KIND, tenant_id.as_str()).await.map_err(self.registry_error(tenant_id))?;
         Ok(())
     }
@@ -241,11 +247,13 @@ const KIND: ObjectKind = ObjectKind::SupportPlan;
 
 /// The steps that take a support plan from `before` to `after` (either may
 /// be absent: a create, a destroy), in the order they apply: the row, the
-/// tracker project, the manager's access. A destroy runs them in reverse.
+/// tracker project, the manager's access. A destroy runs them in reverse,
+/// freeing `claim` with the row.
 pub fn support_plan_steps<'a>(
     tenant_record: &TenantRecord,
     before: Option<&SupportPlanRecord>,
     after: Option<&SupportPlanRecord>,
+    claim: Option<Claim>,
     with_tracker: bool,
 ) -> Vec<Box<dyn Step<SupportPlanContext<'a>>>> {
     let tenant_id = &tenant_record.spec.name;
@@ -260,7 +268,7 @@ pub fn support_plan_steps<'a>(
     let access = |record: Option<&SupportPlanRecord>| record.filter(|record| record.spec.tracker_access).map(|_| ());
     let tenant = || tenant_id.clone();
     let mut steps: Vec<Box<dyn Step<SupportPlanContext<'a>>>> =
-        vec![Box::new(Transition::new(Row(tenant()), before.cloned(), after.cloned()))];
+        vec![Box::new(Transition::new(Row(tenant(), claim), before.cloned(), after.cloned()))];
     if with_tracker {
         steps.push(Box::new(Transition::new(Project(tenant()), project(before), project(after))));
         let manager = Access { tenant: tenant(), user: tracker_user(tenant_record) };
@@ -272,8 +280,9 @@ pub fn support_plan_steps<'a>(
     steps
 }
 
-/// The plan's registry row.
-struct Row(TenantId);
+/// The plan's registry row; with the claim a destroy frees with it (and its
+/// undo puts back).
+struct Row(TenantId, Option<Claim>);
 
 #[async_trait]
 impl<'a> Part<SupportPlanContext<'a>> for Row {
@@ -286,11 +295,17 @@ impl<'a> Part<SupportPlanContext<'a>> for Row {
         context: &SupportPlanContext<'a>,
         record: Option<&SupportPlanRecord>,
     ) -> Result<(), StepError> {
+        let registry = context.registry;
         match record {
-            Some(record) => context.registry.put_support_plan(record).await,
-            None => context.registry.delete_support_plan(&self.0).await.map(|_| ()),
+            Some(record) => {
+                registry.put_support_plan(record).await.map_err(registry_step_error)?;
+                match &self.1 {
+                    Some(claim) => registry.restore_claim(claim).await.map_err(registry_step_error),
+                    None => Ok(()),
+                }
+            }
+            None => registry.delete_with_claim(KIND, self.0.as_str()).await.map(|_| ()).map_err(registry_step_error),
         }
-        .map_err(registry_step_error)
     }
 }
 

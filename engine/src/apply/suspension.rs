@@ -36,7 +36,7 @@ pub enum SuspensionError {
         source: Box<RegistryError>,
     },
     #[error("changing the status of tenant {tenant}: {source}")]
-    Run { tenant: String, source: RunError },
+    Run { tenant: String, source: Box<RunError> },
 }
 
 impl SuspensionError {
@@ -92,7 +92,7 @@ pub async fn enforce(
     let operation = format!("change tenant_status {tenant_id}");
     within(deadline, run(&operation, &steps, &context, &RegistryJournal(registry)))
         .await
-        .map_err(|source| SuspensionError::Run { tenant: name.clone(), source })?;
+        .map_err(|source| SuspensionError::Run { tenant: name.clone(), source: Box::new(source) })?;
     tracing::info!(tenant = %tenant_id, status = status.as_str(), instances = instances.len(), "tenant status enforced");
     Ok(())
 }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::apply::claims::{ClaimError, change_operation, claim, create_operation};
 use crate::apply::runner::{RunError, Step, StepError};
 use crate::model::TenantId;
-use crate::model::ownership::{CreateDecision, CreateToken, Dependent, ObjectKind, Owner, list_dependents};
+use crate::model::ownership::{Claim, CreateDecision, CreateToken, Dependent, ObjectKind, Owner, list_dependents};
 use crate::model::tenant::{TenantRecord, TenantSpec};
 use crate::observe::TenantObserver;
 use crate::plan::tenant::{Action, Change};
@@ -52,7 +52,7 @@ pub enum TenantApplyError {
     #[error("applying tenant {tenant_id} was cancelled before it started; nothing was changed")]
     Cancelled { tenant_id: TenantId },
     #[error("applying tenant {tenant_id}: {source}")]
-    Run { tenant_id: TenantId, source: RunError },
+    Run { tenant_id: TenantId, source: Box<RunError> },
     #[error("the registry's journal failed for tenant {tenant_id}: {source}")]
     Journal { tenant_id: TenantId, source: StepError },
 }
@@ -87,7 +87,7 @@ impl TenantApplyError {
     fn from_run(tenant_id: &TenantId, error: RunError) -> TenantApplyError {
         error
             .into_step_error()
-            .unwrap_or_else(|error| TenantApplyError::Run { tenant_id: tenant_id.clone(), source: error })
+            .unwrap_or_else(|error| TenantApplyError::Run { tenant_id: tenant_id.clone(), source: Box::new(error) })
     }
 
     /// Whether nothing of the failed change is left (so a create's name is free).
@@ -215,7 +215,10 @@ async fn delete(
         return Err(TenantApplyError::HasDependents { tenant_id: name.clone(), dependents });
     }
     let operation = change_operation(ObjectKind::Tenant, name.as_str(), context.owner);
-    TenantSteps::new(registry, context.owner, false).run(&operation, name, Some(before.spec.clone()), None).await?;
+    let mut steps = TenantSteps::new(registry, context.owner, false);
+    // The row and its claim go in one transaction; an undo puts both back.
+    steps.claim = registry.get_claim(ObjectKind::Tenant, name.as_str()).await.map_err(registry_error)?;
+    steps.run(&operation, name, Some(before.spec.clone()), None).await?;
     registry.release_claim(ObjectKind::Tenant, name.as_str()).await.map_err(registry_error)?;
     Ok(())
 }
@@ -256,11 +259,13 @@ struct TenantSteps<'a> {
     resume: bool,
     /// The row as the last step wrote it.
     written: std::sync::Mutex<Option<TenantRecord>>,
+    /// The claim a delete frees with the row (and its undo puts back).
+    claim: Option<Claim>,
 }
 
 impl<'a> TenantSteps<'a> {
     fn new(registry: &'a Registry, owner: &'a Owner, resume: bool) -> TenantSteps<'a> {
-        TenantSteps { registry, owner, resume, written: std::sync::Mutex::new(None) }
+        TenantSteps { registry, owner, resume, written: std::sync::Mutex::new(None), claim: None }
     }
 
     /// Runs the one step of a tenant change: its row from `before` to `after`.
@@ -296,7 +301,7 @@ impl<'a> TenantSteps<'a> {
         let registry_error =
             |source| StepError::from_backend(TenantApplyError::Registry { tenant_id: tenant_id.clone(), source });
         let Some(spec) = spec else {
-            self.registry.delete_tenant(tenant_id).await.map_err(registry_error)?;
+            self.registry.delete_with_claim(ObjectKind::Tenant, tenant_id.as_str()).await.map_err(registry_error)?;
             self.record(None);
             return Ok(());
         };
@@ -325,13 +330,14 @@ impl<'a> TenantSteps<'a> {
                 },
             }
         };
-        match record {
-            Some(record) => {
-                self.record(Some(record));
-                Ok(())
-            }
-            None => Err(StepError::permanent(TenantApplyError::Missing { tenant_id: tenant_id.clone() })),
+        let Some(record) = record else {
+            return Err(StepError::permanent(TenantApplyError::Missing { tenant_id: tenant_id.clone() }));
+        };
+        if restore && let Some(claim) = &self.claim {
+            self.registry.restore_claim(claim).await.map_err(registry_error)?;
         }
+        self.record(Some(record));
+        Ok(())
     }
 }
 

@@ -228,6 +228,62 @@ impl Registry {
         Ok(())
     }
 
+    /// Deletes the row of the `kind` object `key` (an app instance's key is
+    /// `tenant/name`) and frees the key, in one transaction: a crash between
+    /// the two would leave the key taken by an object that is gone, which
+    /// no refresh shows and no destroy reaches.
+    pub async fn delete_with_claim(&self, kind: ObjectKind, key: &str) -> Result<bool, RegistryError> {
+        let (statement, keys): (&str, Vec<String>) = match kind {
+            ObjectKind::Tenant => ("DELETE FROM tenants WHERE name = $1", vec![key.to_owned()]),
+            ObjectKind::Domain => ("DELETE FROM domains WHERE hostname = $1", vec![key.to_owned()]),
+            ObjectKind::SupportPlan => ("DELETE FROM support_plans WHERE tenant = $1", vec![key.to_owned()]),
+            ObjectKind::AppInstance => {
+                let (tenant, name) = key.split_once('/').ok_or_else(|| RegistryError::Corrupt {
+                    detail: format!("app instance key {key:?} is not tenant/name"),
+                })?;
+                ("DELETE FROM app_instances WHERE tenant = $1 AND name = $2", vec![tenant.to_owned(), name.to_owned()])
+            }
+        };
+        let mut transaction = self.pool.begin().await.map_err(query_error("delete an object and its claim"))?;
+        let mut delete = sqlx::query(statement);
+        for value in keys {
+            delete = delete.bind(value);
+        }
+        let deleted = delete
+            .execute(&mut *transaction)
+            .await
+            .map_err(query_error("delete an object and its claim"))?
+            .rows_affected();
+        sqlx::query("DELETE FROM claims WHERE kind = $1 AND natural_key = $2")
+            .bind(kind.as_str())
+            .bind(key.to_owned())
+            .execute(&mut *transaction)
+            .await
+            .map_err(query_error("release a claim"))?;
+        transaction.commit().await.map_err(query_error("delete an object and its claim"))?;
+        Ok(deleted > 0)
+    }
+
+    /// Puts a claim back as it was (the undo of a delete that freed it);
+    /// a claim the key has meanwhile is kept.
+    pub async fn restore_claim(&self, claim: &Claim) -> Result<(), RegistryError> {
+        let insert = sqlx::AssertSqlSafe(format!(
+            "INSERT INTO claims ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kind, natural_key) DO NOTHING"
+        ));
+        sqlx::query(insert)
+            .bind(claim.kind.as_str())
+            .bind(claim.key.clone())
+            .bind(claim.tenant.as_str().to_owned())
+            .bind(claim.owner.as_str().to_owned())
+            .bind(claim.create_token.as_str().to_owned())
+            .bind(i64::from(claim.confirmed))
+            .bind(claim.created_at.clone())
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("restore a claim"))?;
+        Ok(())
+    }
+
     /// Releases a claim only while it still carries `token` (the undo of a
     /// create that failed must not release a key someone else took since).
     pub async fn release_claim_of(
