@@ -139,6 +139,30 @@ async fn full_lifecycle(test_name: &str, registry_choice: RegistryChoice, tenant
     assert!(http_get(&url).contains("hello 1.0"), "the app answers again at {url}");
     workspace.assert_plan_empty("after repairing the network");
 
+    // A saved plan is what gets applied: a container stopped between `plan
+    // -out` and the apply of a change that needs no new deployment
+    // (delete_data_on_destroy) is left alone, the apply gives what was
+    // planned, and the next plan shows the stopped container.
+    let keep_data =
+        pinned.replace("version        = \"1.0\"", "version        = \"1.0\"\n  delete_data_on_destroy = true");
+    workspace.write("main.tf", &keep_data);
+    workspace
+        .terraform(&["plan", "-input=false", "-out=keep.tfplan"])
+        .expect_code(0, "plan -out of a record-only change");
+    let container = tenant_containers(tenant).pop().unwrap();
+    docker(&["stop", &container]);
+    let applied = workspace.terraform(&["apply", "-input=false", "keep.tfplan"]);
+    let output = applied.flat_output();
+    applied.expect_code(0, "apply of the saved plan over a stopped container");
+    assert!(output.contains("1 changed"), "{output}");
+    assert_eq!(tenant_containers(tenant), [container], "no new deployment");
+    assert_eq!(workspace.state_attribute(address, "delete_data_on_destroy"), true);
+    let plan = workspace.plan(true).expect_code(2, "plan after applying the saved plan");
+    assert!(plan.stdout.contains("\"stopped\" -> \"running\""), "{}", plan.stdout);
+    workspace.write("main.tf", &pinned);
+    workspace.apply();
+    workspace.assert_plan_empty("after the saved plan and the repair");
+
     // Destroy: no container left, the data volume kept (delete_data_on_destroy = false), registry empty.
     workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
     assert!(tenant_containers(tenant).is_empty());
@@ -328,5 +352,42 @@ async fn destroy_is_never_blocked_by_checks_of_the_desired_state() {
     assert!(tenant_containers(&tenant).is_empty());
     assert_eq!(registry.count_tenants().await.unwrap(), 0);
     registry.close().await;
+    docker(&["volume", "rm", &format!("atrium-{tenant}-web-data")]);
+}
+
+/// One apply that makes a tenant already past its expiry and its instance:
+/// the instance is deployed and left stopped, with the status the plan said,
+/// and resuming the tenant starts the same container, with no new deployment.
+#[tokio::test]
+async fn an_instance_made_for_an_expired_tenant_is_deployed_stopped_and_resumes_without_a_new_deployment() {
+    let tenant = format!("app-ex-{}", std::process::id());
+    let workspace = Workspace::new("app_expired", RegistryChoice::Sqlite).await;
+    workspace.write("provider.tf", &provider_example_with_test_docker());
+    let example = example_for(&tenant);
+    // Without the example's output: a restarted container may publish another port.
+    let active = example[..example.find("output \"web_url\"").unwrap()].to_owned();
+    let expired =
+        active.replace("tier         = \"business\"", "tier         = \"business\"\n  expires_on   = \"2026-01-31\"");
+    assert_ne!(expired, active);
+    workspace.write("main.tf", &expired);
+    workspace.apply();
+    let address = "atrium_app_instance.web";
+    assert_eq!(workspace.state_attribute(address, "status"), "suspended");
+    let container = format!("atrium-{tenant}-web-g1");
+    assert_eq!(tenant_containers(&tenant), std::slice::from_ref(&container));
+    assert_eq!(docker(&["inspect", "--format", "{{.State.Running}}", &container]).trim(), "false");
+    workspace.assert_plan_empty("after making the instance of an expired tenant");
+
+    workspace.write("main.tf", &active);
+    workspace.apply();
+    assert_eq!(tenant_containers(&tenant), std::slice::from_ref(&container), "no new deployment");
+    assert_eq!(docker(&["inspect", "--format", "{{.State.Running}}", &container]).trim(), "true");
+    workspace.terraform(&["apply", "-refresh-only", "-auto-approve", "-input=false"]).expect_code(0, "refresh");
+    assert_eq!(workspace.state_attribute(address, "status"), "running");
+    let url = workspace.state_attribute(address, "internal_url").as_str().unwrap().to_owned();
+    assert!(http_get(&url).contains("hello"), "{url}");
+    workspace.assert_plan_empty("after resuming");
+    workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
+    assert!(tenant_containers(&tenant).is_empty());
     docker(&["volume", "rm", &format!("atrium-{tenant}-web-data")]);
 }

@@ -154,20 +154,7 @@ async fn instance_from(
     Ok(instances.get(id).cloned())
 }
 
-/// What depends on a tenant, for the checks a tenant's plan makes: the users
-/// its app instances use (each instance with its users) and its support level.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TenantDependents {
-    pub instances: Vec<(AppInstanceId, u32)>,
-    pub support_level: Option<crate::model::support_plan::SupportLevel>,
-}
-
-impl TenantDependents {
-    /// The users the tenant's instances use together.
-    pub fn users_in_use(&self) -> u64 {
-        self.instances.iter().map(|(_, users)| u64::from(*users)).sum()
-    }
-}
+pub use crate::model::tenant::TenantDependents;
 
 /// Observes tenants through snapshots of the registry.
 pub struct TenantObserver {

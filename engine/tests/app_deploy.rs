@@ -12,6 +12,7 @@ use atrium_engine::catalog::Catalog;
 use atrium_engine::model::app_instance::InstanceHealth;
 use atrium_engine::model::app_instance::{AppInstanceId, AppInstanceSpec};
 use atrium_engine::observe::AppObservations;
+use atrium_engine::plan::app_instance::AppDecision;
 use atrium_engine::registry::Registry;
 use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_target};
 
@@ -106,20 +107,20 @@ async fn deploy_upgrade_and_failed_upgrade_rolls_back() {
     let fixture = Fixture::new("upg").await;
     let context = fixture.context(Duration::from_secs(30));
 
-    let first = context.deploy(&fixture.spec("1.0"), None).await.unwrap().record;
+    let first = context.deploy(&fixture.spec("1.0"), None, None).await.unwrap().record;
     assert_eq!(first.generation, 1);
     let port = first.published_port.expect("published port");
     assert!(http_get(port, "/").contains("hello 1.0"));
     assert_eq!(fixture.containers().await, [format!("atrium-{}-web-g1", fixture.tenant)]);
 
-    let upgraded = context.deploy(&fixture.spec("1.1"), None).await.unwrap().record;
+    let upgraded = context.deploy(&fixture.spec("1.1"), None, None).await.unwrap().record;
     assert_eq!((upgraded.generation, upgraded.previous_version.as_deref()), (2, Some("1.0")));
     assert!(http_get(upgraded.published_port.unwrap(), "/").contains("hello 1.1"));
     assert_eq!(fixture.containers().await, [format!("atrium-{}-web-g2", fixture.tenant)], "the old generation is gone");
 
     // 2.0 never turns healthy: the apply fails with the health output and 1.1 keeps serving.
     let short = fixture.context(Duration::from_secs(12));
-    let error = short.deploy(&fixture.spec("2.0"), None).await.unwrap_err();
+    let error = short.deploy(&fixture.spec("2.0"), None, None).await.unwrap_err();
     let AppApplyError::Unhealthy { output, kept, .. } = &error else { panic!("expected Unhealthy, got {error:?}") };
     assert!(kept.contains("1.1 keeps serving"), "{kept}");
     assert!(!output.is_empty());
@@ -141,7 +142,7 @@ async fn stopped_or_changed_containers_show_as_drift_and_deploy_repairs_them() {
     let fixture = Fixture::new("drift").await;
     let context = fixture.context(Duration::from_secs(30));
     let spec = fixture.spec("1.1");
-    let record = context.deploy(&spec, None).await.unwrap().record;
+    let record = context.deploy(&spec, None, None).await.unwrap().record;
     let (_, health) = context.observe(&spec.id).await.unwrap().unwrap();
     assert_eq!(health, InstanceHealth::Running);
 
@@ -150,7 +151,7 @@ async fn stopped_or_changed_containers_show_as_drift_and_deploy_repairs_them() {
     runtime.remove_container(&name).await.unwrap();
     let (_, health) = context.observe(&spec.id).await.unwrap().unwrap();
     assert_eq!(health, InstanceHealth::Missing);
-    let repaired = context.deploy(&spec, None).await.unwrap().record;
+    let repaired = context.deploy(&spec, None, None).await.unwrap().record;
     assert_eq!(repaired.generation, record.generation + 1);
     assert_eq!(context.observe(&spec.id).await.unwrap().unwrap().1, InstanceHealth::Running);
 
@@ -169,8 +170,28 @@ async fn stopped_or_changed_containers_show_as_drift_and_deploy_repairs_them() {
     .unwrap();
     runtime.ensure_container(rendered_stray.app_container()).await.unwrap();
     assert_eq!(fixture.containers().await.len(), 2);
-    context.deploy(&spec, None).await.unwrap();
+    let current = context.deploy(&spec, None, None).await.unwrap().record;
     assert_eq!(fixture.containers().await.len(), 1);
+
+    // What the plan decided is what apply does: a change it planned to only
+    // record never redeploys, even over a container stopped since the plan
+    // (the next plan shows that drift), and a plan that saw another
+    // generation is refused rather than applied over it.
+    let name = format!("atrium-{}-web-g{}", fixture.tenant, current.generation);
+    runtime.stop_container(&name).await.unwrap();
+    let mut keep_data = spec.clone();
+    keep_data.delete_data_on_destroy = true;
+    let stale = AppDecision { redeploy: false, generation: Some(current.generation - 1) };
+    let error = context.deploy(&keep_data, None, Some(&stale)).await.unwrap_err();
+    assert!(matches!(error, AppApplyError::MovedSincePlan { .. }), "{error}");
+    assert!(error.to_string().contains("plan again"), "{error}");
+    assert!(!fixture.registry.get_app_instance(&spec.id).await.unwrap().unwrap().spec.delete_data_on_destroy);
+    let planned = AppDecision { redeploy: false, generation: Some(current.generation) };
+    let recorded = context.deploy(&keep_data, None, Some(&planned)).await.unwrap();
+    assert_eq!(recorded.record.generation, current.generation, "no new deployment");
+    assert_eq!(recorded.record.deployed_at, current.deployed_at);
+    assert!(recorded.record.spec.delete_data_on_destroy);
+    assert_eq!(context.observe(&spec.id).await.unwrap().unwrap().1, InstanceHealth::Stopped);
     context.destroy(&spec.id).await.unwrap();
 }
 
@@ -179,7 +200,7 @@ async fn data_survives_destroy_and_recreate_unless_deletion_is_asked() {
     let fixture = Fixture::new("data").await;
     let context = fixture.context(Duration::from_secs(30));
     let mut spec = fixture.spec("1.1");
-    let record = context.deploy(&spec, None).await.unwrap().record;
+    let record = context.deploy(&spec, None, None).await.unwrap().record;
     let runtime = fixture.runtime().await;
     let container = format!("atrium-{}-web-g{}", fixture.tenant, record.generation);
     let command = ["/bin/sh", "-c", "echo kept-data > /www/data/note.txt"].map(String::from);
@@ -187,13 +208,13 @@ async fn data_survives_destroy_and_recreate_unless_deletion_is_asked() {
     assert!(http_get(record.published_port.unwrap(), "/data/note.txt").contains("kept-data"));
 
     context.destroy(&spec.id).await.unwrap();
-    let again = context.deploy(&spec, None).await.unwrap().record;
+    let again = context.deploy(&spec, None, None).await.unwrap().record;
     assert!(http_get(again.published_port.unwrap(), "/data/note.txt").contains("kept-data"), "data survived destroy");
 
     spec.delete_data_on_destroy = true;
-    context.deploy(&spec, None).await.unwrap();
+    context.deploy(&spec, None, None).await.unwrap();
     context.destroy(&spec.id).await.unwrap();
-    let fresh = context.deploy(&fixture.spec("1.1"), None).await.unwrap().record;
+    let fresh = context.deploy(&fixture.spec("1.1"), None, None).await.unwrap().record;
     assert!(http_get(fresh.published_port.unwrap(), "/data/note.txt").contains("404"), "data was deleted on request");
     context.destroy(&spec.id).await.unwrap();
 }
@@ -211,7 +232,7 @@ async fn manager_password_guards_the_manager_area_and_rotates() {
     let mut spec = fixture.spec("1.1");
     spec.admin_password = Some(Password::new("first-password-1"));
     spec.files = BTreeMap::from([("/www/extra/notice.html".to_owned(), "customized by the operator\n".to_owned())]);
-    let deployment = context.deploy(&spec, None).await.unwrap();
+    let deployment = context.deploy(&spec, None, None).await.unwrap();
     assert!(deployment.new_manager_password.is_some_and(|p| p.expose() == "first-password-1"));
     let record = deployment.record;
     assert!(record.manager_password_hash.starts_with("$5$"), "only a hash is recorded");
@@ -227,13 +248,13 @@ async fn manager_password_guards_the_manager_area_and_rotates() {
     assert!(http_get(port, "/extra/notice.html").contains("customized by the operator"));
 
     // The same password again deploys nothing new.
-    let same = context.deploy(&spec, None).await.unwrap();
+    let same = context.deploy(&spec, None, None).await.unwrap();
     assert_eq!((same.record.generation, same.new_manager_password), (record.generation, None));
 
     // A new password is detected against the hash and set in the running
     // container (its login file rewritten, busybox httpd told to read it again).
     spec.admin_password = Some(Password::new("second-password-2"));
-    let changed = context.deploy(&spec, None).await.unwrap().record;
+    let changed = context.deploy(&spec, None, None).await.unwrap().record;
     assert_eq!(changed.generation, record.generation, "a new password is not a new container");
     let port = changed.published_port.unwrap();
     assert_eq!(status(&http_get_as(port, "/manage/", Some((manager, "first-password-1")))), "401");
@@ -242,7 +263,7 @@ async fn manager_password_guards_the_manager_area_and_rotates() {
     // Without a password, bumping password_version generates a new one.
     spec.admin_password = None;
     spec.password_version = 1;
-    let rotated = context.deploy(&spec, None).await.unwrap();
+    let rotated = context.deploy(&spec, None, None).await.unwrap();
     assert_eq!(rotated.record.generation, record.generation);
     let generated = rotated.new_manager_password.expect("a generated password");
     let port = rotated.record.published_port.unwrap();
@@ -251,7 +272,7 @@ async fn manager_password_guards_the_manager_area_and_rotates() {
 
     // A changed configuration file is written by a new generation.
     spec.files.insert("/www/extra/notice.html".to_owned(), "second notice\n".to_owned());
-    let refiled = context.deploy(&spec, None).await.unwrap().record;
+    let refiled = context.deploy(&spec, None, None).await.unwrap().record;
     assert_eq!(refiled.generation, rotated.record.generation + 1);
     assert!(http_get(refiled.published_port.unwrap(), "/extra/notice.html").contains("second notice"));
     assert_eq!(
@@ -319,7 +340,7 @@ async fn welcome_email_waits_for_a_domain_arrives_once_and_a_failed_send_is_retr
 
     // No domain yet: no address the customer can reach, so the email waits.
     let spec = fixture.spec("1.1");
-    let deployment = context.deploy(&spec, None).await.unwrap();
+    let deployment = context.deploy(&spec, None, None).await.unwrap();
     assert_eq!((deployment.record.welcome, deployment.welcome_warning), (WelcomeState::WaitingForDomain, None));
     assert!(mails_to(&manager).is_empty(), "nothing is sent without a domain");
     // Its first domain goes live: one email, naming the domain, whose password logs in.
@@ -337,7 +358,7 @@ async fn welcome_email_waits_for_a_domain_arrives_once_and_a_failed_send_is_retr
     let password = password_in(&mails[0]);
     assert_eq!(status(&http_get_as(port, "/manage/", Some((&manager, &password)))), "200");
     // Later deployments and deliveries send nothing.
-    context.deploy(&fixture.spec("1.0"), None).await.unwrap();
+    context.deploy(&fixture.spec("1.0"), None, None).await.unwrap();
     assert_eq!(context.deliver_waiting_welcome(&spec.id).await.unwrap(), None);
     assert_eq!(mails_to(&manager).len(), 1, "never re-sent by later applies");
 
@@ -348,7 +369,7 @@ async fn welcome_email_waits_for_a_domain_arrives_once_and_a_failed_send_is_retr
     let mut second = fixture.spec("1.1");
     second.id.name = "shop".into();
     live_domain(&fixture.registry, &second.id, &format!("shop.{}.example", fixture.tenant)).await;
-    let deployment = context.deploy(&second, None).await.unwrap();
+    let deployment = context.deploy(&second, None, None).await.unwrap();
     assert_eq!(deployment.record.welcome, WelcomeState::Pending);
     assert!(
         deployment.welcome_warning.as_deref().is_some_and(|w| w.contains(&manager) && w.contains("smtp://127.0.0.1:9")),
@@ -356,7 +377,7 @@ async fn welcome_email_waits_for_a_domain_arrives_once_and_a_failed_send_is_retr
         deployment.welcome_warning
     );
     context.mailer = Some(&mailer);
-    let retried = context.deploy(&second, None).await.unwrap();
+    let retried = context.deploy(&second, None, None).await.unwrap();
     assert_eq!(retried.record.welcome, WelcomeState::Sent);
     assert_eq!(retried.record.generation, deployment.record.generation, "a new password is not a new container");
     let mails = mails_to(&manager);
@@ -370,7 +391,7 @@ async fn welcome_email_waits_for_a_domain_arrives_once_and_a_failed_send_is_retr
     fixture.registry.update_tenant(&tenant).await.unwrap();
     let mut third = fixture.spec("1.1");
     third.id.name = "quiet".into();
-    assert_eq!(context.deploy(&third, None).await.unwrap().record.welcome, WelcomeState::Off);
+    assert_eq!(context.deploy(&third, None, None).await.unwrap().record.welcome, WelcomeState::Off);
     assert_eq!(mails_to(&manager).len(), 2);
     for id in [&spec.id, &second.id] {
         fixture
@@ -422,7 +443,7 @@ async fn a_manager_command_gets_the_new_password_once_and_a_failing_one_is_repor
 
     let mut spec = fixture.spec("1.1");
     spec.app = "hello-command".into();
-    let deployment = context.deploy(&spec, None).await.unwrap();
+    let deployment = context.deploy(&spec, None, None).await.unwrap();
     let password = deployment.new_manager_password.expect("a generated password");
     let port = deployment.record.published_port.unwrap();
     let written = http_get(port, "/data/manager.txt");
@@ -434,17 +455,17 @@ async fn a_manager_command_gets_the_new_password_once_and_a_failing_one_is_repor
     let emptied =
         runtime.exec(&container, &["/bin/sh", "-c", ": > /www/data/manager.txt"].map(String::from)).await.unwrap();
     assert_eq!(emptied.exit_code, Some(0), "{}", emptied.output);
-    context.deploy(&spec, None).await.unwrap();
+    context.deploy(&spec, None, None).await.unwrap();
     assert!(!http_get(port, "/data/manager.txt").contains("m@test.example"), "the command ran only once");
     // More users: the limit inside the app follows.
     spec.users = 8;
-    let more = context.deploy(&spec, None).await.unwrap().record;
+    let more = context.deploy(&spec, None, None).await.unwrap().record;
     assert!(http_get(more.published_port.unwrap(), "/data/limit.txt").ends_with("\n8\n"));
 
     let mut failing = fixture.spec("1.1");
     failing.id.name = "broken".into();
     failing.app = "hello-failing".into();
-    let error = context.deploy(&failing, None).await.unwrap_err();
+    let error = context.deploy(&failing, None, None).await.unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, AppApplyError::ManagerAccount { exit_code: Some(3), .. }), "{message}");
     assert!(message.contains("set m@test.example <password>"), "the output is shown, the password is not: {message}");
@@ -474,21 +495,21 @@ async fn the_app_is_told_its_address_in_every_container_and_a_failing_command_is
 
     // No live domain yet: nothing to tell, and nothing written.
     let spec = fixture.spec("1.0");
-    let first = context.deploy(&spec, None).await.unwrap().record;
+    let first = context.deploy(&spec, None, None).await.unwrap().record;
     assert_eq!(status(&http_get(first.published_port.unwrap(), "/address")), "404");
     live_domain(&fixture.registry, &spec.id, &format!("{}.example", fixture.tenant)).await;
     context.announce_address_of(&spec.id).await.unwrap();
     let address = format!("http://{}.example", fixture.tenant);
     assert!(http_get(first.published_port.unwrap(), "/address").ends_with(&format!("\n{address}\n")));
     // An upgrade starts a new container, which is told again.
-    let upgraded = context.deploy(&fixture.spec("1.1"), None).await.unwrap().record;
+    let upgraded = context.deploy(&fixture.spec("1.1"), None, None).await.unwrap().record;
     assert_ne!(upgraded.generation, first.generation);
     assert!(http_get(upgraded.published_port.unwrap(), "/address").ends_with(&format!("\n{address}\n")));
 
     let mut broken = fixture.spec("1.1");
     broken.id.name = "broken".into();
     broken.app = "hello-failing".into();
-    context.deploy(&broken, None).await.unwrap();
+    context.deploy(&broken, None, None).await.unwrap();
     live_domain(&fixture.registry, &broken.id, &format!("broken-{}.example", fixture.tenant)).await;
     let error = context.announce_address_of(&broken.id).await.unwrap_err();
     let message = error.to_string();
@@ -496,7 +517,7 @@ async fn the_app_is_told_its_address_in_every_container_and_a_failing_command_is
     assert!(message.contains("cannot set http://broken-"), "the command's output is shown: {message}");
     // A redeployment runs it too, and fails the same way rather than passing silently.
     broken.users = 6;
-    let error = context.deploy(&broken, None).await.unwrap_err();
+    let error = context.deploy(&broken, None, None).await.unwrap_err();
     assert!(matches!(error, AppApplyError::PublicAddress { exit_code: Some(4), .. }), "{error}");
     for domain in [format!("{}.example", fixture.tenant), format!("broken-{}.example", fixture.tenant)] {
         fixture.registry.delete_domain(&atrium_engine::model::domain::Hostname::parse(&domain).unwrap()).await.unwrap();
@@ -511,7 +532,7 @@ async fn over_quota_and_unmanaged_name_clashes_are_refused() {
     let context = fixture.context(Duration::from_secs(30));
     let mut spec = fixture.spec("1.1");
     spec.users = 11;
-    assert!(matches!(context.deploy(&spec, None).await.unwrap_err(), AppApplyError::OverQuota { quota: 10, .. }));
+    assert!(matches!(context.deploy(&spec, None, None).await.unwrap_err(), AppApplyError::OverQuota { quota: 10, .. }));
     assert!(fixture.containers().await.is_empty());
 
     // Someone else's container under the name Atrium would use: refused and left alone.
@@ -521,7 +542,7 @@ async fn over_quota_and_unmanaged_name_clashes_are_refused() {
         std::process::Command::new("docker").arg("-H").arg(&host).args(arguments).output().unwrap()
     };
     assert!(docker(&["create", "--name", &name, "atrium/hello:1.1"]).status.success());
-    let error = context.deploy(&fixture.spec("1.1"), None).await.unwrap_err();
+    let error = context.deploy(&fixture.spec("1.1"), None, None).await.unwrap_err();
     assert!(
         error.to_string().contains("not managed by Atrium") || format!("{error:?}").contains("NotManaged"),
         "{error:?}"
@@ -546,7 +567,7 @@ async fn a_refresh_of_50_instances_costs_one_docker_list_call_plus_their_inspect
         .collect();
     // Deploy ten at a time, as Terraform's default parallelism would.
     for chunk in specs.chunks(10) {
-        let deployments = chunk.iter().map(|spec| context.deploy(spec, None));
+        let deployments = chunk.iter().map(|spec| context.deploy(spec, None, None));
         for result in futures_util::future::join_all(deployments).await {
             result.unwrap();
         }
@@ -583,8 +604,8 @@ async fn a_tenants_containers_cannot_reach_another_tenants_by_name_or_address() 
     let second = Fixture::new("iso-b").await;
     let (first_context, second_context) =
         (first.context(Duration::from_secs(30)), second.context(Duration::from_secs(30)));
-    let a = first_context.deploy(&first.spec("1.1"), None).await.unwrap().record;
-    let b = second_context.deploy(&second.spec("1.1"), None).await.unwrap().record;
+    let a = first_context.deploy(&first.spec("1.1"), None, None).await.unwrap().record;
+    let b = second_context.deploy(&second.spec("1.1"), None, None).await.unwrap().record;
     let runtime = first.runtime().await;
     let a_container = format!("atrium-{}-web-g{}", first.tenant, a.generation);
     let b_container = format!("atrium-{}-web-g{}", second.tenant, b.generation);
@@ -654,7 +675,7 @@ async fn a_target_whose_docker_engine_is_down_fails_clearly_and_records_nothing(
         cancelled,
     };
     let spec = hello_spec(&tenant, "1.1");
-    let error = context.deploy(&spec, None).await.unwrap_err();
+    let error = context.deploy(&spec, None, None).await.unwrap_err();
     let text = atrium_engine_error_chain(&error);
     assert!(text.contains("cannot reach the Docker engine of target local"), "{text}");
     assert!(text.contains("no-such-docker.sock"), "{text}");
@@ -677,7 +698,7 @@ fn atrium_engine_error_chain(error: &dyn std::error::Error) -> String {
 async fn a_tenants_container_cannot_raise_its_privileges() {
     let fixture = Fixture::new("harden").await;
     let context = fixture.context(Duration::from_secs(30));
-    let record = context.deploy(&fixture.spec("1.1"), None).await.unwrap().record;
+    let record = context.deploy(&fixture.spec("1.1"), None, None).await.unwrap().record;
     let container = format!("atrium-{}-web-g{}", fixture.tenant, record.generation);
     let runtime = fixture.runtime().await;
     let status = runtime.exec(&container, &["/bin/cat", "/proc/self/status"].map(String::from)).await.unwrap();

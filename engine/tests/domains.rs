@@ -140,7 +140,7 @@ async fn through_caddy(hostname: &str) -> (u16, String) {
 async fn routes_follow_their_app_instance_through_an_upgrade() {
     let fixture = Fixture::new("follow").await;
     let apps = fixture.apps();
-    apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None).await.unwrap();
+    apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None, None).await.unwrap();
     let hostname = format!("web.{}", fixture.zone);
     let domains = fixture.domains(Duration::from_secs(30));
     let record = domains.apply(&fixture.spec(&hostname, TlsMode::None), DomainStatus::Active, None).await.unwrap();
@@ -148,7 +148,7 @@ async fn routes_follow_their_app_instance_through_an_upgrade() {
     assert!(through_caddy(&hostname).await.1.contains("hello 1.0"));
 
     // The upgrade switches the route to the new container before the old one goes.
-    apps.deploy(&hello_spec(&fixture.tenant, "1.1"), None).await.unwrap();
+    apps.deploy(&hello_spec(&fixture.tenant, "1.1"), None, None).await.unwrap();
     assert!(through_caddy(&hostname).await.1.contains("hello 1.1"));
     let observed = domains.observe(&record.spec.hostname).await.unwrap().unwrap();
     assert_eq!(observed.status, "active");
@@ -164,7 +164,7 @@ async fn routes_follow_their_app_instance_through_an_upgrade() {
 async fn a_failed_custom_domain_create_leaves_no_route_or_row() {
     let fixture = Fixture::new("undo").await;
     let apps = fixture.apps();
-    apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None).await.unwrap();
+    apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None, None).await.unwrap();
     // A custom domain whose verification record is published but whose name
     // points nowhere: the ACME CA cannot validate it, so no certificate comes.
     let customer_zone = format!("{}-customer.test", fixture.tenant);
@@ -209,7 +209,7 @@ async fn a_failed_platform_create_leaves_no_route_record_claim_or_row() {
     let mut target = test_target("ATRIUM_TEST_DOCKER_HOST");
     target.public_address = Some("127.0.0.2".to_owned());
     fixture.targets = Targets::new(BTreeMap::from([("local".to_owned(), target)]));
-    fixture.apps().deploy(&hello_spec(&fixture.tenant, "1.0"), None).await.unwrap();
+    fixture.apps().deploy(&hello_spec(&fixture.tenant, "1.0"), None, None).await.unwrap();
     let hostname = Hostname::parse(&format!("shop.{}", fixture.zone)).unwrap();
     let spec = fixture.spec(hostname.as_str(), TlsMode::Acme);
     let token = atrium_engine::model::ownership::CreateToken::new();

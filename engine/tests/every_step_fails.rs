@@ -425,7 +425,7 @@ impl DomainWorld {
             let mut spec = hello_spec(&tenant, "1.1");
             spec.id.name = name.to_owned();
             spec.delete_data_on_destroy = true;
-            instances.push(apps.deploy(&spec, None).await.expect("deploy a test instance").record);
+            instances.push(apps.deploy(&spec, None, None).await.expect("deploy a test instance").record);
         }
         let instances = instances.try_into().expect("two instances");
         DomainWorld { _directory: directory, registry, targets, dns, resolver, zone, instances }
@@ -763,7 +763,7 @@ impl AppCase {
     }
 
     async fn deploy(&self, version: &str, create: Option<&CreateToken>) -> Checked {
-        self.context().deploy(&self.spec(version), create).await.map(drop).map_err(|e| error_text(&e))
+        self.context().deploy(&self.spec(version), create, None).await.map(drop).map_err(|e| error_text(&e))
     }
 
     async fn destroy(&self) -> Checked {

@@ -192,7 +192,7 @@ async fn check_step(fail_at: usize, failure: Failure, existing_version: Option<&
     let healthy_targets = targets_failing_at(0, Failure::Error, Arc::clone(&abandoned)).await;
     let healthy = context(&healthy_targets);
     if let Some(existing) = existing_version {
-        healthy.deploy(&spec(&tenant, existing), Some(&CreateToken::new())).await.unwrap();
+        healthy.deploy(&spec(&tenant, existing), Some(&CreateToken::new()), None).await.unwrap();
     }
     let failing_targets = targets_failing_at(fail_at, failure, Arc::clone(&abandoned)).await;
     let failing = context(&failing_targets);
@@ -201,7 +201,7 @@ async fn check_step(fail_at: usize, failure: Failure, existing_version: Option<&
     let earlier_process = CreateToken::from_stored(&format!("feedfacefeedface.app{fail_at}"));
     let create = existing_version.is_none().then_some(&earlier_process);
     let wanted = spec(&tenant, version);
-    let deployment = failing.deploy(&wanted, create);
+    let deployment = failing.deploy(&wanted, create, None);
     let injected = tokio::select! {
         result = deployment => result.is_err(),
         // The future is dropped mid-step, with whatever it had made.
@@ -211,7 +211,7 @@ async fn check_step(fail_at: usize, failure: Failure, existing_version: Option<&
     // The next deployment converges: one container of the recorded generation, healthy.
     let create = existing_version.is_none().then(CreateToken::new);
     let record = healthy
-        .deploy(&spec(&tenant, version), create.as_ref())
+        .deploy(&spec(&tenant, version), create.as_ref(), None)
         .await
         .unwrap_or_else(|e| panic!("{failure:?} at step {fail_at}: no convergence: {e}"))
         .record;
@@ -419,7 +419,7 @@ async fn check_domain_step(fail_at: usize) -> bool {
         deadline: Duration::from_secs(30),
         cancelled: cancelled.clone(),
     };
-    let instance = apps.deploy(&spec(&tenant, "1.1"), None).await.unwrap().record;
+    let instance = apps.deploy(&spec(&tenant, "1.1"), None, None).await.unwrap().record;
 
     let injection = Injection::new(fail_at);
     let real_ingress = healthy_targets.ingress("local").await.unwrap();
@@ -663,7 +663,7 @@ async fn check_suspension_step(fail_at: usize, failure: Failure) -> bool {
     shop.id.name = "shop".into();
     let instances = [spec(&tenant, "1.1"), shop];
     for instance in &instances {
-        apps.deploy(instance, None).await.unwrap();
+        apps.deploy(instance, None, None).await.unwrap();
     }
     let tenant_id = atrium_engine::model::TenantId::parse(&tenant).unwrap();
     let mut reached = false;

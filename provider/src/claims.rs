@@ -91,6 +91,34 @@ pub fn private_with(token: &CreateToken) -> Vec<u8> {
     serde_json::json!({ "create_token": token.as_str() }).to_string().into_bytes()
 }
 
+/// The planned private data: the prior private state (its token) and the
+/// engine's decisions for apply, which Terraform hands back unchanged with
+/// the planned change (and keeps in a saved plan).
+pub fn planned_private(prior_private: &[u8], decision: Option<serde_json::Value>) -> Vec<u8> {
+    let Some(decision) = decision else { return prior_private.to_vec() };
+    let mut json = match serde_json::from_slice::<serde_json::Value>(prior_private) {
+        Ok(serde_json::Value::Object(attributes)) => attributes,
+        _ => serde_json::Map::new(),
+    };
+    json.insert("decision".to_owned(), decision);
+    serde_json::Value::Object(json).to_string().into_bytes()
+}
+
+/// The decision a planned change carries (see [`planned_private`]).
+pub fn decision_of<T: serde::de::DeserializeOwned>(planned_private: &[u8]) -> Option<T> {
+    let json: serde_json::Value = serde_json::from_slice(planned_private).ok()?;
+    serde_json::from_value(json.get("decision")?.clone()).ok()
+}
+
+/// The private state after apply: the token only (a decision is for one apply).
+pub fn state_private(planned_private: &[u8]) -> Vec<u8> {
+    match token_of(planned_private) {
+        Some(token) => private_with(&token),
+        None if decision_of::<serde_json::Value>(planned_private).is_some() => Vec::new(),
+        None => planned_private.to_vec(),
+    }
+}
+
 /// What to tell the user to do about a refused create.
 fn refusal_hint(kind: ObjectKind, key: &str, refusal: &ClaimRefusal) -> String {
     let import = format!("terraform import {}.<name> {key}", type_of(kind));
@@ -155,6 +183,19 @@ mod tests {
         assert_eq!(token_of(&private_with(&token)), Some(token));
         assert_eq!(token_of(b""), None);
         assert_eq!(token_of(b"{\"something\":1}"), None);
+    }
+
+    #[test]
+    fn a_planned_decision_travels_with_the_token_and_is_dropped_after_apply() {
+        let token = CreateToken::new();
+        let planned = planned_private(&private_with(&token), Some(serde_json::json!({"redeploy": false})));
+        assert_eq!(token_of(&planned), Some(token.clone()));
+        assert_eq!(decision_of::<serde_json::Value>(&planned), Some(serde_json::json!({"redeploy": false})));
+        assert_eq!(state_private(&planned), private_with(&token));
+        let untokened = planned_private(b"", Some(serde_json::json!(1)));
+        assert_eq!(decision_of::<u32>(&untokened), Some(1));
+        assert!(state_private(&untokened).is_empty());
+        assert_eq!(planned_private(b"kept", None), b"kept");
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub fn from_validation(error: &ValidationError) -> pb::Diagnostic {
     attribute_error(&top, error.summary.clone(), format!("{}: {}", error.attribute, error.detail))
 }
 
+/// An engine's warning about an attribute, pointed like a validation error.
+pub fn warning_from_validation(warning: &ValidationError) -> pb::Diagnostic {
+    pb::Diagnostic { severity: pb::diagnostic::Severity::Warning as i32, ..from_validation(warning) }
+}
+
 pub fn to_proto_path(path: &AttributePath) -> pb::AttributePath {
     use pb::attribute_path::step::Selector;
     pb::AttributePath {

@@ -5,6 +5,7 @@
 //! into engine calls and the engine's answers back into Terraform's terms.
 
 pub mod claims;
+pub mod configured;
 pub mod diagnostics;
 pub mod docs;
 pub mod logging;

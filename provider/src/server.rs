@@ -7,9 +7,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use atrium_engine::apply::app_instance::AppContext;
-use atrium_engine::apply::domain::DomainApplyContext;
-use atrium_engine::apply::support_plan::SupportPlanContext;
 use atrium_engine::backends::mailer::SmtpMailer;
 use atrium_engine::backends::powerdns::PowerDns;
 use atrium_engine::backends::redmine::Redmine;
@@ -19,134 +16,20 @@ use atrium_engine::catalog::Catalog;
 use atrium_engine::config::{
     DNS_API_KEY_ENV, PlatformConfigDocument, REGISTRY_URL_ENV, SMTP_PASSWORD_ENV, TRACKER_API_KEY_ENV,
 };
-use atrium_engine::model::ownership::{CreateToken, Owner};
+use atrium_engine::model::ownership::CreateToken;
 use atrium_engine::observe::{AppObservations, ClaimObserver, DomainObservations, TenantObserver};
 use atrium_engine::registry::Registry;
 use tokio::sync::{RwLock, watch};
 use tonic::{Request, Response, Status};
 
 use crate::claims;
+use crate::configured::Configured;
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::proto::tfplugin6::provider_server::Provider;
-use crate::resources::{self, app_instance, domain, support_plan, tenant};
-use crate::schema::{APP_INSTANCE_TYPE, DOMAIN_TYPE, ProviderSchemas, ResourceSchema, SUPPORT_PLAN_TYPE};
+use crate::resources::{self, Change, Resource};
+use crate::schema::{ProviderSchemas, ResourceSchema};
 use crate::value::{CtyType, Value, decode_msgpack, encode_msgpack};
-
-/// What ConfigureProvider sets up: the registry, the catalog and the targets.
-struct Configured {
-    tenant_observer: TenantObserver,
-    app_observations: AppObservations,
-    /// The apps; the built-in catalog is parsed on first use (a configuration
-    /// of tenants alone never pays for it), an operator's directory at once
-    /// (its mistakes are configuration errors).
-    catalog: std::sync::OnceLock<Catalog>,
-    targets: Targets,
-    domain_observations: DomainObservations,
-    /// The platform zone's DNS, when the provider has a `dns` block.
-    dns: Option<PowerDns>,
-    resolver: DnsResolver,
-    platform_zone: Option<String>,
-    /// The SMTP relay for welcome emails, when the provider has an `smtp` block.
-    mailer: Option<SmtpMailer>,
-    /// The support tracker, when the provider has a `tracker` block, and the role managers get there.
-    tracker: Option<Redmine>,
-    tracker_role: String,
-    /// The configuration this process speaks for, and the registry's claims.
-    owner: Owner,
-    claims: Arc<ClaimObserver>,
-}
-
-impl Configured {
-    fn registry(&self) -> &Registry {
-        self.tenant_observer.registry()
-    }
-
-    fn catalog(&self) -> &Catalog {
-        self.catalog.get_or_init(Catalog::built_in)
-    }
-
-    /// Tells the registry that this state holds the object (its claim is
-    /// confirmed once); a failure only delays that to the next plan.
-    async fn acknowledge(&self, type_name: &str, state: &Value, private: &[u8]) {
-        let Some(kind) = claims::kind_of(type_name) else { return };
-        let Some(key) = claims::natural_key(kind, state) else { return };
-        let token = claims::token_of(private);
-        if let Err(error) = self.claims.acknowledge(kind, &key, token.as_ref(), &self.owner).await {
-            tracing::warn!(error = %error, "cannot read the registry's claims; the next plan tries again");
-        }
-    }
-
-    /// The check of a planned create against the registry's claims.
-    /// An object this state made is gone (deleted by hand): its name is
-    /// free again, so that the plan may create it anew. Only the claim of the
-    /// create this state recorded is released, never another owner's.
-    async fn release_vanished(&self, type_name: &str, state: &Value, private: &[u8]) {
-        let Some(kind) = claims::kind_of(type_name) else { return };
-        let Some(key) = claims::natural_key(kind, state) else { return };
-        let token = claims::token_of(private).unwrap_or_else(|| CreateToken::from_stored(""));
-        if let Err(error) = self.registry().release_claim_of(kind, &key, &token).await {
-            tracing::warn!(error = %error, "cannot release the name of a vanished object");
-        }
-        self.claims.invalidate().await;
-    }
-
-    /// The check of a planned create against the registry's claims.
-    async fn check_planned_create(&self, type_name: &str, config: &Value) -> Option<pb::Diagnostic> {
-        let kind = claims::kind_of(type_name)?;
-        let key = claims::natural_key(kind, config)?;
-        match self.claims.claim(kind, &key).await {
-            Ok(existing) => claims::check_create(kind, &key, existing.as_ref(), &self.owner),
-            Err(error) => Some(diagnostics::error("Cannot read the registry", diagnostics::error_chain(&error))),
-        }
-    }
-
-    fn app_context(&self, deadline: std::time::Duration, cancelled: watch::Receiver<bool>) -> AppContext<'_> {
-        AppContext {
-            registry: self.registry(),
-            observations: &self.app_observations,
-            catalog: self.catalog(),
-            targets: &self.targets,
-            mailer: self.mailer.as_ref().map(|mailer| mailer as &dyn atrium_engine::backends::mailer::Mailer),
-            owner: &self.owner,
-            deadline,
-            cancelled,
-        }
-    }
-
-    fn support_plan_context(
-        &self,
-        deadline: std::time::Duration,
-        cancelled: watch::Receiver<bool>,
-    ) -> SupportPlanContext<'_> {
-        SupportPlanContext {
-            registry: self.registry(),
-            tracker: self.tracker.as_ref().map(|tracker| tracker as &dyn atrium_engine::backends::tracker::Tracker),
-            tracker_role: &self.tracker_role,
-            owner: &self.owner,
-            deadline,
-            cancelled,
-        }
-    }
-
-    fn domain_context(
-        &self,
-        deadline: std::time::Duration,
-        cancelled: watch::Receiver<bool>,
-    ) -> DomainApplyContext<'_> {
-        DomainApplyContext {
-            registry: self.registry(),
-            observations: &self.domain_observations,
-            targets: &self.targets,
-            dns: self.dns.as_ref().map(|dns| dns as &dyn atrium_engine::backends::dns::DnsZones),
-            resolver: &self.resolver,
-            platform_zone: self.platform_zone.as_deref(),
-            owner: &self.owner,
-            deadline,
-            cancelled,
-        }
-    }
-}
 
 /// Atrium's provider service.
 pub struct AtriumProvider {
@@ -163,17 +46,18 @@ impl AtriumProvider {
 
     /// Closes the registry pool; called on shutdown so SQLite checkpoints its WAL.
     /// With `ATRIUM_STATS_FILE` set (benchmarks), appends this process's Docker
-    /// API request counts per target.
+    /// API request counts per target and its registry statements.
     pub async fn close(&self) {
         if let Some(configured) = self.configured.read().await.as_ref() {
             if let Ok(path) = std::env::var("ATRIUM_STATS_FILE") {
-                let lines: String = configured
+                let mut lines: String = configured
                     .targets
                     .api_calls()
                     .await
                     .into_iter()
                     .map(|(target, calls)| format!("docker_api_calls {target} {calls}\n"))
                     .collect();
+                lines.push_str(&format!("registry_statements {}\n", atrium_engine::registry::statements()));
                 use std::io::Write as _;
                 if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
                     let _ = file.write_all(lines.as_bytes());
@@ -184,6 +68,18 @@ impl AtriumProvider {
             }
             configured.tenant_observer.registry().close().await;
         }
+    }
+
+    /// The schema and the resource of a type name.
+    fn resource(&self, type_name: &str) -> Result<(&ResourceSchema, &'static dyn Resource), pb::Diagnostic> {
+        let schema = self.resource_schema(type_name)?;
+        let resource = resources::lookup(type_name).ok_or_else(|| {
+            diagnostics::error(
+                "Unknown resource type",
+                format!("{type_name:?} has a schema but no implementation. This is a bug in the provider."),
+            )
+        })?;
+        Ok((schema, resource))
     }
 
     fn resource_schema(&self, type_name: &str) -> Result<&ResourceSchema, pb::Diagnostic> {
@@ -199,12 +95,7 @@ impl AtriumProvider {
     }
 
     async fn configured(&self) -> Result<Arc<Configured>, pb::Diagnostic> {
-        self.configured.read().await.clone().ok_or_else(|| {
-            diagnostics::error(
-                "Provider not configured",
-                "Terraform called the provider before configuring it; this is unexpected, run the command again",
-            )
-        })
+        self.configured.read().await.clone().ok_or_else(crate::configured::not_configured)
     }
 }
 
@@ -368,10 +259,7 @@ impl Provider for AtriumProvider {
             Err(diagnostic) => vec![diagnostic],
             Ok(schema) => match decode(request.config.as_ref(), &schema.value_type, "resource configuration") {
                 Err(diagnostic) => vec![diagnostic],
-                Ok(config) if request.type_name == APP_INSTANCE_TYPE => app_instance::validate(&config),
-                Ok(config) if request.type_name == DOMAIN_TYPE => domain::validate(&config),
-                Ok(config) if request.type_name == SUPPORT_PLAN_TYPE => support_plan::validate(&config),
-                Ok(config) => tenant::validate(&config),
+                Ok(config) => resources::lookup(&request.type_name).map(|r| r.validate(&config)).unwrap_or_default(),
             },
         };
         Ok(Response::new(pb::validate_resource_config::Response { diagnostics }))
@@ -579,27 +467,11 @@ impl Provider for AtriumProvider {
     ) -> Result<Response<pb::read_resource::Response>, Status> {
         let request = request.into_inner();
         let result = async {
-            let schema = self.resource_schema(&request.type_name).map_err(|d| vec![d])?;
+            let (schema, resource) = self.resource(&request.type_name).map_err(|d| vec![d])?;
             let current =
                 decode(request.current_state.as_ref(), &schema.value_type, "current state").map_err(|d| vec![d])?;
             let configured = self.configured().await.map_err(|d| vec![d])?;
-            let state = if request.type_name == APP_INSTANCE_TYPE {
-                let context = configured
-                    .app_context(atrium_engine::model::timeouts::DEFAULT_TIMEOUT, self.stop_sender.subscribe());
-                app_instance::read(&context, schema, &current).await?
-            } else if request.type_name == DOMAIN_TYPE {
-                let context = configured
-                    .domain_context(atrium_engine::model::timeouts::DEFAULT_TIMEOUT, self.stop_sender.subscribe());
-                domain::read(&context, schema, &current).await?
-            } else if request.type_name == SUPPORT_PLAN_TYPE {
-                let context = configured.support_plan_context(
-                    atrium_engine::model::timeouts::DEFAULT_TIMEOUT,
-                    self.stop_sender.subscribe(),
-                );
-                support_plan::read(&context, schema, &current).await?
-            } else {
-                tenant::read(&configured.tenant_observer, schema, &current).await?
-            };
+            let state = resource.read(&configured, schema, &current, self.stop_sender.subscribe()).await?;
             if !state.is_null() {
                 configured.acknowledge(&request.type_name, &state, &request.private).await;
             } else {
@@ -625,8 +497,8 @@ impl Provider for AtriumProvider {
         request: Request<pb::plan_resource_change::Request>,
     ) -> Result<Response<pb::plan_resource_change::Response>, Status> {
         let request = request.into_inner();
-        let schema = match self.resource_schema(&request.type_name) {
-            Ok(schema) => schema,
+        let (schema, resource) = match self.resource(&request.type_name) {
+            Ok(found) => found,
             Err(diagnostic) => {
                 return Ok(Response::new(pb::plan_resource_change::Response {
                     diagnostics: vec![diagnostic],
@@ -656,35 +528,16 @@ impl Provider for AtriumProvider {
         {
             configured.acknowledge(&request.type_name, &prior, &request.prior_private).await;
         }
-        let mut planned = match (request.type_name.as_str(), &configured) {
-            (APP_INSTANCE_TYPE, Ok(configured)) => {
-                let context = app_instance::PlanContext {
-                    catalog: configured.catalog(),
-                    targets: configured.targets.names(),
-                    registry: configured.registry(),
-                    observations: &configured.app_observations,
-                };
-                app_instance::plan(&prior, &proposed, &config, &context).await
-            }
-            (DOMAIN_TYPE, Ok(configured)) => {
-                let context =
-                    configured.domain_context(resources::deadline(&prior, &proposed), self.stop_sender.subscribe());
-                domain::plan(&prior, &proposed, &config, &context).await
-            }
-            (SUPPORT_PLAN_TYPE, Ok(configured)) => {
-                let context = configured
-                    .support_plan_context(resources::deadline(&prior, &proposed), self.stop_sender.subscribe());
-                support_plan::plan(&prior, &proposed, &config, &context).await
-            }
-            (APP_INSTANCE_TYPE | DOMAIN_TYPE | SUPPORT_PLAN_TYPE, Err(diagnostic)) => {
-                return Ok(Response::new(pb::plan_resource_change::Response {
-                    diagnostics: vec![diagnostic.clone()],
-                    ..Default::default()
-                }));
-            }
-            // Tenants plan before the provider is configured too (without registry checks).
-            _ => tenant::plan(&prior, &proposed, &config, configured.as_ref().ok().map(|c| &c.tenant_observer)).await,
+        let change = Change {
+            schema,
+            prior: &prior,
+            after: &proposed,
+            config: &config,
+            planned_private: &[],
+            create: None,
+            cancelled: self.stop_sender.subscribe(),
         };
+        let mut planned = resource.plan(configured.as_ref().ok().map(Arc::as_ref), change).await;
         // A create never takes over an object that already exists: refused
         // here when the name is known, and again (atomically) at apply.
         if let Ok(configured) = &configured
@@ -698,7 +551,7 @@ impl Provider for AtriumProvider {
         Ok(Response::new(pb::plan_resource_change::Response {
             planned_state: encode(&planned.planned_state, &schema.value_type),
             requires_replace: planned.requires_replace.iter().map(diagnostics::to_proto_path).collect(),
-            planned_private: request.prior_private,
+            planned_private: claims::planned_private(&request.prior_private, planned.decision),
             diagnostics: planned.diagnostics,
             legacy_type_system: false,
             deferred: None,
@@ -711,56 +564,31 @@ impl Provider for AtriumProvider {
     ) -> Result<Response<pb::apply_resource_change::Response>, Status> {
         let request = request.into_inner();
         let result = async {
-            let schema = self.resource_schema(&request.type_name).map_err(|d| vec![d])?;
+            let (schema, resource) = self.resource(&request.type_name).map_err(|d| vec![d])?;
             let prior = decode(request.prior_state.as_ref(), &schema.value_type, "prior state").map_err(|d| vec![d])?;
             let planned =
                 decode(request.planned_state.as_ref(), &schema.value_type, "planned state").map_err(|d| vec![d])?;
             let configured = self.configured().await.map_err(|d| vec![d])?;
-            let cancelled = self.stop_sender.subscribe();
+            let config = decode(request.config.as_ref(), &schema.value_type, "configuration").map_err(|d| vec![d])?;
             // A create claims its object's name under a new token, which the
             // state keeps in its private data from now on.
             let create_token = (prior.is_null() && !planned.is_null()).then(CreateToken::new);
-            let create = create_token.as_ref();
+            let change = Change {
+                schema,
+                prior: &prior,
+                after: &planned,
+                config: &config,
+                planned_private: &request.planned_private,
+                create: create_token.as_ref(),
+                cancelled: self.stop_sender.subscribe(),
+            };
             // Every step and retry of this change ends by the deadline its timeouts give.
-            let deadline = resources::deadline(&prior, &planned);
-            let state = atrium_engine::backends::retry::within(deadline, async {
-                Ok::<_, Vec<pb::Diagnostic>>(if request.type_name == APP_INSTANCE_TYPE {
-                    let context = configured.app_context(resources::deadline(&prior, &planned), cancelled);
-                    let config =
-                        decode(request.config.as_ref(), &schema.value_type, "configuration").map_err(|d| vec![d])?;
-                    app_instance::apply(&context, schema, &prior, &planned, &config, create).await?
-                } else if request.type_name == DOMAIN_TYPE {
-                    let context = configured.domain_context(deadline, cancelled.clone());
-                    // A domain that goes live delivers its instance's waiting welcome email.
-                    let apps = configured.app_context(deadline, cancelled);
-                    domain::apply(&context, &apps, schema, &prior, &planned, create).await?
-                } else if request.type_name == SUPPORT_PLAN_TYPE {
-                    let context = configured.support_plan_context(resources::deadline(&prior, &planned), cancelled);
-                    (support_plan::apply(&context, schema, &prior, &planned, create).await?, Vec::new())
-                } else {
-                    (
-                        tenant::apply(
-                            tenant::TenantContext {
-                                observer: &configured.tenant_observer,
-                                targets: &configured.targets,
-                                owner: &configured.owner,
-                                cancelled,
-                            },
-                            schema,
-                            &prior,
-                            &planned,
-                            create,
-                        )
-                        .await?,
-                        Vec::new(),
-                    )
-                })
-            })
-            .await?;
+            let state =
+                atrium_engine::backends::retry::within(change.deadline(), resource.apply(&configured, change)).await?;
             configured.claims.invalidate().await;
             let private = match &create_token {
                 Some(token) => claims::private_with(token),
-                None => request.planned_private.clone(),
+                None => claims::state_private(&request.planned_private),
             };
             Ok::<_, Vec<pb::Diagnostic>>((encode(&state.0, &schema.value_type), state.1, private))
         }
@@ -784,25 +612,9 @@ impl Provider for AtriumProvider {
     ) -> Result<Response<pb::import_resource_state::Response>, Status> {
         let request = request.into_inner();
         let result = async {
-            let schema = self.resource_schema(&request.type_name).map_err(|d| vec![d])?;
+            let (schema, resource) = self.resource(&request.type_name).map_err(|d| vec![d])?;
             let configured = self.configured().await.map_err(|d| vec![d])?;
-            let state = if request.type_name == APP_INSTANCE_TYPE {
-                let context = configured
-                    .app_context(atrium_engine::model::timeouts::DEFAULT_TIMEOUT, self.stop_sender.subscribe());
-                app_instance::import(&context, schema, &request.id).await?
-            } else if request.type_name == DOMAIN_TYPE {
-                let context = configured
-                    .domain_context(atrium_engine::model::timeouts::DEFAULT_TIMEOUT, self.stop_sender.subscribe());
-                domain::import(&context, schema, &request.id).await?
-            } else if request.type_name == SUPPORT_PLAN_TYPE {
-                let context = configured.support_plan_context(
-                    atrium_engine::model::timeouts::DEFAULT_TIMEOUT,
-                    self.stop_sender.subscribe(),
-                );
-                support_plan::import(&context, schema, &request.id).await?
-            } else {
-                tenant::import(&configured.tenant_observer, schema, &request.id).await?
-            };
+            let state = resource.import(&configured, schema, &request.id, self.stop_sender.subscribe()).await?;
             // The state takes the token of the create that made the object,
             // so the registry knows from now on that this state holds it.
             let private = match claims::kind_of(&request.type_name)

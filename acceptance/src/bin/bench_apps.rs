@@ -241,10 +241,21 @@ fn timed(workspace: &Workspace, arguments: &[&str]) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-fn take_docker_calls(file: &std::path::Path) -> u64 {
+/// The Docker API calls and registry statements the provider processes
+/// reported since the last call (the file is emptied).
+fn take_stats(file: &std::path::Path) -> (u64, u64) {
     let text = std::fs::read_to_string(file).unwrap_or_default();
-    let _ = std::fs::write(file, "");
-    text.lines().filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok()).sum()
+    std::fs::write(file, "").expect("empty the stats file");
+    let sum = |key: &str| -> u64 {
+        text.lines()
+            .filter(|line| line.starts_with(key))
+            .map(|line| {
+                let count = line.split_whitespace().last().and_then(|n| n.parse::<u64>().ok());
+                count.unwrap_or_else(|| panic!("a stats line without a count: {line:?}"))
+            })
+            .sum()
+    };
+    (sum("docker_api_calls "), sum("registry_statements "))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -305,11 +316,11 @@ async fn main() {
 
     workspace.write("main.tf", &configuration(&tenant, refresh_count));
     let setup = timed(&workspace, &apply);
-    take_docker_calls(&stats);
+    take_stats(&stats);
     let refresh = timed(&workspace, &["plan", "-input=false", "-detailed-exitcode"]);
-    let calls = take_docker_calls(&stats);
+    let (calls, statements) = take_stats(&stats);
     println!(
-        "refresh (terraform plan) of {refresh_count} instances: {refresh:.2} s wall, {calls} Docker API calls (apply took {setup:.2} s)"
+        "refresh (terraform plan) of {refresh_count} instances: {refresh:.2} s wall, {calls} Docker API calls, {statements} registry statements (apply took {setup:.2} s)"
     );
     timed(&workspace, &destroy);
 }

@@ -33,6 +33,7 @@ use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSp
 use crate::model::password::Password;
 use crate::model::tenant::{TenantRecord, TenantStatus};
 use crate::observe::AppObservations;
+use crate::plan::app_instance::AppDecision;
 use crate::registry::{Registry, RegistryError, now_rfc3339};
 
 /// How long a welcome email is retried before the apply goes on with a warning.
@@ -73,8 +74,12 @@ pub enum AppApplyError {
     UserLimit { id: AppInstanceId, exit_code: Option<i64>, output: String },
     #[error("the command that tells app instance {id} its public address failed (exit code {exit_code:?}): {output}")]
     PublicAddress { id: AppInstanceId, exit_code: Option<i64>, output: String },
-    #[error("tenant {tenant} of app instance {id} is suspended ({reason})")]
-    Suspended { id: AppInstanceId, tenant: String, reason: String },
+    #[error("app instance {id} is deployed, but stopping it for its suspended tenant failed")]
+    Suspend {
+        id: AppInstanceId,
+        #[source]
+        source: Box<crate::apply::suspension::SuspensionError>,
+    },
     #[error("{operation} of app instance {id} ran out of time: {detail}")]
     DeadlineExceeded { id: AppInstanceId, operation: &'static str, detail: String },
     #[error(transparent)]
@@ -84,6 +89,10 @@ pub enum AppApplyError {
         crate::model::ownership::list_dependents(dependents)
     )]
     HasDependents { id: AppInstanceId, dependents: Vec<crate::model::ownership::Dependent> },
+    #[error(
+        "app instance {id} changed since the plan: {what}. Run terraform plan again (or apply without a saved plan)"
+    )]
+    MovedSincePlan { id: AppInstanceId, what: String },
     #[error("applying app instance {id}: {source}")]
     Run { id: AppInstanceId, source: Box<RunError> },
     #[error("app instance {id} runs, but its domains' routes could not be pointed at it")]
@@ -103,6 +112,7 @@ impl AppApplyError {
             }
             AppApplyError::Cancelled { .. } | AppApplyError::DeadlineExceeded { .. } => true,
             AppApplyError::Routes { source, .. } => source.is_retryable(),
+            AppApplyError::Suspend { source, .. } => source.is_retryable(),
             AppApplyError::Claim(error) => error.is_retryable(),
             AppApplyError::Run { source, .. } => source.source.retryable,
             _ => false,
@@ -126,6 +136,9 @@ pub struct Deployment {
     /// Why the welcome email did not go out, when it should have: the
     /// deployment itself succeeded, so this is a warning (retried next apply).
     pub welcome_warning: Option<String>,
+    /// How the instance is after the change: running after a deployment; a
+    /// change that only records leaves the containers as they were meant to be.
+    pub health: InstanceHealth,
 }
 
 /// What every app instance operation needs.
@@ -337,10 +350,14 @@ impl AppContext<'_> {
     /// Deploys `spec`: creates the instance (`create` carries the create's
     /// token, which claims the instance's name first), or upgrades/repairs it
     /// with a health-checked switch.
+    ///
+    /// `decision` is what the plan decided (`None`: deploy, or only record
+    /// when the running container already matches).
     pub async fn deploy(
         &self,
         spec: &AppInstanceSpec,
         create: Option<&crate::model::ownership::CreateToken>,
+        decision: Option<&AppDecision>,
     ) -> Result<Deployment, AppApplyError> {
         if *self.cancelled.borrow() {
             return Err(AppApplyError::Cancelled { id: spec.id.clone() });
@@ -348,38 +365,52 @@ impl AppContext<'_> {
         self.observations.clear().await;
         let kind = crate::model::ownership::ObjectKind::AppInstance;
         let key = spec.id.to_string();
-        let decision = match create {
+        let claimed = match create {
             Some(token) => Some(
                 crate::apply::claims::claim(self.registry, kind, &key, &spec.id.tenant_id, self.owner, token).await?,
             ),
             None => None,
         };
         let _slot = self.targets.deployment_slot(&spec.target).await;
-        let deployed = self.deploy_steps(spec).await;
+        let redeploy = decision.is_none_or(|decision| decision.redeploy);
+        let deployed = self.deploy_steps(spec, decision).await;
         // A new create that failed and left nothing (no row; its undo, if
         // any, complete) frees the name again. An interrupted create it was
         // resuming keeps its claim: what that one made may still be there.
         if let (Err(error), Some(token), Some(crate::model::ownership::CreateDecision::New)) =
-            (&deployed, create, &decision)
+            (&deployed, create, &claimed)
             && !matches!(error, AppApplyError::Run { source, .. } if !source.unwound)
             && matches!(self.registry.get_app_instance(&spec.id).await, Ok(None))
             && let Err(release_error) = self.registry.release_claim_of(kind, &key, token).await
         {
             tracing::warn!(instance = %spec.id, error = %release_error, "cannot release the name of a failed create");
         }
-        let result = match deployed {
-            Ok(deployment) => match self.create_manager_account(deployment).await {
-                Ok(deployment) => match self.apply_user_limit(&deployment).await {
-                    Ok(()) => match self.announce_address(&deployment.record).await {
-                        Ok(()) => self.send_welcome(deployment).await,
-                        Err(error) => Err(error),
-                    },
-                    Err(error) => Err(error),
-                },
-                Err(error) => Err(error),
-            },
-            Err(error) => Err(error),
-        };
+        let result = async {
+            let deployment = self.create_manager_account(deployed?).await?;
+            // A change the plan decided to only record touches no container.
+            if redeploy {
+                self.apply_user_limit(&deployment).await?;
+                self.announce_address(&deployment.record).await?;
+            }
+            let mut deployment = self.send_welcome(deployment).await?;
+            // A suspended tenant's new deployment is stopped once it is made
+            // (its domains show the page): resuming starts it again.
+            let tenant = self.tenant(spec).await?;
+            if redeploy && tenant.status != TenantStatus::Active {
+                crate::apply::suspension::suspend_instance(
+                    self.registry,
+                    self.targets,
+                    &tenant,
+                    &spec.id,
+                    self.deadline,
+                )
+                .await
+                .map_err(|source| AppApplyError::Suspend { id: spec.id.clone(), source: Box::new(source) })?;
+                deployment.health = InstanceHealth::Suspended;
+            }
+            Ok(deployment)
+        }
+        .await;
         self.observations.clear().await;
         result
     }
@@ -574,7 +605,12 @@ impl AppContext<'_> {
             self.registry.put_app_instance(&record).await.map_err(self.registry_error(id))?;
         }
         self.observations.clear().await;
-        let deployment = Deployment { record, new_manager_password: Some(password), welcome_warning: None };
+        let deployment = Deployment {
+            record,
+            new_manager_password: Some(password),
+            welcome_warning: None,
+            health: InstanceHealth::Running,
+        };
         let deployment =
             if deployment.record.password_given { deployment } else { self.create_manager_account(deployment).await? };
         let deployment = self.send_welcome(deployment).await?;
@@ -603,15 +639,13 @@ impl AppContext<'_> {
             .collect())
     }
 
-    async fn deploy_steps(&self, spec: &AppInstanceSpec) -> Result<Deployment, AppApplyError> {
+    async fn deploy_steps(
+        &self,
+        spec: &AppInstanceSpec,
+        decision: Option<&AppDecision>,
+    ) -> Result<Deployment, AppApplyError> {
         let tenant = self.tenant(spec).await?;
-        if tenant.status != TenantStatus::Active {
-            return Err(AppApplyError::Suspended {
-                id: spec.id.clone(),
-                tenant: tenant.spec.name.to_string(),
-                reason: tenant.spec.status_reason(tenant.status).unwrap_or_default(),
-            });
-        }
+        let redeploy = decision.is_none_or(|decision| decision.redeploy);
         if spec.users > tenant.spec.user_quota {
             return Err(AppApplyError::OverQuota {
                 id: spec.id.clone(),
@@ -662,14 +696,34 @@ impl AppContext<'_> {
             None => required_secrets(entry).into_iter().map(|name| (name, generate_secret())).collect(),
         };
 
-        // Nothing to deploy when the recorded container already matches the spec.
+        // The plan decided to only record: what it saw must still be so.
+        if let Some(decision) = decision.filter(|decision| !decision.redeploy) {
+            let moved = match &existing {
+                None => Some("its record is gone from the registry".to_owned()),
+                Some(record) if Some(record.generation) != decision.generation => Some(format!(
+                    "generation {} was deployed after the plan saw {}",
+                    record.generation,
+                    decision.generation.map_or_else(|| "none".to_owned(), |g| g.to_string())
+                )),
+                Some(record) if record.spec.target != spec.target => Some("it moved to another target".to_owned()),
+                Some(_) => None,
+            };
+            if let Some(what) = moved {
+                return Err(AppApplyError::MovedSincePlan { id: spec.id.clone(), what });
+            }
+        }
+        // Nothing to deploy when the plan says so, or when the recorded
+        // container already matches the spec.
         if let Some(record) = &existing {
             let current = render_at(record.generation, &secrets)?;
-            let observed = runtime
-                .inspect(&current.app_container().name)
-                .await
-                .map_err(self.runtime_error(&spec.id, &spec.target))?;
-            if compare(observed.as_ref(), &current) == InstanceHealth::Running && record.spec.target == spec.target {
+            let matches = !redeploy || {
+                let observed = runtime
+                    .inspect(&current.app_container().name)
+                    .await
+                    .map_err(self.runtime_error(&spec.id, &spec.target))?;
+                compare(observed.as_ref(), &current) == InstanceHealth::Running
+            };
+            if matches && record.spec.target == spec.target {
                 // The record and the routes change; the containers stay.
                 let updated = AppInstanceRecord {
                     spec: AppInstanceSpec { admin_password: None, ..spec.clone() },
@@ -687,7 +741,13 @@ impl AppContext<'_> {
                     Box::new(Routes { before: existing.clone() }),
                 ];
                 let record = self.run_deployment(spec, existing.as_ref(), runtime, &steps).await?;
-                return Ok(Deployment { record, new_manager_password: new_password, welcome_warning: None });
+                // Suspended or running, the containers stay as they were meant to be.
+                let health = if tenant.status == TenantStatus::Active {
+                    InstanceHealth::Running
+                } else {
+                    InstanceHealth::Suspended
+                };
+                return Ok(Deployment { record, new_manager_password: new_password, welcome_warning: None, health });
             }
         }
 
@@ -747,7 +807,12 @@ impl AppContext<'_> {
             steps.push(Box::new(RemoveContainer(crate::catalog::render_app_container_name(spec, old))));
         }
         let record = self.run_deployment(spec, existing.as_ref(), runtime, &steps).await?;
-        Ok(Deployment { record, new_manager_password: new_password, welcome_warning: None })
+        Ok(Deployment {
+            record,
+            new_manager_password: new_password,
+            welcome_warning: None,
+            health: InstanceHealth::Running,
+        })
     }
 
     /// Runs a deployment's steps on the runner; returns the record it wrote.

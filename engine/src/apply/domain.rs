@@ -30,6 +30,8 @@ use crate::model::domain::{
 use crate::model::ownership::{Claim, CreateDecision, CreateToken, ObjectKind};
 use crate::model::tenant::{TenantRecord, TenantStatus};
 use crate::observe::DomainObservations;
+use crate::plan::domain::DomainFacts;
+use crate::plan::draft::Draft;
 use crate::registry::{Registry, RegistryError, now_rfc3339};
 
 /// How often the proxy is asked whether it serves a domain's certificate yet.
@@ -179,7 +181,7 @@ pub struct DomainApplyContext<'a> {
     pub cancelled: tokio::sync::watch::Receiver<bool>,
 }
 
-impl DomainApplyContext<'_> {
+impl<'a> DomainApplyContext<'a> {
     fn registry_error(&self, hostname: &Hostname) -> impl FnOnce(RegistryError) -> DomainApplyError {
         let hostname = hostname.to_string();
         move |source| DomainApplyError::Registry { hostname, source: Box::new(source) }
@@ -210,6 +212,51 @@ impl DomainApplyContext<'_> {
     /// Whether the tenant is suspended (as last enforced), so its domains answer with the suspension page.
     pub async fn tenant_suspended(&self, tenant: &crate::model::TenantId) -> bool {
         matches!(self.registry.get_tenant(tenant).await, Ok(Some(record)) if record.status != TenantStatus::Active)
+    }
+
+    /// What a domain's plan needs observed for the host name and instance
+    /// its configuration names (those it knows).
+    pub async fn plan_facts(&self, config: &Draft) -> DomainFacts<'a> {
+        let (hostname, instance_id) = crate::plan::domain::named(config);
+        let holder = match &hostname {
+            Some(hostname) => self.registry.get_domain(hostname).await.ok().flatten(),
+            None => None,
+        };
+        let instance = match &instance_id {
+            Some(id) => self.registry.get_app_instance(id).await.ok().flatten(),
+            None => None,
+        };
+        let public_address =
+            instance.as_ref().and_then(|i| self.targets.public_address(&i.spec.target).ok().map(str::to_owned));
+        let kind = hostname.as_ref().and_then(|h| classify(h, self.platform_zone).ok());
+        let records = match (kind, &hostname, &instance) {
+            (Some(DomainKind::Platform), Some(hostname), Some(instance)) => Some(
+                self.desired_records(hostname, DomainKind::Platform, &instance.spec.target)
+                    .map_err(|error| crate::backends::error_chain(&error)),
+            ),
+            _ => None,
+        };
+        let verified = match (kind, &hostname, &instance_id) {
+            (Some(DomainKind::Custom), Some(hostname), Some(id)) => Some(
+                self.verification_resolves(id.tenant_id.as_str(), hostname)
+                    .await
+                    .map_err(|error| crate::backends::error_chain(&error)),
+            ),
+            _ => None,
+        };
+        let tenant_suspended = match &instance_id {
+            Some(id) => self.tenant_suspended(&id.tenant_id).await,
+            None => false,
+        };
+        DomainFacts {
+            platform_zone: self.platform_zone,
+            dns_configured: self.dns.is_some(),
+            holder: holder.map(|record| record.spec.app_instance_id.tenant_id),
+            public_address,
+            records,
+            verified,
+            tenant_suspended,
+        }
     }
 
     /// Whether a custom domain's verification record resolves to the tenant's value.

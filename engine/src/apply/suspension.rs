@@ -65,27 +65,10 @@ pub async fn enforce(
     let registry_error = |source| SuspensionError::Registry { tenant: name.clone(), source: Box::new(source) };
     let serving = |status: TenantStatus| if status == TenantStatus::Active { Serving::Apps } else { Serving::Page };
     let (before, after) = (serving(tenant.status), serving(status));
-    let running = |serving: Serving| (serving == Serving::Apps).then_some(());
     let instances = registry.app_instances_of_tenant(tenant_id).await.map_err(registry_error)?;
     let mut steps: Vec<Box<dyn Step<Suspension<'_>>>> = Vec::new();
     for instance in &instances {
-        let containers = Transition::new(Containers(instance.spec.id.clone()), running(before), running(after));
-        let mut routes: Vec<Box<dyn Step<Suspension<'_>>>> = Vec::new();
-        for domain in registry.domains_of_instance(&instance.spec.id).await.map_err(registry_error)? {
-            if domain.status == DomainStatus::Active {
-                routes.push(Box::new(Transition::new(DomainRoute(domain), Some(before), Some(after))));
-            }
-        }
-        match after {
-            Serving::Page => {
-                steps.append(&mut routes);
-                steps.push(Box::new(containers));
-            }
-            Serving::Apps => {
-                steps.push(Box::new(containers));
-                steps.append(&mut routes);
-            }
-        }
+        steps.extend(instance_steps(registry, &instance.spec.id, before, after).await.map_err(registry_error)?);
     }
     steps.push(Box::new(Transition::new(Status(tenant_id.clone()), Some(tenant.status), Some(status))));
     let context = Suspension { registry, targets, tenant, deadline };
@@ -95,6 +78,52 @@ pub async fn enforce(
         .map_err(|source| SuspensionError::Run { tenant: name.clone(), source: Box::new(source) })?;
     tracing::info!(tenant = %tenant_id, status = status.as_str(), instances = instances.len(), "tenant status enforced");
     Ok(())
+}
+
+/// One instance's steps from serving `before` to serving `after`: a
+/// suspension first shows the page on its live domains, then stops its
+/// containers; a resumption starts them, then points the domains back.
+async fn instance_steps<'a>(
+    registry: &Registry,
+    instance: &AppInstanceId,
+    before: Serving,
+    after: Serving,
+) -> Result<Vec<Box<dyn Step<Suspension<'a>>>>, RegistryError> {
+    let running = |serving: Serving| (serving == Serving::Apps).then_some(());
+    let containers: Box<dyn Step<Suspension<'a>>> =
+        Box::new(Transition::new(Containers(instance.clone()), running(before), running(after)));
+    let mut steps: Vec<Box<dyn Step<Suspension<'a>>>> = Vec::new();
+    for domain in registry.domains_of_instance(instance).await? {
+        if domain.status == DomainStatus::Active {
+            steps.push(Box::new(Transition::new(DomainRoute(domain), Some(before), Some(after))));
+        }
+    }
+    match after {
+        Serving::Page => steps.push(containers),
+        Serving::Apps => steps.insert(0, containers),
+    }
+    Ok(steps)
+}
+
+/// Stops one instance of a suspended tenant that has just been deployed
+/// (its domains show the page first), so that resuming the tenant starts
+/// the same containers again and needs no new deployment.
+pub async fn suspend_instance(
+    registry: &Registry,
+    targets: &Targets,
+    tenant: &TenantRecord,
+    instance: &AppInstanceId,
+    deadline: Duration,
+) -> Result<(), SuspensionError> {
+    let name = tenant.spec.name.to_string();
+    let steps = instance_steps(registry, instance, Serving::Apps, Serving::Page)
+        .await
+        .map_err(|source| SuspensionError::Registry { tenant: name.clone(), source: Box::new(source) })?;
+    let context = Suspension { registry, targets, tenant, deadline };
+    let operation = format!("change instance_status {instance}");
+    within(deadline, run(&operation, &steps, &context, &RegistryJournal(registry)))
+        .await
+        .map_err(|source| SuspensionError::Run { tenant: name, source: Box::new(source) })
 }
 
 /// What the steps of a status change share.

@@ -141,8 +141,9 @@ pub struct AppInstanceDocument {
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub id: Option<String>,
-    /// `running` when the deployed container is up and matches the plan; `stopped`, `missing` or
-    /// `drifted` when it was changed out of band (the next apply repairs it).
+    /// `running` when the deployed container is up and matches the plan; `suspended` while the tenant is
+    /// past its expiry (an instance made or changed then is deployed and left stopped; resuming starts it);
+    /// `stopped`, `missing` or `drifted` when it was changed out of band (the next apply repairs it).
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub status: Option<String>,

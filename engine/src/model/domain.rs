@@ -148,7 +148,8 @@ impl TlsMode {
 }
 
 /// Whether a domain serves its app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DomainStatus {
     /// A custom domain whose verification TXT record does not resolve yet: no route.
     PendingVerification,

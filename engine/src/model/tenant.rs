@@ -306,14 +306,34 @@ impl TenantSpec {
 
     /// Why the tenant has `status`, for people; `None` when active.
     pub fn status_reason(&self, status: TenantStatus) -> Option<String> {
-        match (status, self.expires_on) {
-            (TenantStatus::Active, _) => None,
-            (_, Some(expires_on)) => Some(format!(
-                "expired on {}: its apps are stopped and its domains answer 503; data is kept, and extending expires_on resumes everything",
-                validate::format_date(expires_on)
-            )),
-            (_, None) => Some("suspended: its apps are stopped and its domains answer 503; data is kept".to_owned()),
-        }
+        status_reason(status, self.expires_on)
+    }
+}
+
+/// Why a tenant expiring on `expires_on` has `status`, for people; `None` when active.
+pub fn status_reason(status: TenantStatus, expires_on: Option<Date>) -> Option<String> {
+    match (status, expires_on) {
+        (TenantStatus::Active, _) => None,
+        (_, Some(expires_on)) => Some(format!(
+            "expired on {}: its apps are stopped and its domains answer 503; data is kept, and extending expires_on resumes everything",
+            validate::format_date(expires_on)
+        )),
+        (_, None) => Some("suspended: its apps are stopped and its domains answer 503; data is kept".to_owned()),
+    }
+}
+
+/// What depends on a tenant, for the checks a tenant's plan makes: the users
+/// its app instances use (each instance with its users) and its support level.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantDependents {
+    pub instances: Vec<(crate::model::app_instance::AppInstanceId, u32)>,
+    pub support_level: Option<crate::model::support_plan::SupportLevel>,
+}
+
+impl TenantDependents {
+    /// The users the tenant's instances use together.
+    pub fn users_in_use(&self) -> u64 {
+        self.instances.iter().map(|(_, users)| u64::from(*users)).sum()
     }
 }
 

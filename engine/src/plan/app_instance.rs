@@ -6,7 +6,6 @@
 //! the old one) or only a new registry record, and why.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use crate::catalog::{CHANNELS, Catalog, CatalogEntry};
 use crate::model::TenantId;
@@ -15,8 +14,17 @@ use crate::model::app_instance::{
     InstanceHealth, MAX_ENVIRONMENT_VALUE_BYTES, MAX_FILE_BYTES, check_instance_name,
 };
 use crate::model::attribute::{AttributePath, ValidationError};
+use crate::model::markers;
 use crate::model::password::Password;
+use crate::model::tenant::{TenantRecord, TenantStatus};
+use crate::plan::draft::{Draft, DraftPlan, Planned, marked_attributes, replaced, same};
 use crate::plan::tenant::{Action, AttributeChange};
+use crate::plan::text::ObjectChange;
+use serde::{Deserialize, Serialize};
+
+/// The attributes whose change replaces the object: the document's markers, read once.
+static REPLACING: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| marked_attributes::<AppInstanceDocument>(markers::FORCES_REPLACEMENT));
 
 /// A planned change to one app instance.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,18 +146,185 @@ pub fn plan_app_instance(
     Some(change)
 }
 
-/// The changes as people read them, like a tenant plan.
+/// The changes as people read them, like every plan.
 pub fn render_app_changes(changes: &[AppChange]) -> String {
-    let mut text = String::new();
-    for change in changes.iter().filter(|c| c.action != Action::NoOp) {
-        let _ = writeln!(text, "{} app instance {} ({})", change.action.symbol(), change.id, change.reason);
-        for attribute in &change.attribute_changes {
-            let marker = if attribute.forces_replacement { " # forces replacement" } else { "" };
-            let _ =
-                writeln!(text, "    {}: {} -> {}{}", attribute.attribute, attribute.before, attribute.after, marker);
-        }
+    let changes: Vec<ObjectChange> = changes
+        .iter()
+        .map(|change| ObjectChange {
+            action: change.action,
+            kind: "app instance",
+            name: change.id.to_string(),
+            attribute_changes: change.attribute_changes.clone(),
+            reason: change.reason.clone(),
+        })
+        .collect();
+    crate::plan::text::render(&changes)
+}
+
+/// The attributes whose change deploys a new generation of the app container.
+const REDEPLOYING: [&str; 6] = ["channel", "version", "users", "resources", "customizations", "password_version"];
+
+/// What an instance's plan reads besides its configuration: the catalog, the
+/// configured targets, and the registry as observed (the tenant, and the
+/// instance's record, which alone can tell a changed write-only password).
+pub struct AppFacts<'a> {
+    pub catalog: &'a Catalog,
+    pub targets: Vec<&'a str>,
+    pub tenant: Option<&'a TenantRecord>,
+    pub recorded: Option<&'a AppInstanceRecord>,
+}
+
+/// What apply carries out, decided by the plan and kept with it (Terraform's
+/// planned private data): apply never decides it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppDecision {
+    /// A deployment (a new generation unless the container already matches);
+    /// `false`: the record changes and the containers are not touched.
+    pub redeploy: bool,
+    /// The generation recorded when the plan was made: a change that does not
+    /// redeploy refuses to run over another deployment made since.
+    pub generation: Option<u32>,
+}
+
+/// The plan of one instance for a front door that plans with unknown values.
+pub type AppPlan = DraftPlan<AppDecision>;
+
+/// The ids a configuration names, when known: what the plan's facts are read for.
+pub fn named_ids(config: &Draft) -> (Option<TenantId>, Option<AppInstanceId>) {
+    let tenant = config.str("tenant_id").and_then(|t| TenantId::parse(t).ok());
+    let id = match (config.str("tenant_id"), config.str("name")) {
+        (Some(tenant), Some(name)) => AppInstanceId::parse(&format!("{tenant}/{name}")).ok(),
+        _ => None,
+    };
+    (tenant, id)
+}
+
+/// Plans an instance from its prior state (`None` when creating) and its
+/// configuration (`None` when destroying): defaults (channel, the channel's
+/// version from the catalog), replacement on identity changes (the document's
+/// markers), and whether the container is deployed anew, with the computed
+/// values that only a deployment knows left unknown.
+pub fn plan_instance(prior: Option<&Draft>, config: Option<&Draft>, facts: &AppFacts<'_>) -> AppPlan {
+    let Some(config) = config else { return AppPlan::default() };
+    let context = InstanceContext { catalog: Some(facts.catalog), targets: Some(facts.targets.clone()) };
+    let draft: AppInstanceDraft = match config.typed("app instance") {
+        Ok(draft) => draft,
+        Err(refused) => return refused,
+    };
+    let errors = validate_draft(&draft, &context);
+    if !errors.is_empty() {
+        return AppPlan::refused(errors);
     }
-    text
+    let warnings = quota_warning(&draft, facts.tenant).into_iter().collect();
+
+    let mut attributes: Vec<(&'static str, Planned)> =
+        vec![("admin_password", Planned::Known(serde_json::Value::Null))];
+    let channel = match config.planned("channel") {
+        Planned::Known(serde_json::Value::Null) => Planned::string("stable"),
+        other => other,
+    };
+    attributes.push(("channel", channel.clone()));
+    let version = match (config.planned("version"), config.planned("app"), &channel) {
+        (Planned::Known(serde_json::Value::Null), Planned::Known(app), Planned::Known(channel)) => facts
+            .catalog
+            .get(app.as_str().unwrap_or_default())
+            .and_then(|entry| entry.channel(channel.as_str().unwrap_or_default()))
+            .map(|c| Planned::string(c.default.clone()))
+            .unwrap_or(Planned::Unknown),
+        (Planned::Known(serde_json::Value::Null), _, _) => Planned::Unknown,
+        (version, _, _) => version,
+    };
+    attributes.push(("version", version.clone()));
+    if let Planned::Known(serde_json::Value::Null) = config.planned("delete_data_on_destroy") {
+        attributes.push(("delete_data_on_destroy", Planned::Known(serde_json::Value::Bool(false))));
+    }
+    let id = match named_ids(config) {
+        (_, Some(id)) => Planned::string(id.to_string()),
+        _ => Planned::Unknown,
+    };
+    attributes.push(("id", id));
+    let planned = |attribute: &str, attributes: &[(&'static str, Planned)]| {
+        attributes
+            .iter()
+            .find(|(name, _)| *name == attribute)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| config.planned(attribute))
+    };
+
+    let requires_replace = replaced(prior, config, &REPLACING);
+    let prior_value = |attribute: &str| prior.and_then(|p| p.get(attribute)).cloned();
+    let prior_str = |attribute: &str| prior.and_then(|p| p.str(attribute));
+    let creating = prior.is_none() || !requires_replace.is_empty();
+    // A welcome email that failed is sent again, with a new password, by the next apply.
+    let welcome_pending = prior_str("welcome_email_status") == Some("pending");
+    let tenant_suspended = facts.tenant.is_some_and(|tenant| tenant.status != TenantStatus::Active);
+    // Running or suspended are both as applied: which one a refresh shows
+    // follows the tenant, whose own apply stops and starts the containers.
+    let as_applied = matches!(prior_str("status"), Some("running" | "suspended"));
+    // A write-only password is never in state: only the recorded hash tells it changed.
+    let password_changed = match (draft.admin_password.as_deref(), facts.recorded) {
+        (Some(password), Some(record)) => !Password::new(password).matches(&record.manager_password_hash),
+        _ => false,
+    };
+    let redeploy = creating
+        || welcome_pending
+        || !as_applied
+        || password_changed
+        || REDEPLOYING
+            .iter()
+            .any(|attribute| planned(attribute, &attributes).differs_from(prior.and_then(|p| p.get(attribute))));
+    let known_or_null = |value: Option<serde_json::Value>| Planned::Known(value.unwrap_or(serde_json::Value::Null));
+    // A deployment for a suspended tenant is made and then stopped (resuming
+    // starts it again); for a tenant this apply creates, the status is known
+    // only once the tenant is.
+    let status = match (facts.tenant, redeploy) {
+        (_, false) => known_or_null(prior_value("status")),
+        (None, true) => Planned::Unknown,
+        (Some(_), true) if tenant_suspended => Planned::string(InstanceHealth::Suspended.as_str()),
+        (Some(_), true) => Planned::string(InstanceHealth::Running.as_str()),
+    };
+    attributes.push(("status", status));
+    attributes.push(("version_deployed", version.clone()));
+    let previous_version = if creating {
+        Planned::Known(serde_json::Value::Null)
+    } else {
+        match (prior_value("version_deployed"), &version) {
+            (_, Planned::Unknown) => Planned::Unknown,
+            (Some(deployed), Planned::Known(version)) if !same(Some(&deployed), Some(version)) => {
+                Planned::Known(deployed)
+            }
+            _ => known_or_null(prior_value("previous_version")),
+        }
+    };
+    attributes.push(("previous_version", previous_version));
+    let welcome =
+        if creating || welcome_pending { Planned::Unknown } else { known_or_null(prior_value("welcome_email_status")) };
+    attributes.push(("welcome_email_status", welcome));
+    for attribute in ["internal_url", "deployed_at"] {
+        attributes.push((attribute, if redeploy { Planned::Unknown } else { known_or_null(prior_value(attribute)) }));
+    }
+    let decision = AppDecision { redeploy, generation: facts.recorded.map(|record| record.generation) };
+    AppPlan { attributes, requires_replace, errors: Vec::new(), warnings, decision: Some(decision) }
+}
+
+/// `users` ≤ the tenant's quota, when both are known at plan time: a warning,
+/// because the same apply may raise the quota (the tenant is applied first),
+/// and a check of the desired state must never block a destroy; the
+/// deployment refuses it when it is still true then.
+fn quota_warning(draft: &AppInstanceDraft, tenant: Option<&TenantRecord>) -> Option<ValidationError> {
+    let users = draft.users.as_ref()?.as_f64()?;
+    let tenant = tenant?;
+    let quota = tenant.spec.user_quota;
+    (users > f64::from(quota)).then(|| {
+        ValidationError::new(
+            AttributePath::root("users"),
+            "More users than the tenant's quota",
+            format!(
+                "tenant {} has a user quota of {quota}; lower users to at most {quota} or raise the tenant's user_quota. Applying this change will fail unless the same apply raises the quota first.",
+                tenant.spec.name
+            ),
+        )
+    })
 }
 
 /// What the engine knows about the platform when it validates an instance.
@@ -570,7 +745,196 @@ mod tests {
         -/+ app instance acme/web (changing target forces replacement)
             target: "lyon-onprem" -> "cloud-fra1" # forces replacement
         - app instance acme/web (the instance is no longer wanted; its data volumes are kept)
+        Plan: 1 to add, 3 to change, 1 to replace, 1 to destroy.
         "#);
+    }
+}
+
+#[cfg(test)]
+mod draft_plan_tests {
+    use std::fmt::Write as _;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::tenant::{Manager, TenantSpec, Tier};
+
+    fn tenant(status: TenantStatus) -> TenantRecord {
+        TenantRecord {
+            spec: TenantSpec {
+                name: TenantId::parse("acme").unwrap(),
+                display_name: "ACME".into(),
+                tier: Tier::Business,
+                user_quota: 50,
+                expires_on: None,
+                manager: Manager { email: "boss@acme.example".into(), name: "Boss".into() },
+                welcome_email: true,
+            },
+            status,
+            created_at: "2026-11-23T10:00:00Z".into(),
+            owner: "terraform".into(),
+        }
+    }
+
+    fn recorded(password: &str) -> AppInstanceRecord {
+        let document: AppInstanceDocument = serde_json::from_value(config_json()).unwrap();
+        let catalog = Catalog::built_in();
+        let context = InstanceContext { catalog: Some(&catalog), targets: None };
+        AppInstanceRecord {
+            spec: spec_from_document(&document, &context).unwrap(),
+            generation: 4,
+            previous_version: None,
+            deployed_at: "2026-11-23T10:00:00Z".into(),
+            published_port: Some(32768),
+            secrets: BTreeMap::new(),
+            manager_password_hash: Password::new(password).hash(),
+            welcome: crate::model::app_instance::WelcomeState::Sent,
+            password_given: true,
+            owner: "terraform".into(),
+            created_at: "2026-11-23T09:00:00Z".into(),
+        }
+    }
+
+    fn config_json() -> serde_json::Value {
+        json!({"tenant_id": "acme", "name": "web", "app": "hello", "target": "lyon-onprem", "users": 10})
+    }
+
+    fn prior(changes: serde_json::Value) -> Draft {
+        let mut state = config_json();
+        let computed = json!({"channel": "stable", "version": "1.1", "delete_data_on_destroy": false,
+            "id": "acme/web", "status": "running", "internal_url": "http://127.0.0.1:32768",
+            "version_deployed": "1.1", "deployed_at": "2026-11-23T10:00:00Z", "welcome_email_status": "sent"});
+        for (key, value) in computed.as_object().unwrap().iter().chain(changes.as_object().unwrap()) {
+            state[key] = value.clone();
+        }
+        Draft::new(Some(state), [])
+    }
+
+    fn config(changes: serde_json::Value, unknown: &[&str]) -> Draft {
+        let mut config = config_json();
+        for (key, value) in changes.as_object().unwrap() {
+            config[key] = value.clone();
+        }
+        Draft::new(Some(config), unknown.iter().map(|u| u.to_string()))
+    }
+
+    /// One line per case: the decision, what forces replacement, and the
+    /// planned computed values (`?` unknown until apply).
+    fn row(case: &str, prior: Option<&Draft>, config: Option<&Draft>, facts: &AppFacts<'_>) -> String {
+        let plan = plan_instance(prior, config, facts);
+        let decision = match &plan.decision {
+            None => "none".to_owned(),
+            Some(decision) if decision.redeploy => "deploy".to_owned(),
+            Some(decision) => format!("record g{}", decision.generation.unwrap_or(0)),
+        };
+        let attributes = ["status", "version", "previous_version", "welcome_email_status", "internal_url"];
+        format!("{case}: {decision} {}", crate::plan::draft::row(&plan, &attributes))
+    }
+
+    #[test]
+    fn every_kind_of_instance_change_is_planned_with_its_decision() {
+        let catalog = Catalog::built_in();
+        let (active, suspended) = (tenant(TenantStatus::Active), tenant(TenantStatus::Suspended));
+        let record = recorded("the-old-password");
+        let facts = |tenant: &'static str| AppFacts {
+            catalog: &catalog,
+            targets: vec!["lyon-onprem", "cloud-fra1"],
+            tenant: match tenant {
+                "suspended" => Some(&suspended),
+                "none" => None,
+                _ => Some(&active),
+            },
+            recorded: Some(&record),
+        };
+        let none = json!({});
+        let cases: Vec<(&str, Option<Draft>, Option<Draft>, &str)> = vec![
+            ("create", None, Some(config(none.clone(), &[])), "active"),
+            ("no-op", Some(prior(none.clone())), Some(config(none.clone(), &[])), "active"),
+            (
+                "keep data",
+                Some(prior(none.clone())),
+                Some(config(json!({"delete_data_on_destroy": true}), &[])),
+                "active",
+            ),
+            ("more users", Some(prior(none.clone())), Some(config(json!({"users": 20}), &[])), "active"),
+            ("over quota", Some(prior(none.clone())), Some(config(json!({"users": 60}), &[])), "active"),
+            ("pin older", Some(prior(none.clone())), Some(config(json!({"version": "1.0"}), &[])), "active"),
+            ("unknown version", Some(prior(none.clone())), Some(config(json!({}), &["version"])), "active"),
+            ("unknown users", Some(prior(none.clone())), Some(config(json!({}), &["users"])), "active"),
+            ("other target", Some(prior(none.clone())), Some(config(json!({"target": "cloud-fra1"}), &[])), "active"),
+            ("unknown tenant", Some(prior(none.clone())), Some(config(json!({}), &["tenant_id"])), "active"),
+            ("stopped", Some(prior(json!({"status": "stopped"}))), Some(config(none.clone(), &[])), "active"),
+            (
+                "welcome pending",
+                Some(prior(json!({"welcome_email_status": "pending"}))),
+                Some(config(none.clone(), &[])),
+                "active",
+            ),
+            (
+                "same password",
+                Some(prior(none.clone())),
+                Some(config(json!({"admin_password": "the-old-password"}), &[])),
+                "active",
+            ),
+            (
+                "new password",
+                Some(prior(none.clone())),
+                Some(config(json!({"admin_password": "a-new-password!"}), &[])),
+                "active",
+            ),
+            ("rotate", Some(prior(none.clone())), Some(config(json!({"password_version": 1}), &[])), "active"),
+            (
+                "suspended, same",
+                Some(prior(json!({"status": "suspended"}))),
+                Some(config(none.clone(), &[])),
+                "suspended",
+            ),
+            (
+                "suspended, more users",
+                Some(prior(json!({"status": "suspended"}))),
+                Some(config(json!({"users": 20}), &[])),
+                "suspended",
+            ),
+            ("suspended, create", None, Some(config(none.clone(), &[])), "suspended"),
+            ("tenant made by this apply", None, Some(config(none.clone(), &[])), "none"),
+            ("destroy", Some(prior(none.clone())), None, "active"),
+        ];
+        let mut table = String::new();
+        for (case, prior, config, tenant) in &cases {
+            let _ = writeln!(table, "{}", row(case, prior.as_ref(), config.as_ref(), &facts(tenant)));
+        }
+        insta::assert_snapshot!(table, @r#"
+        create: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status=? internal_url=?
+        no-op: record g4 replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url="http://127.0.0.1:32768"
+        keep data: record g4 replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url="http://127.0.0.1:32768"
+        more users: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?
+        over quota: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=? [warn users: More users than the tenant's quota]
+        pin older: deploy replace=[] status="running" version="1.0" previous_version="1.1" welcome_email_status="sent" internal_url=?
+        unknown version: deploy replace=[] status="running" version=? previous_version=? welcome_email_status="sent" internal_url=?
+        unknown users: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?
+        other target: deploy replace=["target"] status="running" version="1.1" previous_version=null welcome_email_status=? internal_url=?
+        unknown tenant: deploy replace=["tenant_id"] status="running" version="1.1" previous_version=null welcome_email_status=? internal_url=?
+        stopped: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?
+        welcome pending: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status=? internal_url=?
+        same password: record g4 replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url="http://127.0.0.1:32768"
+        new password: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?
+        rotate: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?
+        suspended, same: record g4 replace=[] status="suspended" version="1.1" previous_version=null welcome_email_status="sent" internal_url="http://127.0.0.1:32768"
+        suspended, more users: deploy replace=[] status="suspended" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?
+        suspended, create: deploy replace=[] status="suspended" version="1.1" previous_version=null welcome_email_status=? internal_url=?
+        tenant made by this apply: deploy replace=[] status=? version="1.1" previous_version=null welcome_email_status=? internal_url=?
+        destroy: none replace=[] status=- version=- previous_version=- welcome_email_status=- internal_url=-
+        "#);
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_the_attribute_and_no_decision() {
+        let catalog = Catalog::built_in();
+        let facts = AppFacts { catalog: &catalog, targets: vec!["lyon-onprem"], tenant: None, recorded: None };
+        let plan = plan_instance(None, Some(&config(json!({"target": "mars", "users": 0}), &[])), &facts);
+        let paths: Vec<String> = plan.errors.iter().map(|e| e.attribute.to_string()).collect();
+        assert_eq!(paths, ["target", "users"]);
+        assert!(plan.decision.is_none() && plan.attributes.is_empty());
     }
 }
 

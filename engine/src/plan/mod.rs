@@ -2,4 +2,8 @@
 //! decided before anything is touched.
 
 pub mod app_instance;
+pub mod domain;
+pub mod draft;
+pub mod support_plan;
 pub mod tenant;
+pub mod text;

@@ -5,17 +5,13 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Registry, RegistryError, now_rfc3339};
+use super::{Registry, RegistryError, now_rfc3339, query_error};
 use crate::model::TenantId;
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, Resources, WelcomeState};
 
 const COLUMNS: &str = "tenant, name, app, channel, version, target, users, resources, environment, extra_volumes, \
     delete_data_on_destroy, generation, previous_version, deployed_at, published_port, secrets, owner, created_at, \
     files, manager_password_hash, password_version, welcome_state, password_given";
-
-fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> RegistryError {
-    move |source| RegistryError::Query { operation, source }
-}
 
 fn record_from_row(row: &AnyRow) -> Result<AppInstanceRecord, RegistryError> {
     let corrupt = |detail: String| RegistryError::Corrupt { detail: format!("app_instances: {detail}") };

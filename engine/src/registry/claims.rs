@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Registry, RegistryError, now_rfc3339};
+use super::{Registry, RegistryError, now_rfc3339, query_error};
 use crate::model::TenantId;
 use crate::model::ownership::{
     Claim, ClaimRefusal, CreateDecision, CreateToken, Dependent, ObjectKind, Owner, decide_create,
@@ -15,10 +15,6 @@ const COLUMNS: &str = "kind, natural_key, tenant, owner, create_token, confirmed
 /// How many claims one confirming statement names (well below every
 /// database's limit on bound parameters).
 const CONFIRMATIONS_PER_STATEMENT: usize = 500;
-
-fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> RegistryError {
-    move |source| RegistryError::Query { operation, source }
-}
 
 fn claim_from_row(row: &AnyRow) -> Result<Claim, RegistryError> {
     let corrupt = |detail: String| RegistryError::Corrupt { detail: format!("claims: {detail}") };

@@ -3,17 +3,13 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Registry, RegistryError, now_rfc3339};
+use super::{Registry, RegistryError, now_rfc3339, query_error};
 use crate::model::TenantId;
 use crate::model::app_instance::AppInstanceId;
 use crate::model::domain::{DomainKind, DomainRecord, DomainSpec, DomainStatus, Hostname, TlsMode};
 
 const COLUMNS: &str =
     "hostname, tenant, instance, target, tls, kind, status, certificate_expires_at, owner, created_at";
-
-fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> RegistryError {
-    move |source| RegistryError::Query { operation, source }
-}
 
 fn record_from_row(row: &AnyRow) -> Result<DomainRecord, RegistryError> {
     let corrupt = |detail: String| RegistryError::Corrupt { detail: format!("domains: {detail}") };

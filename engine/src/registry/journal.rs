@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Registry, RegistryError, now_rfc3339};
+use super::{Registry, RegistryError, now_rfc3339, query_error};
 
 /// One step's last event, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ impl Registry {
         .bind(now_rfc3339())
         .execute(&self.pool)
         .await
-        .map_err(|source| RegistryError::Query { operation: "record a journal entry", source })?;
+        .map_err(query_error("record a journal entry"))?;
         Ok(())
     }
 
@@ -57,7 +57,7 @@ impl Registry {
             .bind(operation.to_owned())
             .fetch_all(&self.pool)
             .await
-            .map_err(|source| RegistryError::Query { operation: "read a journal", source })?;
+            .map_err(query_error("read a journal"))?;
         rows.iter().map(journal_row).collect()
     }
 
@@ -66,7 +66,7 @@ impl Registry {
         let rows = sqlx::query("SELECT DISTINCT operation FROM journal ORDER BY operation")
             .fetch_all(&self.pool)
             .await
-            .map_err(|source| RegistryError::Query { operation: "list journaled operations", source })?;
+            .map_err(query_error("list journaled operations"))?;
         rows.iter()
             .map(|row| {
                 row.try_get("operation")
@@ -81,7 +81,7 @@ impl Registry {
             .bind(operation.to_owned())
             .execute(&self.pool)
             .await
-            .map_err(|source| RegistryError::Query { operation: "forget a journal", source })?;
+            .map_err(query_error("forget a journal"))?;
         Ok(())
     }
 
@@ -89,8 +89,8 @@ impl Registry {
     /// one (under a new token) takes over what its journal shows. Entries
     /// `to` already has win.
     pub async fn journal_adopt(&self, from: &str, to: &str) -> Result<(), RegistryError> {
-        let error = |source| RegistryError::Query { operation: "adopt a journal", source };
-        let mut transaction = self.pool.begin().await.map_err(error)?;
+        let error = query_error("adopt a journal");
+        let mut transaction = self.pool.begin().await.map_err(&error)?;
         sqlx::query(
             "UPDATE journal SET operation = $2 WHERE operation = $1 \
              AND step_index NOT IN (SELECT step_index FROM journal WHERE operation = $2)",
@@ -99,12 +99,12 @@ impl Registry {
         .bind(to.to_owned())
         .execute(&mut *transaction)
         .await
-        .map_err(error)?;
+        .map_err(&error)?;
         sqlx::query("DELETE FROM journal WHERE operation = $1")
             .bind(from.to_owned())
             .execute(&mut *transaction)
             .await
-            .map_err(error)?;
-        transaction.commit().await.map_err(error)
+            .map_err(&error)?;
+        transaction.commit().await.map_err(&error)
     }
 }

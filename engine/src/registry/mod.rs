@@ -25,6 +25,25 @@ use sqlx::{AnyPool, ConnectOptions, Connection, Executor, SqlSafeStr};
 pub use claims::ClaimOutcome;
 pub use tenants::InsertOutcome;
 
+/// The statements registries in this process have sent (benchmarks print it).
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many statements the registries of this process have sent so far.
+pub fn statements() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts one statement about to be sent.
+fn count_statement() {
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Counts one statement about to be sent, and names it in its error.
+fn query_error(operation: &'static str) -> impl Fn(sqlx::Error) -> RegistryError {
+    count_statement();
+    move |source| RegistryError::Query { operation, source }
+}
+
 /// Which database a registry URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistryKind {
@@ -131,7 +150,8 @@ impl Registry {
         use futures_util::TryStreamExt as _;
         let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
         let mut records = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(|source| RegistryError::Query { operation, source })? {
+        let error = query_error(operation);
+        while let Some(row) = rows.try_next().await.map_err(&error)? {
             records.push(convert(&row)?);
         }
         Ok(records)
@@ -218,7 +238,7 @@ impl Registry {
         let row: (String,) = sqlx::query_as("PRAGMA journal_mode")
             .fetch_one(&self.pool)
             .await
-            .map_err(|source| RegistryError::Query { operation: "read journal mode", source })?;
+            .map_err(query_error("read journal mode"))?;
         Ok(row.0)
     }
 }

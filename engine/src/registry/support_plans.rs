@@ -3,15 +3,11 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Registry, RegistryError, now_rfc3339};
+use super::{Registry, RegistryError, now_rfc3339, query_error};
 use crate::model::TenantId;
 use crate::model::support_plan::{SupportLevel, SupportPlanRecord, SupportPlanSpec};
 
 const COLUMNS: &str = "tenant, level, channels, first_response_minutes, tracker_access, starts_on, owner, created_at";
-
-fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> RegistryError {
-    move |source| RegistryError::Query { operation, source }
-}
 
 fn record_from_row(row: &AnyRow) -> Result<SupportPlanRecord, RegistryError> {
     let corrupt = |detail: String| RegistryError::Corrupt { detail: format!("support_plans: {detail}") };

@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Registry, RegistryError, now_rfc3339};
+use super::{Registry, RegistryError, now_rfc3339, query_error};
 use crate::model::TenantId;
 use crate::model::tenant::{Manager, TenantRecord, TenantSpec, TenantStatus, Tier};
 use crate::model::validate;
@@ -21,10 +21,6 @@ pub enum InsertOutcome {
 }
 
 const COLUMNS: &str = "name, display_name, tier, user_quota, expires_on, manager_email, manager_name, welcome_email, status, owner, created_at";
-
-fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> RegistryError {
-    move |source| RegistryError::Query { operation, source }
-}
 
 fn record_from_row(row: &AnyRow) -> Result<TenantRecord, RegistryError> {
     let get_text = |column: &str| -> Result<String, RegistryError> {

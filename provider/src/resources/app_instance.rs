@@ -2,29 +2,29 @@
 
 use atrium_engine::apply::app_instance::{AppApplyError, AppContext};
 use atrium_engine::catalog::Catalog;
-use atrium_engine::model::TenantId;
 use atrium_engine::model::app_instance::InstanceHealth;
 use atrium_engine::model::app_instance::{
     AppInstanceDocument, AppInstanceDraft, AppInstanceId, AppInstanceRecord, Customizations,
 };
 use atrium_engine::model::attribute::AttributePath;
-use atrium_engine::model::password::Password;
-use atrium_engine::plan::app_instance::{InstanceContext, spec_from_document, validate_draft};
+use atrium_engine::plan::app_instance::{
+    AppDecision, AppFacts, InstanceContext, named_ids, plan_instance, spec_from_document, validate_draft,
+};
 use atrium_engine::registry::Registry;
 
-use super::PlannedChange;
+use atrium_engine::model::timeouts::DEFAULT_TIMEOUT;
+use tokio::sync::watch;
+
+use super::{Applied, Change, PlannedChange, Resource};
+use crate::claims;
+use crate::configured::Configured;
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::schema::ResourceSchema;
-use crate::value::{Number, Value};
-
-/// The attributes that, when changed, replace the instance.
-const REPLACING: [&str; 4] = ["tenant_id", "name", "app", "target"];
-/// The attributes that, when changed, deploy a new generation of the app container.
-const REDEPLOYING: [&str; 6] = ["channel", "version", "users", "resources", "customizations", "password_version"];
+use crate::value::Value;
 
 /// Validation before the provider is configured: only what needs no catalog or targets.
-pub fn validate(config: &Value) -> Vec<pb::Diagnostic> {
+fn validate(config: &Value) -> Vec<pb::Diagnostic> {
     validate_with(config, &InstanceContext { catalog: None, targets: None })
 }
 
@@ -46,159 +46,46 @@ pub struct PlanContext<'a> {
     pub observations: &'a atrium_engine::observe::AppObservations,
 }
 
-/// Plans an instance: defaults (channel, version from the catalog), replacement
-/// on identity changes, and a new deployment (unknown URL and time) when the
-/// container must change or was changed out of band.
-pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &PlanContext<'_>) -> PlannedChange {
+/// Plans an instance: the engine's planner on the configuration as a draft,
+/// with the tenant and the instance's record as observed.
+async fn plan(
+    prior: &Value,
+    proposed: &Value,
+    config: &Value,
+    context: &PlanContext<'_>,
+    schema: &ResourceSchema,
+) -> PlannedChange {
     if proposed.is_null() {
-        return PlannedChange { planned_state: Value::Null, requires_replace: Vec::new(), diagnostics: Vec::new() };
+        return PlannedChange::only(Value::Null, Vec::new());
     }
-    let instance_context = InstanceContext { catalog: Some(context.catalog), targets: Some(context.targets.clone()) };
-    let mut diagnostics = validate_with(config, &instance_context);
-    if !diagnostics::has_errors(&diagnostics) {
-        diagnostics.extend(check_quota(config, context).await);
-    }
-    if diagnostics::has_errors(&diagnostics) {
-        return PlannedChange { planned_state: proposed.clone(), requires_replace: Vec::new(), diagnostics };
-    }
-    let mut planned = proposed.clone();
-    // Write-only: Terraform accepts nothing but null here, and keeps it out of plan files.
-    planned.set("admin_password", Value::Null);
-    let channel = match config.get("channel") {
-        Value::Null => Value::string("stable"),
-        other => other.clone(),
-    };
-    planned.set("channel", channel.clone());
-    if config.get("version").is_null() {
-        let default = match (config.get("app").as_str(), channel.as_str()) {
-            (Some(app), Some(channel)) => context
-                .catalog
-                .get(app)
-                .and_then(|entry| entry.channel(channel))
-                .map(|c| Value::string(c.default.clone()))
-                .unwrap_or(Value::Unknown),
-            _ => Value::Unknown,
+    let (prior_draft, config_draft) = super::drafts(prior, config);
+    let (tenant_id, id) = named_ids(&config_draft);
+    let observed = async {
+        let tenant = match &tenant_id {
+            Some(tenant) => context.observations.tenant(context.registry, tenant).await?,
+            None => None,
         };
-        planned.set("version", default);
-    }
-    if config.get("delete_data_on_destroy").is_null() {
-        planned.set("delete_data_on_destroy", Value::Bool(false));
-    }
-    let (tenant, name) = (config.get("tenant_id"), config.get("name"));
-    planned.set(
-        "id",
-        match (tenant.as_str(), name.as_str()) {
-            (Some(tenant), Some(name)) => Value::string(format!("{tenant}/{name}")),
-            _ => Value::Unknown,
-        },
-    );
-
-    let mut requires_replace = Vec::new();
-    if !prior.is_null() {
-        for attribute in REPLACING {
-            if prior.get(attribute) != planned.get(attribute) {
-                requires_replace.push(AttributePath::root(attribute));
-            }
-        }
-    }
-    let creating = prior.is_null() || !requires_replace.is_empty();
-    // A welcome email that failed is sent again, with a new password, by the next apply.
-    let welcome_pending = prior.get("welcome_email_status").as_str() == Some("pending");
-    // A suspended tenant's instances are meant to be stopped.
-    let tenant_suspended = match config.get("tenant_id").as_str().and_then(|t| TenantId::parse(t).ok()) {
-        Some(tenant) => matches!(
-            context.observations.tenant(context.registry, &tenant).await,
-            Ok(Some(record)) if record.status != atrium_engine::model::TenantStatus::Active
-        ),
-        None => false,
-    };
-    let expected_status = if tenant_suspended { "suspended" } else { "running" };
-    // Running or suspended are both as applied: which one a refresh shows
-    // follows the tenant, whose own apply stops and starts the containers.
-    let as_applied = matches!(prior.get("status").as_str(), Some("running" | "suspended"));
-    let redeploying = creating
-        || welcome_pending
-        || !as_applied
-        || admin_password_changed(config, context).await
-        || REDEPLOYING.iter().any(|attribute| prior.get(attribute) != planned.get(attribute));
-    let version = planned.get("version").clone();
-    // Deploying for a suspended tenant waits for the tenant to resume (maybe in
-    // this very apply), so its outcome is only known then.
-    planned.set(
-        "status",
-        match (tenant_suspended, redeploying) {
-            (true, true) => Value::Unknown,
-            (_, false) => prior.get("status").clone(),
-            (false, true) => Value::string(expected_status),
-        },
-    );
-    planned.set("version_deployed", version.clone());
-    if creating {
-        planned.set("previous_version", Value::Null);
-    } else {
-        let previous = match (prior.get("version_deployed"), &version) {
-            (deployed @ Value::String(_), Value::String(_)) if deployed != &version => deployed.clone(),
-            (_, Value::Unknown) => Value::Unknown,
-            _ => prior.get("previous_version").clone(),
+        let recorded = match &id {
+            Some(id) => context.observations.instance(context.registry, id).await?,
+            None => None,
         };
-        planned.set("previous_version", previous);
-    }
-    planned.set(
-        "welcome_email_status",
-        if creating || welcome_pending { Value::Unknown } else { prior.get("welcome_email_status").clone() },
-    );
-    if redeploying {
-        planned.set("internal_url", Value::Unknown);
-        planned.set("deployed_at", Value::Unknown);
-    } else {
-        planned.set("internal_url", prior.get("internal_url").clone());
-        planned.set("deployed_at", prior.get("deployed_at").clone());
-    }
-    PlannedChange { planned_state: planned, requires_replace, diagnostics }
-}
-
-/// Whether the configured `admin_password` differs from the one the registry
-/// holds a hash of: a write-only value is never in state, so only the
-/// registry can tell that it changed.
-async fn admin_password_changed(config: &Value, context: &PlanContext<'_>) -> bool {
-    let Some(password) = config.get("admin_password").as_str() else { return false };
-    let (tenant, name) =
-        (config.get("tenant_id").as_str().unwrap_or_default(), config.get("name").as_str().unwrap_or_default());
-    let Ok(id) = AppInstanceId::parse(&format!("{tenant}/{name}")) else { return false };
-    match context.observations.instance(context.registry, &id).await {
-        Ok(Some(record)) => !Password::new(password).matches(&record.manager_password_hash),
-        _ => false,
-    }
-}
-
-/// `users` ≤ the tenant's quota, when both are known at plan time: a
-/// warning, because the same apply may raise the quota (the tenant is applied
-/// first), and a check of the desired state must never block a destroy; the
-/// deployment refuses it when it is still true then.
-async fn check_quota(config: &Value, context: &PlanContext<'_>) -> Vec<pb::Diagnostic> {
-    let (Some(tenant), Value::Number(users)) = (config.get("tenant_id").as_str(), config.get("users")) else {
-        return Vec::new();
+        Ok::<_, atrium_engine::registry::RegistryError>((tenant, recorded))
     };
-    let Ok(tenant_id) = TenantId::parse(tenant) else { return Vec::new() };
-    let users = match users {
-        Number::Int(n) => *n as f64,
-        Number::Float(f) => *f,
-        Number::Big(_) => f64::MAX,
-    };
-    match context.observations.tenant(context.registry, &tenant_id).await {
-        Ok(Some(record)) if users > f64::from(record.spec.user_quota) => {
-            let mut warning = diagnostics::warning(
-                "More users than the tenant's quota",
-                format!(
-                    "tenant {tenant} has a user quota of {}; lower users to at most {} or raise the tenant's user_quota. Applying this change will fail unless the same apply raises the quota first.",
-                    record.spec.user_quota, record.spec.user_quota
-                ),
-            );
-            warning.attribute = Some(diagnostics::to_proto_path(&AttributePath::root("users")));
-            vec![warning]
+    let (tenant, recorded) = match observed.await {
+        Ok(observed) => observed,
+        Err(error) => {
+            let diagnostic = diagnostics::error("Cannot read the registry", diagnostics::error_chain(&error));
+            return PlannedChange::only(proposed.clone(), vec![diagnostic]);
         }
-        _ => Vec::new(),
-    }
+    };
+    let facts = AppFacts {
+        catalog: context.catalog,
+        targets: context.targets.clone(),
+        tenant: tenant.as_ref(),
+        recorded: recorded.as_ref(),
+    };
+    let plan = plan_instance(prior_draft.as_ref(), Some(&config_draft), &facts);
+    super::planned_change(proposed, plan, schema, Vec::new())
 }
 
 fn document_from(value: &Value) -> Result<AppInstanceDocument, pb::Diagnostic> {
@@ -294,6 +181,7 @@ fn apply_error(error: &AppApplyError) -> pb::Diagnostic {
         AppApplyError::DeadlineExceeded { operation: "create", .. } => "App instance create ran out of time",
         AppApplyError::DeadlineExceeded { .. } => "App instance update ran out of time",
         AppApplyError::HasDependents { .. } => "App instance still serves domains",
+        AppApplyError::MovedSincePlan { .. } => "App instance changed since the plan",
         _ => "App instance change failed",
     };
     let mut diagnostic = diagnostics::error(summary, detail);
@@ -311,13 +199,14 @@ fn instance_id(value: &Value) -> Result<AppInstanceId, Vec<pb::Diagnostic>> {
 }
 
 /// Applies a planned change; returns the new state (null after destroy).
-pub async fn apply(
+async fn apply(
     context: &AppContext<'_>,
     schema: &ResourceSchema,
     prior: &Value,
     planned: &Value,
     config: &Value,
     create: Option<&atrium_engine::model::ownership::CreateToken>,
+    decision: Option<&AppDecision>,
 ) -> Result<(Value, Vec<pb::Diagnostic>), Vec<pb::Diagnostic>> {
     if planned.is_null() {
         let id = instance_id(prior)?;
@@ -331,19 +220,19 @@ pub async fn apply(
     let instance_context = InstanceContext { catalog: Some(context.catalog), targets: Some(targets) };
     let spec = spec_from_document(&document, &instance_context)
         .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
-    let deployment = context.deploy(&spec, create).await.map_err(|error| vec![apply_error(&error)])?;
+    let deployment = context.deploy(&spec, create, decision).await.map_err(|error| vec![apply_error(&error)])?;
     let record = deployment.record;
     tracing::info!(instance = %spec.id, version = %spec.version, generation = record.generation, "app instance deployed");
     let warnings = deployment
         .welcome_warning
         .map(|detail| vec![diagnostics::warning("Welcome email not sent", detail)])
         .unwrap_or_default();
-    let state = state_from_record(&record, InstanceHealth::Running, planned, schema).map_err(|d| vec![d])?;
+    let state = state_from_record(&record, deployment.health, planned, schema).map_err(|d| vec![d])?;
     Ok((state, warnings))
 }
 
 /// Refreshes an instance from the registry and its target; null when it no longer exists.
-pub async fn read(
+async fn read(
     context: &AppContext<'_>,
     schema: &ResourceSchema,
     current: &Value,
@@ -359,7 +248,7 @@ pub async fn read(
 }
 
 /// Imports an instance by `tenant/name`.
-pub async fn import(context: &AppContext<'_>, schema: &ResourceSchema, id: &str) -> Result<Value, Vec<pb::Diagnostic>> {
+async fn import(context: &AppContext<'_>, schema: &ResourceSchema, id: &str) -> Result<Value, Vec<pb::Diagnostic>> {
     let id = AppInstanceId::parse(id).map_err(|detail| {
         vec![diagnostics::error("Invalid import id", format!("{detail}. Import an app instance as TENANT/NAME, e.g. terraform import atrium_app_instance.erp acme/erp"))]
     })?;
@@ -384,4 +273,52 @@ pub async fn import(context: &AppContext<'_>, schema: &ResourceSchema, id: &str)
         )]);
     }
     state_from_record(&record, health, &Value::Null, schema).map_err(|d| vec![d])
+}
+
+/// `atrium_app_instance`.
+pub struct AppInstance;
+
+#[async_trait::async_trait]
+impl Resource for AppInstance {
+    fn validate(&self, config: &Value) -> Vec<pb::Diagnostic> {
+        validate(config)
+    }
+
+    async fn plan(&self, provider: Option<&Configured>, change: Change<'_>) -> PlannedChange {
+        let Some(provider) = provider else { return super::unconfigured() };
+        let context = PlanContext {
+            catalog: provider.catalog(),
+            targets: provider.targets.names(),
+            registry: provider.registry(),
+            observations: &provider.app_observations,
+        };
+        plan(change.prior, change.after, change.config, &context, change.schema).await
+    }
+
+    async fn apply(&self, provider: &Configured, change: Change<'_>) -> Applied {
+        let context = provider.app_context(change.deadline(), change.cancelled.clone());
+        let decision = claims::decision_of(change.planned_private);
+        apply(&context, change.schema, change.prior, change.after, change.config, change.create, decision.as_ref())
+            .await
+    }
+
+    async fn read(
+        &self,
+        provider: &Configured,
+        schema: &ResourceSchema,
+        current: &Value,
+        cancelled: watch::Receiver<bool>,
+    ) -> Result<Value, Vec<pb::Diagnostic>> {
+        read(&provider.app_context(DEFAULT_TIMEOUT, cancelled), schema, current).await
+    }
+
+    async fn import(
+        &self,
+        provider: &Configured,
+        schema: &ResourceSchema,
+        id: &str,
+        cancelled: watch::Receiver<bool>,
+    ) -> Result<Value, Vec<pb::Diagnostic>> {
+        import(&provider.app_context(DEFAULT_TIMEOUT, cancelled), schema, id).await
+    }
 }

@@ -1,21 +1,27 @@
 //! `atrium_domain` between Terraform values and the engine.
 
 use atrium_engine::apply::domain::{DomainApplyContext, DomainApplyError, ObservedDomain};
-use atrium_engine::model::app_instance::AppInstanceId;
 use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::model::domain::{
     DnsRecordDocument, DomainContext, DomainDocument, DomainDraft, DomainKind, DomainRecord, DomainSpec, DomainStatus,
     Hostname, classify, verification_for,
 };
 
-use super::PlannedChange;
+use atrium_engine::plan::domain::{DomainDecision, pending_warning, plan_domain};
+
+use atrium_engine::model::timeouts::DEFAULT_TIMEOUT;
+use tokio::sync::watch;
+
+use super::{Applied, Change, PlannedChange, Resource};
+use crate::claims;
+use crate::configured::Configured;
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::schema::ResourceSchema;
 use crate::value::Value;
 
 /// Validation before the provider is configured: the platform zone is not known yet.
-pub fn validate(config: &Value) -> Vec<pb::Diagnostic> {
+fn validate(config: &Value) -> Vec<pb::Diagnostic> {
     validate_with(config, &DomainContext { platform_zone: None })
 }
 
@@ -27,178 +33,22 @@ fn validate_with(config: &Value, context: &DomainContext<'_>) -> Vec<pb::Diagnos
     }
 }
 
-fn records_value(records: &[DnsRecordDocument]) -> Value {
-    Value::List(
-        records
-            .iter()
-            .map(|record| {
-                Value::object([
-                    ("name", Value::string(record.name.clone())),
-                    ("type", Value::string(record.record_type.clone())),
-                    ("content", Value::string(record.content.clone())),
-                ])
-            })
-            .collect(),
-    )
-}
-
-fn verification_value(tenant: &str, hostname: &Hostname) -> Value {
-    let verification = verification_for(tenant, hostname);
-    Value::object([
-        ("name", Value::string(verification.name)),
-        ("type", Value::string(verification.record_type)),
-        ("value", Value::string(verification.value)),
-    ])
-}
-
-/// What the customer must publish, said exactly.
-fn pending_warning(tenant: &str, hostname: &Hostname, public_address: Option<&str>) -> pb::Diagnostic {
-    let verification = verification_for(tenant, hostname);
-    let point = match public_address {
-        Some(address) => format!(" and point {hostname} at {address} (an A record for an IP address, else a CNAME)"),
-        None => String::new(),
-    };
-    let mut warning = diagnostics::warning(
-        "Custom domain waiting for verification",
-        format!(
-            "{hostname} goes live once its owner publishes the TXT record {} with the value \"{}\"{point}. Run terraform apply again after publishing it.",
-            verification.name, verification.value
-        ),
-    );
-    warning.attribute = Some(diagnostics::to_proto_path(&AttributePath::root("hostname")));
-    warning
-}
-
-/// Plans a domain: defaults, replacement on a new hostname, the records and
-/// verification it will have, and whether a custom domain can go live now.
-pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &DomainApplyContext<'_>) -> PlannedChange {
+/// Plans a domain: the engine's planner on the configuration as a draft,
+/// with what the engine observes for its host name and instance.
+async fn plan(
+    prior: &Value,
+    proposed: &Value,
+    config: &Value,
+    context: &DomainApplyContext<'_>,
+    schema: &ResourceSchema,
+) -> PlannedChange {
     if proposed.is_null() {
-        return PlannedChange { planned_state: Value::Null, requires_replace: Vec::new(), diagnostics: Vec::new() };
+        return PlannedChange::only(Value::Null, Vec::new());
     }
-    let mut diagnostics = validate_with(config, &DomainContext { platform_zone: Some(context.platform_zone) });
-    if diagnostics::has_errors(&diagnostics) {
-        return PlannedChange { planned_state: proposed.clone(), requires_replace: Vec::new(), diagnostics };
-    }
-    let mut planned = proposed.clone();
-    if config.get("tls").is_null() {
-        planned.set("tls", Value::string("acme"));
-    }
-    let hostname = config.get("hostname").as_str().and_then(|h| Hostname::parse(h).ok());
-    let instance_id = config.get("app_instance_id").as_str().and_then(|id| AppInstanceId::parse(id).ok());
-    planned.set("id", hostname.as_ref().map(|h| Value::string(h.to_string())).unwrap_or(Value::Unknown));
-    planned.set("fqdn", hostname.as_ref().map(|h| Value::string(h.fqdn())).unwrap_or(Value::Unknown));
-
-    let mut requires_replace = Vec::new();
-    if !prior.is_null() && prior.get("hostname") != planned.get("hostname") {
-        requires_replace.push(AttributePath::root("hostname"));
-    }
-    let creating = prior.is_null() || !requires_replace.is_empty();
-
-    // Another tenant's name is refused at plan when both are known.
-    if let (Some(hostname), Some(instance_id)) = (&hostname, &instance_id)
-        && let Ok(Some(existing)) = context.registry.get_domain(hostname).await
-        && existing.spec.app_instance_id.tenant_id != instance_id.tenant_id
-    {
-        diagnostics.push(diagnostics::attribute_error(
-            &AttributePath::root("hostname"),
-            "Hostname already in use",
-            format!(
-                "{hostname} is already a domain of tenant {}; choose another hostname (a host name serves one tenant)",
-                existing.spec.app_instance_id.tenant_id
-            ),
-        ));
-        return PlannedChange { planned_state: proposed.clone(), requires_replace, diagnostics };
-    }
-
-    let kind = hostname.as_ref().and_then(|h| classify(h, context.platform_zone).ok());
-    if kind == Some(DomainKind::Platform) && context.dns.is_none() {
-        diagnostics.push(diagnostics::attribute_error(
-            &AttributePath::root("hostname"),
-            "No DNS to create the record in",
-            "a platform subdomain needs the provider's dns block (the PowerDNS API serving platform_zone); add it, or use a custom domain",
-        ));
-        return PlannedChange { planned_state: proposed.clone(), requires_replace, diagnostics };
-    }
-    // The instance's target decides the record's address; unknown while the instance is being created.
-    let instance = match &instance_id {
-        Some(id) => context.registry.get_app_instance(id).await.ok().flatten(),
-        None => None,
-    };
-    let public_address = instance.as_ref().and_then(|i| context.targets.public_address(&i.spec.target).ok());
-    let records = match (kind, &hostname, &instance) {
-        (Some(DomainKind::Custom), _, _) => Value::List(Vec::new()),
-        (Some(DomainKind::Platform), Some(hostname), Some(instance)) => {
-            match context.desired_records(hostname, DomainKind::Platform, &instance.spec.target) {
-                Ok(records) => records_value(&records),
-                Err(error) => {
-                    diagnostics.push(diagnostics::attribute_error(
-                        &AttributePath::root("app_instance_id"),
-                        "The app instance's target cannot serve domains",
-                        diagnostics::error_chain(&error),
-                    ));
-                    return PlannedChange { planned_state: proposed.clone(), requires_replace, diagnostics };
-                }
-            }
-        }
-        _ => Value::Unknown,
-    };
-    planned.set("dns_records", records);
-
-    let (status, verification) = match (kind, &hostname, &instance_id) {
-        (Some(DomainKind::Platform), _, _) => (Value::string(DomainStatus::Active.as_str()), Value::Null),
-        (Some(DomainKind::Custom), Some(hostname), Some(instance_id)) => {
-            let tenant = instance_id.tenant_id.as_str();
-            let verified = match context.verification_resolves(tenant, hostname).await {
-                Ok(verified) => verified,
-                Err(error) => {
-                    diagnostics.push(diagnostics::warning(
-                        "Cannot look the verification record up",
-                        format!("{}; the domain stays pending for now.", diagnostics::error_chain(&error)),
-                    ));
-                    false
-                }
-            };
-            if !verified {
-                diagnostics.push(pending_warning(tenant, hostname, public_address));
-            }
-            let status = if verified { DomainStatus::Active } else { DomainStatus::PendingVerification };
-            (Value::string(status.as_str()), verification_value(tenant, hostname))
-        }
-        _ => (Value::Unknown, Value::Unknown),
-    };
-    // A suspended tenant's live domains answer with the suspension page.
-    let tenant_suspended = match &instance_id {
-        Some(id) => context.tenant_suspended(&id.tenant_id).await,
-        None => false,
-    };
-    // Active or suspended are both as applied when the route stays: which one
-    // a refresh shows follows the tenant, whose own apply switches the route.
-    let unchanged_route = !creating
-        && prior.get("tls") == planned.get("tls")
-        && prior.get("app_instance_id") == planned.get("app_instance_id");
-    let status = match (status.as_str(), prior.get("status").as_str()) {
-        (Some("active"), Some("active" | "suspended")) if unchanged_route => prior.get("status").clone(),
-        (Some("active"), _) if tenant_suspended => Value::Unknown,
-        _ => status,
-    };
-    planned.set("status", status.clone());
-    planned.set("verification", verification);
-
-    // The certificate is new whenever the route is (re)made; otherwise it stays.
-    let serves_tls = planned.get("tls").as_str() == Some("acme");
-    let unchanged = !creating
-        && prior.get("status") == &status
-        && prior.get("tls") == planned.get("tls")
-        && prior.get("app_instance_id") == planned.get("app_instance_id")
-        && prior.get("dns_records") == planned.get("dns_records");
-    let certificate = match status.as_str() {
-        Some("active" | "suspended") if serves_tls && unchanged => prior.get("certificate_expires_at").clone(),
-        Some("active" | "suspended") if serves_tls => Value::Unknown,
-        Some(_) => Value::Null,
-        None => Value::Unknown,
-    };
-    planned.set("certificate_expires_at", certificate);
-    PlannedChange { planned_state: planned, requires_replace, diagnostics }
+    let (prior_draft, config_draft) = super::drafts(prior, config);
+    let facts = context.plan_facts(&config_draft).await;
+    let plan = plan_domain(prior_draft.as_ref(), Some(&config_draft), &facts);
+    super::planned_change(proposed, plan, schema, Vec::new())
 }
 
 fn document_from(value: &Value) -> Result<DomainDocument, pb::Diagnostic> {
@@ -286,13 +136,14 @@ async fn announce_address(
 }
 
 /// Applies a planned change; returns the new state (null after destroy) and warnings.
-pub async fn apply(
+async fn apply(
     context: &DomainApplyContext<'_>,
     apps: &atrium_engine::apply::app_instance::AppContext<'_>,
     schema: &ResourceSchema,
     prior: &Value,
     planned: &Value,
     create: Option<&atrium_engine::model::ownership::CreateToken>,
+    decision: Option<&DomainDecision>,
 ) -> Result<(Value, Vec<pb::Diagnostic>), Vec<pb::Diagnostic>> {
     if planned.is_null() {
         let hostname = Hostname::parse(prior.get("hostname").as_str().unwrap_or_default())
@@ -309,8 +160,12 @@ pub async fn apply(
     let spec = DomainSpec::from_document(&document, context.platform_zone)
         .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
     let tenant = spec.app_instance_id.tenant_id.to_string();
-    // The plan decided the status; when it could not know it yet, decide now.
-    let status = match planned.get("status").as_str().and_then(DomainStatus::parse) {
+    // The plan decided the status (a plan without a decision, from an older
+    // provider, had it in the planned state or left it to now).
+    let status = match decision
+        .map(|decision| decision.status)
+        .or_else(|| planned.get("status").as_str().and_then(DomainStatus::parse))
+    {
         Some(status) => status,
         None => match classify(&spec.hostname, context.platform_zone) {
             Ok(DomainKind::Custom) => {
@@ -347,7 +202,7 @@ pub async fn apply(
     }
     if record.status == DomainStatus::PendingVerification {
         let address = context.targets.public_address(&record.target).ok();
-        warnings.push(pending_warning(&tenant, &spec.hostname, address));
+        warnings.push(diagnostics::warning_from_validation(&pending_warning(&tenant, &spec.hostname, address)));
     }
     let suspended =
         record.status == DomainStatus::Active && context.tenant_suspended(&spec.app_instance_id.tenant_id).await;
@@ -373,7 +228,7 @@ fn observed_state(
 }
 
 /// Refreshes a domain from the registry, DNS and the reverse proxy; null when it no longer exists.
-pub async fn read(
+async fn read(
     context: &DomainApplyContext<'_>,
     schema: &ResourceSchema,
     current: &Value,
@@ -391,7 +246,7 @@ pub async fn read(
 }
 
 /// Imports a domain by its host name.
-pub async fn import(
+async fn import(
     context: &DomainApplyContext<'_>,
     schema: &ResourceSchema,
     id: &str,
@@ -424,4 +279,49 @@ pub async fn import(
         )]);
     }
     observed_state(&observed, &Value::Null, schema).map_err(|d| vec![d])
+}
+
+/// `atrium_domain`.
+pub struct Domain;
+
+#[async_trait::async_trait]
+impl Resource for Domain {
+    fn validate(&self, config: &Value) -> Vec<pb::Diagnostic> {
+        validate(config)
+    }
+
+    async fn plan(&self, provider: Option<&Configured>, change: Change<'_>) -> PlannedChange {
+        let Some(provider) = provider else { return super::unconfigured() };
+        let context = provider.domain_context(change.deadline(), change.cancelled.clone());
+        plan(change.prior, change.after, change.config, &context, change.schema).await
+    }
+
+    async fn apply(&self, provider: &Configured, change: Change<'_>) -> Applied {
+        let deadline = change.deadline();
+        let context = provider.domain_context(deadline, change.cancelled.clone());
+        // A domain that goes live delivers its instance's waiting welcome email.
+        let apps = provider.app_context(deadline, change.cancelled.clone());
+        let decision = claims::decision_of(change.planned_private);
+        apply(&context, &apps, change.schema, change.prior, change.after, change.create, decision.as_ref()).await
+    }
+
+    async fn read(
+        &self,
+        provider: &Configured,
+        schema: &ResourceSchema,
+        current: &Value,
+        cancelled: watch::Receiver<bool>,
+    ) -> Result<Value, Vec<pb::Diagnostic>> {
+        read(&provider.domain_context(DEFAULT_TIMEOUT, cancelled), schema, current).await
+    }
+
+    async fn import(
+        &self,
+        provider: &Configured,
+        schema: &ResourceSchema,
+        id: &str,
+        cancelled: watch::Receiver<bool>,
+    ) -> Result<Value, Vec<pb::Diagnostic>> {
+        import(&provider.domain_context(DEFAULT_TIMEOUT, cancelled), schema, id).await
+    }
 }

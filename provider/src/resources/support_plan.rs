@@ -2,17 +2,22 @@
 
 use atrium_engine::apply::support_plan::{ObservedSupportPlan, SupportPlanContext, SupportPlanError};
 use atrium_engine::model::attribute::AttributePath;
-use atrium_engine::model::support_plan::{SupportLevel, SupportPlanDocument, SupportPlanDraft, SupportPlanSpec};
+use atrium_engine::model::support_plan::{SupportPlanDocument, SupportPlanDraft, SupportPlanSpec};
 use atrium_engine::model::{TenantId, TenantStatus};
+use atrium_engine::plan::support_plan::{SupportFacts, plan_support_plan};
 
-use super::PlannedChange;
+use atrium_engine::model::timeouts::DEFAULT_TIMEOUT;
+use tokio::sync::watch;
+
+use super::{Applied, Change, PlannedChange, Resource};
+use crate::configured::Configured;
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::schema::ResourceSchema;
-use crate::value::{Number, Value};
+use crate::value::Value;
 
 /// Validation of what is known, before the tenant's tier is.
-pub fn validate(config: &Value) -> Vec<pb::Diagnostic> {
+fn validate(config: &Value) -> Vec<pb::Diagnostic> {
     validate_with(config, None)
 }
 
@@ -24,77 +29,29 @@ fn validate_with(config: &Value, tier: Option<atrium_engine::model::Tier>) -> Ve
     }
 }
 
-fn set_of(items: impl IntoIterator<Item = String>) -> Value {
-    Value::Set(items.into_iter().map(Value::String).collect())
-}
-
-/// Plans a plan: defaults from the level, the tier's allowed levels, one plan per tenant.
-pub async fn plan(prior: &Value, proposed: &Value, config: &Value, context: &SupportPlanContext<'_>) -> PlannedChange {
+/// Plans a support plan: the engine's planner on the configuration as a
+/// draft, with the tenant's tier as observed.
+async fn plan(
+    prior: &Value,
+    proposed: &Value,
+    config: &Value,
+    context: &SupportPlanContext<'_>,
+    schema: &ResourceSchema,
+) -> PlannedChange {
     if proposed.is_null() {
-        return PlannedChange { planned_state: Value::Null, requires_replace: Vec::new(), diagnostics: Vec::new() };
+        return PlannedChange::only(Value::Null, Vec::new());
     }
-    let tenant_id = config.get("tenant_id").as_str().and_then(|t| TenantId::parse(t).ok());
-    let tenant = match &tenant_id {
-        Some(id) => context.registry.get_tenant(id).await.ok().flatten(),
+    let (prior_draft, config_draft) = super::drafts(prior, config);
+    let tenant = match config_draft.str("tenant_id").and_then(|t| TenantId::parse(t).ok()) {
+        Some(id) => context.registry.get_tenant(&id).await.ok().flatten(),
         None => None,
     };
-    let mut diagnostics = validate_with(config, None);
-    // The registry's tier may be raised by this very apply (the tenant is
-    // applied first), so a level it does not allow is a warning here and an
-    // error at apply.
-    if let Some(tenant) = &tenant
-        && !diagnostics::has_errors(&diagnostics)
-    {
-        for mut warning in validate_with(config, Some(tenant.spec.tier)) {
-            warning.severity = pb::diagnostic::Severity::Warning as i32;
-            warning.detail = format!(
-                "{} Unless this apply raises the tenant's tier, applying the support plan will fail.",
-                warning.detail
-            );
-            diagnostics.push(warning);
-        }
-    }
-    let mut requires_replace = Vec::new();
-    if !prior.is_null() && prior.get("tenant_id") != config.get("tenant_id") {
-        requires_replace.push(AttributePath::root("tenant_id"));
-    }
-    let creating = prior.is_null() || !requires_replace.is_empty();
-    // One plan per tenant: a second one is refused by the claims check
-    // every planned create gets (the tenant's plan is claimed by its name).
-    if config.get("tracker_access") == &Value::Bool(true) && context.tracker.is_none() {
-        diagnostics.push(diagnostics::attribute_error(
-            &AttributePath::root("tracker_access"),
-            "No support tracker configured",
-            "tracker_access needs the provider's tracker block (the support tracker's URL and API key); add it, or set tracker_access = false",
-        ));
-    }
-    if diagnostics::has_errors(&diagnostics) {
-        return PlannedChange { planned_state: proposed.clone(), requires_replace, diagnostics };
-    }
-    let mut planned = proposed.clone();
-    let level = config.get("level").as_str().and_then(SupportLevel::parse);
-    if config.get("channels").is_null() {
-        planned.set("channels", level.map(|l| set_of(l.default_channels())).unwrap_or(Value::Unknown));
-    }
-    if config.get("first_response_minutes").is_null() {
-        planned.set(
-            "first_response_minutes",
-            level.map(|l| Value::Number(Number::Int(i64::from(l.first_response_minutes())))).unwrap_or(Value::Unknown),
-        );
-    }
-    if config.get("tracker_access").is_null() {
-        planned.set("tracker_access", Value::Bool(false));
-    }
-    planned.set("id", config.get("tenant_id").clone());
-    planned.set("hours", level.map(|l| Value::string(l.hours())).unwrap_or(Value::Unknown));
-    if creating {
-        planned.set("starts_on", Value::Unknown);
-        planned.set("status", Value::Unknown);
-    } else {
-        planned.set("starts_on", prior.get("starts_on").clone());
-        planned.set("status", prior.get("status").clone());
-    }
-    PlannedChange { planned_state: planned, requires_replace, diagnostics }
+    let facts = SupportFacts {
+        tenant_tier: tenant.map(|tenant| tenant.spec.tier),
+        tracker_configured: context.tracker.is_some(),
+    };
+    let plan = plan_support_plan(prior_draft.as_ref(), Some(&config_draft), &facts);
+    super::planned_change(proposed, plan, schema, Vec::new())
 }
 
 fn state_of(observed: &ObservedSupportPlan, current: &Value, schema: &ResourceSchema) -> Result<Value, pb::Diagnostic> {
@@ -149,7 +106,7 @@ fn tenant_of(value: &Value) -> Result<TenantId, Vec<pb::Diagnostic>> {
 }
 
 /// Applies a planned change; returns the new state (null after destroy).
-pub async fn apply(
+async fn apply(
     context: &SupportPlanContext<'_>,
     schema: &ResourceSchema,
     prior: &Value,
@@ -179,7 +136,7 @@ pub async fn apply(
 }
 
 /// Refreshes a plan from the registry and the tracker; null when it no longer exists.
-pub async fn read(
+async fn read(
     context: &SupportPlanContext<'_>,
     schema: &ResourceSchema,
     current: &Value,
@@ -194,7 +151,7 @@ pub async fn read(
 }
 
 /// Imports a plan by its tenant's name.
-pub async fn import(
+async fn import(
     context: &SupportPlanContext<'_>,
     schema: &ResourceSchema,
     id: &str,
@@ -224,4 +181,46 @@ pub async fn import(
         )]);
     }
     state_of(&observed, &Value::Null, schema).map_err(|d| vec![d])
+}
+
+/// `atrium_support_plan`.
+pub struct SupportPlan;
+
+#[async_trait::async_trait]
+impl Resource for SupportPlan {
+    fn validate(&self, config: &Value) -> Vec<pb::Diagnostic> {
+        validate(config)
+    }
+
+    async fn plan(&self, provider: Option<&Configured>, change: Change<'_>) -> PlannedChange {
+        let Some(provider) = provider else { return super::unconfigured() };
+        let context = provider.support_plan_context(change.deadline(), change.cancelled.clone());
+        plan(change.prior, change.after, change.config, &context, change.schema).await
+    }
+
+    async fn apply(&self, provider: &Configured, change: Change<'_>) -> Applied {
+        let context = provider.support_plan_context(change.deadline(), change.cancelled.clone());
+        let state = apply(&context, change.schema, change.prior, change.after, change.create).await?;
+        Ok((state, Vec::new()))
+    }
+
+    async fn read(
+        &self,
+        provider: &Configured,
+        schema: &ResourceSchema,
+        current: &Value,
+        cancelled: watch::Receiver<bool>,
+    ) -> Result<Value, Vec<pb::Diagnostic>> {
+        read(&provider.support_plan_context(DEFAULT_TIMEOUT, cancelled), schema, current).await
+    }
+
+    async fn import(
+        &self,
+        provider: &Configured,
+        schema: &ResourceSchema,
+        id: &str,
+        cancelled: watch::Receiver<bool>,
+    ) -> Result<Value, Vec<pb::Diagnostic>> {
+        import(&provider.support_plan_context(DEFAULT_TIMEOUT, cancelled), schema, id).await
+    }
 }

@@ -4,21 +4,24 @@ use atrium_engine::apply::tenant::{ApplyContext, TenantApplyError, apply_tenant_
 use atrium_engine::backends::targets::Targets;
 use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::model::ownership::{CreateToken, ObjectKind, Owner};
-use atrium_engine::model::tenant::{TenantDocument, TenantDraft, TenantRecord, TenantSpec, TenantStatus, today};
+use atrium_engine::model::tenant::{TenantDocument, TenantDraft, TenantRecord, TenantSpec, today};
 use atrium_engine::model::timeouts::Operation;
 use atrium_engine::model::{TenantId, Timeouts};
 use atrium_engine::observe::TenantObserver;
-use atrium_engine::plan::tenant::{Action, plan_tenant};
+use atrium_engine::plan::tenant::{Action, TenantDecision, TenantFacts, plan_tenant, plan_tenant_draft};
+
 use tokio::sync::watch;
 
-use super::PlannedChange;
+use super::{Applied, Change, PlannedChange, Resource};
+use crate::claims;
+use crate::configured::Configured;
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::schema::ResourceSchema;
-use crate::value::{Number, Value};
+use crate::value::Value;
 
 /// Validation of what is known; unknown and null attributes are skipped.
-pub fn validate(config: &Value) -> Vec<pb::Diagnostic> {
+fn validate(config: &Value) -> Vec<pb::Diagnostic> {
     let Some(known) = config.to_known_json() else { return Vec::new() };
     match serde_json::from_value::<TenantDraft>(known) {
         Ok(draft) => draft.validate().iter().map(diagnostics::from_validation).collect(),
@@ -26,154 +29,38 @@ pub fn validate(config: &Value) -> Vec<pb::Diagnostic> {
     }
 }
 
-/// Plans a tenant: fills defaults, keeps prior computed values on update,
-/// marks computed values unknown on create, and asks for replacement when
-/// `name` changes.
-pub async fn plan(prior: &Value, proposed: &Value, config: &Value, observer: Option<&TenantObserver>) -> PlannedChange {
+/// Plans a tenant: the engine's planner on the configuration as a draft,
+/// with today's date and, once the provider is configured, what depends on
+/// the tenant as observed.
+async fn plan(
+    prior: &Value,
+    proposed: &Value,
+    config: &Value,
+    observer: Option<&TenantObserver>,
+    schema: &ResourceSchema,
+) -> PlannedChange {
     if proposed.is_null() {
-        return PlannedChange { planned_state: Value::Null, requires_replace: Vec::new(), diagnostics: Vec::new() };
+        return PlannedChange::only(Value::Null, Vec::new());
     }
-    let mut diagnostics = validate(config);
-    if !diagnostics::has_errors(&diagnostics)
-        && let Some(observer) = observer
-    {
-        diagnostics.extend(check_dependents(config, observer).await);
-    }
-    if diagnostics::has_errors(&diagnostics) {
-        return PlannedChange { planned_state: proposed.clone(), requires_replace: Vec::new(), diagnostics };
-    }
-    let mut planned = proposed.clone();
-    let tier = config.get("tier").as_str().and_then(atrium_engine::model::Tier::parse);
-    if config.get("user_quota").is_null() {
-        let quota = match (config.get("tier"), tier) {
-            (_, Some(tier)) => Value::Number(Number::Int(i64::from(tier.default_user_quota()))),
-            _ => Value::Unknown,
-        };
-        planned.set("user_quota", quota);
-    }
-    if config.get("welcome_email").is_null() {
-        planned.set("welcome_email", Value::Bool(true));
-    }
-    let name = config.get("name").clone();
-    planned.set("id", if name.is_unknown() { Value::Unknown } else { name.clone() });
-
-    let mut requires_replace = Vec::new();
-    let replacing = !prior.is_null() && prior.get("name") != &name;
-    if replacing {
-        requires_replace.push(AttributePath::root("name"));
-    }
-    if prior.is_null() || replacing {
-        planned.set("created_at", Value::Unknown);
-    } else {
-        planned.set("created_at", prior.get("created_at").clone());
-    }
-    // The status follows expires_on and today's date: planned, so that the
-    // apply that stops (or resumes) the tenant's apps shows in the plan.
-    let expires_on = match config.get("expires_on") {
-        Value::Null => Some(None),
-        Value::String(text) => atrium_engine::model::validate::date(text).ok().map(Some),
+    let (prior_draft, config_draft) = super::drafts(prior, config);
+    let tenant_id = config_draft.str("name").and_then(|name| TenantId::parse(name).ok());
+    let mut diagnostics = Vec::new();
+    let dependents = match (observer, tenant_id) {
+        (Some(observer), Some(tenant_id)) => match observer.dependents(&tenant_id).await {
+            Ok(dependents) => Some(dependents),
+            Err(error) => {
+                diagnostics.push(diagnostics::warning(
+                    "Cannot check what depends on the tenant",
+                    format!("{}; apply checks it again.", diagnostics::error_chain(&error)),
+                ));
+                None
+            }
+        },
         _ => None,
     };
-    match expires_on.zip(document_from(&planned).ok().and_then(|d| TenantSpec::from_document(&d).ok())) {
-        Some((_, spec)) => {
-            let status = spec.desired_status(today());
-            planned.set("status", Value::string(status.as_str()));
-            planned.set("status_reason", spec.status_reason(status).map(Value::string).unwrap_or(Value::Null));
-            let before = prior.get("status").as_str();
-            if before.is_some_and(|before| before != status.as_str()) {
-                let (summary, detail) = if status == TenantStatus::Active {
-                    (
-                        "Tenant resumes",
-                        format!(
-                            "{} no longer is past its expiry: this apply starts its apps again and points its domains back at them.",
-                            spec.name
-                        ),
-                    )
-                } else {
-                    (
-                        "Tenant expires",
-                        format!(
-                            "{} {}. This apply stops its apps (containers and data are kept) and its domains answer 503.",
-                            spec.name,
-                            spec.status_reason(status).unwrap_or_default()
-                        ),
-                    )
-                };
-                let mut warning = diagnostics::warning(summary, detail);
-                warning.attribute = Some(diagnostics::to_proto_path(&AttributePath::root("expires_on")));
-                diagnostics.push(warning);
-            }
-        }
-        None => {
-            planned.set("status", Value::Unknown);
-            planned.set("status_reason", Value::Unknown);
-        }
-    }
-    PlannedChange { planned_state: planned, requires_replace, diagnostics }
-}
-
-/// What depends on the tenant, checked against the planned quota and tier:
-/// warnings here (the same apply may lower the instances' users or the
-/// support level first, and a check of the desired state must never block
-/// a destroy, before which Terraform plans the configuration), errors at
-/// apply when still true then.
-async fn check_dependents(config: &Value, observer: &TenantObserver) -> Vec<pb::Diagnostic> {
-    use atrium_engine::model::support_plan::SupportLevel;
-    let Some(tenant_id) = config.get("name").as_str().and_then(|name| TenantId::parse(name).ok()) else {
-        return Vec::new();
-    };
-    let dependents = match observer.dependents(&tenant_id).await {
-        Ok(dependents) => dependents,
-        Err(error) => {
-            return vec![diagnostics::warning(
-                "Cannot check what depends on the tenant",
-                format!("{}; apply checks it again.", diagnostics::error_chain(&error)),
-            )];
-        }
-    };
-    let will_fail = " Applying this change will fail unless the same apply changes them first.";
-    let mut warnings = Vec::new();
-    if let Value::Number(quota) = config.get("user_quota") {
-        let quota = match quota {
-            Number::Int(n) => *n as f64,
-            Number::Float(f) => *f,
-            Number::Big(_) => f64::MAX,
-        };
-        let used = dependents.users_in_use();
-        if (used as f64) > quota {
-            let listing: Vec<String> =
-                dependents.instances.iter().map(|(id, users)| format!("{id} ({users} users)")).collect();
-            warnings.push(attribute_warning(
-                "user_quota",
-                "User quota below current use",
-                format!(
-                    "tenant {tenant_id}'s app instances use {used} users ({}); keep user_quota at {used} or more, or lower the instances' users first.{will_fail}",
-                    listing.join(", ")
-                ),
-            ));
-        }
-    }
-    if let (Some(tier), Some(level)) =
-        (config.get("tier").as_str().and_then(atrium_engine::model::Tier::parse), dependents.support_level)
-        && !SupportLevel::allowed_for(tier).contains(&level)
-    {
-        warnings.push(attribute_warning(
-            "tier",
-            "Tier does not allow the tenant's support level",
-            format!(
-                "tenant {tenant_id} has the {} support plan, which a {} tenant cannot have: first change the atrium_support_plan's level to \"standard_8x5\", or keep the tier.{will_fail}",
-                level.as_str(),
-                tier.as_str()
-            ),
-        ));
-    }
-    warnings
-}
-
-fn attribute_warning(attribute: &str, summary: &str, detail: String) -> pb::Diagnostic {
-    let mut warning = diagnostics::warning(summary, detail);
-    warning.attribute = Some(diagnostics::to_proto_path(&AttributePath::root(attribute)));
-    warning
+    let facts = TenantFacts { today: today(), dependents: dependents.as_ref() };
+    let plan = plan_tenant_draft(prior_draft.as_ref(), Some(&config_draft), &facts);
+    super::planned_change(proposed, plan, schema, diagnostics)
 }
 
 fn document_from(value: &Value) -> Result<TenantDocument, pb::Diagnostic> {
@@ -253,12 +140,13 @@ pub struct TenantContext<'a> {
 }
 
 /// Applies a planned change; returns the new state (null after delete).
-pub async fn apply(
+async fn apply(
     context: TenantContext<'_>,
     schema: &ResourceSchema,
     prior: &Value,
     planned: &Value,
     create: Option<&CreateToken>,
+    decision: Option<&TenantDecision>,
 ) -> Result<Value, Vec<pb::Diagnostic>> {
     let TenantContext { observer, targets, owner, cancelled } = context;
     let (change, operation, timeouts) = if planned.is_null() {
@@ -289,7 +177,7 @@ pub async fn apply(
                     vec![diagnostics::error("Cannot read the registry", diagnostics::error_chain(&error))]
                 })?;
                 let Some(record) = record else { return Ok(planned.clone()) };
-                let record = enforce_status(observer, targets, record, deadline).await?;
+                let record = enforce_status(observer, targets, record, decision, deadline).await?;
                 return state_from_record(&record, timeouts, schema).map_err(|d| vec![d]);
             }
         }
@@ -303,20 +191,22 @@ pub async fn apply(
         None => Ok(Value::Null),
         Some(record) => {
             tracing::info!(tenant = %record.spec.name, action = ?change.action, "tenant applied");
-            let record = enforce_status(observer, targets, record, deadline).await?;
+            let record = enforce_status(observer, targets, record, decision, deadline).await?;
             state_from_record(&record, timeouts, schema).map_err(|d| vec![d])
         }
     }
 }
 
-/// Brings the tenant's apps and domains to the status its expiry asks for today.
+/// Brings the tenant's apps and domains to the status the plan decided
+/// (the one its expiry asks for today, for a plan without a decision).
 async fn enforce_status(
     observer: &TenantObserver,
     targets: &Targets,
     mut record: TenantRecord,
+    decision: Option<&TenantDecision>,
     deadline: std::time::Duration,
 ) -> Result<TenantRecord, Vec<pb::Diagnostic>> {
-    let desired = record.spec.desired_status(today());
+    let desired = decision.map_or_else(|| record.spec.desired_status(today()), |decision| decision.status);
     if desired == record.status {
         return Ok(record);
     }
@@ -347,7 +237,7 @@ fn record_from_state(state: &Value) -> Option<TenantRecord> {
 }
 
 /// Refreshes a tenant from the registry; null when it no longer exists.
-pub async fn read(
+async fn read(
     observer: &TenantObserver,
     schema: &ResourceSchema,
     current: &Value,
@@ -366,11 +256,7 @@ pub async fn read(
 }
 
 /// Imports a tenant by name.
-pub async fn import(
-    observer: &TenantObserver,
-    schema: &ResourceSchema,
-    id: &str,
-) -> Result<Value, Vec<pb::Diagnostic>> {
+async fn import(observer: &TenantObserver, schema: &ResourceSchema, id: &str) -> Result<Value, Vec<pb::Diagnostic>> {
     let tenant_id = TenantId::parse(id).map_err(|detail| {
         vec![diagnostics::error(
             "Invalid import id",
@@ -403,14 +289,66 @@ pub async fn import(
     state_from_record(&record, None, schema).map_err(|d| vec![d])
 }
 
+/// `atrium_tenant`: plans before the provider is configured too (without
+/// the checks of its dependents).
+pub struct Tenant;
+
+#[async_trait::async_trait]
+impl Resource for Tenant {
+    fn validate(&self, config: &Value) -> Vec<pb::Diagnostic> {
+        validate(config)
+    }
+
+    async fn plan(&self, provider: Option<&Configured>, change: Change<'_>) -> PlannedChange {
+        let observer = provider.map(|provider| &provider.tenant_observer);
+        plan(change.prior, change.after, change.config, observer, change.schema).await
+    }
+
+    async fn apply(&self, provider: &Configured, change: Change<'_>) -> Applied {
+        let context = TenantContext {
+            observer: &provider.tenant_observer,
+            targets: &provider.targets,
+            owner: &provider.owner,
+            cancelled: change.cancelled.clone(),
+        };
+        let decision = claims::decision_of(change.planned_private);
+        let state = apply(context, change.schema, change.prior, change.after, change.create, decision.as_ref()).await?;
+        Ok((state, Vec::new()))
+    }
+
+    async fn read(
+        &self,
+        provider: &Configured,
+        schema: &ResourceSchema,
+        current: &Value,
+        _: watch::Receiver<bool>,
+    ) -> Result<Value, Vec<pb::Diagnostic>> {
+        read(&provider.tenant_observer, schema, current).await
+    }
+
+    async fn import(
+        &self,
+        provider: &Configured,
+        schema: &ResourceSchema,
+        id: &str,
+        _: watch::Receiver<bool>,
+    ) -> Result<Value, Vec<pb::Diagnostic>> {
+        import(&provider.tenant_observer, schema, id).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::schema::{ProviderSchemas, TENANT_TYPE};
+    use crate::value::Number;
+
+    fn schema() -> ResourceSchema {
+        ProviderSchemas::build().unwrap().resource(TENANT_TYPE).unwrap().clone()
+    }
 
     fn config(json: serde_json::Value) -> Value {
-        let schemas = ProviderSchemas::build().unwrap();
-        Value::from_json(&json, &schemas.resource(TENANT_TYPE).unwrap().value_type).unwrap()
+        Value::from_json(&json, &schema().value_type).unwrap()
     }
 
     fn base() -> serde_json::Value {
@@ -421,7 +359,7 @@ mod tests {
     #[tokio::test]
     async fn create_fills_defaults_and_leaves_created_at_unknown() {
         let config = config(base());
-        let planned = plan(&Value::Null, &config, &config, None).await;
+        let planned = plan(&Value::Null, &config, &config, None, &schema()).await;
         assert!(planned.diagnostics.is_empty());
         let state = planned.planned_state;
         assert_eq!(state.get("user_quota"), &Value::Number(Number::Int(50)));
@@ -436,7 +374,7 @@ mod tests {
     async fn unknown_tier_makes_the_default_quota_unknown() {
         let mut config = config(base());
         config.set("tier", Value::Unknown);
-        let planned = plan(&Value::Null, &config, &config, None).await;
+        let planned = plan(&Value::Null, &config, &config, None, &schema()).await;
         assert!(planned.diagnostics.is_empty());
         assert!(planned.planned_state.get("user_quota").is_unknown());
     }
@@ -452,13 +390,13 @@ mod tests {
 
         let mut renamed = config(base());
         renamed.set("name", Value::string("acme-two"));
-        let planned = plan(&prior, &renamed, &renamed, None).await;
+        let planned = plan(&prior, &renamed, &renamed, None, &schema()).await;
         assert_eq!(planned.requires_replace, vec![AttributePath::root("name")]);
         assert!(planned.planned_state.get("created_at").is_unknown());
 
         let mut retitled = config(base());
         retitled.set("display_name", Value::string("ACME GmbH"));
-        let planned = plan(&prior, &retitled, &retitled, None).await;
+        let planned = plan(&prior, &retitled, &retitled, None, &schema()).await;
         assert!(planned.requires_replace.is_empty());
         assert_eq!(planned.planned_state.get("created_at"), &Value::string("2026-11-23T10:00:00Z"));
     }
@@ -469,7 +407,7 @@ mod tests {
         bad["tier"] = "gold".into();
         bad["manager"]["email"] = "nope".into();
         let config = config(bad);
-        let planned = plan(&Value::Null, &config, &config, None).await;
+        let planned = plan(&Value::Null, &config, &config, None, &schema()).await;
         assert_eq!(planned.diagnostics.len(), 2);
         assert!(planned.diagnostics.iter().all(|d| d.attribute.is_some()));
     }
