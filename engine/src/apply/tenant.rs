@@ -12,11 +12,12 @@ use tokio::sync::watch;
 
 use crate::apply::claims::{ClaimError, change_operation, claim, create_operation};
 use crate::apply::runner::{RunError, Step, StepError};
+use crate::backends::targets::Targets;
 use crate::model::TenantId;
 use crate::model::ownership::{Claim, CreateDecision, CreateToken, Dependent, ObjectKind, Owner, list_dependents};
-use crate::model::tenant::{TenantRecord, TenantSpec};
+use crate::model::tenant::{TenantRecord, TenantSpec, today};
 use crate::observe::TenantObserver;
-use crate::plan::tenant::{Action, Change};
+use crate::plan::tenant::{Action, Change, TenantDecision, plan_tenant};
 use crate::registry::{InsertOutcome, Registry, RegistryError};
 
 /// Why a tenant change did not complete.
@@ -55,6 +56,12 @@ pub enum TenantApplyError {
     Run { tenant_id: TenantId, source: Box<RunError> },
     #[error("the registry's journal failed for tenant {tenant_id}: {source}")]
     Journal { tenant_id: TenantId, source: StepError },
+    #[error("tenant {tenant_id} is recorded, but bringing its apps to its status failed")]
+    Status {
+        tenant_id: TenantId,
+        #[source]
+        source: Box<crate::apply::suspension::SuspensionError>,
+    },
 }
 
 impl TenantApplyError {
@@ -66,6 +73,7 @@ impl TenantApplyError {
             TenantApplyError::Claim(error) => error.is_retryable(),
             TenantApplyError::Run { source, .. } => source.source.retryable,
             TenantApplyError::Journal { source, .. } => source.retryable,
+            TenantApplyError::Status { source, .. } => source.is_retryable(),
             TenantApplyError::Conflict { .. }
             | TenantApplyError::Missing { .. }
             | TenantApplyError::HasDependents { .. }
@@ -104,6 +112,51 @@ pub struct ApplyContext<'a> {
     pub create_token: &'a CreateToken,
     pub deadline: Duration,
     pub cancelled: watch::Receiver<bool>,
+}
+
+/// Applies what a tenant's plan decided for `tenant_id`: the change from
+/// `before` (the tenant the prior state describes; `None` when creating) to
+/// `desired` (`None`: delete), then the status the plan decided (today's,
+/// for a plan without a decision). Returns the tenant as it now is (`None`
+/// after a delete).
+pub async fn apply_planned(
+    observer: &TenantObserver,
+    targets: &Targets,
+    tenant_id: &TenantId,
+    before: Option<&TenantRecord>,
+    desired: Option<&TenantSpec>,
+    decision: Option<&TenantDecision>,
+    context: &ApplyContext<'_>,
+) -> Result<Option<TenantRecord>, TenantApplyError> {
+    let registry = observer.registry();
+    let Some(spec) = desired else {
+        let observed = registry
+            .get_tenant(tenant_id)
+            .await
+            .map_err(|source| TenantApplyError::Registry { tenant_id: tenant_id.clone(), source })?;
+        // Already gone: deleting what does not exist is success.
+        let Some(observed) = observed else { return Ok(None) };
+        let change = plan_tenant(None, Some(&observed)).expect("deleting an observed tenant is a change");
+        return apply_tenant_change(observer, &change, context).await;
+    };
+    let record = match plan_tenant(Some(spec), before) {
+        Some(change) if change.action != Action::NoOp => apply_tenant_change(observer, &change, context).await?,
+        // Only the status may move (time passed): enforced on the registry's record.
+        _ => registry
+            .get_tenant(&spec.name)
+            .await
+            .map_err(|source| TenantApplyError::Registry { tenant_id: spec.name.clone(), source })?,
+    };
+    let Some(mut record) = record else { return Err(TenantApplyError::Missing { tenant_id: spec.name.clone() }) };
+    let status = decision.map_or_else(|| record.spec.desired_status(today()), |decision| decision.status);
+    if status != record.status {
+        crate::apply::suspension::enforce(registry, targets, &record, status, context.deadline)
+            .await
+            .map_err(|source| TenantApplyError::Status { tenant_id: spec.name.clone(), source: Box::new(source) })?;
+        observer.invalidate().await;
+        record.status = status;
+    }
+    Ok(Some(record))
 }
 
 /// Applies one change through the one runner; returns the tenant as it now

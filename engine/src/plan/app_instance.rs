@@ -864,6 +864,8 @@ mod draft_plan_tests {
             ("other target", Some(prior(none.clone())), Some(config(json!({"target": "cloud-fra1"}), &[])), "active"),
             ("unknown tenant", Some(prior(none.clone())), Some(config(json!({}), &["tenant_id"])), "active"),
             ("stopped", Some(prior(json!({"status": "stopped"}))), Some(config(none.clone(), &[])), "active"),
+            ("missing", Some(prior(json!({"status": "missing"}))), Some(config(none.clone(), &[])), "active"),
+            ("drifted", Some(prior(json!({"status": "drifted"}))), Some(config(none.clone(), &[])), "active"),
             (
                 "welcome pending",
                 Some(prior(json!({"welcome_email_status": "pending"}))),
@@ -915,6 +917,8 @@ mod draft_plan_tests {
         other target: deploy replace=["target"] status="running" version="1.1" previous_version=null welcome_email_status=? internal_url=?
         unknown tenant: deploy replace=["tenant_id"] status="running" version="1.1" previous_version=null welcome_email_status=? internal_url=?
         stopped: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?
+        missing: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?
+        drifted: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?
         welcome pending: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status=? internal_url=?
         same password: record g4 replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url="http://127.0.0.1:32768"
         new password: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?

@@ -4,7 +4,7 @@ use atrium_engine::apply::domain::{DomainApplyContext, DomainApplyError, Observe
 use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::model::domain::{
     DnsRecordDocument, DomainContext, DomainDocument, DomainDraft, DomainKind, DomainRecord, DomainSpec, DomainStatus,
-    Hostname, classify, verification_for,
+    Hostname, verification_for,
 };
 
 use atrium_engine::plan::domain::{DomainDecision, pending_warning, plan_domain};
@@ -160,21 +160,13 @@ async fn apply(
     let spec = DomainSpec::from_document(&document, context.platform_zone)
         .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
     let tenant = spec.app_instance_id.tenant_id.to_string();
-    // The plan decided the status (a plan without a decision, from an older
-    // provider, had it in the planned state or left it to now).
-    let status = match decision
-        .map(|decision| decision.status)
-        .or_else(|| planned.get("status").as_str().and_then(DomainStatus::parse))
-    {
-        Some(status) => status,
-        None => match classify(&spec.hostname, context.platform_zone) {
-            Ok(DomainKind::Custom) => {
-                let verified = context.verification_resolves(&tenant, &spec.hostname).await.unwrap_or(false);
-                if verified { DomainStatus::Active } else { DomainStatus::PendingVerification }
-            }
-            _ => DomainStatus::Active,
-        },
-    };
+    // The plan decided the status; apply never looks the verification up again.
+    let status = decision.map(|decision| decision.status).ok_or_else(|| {
+        vec![diagnostics::error(
+            "The plan did not decide the domain's status",
+            "this planned change carries no decision (it was planned by another version of the provider); run terraform plan again",
+        )]
+    })?;
     let served_before =
         context.registry.get_domain(&spec.hostname).await.ok().flatten().map(|r| r.spec.app_instance_id);
     let record = context.apply(&spec, status, create).await.map_err(|error| vec![apply_error(&error)])?;

@@ -1,6 +1,6 @@
 //! `atrium_tenant` between Terraform values and the engine.
 
-use atrium_engine::apply::tenant::{ApplyContext, TenantApplyError, apply_tenant_change};
+use atrium_engine::apply::tenant::{ApplyContext, TenantApplyError, apply_planned};
 use atrium_engine::backends::targets::Targets;
 use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::model::ownership::{CreateToken, ObjectKind, Owner};
@@ -8,7 +8,7 @@ use atrium_engine::model::tenant::{TenantDocument, TenantDraft, TenantRecord, Te
 use atrium_engine::model::timeouts::Operation;
 use atrium_engine::model::{TenantId, Timeouts};
 use atrium_engine::observe::TenantObserver;
-use atrium_engine::plan::tenant::{Action, TenantDecision, TenantFacts, plan_tenant, plan_tenant_draft};
+use atrium_engine::plan::tenant::{TenantDecision, TenantFacts, plan_tenant_draft};
 
 use tokio::sync::watch;
 
@@ -112,6 +112,9 @@ fn apply_error(error: &TenantApplyError) -> pb::Diagnostic {
                 diagnostics::error_chain(error)
             )
         }
+        TenantApplyError::Status { .. } => {
+            format!("{}. Every step is safe to repeat; run terraform apply again.", diagnostics::error_chain(error))
+        }
         _ if error.is_retryable() => {
             format!("{}. Nothing was left half-done; run terraform apply again.", diagnostics::error_chain(error))
         }
@@ -139,7 +142,7 @@ pub struct TenantContext<'a> {
     pub cancelled: watch::Receiver<bool>,
 }
 
-/// Applies a planned change; returns the new state (null after delete).
+/// Applies a planned change and its decision; returns the new state (null after delete).
 async fn apply(
     context: TenantContext<'_>,
     schema: &ResourceSchema,
@@ -149,79 +152,33 @@ async fn apply(
     decision: Option<&TenantDecision>,
 ) -> Result<Value, Vec<pb::Diagnostic>> {
     let TenantContext { observer, targets, owner, cancelled } = context;
-    let (change, operation, timeouts) = if planned.is_null() {
-        let name = prior.get("name").as_str().unwrap_or_default();
-        let tenant_id =
-            TenantId::parse(name).map_err(|detail| vec![diagnostics::error("Invalid tenant in state", detail)])?;
-        let observed =
-            observer.registry().get_tenant(&tenant_id).await.map_err(|error| {
-                vec![diagnostics::error("Cannot read the registry", diagnostics::error_chain(&error))]
-            })?;
-        let Some(observed) = observed else {
-            // Already gone: deleting what does not exist is success.
-            return Ok(Value::Null);
-        };
-        let change = plan_tenant(None, Some(&observed)).expect("deleting an observed tenant is a change");
-        (change, Operation::Delete, timeouts_of(prior))
+    let (desired, timeouts, operation) = if planned.is_null() {
+        (None, timeouts_of(prior), Operation::Delete)
     } else {
         let (spec, timeouts) = spec_from(planned)?;
-        let before = if prior.is_null() { None } else { record_from_state(prior) };
-        let operation = if before.is_none() { Operation::Create } else { Operation::Update };
-        let change = plan_tenant(Some(&spec), before.as_ref());
-        match change {
-            Some(change) if change.action != Action::NoOp => (change, operation, timeouts),
-            // Only the status moves (time passed): enforce it on the registry's record.
-            _ => {
-                let deadline = Timeouts::deadline(timeouts.as_ref(), operation);
-                let record = observer.registry().get_tenant(&spec.name).await.map_err(|error| {
-                    vec![diagnostics::error("Cannot read the registry", diagnostics::error_chain(&error))]
-                })?;
-                let Some(record) = record else { return Ok(planned.clone()) };
-                let record = enforce_status(observer, targets, record, decision, deadline).await?;
-                return state_from_record(&record, timeouts, schema).map_err(|d| vec![d]);
-            }
-        }
+        let operation = if prior.is_null() { Operation::Create } else { Operation::Update };
+        (Some(spec), timeouts, operation)
     };
+    let name = match &desired {
+        Some(spec) => spec.name.clone(),
+        None => TenantId::parse(prior.get("name").as_str().unwrap_or_default())
+            .map_err(|detail| vec![diagnostics::error("Invalid tenant in state", detail)])?,
+    };
+    let before = if prior.is_null() { None } else { record_from_state(prior) };
     let deadline = Timeouts::deadline(timeouts.as_ref(), operation);
     // Updates create nothing: their token is never recorded.
     let create_token = create.cloned().unwrap_or_default();
     let context = ApplyContext { owner, create_token: &create_token, deadline, cancelled };
-    let record = apply_tenant_change(observer, &change, &context).await.map_err(|error| vec![apply_error(&error)])?;
-    match record {
+    let applied = apply_planned(observer, targets, &name, before.as_ref(), desired.as_ref(), decision, &context)
+        .await
+        .map_err(|error| vec![apply_error(&error)])?;
+    match applied {
         None => Ok(Value::Null),
         Some(record) => {
-            tracing::info!(tenant = %record.spec.name, action = ?change.action, "tenant applied");
-            let record = enforce_status(observer, targets, record, decision, deadline).await?;
+            tracing::info!(tenant = %record.spec.name, "tenant applied");
             state_from_record(&record, timeouts, schema).map_err(|d| vec![d])
         }
     }
-}
-
-/// Brings the tenant's apps and domains to the status the plan decided
-/// (the one its expiry asks for today, for a plan without a decision).
-async fn enforce_status(
-    observer: &TenantObserver,
-    targets: &Targets,
-    mut record: TenantRecord,
-    decision: Option<&TenantDecision>,
-    deadline: std::time::Duration,
-) -> Result<TenantRecord, Vec<pb::Diagnostic>> {
-    let desired = decision.map_or_else(|| record.spec.desired_status(today()), |decision| decision.status);
-    if desired == record.status {
-        return Ok(record);
-    }
-    atrium_engine::apply::suspension::enforce(observer.registry(), targets, &record, desired, deadline).await.map_err(
-        |error| {
-            let mut detail = diagnostics::error_chain(&error);
-            if error.is_retryable() {
-                detail.push_str(". Every step is safe to repeat; run terraform apply again.");
-            }
-            vec![diagnostics::error("Cannot change the tenant's status", detail)]
-        },
-    )?;
-    observer.invalidate().await;
-    record.status = desired;
-    Ok(record)
 }
 
 /// The registry record a prior state describes (for planning an update).
