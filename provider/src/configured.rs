@@ -45,6 +45,8 @@ pub struct Configured {
     /// The configuration this process speaks for, and the registry's claims.
     pub(crate) owner: Owner,
     pub(crate) claims: Arc<ClaimObserver>,
+    /// Flips when Terraform calls StopProvider: reads and imports take it too.
+    pub(crate) stopped: watch::Receiver<bool>,
 }
 
 impl Configured {

@@ -440,6 +440,7 @@ impl Provider for AtriumProvider {
                     mailer,
                     tracker,
                     tracker_role,
+                    stopped: self.stop_sender.subscribe(),
                 };
                 *self.configured.write().await = Some(Arc::new(configured));
                 Ok(Response::new(pb::configure_provider::Response { diagnostics: Vec::new() }))
@@ -471,7 +472,7 @@ impl Provider for AtriumProvider {
             let current =
                 decode(request.current_state.as_ref(), &schema.value_type, "current state").map_err(|d| vec![d])?;
             let configured = self.configured().await.map_err(|d| vec![d])?;
-            let state = resource.read(&configured, schema, &current, self.stop_sender.subscribe()).await?;
+            let state = resource.read(&configured, schema, &current).await?;
             if !state.is_null() {
                 configured.acknowledge(&request.type_name, &state, &request.private).await;
             } else {
@@ -614,7 +615,7 @@ impl Provider for AtriumProvider {
         let result = async {
             let (schema, resource) = self.resource(&request.type_name).map_err(|d| vec![d])?;
             let configured = self.configured().await.map_err(|d| vec![d])?;
-            let state = resource.import(&configured, schema, &request.id, self.stop_sender.subscribe()).await?;
+            let state = resource.import(&configured, schema, &request.id).await?;
             // The state takes the token of the create that made the object,
             // so the registry knows from now on that this state holds it.
             let private = match claims::kind_of(&request.type_name)

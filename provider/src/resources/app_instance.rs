@@ -13,9 +13,8 @@ use atrium_engine::plan::app_instance::{
 use atrium_engine::registry::Registry;
 
 use atrium_engine::model::timeouts::DEFAULT_TIMEOUT;
-use tokio::sync::watch;
 
-use super::{Applied, Change, PlannedChange, Resource};
+use super::{Applied, Change, Diagnosed, PlannedChange, Resource};
 use crate::claims;
 use crate::configured::Configured;
 use crate::diagnostics;
@@ -302,23 +301,11 @@ impl Resource for AppInstance {
             .await
     }
 
-    async fn read(
-        &self,
-        provider: &Configured,
-        schema: &ResourceSchema,
-        current: &Value,
-        cancelled: watch::Receiver<bool>,
-    ) -> Result<Value, Vec<pb::Diagnostic>> {
-        read(&provider.app_context(DEFAULT_TIMEOUT, cancelled), schema, current).await
+    async fn read(&self, provider: &Configured, schema: &ResourceSchema, current: &Value) -> Diagnosed<Value> {
+        read(&provider.app_context(DEFAULT_TIMEOUT, provider.stopped.clone()), schema, current).await
     }
 
-    async fn import(
-        &self,
-        provider: &Configured,
-        schema: &ResourceSchema,
-        id: &str,
-        cancelled: watch::Receiver<bool>,
-    ) -> Result<Value, Vec<pb::Diagnostic>> {
-        import(&provider.app_context(DEFAULT_TIMEOUT, cancelled), schema, id).await
+    async fn import(&self, provider: &Configured, schema: &ResourceSchema, id: &str) -> Diagnosed<Value> {
+        import(&provider.app_context(DEFAULT_TIMEOUT, provider.stopped.clone()), schema, id).await
     }
 }

@@ -10,9 +10,8 @@ use atrium_engine::model::domain::{
 use atrium_engine::plan::domain::{DomainDecision, pending_warning, plan_domain};
 
 use atrium_engine::model::timeouts::DEFAULT_TIMEOUT;
-use tokio::sync::watch;
 
-use super::{Applied, Change, PlannedChange, Resource};
+use super::{Applied, Change, Diagnosed, PlannedChange, Resource};
 use crate::claims;
 use crate::configured::Configured;
 use crate::diagnostics;
@@ -297,23 +296,11 @@ impl Resource for Domain {
         apply(&context, &apps, change.schema, change.prior, change.after, change.create, decision.as_ref()).await
     }
 
-    async fn read(
-        &self,
-        provider: &Configured,
-        schema: &ResourceSchema,
-        current: &Value,
-        cancelled: watch::Receiver<bool>,
-    ) -> Result<Value, Vec<pb::Diagnostic>> {
-        read(&provider.domain_context(DEFAULT_TIMEOUT, cancelled), schema, current).await
+    async fn read(&self, provider: &Configured, schema: &ResourceSchema, current: &Value) -> Diagnosed<Value> {
+        read(&provider.domain_context(DEFAULT_TIMEOUT, provider.stopped.clone()), schema, current).await
     }
 
-    async fn import(
-        &self,
-        provider: &Configured,
-        schema: &ResourceSchema,
-        id: &str,
-        cancelled: watch::Receiver<bool>,
-    ) -> Result<Value, Vec<pb::Diagnostic>> {
-        import(&provider.domain_context(DEFAULT_TIMEOUT, cancelled), schema, id).await
+    async fn import(&self, provider: &Configured, schema: &ResourceSchema, id: &str) -> Diagnosed<Value> {
+        import(&provider.domain_context(DEFAULT_TIMEOUT, provider.stopped.clone()), schema, id).await
     }
 }

@@ -41,8 +41,11 @@ impl Change<'_> {
     }
 }
 
+/// A result whose failure is Terraform diagnostics.
+pub type Diagnosed<T> = Result<T, Vec<pb::Diagnostic>>;
+
 /// What an apply answers: the new state (null after a destroy) and warnings.
-pub type Applied = Result<(Value, Vec<pb::Diagnostic>), Vec<pb::Diagnostic>>;
+pub type Applied = Diagnosed<(Value, Vec<pb::Diagnostic>)>;
 
 /// One resource type, between Terraform's values and the engine: every
 /// resource answers the same calls, and the server looks it up by type name.
@@ -56,21 +59,9 @@ pub trait Resource: Sync {
     /// Carries out a planned change and its decision.
     async fn apply(&self, provider: &Configured, change: Change<'_>) -> Applied;
     /// Refreshes a state from what exists; null when the object is gone.
-    async fn read(
-        &self,
-        provider: &Configured,
-        schema: &ResourceSchema,
-        current: &Value,
-        cancelled: watch::Receiver<bool>,
-    ) -> Result<Value, Vec<pb::Diagnostic>>;
+    async fn read(&self, provider: &Configured, schema: &ResourceSchema, current: &Value) -> Diagnosed<Value>;
     /// The state of an existing object named by an import id.
-    async fn import(
-        &self,
-        provider: &Configured,
-        schema: &ResourceSchema,
-        id: &str,
-        cancelled: watch::Receiver<bool>,
-    ) -> Result<Value, Vec<pb::Diagnostic>>;
+    async fn import(&self, provider: &Configured, schema: &ResourceSchema, id: &str) -> Diagnosed<Value>;
 }
 
 /// The resource of a type name.

@@ -7,9 +7,8 @@ use atrium_engine::model::{TenantId, TenantStatus};
 use atrium_engine::plan::support_plan::{SupportFacts, plan_support_plan};
 
 use atrium_engine::model::timeouts::DEFAULT_TIMEOUT;
-use tokio::sync::watch;
 
-use super::{Applied, Change, PlannedChange, Resource};
+use super::{Applied, Change, Diagnosed, PlannedChange, Resource};
 use crate::configured::Configured;
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
@@ -204,23 +203,11 @@ impl Resource for SupportPlan {
         Ok((state, Vec::new()))
     }
 
-    async fn read(
-        &self,
-        provider: &Configured,
-        schema: &ResourceSchema,
-        current: &Value,
-        cancelled: watch::Receiver<bool>,
-    ) -> Result<Value, Vec<pb::Diagnostic>> {
-        read(&provider.support_plan_context(DEFAULT_TIMEOUT, cancelled), schema, current).await
+    async fn read(&self, provider: &Configured, schema: &ResourceSchema, current: &Value) -> Diagnosed<Value> {
+        read(&provider.support_plan_context(DEFAULT_TIMEOUT, provider.stopped.clone()), schema, current).await
     }
 
-    async fn import(
-        &self,
-        provider: &Configured,
-        schema: &ResourceSchema,
-        id: &str,
-        cancelled: watch::Receiver<bool>,
-    ) -> Result<Value, Vec<pb::Diagnostic>> {
-        import(&provider.support_plan_context(DEFAULT_TIMEOUT, cancelled), schema, id).await
+    async fn import(&self, provider: &Configured, schema: &ResourceSchema, id: &str) -> Diagnosed<Value> {
+        import(&provider.support_plan_context(DEFAULT_TIMEOUT, provider.stopped.clone()), schema, id).await
     }
 }

@@ -12,7 +12,7 @@ use atrium_engine::plan::tenant::{TenantDecision, TenantFacts, plan_tenant_draft
 
 use tokio::sync::watch;
 
-use super::{Applied, Change, PlannedChange, Resource};
+use super::{Applied, Change, Diagnosed, PlannedChange, Resource};
 use crate::claims;
 use crate::configured::Configured;
 use crate::diagnostics;
@@ -273,23 +273,11 @@ impl Resource for Tenant {
         Ok((state, Vec::new()))
     }
 
-    async fn read(
-        &self,
-        provider: &Configured,
-        schema: &ResourceSchema,
-        current: &Value,
-        _: watch::Receiver<bool>,
-    ) -> Result<Value, Vec<pb::Diagnostic>> {
+    async fn read(&self, provider: &Configured, schema: &ResourceSchema, current: &Value) -> Diagnosed<Value> {
         read(&provider.tenant_observer, schema, current).await
     }
 
-    async fn import(
-        &self,
-        provider: &Configured,
-        schema: &ResourceSchema,
-        id: &str,
-        _: watch::Receiver<bool>,
-    ) -> Result<Value, Vec<pb::Diagnostic>> {
+    async fn import(&self, provider: &Configured, schema: &ResourceSchema, id: &str) -> Diagnosed<Value> {
         import(&provider.tenant_observer, schema, id).await
     }
 }
