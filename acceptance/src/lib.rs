@@ -27,9 +27,10 @@ pub fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repository root")
 }
 
-/// The provider binary under test.
-pub fn provider_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("ATRIUM_PROVIDER_BIN") {
+/// A binary under test: `$variable`, or `name` beside the test binary's
+/// `deps/` directory (what `cargo build --workspace` produces).
+fn binary_under_test(variable: &str, name: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(variable) {
         return PathBuf::from(path);
     }
     let executable = std::env::current_exe().expect("current test executable");
@@ -37,14 +38,18 @@ pub fn provider_binary() -> PathBuf {
     if directory.ends_with("deps") {
         directory.pop();
     }
-    let binary = directory.join("terraform-provider-atrium");
+    let binary = directory.join(name);
     assert!(
         binary.is_file(),
-        "the provider binary {} is missing: build it first (`cargo build --workspace`, which scripts/test.sh runs) \
-         or set ATRIUM_PROVIDER_BIN",
+        "{} is missing: build it first (`cargo build --workspace`, which scripts/test.sh runs) or set {variable}",
         binary.display()
     );
     binary
+}
+
+/// The provider binary under test.
+pub fn provider_binary() -> PathBuf {
+    binary_under_test("ATRIUM_PROVIDER_BIN", "terraform-provider-atrium")
 }
 
 /// The CLI configuration that installs the provider from a local filesystem
@@ -70,6 +75,11 @@ pub fn provider_mirror_configuration() -> String {
         (directory, configuration)
     });
     configuration.clone()
+}
+
+/// The `atrium` CLI under test (`ATRIUM_CLI_BIN` overrides it).
+pub fn atrium_binary() -> PathBuf {
+    binary_under_test("ATRIUM_CLI_BIN", "atrium")
 }
 
 /// The terraform CLI: `TERRAFORM_BIN` or `terraform` on PATH.
@@ -98,7 +108,7 @@ impl Run {
     pub fn expect_code(self, expected: i32, what: &str) -> Run {
         assert_eq!(
             self.code, expected,
-            "{what}: terraform exited {} (wanted {expected})\n--- stdout\n{}\n--- stderr\n{}",
+            "{what}: the command exited {} (wanted {expected})\n--- stdout\n{}\n--- stderr\n{}",
             self.code, self.stdout, self.stderr
         );
         self
@@ -111,6 +121,19 @@ impl Run {
     /// Both streams with line wrapping undone (Terraform wraps diagnostics at 78 columns).
     pub fn flat_output(&self) -> String {
         self.output().split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// The services' keys, when they run (configurations that use the services
+/// fail loudly without them, when the platform is set up).
+fn with_service_keys(command: &mut Command) {
+    for (variable, service) in
+        [("ATRIUM_DNS_API_KEY", "ATRIUM_TEST_PDNS_API_KEY"), ("ATRIUM_TRACKER_API_KEY", "ATRIUM_TEST_REDMINE_API_KEY")]
+    {
+        match atrium_engine::test_services::service_variable_if_running(service) {
+            Some(key) => command.env(variable, key),
+            None => command.env_remove(variable),
+        };
     }
 }
 
@@ -196,18 +219,24 @@ impl Workspace {
             .env_remove("ATRIUM_SMTP_PASSWORD")
             .env_remove("TF_REATTACH_PROVIDERS")
             .stdin(Stdio::null());
-        // The services' keys, when they run (configurations that use the
-        // services fail loudly without them, at provider configuration).
-        for (variable, service) in [
-            ("ATRIUM_DNS_API_KEY", "ATRIUM_TEST_PDNS_API_KEY"),
-            ("ATRIUM_TRACKER_API_KEY", "ATRIUM_TEST_REDMINE_API_KEY"),
-        ] {
-            match atrium_engine::test_services::service_variable_if_running(service) {
-                Some(key) => command.env(variable, key),
-                None => command.env_remove(variable),
-            };
-        }
+        with_service_keys(&mut command);
         command
+    }
+
+    /// Runs the `atrium` CLI here with `arguments`, on the test's registry
+    /// (unless the configuration's `atrium` block names another) and the
+    /// services' keys, without a terminal.
+    pub fn atrium(&self, arguments: &[&str]) -> Run {
+        let mut command = Command::new(atrium_binary());
+        command
+            .args(arguments)
+            .current_dir(self.path())
+            .env("ATRIUM_REGISTRY_URL", &self.registry_url)
+            .env_remove("ATRIUM_SMTP_PASSWORD")
+            .stdin(Stdio::null());
+        with_service_keys(&mut command);
+        let output = command.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", atrium_binary().display()));
+        Run::from_output(output)
     }
 
     /// Runs terraform with `-no-color` added to commands that take it.

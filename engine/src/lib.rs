@@ -12,10 +12,12 @@
 pub mod apply;
 pub mod backends;
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod model;
 pub mod observe;
 pub mod plan;
+pub mod platform;
 pub mod registry;
 #[doc(hidden)]
 pub mod test_services;

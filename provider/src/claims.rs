@@ -16,7 +16,6 @@ use atrium_engine::model::ownership::{ClaimRefusal, CreateToken, ObjectKind, Own
 
 use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
-use crate::schema::{APP_INSTANCE_TYPE, DOMAIN_TYPE, SUPPORT_PLAN_TYPE, TENANT_TYPE};
 use crate::value::Value;
 
 /// The owner this provider process speaks for.
@@ -48,34 +47,20 @@ fn current_workspace() -> Option<String> {
 
 /// The kind of object a resource type manages.
 pub fn kind_of(type_name: &str) -> Option<ObjectKind> {
-    match type_name {
-        TENANT_TYPE => Some(ObjectKind::Tenant),
-        APP_INSTANCE_TYPE => Some(ObjectKind::AppInstance),
-        DOMAIN_TYPE => Some(ObjectKind::Domain),
-        SUPPORT_PLAN_TYPE => Some(ObjectKind::SupportPlan),
-        _ => None,
-    }
+    ObjectKind::from_type_name(type_name)
 }
 
 /// The Terraform type of a kind of object, for import hints.
 pub fn type_of(kind: ObjectKind) -> &'static str {
-    match kind {
-        ObjectKind::Tenant => TENANT_TYPE,
-        ObjectKind::AppInstance => APP_INSTANCE_TYPE,
-        ObjectKind::Domain => DOMAIN_TYPE,
-        ObjectKind::SupportPlan => SUPPORT_PLAN_TYPE,
-    }
+    kind.type_name()
 }
 
 /// The natural key of the object a (state or configuration) value names,
 /// when it is known.
 pub fn natural_key(kind: ObjectKind, value: &Value) -> Option<String> {
-    let text = |attribute: &str| value.get(attribute).as_str().map(str::to_owned);
-    match kind {
-        ObjectKind::Tenant => text("name"),
-        ObjectKind::AppInstance => Some(format!("{}/{}", text("tenant_id")?, text("name")?)),
-        ObjectKind::Domain => text("hostname"),
-        ObjectKind::SupportPlan => text("tenant_id"),
+    match value.to_known_json()? {
+        serde_json::Value::Object(attributes) => kind.natural_key(&attributes),
+        _ => None,
     }
 }
 

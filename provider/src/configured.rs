@@ -3,18 +3,15 @@
 //! contexts the engine's apply takes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use atrium_engine::apply::app_instance::AppContext;
 use atrium_engine::apply::domain::DomainApplyContext;
 use atrium_engine::apply::support_plan::SupportPlanContext;
-use atrium_engine::backends::mailer::SmtpMailer;
-use atrium_engine::backends::powerdns::PowerDns;
-use atrium_engine::backends::redmine::Redmine;
-use atrium_engine::backends::resolver::DnsResolver;
-use atrium_engine::backends::targets::Targets;
 use atrium_engine::catalog::Catalog;
 use atrium_engine::model::ownership::{CreateToken, Owner};
 use atrium_engine::observe::{AppObservations, ClaimObserver, DomainObservations, TenantObserver};
+use atrium_engine::platform::Platform;
 use atrium_engine::registry::Registry;
 use tokio::sync::watch;
 
@@ -23,25 +20,13 @@ use crate::diagnostics;
 use crate::proto::tfplugin6 as pb;
 use crate::value::Value;
 
-/// What ConfigureProvider sets up: the registry, the catalog and the targets.
+/// What ConfigureProvider sets up: the platform, and the observations and
+/// claims of this provider process.
 pub struct Configured {
+    pub(crate) platform: Platform,
     pub(crate) tenant_observer: TenantObserver,
     pub(crate) app_observations: AppObservations,
-    /// The apps; the built-in catalog is parsed on first use (a configuration
-    /// of tenants alone never pays for it), an operator's directory at once
-    /// (its mistakes are configuration errors).
-    pub(crate) catalog: std::sync::OnceLock<Catalog>,
-    pub(crate) targets: Targets,
     pub(crate) domain_observations: DomainObservations,
-    /// The platform zone's DNS, when the provider has a `dns` block.
-    pub(crate) dns: Option<PowerDns>,
-    pub(crate) resolver: DnsResolver,
-    pub(crate) platform_zone: Option<String>,
-    /// The SMTP relay for welcome emails, when the provider has an `smtp` block.
-    pub(crate) mailer: Option<SmtpMailer>,
-    /// The support tracker, when the provider has a `tracker` block, and the role managers get there.
-    pub(crate) tracker: Option<Redmine>,
-    pub(crate) tracker_role: String,
     /// The configuration this process speaks for, and the registry's claims.
     pub(crate) owner: Owner,
     pub(crate) claims: Arc<ClaimObserver>,
@@ -51,11 +36,11 @@ pub struct Configured {
 
 impl Configured {
     pub(crate) fn registry(&self) -> &Registry {
-        self.tenant_observer.registry()
+        &self.platform.registry
     }
 
     pub(crate) fn catalog(&self) -> &Catalog {
-        self.catalog.get_or_init(Catalog::built_in)
+        self.platform.catalog()
     }
 
     /// Tells the registry that this state holds the object (its claim is
@@ -93,54 +78,24 @@ impl Configured {
         }
     }
 
-    pub(crate) fn app_context(
-        &self,
-        deadline: std::time::Duration,
-        cancelled: watch::Receiver<bool>,
-    ) -> AppContext<'_> {
-        AppContext {
-            registry: self.registry(),
-            observations: &self.app_observations,
-            catalog: self.catalog(),
-            targets: &self.targets,
-            mailer: self.mailer.as_ref().map(|mailer| mailer as &dyn atrium_engine::backends::mailer::Mailer),
-            owner: &self.owner,
-            deadline,
-            cancelled,
-        }
+    pub(crate) fn app_context(&self, deadline: Duration, cancelled: watch::Receiver<bool>) -> AppContext<'_> {
+        self.platform.app_context(&self.app_observations, &self.owner, deadline, cancelled)
     }
 
     pub(crate) fn support_plan_context(
         &self,
-        deadline: std::time::Duration,
+        deadline: Duration,
         cancelled: watch::Receiver<bool>,
     ) -> SupportPlanContext<'_> {
-        SupportPlanContext {
-            registry: self.registry(),
-            tracker: self.tracker.as_ref().map(|tracker| tracker as &dyn atrium_engine::backends::tracker::Tracker),
-            tracker_role: &self.tracker_role,
-            owner: &self.owner,
-            deadline,
-            cancelled,
-        }
+        self.platform.support_plan_context(&self.owner, deadline, cancelled)
     }
 
     pub(crate) fn domain_context(
         &self,
-        deadline: std::time::Duration,
+        deadline: Duration,
         cancelled: watch::Receiver<bool>,
     ) -> DomainApplyContext<'_> {
-        DomainApplyContext {
-            registry: self.registry(),
-            observations: &self.domain_observations,
-            targets: &self.targets,
-            dns: self.dns.as_ref().map(|dns| dns as &dyn atrium_engine::backends::dns::DnsZones),
-            resolver: &self.resolver,
-            platform_zone: self.platform_zone.as_deref(),
-            owner: &self.owner,
-            deadline,
-            cancelled,
-        }
+        self.platform.domain_context(&self.domain_observations, &self.owner, deadline, cancelled)
     }
 }
 

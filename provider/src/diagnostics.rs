@@ -43,6 +43,15 @@ pub fn from_validation(error: &ValidationError) -> pb::Diagnostic {
     attribute_error(&top, error.summary.clone(), format!("{}: {}", error.attribute, error.detail))
 }
 
+/// A problem setting the platform up: pointed at its attribute, or at the
+/// whole configuration when the path is empty.
+pub fn from_setup(error: &ValidationError) -> pb::Diagnostic {
+    if error.attribute.steps.is_empty() {
+        return self::error(error.summary.clone(), error.detail.clone());
+    }
+    from_validation(error)
+}
+
 /// An engine's warning about an attribute, pointed like a validation error.
 pub fn warning_from_validation(warning: &ValidationError) -> pb::Diagnostic {
     pb::Diagnostic { severity: pb::diagnostic::Severity::Warning as i32, ..from_validation(warning) }

@@ -7,18 +7,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use atrium_engine::backends::mailer::SmtpMailer;
-use atrium_engine::backends::powerdns::PowerDns;
-use atrium_engine::backends::redmine::Redmine;
-use atrium_engine::backends::resolver::DnsResolver;
-use atrium_engine::backends::targets::Targets;
-use atrium_engine::catalog::Catalog;
-use atrium_engine::config::{
-    DNS_API_KEY_ENV, PlatformConfigDocument, REGISTRY_URL_ENV, SMTP_PASSWORD_ENV, TRACKER_API_KEY_ENV,
-};
+use atrium_engine::config::PlatformConfigDocument;
 use atrium_engine::model::ownership::CreateToken;
 use atrium_engine::observe::{AppObservations, ClaimObserver, DomainObservations, TenantObserver};
-use atrium_engine::registry::Registry;
+use atrium_engine::platform::{Environment, Platform};
 use tokio::sync::{RwLock, watch};
 use tonic::{Request, Response, Status};
 
@@ -51,6 +43,7 @@ impl AtriumProvider {
         if let Some(configured) = self.configured.read().await.as_ref() {
             if let Ok(path) = std::env::var("ATRIUM_STATS_FILE") {
                 let mut lines: String = configured
+                    .platform
                     .targets
                     .api_calls()
                     .await
@@ -135,27 +128,6 @@ fn not_supported(what: &str) -> Vec<pb::Diagnostic> {
         format!("{what} are not supported"),
         format!("the atrium provider has no {what} yet; it manages atrium_tenant resources"),
     )]
-}
-
-/// The SMTP relay's user name and password in force, when it wants them.
-fn smtp_credentials(smtp: &atrium_engine::config::SmtpDocument) -> Result<Option<(String, String)>, pb::Diagnostic> {
-    let password = smtp.effective_password(std::env::var(SMTP_PASSWORD_ENV).ok());
-    match (&smtp.username, password) {
-        (None, None) => Ok(None),
-        (Some(username), Some(password)) => Ok(Some((username.clone(), password))),
-        (Some(_), None) => Err(diagnostics::attribute_error(
-            &atrium_engine::AttributePath::root("smtp").attribute("password"),
-            "Missing SMTP password",
-            format!(
-                "smtp.username is set: set smtp.password, or the {SMTP_PASSWORD_ENV} environment variable, to its password"
-            ),
-        )),
-        (None, Some(_)) => Err(diagnostics::attribute_error(
-            &atrium_engine::AttributePath::root("smtp").attribute("username"),
-            "Missing SMTP user name",
-            "an SMTP password is set (smtp.password or ATRIUM_SMTP_PASSWORD): set smtp.username to the user it belongs to",
-        )),
-    }
 }
 
 /// Reads the provider configuration document from its (fully known) value.
@@ -330,136 +302,29 @@ impl Provider for AtriumProvider {
                 return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
             }
         };
-        let errors = document.validate();
-        if !errors.is_empty() {
-            return Ok(Response::new(pb::configure_provider::Response {
-                diagnostics: errors.iter().map(diagnostics::from_validation).collect(),
-            }));
-        }
-        let url = document.effective_registry_url(std::env::var(REGISTRY_URL_ENV).ok());
-        if let Err(detail) = atrium_engine::config::check_registry_url(&url) {
-            let diagnostic = diagnostics::error("Invalid registry URL", format!("{REGISTRY_URL_ENV}: {detail}"));
-            return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
-        }
-        let catalog = match &document.catalog_dir {
-            None => std::sync::OnceLock::new(),
-            Some(directory) => match Catalog::with_directory(std::path::Path::new(directory)) {
-                Ok(catalog) => std::sync::OnceLock::from(catalog),
-                Err(error) => {
-                    let diagnostic = diagnostics::attribute_error(
-                        &atrium_engine::AttributePath::root("catalog_dir"),
-                        "Invalid catalog entry",
-                        format!("{}. Fix the file or remove it from catalog_dir.", diagnostics::error_chain(&error)),
-                    );
-                    return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
-                }
-            },
-        };
-        let targets = Targets::new(document.targets.clone().unwrap_or_default());
-        let dns = match &document.dns {
-            None => None,
-            Some(dns) => match dns.effective_api_key(std::env::var(DNS_API_KEY_ENV).ok()) {
-                Some(api_key) => {
-                    Some(PowerDns::new(&dns.api_url, &api_key, dns.server_id.as_deref().unwrap_or("localhost")))
-                }
-                None => {
-                    let diagnostic = diagnostics::attribute_error(
-                        &atrium_engine::AttributePath::root("dns").attribute("api_key"),
-                        "Missing DNS API key",
-                        format!(
-                            "set dns.api_key, or the {DNS_API_KEY_ENV} environment variable, to the PowerDNS API key"
-                        ),
-                    );
-                    return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
-                }
-            },
-        };
-        let resolver = match DnsResolver::new(document.dns.as_ref().and_then(|dns| dns.resolver.as_deref())) {
-            Ok(resolver) => resolver,
-            Err(error) => {
-                let diagnostic = diagnostics::attribute_error(
-                    &atrium_engine::AttributePath::root("dns").attribute("resolver"),
-                    "Cannot set up the DNS resolver",
-                    diagnostics::error_chain(&error),
-                );
-                return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
+        let platform = match Platform::connect(&document, &Environment::of_process()).await {
+            Ok(platform) => platform,
+            Err(errors) => {
+                let diagnostics = errors.iter().map(diagnostics::from_setup).collect();
+                return Ok(Response::new(pb::configure_provider::Response { diagnostics }));
             }
         };
-        let mailer = match &document.smtp {
-            None => None,
-            Some(smtp) => match smtp_credentials(smtp).and_then(|credentials| {
-                SmtpMailer::new(&smtp.url, &smtp.from, credentials).map_err(|error| {
-                    diagnostics::attribute_error(
-                        &atrium_engine::AttributePath::root("smtp"),
-                        "Cannot use the SMTP relay",
-                        diagnostics::error_chain(&error),
-                    )
-                })
-            }) {
-                Ok(mailer) => Some(mailer),
-                Err(diagnostic) => {
-                    return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
-                }
-            },
+        let registry = platform.registry.clone();
+        tracing::debug!(registry = registry.url_for_messages(), terraform = %request.terraform_version, "provider configured");
+        let claims = Arc::new(ClaimObserver::new(registry.clone()));
+        let owner = claims::configuration_owner(document.owner.as_deref());
+        tracing::debug!(owner = owner.as_str(), "owner of this configuration's objects");
+        let configured = Configured {
+            platform,
+            owner,
+            claims,
+            tenant_observer: TenantObserver::new(registry),
+            app_observations: AppObservations::default(),
+            domain_observations: DomainObservations::default(),
+            stopped: self.stop_sender.subscribe(),
         };
-        let tracker = match &document.tracker {
-            None => None,
-            Some(tracker) => match tracker.effective_api_key(std::env::var(TRACKER_API_KEY_ENV).ok()) {
-                Some(api_key) => Some(Redmine::new(&tracker.url, &api_key)),
-                None => {
-                    let diagnostic = diagnostics::attribute_error(
-                        &atrium_engine::AttributePath::root("tracker").attribute("api_key"),
-                        "Missing tracker API key",
-                        format!(
-                            "set tracker.api_key, or the {TRACKER_API_KEY_ENV} environment variable, to an administrator's API key"
-                        ),
-                    );
-                    return Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }));
-                }
-            },
-        };
-        let tracker_role =
-            document.tracker.as_ref().and_then(|t| t.role.clone()).unwrap_or_else(|| "Reporter".to_owned());
-        match Registry::connect(&url).await {
-            Ok(registry) => {
-                tracing::debug!(registry = registry.url_for_messages(), terraform = %request.terraform_version, "provider configured");
-                let claims = Arc::new(ClaimObserver::new(registry.clone()));
-                let owner = claims::configuration_owner(document.owner.as_deref());
-                tracing::debug!(owner = owner.as_str(), "owner of this configuration's objects");
-                let configured = Configured {
-                    owner,
-                    claims,
-                    tenant_observer: TenantObserver::new(registry),
-                    app_observations: AppObservations::default(),
-                    catalog,
-                    targets,
-                    domain_observations: DomainObservations::default(),
-                    dns,
-                    resolver,
-                    platform_zone: document.platform_zone.clone(),
-                    mailer,
-                    tracker,
-                    tracker_role,
-                    stopped: self.stop_sender.subscribe(),
-                };
-                *self.configured.write().await = Some(Arc::new(configured));
-                Ok(Response::new(pb::configure_provider::Response { diagnostics: Vec::new() }))
-            }
-            Err(error) => {
-                let mut diagnostic = diagnostics::error(
-                    "Cannot open the registry",
-                    format!(
-                        "{}. Check registry_url (or {REGISTRY_URL_ENV}) and that the database is reachable.",
-                        diagnostics::error_chain(&error)
-                    ),
-                );
-                if document.registry_url.is_some() {
-                    diagnostic.attribute =
-                        Some(diagnostics::to_proto_path(&atrium_engine::AttributePath::root("registry_url")));
-                }
-                Ok(Response::new(pb::configure_provider::Response { diagnostics: vec![diagnostic] }))
-            }
-        }
+        *self.configured.write().await = Some(Arc::new(configured));
+        Ok(Response::new(pb::configure_provider::Response { diagnostics: Vec::new() }))
     }
 
     async fn read_resource(

@@ -44,6 +44,11 @@ impl Owner {
         Owner(format!("terraform:{name}"))
     }
 
+    /// The owner of an `atrium` CLI configuration (its `owner` setting).
+    pub fn atrium(name: &str) -> Owner {
+        Owner(format!("atrium:{name}"))
+    }
+
     /// An owner as the registry stores it.
     pub fn from_stored(stored: &str) -> Owner {
         Owner(stored.to_owned())
@@ -106,6 +111,34 @@ impl ObjectKind {
             "support_plan" => ObjectKind::SupportPlan,
             _ => return None,
         })
+    }
+
+    /// The resource type of the kind, in both front doors' configurations.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            ObjectKind::Tenant => "atrium_tenant",
+            ObjectKind::AppInstance => "atrium_app_instance",
+            ObjectKind::Domain => "atrium_domain",
+            ObjectKind::SupportPlan => "atrium_support_plan",
+        }
+    }
+
+    pub fn from_type_name(type_name: &str) -> Option<ObjectKind> {
+        [ObjectKind::Tenant, ObjectKind::AppInstance, ObjectKind::Domain, ObjectKind::SupportPlan]
+            .into_iter()
+            .find(|kind| kind.type_name() == type_name)
+    }
+
+    /// The natural key (the registry's name) of an object of this kind
+    /// from its attributes: what its claim and its `id` are.
+    pub fn natural_key(self, attributes: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        let text = |attribute: &str| attributes.get(attribute).and_then(|value| value.as_str()).map(str::to_owned);
+        match self {
+            ObjectKind::Tenant => text("name"),
+            ObjectKind::AppInstance => Some(format!("{}/{}", text("tenant_id")?, text("name")?)),
+            ObjectKind::Domain => text("hostname"),
+            ObjectKind::SupportPlan => text("tenant_id"),
+        }
     }
 
     /// The kind as people say it ("app instance").

@@ -85,7 +85,7 @@ fn attribute_changes(before: &AppInstanceSpec, after: &AppInstanceSpec) -> Vec<(
         .into_iter()
         .filter(|(_, b, a, _, _)| b != a)
         .map(|(attribute, before, after, forces_replacement, redeploys)| {
-            (AttributeChange { attribute, before, after, forces_replacement }, redeploys)
+            (AttributeChange { attribute: attribute.to_owned(), before, after, forces_replacement }, redeploys)
         })
         .collect()
 }
@@ -118,9 +118,9 @@ pub fn plan_app_instance(
         (Some(spec), Some((record, health))) => {
             let changes = attribute_changes(&record.spec, spec);
             let replacing: Vec<&str> =
-                changes.iter().filter(|(c, _)| c.forces_replacement).map(|(c, _)| c.attribute).collect();
+                changes.iter().filter(|(c, _)| c.forces_replacement).map(|(c, _)| c.attribute.as_str()).collect();
             let redeploying = changes.iter().any(|(_, redeploys)| *redeploys);
-            let names: Vec<&str> = changes.iter().map(|(c, _)| c.attribute).collect();
+            let names: Vec<&str> = changes.iter().map(|(c, _)| c.attribute.as_str()).collect();
             let (action, redeploy, reason) = if !replacing.is_empty() {
                 (Action::Replace, true, format!("changing {} forces replacement", replacing.join(", ")))
             } else if health != InstanceHealth::Running {

@@ -5,8 +5,6 @@
 //! that apply has no choices left and the rendered text says exactly what
 //! will happen.
 
-use std::collections::BTreeMap;
-
 use crate::model::TenantId;
 use crate::model::attribute::{AttributePath, ValidationError};
 use crate::model::markers;
@@ -16,7 +14,7 @@ use crate::model::tenant::{
 };
 use crate::model::validate;
 use crate::plan::draft::{Draft, DraftPlan, Planned, marked_attributes, replaced};
-use crate::plan::text::{self, Field, ObjectChange, quoted};
+use crate::plan::text::{self, Field, quoted};
 pub use crate::plan::text::{Action, AttributeChange};
 
 /// The attributes whose change replaces the object: the document's markers, read once.
@@ -41,15 +39,9 @@ impl Change {
         self.attribute_changes
             .iter()
             .filter(|c| c.forces_replacement)
-            .map(|c| AttributePath::root(c.attribute))
+            .map(|c| AttributePath::root(&c.attribute))
             .collect()
     }
-}
-
-/// The changes that take the observed world to the desired one, ordered by tenant.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
-    pub changes: Vec<Change>,
 }
 
 /// A tenant's attributes as a plan shows them.
@@ -83,38 +75,6 @@ pub fn plan_tenant(desired: Option<&TenantSpec>, observed: Option<&TenantRecord>
         attribute_changes: change.attribute_changes,
         reason: change.reason,
     })
-}
-
-/// Plans a whole set of tenants matched by name (the bulk front door).
-/// Tenants owned by another front door are never changed or deleted.
-pub fn plan(desired: &[TenantSpec], observed: &[TenantRecord], owner: &str) -> Plan {
-    let mut by_name: BTreeMap<&TenantId, (Option<&TenantSpec>, Option<&TenantRecord>)> = BTreeMap::new();
-    for spec in desired {
-        by_name.entry(&spec.name).or_default().0 = Some(spec);
-    }
-    for record in observed.iter().filter(|r| r.owner == owner) {
-        by_name.entry(&record.spec.name).or_default().1 = Some(record);
-    }
-    let changes = by_name.into_values().filter_map(|(desired, observed)| plan_tenant(desired, observed)).collect();
-    Plan { changes }
-}
-
-impl Plan {
-    /// The plan as people read it: one line per change, `+ ~ -/+ -`, then a summary.
-    pub fn render(&self) -> String {
-        let changes: Vec<ObjectChange> = self
-            .changes
-            .iter()
-            .map(|change| ObjectChange {
-                action: change.action,
-                kind: "tenant",
-                name: change.tenant_id.to_string(),
-                attribute_changes: change.attribute_changes.clone(),
-                reason: change.reason.clone(),
-            })
-            .collect();
-        text::render(&changes)
-    }
 }
 
 /// What a tenant's plan reads besides its configuration.
@@ -389,31 +349,6 @@ mod tests {
     }
 
     #[test]
-    fn plan_renders_every_kind_of_change() {
-        let desired = vec![
-            spec("acme", "ACME GmbH", Tier::Business),
-            spec("beta", "Beta", Tier::Basic),
-            spec("delta", "Delta", Tier::Basic),
-        ];
-        let observed = vec![
-            record(spec("acme", "ACME", Tier::Basic), "cli"),
-            record(spec("delta", "Delta", Tier::Basic), "cli"),
-            record(spec("gone", "Gone", Tier::Basic), "cli"),
-            record(spec("other", "Terraform's", Tier::Basic), "terraform"),
-        ];
-        let plan = plan(&desired, &observed, "cli");
-        insta::assert_snapshot!(plan.render(), @r#"
-        ~ tenant acme (display_name, tier, user_quota changed)
-            display_name: "ACME" -> "ACME GmbH"
-            tier: "basic" -> "business"
-            user_quota: 10 -> 50
-        + tenant beta (the tenant does not exist)
-        - tenant gone (the tenant is no longer wanted)
-        Plan: 1 to add, 1 to change, 0 to replace, 1 to destroy.
-        "#);
-    }
-
-    #[test]
     fn renaming_a_tenant_under_one_identity_forces_replacement() {
         let mut renamed = spec("acme", "ACME", Tier::Basic);
         renamed.name = TenantId::parse("acme-new").unwrap();
@@ -421,21 +356,17 @@ mod tests {
             plan_tenant(Some(&renamed), Some(&record(spec("acme", "ACME", Tier::Basic), "terraform"))).unwrap();
         assert_eq!(change.action, Action::Replace);
         assert_eq!(change.replace_paths(), vec![AttributePath::root("name")]);
-        let text = Plan { changes: vec![change] }.render();
+        let text = text::render(&[text::ObjectChange {
+            action: change.action,
+            kind: "tenant",
+            name: change.tenant_id.to_string(),
+            attribute_changes: change.attribute_changes.clone(),
+            reason: change.reason.clone(),
+        }]);
         insta::assert_snapshot!(text, @r#"
         -/+ tenant acme-new (changing name forces replacement)
             name: "acme" -> "acme-new" # forces replacement
         Plan: 0 to add, 0 to change, 1 to replace, 0 to destroy.
         "#);
-    }
-
-    #[test]
-    fn planning_is_deterministic_and_identical_state_is_a_noop() {
-        let desired = vec![spec("b-one", "B", Tier::Basic), spec("a-one", "A", Tier::Basic)];
-        let observed: Vec<TenantRecord> = desired.iter().cloned().map(|s| record(s, "cli")).collect();
-        let first = plan(&desired, &observed, "cli");
-        assert!(first.changes.iter().all(|c| c.action == Action::NoOp));
-        assert_eq!(first, plan(&desired, &observed, "cli"));
-        assert_eq!(first.render(), "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy.");
     }
 }

@@ -30,7 +30,7 @@ impl Action {
 /// One attribute whose value changes, rendered for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttributeChange {
-    pub attribute: &'static str,
+    pub attribute: String,
     pub before: String,
     pub after: String,
     /// Whether this attribute's change alone forces replacement.
@@ -92,14 +92,15 @@ pub fn compare(
                 .zip(after)
                 .filter(|(b, a)| b.value != a.value)
                 .map(|(b, a)| AttributeChange {
-                    attribute: a.attribute,
+                    attribute: a.attribute.to_owned(),
                     before: b.value.clone(),
                     after: a.value.clone(),
                     forces_replacement: a.forces_replacement,
                 })
                 .collect();
-            let replacing: Vec<&str> = changes.iter().filter(|c| c.forces_replacement).map(|c| c.attribute).collect();
-            let names: Vec<&str> = changes.iter().map(|c| c.attribute).collect();
+            let replacing: Vec<&str> =
+                changes.iter().filter(|c| c.forces_replacement).map(|c| c.attribute.as_str()).collect();
+            let names: Vec<&str> = changes.iter().map(|c| c.attribute.as_str()).collect();
             let (action, reason) = if !replacing.is_empty() {
                 (Action::Replace, format!("changing {} forces replacement", replacing.join(", ")))
             } else if !changes.is_empty() {

@@ -3,12 +3,10 @@
 use atrium_engine::apply::app_instance::{AppApplyError, AppContext};
 use atrium_engine::catalog::Catalog;
 use atrium_engine::model::app_instance::InstanceHealth;
-use atrium_engine::model::app_instance::{
-    AppInstanceDocument, AppInstanceDraft, AppInstanceId, AppInstanceRecord, Customizations,
-};
+use atrium_engine::model::app_instance::{AppInstanceDocument, AppInstanceId, AppInstanceRecord, Customizations};
 use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::plan::app_instance::{
-    AppDecision, AppFacts, InstanceContext, named_ids, plan_instance, spec_from_document, validate_draft,
+    AppDecision, AppFacts, InstanceContext, named_ids, plan_instance, spec_from_document,
 };
 use atrium_engine::registry::Registry;
 
@@ -24,15 +22,11 @@ use crate::value::Value;
 
 /// Validation before the provider is configured: only what needs no catalog or targets.
 fn validate(config: &Value) -> Vec<pb::Diagnostic> {
-    validate_with(config, &InstanceContext { catalog: None, targets: None })
-}
-
-fn validate_with(config: &Value, context: &InstanceContext<'_>) -> Vec<pb::Diagnostic> {
     let Some(known) = config.to_known_json() else { return Vec::new() };
-    match serde_json::from_value::<AppInstanceDraft>(known) {
-        Ok(draft) => validate_draft(&draft, context).iter().map(diagnostics::from_validation).collect(),
-        Err(error) => vec![diagnostics::error("Invalid app instance configuration", error.to_string())],
-    }
+    atrium_engine::plan::validate_known(atrium_engine::model::ownership::ObjectKind::AppInstance, known)
+        .iter()
+        .map(diagnostics::from_setup)
+        .collect()
 }
 
 /// What planning needs from the configured provider.
@@ -287,7 +281,7 @@ impl Resource for AppInstance {
         let Some(provider) = provider else { return super::unconfigured() };
         let context = PlanContext {
             catalog: provider.catalog(),
-            targets: provider.targets.names(),
+            targets: provider.platform.targets.names(),
             registry: provider.registry(),
             observations: &provider.app_observations,
         };

@@ -3,8 +3,7 @@
 use atrium_engine::apply::domain::{DomainApplyContext, DomainApplyError, ObservedDomain};
 use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::model::domain::{
-    DnsRecordDocument, DomainContext, DomainDocument, DomainDraft, DomainKind, DomainRecord, DomainSpec, DomainStatus,
-    Hostname, verification_for,
+    DnsRecordDocument, DomainDocument, DomainKind, DomainRecord, DomainSpec, DomainStatus, Hostname, verification_for,
 };
 
 use atrium_engine::plan::domain::{DomainDecision, pending_warning, plan_domain};
@@ -21,15 +20,11 @@ use crate::value::Value;
 
 /// Validation before the provider is configured: the platform zone is not known yet.
 fn validate(config: &Value) -> Vec<pb::Diagnostic> {
-    validate_with(config, &DomainContext { platform_zone: None })
-}
-
-fn validate_with(config: &Value, context: &DomainContext<'_>) -> Vec<pb::Diagnostic> {
     let Some(known) = config.to_known_json() else { return Vec::new() };
-    match serde_json::from_value::<DomainDraft>(known) {
-        Ok(draft) => draft.validate(context).iter().map(diagnostics::from_validation).collect(),
-        Err(error) => vec![diagnostics::error("Invalid domain configuration", error.to_string())],
-    }
+    atrium_engine::plan::validate_known(atrium_engine::model::ownership::ObjectKind::Domain, known)
+        .iter()
+        .map(diagnostics::from_setup)
+        .collect()
 }
 
 /// Plans a domain: the engine's planner on the configuration as a draft,

@@ -2,7 +2,7 @@
 
 use atrium_engine::apply::support_plan::{ObservedSupportPlan, SupportPlanContext, SupportPlanError};
 use atrium_engine::model::attribute::AttributePath;
-use atrium_engine::model::support_plan::{SupportPlanDocument, SupportPlanDraft, SupportPlanSpec};
+use atrium_engine::model::support_plan::{SupportPlanDocument, SupportPlanSpec};
 use atrium_engine::model::{TenantId, TenantStatus};
 use atrium_engine::plan::support_plan::{SupportFacts, plan_support_plan};
 
@@ -17,15 +17,11 @@ use crate::value::Value;
 
 /// Validation of what is known, before the tenant's tier is.
 fn validate(config: &Value) -> Vec<pb::Diagnostic> {
-    validate_with(config, None)
-}
-
-fn validate_with(config: &Value, tier: Option<atrium_engine::model::Tier>) -> Vec<pb::Diagnostic> {
     let Some(known) = config.to_known_json() else { return Vec::new() };
-    match serde_json::from_value::<SupportPlanDraft>(known) {
-        Ok(draft) => draft.validate(tier).iter().map(diagnostics::from_validation).collect(),
-        Err(error) => vec![diagnostics::error("Invalid support plan configuration", error.to_string())],
-    }
+    atrium_engine::plan::validate_known(atrium_engine::model::ownership::ObjectKind::SupportPlan, known)
+        .iter()
+        .map(diagnostics::from_setup)
+        .collect()
 }
 
 /// Plans a support plan: the engine's planner on the configuration as a

@@ -4,7 +4,7 @@ use atrium_engine::apply::tenant::{ApplyContext, TenantApplyError, apply_planned
 use atrium_engine::backends::targets::Targets;
 use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::model::ownership::{CreateToken, ObjectKind, Owner};
-use atrium_engine::model::tenant::{TenantDocument, TenantDraft, TenantRecord, TenantSpec, today};
+use atrium_engine::model::tenant::{TenantDocument, TenantRecord, TenantSpec, today};
 use atrium_engine::model::timeouts::Operation;
 use atrium_engine::model::{TenantId, Timeouts};
 use atrium_engine::observe::TenantObserver;
@@ -23,10 +23,10 @@ use crate::value::Value;
 /// Validation of what is known; unknown and null attributes are skipped.
 fn validate(config: &Value) -> Vec<pb::Diagnostic> {
     let Some(known) = config.to_known_json() else { return Vec::new() };
-    match serde_json::from_value::<TenantDraft>(known) {
-        Ok(draft) => draft.validate().iter().map(diagnostics::from_validation).collect(),
-        Err(error) => vec![diagnostics::error("Invalid tenant configuration", error.to_string())],
-    }
+    atrium_engine::plan::validate_known(atrium_engine::model::ownership::ObjectKind::Tenant, known)
+        .iter()
+        .map(diagnostics::from_setup)
+        .collect()
 }
 
 /// Plans a tenant: the engine's planner on the configuration as a draft,
@@ -264,7 +264,7 @@ impl Resource for Tenant {
     async fn apply(&self, provider: &Configured, change: Change<'_>) -> Applied {
         let context = TenantContext {
             observer: &provider.tenant_observer,
-            targets: &provider.targets,
+            targets: &provider.platform.targets,
             owner: &provider.owner,
             cancelled: change.cancelled.clone(),
         };

@@ -1,0 +1,196 @@
+//! The `atrium` CLI through its real binary against the real registry:
+//! the lifecycle of a configuration onboarding customers from a CSV file,
+//! ownership between CLI owners and Terraform configurations sharing one
+//! registry, and objects deleted by hand.
+
+use atrium_acceptance::{RegistryChoice, Workspace, provider_example};
+use atrium_engine::model::TenantId;
+use atrium_engine::model::ownership::ObjectKind;
+
+/// The `atrium` block of a CLI owner (the registry comes from the environment).
+fn atrium_block(owner: &str) -> String {
+    format!("atrium {{\n  owner = \"{owner}\"\n}}\n")
+}
+
+/// Tenants from `customers.csv`, one per row.
+const CUSTOMERS_TF: &str = r#"
+variable "prefix" {
+  type = string
+}
+
+locals {
+  customers = { for c in csvdecode(file("customers.csv")) : "${var.prefix}-${lower(c.name)}" => c }
+}
+
+resource "atrium_tenant" "customer" {
+  for_each      = local.customers
+  name          = each.key
+  display_name  = format("%s (%s)", each.value.name, each.value.city)
+  tier          = each.value.tier
+  welcome_email = false
+  manager = {
+    email = each.value.manager
+    name  = "Manager of ${each.value.name}"
+  }
+}
+"#;
+
+async fn tenants_of(workspace: &Workspace, prefix: &str) -> Vec<(String, String)> {
+    let registry = workspace.registry().await;
+    let mut found: Vec<(String, String)> = registry
+        .list_tenants()
+        .await
+        .expect("list tenants")
+        .into_iter()
+        .filter(|t| t.spec.name.as_str().starts_with(prefix))
+        .map(|t| (t.spec.name.to_string(), t.spec.display_name.clone()))
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn a_csv_of_customers_is_planned_applied_updated_pruned_and_destroyed() {
+    let workspace = Workspace::new("cli-lifecycle", RegistryChoice::Sqlite).await;
+    let prefix = format!("c{}", std::process::id());
+    let var = format!("prefix={prefix}");
+    workspace.write("atrium.hcl", &atrium_block("partner-a"));
+    workspace.write("main.tf", CUSTOMERS_TF);
+    workspace.write(
+        "customers.csv",
+        "name,city,tier,manager\nAcme,Lyon,business,it@acme.example\nBeta,Bonn,basic,boss@beta.example\n",
+    );
+
+    workspace.atrium(&["validate", "-var", &var]).expect_code(0, "atrium validate");
+    let plan = workspace.atrium(&["plan", "-var", &var]).expect_code(2, "atrium plan of a new configuration");
+    assert!(plan.stdout.contains(&format!("+ tenant {prefix}-acme (the tenant does not exist)")), "{}", plan.stdout);
+    assert!(plan.stdout.contains("Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy."), "{}", plan.stdout);
+    assert!(tenants_of(&workspace, &prefix).await.is_empty(), "plan changes nothing");
+
+    let apply = workspace.atrium(&["apply", "-auto-approve", "-var", &var]).expect_code(0, "atrium apply");
+    assert!(apply.stdout.contains("Apply complete! Resources: 2 added"), "{}", apply.stdout);
+    assert_eq!(
+        tenants_of(&workspace, &prefix).await,
+        [(format!("{prefix}-acme"), "Acme (Lyon)".to_owned()), (format!("{prefix}-beta"), "Beta (Bonn)".to_owned())]
+    );
+    workspace.atrium(&["plan", "-var", &var]).expect_code(0, "atrium plan after apply");
+    let state = workspace.atrium(&["state", "list", "-var", &var]).expect_code(0, "atrium state list");
+    assert_eq!(
+        state.stdout.lines().collect::<Vec<_>>(),
+        [format!("atrium_tenant.customer[\"{prefix}-acme\"]"), format!("atrium_tenant.customer[\"{prefix}-beta\"]")]
+    );
+
+    // A row changes, another goes, one is added.
+    workspace.write(
+        "customers.csv",
+        "name,city,tier,manager\nAcme,Paris,enterprise,it@acme.example\nGamma,Graz,basic,g@gamma.example\n",
+    );
+    let plan = workspace.atrium(&["plan", "-var", &var]).expect_code(2, "atrium plan of changed rows");
+    for expected in [
+        format!("~ tenant {prefix}-acme (display_name, tier, user_quota changed)"),
+        "    display_name: \"Acme (Lyon)\" -> \"Acme (Paris)\"".to_owned(),
+        format!("- tenant {prefix}-beta (the tenant is no longer declared)"),
+        format!("+ tenant {prefix}-gamma (the tenant does not exist)"),
+        "Plan: 1 to add, 1 to change, 0 to replace, 1 to destroy.".to_owned(),
+    ] {
+        assert!(plan.stdout.contains(&expected), "missing {expected:?} in\n{}", plan.stdout);
+    }
+    workspace.atrium(&["apply", "-auto-approve", "-var", &var]).expect_code(0, "atrium apply of changed rows");
+    assert_eq!(
+        tenants_of(&workspace, &prefix).await,
+        [(format!("{prefix}-acme"), "Acme (Paris)".to_owned()), (format!("{prefix}-gamma"), "Gamma (Graz)".to_owned())]
+    );
+    workspace.atrium(&["plan", "-var", &var]).expect_code(0, "atrium plan after the second apply");
+
+    // Renaming a tenant replaces it.
+    workspace.write(
+        "customers.csv",
+        "name,city,tier,manager\nAcme,Paris,enterprise,it@acme.example\nGamma2,Graz,basic,g@gamma.example\n",
+    );
+    let plan = workspace.atrium(&["plan", "-var", &var]).expect_code(2, "atrium plan of a renamed row");
+    assert!(plan.stdout.contains("1 to add, 0 to change, 0 to replace, 1 to destroy"), "{}", plan.stdout);
+
+    let destroy = workspace.atrium(&["destroy", "-auto-approve", "-var", &var]).expect_code(0, "atrium destroy");
+    assert!(destroy.stdout.contains("2 destroyed"), "{}", destroy.stdout);
+    assert!(tenants_of(&workspace, &prefix).await.is_empty(), "destroy leaves no tenant");
+    let registry = workspace.registry().await;
+    let claims = registry.list_claims().await.expect("list claims");
+    assert!(claims.iter().all(|c| !c.key.starts_with(&prefix)), "destroy leaves no claim: {claims:?}");
+    workspace.atrium(&["state", "list", "-var", &var]).expect_code(0, "atrium state list after destroy");
+}
+
+#[tokio::test]
+async fn cli_owners_and_terraform_never_take_each_others_objects() {
+    let terraform = Workspace::new("cli-owners-tf", RegistryChoice::Sqlite).await;
+    let cli = Workspace::sharing_registry_of("cli-owners-a", &terraform).await;
+    let other_cli = Workspace::sharing_registry_of("cli-owners-b", &terraform).await;
+    let id = std::process::id();
+    let tenant = |name: &str| {
+        format!(
+            "resource \"atrium_tenant\" \"{name}\" {{\n  name = \"{name}-{id}\"\n  display_name = \"{name}\"\n  tier = \"basic\"\n  welcome_email = false\n  manager = {{ email = \"m@{name}.example\", name = \"M\" }}\n}}\n"
+        )
+    };
+    terraform.write("main.tf", &format!("{}{}", provider_example(), tenant("tfowned")));
+    terraform.apply();
+
+    cli.write("atrium.hcl", &atrium_block("partner-a"));
+    cli.write("main.tf", &format!("{}{}", tenant("cliowned"), tenant("tfowned")));
+    let refused = cli.atrium(&["plan"]).expect_code(1, "atrium plan of Terraform's tenant");
+    let text = refused.flat_output();
+    assert!(text.contains(&format!("tenant \"tfowned-{id}\" belongs to another owner")), "{text}");
+    assert!(text.contains("the Terraform configuration"), "names the owner: {text}");
+    assert!(text.contains("on main.tf line"), "points at the file: {text}");
+    cli.atrium(&["apply", "-auto-approve"]).expect_code(1, "atrium apply of Terraform's tenant");
+
+    cli.write("main.tf", &tenant("cliowned"));
+    cli.atrium(&["apply", "-auto-approve"]).expect_code(0, "atrium apply of its own tenant");
+    terraform.assert_plan_empty("after the CLI created its own tenant");
+
+    other_cli.write("atrium.hcl", &atrium_block("partner-b"));
+    other_cli.write("main.tf", &tenant("cliowned"));
+    let refused = other_cli.atrium(&["apply", "-auto-approve"]).expect_code(1, "another CLI owner's apply");
+    assert!(refused.flat_output().contains("the atrium CLI owner \"partner-a\""), "{}", refused.output());
+
+    // Another owner's destroy and Terraform's destroy leave the CLI's tenant alone, and back.
+    other_cli.write("main.tf", "");
+    other_cli.atrium(&["destroy", "-auto-approve"]).expect_code(0, "another CLI owner's destroy");
+    terraform.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
+    let registry = cli.registry().await;
+    let cli_tenant = TenantId::parse(&format!("cliowned-{id}")).unwrap();
+    assert!(registry.get_tenant(&cli_tenant).await.unwrap().is_some(), "the CLI's tenant survives");
+    cli.atrium(&["plan"]).expect_code(0, "atrium plan after the others destroyed theirs");
+    cli.atrium(&["destroy", "-auto-approve"]).expect_code(0, "atrium destroy");
+    assert!(registry.get_tenant(&cli_tenant).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_tenant_deleted_by_hand_is_created_again_and_configuration_errors_point_at_the_line() {
+    let workspace = Workspace::new("cli-by-hand", RegistryChoice::Sqlite).await;
+    let name = format!("byhand-{}", std::process::id());
+    workspace.write("atrium.hcl", &atrium_block("partner-a"));
+    workspace.write(
+        "main.tf",
+        &format!(
+            "resource \"atrium_tenant\" \"t\" {{\n  name = \"{name}\"\n  display_name = \"T\"\n  tier = \"basic\"\n  welcome_email = false\n  manager = {{ email = \"m@t.example\", name = \"M\" }}\n}}\n"
+        ),
+    );
+    workspace.atrium(&["apply", "-auto-approve"]).expect_code(0, "atrium apply");
+    let registry = workspace.registry().await;
+    let tenant = TenantId::parse(&name).unwrap();
+    assert!(registry.delete_tenant(&tenant).await.unwrap(), "deleted by hand");
+    let plan = workspace.atrium(&["plan"]).expect_code(2, "atrium plan after the tenant was deleted by hand");
+    assert!(plan.stdout.contains(&format!("+ tenant {name} (the tenant does not exist)")), "{}", plan.stdout);
+    workspace.atrium(&["apply", "-auto-approve"]).expect_code(0, "atrium apply recreates it");
+    assert!(registry.get_tenant(&tenant).await.unwrap().is_some());
+    let claim = registry.get_claim(ObjectKind::Tenant, &name).await.unwrap().expect("claimed");
+    assert!(claim.confirmed, "the recreated tenant is this owner's: {claim:?}");
+    workspace.atrium(&["plan"]).expect_code(0, "atrium plan after it was recreated");
+
+    workspace.write("main.tf", "resource \"atrium_tenant\" \"t\" {\n  name = \"x\"\n  tier = \"gold\"\n}\n");
+    let refused = workspace.atrium(&["validate"]).expect_code(1, "atrium validate of a bad tier");
+    assert!(refused.stderr.contains("on main.tf line 3, in resource \"atrium_tenant\" \"t\":"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("\"gold\" is not a tier"), "{}", refused.stderr);
+    workspace.write("main.tf", "");
+    workspace.atrium(&["destroy", "-auto-approve"]).expect_code(0, "atrium destroy");
+    assert!(registry.get_tenant(&tenant).await.unwrap().is_none());
+}

@@ -1,0 +1,347 @@
+//! The command line: Terraform's commands, flags and exit codes.
+//!
+//! Flags are written as Terraform writes them (`-chdir=DIR`, `-auto-approve`,
+//! `-var name=value`); the GNU spelling (`--chdir`) works too.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+
+use super::apply::{self, Outcome};
+use super::config::{self, Configuration, Variables};
+use super::diagnostic::Diagnostic;
+use super::plan::{self, Mode, Plan};
+use super::progress::Progress;
+use super::session::Session;
+use crate::config::PlatformConfigDocument;
+use crate::model::ownership::Owner;
+use crate::platform::{Environment, Platform};
+
+/// Plan and apply Atrium configurations: tenants, app instances, domains and
+/// support plans, with the registry as state.
+#[derive(Debug, Parser)]
+#[command(name = "atrium", version, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Switch to DIR before doing anything else (like terraform -chdir).
+    #[arg(long, value_name = "DIR")]
+    chdir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct VarArgs {
+    /// Set a variable: -var name=value (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    vars: VarArgs,
+    /// Apply without asking.
+    #[arg(long)]
+    auto_approve: bool,
+    /// How many objects to change at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    parallelism: u16,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the configuration: syntax, references, attributes.
+    Validate {
+        #[command(flatten)]
+        vars: VarArgs,
+    },
+    /// Show what apply would change. Exit code 0: no changes, 2: changes, 1: error.
+    Plan {
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Plan to destroy every object of this owner.
+        #[arg(long)]
+        destroy: bool,
+    },
+    /// Plan, ask, then apply.
+    Apply(ApplyArgs),
+    /// Destroy every object of this owner.
+    Destroy(ApplyArgs),
+    /// Inspect the objects this owner manages.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StateCommand {
+    /// List this owner's objects by address.
+    List {
+        #[command(flatten)]
+        vars: VarArgs,
+    },
+}
+
+/// Terraform spells long flags with one dash (`-chdir=DIR`); clap wants two.
+fn normalized(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut seen_separator = false;
+    args.into_iter()
+        .enumerate()
+        .map(|(index, arg)| {
+            if arg == "--" {
+                seen_separator = true;
+            }
+            let single_dash_long = arg.len() > 2
+                && arg.starts_with('-')
+                && !arg.starts_with("--")
+                && arg.chars().nth(1).is_some_and(|c| c.is_ascii_alphabetic());
+            if index > 0 && !seen_separator && single_dash_long { format!("-{arg}") } else { arg }
+        })
+        .collect()
+}
+
+fn variables(vars: &VarArgs) -> Result<Variables, Diagnostic> {
+    vars.vars
+        .iter()
+        .map(|var| {
+            var.split_once('=')
+                .map(|(name, value)| (name.trim().to_owned(), value.to_owned()))
+                .ok_or_else(|| Diagnostic::new("Invalid -var option", format!("{var:?}: write -var name=value"), None))
+        })
+        .collect()
+}
+
+fn print_diagnostics(diagnostics: &[Diagnostic]) {
+    for diagnostic in diagnostics {
+        eprintln!("\n{diagnostic}");
+    }
+}
+
+/// The configuration in the working directory, and its `atrium` block's settings.
+fn load(vars: &VarArgs) -> Result<(Configuration, PlatformConfigDocument, String), Vec<Diagnostic>> {
+    let variables = variables(vars).map_err(|d| vec![d])?;
+    let configuration = config::load(std::path::Path::new("."), &variables).map_err(|d| vec![d])?;
+    if configuration.settings.is_null() {
+        return Err(vec![Diagnostic::new(
+            "No atrium block",
+            "the configuration needs an atrium block with at least owner = \"NAME\" (the name under which the CLI owns what it creates); put it in a .hcl file so Terraform does not read it",
+            None,
+        )]);
+    }
+    let mut settings = configuration.settings.clone();
+    let owner = settings.get("owner").and_then(|owner| owner.as_str()).map(str::to_owned);
+    let Some(owner) = owner.filter(|owner| !owner.trim().is_empty()) else {
+        return Err(vec![Diagnostic::new(
+            "Missing owner",
+            "set owner = \"NAME\" in the atrium block: the CLI's objects are recorded in the registry under it, and a plan only touches its owner's objects",
+            configuration.settings_position.clone(),
+        )]);
+    };
+    if let Some(object) = settings.as_object_mut() {
+        object.remove("owner");
+    }
+    let document: PlatformConfigDocument = serde_json::from_value(settings).map_err(|error| {
+        vec![Diagnostic::new("Invalid atrium block", error.to_string(), configuration.settings_position.clone())]
+    })?;
+    Ok((configuration, document, owner))
+}
+
+/// Sets up the platform and the session (after Ctrl-C handling is in place).
+async fn session(
+    document: &PlatformConfigDocument,
+    owner: &str,
+    cancelled: watch::Receiver<bool>,
+    position: Option<super::diagnostic::Position>,
+) -> Result<Session, Vec<Diagnostic>> {
+    let platform = Platform::connect(document, &Environment::of_process()).await.map_err(|errors| {
+        errors
+            .iter()
+            .map(|error| {
+                let detail = if error.attribute.steps.is_empty() {
+                    error.detail.clone()
+                } else {
+                    format!("{}: {}", error.attribute, error.detail)
+                };
+                Diagnostic::new(error.summary.clone(), detail, position.clone())
+            })
+            .collect::<Vec<_>>()
+    })?;
+    Ok(Session::new(platform, Owner::atrium(owner), cancelled))
+}
+
+/// The first Ctrl-C asks the run to stop after the steps in flight; the second stops at once.
+fn handle_interrupts() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!(
+            "\nInterrupt received. Finishing the changes in flight; nothing new starts. Press Ctrl-C again to stop at once (the next atrium apply converges)."
+        );
+        let _ = sender.send(true);
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nTwo interrupts received. Stopping now; run atrium apply again to finish.");
+            std::process::exit(130);
+        }
+    });
+    receiver
+}
+
+fn confirmed(question: &str) -> bool {
+    print!("\n{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    answer.trim() == "yes"
+}
+
+fn report(outcome: &Outcome, what: &str) -> i32 {
+    print_diagnostics(&outcome.failures);
+    if outcome.interrupted {
+        eprintln!(
+            "\nInterrupted: {} change(s) were not started. The registry is consistent; run atrium apply again to finish.",
+            outcome.not_attempted
+        );
+    } else if outcome.not_attempted > 0 {
+        eprintln!(
+            "\n{} change(s) were not attempted because changes they depend on failed. Fix the errors above and run atrium apply again.",
+            outcome.not_attempted
+        );
+    }
+    if outcome.failures.is_empty() && !outcome.interrupted {
+        println!("\n{what} complete! Resources: {}", outcome.summary());
+        0
+    } else {
+        println!("\n{what} stopped. Resources: {}", outcome.summary());
+        1
+    }
+}
+
+fn print_plan(plan: &Plan) {
+    print_diagnostics(&plan.warnings);
+    if plan.has_changes() {
+        println!("Atrium will perform the following actions (owner {:?}):\n", plan.owner);
+        println!("{}", plan.render());
+    } else {
+        println!("No changes. Your infrastructure matches the configuration.");
+    }
+}
+
+async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
+    match command {
+        Command::Validate { vars } => {
+            let (configuration, document, _) = load(&vars)?;
+            let mut errors = plan::validate(&configuration);
+            errors.extend(document.validate().iter().map(|error| {
+                Diagnostic::new(
+                    error.summary.clone(),
+                    format!("{}: {}", error.attribute, error.detail),
+                    configuration.settings_position.clone(),
+                )
+            }));
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+            println!("Success! The configuration is valid ({} resources).", configuration.resources.len());
+            Ok(0)
+        }
+        Command::Plan { vars, destroy } => {
+            let (configuration, document, owner) = load(&vars)?;
+            let session =
+                session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
+            let mode = if destroy { Mode::Destroy } else { Mode::Normal };
+            let plan = plan::plan(&configuration, &session, mode).await?;
+            print_plan(&plan);
+            session.platform.registry.close().await;
+            Ok(if plan.has_changes() { 2 } else { 0 })
+        }
+        Command::Apply(arguments) => run_apply(&arguments, Mode::Normal).await,
+        Command::Destroy(arguments) => run_apply(&arguments, Mode::Destroy).await,
+        Command::State { command: StateCommand::List { vars } } => {
+            let (configuration, document, owner) = load(&vars)?;
+            let session =
+                session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
+            let plan = plan::plan(&configuration, &session, Mode::Destroy).await?;
+            let mut addresses: Vec<&str> =
+                plan.changes.iter().filter(|c| c.before.is_some()).map(|c| c.address.as_str()).collect();
+            addresses.sort_unstable();
+            for address in addresses {
+                println!("{address}");
+            }
+            session.platform.registry.close().await;
+            Ok(0)
+        }
+    }
+}
+
+async fn run_apply(arguments: &ApplyArgs, mode: Mode) -> Result<i32, Vec<Diagnostic>> {
+    let ApplyArgs { vars, auto_approve, parallelism } = arguments;
+    let parallelism = usize::from(*parallelism);
+    let (configuration, document, owner) = load(vars)?;
+    let session = session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
+    let plan = plan::plan(&configuration, &session, mode).await?;
+    print_plan(&plan);
+    let what = if mode == Mode::Destroy { "Destroy" } else { "Apply" };
+    // Without changes there is nothing to ask (apply still records what an
+    // interrupted run left unconfirmed).
+    if plan.has_changes() && !*auto_approve && !confirmed("Do you want to perform these actions?") {
+        eprintln!("\nApply cancelled.");
+        session.platform.registry.close().await;
+        return Ok(1);
+    }
+    let outcome = apply::apply(&plan, Some(&configuration), &session, parallelism, &Progress::new()).await;
+    session.platform.registry.close().await;
+    Ok(report(&outcome, what))
+}
+
+/// Runs the command line `args` (the program name first); answers the exit code.
+pub async fn run(args: Vec<String>) -> i32 {
+    let cli = match Cli::try_parse_from(normalized(args)) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { 1 } else { 0 };
+            let _ = error.print();
+            return code;
+        }
+    };
+    if let Some(directory) = &cli.chdir
+        && let Err(error) = std::env::set_current_dir(directory)
+    {
+        eprintln!("\nError: Invalid -chdir option\n\n{}: {error}", directory.display());
+        return 1;
+    }
+    match run_command(cli.command).await {
+        Ok(code) => code,
+        Err(diagnostics) => {
+            print_diagnostics(&diagnostics);
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn terraform_style_flags_are_understood() {
+        assert_eq!(
+            normalized(args("atrium -chdir=dir apply -auto-approve -var a=b -parallelism=4")),
+            args("atrium --chdir=dir apply --auto-approve --var a=b --parallelism=4")
+        );
+        let cli = Cli::try_parse_from(normalized(args("atrium -chdir=x plan -var a=1 -var b=2"))).unwrap();
+        assert_eq!(cli.chdir, Some(PathBuf::from("x")));
+        let Command::Plan { vars, destroy: false } = cli.command else { panic!("{:?}", cli.command) };
+        assert_eq!(variables(&vars).unwrap(), vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert!(Cli::try_parse_from(normalized(args("atrium apply -parallelism=0"))).is_err());
+        assert!(variables(&VarArgs { vars: vec!["novalue".into()] }).is_err());
+    }
+}

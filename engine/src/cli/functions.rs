@@ -1,0 +1,290 @@
+//! The functions a CLI configuration may call: Terraform's names and
+//! meanings, for what partners need to turn spreadsheets and templates into
+//! resources (`csvdecode(file("customers.csv"))`, `format`, `merge`, …).
+//!
+//! Paths given to `file` are relative to the working directory, which is the
+//! configuration's directory (`-chdir` switches to it first), as in Terraform.
+
+use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
+use hcl::{Map, Value};
+
+/// Declares every function in `context`.
+pub fn declare(context: &mut Context<'_>) {
+    let string = || ParamType::String;
+    let any = || ParamType::Any;
+    let one = |param: ParamType, func: hcl::eval::Func| FuncDef::builder().param(param).build(func);
+    context.declare_func("file", one(string(), file));
+    context.declare_func("csvdecode", one(string(), csvdecode));
+    context.declare_func("jsondecode", one(string(), jsondecode));
+    context.declare_func("jsonencode", one(any(), jsonencode));
+    context.declare_func("lower", one(string(), |args| Ok(Value::from(text(&args, 0).to_lowercase()))));
+    context.declare_func("upper", one(string(), |args| Ok(Value::from(text(&args, 0).to_uppercase()))));
+    context.declare_func("trimspace", one(string(), |args| Ok(Value::from(text(&args, 0).trim()))));
+    context.declare_func("length", one(any(), length));
+    context.declare_func("keys", one(ParamType::object_of(any()), keys));
+    context.declare_func("values", one(ParamType::object_of(any()), values));
+    context.declare_func("toset", one(ParamType::array_of(any()), toset));
+    context.declare_func("tostring", one(any(), tostring));
+    context.declare_func("tonumber", one(any(), tonumber));
+    context.declare_func(
+        "replace",
+        FuncDef::builder()
+            .params([string(), string(), string()])
+            .build(|args| Ok(Value::from(text(&args, 0).replace(text(&args, 1), text(&args, 2))))),
+    );
+    context.declare_func("split", FuncDef::builder().params([string(), string()]).build(split));
+    context.declare_func("join", FuncDef::builder().params([string(), ParamType::array_of(any())]).build(join));
+    context.declare_func("contains", FuncDef::builder().params([ParamType::array_of(any()), any()]).build(contains));
+    context.declare_func("format", FuncDef::builder().param(string()).variadic_param(any()).build(format));
+    context.declare_func("merge", FuncDef::builder().variadic_param(ParamType::object_of(any())).build(merge));
+    context.declare_func("concat", FuncDef::builder().variadic_param(ParamType::array_of(any())).build(concat));
+    context.declare_func("coalesce", FuncDef::builder().variadic_param(any()).build(coalesce));
+    context.declare_func(
+        "lookup",
+        FuncDef::builder().params([ParamType::object_of(any()), string()]).variadic_param(any()).build(lookup),
+    );
+}
+
+/// The string argument at `index` (the parameter types were checked).
+fn text(args: &FuncArgs, index: usize) -> &str {
+    args.get(index).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn file(args: FuncArgs) -> Result<Value, String> {
+    let path = text(&args, 0);
+    std::fs::read_to_string(path).map(Value::from).map_err(|error| format!("cannot read {path:?}: {error}"))
+}
+
+/// A CSV text with a header row as a list of objects, one per row, keyed by
+/// the header's column names; every value a string (as Terraform's).
+fn csvdecode(args: FuncArgs) -> Result<Value, String> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(text(&args, 0).as_bytes());
+    let headers = reader.headers().map_err(|error| format!("CSV header: {error}"))?.clone();
+    let mut rows = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        // Row 1 is the header, so data starts on line 2.
+        let record = record.map_err(|error| format!("CSV row {}: {error}", index + 2))?;
+        if record.len() != headers.len() {
+            return Err(format!("CSV row {} has {} fields, the header has {}", index + 2, record.len(), headers.len()));
+        }
+        let row: Map<String, Value> =
+            headers.iter().zip(record.iter()).map(|(name, value)| (name.to_owned(), Value::from(value))).collect();
+        rows.push(Value::Object(row));
+    }
+    Ok(Value::Array(rows))
+}
+
+fn jsondecode(args: FuncArgs) -> Result<Value, String> {
+    let json: serde_json::Value =
+        serde_json::from_str(text(&args, 0)).map_err(|error| format!("invalid JSON: {error}"))?;
+    hcl::to_value(json).map_err(|error| error.to_string())
+}
+
+fn jsonencode(args: FuncArgs) -> Result<Value, String> {
+    serde_json::to_string(&args[0]).map(Value::from).map_err(|error| error.to_string())
+}
+
+fn length(args: FuncArgs) -> Result<Value, String> {
+    match &args[0] {
+        Value::String(text) => Ok(Value::from(text.chars().count())),
+        Value::Array(items) => Ok(Value::from(items.len())),
+        Value::Object(items) => Ok(Value::from(items.len())),
+        other => Err(format!("length takes a string, list or map, not {other}")),
+    }
+}
+
+fn keys(args: FuncArgs) -> Result<Value, String> {
+    let object = args[0].as_object().ok_or("keys takes a map")?;
+    Ok(Value::Array(object.keys().map(|key| Value::from(key.as_str())).collect()))
+}
+
+fn values(args: FuncArgs) -> Result<Value, String> {
+    let object = args[0].as_object().ok_or("values takes a map")?;
+    Ok(Value::Array(object.values().cloned().collect()))
+}
+
+/// A list without repeated elements, in first-seen order (a set, as far as
+/// `for_each` is concerned).
+fn toset(args: FuncArgs) -> Result<Value, String> {
+    let mut seen = Vec::new();
+    for item in args[0].as_array().ok_or("toset takes a list")? {
+        if !seen.contains(item) {
+            seen.push(item.clone());
+        }
+    }
+    Ok(Value::Array(seen))
+}
+
+/// A value as Terraform writes it into a string.
+fn display(value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(text) => Ok(text.clone()),
+        Value::Number(number) => Ok(number.to_string()),
+        Value::Bool(flag) => Ok(flag.to_string()),
+        Value::Null => Err("a null value cannot be turned into a string".to_owned()),
+        other => Err(format!("{other} is not a primitive value")),
+    }
+}
+
+fn tostring(args: FuncArgs) -> Result<Value, String> {
+    display(&args[0]).map(Value::from)
+}
+
+fn tonumber(args: FuncArgs) -> Result<Value, String> {
+    match &args[0] {
+        Value::Number(_) => Ok(args[0].clone()),
+        Value::String(text) => {
+            let number: serde_json::Number = text.trim().parse().map_err(|_| format!("{text:?} is not a number"))?;
+            hcl::to_value(number).map_err(|error| error.to_string())
+        }
+        other => Err(format!("{other} cannot be turned into a number")),
+    }
+}
+
+fn split(args: FuncArgs) -> Result<Value, String> {
+    let (separator, text) = (text(&args, 0), text(&args, 1));
+    if text.is_empty() {
+        return Ok(Value::Array(Vec::new()));
+    }
+    Ok(Value::Array(text.split(separator).map(Value::from).collect()))
+}
+
+fn join(args: FuncArgs) -> Result<Value, String> {
+    let items = args[1].as_array().ok_or("join takes a list")?;
+    let parts = items.iter().map(display).collect::<Result<Vec<_>, _>>()?;
+    Ok(Value::from(parts.join(text(&args, 0))))
+}
+
+fn contains(args: FuncArgs) -> Result<Value, String> {
+    Ok(Value::Bool(args[0].as_array().is_some_and(|items| items.contains(&args[1]))))
+}
+
+/// Terraform's `format`: `%s`, `%d`, `%v`, `%q` and `%%`.
+fn format(args: FuncArgs) -> Result<Value, String> {
+    let spec = text(&args, 0);
+    let mut rest = args.variadic_args();
+    let mut out = String::with_capacity(spec.len());
+    let mut chars = spec.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let verb = chars.next().ok_or("format ends in a lone %")?;
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        let value = rest.next().ok_or_else(|| format!("format has more verbs than arguments (at %{verb})"))?;
+        match verb {
+            's' | 'v' => out.push_str(&display(value)?),
+            'd' => match value {
+                Value::Number(number) if number.as_i64().is_some() || number.as_u64().is_some() => {
+                    out.push_str(&number.to_string())
+                }
+                other => return Err(format!("%d needs a whole number, not {other}")),
+            },
+            'q' => out.push_str(&format!("{:?}", display(value)?)),
+            other => return Err(format!("format verb %{other} is not supported (use %s, %d, %v, %q or %%)")),
+        }
+    }
+    if rest.next().is_some() {
+        return Err("format has more arguments than verbs".to_owned());
+    }
+    Ok(Value::from(out))
+}
+
+fn merge(args: FuncArgs) -> Result<Value, String> {
+    let mut merged = Map::new();
+    for object in args.iter() {
+        for (key, value) in object.as_object().ok_or("merge takes maps")? {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    Ok(Value::Object(merged))
+}
+
+fn concat(args: FuncArgs) -> Result<Value, String> {
+    let mut all = Vec::new();
+    for list in args.iter() {
+        all.extend(list.as_array().ok_or("concat takes lists")?.iter().cloned());
+    }
+    Ok(Value::Array(all))
+}
+
+fn coalesce(args: FuncArgs) -> Result<Value, String> {
+    args.iter()
+        .find(|value| !value.is_null() && value.as_str() != Some(""))
+        .cloned()
+        .ok_or_else(|| "coalesce: every argument is null or empty".to_owned())
+}
+
+/// `lookup(map, key)` or `lookup(map, key, default)`.
+fn lookup(args: FuncArgs) -> Result<Value, String> {
+    let object = args[0].as_object().ok_or("lookup takes a map")?;
+    let key = text(&args, 1);
+    if let Some(value) = object.get(key) {
+        return Ok(value.clone());
+    }
+    let mut defaults = args.variadic_args();
+    match (defaults.next(), defaults.next()) {
+        (Some(default), None) => Ok(default.clone()),
+        (None, _) => Err(format!("the map has no key {key:?} and lookup was given no default")),
+        (Some(_), Some(_)) => Err("lookup takes a map, a key and at most one default".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hcl::eval::Evaluate;
+
+    use super::*;
+
+    fn eval(expression: &str) -> Result<Value, String> {
+        let mut context = Context::new();
+        declare(&mut context);
+        let expression: hcl::Expression = expression.parse().map_err(|e: hcl::Error| e.to_string())?;
+        expression.evaluate(&context).map_err(|error| error.to_string())
+    }
+
+    fn json(expression: &str) -> serde_json::Value {
+        serde_json::to_value(eval(expression).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn csv_rows_become_objects_keyed_by_the_header() {
+        let rows = json(r#"csvdecode("name,tier\nacme,business\n\"b, inc\",starter\n")"#);
+        assert_eq!(
+            rows,
+            serde_json::json!([{"name": "acme", "tier": "business"}, {"name": "b, inc", "tier": "starter"}])
+        );
+        let error = eval(r#"csvdecode("name,tier\nacme\n")"#).unwrap_err();
+        assert!(error.contains("row 2"), "{error}");
+    }
+
+    #[test]
+    fn strings_format_and_replace_like_terraform() {
+        assert_eq!(json(r#"format("%s-%d (%q) 100%%", "acme", 7, "x")"#), "acme-7 (\"x\") 100%");
+        assert_eq!(json(r#"lower(replace("ACME Inc", " ", "-"))"#), "acme-inc");
+        assert!(eval(r#"format("%s %s", "one")"#).unwrap_err().contains("more verbs"));
+        assert!(eval(r#"format("%d", "one")"#).unwrap_err().contains("whole number"));
+        assert_eq!(json(r#"join(",", split(";", "a;b"))"#), "a,b");
+    }
+
+    #[test]
+    fn maps_merge_and_look_up_with_defaults() {
+        assert_eq!(json(r#"merge({a = 1, b = 2}, {b = 3})"#), serde_json::json!({"a": 1, "b": 3}));
+        assert_eq!(json(r#"lookup({a = "x"}, "a")"#), "x");
+        assert_eq!(json(r#"lookup({a = "x"}, "b", "d")"#), "d");
+        assert!(eval(r#"lookup({a = "x"}, "b")"#).unwrap_err().contains("no key"));
+        assert_eq!(json(r#"jsondecode("{\"k\": [1, true]}")"#), serde_json::json!({"k": [1, true]}));
+        assert_eq!(json(r#"toset(["a", "b", "a"])"#), serde_json::json!(["a", "b"]));
+        assert_eq!(json(r#"tonumber("42")"#), 42);
+    }
+
+    #[test]
+    fn file_reads_relative_to_the_working_directory_and_names_a_missing_one() {
+        let error = eval(r#"file("no-such-file.csv")"#).unwrap_err();
+        assert!(error.contains("no-such-file.csv"), "{error}");
+    }
+}
