@@ -459,6 +459,23 @@ pub fn http_get_host(hostname: &str, path: &str) -> (u16, String) {
     )
 }
 
+/// Atrium's route ids on the test Caddy that mention `fragment`.
+pub fn routes_mentioning(fragment: &str) -> Vec<String> {
+    let (status, body) = caddy("GET", "/config/apps/http/servers", None);
+    assert_eq!(status, 200, "{body}");
+    let servers: serde_json::Value = serde_json::from_str(&body).expect("Caddy's servers as JSON");
+    let mut ids = Vec::new();
+    for server in servers.as_object().into_iter().flat_map(|s| s.values()) {
+        for route in server["routes"].as_array().into_iter().flatten() {
+            if let Some(id) = route["@id"].as_str().filter(|id| id.contains(fragment)) {
+                ids.push(id.to_owned());
+            }
+        }
+    }
+    ids.sort();
+    ids
+}
+
 /// One call to the test Caddy's admin API through curl: (HTTP status, body).
 pub fn caddy(method: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let mut command = Command::new("curl");

@@ -194,3 +194,86 @@ async fn a_tenant_deleted_by_hand_is_created_again_and_configuration_errors_poin
     workspace.atrium(&["destroy", "-auto-approve"]).expect_code(0, "atrium destroy");
     assert!(registry.get_tenant(&tenant).await.unwrap().is_none());
 }
+
+/// The provider block of the test services as a CLI `atrium` block of `owner`
+/// (the `terraform` block beside it is skipped by the CLI).
+fn atrium_block_with_test_services(owner: &str, zone: &str) -> String {
+    atrium_acceptance::provider_example_with_test_services(zone)
+        .replace("provider \"atrium\" {", &format!("atrium {{\n  owner = \"{owner}\""))
+}
+
+#[tokio::test]
+async fn a_tenant_with_an_app_a_domain_and_a_support_plan_through_the_cli() {
+    let workspace = Workspace::new("cli-stack", RegistryChoice::Sqlite).await;
+    let id = std::process::id();
+    let (tenant, zone) = (format!("stack-{id}"), format!("stack{id}.atrium.test"));
+    let _zone = atrium_acceptance::TestZone::create(&zone);
+    let host = format!("web.{zone}");
+    workspace.write("atrium.hcl", &atrium_block_with_test_services("partner-s", &zone));
+    let main = format!(
+        r#"
+resource "atrium_tenant" "acme" {{
+  name          = "{tenant}"
+  display_name  = "ACME"
+  tier          = "business"
+  welcome_email = false
+  manager       = {{ email = "m@{tenant}.example", name = "M" }}
+}}
+resource "atrium_app_instance" "web" {{
+  tenant_id = atrium_tenant.acme.id
+  name      = "web"
+  app       = "hello"
+  target    = "lyon-onprem"
+  users     = 5
+}}
+resource "atrium_domain" "web" {{
+  app_instance_id = atrium_app_instance.web.id
+  hostname        = "{host}"
+  tls             = "none"
+}}
+resource "atrium_support_plan" "acme" {{
+  tenant_id = atrium_tenant.acme.id
+  level     = "standard_8x5"
+}}
+"#
+    );
+    workspace.write("main.tf", &main);
+    let plan = workspace.atrium(&["plan"]).expect_code(2, "atrium plan");
+    assert!(plan.stdout.contains("Plan: 4 to add, 0 to change, 0 to replace, 0 to destroy."), "{}", plan.stdout);
+    workspace.atrium(&["apply", "-auto-approve"]).expect_code(0, "atrium apply");
+    workspace.atrium(&["plan"]).expect_code(0, "atrium plan after apply");
+    let (status, body) = atrium_acceptance::http_get_host(&host, "/");
+    assert_eq!(status, 200, "the app answers on its domain: {body}");
+
+    // Drift: the container stopped by hand shows in the plan and is repaired.
+    let container = format!("atrium-{tenant}-web-g1");
+    atrium_acceptance::docker(&["stop", &container]);
+    let plan = workspace.atrium(&["plan"]).expect_code(2, "atrium plan after docker stop");
+    assert!(plan.stdout.contains("status: \"stopped\" -> \"running\""), "{}", plan.stdout);
+    workspace.atrium(&["apply", "-auto-approve"]).expect_code(0, "atrium apply repairs the container");
+    workspace.atrium(&["plan"]).expect_code(0, "atrium plan after the repair");
+
+    // In place: more users, a better support level.
+    workspace.write("main.tf", &main.replace("users     = 5", "users     = 7").replace("standard_8x5", "premium_24x7"));
+    let plan = workspace.atrium(&["plan"]).expect_code(2, "atrium plan of an update");
+    assert!(plan.stdout.contains("users: 5 -> 7"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("level: \"standard_8x5\" -> \"premium_24x7\""), "{}", plan.stdout);
+    assert!(plan.stdout.contains("0 to add, 2 to change, 0 to replace, 0 to destroy"), "{}", plan.stdout);
+    workspace.atrium(&["apply", "-auto-approve"]).expect_code(0, "atrium apply of an update");
+    workspace.atrium(&["plan"]).expect_code(0, "atrium plan after the update");
+    let registry = workspace.registry().await;
+    let instance = atrium_engine::model::app_instance::AppInstanceId::parse(&format!("{tenant}/web")).unwrap();
+    assert_eq!(registry.get_app_instance(&instance).await.unwrap().expect("recorded").spec.users, 7);
+
+    workspace.atrium(&["destroy", "-auto-approve"]).expect_code(0, "atrium destroy");
+    let (_, containers) =
+        atrium_acceptance::docker_status(&["ps", "-a", "--filter", &format!("name=atrium-{tenant}-"), "-q"]);
+    assert!(containers.trim().is_empty(), "no container is left: {containers}");
+    assert!(atrium_acceptance::routes_mentioning(&zone).is_empty(), "no route is left");
+    let records: Vec<String> =
+        _zone.record_sets().iter().filter(|set| set["type"] == "A").map(|set| set["name"].to_string()).collect();
+    assert!(records.is_empty(), "no A record is left: {records:?}");
+    let tenant_id = TenantId::parse(&tenant).unwrap();
+    assert!(registry.get_tenant(&tenant_id).await.unwrap().is_none());
+    assert!(registry.claims_of_tenant(&tenant_id).await.unwrap().is_empty(), "no claim is left");
+}

@@ -3,7 +3,7 @@
 
 use atrium_acceptance::{
     RegistryChoice, TestZone, Workspace, caddy, docker, example, http_get_host, https_get, import_arguments,
-    provider_example_with_test_services,
+    provider_example_with_test_services, routes_mentioning,
 };
 
 /// The example with the test's own names: tenant, platform zone and the customer's domain.
@@ -37,23 +37,6 @@ impl Names {
             .replace("acme.apps.example.net", &self.platform_host())
             .replace("erp.acme.com", &self.custom_host())
     }
-}
-
-/// Atrium's route ids on the test Caddy that mention `fragment`.
-fn routes_mentioning(fragment: &str) -> Vec<String> {
-    let (status, body) = caddy("GET", "/config/apps/http/servers", None);
-    assert_eq!(status, 200, "{body}");
-    let servers: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let mut ids = Vec::new();
-    for server in servers.as_object().into_iter().flat_map(|s| s.values()) {
-        for route in server["routes"].as_array().into_iter().flatten() {
-            if let Some(id) = route["@id"].as_str().filter(|id| id.contains(fragment)) {
-                ids.push(id.to_owned());
-            }
-        }
-    }
-    ids.sort();
-    ids
 }
 
 fn a_records(zone: &TestZone, name: &str) -> Vec<String> {

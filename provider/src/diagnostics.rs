@@ -52,9 +52,9 @@ pub fn from_setup(error: &ValidationError) -> pb::Diagnostic {
     from_validation(error)
 }
 
-/// An engine's warning about an attribute, pointed like a validation error.
+/// An engine's warning, pointed like a validation error (at nothing when its path is empty).
 pub fn warning_from_validation(warning: &ValidationError) -> pb::Diagnostic {
-    pb::Diagnostic { severity: pb::diagnostic::Severity::Warning as i32, ..from_validation(warning) }
+    pb::Diagnostic { severity: pb::diagnostic::Severity::Warning as i32, ..from_setup(warning) }
 }
 
 pub fn to_proto_path(path: &AttributePath) -> pb::AttributePath {

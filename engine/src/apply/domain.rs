@@ -93,6 +93,10 @@ pub enum DomainApplyError {
     Journal { hostname: String, source: StepError },
     #[error("domain {hostname} was applied, but its registry row cannot be read back; apply again")]
     Vanished { hostname: String },
+    #[error(
+        "the planned change of domain {hostname} carries no decision of its status (it was planned by another version); plan again"
+    )]
+    NoDecision { hostname: String },
 }
 
 impl crate::backends::retry::Retryable for DomainApplyError {
@@ -147,6 +151,38 @@ pub struct ObservedDomain {
     /// record differs from what the registry says was applied.
     pub status: &'static str,
     pub certificate_expires_at: Option<String>,
+}
+
+impl ObservedDomain {
+    /// The domain as a state holds it; `timeouts` are the configuration's.
+    pub fn to_document(&self, timeouts: Option<crate::model::Timeouts>) -> crate::model::domain::DomainDocument {
+        domain_document(&self.record, &self.dns_records, self.status, self.certificate_expires_at.clone(), timeouts)
+    }
+}
+
+/// A domain as a state holds it, from its record, its DNS records and its status.
+pub fn domain_document(
+    record: &DomainRecord,
+    dns_records: &[crate::model::domain::DnsRecordDocument],
+    status: &str,
+    certificate_expires_at: Option<String>,
+    timeouts: Option<crate::model::Timeouts>,
+) -> crate::model::domain::DomainDocument {
+    let spec = &record.spec;
+    let tenant = spec.app_instance_id.tenant_id.as_str();
+    crate::model::domain::DomainDocument {
+        app_instance_id: spec.app_instance_id.to_string(),
+        hostname: spec.hostname.to_string(),
+        tls: Some(spec.tls.as_str().to_owned()),
+        timeouts,
+        id: Some(spec.hostname.to_string()),
+        fqdn: Some(spec.hostname.fqdn()),
+        dns_records: Some(dns_records.to_vec()),
+        verification: (record.kind == crate::model::domain::DomainKind::Custom)
+            .then(|| crate::model::domain::verification_for(tenant, &spec.hostname)),
+        status: Some(status.to_owned()),
+        certificate_expires_at,
+    }
 }
 
 /// The route handler of a suspended tenant's domains: a 503 page that says

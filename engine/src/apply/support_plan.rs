@@ -49,6 +49,8 @@ pub enum SupportPlanError {
     Run { tenant: String, source: Box<RunError> },
     #[error("the registry's journal failed for the support plan of tenant {tenant}: {source}")]
     Journal { tenant: String, source: StepError },
+    #[error("the support plan of tenant {tenant} was written but cannot be read back; apply again")]
+    Vanished { tenant: String },
 }
 
 impl SupportPlanError {
@@ -56,7 +58,7 @@ impl SupportPlanError {
         match self {
             SupportPlanError::Registry { source, .. } => source.is_retryable(),
             SupportPlanError::Tracker { source, .. } => source.is_retryable(),
-            SupportPlanError::Cancelled { .. } => true,
+            SupportPlanError::Cancelled { .. } | SupportPlanError::Vanished { .. } => true,
             SupportPlanError::Claim(error) => error.is_retryable(),
             SupportPlanError::Run { source, .. } => source.source.retryable,
             SupportPlanError::Journal { source, .. } => source.retryable,
@@ -78,6 +80,29 @@ pub struct ObservedSupportPlan {
     /// Whether the manager is a member of the tenant's support project now
     /// (`false` without a tracker).
     pub tracker_access: bool,
+}
+
+impl ObservedSupportPlan {
+    /// The support plan as a state holds it; `timeouts` are the configuration's.
+    pub fn to_document(
+        &self,
+        timeouts: Option<crate::model::Timeouts>,
+    ) -> crate::model::support_plan::SupportPlanDocument {
+        let spec = &self.record.spec;
+        let status = if self.tenant.status == crate::model::TenantStatus::Active { "active" } else { "suspended" };
+        crate::model::support_plan::SupportPlanDocument {
+            tenant_id: spec.tenant_id.to_string(),
+            level: spec.level.as_str().to_owned(),
+            channels: Some(spec.channels.iter().cloned().collect()),
+            first_response_minutes: Some(spec.first_response_minutes),
+            tracker_access: Some(self.tracker_access),
+            timeouts,
+            id: Some(spec.tenant_id.to_string()),
+            hours: Some(spec.level.hours().to_owned()),
+            starts_on: Some(self.record.starts_on.clone()),
+            status: Some(status.to_owned()),
+        }
+    }
 }
 
 /// What every support plan operation needs.
@@ -119,6 +144,23 @@ impl SupportPlanContext<'_> {
     /// manager's access, as steps of the one runner. `create` carries a
     /// create's token, which claims the tenant's plan first; a create that
     /// fails undoes what it (and an interrupted create it resumed) made.
+    /// Applies the plan and reads it back as it now is (the tracker access
+    /// just granted or revoked being what the plan said).
+    pub async fn apply_and_observe(
+        &self,
+        spec: &SupportPlanSpec,
+        create: Option<&CreateToken>,
+    ) -> Result<ObservedSupportPlan, SupportPlanError> {
+        self.apply(spec, create).await?;
+        tracing::info!(tenant = %spec.tenant_id, level = spec.level.as_str(), "support plan applied");
+        let mut observed = self
+            .observe(&spec.tenant_id)
+            .await?
+            .ok_or_else(|| SupportPlanError::Vanished { tenant: spec.tenant_id.to_string() })?;
+        observed.tracker_access = spec.tracker_access;
+        Ok(observed)
+    }
+
     pub async fn apply(
         &self,
         spec: &SupportPlanSpec,

@@ -32,6 +32,7 @@ pub struct Outcome {
     pub replaced: usize,
     pub destroyed: usize,
     pub failures: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
     /// Changes not attempted: after a failure, or after Ctrl-C.
     pub not_attempted: usize,
     pub interrupted: bool,
@@ -77,8 +78,9 @@ fn with_write_only(after: &Document, change: &ResourceChange, configuration: Opt
     after
 }
 
-/// What one unit of work answers: the create token of what it created.
-type RunResult = Result<Option<CreateToken>, Diagnostic>;
+/// What one unit of work answers: the create token of what it created, and
+/// warnings for the user.
+type RunResult = Result<(Option<CreateToken>, Vec<Diagnostic>), Diagnostic>;
 
 async fn run_one(
     session: &Session,
@@ -100,13 +102,21 @@ async fn run_one(
     let registry = &session.platform.registry;
     match half {
         Half::Delete => {
-            kinds::apply(session, change.kind, &change.key, change.before.as_ref(), None, None, &CreateToken::new())
-                .await
-                .map_err(failed)?;
-            Ok(None)
+            let applied = kinds::apply(
+                session,
+                change.kind,
+                &change.key,
+                change.before.as_ref(),
+                None,
+                None,
+                &CreateToken::new(),
+            )
+            .await
+            .map_err(failed)?;
+            Ok((None, warnings_of(change, &applied.warnings)))
         }
         Half::Put => {
-            let Some(after) = &change.after else { return Ok(None) };
+            let Some(after) = &change.after else { return Ok((None, Vec::new())) };
             let creating = matches!(change.action, Action::Create | Action::Replace);
             if let Some(token) = &change.stale_claim {
                 // The object was deleted by hand: its name is free again.
@@ -118,12 +128,22 @@ async fn run_one(
             let token = CreateToken::new();
             let before = if creating { None } else { change.before.as_ref() };
             let after = with_write_only(after, change, configuration);
-            kinds::apply(session, change.kind, &change.key, before, Some(&after), change.decision.as_ref(), &token)
-                .await
-                .map_err(failed)?;
-            Ok(creating.then_some(token))
+            let applied =
+                kinds::apply(session, change.kind, &change.key, before, Some(&after), change.decision.as_ref(), &token)
+                    .await
+                    .map_err(failed)?;
+            Ok((creating.then_some(token), warnings_of(change, &applied.warnings)))
         }
     }
+}
+
+fn warnings_of(change: &ResourceChange, warnings: &[crate::model::attribute::ValidationError]) -> Vec<Diagnostic> {
+    warnings
+        .iter()
+        .map(|warning| {
+            Diagnostic::warning(warning.summary.clone(), format!("{}: {}", change.address, warning.detail), None)
+        })
+        .collect()
 }
 
 /// Applies `plan`; `configuration` supplies write-only values and positions.
@@ -207,7 +227,8 @@ pub async fn apply(
                     outcome.failures.push(diagnostic);
                     stopped = true;
                 }
-                Some(Ok(token)) => {
+                Some(Ok((token, warnings))) => {
+                    outcome.warnings.extend(warnings);
                     if let Some(token) = token {
                         confirmations.push((change.kind, change.key.clone(), token, session.owner.clone()));
                     }

@@ -200,6 +200,7 @@ fn confirmed(question: &str) -> bool {
 }
 
 fn report(outcome: &Outcome, what: &str) -> i32 {
+    print_diagnostics(&outcome.warnings);
     print_diagnostics(&outcome.failures);
     if outcome.interrupted {
         eprintln!(

@@ -8,14 +8,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::session::Session;
+use crate::apply::app_instance::{AppApplyError, AppContext};
+use crate::apply::domain::{DomainApplyContext, DomainApplyError};
+use crate::apply::domain_planned;
+use crate::apply::support_plan::{SupportPlanContext, SupportPlanError};
 use crate::apply::tenant::{ApplyContext, TenantApplyError, apply_planned};
 use crate::backends::error_chain;
 use crate::model::TenantId;
+use crate::model::app_instance::{AppInstanceDocument, AppInstanceId};
 use crate::model::attribute::ValidationError;
+use crate::model::domain::{DomainDocument, DomainSpec, Hostname};
 use crate::model::ownership::{CreateToken, ObjectKind};
+use crate::model::support_plan::{SupportPlanDocument, SupportPlanSpec};
 use crate::model::tenant::{TenantDocument, TenantSpec, today};
-use crate::model::timeouts::{Operation, Timeouts};
+use crate::model::timeouts::{DEFAULT_TIMEOUT, Operation, Timeouts};
+use crate::plan::app_instance::{AppDecision, AppFacts, InstanceContext, named_ids, plan_instance, spec_from_document};
+use crate::plan::domain::{DomainDecision, plan_domain};
 use crate::plan::draft::{Draft, Planned};
+use crate::plan::support_plan::{SupportFacts, plan_support_plan};
 use crate::plan::tenant::{TenantDecision, TenantFacts, plan_tenant_draft};
 
 /// A resource's attributes, as a state holds them (nulls left out).
@@ -61,7 +71,23 @@ pub fn document_of(value: impl serde::Serialize) -> Document {
     }
 }
 
-/// The objects of `kind` named by `keys`, as the registry holds them.
+impl Session {
+    fn apps_context(&self, deadline: std::time::Duration) -> AppContext<'_> {
+        self.platform.app_context(&self.apps, &self.owner, deadline, self.cancelled.clone())
+    }
+
+    fn domains_context(&self, deadline: std::time::Duration) -> DomainApplyContext<'_> {
+        self.platform.domain_context(&self.domains, &self.owner, deadline, self.cancelled.clone())
+    }
+
+    fn support_context(&self, deadline: std::time::Duration) -> SupportPlanContext<'_> {
+        self.platform.support_plan_context(&self.owner, deadline, self.cancelled.clone())
+    }
+}
+
+/// The objects of `kind` named by `keys`, as the registry and the backends
+/// hold them (app instances with their containers' health, domains with
+/// their routes and records, support plans with their tracker access).
 pub async fn observe(
     session: &Session,
     kind: ObjectKind,
@@ -80,13 +106,36 @@ pub async fn observe(
                 }
             }
         }
-        other => return Err(unsupported(other)),
+        ObjectKind::AppInstance => {
+            let context = session.apps_context(DEFAULT_TIMEOUT);
+            for key in keys {
+                let id = AppInstanceId::parse(key).map_err(|detail| format!("app instance {key:?}: {detail}"))?;
+                let observed = context.observe(&id).await.map_err(|error| error_chain(&error))?;
+                if let Some((record, health)) = observed {
+                    found.insert(key.clone(), document_of(record.to_document(health, None)));
+                }
+            }
+        }
+        ObjectKind::Domain => {
+            let context = session.domains_context(DEFAULT_TIMEOUT);
+            for key in keys {
+                let hostname = Hostname::parse(key).map_err(|detail| format!("domain {key:?}: {detail}"))?;
+                if let Some(observed) = context.observe(&hostname).await.map_err(|error| error_chain(&error))? {
+                    found.insert(key.clone(), document_of(observed.to_document(None)));
+                }
+            }
+        }
+        ObjectKind::SupportPlan => {
+            let context = session.support_context(DEFAULT_TIMEOUT);
+            for key in keys {
+                let tenant = TenantId::parse(key).map_err(|detail| format!("support plan {key:?}: {detail}"))?;
+                if let Some(observed) = context.observe(&tenant).await.map_err(|error| error_chain(&error))? {
+                    found.insert(key.clone(), document_of(observed.to_document(None)));
+                }
+            }
+        }
     }
     Ok(found)
-}
-
-fn unsupported(kind: ObjectKind) -> String {
-    format!("the atrium CLI does not manage {} resources yet; manage them with Terraform", kind.type_name())
 }
 
 /// Plans one object with its kind's planner and the facts it reads.
@@ -114,15 +163,53 @@ pub async fn plan(session: &Session, kind: ObjectKind, prior: Option<&Draft>, co
             plan.warnings.extend(warnings);
             plan
         }
-        other => KindPlan {
-            errors: vec![ValidationError::new(
-                Default::default(),
-                "Resource type not supported yet",
-                unsupported(other),
-            )],
-            ..KindPlan::default()
-        },
+        ObjectKind::AppInstance => {
+            let registry = &session.platform.registry;
+            let (tenant_id, id) = named_ids(config);
+            let observed = async {
+                let tenant = match &tenant_id {
+                    Some(tenant) => session.apps.tenant(registry, tenant).await?,
+                    None => None,
+                };
+                let recorded = match &id {
+                    Some(id) => session.apps.instance(registry, id).await?,
+                    None => None,
+                };
+                Ok::<_, crate::registry::RegistryError>((tenant, recorded))
+            };
+            let (tenant, recorded) = match observed.await {
+                Ok(observed) => observed,
+                Err(error) => return refused("Cannot read the registry", error_chain(&error)),
+            };
+            let facts = AppFacts {
+                catalog: session.platform.catalog(),
+                targets: session.platform.targets.names(),
+                tenant: tenant.as_ref(),
+                recorded: recorded.as_ref(),
+            };
+            KindPlan::from(plan_instance(prior, Some(config), &facts))
+        }
+        ObjectKind::Domain => {
+            let context = session.domains_context(DEFAULT_TIMEOUT);
+            let facts = context.plan_facts(config).await;
+            KindPlan::from(plan_domain(prior, Some(config), &facts))
+        }
+        ObjectKind::SupportPlan => {
+            let tenant = match config.str("tenant_id").and_then(|t| TenantId::parse(t).ok()) {
+                Some(id) => session.platform.registry.get_tenant(&id).await.ok().flatten(),
+                None => None,
+            };
+            let facts = SupportFacts {
+                tenant_tier: tenant.map(|tenant| tenant.spec.tier),
+                tracker_configured: session.platform.tracker.is_some(),
+            };
+            KindPlan::from(plan_support_plan(prior, Some(config), &facts))
+        }
     }
+}
+
+fn refused(summary: &str, detail: String) -> KindPlan {
+    KindPlan { errors: vec![ValidationError::new(Default::default(), summary, detail)], ..KindPlan::default() }
 }
 
 /// The deadline of a change from the `timeouts` of its document.
@@ -132,8 +219,31 @@ fn deadline(document: Option<&Document>, operation: Operation) -> std::time::Dur
     Timeouts::deadline(timeouts.as_ref(), operation)
 }
 
+/// What applying one object answers: the object as it now is (`None` after
+/// a delete), and what the user should know.
+#[derive(Debug, Default)]
+pub struct KindApplied {
+    pub document: Option<Document>,
+    pub warnings: Vec<ValidationError>,
+}
+
+fn typed<T: serde::de::DeserializeOwned>(noun: &str, document: &Document) -> Result<T, ApplyFailure> {
+    serde_json::from_value(Value::Object(document.clone()))
+        .map_err(|error| failure(&format!("Invalid {noun}"), error.to_string()))
+}
+
+fn invalid(noun: &str, errors: Vec<ValidationError>) -> ApplyFailure {
+    let detail = errors.iter().map(|e| format!("{}: {}", e.attribute, e.detail)).collect::<Vec<_>>();
+    failure(&format!("Invalid {noun}"), detail.join("; "))
+}
+
+fn parsed<T>(noun: &str, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ApplyFailure> {
+    parse(key).map_err(|detail| failure(&format!("Invalid {noun}"), format!("{key:?}: {detail}")))
+}
+
 /// Carries out one object's planned change (`after` `None`: delete) and the
-/// plan's decision; answers the object as it now is.
+/// plan's decision; answers the object as it now is. `token` is the create
+/// token of a create (`before` `None`).
 pub async fn apply(
     session: &Session,
     kind: ObjectKind,
@@ -142,27 +252,24 @@ pub async fn apply(
     after: Option<&Document>,
     decision: Option<&Value>,
     token: &CreateToken,
-) -> Result<Option<Document>, ApplyFailure> {
+) -> Result<KindApplied, ApplyFailure> {
     let operation = match (before, after) {
         (_, None) => Operation::Delete,
         (None, Some(_)) => Operation::Create,
         (Some(_), Some(_)) => Operation::Update,
     };
     let deadline = deadline(after.or(before), operation);
+    let create = (operation == Operation::Create).then_some(token);
+    let timeouts: Option<Timeouts> =
+        after.and_then(|d| d.get("timeouts")).and_then(|json| serde_json::from_value(json.clone()).ok());
     match kind {
         ObjectKind::Tenant => {
-            let tenant_id = TenantId::parse(key).map_err(|detail| failure("Invalid tenant", detail))?;
+            let tenant_id = parsed("tenant", key, TenantId::parse)?;
             let desired = match after {
-                Some(document) => {
-                    let document: TenantDocument = serde_json::from_value(Value::Object(document.clone()))
-                        .map_err(|error| failure("Invalid tenant", error.to_string()))?;
-                    let spec = TenantSpec::from_document(&document).map_err(|errors| {
-                        let detail =
-                            errors.iter().map(|e| format!("{}: {}", e.attribute, e.detail)).collect::<Vec<_>>();
-                        failure("Invalid tenant", detail.join("; "))
-                    })?;
-                    Some(spec)
-                }
+                Some(document) => Some(
+                    TenantSpec::from_document(&typed::<TenantDocument>("tenant", document)?)
+                        .map_err(|errors| invalid("tenant", errors))?,
+                ),
                 None => None,
             };
             let before = match before {
@@ -192,9 +299,70 @@ pub async fn apply(
             )
             .await
             .map_err(|error| tenant_failure(&error))?;
-            Ok(applied.map(|record| document_of(record.to_document(None))))
+            Ok(KindApplied {
+                document: applied.map(|record| document_of(record.to_document(None))),
+                warnings: Vec::new(),
+            })
         }
-        other => Err(failure("Resource type not supported yet", unsupported(other))),
+        ObjectKind::AppInstance => {
+            let context = session.apps_context(deadline);
+            let Some(after) = after else {
+                let id = parsed("app instance", key, AppInstanceId::parse)?;
+                context.destroy(&id).await.map_err(|error| app_failure(&error))?;
+                return Ok(KindApplied::default());
+            };
+            let document: AppInstanceDocument = typed("app instance", after)?;
+            let targets = session.platform.targets.names();
+            let instance_context = InstanceContext { catalog: Some(context.catalog), targets: Some(targets) };
+            let spec = spec_from_document(&document, &instance_context).map_err(|e| invalid("app instance", e))?;
+            let decision: Option<AppDecision> = decision.and_then(|d| serde_json::from_value(d.clone()).ok());
+            let deployment =
+                context.deploy(&spec, create, decision.as_ref()).await.map_err(|error| app_failure(&error))?;
+            let warnings = deployment
+                .welcome_warning
+                .map(|detail| ValidationError::new(Default::default(), "Welcome email not sent", detail))
+                .into_iter()
+                .collect();
+            let applied = deployment.record.to_document(deployment.health, Some(&document));
+            Ok(KindApplied { document: Some(document_of(applied)), warnings })
+        }
+        ObjectKind::Domain => {
+            let context = session.domains_context(deadline);
+            let apps = session.apps_context(deadline);
+            let hostname = parsed("domain", key, Hostname::parse)?;
+            let desired = match after {
+                Some(document) => Some(
+                    DomainSpec::from_document(&typed::<DomainDocument>("domain", document)?, context.platform_zone)
+                        .map_err(|errors| invalid("domain", errors))?,
+                ),
+                None => None,
+            };
+            let decision: Option<DomainDecision> = decision.and_then(|d| serde_json::from_value(d.clone()).ok());
+            let applied = domain_planned::apply_planned(
+                &context,
+                &apps,
+                &hostname,
+                desired.as_ref(),
+                decision.as_ref(),
+                create,
+                timeouts,
+            )
+            .await
+            .map_err(|error| domain_failure(&error))?;
+            Ok(KindApplied { document: applied.document.map(document_of), warnings: applied.warnings })
+        }
+        ObjectKind::SupportPlan => {
+            let context = session.support_context(deadline);
+            let Some(after) = after else {
+                let tenant = parsed("support plan", key, TenantId::parse)?;
+                context.destroy(&tenant).await.map_err(|error| support_failure(&error))?;
+                return Ok(KindApplied::default());
+            };
+            let document: SupportPlanDocument = typed("support plan", after)?;
+            let spec = SupportPlanSpec::from_document(&document, None).map_err(|e| invalid("support plan", e))?;
+            let observed = context.apply_and_observe(&spec, create).await.map_err(|error| support_failure(&error))?;
+            Ok(KindApplied { document: Some(document_of(observed.to_document(timeouts))), warnings: Vec::new() })
+        }
     }
 }
 
@@ -202,15 +370,64 @@ fn failure(summary: &str, detail: impl Into<String>) -> ApplyFailure {
     ApplyFailure { summary: summary.to_owned(), detail: detail.into(), attribute: None }
 }
 
-fn tenant_failure(error: &TenantApplyError) -> ApplyFailure {
+/// The detail of a failed change, with what to do next.
+fn detail_of(error: &dyn std::error::Error, retryable: bool) -> String {
     let mut detail = error_chain(error);
-    if error.is_retryable() || matches!(error, TenantApplyError::Status { .. }) {
+    if retryable {
         detail.push_str(". Every step is safe to repeat; run atrium apply again.");
     }
+    detail
+}
+
+fn tenant_failure(error: &TenantApplyError) -> ApplyFailure {
+    let retryable = error.is_retryable() || matches!(error, TenantApplyError::Status { .. });
     let attribute = match error {
         TenantApplyError::QuotaBelowUse { .. } => Some("user_quota"),
         TenantApplyError::TierStrandsSupportLevel { .. } => Some("tier"),
         _ => None,
     };
-    ApplyFailure { summary: "Tenant change failed".to_owned(), detail, attribute }
+    ApplyFailure { summary: "Tenant change failed".to_owned(), detail: detail_of(error, retryable), attribute }
+}
+
+fn app_failure(error: &AppApplyError) -> ApplyFailure {
+    let summary = match error {
+        AppApplyError::Unhealthy { kept, .. } if kept.starts_with("nothing") => {
+            "App instance create failed: the app did not become healthy"
+        }
+        AppApplyError::Unhealthy { .. } => "Upgrade rolled back: the new version did not become healthy",
+        AppApplyError::HasDependents { .. } => "App instance still serves domains",
+        AppApplyError::MovedSincePlan { .. } => "App instance changed since the plan",
+        _ => "App instance change failed",
+    };
+    let attribute = matches!(error, AppApplyError::OverQuota { .. }).then_some("users");
+    ApplyFailure { summary: summary.to_owned(), detail: detail_of(error, error.is_retryable()), attribute }
+}
+
+fn domain_failure(error: &DomainApplyError) -> ApplyFailure {
+    let attribute = match error.cause() {
+        DomainApplyError::HostnameTaken { .. } | DomainApplyError::Invalid { .. } => Some("hostname"),
+        DomainApplyError::AppInstanceMissing { .. } | DomainApplyError::AppInstanceNotServing { .. } => {
+            Some("app_instance_id")
+        }
+        _ => None,
+    };
+    ApplyFailure {
+        summary: "Domain change failed".to_owned(),
+        detail: detail_of(error, error.is_retryable()),
+        attribute,
+    }
+}
+
+fn support_failure(error: &SupportPlanError) -> ApplyFailure {
+    let attribute = match error {
+        SupportPlanError::LevelNotAllowed { .. } => Some("level"),
+        SupportPlanError::AlreadyExists { .. } | SupportPlanError::TenantMissing { .. } => Some("tenant_id"),
+        SupportPlanError::NoTracker { .. } => Some("tracker_access"),
+        _ => None,
+    };
+    ApplyFailure {
+        summary: "Support plan change failed".to_owned(),
+        detail: detail_of(error, error.is_retryable()),
+        attribute,
+    }
 }

@@ -110,7 +110,9 @@ fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
                 flatten(&path, inner, out);
             }
         }
+        // An empty map means what no map means (`environment = {}`).
         Value::Null => {}
+        Value::Object(_) => {}
         other => {
             out.insert(prefix.to_owned(), other.clone());
         }

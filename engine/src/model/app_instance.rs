@@ -309,3 +309,58 @@ pub struct AppInstanceRecord {
     pub owner: String,
     pub created_at: String,
 }
+
+impl AppInstanceRecord {
+    /// The instance as a state holds it, with its observed health. What only
+    /// a configuration holds (`timeouts`, the user's spelling of empty
+    /// customizations and of an unset `password_version`) comes from
+    /// `current`, the state or configuration being refreshed, when there is one.
+    pub fn to_document(&self, health: InstanceHealth, current: Option<&AppInstanceDocument>) -> AppInstanceDocument {
+        let spec = &self.spec;
+        let recorded = Customizations {
+            environment: Some(spec.environment.clone()).filter(|m| !m.is_empty()),
+            volumes: Some(spec.extra_volumes.clone()).filter(|m| !m.is_empty()),
+            files: Some(spec.files.clone()).filter(|m| !m.is_empty()),
+            disable_health_check: None,
+        };
+        // Keep the user's spelling (e.g. an empty map) when it means the same thing.
+        let customizations = match current.and_then(|current| current.customizations.clone()) {
+            Some(current)
+                if current.environment.clone().unwrap_or_default() == spec.environment
+                    && current.volumes.clone().unwrap_or_default() == spec.extra_volumes
+                    && current.files.clone().unwrap_or_default() == spec.files =>
+            {
+                Some(current)
+            }
+            _ if recorded == Customizations::default() => None,
+            _ => Some(recorded),
+        };
+        // Keep the user's spelling: unset and 0 mean the same.
+        let password_version = match current.and_then(|current| current.password_version) {
+            None if spec.password_version == 0 => None,
+            _ => Some(spec.password_version),
+        };
+        AppInstanceDocument {
+            tenant_id: spec.id.tenant_id.to_string(),
+            name: spec.id.name.clone(),
+            app: spec.app.clone(),
+            channel: Some(spec.channel.clone()),
+            version: Some(spec.version.clone()),
+            target: spec.target.clone(),
+            users: spec.users,
+            resources: spec.resources.clone(),
+            customizations,
+            admin_password: None,
+            password_version,
+            delete_data_on_destroy: Some(spec.delete_data_on_destroy),
+            timeouts: current.and_then(|current| current.timeouts.clone()),
+            id: Some(spec.id.to_string()),
+            status: Some(health.as_str().to_owned()),
+            internal_url: self.published_port.map(|port| format!("http://127.0.0.1:{port}")),
+            version_deployed: Some(spec.version.clone()),
+            previous_version: self.previous_version.clone(),
+            deployed_at: Some(self.deployed_at.clone()),
+            welcome_email_status: Some(self.welcome.as_str().to_owned()),
+        }
+    }
+}

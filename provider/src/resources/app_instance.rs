@@ -3,7 +3,7 @@
 use atrium_engine::apply::app_instance::{AppApplyError, AppContext};
 use atrium_engine::catalog::Catalog;
 use atrium_engine::model::app_instance::InstanceHealth;
-use atrium_engine::model::app_instance::{AppInstanceDocument, AppInstanceId, AppInstanceRecord, Customizations};
+use atrium_engine::model::app_instance::{AppInstanceDocument, AppInstanceId, AppInstanceRecord};
 use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::plan::app_instance::{
     AppDecision, AppFacts, InstanceContext, named_ids, plan_instance, spec_from_document,
@@ -97,54 +97,9 @@ pub fn state_from_record(
     current: &Value,
     schema: &ResourceSchema,
 ) -> Result<Value, pb::Diagnostic> {
-    let spec = &record.spec;
-    let recorded_customizations = Customizations {
-        environment: Some(spec.environment.clone()).filter(|m| !m.is_empty()),
-        volumes: Some(spec.extra_volumes.clone()).filter(|m| !m.is_empty()),
-        files: Some(spec.files.clone()).filter(|m| !m.is_empty()),
-        disable_health_check: None,
-    };
-    let current_customizations: Option<Customizations> =
-        current.get("customizations").to_known_json().and_then(|json| serde_json::from_value(json).ok());
-    // Keep the user's spelling (e.g. an empty map) when it means the same thing.
-    let customizations = match current_customizations {
-        Some(current)
-            if current.environment.clone().unwrap_or_default() == spec.environment
-                && current.volumes.clone().unwrap_or_default() == spec.extra_volumes
-                && current.files.clone().unwrap_or_default() == spec.files =>
-        {
-            Some(current)
-        }
-        _ if recorded_customizations == Customizations::default() => None,
-        _ => Some(recorded_customizations),
-    };
-    let document = AppInstanceDocument {
-        tenant_id: spec.id.tenant_id.to_string(),
-        name: spec.id.name.clone(),
-        app: spec.app.clone(),
-        channel: Some(spec.channel.clone()),
-        version: Some(spec.version.clone()),
-        target: spec.target.clone(),
-        users: spec.users,
-        resources: spec.resources.clone(),
-        customizations,
-        admin_password: None,
-        // Keep the user's spelling: unset and 0 mean the same.
-        password_version: match current.get("password_version") {
-            Value::Null if spec.password_version == 0 => None,
-            _ => Some(spec.password_version),
-        },
-        delete_data_on_destroy: Some(spec.delete_data_on_destroy),
-        timeouts: current.get("timeouts").to_known_json().and_then(|json| serde_json::from_value(json).ok()),
-        id: Some(spec.id.to_string()),
-        status: Some(health.as_str().to_owned()),
-        internal_url: record.published_port.map(|port| format!("http://127.0.0.1:{port}")),
-        version_deployed: Some(spec.version.clone()),
-        previous_version: record.previous_version.clone(),
-        deployed_at: Some(record.deployed_at.clone()),
-        welcome_email_status: Some(record.welcome.as_str().to_owned()),
-    };
-    let json = serde_json::to_value(document).unwrap_or_default();
+    let current: Option<AppInstanceDocument> =
+        current.to_known_json().and_then(|json| serde_json::from_value(json).ok());
+    let json = serde_json::to_value(record.to_document(health, current.as_ref())).unwrap_or_default();
     Value::from_json(&json, &schema.value_type).map_err(|error| {
         diagnostics::error("Cannot encode the app instance's state", format!("{error}. This is a bug in the provider."))
     })

@@ -1,12 +1,11 @@
 //! `atrium_domain` between Terraform values and the engine.
 
-use atrium_engine::apply::domain::{DomainApplyContext, DomainApplyError, ObservedDomain};
+use atrium_engine::apply::domain::{DomainApplyContext, DomainApplyError, ObservedDomain, domain_document};
+use atrium_engine::apply::domain_planned::apply_planned;
 use atrium_engine::model::attribute::AttributePath;
-use atrium_engine::model::domain::{
-    DnsRecordDocument, DomainDocument, DomainKind, DomainRecord, DomainSpec, DomainStatus, Hostname, verification_for,
-};
+use atrium_engine::model::domain::{DnsRecordDocument, DomainDocument, DomainRecord, DomainSpec, Hostname};
 
-use atrium_engine::plan::domain::{DomainDecision, pending_warning, plan_domain};
+use atrium_engine::plan::domain::{DomainDecision, plan_domain};
 
 use atrium_engine::model::timeouts::DEFAULT_TIMEOUT;
 
@@ -63,20 +62,8 @@ fn state_of(
     current: &Value,
     schema: &ResourceSchema,
 ) -> Result<Value, pb::Diagnostic> {
-    let spec = &record.spec;
-    let tenant = spec.app_instance_id.tenant_id.as_str();
-    let document = DomainDocument {
-        app_instance_id: spec.app_instance_id.to_string(),
-        hostname: spec.hostname.to_string(),
-        tls: Some(spec.tls.as_str().to_owned()),
-        timeouts: current.get("timeouts").to_known_json().and_then(|json| serde_json::from_value(json).ok()),
-        id: Some(spec.hostname.to_string()),
-        fqdn: Some(spec.hostname.fqdn()),
-        dns_records: Some(dns_records.to_vec()),
-        verification: (record.kind == DomainKind::Custom).then(|| verification_for(tenant, &spec.hostname)),
-        status: Some(status.to_owned()),
-        certificate_expires_at,
-    };
+    let timeouts = current.get("timeouts").to_known_json().and_then(|json| serde_json::from_value(json).ok());
+    let document = domain_document(record, dns_records, status, certificate_expires_at, timeouts);
     let json = serde_json::to_value(document).unwrap_or_default();
     Value::from_json(&json, &schema.value_type).map_err(|error| {
         diagnostics::error("Cannot encode the domain's state", format!("{error}. This is a bug in the provider."))
@@ -112,23 +99,6 @@ fn apply_error(error: &DomainApplyError) -> pb::Diagnostic {
     diagnostic
 }
 
-/// Tells the app its addresses after one of its domains went live or away;
-/// a failure is a warning (the domain itself serves), and the instance's
-/// next deployment tells it again.
-async fn announce_address(
-    apps: &atrium_engine::apply::app_instance::AppContext<'_>,
-    instance: &atrium_engine::model::app_instance::AppInstanceId,
-) -> Option<pb::Diagnostic> {
-    let error = apps.announce_address_of(instance).await.err()?;
-    Some(diagnostics::warning(
-        "The app was not told its public address",
-        format!(
-            "{}; its links and trusted host names may still name its old address. The next deployment of app instance {instance} tells it again",
-            diagnostics::error_chain(&error)
-        ),
-    ))
-}
-
 /// Applies a planned change; returns the new state (null after destroy) and warnings.
 async fn apply(
     context: &DomainApplyContext<'_>,
@@ -139,62 +109,33 @@ async fn apply(
     create: Option<&atrium_engine::model::ownership::CreateToken>,
     decision: Option<&DomainDecision>,
 ) -> Result<(Value, Vec<pb::Diagnostic>), Vec<pb::Diagnostic>> {
-    if planned.is_null() {
+    let (hostname, desired) = if planned.is_null() {
         let hostname = Hostname::parse(prior.get("hostname").as_str().unwrap_or_default())
             .map_err(|detail| vec![diagnostics::error("Invalid domain in state", detail)])?;
-        let served = context.registry.get_domain(&hostname).await.ok().flatten().map(|r| r.spec.app_instance_id);
-        context.destroy(&hostname).await.map_err(|error| vec![apply_error(&error)])?;
-        let warnings = match served {
-            Some(instance) => announce_address(apps, &instance).await.into_iter().collect(),
-            None => Vec::new(),
-        };
-        return Ok((Value::Null, warnings));
-    }
-    let document = document_from(planned).map_err(|d| vec![d])?;
-    let spec = DomainSpec::from_document(&document, context.platform_zone)
-        .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
-    let tenant = spec.app_instance_id.tenant_id.to_string();
-    // The plan decided the status; apply never looks the verification up again.
-    let status = decision.map(|decision| decision.status).ok_or_else(|| {
-        vec![diagnostics::error(
-            "The plan did not decide the domain's status",
-            "this planned change carries no decision (it was planned by another version of the provider); run terraform plan again",
-        )]
-    })?;
-    let served_before =
-        context.registry.get_domain(&spec.hostname).await.ok().flatten().map(|r| r.spec.app_instance_id);
-    let record = context.apply(&spec, status, create).await.map_err(|error| vec![apply_error(&error)])?;
-    tracing::info!(domain = %spec.hostname, status = record.status.as_str(), "domain applied");
-    let records =
-        context.desired_records(&spec.hostname, record.kind, &record.target).map_err(|e| vec![apply_error(&e)])?;
-    let mut warnings = Vec::new();
-    // The instance the domain left, if it moved, no longer has this name.
-    if let Some(before) = served_before.filter(|before| *before != spec.app_instance_id) {
-        warnings.extend(announce_address(apps, &before).await);
-    }
-    // Every apply: a name that went live, or stopped being live, changes its addresses.
-    warnings.extend(announce_address(apps, &spec.app_instance_id).await);
-    if record.status == DomainStatus::Active {
-        let undelivered = match apps.deliver_waiting_welcome(&spec.app_instance_id).await {
-            Ok(warning) => warning,
-            Err(error) => Some(format!(
-                "{}; the next terraform apply of the app instance sends it again",
-                diagnostics::error_chain(&error)
-            )),
-        };
-        if let Some(detail) = undelivered {
-            warnings.push(diagnostics::warning("Welcome email not sent", detail));
+        (hostname, None)
+    } else {
+        let document = document_from(planned).map_err(|d| vec![d])?;
+        let spec = DomainSpec::from_document(&document, context.platform_zone)
+            .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
+        (spec.hostname.clone(), Some(spec))
+    };
+    let timeouts = planned.get("timeouts").to_known_json().and_then(|json| serde_json::from_value(json).ok());
+    let applied = apply_planned(context, apps, &hostname, desired.as_ref(), decision, create, timeouts)
+        .await
+        .map_err(|error| vec![apply_error(&error)])?;
+    let warnings = applied.warnings.iter().map(diagnostics::warning_from_validation).collect();
+    let state = match applied.document {
+        None => Value::Null,
+        Some(document) => {
+            let json = serde_json::to_value(document).unwrap_or_default();
+            Value::from_json(&json, &schema.value_type).map_err(|error| {
+                vec![diagnostics::error(
+                    "Cannot encode the domain's state",
+                    format!("{error}. This is a bug in the provider."),
+                )]
+            })?
         }
-    }
-    if record.status == DomainStatus::PendingVerification {
-        let address = context.targets.public_address(&record.target).ok();
-        warnings.push(diagnostics::warning_from_validation(&pending_warning(&tenant, &spec.hostname, address)));
-    }
-    let suspended =
-        record.status == DomainStatus::Active && context.tenant_suspended(&spec.app_instance_id.tenant_id).await;
-    let status = if suspended { "suspended" } else { record.status.as_str() };
-    let state = state_of(&record, &records, status, record.certificate_expires_at.clone(), planned, schema)
-        .map_err(|d| vec![d])?;
+    };
     Ok((state, warnings))
 }
 

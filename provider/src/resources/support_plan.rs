@@ -1,9 +1,9 @@
 //! `atrium_support_plan` between Terraform values and the engine.
 
 use atrium_engine::apply::support_plan::{ObservedSupportPlan, SupportPlanContext, SupportPlanError};
+use atrium_engine::model::TenantId;
 use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::model::support_plan::{SupportPlanDocument, SupportPlanSpec};
-use atrium_engine::model::{TenantId, TenantStatus};
 use atrium_engine::plan::support_plan::{SupportFacts, plan_support_plan};
 
 use atrium_engine::model::timeouts::DEFAULT_TIMEOUT;
@@ -50,21 +50,8 @@ async fn plan(
 }
 
 fn state_of(observed: &ObservedSupportPlan, current: &Value, schema: &ResourceSchema) -> Result<Value, pb::Diagnostic> {
-    let spec = &observed.record.spec;
-    let status = if observed.tenant.status == TenantStatus::Active { "active" } else { "suspended" };
-    let document = SupportPlanDocument {
-        tenant_id: spec.tenant_id.to_string(),
-        level: spec.level.as_str().to_owned(),
-        channels: Some(spec.channels.iter().cloned().collect()),
-        first_response_minutes: Some(spec.first_response_minutes),
-        tracker_access: Some(observed.tracker_access),
-        timeouts: current.get("timeouts").to_known_json().and_then(|json| serde_json::from_value(json).ok()),
-        id: Some(spec.tenant_id.to_string()),
-        hours: Some(spec.level.hours().to_owned()),
-        starts_on: Some(observed.record.starts_on.clone()),
-        status: Some(status.to_owned()),
-    };
-    let json = serde_json::to_value(document).unwrap_or_default();
+    let timeouts = current.get("timeouts").to_known_json().and_then(|json| serde_json::from_value(json).ok());
+    let json = serde_json::to_value(observed.to_document(timeouts)).unwrap_or_default();
     Value::from_json(&json, &schema.value_type).map_err(|error| {
         diagnostics::error("Cannot encode the support plan's state", format!("{error}. This is a bug in the provider."))
     })
@@ -116,17 +103,7 @@ async fn apply(
         .map_err(|error| vec![diagnostics::error("Support plan values are incomplete", error.to_string())])?;
     let spec = SupportPlanSpec::from_document(&document, None)
         .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
-    context.apply(&spec, create).await.map_err(|error| vec![apply_error(&error)])?;
-    tracing::info!(tenant = %spec.tenant_id, level = spec.level.as_str(), "support plan applied");
-    let observed = context.observe(&spec.tenant_id).await.map_err(|error| vec![apply_error(&error)])?;
-    let Some(mut observed) = observed else {
-        return Err(vec![diagnostics::error(
-            "Support plan vanished",
-            "the plan was written but cannot be read back; run terraform apply again",
-        )]);
-    };
-    // The access just granted or revoked is what the plan said.
-    observed.tracker_access = spec.tracker_access;
+    let observed = context.apply_and_observe(&spec, create).await.map_err(|error| vec![apply_error(&error)])?;
     state_of(&observed, planned, schema).map_err(|d| vec![d])
 }
 
