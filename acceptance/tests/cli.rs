@@ -150,6 +150,10 @@ async fn cli_owners_and_terraform_never_take_each_others_objects() {
     other_cli.write("main.tf", &tenant("cliowned"));
     let refused = other_cli.atrium(&["apply", "-auto-approve"]).expect_code(1, "another CLI owner's apply");
     assert!(refused.flat_output().contains("the atrium CLI owner \"partner-a\""), "{}", refused.output());
+    let refused = other_cli
+        .atrium(&["import", "atrium_tenant.cliowned", &format!("cliowned-{id}")])
+        .expect_code(1, "another CLI owner's import");
+    assert!(refused.flat_output().contains("never takes over"), "{}", refused.output());
 
     // Another owner's destroy and Terraform's destroy leave the CLI's tenant alone, and back.
     other_cli.write("main.tf", "");
@@ -185,6 +189,15 @@ async fn a_tenant_deleted_by_hand_is_created_again_and_configuration_errors_poin
     let claim = registry.get_claim(ObjectKind::Tenant, &name).await.unwrap().expect("claimed");
     assert!(claim.confirmed, "the recreated tenant is this owner's: {claim:?}");
     workspace.atrium(&["plan"]).expect_code(0, "atrium plan after it was recreated");
+
+    // An object no configuration owns is refused until it is imported.
+    registry.release_claim(ObjectKind::Tenant, &name).await.unwrap();
+    let refused = workspace.atrium(&["plan"]).expect_code(1, "atrium plan of an unowned tenant");
+    assert!(refused.flat_output().contains(&format!("atrium import 'atrium_tenant.t' {name}")), "{}", refused.output());
+    workspace.atrium(&["import", "atrium_tenant.t", "someone-else"]).expect_code(1, "atrium import of another id");
+    workspace.atrium(&["import", "atrium_tenant.nope", &name]).expect_code(1, "atrium import of an undeclared address");
+    workspace.atrium(&["import", "atrium_tenant.t", &name]).expect_code(0, "atrium import");
+    workspace.atrium(&["plan"]).expect_code(0, "atrium plan after the import");
 
     workspace.write("main.tf", "resource \"atrium_tenant\" \"t\" {\n  name = \"x\"\n  tier = \"gold\"\n}\n");
     let refused = workspace.atrium(&["validate"]).expect_code(1, "atrium validate of a bad tier");
@@ -276,4 +289,137 @@ resource "atrium_support_plan" "acme" {{
     let tenant_id = TenantId::parse(&tenant).unwrap();
     assert!(registry.get_tenant(&tenant_id).await.unwrap().is_none());
     assert!(registry.claims_of_tenant(&tenant_id).await.unwrap().is_empty(), "no claim is left");
+}
+
+#[tokio::test]
+async fn a_saved_plan_is_applied_as_planned_and_refused_once_the_registry_moved() {
+    let workspace = Workspace::new("cli-saved", RegistryChoice::Sqlite).await;
+    let name = format!("saved-{}", std::process::id());
+    workspace.write("atrium.hcl", &atrium_block("partner-a"));
+    let tenant = |display: &str| {
+        format!(
+            "variable \"display\" {{\n  type = string\n}}\nresource \"atrium_tenant\" \"t\" {{\n  name = \"{name}\"\n  display_name = var.display\n  tier = \"basic\"\n  welcome_email = false\n  manager = {{ email = \"m@t.example\", name = \"M\" }}\n}}\n{display}"
+        )
+    };
+    workspace.write("main.tf", &tenant(""));
+    workspace.atrium(&["plan", "-var", "display=First", "-out=first.plan"]).expect_code(2, "atrium plan -out");
+    let registry = workspace.registry().await;
+    let tenant_id = TenantId::parse(&name).unwrap();
+    assert!(registry.get_tenant(&tenant_id).await.unwrap().is_none(), "planning changes nothing");
+
+    let shown = workspace.atrium(&["show", "-json", "first.plan"]).expect_code(0, "atrium show -json");
+    let json: serde_json::Value = serde_json::from_str(&shown.stdout).expect("show -json prints JSON");
+    let change = &json["resource_changes"][0];
+    assert_eq!(change["address"], "atrium_tenant.t");
+    assert_eq!(change["change"]["actions"], serde_json::json!(["create"]));
+    assert_eq!(change["change"]["after"]["display_name"], "First");
+    let text = workspace.atrium(&["show", "first.plan"]).expect_code(0, "atrium show");
+    assert!(text.stdout.contains(&format!("+ tenant {name} (the tenant does not exist)")), "{}", text.stdout);
+
+    // The saved plan carries its variables: applying it needs no -var.
+    let apply = workspace.atrium(&["apply", "first.plan"]).expect_code(0, "atrium apply of a saved plan");
+    assert!(apply.stdout.contains("1 added"), "{}", apply.stdout);
+    assert_eq!(registry.get_tenant(&tenant_id).await.unwrap().expect("created").spec.display_name, "First");
+
+    // A plan made before another apply is stale.
+    workspace.atrium(&["plan", "-var", "display=Second", "-out=second.plan"]).expect_code(2, "atrium plan -out");
+    workspace.atrium(&["plan", "-var", "display=Third", "-out=third.plan"]).expect_code(2, "atrium plan -out");
+    workspace.atrium(&["apply", "third.plan"]).expect_code(0, "atrium apply of the third plan");
+    let refused = workspace.atrium(&["apply", "second.plan"]).expect_code(1, "atrium apply of a stale plan");
+    assert!(refused.stderr.contains("Saved plan is stale"), "{}", refused.stderr);
+    assert_eq!(registry.get_tenant(&tenant_id).await.unwrap().unwrap().spec.display_name, "Third");
+
+    // A change by hand makes a plan stale too; a file that is no plan is refused.
+    workspace.atrium(&["plan", "-var", "display=Fourth", "-out=fourth.plan"]).expect_code(2, "atrium plan -out");
+    assert!(registry.set_tenant_display_name(&tenant_id, "By hand").await.unwrap());
+    workspace.atrium(&["apply", "fourth.plan"]).expect_code(1, "atrium apply after a change by hand");
+    workspace.write("not.plan", "hello");
+    let refused = workspace.atrium(&["apply", "not.plan"]).expect_code(1, "atrium apply of another file");
+    assert!(refused.stderr.contains("not a saved plan"), "{}", refused.stderr);
+
+    let json = workspace.atrium(&["plan", "-json", "-var", "display=Third"]).expect_code(2, "atrium plan -json");
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).expect("plan -json prints JSON");
+    assert_eq!(json["resource_changes"][0]["change"]["actions"], serde_json::json!(["update"]));
+    assert_eq!(json["resource_changes"][0]["change"]["before"]["display_name"], "By hand");
+    workspace.atrium(&["destroy", "-auto-approve", "-var", "display=x"]).expect_code(0, "atrium destroy");
+}
+
+/// The `-var` arguments that point `examples/bulk` at the test services.
+fn bulk_variables(zone: &str) -> Vec<String> {
+    use atrium_engine::test_services::service_variable;
+    vec![
+        format!("platform_zone={zone}"),
+        format!("docker_host={}", service_variable("ATRIUM_TEST_DOCKER_HOST")),
+        format!("ingress_admin_url={}", service_variable("ATRIUM_TEST_CADDY_ADMIN_URL")),
+        format!("ingress_https_address=127.0.0.1:{}", service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT")),
+        format!("dns_api_url={}", service_variable("ATRIUM_TEST_PDNS_URL")),
+    ]
+    .into_iter()
+    .flat_map(|var| ["-var".to_owned(), var])
+    .collect()
+}
+
+#[tokio::test]
+async fn the_bulk_example_onboards_its_csv_over_https_and_offboards_a_removed_row() {
+    let workspace = Workspace::new("cli-bulk", RegistryChoice::Sqlite).await;
+    let id = std::process::id();
+    let zone = format!("bulk{id}.atrium.test");
+    let test_zone = atrium_acceptance::TestZone::create(&zone);
+    // The example as it is, but for tenant names of this test's own.
+    let own = |text: String| {
+        text.replace("acme", &format!("acme{id}"))
+            .replace("globex", &format!("globex{id}"))
+            .replace("initech", &format!("initech{id}"))
+    };
+    workspace.write("atrium.hcl", &atrium_acceptance::example("bulk/atrium.hcl"));
+    workspace.write("main.tf", &atrium_acceptance::example("bulk/main.tf"));
+    workspace.write("customers.csv", &own(atrium_acceptance::example("bulk/customers.csv")));
+    let vars = bulk_variables(&zone);
+    let with = |command: &[&str]| -> Vec<String> {
+        command.iter().map(|s| (*s).to_owned()).chain(vars.iter().cloned()).collect()
+    };
+    let run = |command: &[&str]| {
+        let arguments = with(command);
+        workspace.atrium(&arguments.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    let plan = run(&["plan", "-out=onboard.plan"]).expect_code(2, "atrium plan of the bulk example");
+    assert!(plan.stdout.contains("Plan: 10 to add, 0 to change, 0 to replace, 0 to destroy."), "{}", plan.stdout);
+    run(&["apply", "onboard.plan"]).expect_code(0, "atrium apply of the bulk example");
+    for customer in ["acme", "globex", "initech"] {
+        let host = format!("{customer}{id}.{zone}");
+        let (status, body) = atrium_acceptance::https_get(&host, "/");
+        assert_eq!(status, 200, "{host} answers over HTTPS: {body}");
+    }
+    run(&["plan"]).expect_code(0, "atrium plan after onboarding");
+    let state = run(&["state", "list"]).expect_code(0, "atrium state list");
+    assert_eq!(state.stdout.lines().count(), 10, "{}", state.stdout);
+    assert!(state.stdout.contains(&format!("atrium_app_instance.app[\"globex{id}/wiki\"]")), "{}", state.stdout);
+
+    // A customer leaves: its row goes, and so do its tenant, app and domain.
+    let csv = own(atrium_acceptance::example("bulk/customers.csv"));
+    workspace.write(
+        "customers.csv",
+        &csv.lines().filter(|line| !line.starts_with("initech")).collect::<Vec<_>>().join("\n"),
+    );
+    let plan = run(&["plan"]).expect_code(2, "atrium plan after a row was removed");
+    assert!(plan.stdout.contains("Plan: 0 to add, 0 to change, 0 to replace, 3 to destroy."), "{}", plan.stdout);
+    run(&["apply", "-auto-approve"]).expect_code(0, "atrium apply of the removal");
+    let registry = workspace.registry().await;
+    assert!(registry.get_tenant(&TenantId::parse(&format!("initech{id}")).unwrap()).await.unwrap().is_none());
+
+    run(&["destroy", "-auto-approve"]).expect_code(0, "atrium destroy of the bulk example");
+    for customer in ["acme", "globex", "initech"] {
+        let filter = format!("name=atrium-{customer}{id}-");
+        let (_, containers) = atrium_acceptance::docker_status(&["ps", "-a", "--filter", &filter, "-q"]);
+        assert!(containers.trim().is_empty(), "no container of {customer} is left: {containers}");
+    }
+    assert!(atrium_acceptance::routes_mentioning(&zone).is_empty(), "no route is left");
+    assert!(test_zone.record_sets().iter().all(|set| set["type"] != "A"), "no A record is left");
+    let own_tenants = [format!("acme{id}"), format!("globex{id}"), format!("initech{id}")];
+    let claims = registry.list_claims().await.unwrap();
+    assert!(
+        claims.iter().all(|claim| !own_tenants.contains(&claim.tenant.to_string())),
+        "no claim is left: {claims:?}"
+    );
 }

@@ -14,9 +14,11 @@ use super::config::{self, Configuration, Variables};
 use super::diagnostic::Diagnostic;
 use super::plan::{self, Mode, Plan};
 use super::progress::Progress;
+use super::saved;
 use super::session::Session;
+use crate::backends::error_chain;
 use crate::config::PlatformConfigDocument;
-use crate::model::ownership::Owner;
+use crate::model::ownership::{ObjectKind, Owner};
 use crate::platform::{Environment, Platform};
 
 /// Plan and apply Atrium configurations: tenants, app instances, domains and
@@ -64,11 +66,40 @@ enum Command {
         /// Plan to destroy every object of this owner.
         #[arg(long)]
         destroy: bool,
+        /// Save the plan to FILE, for atrium apply FILE.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print the plan as JSON (see docs/cli-json.md).
+        #[arg(long)]
+        json: bool,
     },
-    /// Plan, ask, then apply.
-    Apply(ApplyArgs),
+    /// Plan, ask, then apply; or apply a saved plan (FILE) unless the registry changed since.
+    Apply {
+        #[command(flatten)]
+        arguments: ApplyArgs,
+        /// A plan saved by atrium plan -out FILE.
+        #[arg(value_name = "FILE")]
+        plan: Option<PathBuf>,
+    },
+    /// Print a saved plan.
+    Show {
+        /// Print it as JSON (see docs/cli-json.md).
+        #[arg(long)]
+        json: bool,
+        #[arg(value_name = "FILE")]
+        plan: PathBuf,
+    },
     /// Destroy every object of this owner.
     Destroy(ApplyArgs),
+    /// Make an existing object that no configuration owns this owner's, as ADDRESS.
+    Import {
+        #[command(flatten)]
+        vars: VarArgs,
+        /// The resource's address in the configuration, e.g. 'atrium_tenant.customer["acme"]'.
+        address: String,
+        /// The object's id: a tenant's name, an instance's TENANT/NAME, a domain's host name.
+        id: String,
+    },
     /// Inspect the objects this owner manages.
     State {
         #[command(subcommand)]
@@ -250,18 +281,63 @@ async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
             println!("Success! The configuration is valid ({} resources).", configuration.resources.len());
             Ok(0)
         }
-        Command::Plan { vars, destroy } => {
+        Command::Plan { vars, destroy, out, json } => {
             let (configuration, document, owner) = load(&vars)?;
             let session =
                 session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
             let mode = if destroy { Mode::Destroy } else { Mode::Normal };
             let plan = plan::plan(&configuration, &session, mode).await?;
-            print_plan(&plan);
+            let serial = saved::registry_serial(&session, &objects_of(&plan)).await.map_err(registry_error)?;
+            if json {
+                println!("{}", super::json::plan_json(&plan, &serial, destroy));
+            } else {
+                print_plan(&plan);
+            }
+            if let Some(out) = out {
+                let variables = variables(&vars)
+                    .map_err(|d| vec![d])?
+                    .into_iter()
+                    .filter(|(name, _)| !configuration.sensitive_variables.contains(name))
+                    .collect();
+                let message = saved::to_message(&plan, &serial, destroy, variables);
+                saved::write(&out, &message)
+                    .map_err(|detail| vec![Diagnostic::new("Cannot save the plan", detail, None)])?;
+                if !json {
+                    println!(
+                        "\nSaved the plan to: {}\n\nTo perform exactly these actions, run: atrium apply {}",
+                        out.display(),
+                        out.display()
+                    );
+                }
+            }
             session.platform.registry.close().await;
             Ok(if plan.has_changes() { 2 } else { 0 })
         }
-        Command::Apply(arguments) => run_apply(&arguments, Mode::Normal).await,
+        Command::Show { json, plan: path } => {
+            let unreadable = |detail: String| vec![Diagnostic::new("Cannot read the saved plan", detail, None)];
+            let message = saved::read(&path).map_err(unreadable)?;
+            let plan = saved::from_message(&message).map_err(unreadable)?;
+            if json {
+                println!("{}", super::json::plan_json(&plan, &message.registry_serial, message.destroy));
+            } else {
+                print_plan(&plan);
+            }
+            Ok(0)
+        }
+        Command::Apply { arguments, plan: Some(path) } => run_saved(&arguments, &path).await,
+        Command::Apply { arguments, plan: None } => run_apply(&arguments, Mode::Normal).await,
         Command::Destroy(arguments) => run_apply(&arguments, Mode::Destroy).await,
+        Command::Import { vars, address, id } => {
+            let (configuration, document, owner) = load(&vars)?;
+            let session =
+                session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
+            let result = import(&configuration, &session, &address, &id).await;
+            session.platform.registry.close().await;
+            result.map(|message| {
+                println!("{message}");
+                0
+            })
+        }
         Command::State { command: StateCommand::List { vars } } => {
             let (configuration, document, owner) = load(&vars)?;
             let session =
@@ -277,6 +353,134 @@ async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
             Ok(0)
         }
     }
+}
+
+/// Makes the object `id` this owner's as `address`: only an object that
+/// exists and no configuration owns (another owner's is refused).
+async fn import(
+    configuration: &Configuration,
+    session: &Session,
+    address: &str,
+    id: &str,
+) -> Result<String, Vec<Diagnostic>> {
+    let refuse = |summary: &str, detail: String| vec![Diagnostic::new(summary, detail, None)];
+    let Some(declared) = configuration.resources.iter().find(|r| r.address == address) else {
+        return Err(refuse(
+            "Resource not declared",
+            format!("the configuration declares no {address}; write its resource block first, then import it"),
+        ));
+    };
+    let key = declared.kind.natural_key(&declared.values);
+    if key.as_deref() != Some(id) {
+        return Err(vec![Diagnostic::new(
+            "Import id does not match the configuration",
+            format!(
+                "{address} declares {} {:?}, not {id:?}; import takes the object's id as the configuration names it",
+                declared.kind.noun(),
+                key.unwrap_or_default()
+            ),
+            declared.position.clone(),
+        )]);
+    }
+    let registry = &session.platform.registry;
+    let read_error = |error: crate::registry::RegistryError| refuse("Cannot read the registry", error_chain(&error));
+    if let Some(claim) = registry.get_claim(declared.kind, id).await.map_err(read_error)? {
+        if claim.owner == session.owner {
+            return Ok(format!("{address} is already managed by {}; nothing to import.", session.owner));
+        }
+        return Err(refuse(
+            &format!("{} {id:?} belongs to another owner", declared.kind.noun()),
+            format!("it is managed by {}; the atrium CLI never takes over another owner's objects", claim.owner),
+        ));
+    }
+    let keys = std::collections::BTreeSet::from([id.to_owned()]);
+    let observed = super::kinds::observe(session, declared.kind, &keys)
+        .await
+        .map_err(|detail| refuse("Cannot read the registry", detail))?;
+    if !observed.contains_key(id) {
+        return Err(refuse(
+            &format!("Cannot import a {} that does not exist", declared.kind.noun()),
+            format!("the registry has no {} {id:?}", declared.kind.noun()),
+        ));
+    }
+    let tenant = match declared.kind {
+        ObjectKind::AppInstance => id.split('/').next().unwrap_or(id),
+        ObjectKind::Domain => declared
+            .values
+            .get("app_instance_id")
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.split('/').next())
+            .unwrap_or(id),
+        ObjectKind::Tenant | ObjectKind::SupportPlan => id,
+    };
+    let tenant = crate::model::TenantId::parse(tenant).map_err(|detail| refuse("Invalid id", detail))?;
+    let claim = crate::model::ownership::Claim {
+        kind: declared.kind,
+        key: id.to_owned(),
+        tenant,
+        owner: session.owner.clone(),
+        create_token: crate::model::ownership::CreateToken::new(),
+        confirmed: true,
+        created_at: crate::registry::now_rfc3339(),
+    };
+    registry.restore_claim(&claim).await.map_err(|error| refuse("Cannot record the import", error_chain(&error)))?;
+    Ok(format!(
+        "{address}: Import prepared! {} {id:?} is now managed by {}; run atrium plan to see how it differs from the configuration.",
+        declared.kind.noun(),
+        session.owner
+    ))
+}
+
+/// Every object a plan reads or changes.
+fn objects_of(plan: &Plan) -> std::collections::BTreeSet<(ObjectKind, String)> {
+    plan.changes.iter().map(|change| (change.kind, change.key.clone())).collect()
+}
+
+fn registry_error(detail: String) -> Vec<Diagnostic> {
+    vec![Diagnostic::new("Cannot read the registry", detail, None)]
+}
+
+/// Applies a saved plan: the configuration is read again (with the plan's
+/// variables) only for what a plan never holds (write-only values); a plan
+/// of another owner, or one the registry moved past, is refused.
+async fn run_saved(arguments: &ApplyArgs, path: &std::path::Path) -> Result<i32, Vec<Diagnostic>> {
+    let unreadable = |detail: String| vec![Diagnostic::new("Cannot read the saved plan", detail, None)];
+    let message = saved::read(path).map_err(unreadable)?;
+    let mut vars = VarArgs { vars: message.variables.iter().map(|(name, value)| format!("{name}={value}")).collect() };
+    vars.vars.extend(arguments.vars.vars.iter().cloned());
+    let (configuration, document, owner) = load(&vars)?;
+    if Owner::atrium(&owner).as_str() != message.owner {
+        return Err(vec![Diagnostic::new(
+            "Saved plan of another owner",
+            format!(
+                "{} was planned for {}, but this configuration's owner is {}; run atrium plan here",
+                path.display(),
+                Owner::from_stored(&message.owner),
+                Owner::atrium(&owner)
+            ),
+            configuration.settings_position.clone(),
+        )]);
+    }
+    let session = session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
+    let plan = saved::from_message(&message).map_err(unreadable)?;
+    let serial = saved::registry_serial(&session, &objects_of(&plan)).await.map_err(registry_error)?;
+    if serial != message.registry_serial {
+        session.platform.registry.close().await;
+        return Err(vec![Diagnostic::new(
+            "Saved plan is stale",
+            format!(
+                "the registry changed since {} was planned at {} (another apply, a Terraform run or a change by hand touched its objects), so its changes may no longer be right. Run atrium plan -out again, then apply the new plan.",
+                path.display(),
+                message.created_at
+            ),
+            None,
+        )]);
+    }
+    let what = if message.destroy { "Destroy" } else { "Apply" };
+    let parallelism = usize::from(arguments.parallelism);
+    let outcome = apply::apply(&plan, Some(&configuration), &session, parallelism, &Progress::new()).await;
+    session.platform.registry.close().await;
+    Ok(report(&outcome, what))
 }
 
 async fn run_apply(arguments: &ApplyArgs, mode: Mode) -> Result<i32, Vec<Diagnostic>> {
@@ -340,7 +544,7 @@ mod tests {
         );
         let cli = Cli::try_parse_from(normalized(args("atrium -chdir=x plan -var a=1 -var b=2"))).unwrap();
         assert_eq!(cli.chdir, Some(PathBuf::from("x")));
-        let Command::Plan { vars, destroy: false } = cli.command else { panic!("{:?}", cli.command) };
+        let Command::Plan { vars, destroy: false, .. } = cli.command else { panic!("{:?}", cli.command) };
         assert_eq!(variables(&vars).unwrap(), vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
         assert!(Cli::try_parse_from(normalized(args("atrium apply -parallelism=0"))).is_err());
         assert!(variables(&VarArgs { vars: vec!["novalue".into()] }).is_err());

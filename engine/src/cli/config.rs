@@ -84,6 +84,8 @@ pub struct Configuration {
     pub settings_position: Option<Position>,
     /// Every resource instance, in the order written (dependencies first).
     pub resources: Vec<Declared>,
+    /// The variables declared `sensitive = true`: their values never enter a saved plan.
+    pub sensitive_variables: BTreeSet<String>,
 }
 
 /// Variable values given on the command line (`-var name=value`).
@@ -350,7 +352,8 @@ fn evaluate(sources: &[Source], variables: &Variables) -> Result<Configuration, 
     let parsed = parse(sources)?;
     let mut context = Context::new();
     functions::declare(&mut context);
-    context.declare_var("var", Value::Object(variable_values(&parsed, variables, &context)?));
+    let (values, sensitive_variables) = variable_values(&parsed, variables, &context)?;
+    context.declare_var("var", Value::Object(values));
     context.declare_var("path", Value::Object(Map::from_iter([("module".to_owned(), Value::from("."))])));
     let locals = local_values(&parsed, &mut context)?;
     context.declare_var("local", Value::Object(locals));
@@ -379,16 +382,18 @@ fn evaluate(sources: &[Source], variables: &Variables) -> Result<Configuration, 
         let all = by_type.get(&block.type_name).cloned().unwrap_or_default();
         context.declare_var(block.type_name.as_str(), Value::Object(all));
     }
-    Ok(Configuration { settings, settings_position, resources })
+    Ok(Configuration { settings, settings_position, resources, sensitive_variables })
 }
 
-/// The variables' values: `-var` values, else their defaults.
+/// The variables' values (`-var` values, else their defaults), and the
+/// names of the sensitive ones.
 fn variable_values(
     parsed: &Parsed<'_>,
     given: &Variables,
     context: &Context<'_>,
-) -> Result<Map<String, Value>, Diagnostic> {
+) -> Result<(Map<String, Value>, BTreeSet<String>), Diagnostic> {
     let mut values = Map::new();
+    let mut sensitive = BTreeSet::new();
     let mut declared = BTreeSet::new();
     for (source, block) in &parsed.variables {
         let Some(name) = label(block, 0) else {
@@ -412,6 +417,11 @@ fn variable_values(
                             .evaluate(context)
                             .map_err(|error| eval_error(error, source.position(attribute.span(), &title)))?,
                     );
+                }
+                "sensitive" => {
+                    if matches!(hcl::Expression::from(attribute.value.clone()), hcl::Expression::Bool(true)) {
+                        sensitive.insert(name.to_owned());
+                    }
                 }
                 "type" => {
                     string_typed = matches!(hcl::Expression::from(attribute.value.clone()),
@@ -447,7 +457,7 @@ fn variable_values(
             None,
         ));
     }
-    Ok(values)
+    Ok((values, sensitive))
 }
 
 /// The locals, each evaluated once the locals it uses are.

@@ -14,3 +14,5 @@ pub mod schema;
 pub mod session;
 
 pub use command::run;
+pub mod json;
+pub mod saved;

@@ -274,6 +274,23 @@ fn change_of(
     }
 }
 
+/// The observed object of `kind` and `key`, taken out of `observed`, as
+/// the prior of a change (with the configuration's timeouts, which the
+/// registry does not keep).
+fn take_prior(
+    observed: &mut BTreeMap<ObjectKind, BTreeMap<String, Document>>,
+    kind: ObjectKind,
+    key: &str,
+    config: Option<&Document>,
+) -> Option<Document> {
+    let mut prior = observed.get_mut(&kind)?.remove(key)?;
+    match config.and_then(|config| config.get("timeouts")) {
+        Some(timeouts) => prior.insert("timeouts".to_owned(), timeouts.clone()),
+        None => prior.remove("timeouts"),
+    };
+    Some(prior)
+}
+
 /// Attributes a configuration may not set: unknown ones, and those only the engine sets.
 pub fn check_attributes(declared: &Declared) -> Vec<Diagnostic> {
     let schema = KindSchema::of_kind(declared.kind);
@@ -412,21 +429,25 @@ pub async fn plan(configuration: &Configuration, session: &Session, mode: Mode) 
             .map_err(|detail| vec![Diagnostic::new("Cannot read the registry", detail, None)])?;
         observed.insert(*kind, found);
     }
-    let mut prior_of = |kind: ObjectKind, key: &str, config: Option<&Document>| -> Option<Document> {
-        let mut prior = observed.get_mut(&kind)?.remove(key)?;
-        // Timeouts are the configuration's alone: the registry does not keep them.
-        match config.and_then(|config| config.get("timeouts")) {
-            Some(timeouts) => prior.insert("timeouts".to_owned(), timeouts.clone()),
-            None => prior.remove("timeouts"),
-        };
-        Some(prior)
-    };
 
     let mut plan = Plan { owner: session.owner.as_str().to_owned(), ..Plan::default() };
     for ((kind, key), resource) in &declared {
         // Only the owner's claim makes a registry object this configuration's.
         let claim = claims.get(&(*kind, key.clone())).filter(|claim| claim.owner == session.owner);
-        let prior = if claim.is_some() { prior_of(*kind, key, Some(&resource.values)) } else { None };
+        let unowned = !claims.contains_key(&(*kind, key.clone()))
+            && observed.get(kind).is_some_and(|objects| objects.contains_key(key));
+        if unowned {
+            errors.push(Diagnostic::new(
+                format!("{} {key:?} already exists", kind.noun()),
+                format!(
+                    "no configuration owns it; to manage it here, import it: atrium import '{}' {key}",
+                    resource.address
+                ),
+                resource.position.clone(),
+            ));
+            continue;
+        }
+        let prior = if claim.is_some() { take_prior(&mut observed, *kind, key, Some(&resource.values)) } else { None };
         let prior_draft = prior.as_ref().map(Draft::known);
         let config_draft = Draft::new(Some(Value::Object(resource.values.clone())), []);
         let kind_plan = kinds::plan(session, *kind, prior_draft.as_ref(), &config_draft).await;
@@ -452,7 +473,7 @@ pub async fn plan(configuration: &Configuration, session: &Session, mode: Mode) 
         if declared.contains_key(&(claim.kind, claim.key.clone())) {
             continue;
         }
-        let Some(prior) = prior_of(claim.kind, &claim.key, None) else {
+        let Some(prior) = take_prior(&mut observed, claim.kind, &claim.key, None) else {
             // A claim whose object is gone: apply forgets it.
             plan.changes.push(ResourceChange {
                 address: format!("{}[{:?}]", claim.kind.type_name(), claim.key),
