@@ -223,10 +223,10 @@ impl Workspace {
         command
     }
 
-    /// Runs the `atrium` CLI here with `arguments`, on the test's registry
-    /// (unless the configuration's `atrium` block names another) and the
-    /// services' keys, without a terminal.
-    pub fn atrium(&self, arguments: &[&str]) -> Run {
+    /// The `atrium` CLI ready to run here with `arguments`, on the test's
+    /// registry (unless the configuration's `atrium` block names another) and
+    /// the services' keys, without a terminal.
+    pub fn atrium_command(&self, arguments: &[&str]) -> Command {
         let mut command = Command::new(atrium_binary());
         command
             .args(arguments)
@@ -235,7 +235,15 @@ impl Workspace {
             .env_remove("ATRIUM_SMTP_PASSWORD")
             .stdin(Stdio::null());
         with_service_keys(&mut command);
-        let output = command.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", atrium_binary().display()));
+        command
+    }
+
+    /// Runs the `atrium` CLI here with `arguments` (see [`Workspace::atrium_command`]).
+    pub fn atrium(&self, arguments: &[&str]) -> Run {
+        let output = self
+            .atrium_command(arguments)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", atrium_binary().display()));
         Run::from_output(output)
     }
 

@@ -423,3 +423,121 @@ async fn the_bulk_example_onboards_its_csv_over_https_and_offboards_a_removed_ro
         "no claim is left: {claims:?}"
     );
 }
+
+/// Starts `atrium apply` of the workspace, waits for the first completed
+/// object whose line contains `after`, interrupts it (SIGINT), and with
+/// `twice` interrupts it again as soon as it says it is stopping; answers
+/// how it ended.
+fn interrupted_apply(workspace: &Workspace, after: &str, twice: bool) -> atrium_acceptance::Run {
+    use std::io::BufRead as _;
+    let mut child = workspace
+        .atrium_command(&["apply", "-auto-approve", "-parallelism=1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start atrium apply");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (heard, interrupt_heard) = std::sync::mpsc::channel();
+    let errors = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.expect("read atrium's errors");
+            if line.contains("Interrupt received") {
+                let _ = heard.send(());
+            }
+            lines.push(line);
+        }
+        lines.join("\n")
+    });
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read atrium's output");
+        let done = line.contains(after) && line.contains("Creation complete");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let pid = i32::try_from(child.id()).expect("pid");
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0, "SIGINT to atrium");
+    if twice {
+        interrupt_heard.recv_timeout(std::time::Duration::from_secs(20)).expect("atrium heard the first interrupt");
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0, "second SIGINT to atrium");
+    }
+    seen.extend(lines.map(|line| line.expect("read atrium's output")));
+    let status = child.wait().expect("wait for atrium");
+    atrium_acceptance::Run {
+        code: status.code().unwrap_or(-1),
+        stdout: seen.join("\n"),
+        stderr: errors.join().expect("the stderr reader"),
+    }
+}
+
+#[tokio::test]
+async fn ctrl_c_mid_apply_of_200_tenants_finishes_what_is_in_flight_and_the_next_apply_converges() {
+    let workspace = Workspace::new("cli-interrupt", RegistryChoice::Sqlite).await;
+    let prefix = format!("int{}", std::process::id());
+    workspace.write("atrium.hcl", &atrium_block("partner-i"));
+    workspace.write(
+        "main.tf",
+        &format!(
+            "resource \"atrium_tenant\" \"t\" {{\n  count = 200\n  name = \"{prefix}-${{count.index}}\"\n  display_name = \"T ${{count.index}}\"\n  tier = \"basic\"\n  welcome_email = false\n  manager = {{ email = \"m${{count.index}}@t.example\", name = \"M\" }}\n}}\n"
+        ),
+    );
+    let registry = workspace.registry().await;
+    let count = || async {
+        let tenants = registry.list_tenants().await.expect("list tenants");
+        tenants.iter().filter(|t| t.spec.name.as_str().starts_with(&prefix)).count()
+    };
+
+    // Once: the changes in flight finish, nothing new starts, and it says what to do.
+    let interrupted = interrupted_apply(&workspace, "atrium_tenant", false);
+    assert_eq!(interrupted.code, 1, "an interrupted apply fails:\n{}\n{}", interrupted.stdout, interrupted.stderr);
+    assert!(interrupted.stderr.contains("Interrupted"), "{}", interrupted.stderr);
+    assert!(interrupted.stderr.contains("run atrium apply again"), "{}", interrupted.stderr);
+    let applied = count().await;
+    assert!(applied > 0 && applied < 200, "the run stopped after what was in flight ({applied} tenants)");
+
+    let finished = workspace.atrium(&["apply", "-auto-approve"]).expect_code(0, "atrium apply after the interrupt");
+    assert!(finished.stdout.contains(&format!("{} added", 200 - applied)), "{}", finished.stdout);
+    assert_eq!(count().await, 200);
+    workspace.atrium(&["plan"]).expect_code(0, "atrium plan after convergence");
+    let claims = registry.list_claims().await.unwrap();
+    assert!(
+        claims.iter().filter(|c| c.key.starts_with(&prefix)).all(|c| c.confirmed),
+        "every tenant is the owner's, confirmed"
+    );
+    workspace.atrium(&["destroy", "-auto-approve"]).expect_code(0, "atrium destroy");
+    assert_eq!(count().await, 0);
+}
+
+#[tokio::test]
+async fn a_second_ctrl_c_stops_a_deployment_at_once_and_the_next_apply_converges() {
+    let workspace = Workspace::new("cli-interrupt-twice", RegistryChoice::Sqlite).await;
+    let id = std::process::id();
+    let (tenant, zone) = (format!("twice-{id}"), format!("twice{id}.atrium.test"));
+    workspace.write("atrium.hcl", &atrium_block_with_test_services("partner-t", &zone));
+    workspace.write(
+        "main.tf",
+        &format!(
+            "resource \"atrium_tenant\" \"t\" {{\n  name = \"{tenant}\"\n  display_name = \"T\"\n  tier = \"business\"\n  welcome_email = false\n  manager = {{ email = \"m@t.example\", name = \"M\" }}\n}}\nresource \"atrium_app_instance\" \"app\" {{\n  for_each = toset([\"one\", \"two\", \"three\"])\n  tenant_id = atrium_tenant.t.id\n  name = each.key\n  app = \"hello\"\n  target = \"lyon-onprem\"\n  users = 1\n  delete_data_on_destroy = true\n}}\n"
+        ),
+    );
+    // The second instance's deployment is in flight when both interrupts arrive.
+    let stopped = interrupted_apply(&workspace, "atrium_app_instance", true);
+    assert_eq!(stopped.code, 130, "two interrupts stop at once:\n{}\n{}", stopped.stdout, stopped.stderr);
+    assert!(stopped.stderr.contains("Stopping now"), "{}", stopped.stderr);
+
+    workspace.atrium(&["apply", "-auto-approve"]).expect_code(0, "atrium apply after the interrupts");
+    workspace.atrium(&["plan"]).expect_code(0, "atrium plan after convergence");
+    for name in ["one", "two", "three"] {
+        let running = atrium_acceptance::docker(&["ps", "--filter", &format!("name=atrium-{tenant}-{name}-g"), "-q"]);
+        assert_eq!(running.trim().lines().count(), 1, "one container of {name} runs: {running}");
+    }
+    workspace.atrium(&["destroy", "-auto-approve"]).expect_code(0, "atrium destroy");
+    let (_, left) =
+        atrium_acceptance::docker_status(&["ps", "-a", "--filter", &format!("name=atrium-{tenant}-"), "-q"]);
+    assert!(left.trim().is_empty(), "no container is left: {left}");
+}

@@ -78,9 +78,16 @@ fn with_write_only(after: &Document, change: &ResourceChange, configuration: Opt
     after
 }
 
+/// Why one unit of work did not happen.
+enum Failed {
+    /// The run is stopping (Ctrl-C): the change was not started.
+    Cancelled,
+    Error(Diagnostic),
+}
+
 /// What one unit of work answers: the create token of what it created, and
 /// warnings for the user.
-type RunResult = Result<(Option<CreateToken>, Vec<Diagnostic>), Diagnostic>;
+type RunResult = Result<(Option<CreateToken>, Vec<Diagnostic>), Failed>;
 
 async fn run_one(
     session: &Session,
@@ -94,10 +101,13 @@ async fn run_one(
             .and_then(|r| r.position.clone())
     };
     let failed = |failure: kinds::ApplyFailure| {
+        if failure.cancelled {
+            return Failed::Cancelled;
+        }
         let position = configuration
             .and_then(|c| c.resources.iter().find(|r| r.address == change.address))
             .and_then(|r| failure.attribute.map_or(r.position.clone(), |a| r.position_of(a)));
-        Diagnostic::new(failure.summary, format!("{}: {}", change.address, failure.detail), position)
+        Failed::Error(Diagnostic::new(failure.summary, format!("{}: {}", change.address, failure.detail), position))
     };
     let registry = &session.platform.registry;
     match half {
@@ -120,10 +130,9 @@ async fn run_one(
             let creating = matches!(change.action, Action::Create | Action::Replace);
             if let Some(token) = &change.stale_claim {
                 // The object was deleted by hand: its name is free again.
-                registry
-                    .release_claim_of(change.kind, &change.key, &CreateToken::from_stored(token))
-                    .await
-                    .map_err(|error| Diagnostic::new("Cannot free the name", error_chain(&error), position()))?;
+                registry.release_claim_of(change.kind, &change.key, &CreateToken::from_stored(token)).await.map_err(
+                    |error| Failed::Error(Diagnostic::new("Cannot free the name", error_chain(&error), position())),
+                )?;
             }
             let token = CreateToken::new();
             let before = if creating { None } else { change.before.as_ref() };
@@ -206,10 +215,10 @@ pub async fn apply(
                 }
                 let (_, done) = verb(change.action, half);
                 let result = run_one(session, change, half, configuration).await;
-                if result.is_ok() {
-                    progress.step(&format!("{}: {done}", change.address));
-                } else {
-                    progress.note(&format!("{}: failed", change.address));
+                match &result {
+                    Ok(_) => progress.step(&format!("{}: {done}", change.address)),
+                    Err(Failed::Cancelled) => progress.note(&format!("{}: not started (interrupted)", change.address)),
+                    Err(Failed::Error(_)) => progress.note(&format!("{}: failed", change.address)),
                 }
                 (change, Some(result))
             }))
@@ -218,12 +227,12 @@ pub async fn apply(
             .await;
         for (change, result) in results {
             match result {
-                None => {
+                None | Some(Err(Failed::Cancelled)) => {
                     outcome.not_attempted += 1;
                     outcome.interrupted = true;
                     stopped = true;
                 }
-                Some(Err(diagnostic)) => {
+                Some(Err(Failed::Error(diagnostic))) => {
                     outcome.failures.push(diagnostic);
                     stopped = true;
                 }

@@ -61,6 +61,8 @@ pub struct ApplyFailure {
     pub summary: String,
     pub detail: String,
     pub attribute: Option<&'static str>,
+    /// The change was not started because the run is stopping (Ctrl-C).
+    pub cancelled: bool,
 }
 
 /// A document's JSON without its nulls.
@@ -367,7 +369,7 @@ pub async fn apply(
 }
 
 fn failure(summary: &str, detail: impl Into<String>) -> ApplyFailure {
-    ApplyFailure { summary: summary.to_owned(), detail: detail.into(), attribute: None }
+    ApplyFailure { summary: summary.to_owned(), detail: detail.into(), attribute: None, cancelled: false }
 }
 
 /// The detail of a failed change, with what to do next.
@@ -386,7 +388,12 @@ fn tenant_failure(error: &TenantApplyError) -> ApplyFailure {
         TenantApplyError::TierStrandsSupportLevel { .. } => Some("tier"),
         _ => None,
     };
-    ApplyFailure { summary: "Tenant change failed".to_owned(), detail: detail_of(error, retryable), attribute }
+    ApplyFailure {
+        summary: "Tenant change failed".to_owned(),
+        detail: detail_of(error, retryable),
+        attribute,
+        cancelled: matches!(error, TenantApplyError::Cancelled { .. }),
+    }
 }
 
 fn app_failure(error: &AppApplyError) -> ApplyFailure {
@@ -400,7 +407,12 @@ fn app_failure(error: &AppApplyError) -> ApplyFailure {
         _ => "App instance change failed",
     };
     let attribute = matches!(error, AppApplyError::OverQuota { .. }).then_some("users");
-    ApplyFailure { summary: summary.to_owned(), detail: detail_of(error, error.is_retryable()), attribute }
+    ApplyFailure {
+        summary: summary.to_owned(),
+        detail: detail_of(error, error.is_retryable()),
+        attribute,
+        cancelled: matches!(error, AppApplyError::Cancelled { .. }),
+    }
 }
 
 fn domain_failure(error: &DomainApplyError) -> ApplyFailure {
@@ -415,6 +427,7 @@ fn domain_failure(error: &DomainApplyError) -> ApplyFailure {
         summary: "Domain change failed".to_owned(),
         detail: detail_of(error, error.is_retryable()),
         attribute,
+        cancelled: matches!(error.cause(), DomainApplyError::Cancelled { .. }),
     }
 }
 
@@ -429,5 +442,6 @@ fn support_failure(error: &SupportPlanError) -> ApplyFailure {
         summary: "Support plan change failed".to_owned(),
         detail: detail_of(error, error.is_retryable()),
         attribute,
+        cancelled: matches!(error, SupportPlanError::Cancelled { .. }),
     }
 }
