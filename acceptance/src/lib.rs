@@ -259,7 +259,14 @@ impl Workspace {
     }
 
     pub fn apply(&self) -> Run {
-        self.terraform(&["apply", "-auto-approve", "-input=false"]).expect_code(0, "terraform apply")
+        self.apply_with(&[])
+    }
+
+    /// `terraform apply -auto-approve` with more arguments (`-var`s).
+    pub fn apply_with(&self, arguments: &[&str]) -> Run {
+        let mut full = vec!["apply", "-auto-approve", "-input=false"];
+        full.extend_from_slice(arguments);
+        self.terraform(&full).expect_code(0, "terraform apply")
     }
 
     /// `terraform plan -detailed-exitcode`: 0 empty, 2 changes, 1 error.

@@ -541,3 +541,111 @@ async fn a_second_ctrl_c_stops_a_deployment_at_once_and_the_next_apply_converges
         atrium_acceptance::docker_status(&["ps", "-a", "--filter", &format!("name=atrium-{tenant}-"), "-q"]);
     assert!(left.trim().is_empty(), "no container is left: {left}");
 }
+
+/// Each resource change of a plan: address → (actions, known planned values).
+type Changes = std::collections::BTreeMap<String, (serde_json::Value, serde_json::Map<String, serde_json::Value>)>;
+
+/// The changes of a Terraform-shaped plan JSON (`terraform show -json` or `atrium plan -json`),
+/// with the planned values that are known (not null, not unknown; `timeouts` left out).
+fn changes_of(plan: &serde_json::Value) -> Changes {
+    let mut changes = Changes::new();
+    for change in plan["resource_changes"].as_array().expect("resource_changes") {
+        let unknown = &change["change"]["after_unknown"];
+        let known: serde_json::Map<String, serde_json::Value> = change["change"]["after"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(attribute, value)| {
+                !value.is_null() && *attribute != "timeouts" && unknown.get(attribute.as_str()) != Some(&true.into())
+            })
+            .map(|(attribute, value)| (attribute.clone(), value.clone()))
+            .collect();
+        let address = change["address"].as_str().expect("address").to_owned();
+        changes.insert(address, (change["change"]["actions"].clone(), known));
+    }
+    changes
+}
+
+fn terraform_changes(workspace: &Workspace, zone: &str) -> Changes {
+    let var = format!("zone={zone}");
+    workspace.terraform(&["plan", "-input=false", "-out=tf.plan", "-var", &var]).expect_code(0, "terraform plan -out");
+    let shown = workspace.terraform(&["show", "-json", "tf.plan"]).expect_code(0, "terraform show -json");
+    changes_of(&serde_json::from_str(&shown.stdout).expect("terraform show -json prints JSON"))
+}
+
+fn cli_changes(workspace: &Workspace, zone: &str) -> Changes {
+    let var = format!("zone={zone}");
+    let plan = workspace.atrium(&["plan", "-json", "-var", &var]);
+    assert!(plan.code == 0 || plan.code == 2, "atrium plan -json failed:\n{}", plan.output());
+    changes_of(&serde_json::from_str(&plan.stdout).expect("atrium plan -json prints JSON"))
+}
+
+/// Terraform and the CLI plan the same actions, and every value the CLI
+/// plans is Terraform's (Terraform may know more: it shows nulls and
+/// defaults the CLI leaves out).
+fn assert_same_changes(terraform: &Changes, cli: &Changes, when: &str) {
+    let addresses = |changes: &Changes| changes.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(addresses(terraform), addresses(cli), "{when}: the same objects");
+    for (address, (actions, cli_values)) in cli {
+        let (terraform_actions, terraform_values) = &terraform[address];
+        assert_eq!(terraform_actions, actions, "{when}: the actions of {address}");
+        for (attribute, value) in cli_values {
+            assert_eq!(
+                terraform_values.get(attribute),
+                Some(value),
+                "{when}: {address}.{attribute} (Terraform plans {terraform_values:?})"
+            );
+        }
+        for (attribute, value) in terraform_values {
+            if let Some(planned) = cli_values.get(attribute) {
+                assert_eq!(planned, value, "{when}: {address}.{attribute}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_configuration_plans_the_same_changes_through_terraform_and_the_cli() {
+    let terraform = Workspace::new("both-terraform", RegistryChoice::Sqlite).await;
+    let cli = Workspace::new("both-cli", RegistryChoice::Sqlite).await;
+    let id = std::process::id();
+    let zone = format!("both{id}.atrium.test");
+    let fixture = atrium_acceptance::repository_root().join("acceptance/fixtures/both/main.tf");
+    let main = std::fs::read_to_string(&fixture).expect("the shared fixture");
+    terraform.write("main.tf", &main);
+    terraform.write("provider.tf", &atrium_acceptance::provider_example_with_test_services(&zone));
+    cli.write("main.tf", &main);
+    cli.write("atrium.hcl", &atrium_block_with_test_services("partner-both", &zone));
+    let csv = |rows: &[&str]| format!("name,display_name,tier,support,web\n{}\n", rows.join("\n"));
+    let (acme, beta, gamma) = (format!("acme{id}"), format!("beta{id}"), format!("gamma{id}"));
+    let write_both = |text: &str| {
+        terraform.write("tenants.csv", text);
+        cli.write("tenants.csv", text);
+    };
+
+    // Creates of every kind.
+    write_both(&csv(&[&format!("{acme},ACME,business,premium_24x7,yes"), &format!("{beta},Beta,basic,,no")]));
+    let (by_terraform, by_cli) = (terraform_changes(&terraform, &zone), cli_changes(&cli, &zone));
+    assert_eq!(by_cli.len(), 5, "{by_cli:?}");
+    assert_same_changes(&by_terraform, &by_cli, "creating");
+
+    // Applied without apps (each workspace has its own registry; nothing on the backends), then changed.
+    write_both(&csv(&[&format!("{acme},ACME,business,premium_24x7,no"), &format!("{beta},Beta,basic,,no")]));
+    terraform.apply_with(&["-var", &format!("zone={zone}")]);
+    cli.atrium(&["apply", "-auto-approve", "-var", &format!("zone={zone}")]).expect_code(0, "atrium apply");
+    write_both(&csv(&[
+        &format!("{acme},ACME GmbH,enterprise,standard_8x5,no"),
+        &format!("{gamma},Gamma,basic,standard_8x5,no"),
+    ]));
+    let (by_terraform, by_cli) = (terraform_changes(&terraform, &zone), cli_changes(&cli, &zone));
+    assert_same_changes(&by_terraform, &by_cli, "updating");
+    let actions = |address: &str| by_cli[address].0.clone();
+    assert_eq!(actions(&format!("atrium_tenant.customer[\"{acme}\"]")), serde_json::json!(["update"]));
+    assert_eq!(actions(&format!("atrium_tenant.customer[\"{beta}\"]")), serde_json::json!(["delete"]));
+    assert_eq!(actions(&format!("atrium_support_plan.customer[\"{gamma}\"]")), serde_json::json!(["create"]));
+
+    terraform
+        .terraform(&["destroy", "-auto-approve", "-input=false", "-var", &format!("zone={zone}")])
+        .expect_code(0, "terraform destroy");
+    cli.atrium(&["destroy", "-auto-approve", "-var", &format!("zone={zone}")]).expect_code(0, "atrium destroy");
+}

@@ -270,6 +270,21 @@ async fn confirm(session: &Session, plan: &Plan, mut confirmations: Vec<Confirma
     let declared: BTreeMap<(ObjectKind, &str), ()> =
         plan.changes.iter().filter(|c| c.after.is_some()).map(|c| ((c.kind, c.key.as_str()), ())).collect();
     let claims = registry.list_claims().await.map_err(|error| error_chain(&error))?;
+    let planned_addresses: BTreeMap<(ObjectKind, &str), &str> = plan
+        .changes
+        .iter()
+        .filter(|c| c.after.is_some())
+        .map(|c| ((c.kind, c.key.as_str()), c.address.as_str()))
+        .collect();
+    let mut addresses = Vec::new();
+    for claim in &claims {
+        let planned = planned_addresses.get(&(claim.kind, claim.key.as_str()));
+        if claim.owner == session.owner
+            && let Some(address) = planned.filter(|address| **address != claim.address)
+        {
+            addresses.push((claim.kind, claim.key.clone(), (*address).to_owned()));
+        }
+    }
     for claim in claims {
         if claim.owner == session.owner
             && !claim.confirmed
@@ -279,5 +294,6 @@ async fn confirm(session: &Session, plan: &Plan, mut confirmations: Vec<Confirma
             confirmations.push((claim.kind, claim.key.clone(), claim.create_token.clone(), claim.owner.clone()));
         }
     }
-    registry.confirm_claims(&confirmations).await.map_err(|error| error_chain(&error))
+    registry.confirm_claims(&confirmations).await.map_err(|error| error_chain(&error))?;
+    registry.set_claim_addresses(&session.owner, &addresses).await.map_err(|error| error_chain(&error))
 }

@@ -422,6 +422,7 @@ async fn import(
         create_token: crate::model::ownership::CreateToken::new(),
         confirmed: true,
         created_at: crate::registry::now_rfc3339(),
+        address: address.to_owned(),
     };
     registry.restore_claim(&claim).await.map_err(|error| refuse("Cannot record the import", error_chain(&error)))?;
     Ok(format!(

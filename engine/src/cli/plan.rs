@@ -274,6 +274,16 @@ fn change_of(
     }
 }
 
+/// The address an object of the owner was last applied under; for one
+/// applied before addresses were recorded, its type and key.
+fn address_of(claim: &Claim) -> String {
+    if claim.address.is_empty() {
+        format!("{}[{:?}]", claim.kind.type_name(), claim.key)
+    } else {
+        claim.address.clone()
+    }
+}
+
 /// The observed object of `kind` and `key`, taken out of `observed`, as
 /// the prior of a change (with the configuration's timeouts, which the
 /// registry does not keep).
@@ -476,7 +486,7 @@ pub async fn plan(configuration: &Configuration, session: &Session, mode: Mode) 
         let Some(prior) = take_prior(&mut observed, claim.kind, &claim.key, None) else {
             // A claim whose object is gone: apply forgets it.
             plan.changes.push(ResourceChange {
-                address: format!("{}[{:?}]", claim.kind.type_name(), claim.key),
+                address: address_of(claim),
                 kind: claim.kind,
                 key: claim.key.clone(),
                 action: Action::NoOp,
@@ -499,7 +509,7 @@ pub async fn plan(configuration: &Configuration, session: &Session, mode: Mode) 
                 .map(|r| r.address.clone()),
             Mode::Normal => None,
         };
-        let address = address.unwrap_or_else(|| format!("{}[{:?}]", claim.kind.type_name(), claim.key));
+        let address = address.unwrap_or_else(|| address_of(claim));
         plan.changes.push(change_of(
             mode == Mode::Destroy,
             address,

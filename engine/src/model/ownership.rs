@@ -207,6 +207,8 @@ pub struct Claim {
     /// Whether the owner's state is known to hold the object.
     pub confirmed: bool,
     pub created_at: String,
+    /// The address the atrium CLI last applied the object under (empty for Terraform's).
+    pub address: String,
 }
 
 /// That the state of `Owner` holds the object of kind and key made by the
@@ -303,6 +305,7 @@ mod tests {
             create_token: token,
             confirmed,
             created_at: "2026-12-01T00:00:00Z".into(),
+            address: String::new(),
         }
     }
 

@@ -10,7 +10,7 @@ use crate::model::ownership::{
     Claim, ClaimRefusal, CreateDecision, CreateToken, Dependent, ObjectKind, Owner, decide_create,
 };
 
-const COLUMNS: &str = "kind, natural_key, tenant, owner, create_token, confirmed, created_at";
+const COLUMNS: &str = "kind, natural_key, tenant, owner, create_token, confirmed, created_at, address";
 
 /// How many claims one confirming statement names (well below every
 /// database's limit on bound parameters).
@@ -28,6 +28,7 @@ fn claim_from_row(row: &AnyRow) -> Result<Claim, RegistryError> {
         create_token: CreateToken::from_stored(&text("create_token")?),
         confirmed: row.try_get::<i64, _>("confirmed").map_err(|e| corrupt(format!("confirmed: {e}")))? != 0,
         created_at: text("created_at")?,
+        address: text("address")?,
     })
 }
 
@@ -117,7 +118,7 @@ impl Registry {
         token: &CreateToken,
     ) -> Result<ClaimOutcome, RegistryError> {
         let insert = sqlx::AssertSqlSafe(format!(
-            "INSERT INTO claims ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (kind, natural_key) DO NOTHING"
+            "INSERT INTO claims ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, 0, $6, '') ON CONFLICT (kind, natural_key) DO NOTHING"
         ));
         let inserted = sqlx::query(insert)
             .bind(kind.as_str())
@@ -213,6 +214,30 @@ impl Registry {
         transaction.commit().await.map_err(query_error("commit confirmed claims"))
     }
 
+    /// Records the addresses under which `owner`'s objects were applied (the
+    /// atrium CLI's), in one transaction; claims of other owners are left.
+    pub async fn set_claim_addresses(
+        &self,
+        owner: &Owner,
+        addresses: &[(ObjectKind, String, String)],
+    ) -> Result<(), RegistryError> {
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        let mut transaction = self.pool.begin().await.map_err(query_error("begin recording addresses"))?;
+        for (kind, key, address) in addresses {
+            sqlx::query("UPDATE claims SET address = $4 WHERE kind = $1 AND natural_key = $2 AND owner = $3")
+                .bind(kind.as_str())
+                .bind(key.clone())
+                .bind(owner.as_str().to_owned())
+                .bind(address.clone())
+                .execute(&mut *transaction)
+                .await
+                .map_err(query_error("record an address"))?;
+        }
+        transaction.commit().await.map_err(query_error("commit recorded addresses"))
+    }
+
     /// Releases the claim on a key (its object is gone); a missing one is fine.
     pub async fn release_claim(&self, kind: ObjectKind, key: &str) -> Result<(), RegistryError> {
         sqlx::query("DELETE FROM claims WHERE kind = $1 AND natural_key = $2")
@@ -264,7 +289,7 @@ impl Registry {
     /// a claim the key has meanwhile is kept.
     pub async fn restore_claim(&self, claim: &Claim) -> Result<(), RegistryError> {
         let insert = sqlx::AssertSqlSafe(format!(
-            "INSERT INTO claims ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kind, natural_key) DO NOTHING"
+            "INSERT INTO claims ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (kind, natural_key) DO NOTHING"
         ));
         sqlx::query(insert)
             .bind(claim.kind.as_str())
@@ -274,6 +299,7 @@ impl Registry {
             .bind(claim.create_token.as_str().to_owned())
             .bind(i64::from(claim.confirmed))
             .bind(claim.created_at.clone())
+            .bind(claim.address.clone())
             .execute(&self.pool)
             .await
             .map_err(query_error("restore a claim"))?;

@@ -134,6 +134,7 @@ fn migrations() -> Vec<Migration> {
             include_str!("../../migrations/0008_app_instance_password_given.sql"),
         ),
         migration(9, "journal", include_str!("../../migrations/0009_journal.sql")),
+        migration(10, "claim address", include_str!("../../migrations/0010_claim_address.sql")),
     ]
 }
 
