@@ -3,11 +3,17 @@
 #   scripts/bench.sh [COUNT] [ROUNDS]          atrium_tenant against terraform_data (default 1000, 3 rounds)
 #   scripts/bench.sh apps [COUNT] [REFRESH]    hello instances against the Docker CLI (default 50; refresh 200)
 #   scripts/bench.sh domains [COUNT] [ROUNDS]  domains against curl on PowerDNS and Caddy (default 100, 3 rounds)
+#   scripts/bench.sh cli [PLANNED] [APPLIED]   the atrium CLI against terraform on the same tenants (default 10000, 1000)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --locked --release -p atrium-provider --bin terraform-provider-atrium
+if [ "${1:-}" = cli ]; then
+  shift
+  cargo build --locked --release -p atrium-engine --bin atrium
+  exec cargo run --locked --release -p atrium-acceptance --bin bench-cli -- "$@"
+fi
 if [ "${1:-}" = apps ] || [ "${1:-}" = domains ]; then
   bench=bench-$1
   shift

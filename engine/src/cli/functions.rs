@@ -159,34 +159,134 @@ fn contains(args: FuncArgs) -> Result<Value, String> {
     Ok(Value::Bool(args[0].as_array().is_some_and(|items| items.contains(&args[1]))))
 }
 
-/// Terraform's `format`: `%s`, `%d`, `%v`, `%q` and `%%`.
+/// One `format` verb's flags, width and precision (`%-8s`, `%04d`, `%.2f`).
+#[derive(Default)]
+struct Spec {
+    left: bool,
+    zero: bool,
+    plus: bool,
+    width: usize,
+    precision: Option<usize>,
+}
+
+impl Spec {
+    /// `text` padded to the width: spaces (or zeros after the sign, for numbers) on the left, or
+    /// spaces on the right with `-`.
+    fn pad(&self, text: String, numeric: bool) -> String {
+        let length = text.chars().count();
+        if length >= self.width {
+            return text;
+        }
+        let fill = self.width - length;
+        if self.left {
+            format!("{text}{}", " ".repeat(fill))
+        } else if self.zero && numeric {
+            let (sign, digits) = match text.strip_prefix(['-', '+']) {
+                Some(rest) => (&text[..1], rest),
+                None => ("", text.as_str()),
+            };
+            format!("{sign}{}{digits}", "0".repeat(fill))
+        } else {
+            format!("{}{text}", " ".repeat(fill))
+        }
+    }
+}
+
+fn number_of(value: &Value, verb: char) -> Result<f64, String> {
+    match value {
+        Value::Number(number) => number.as_f64().ok_or_else(|| format!("%{verb} needs a number")),
+        Value::String(text) => text.trim().parse().map_err(|_| format!("%{verb} needs a number, not {text:?}")),
+        other => Err(format!("%{verb} needs a number, not {other}")),
+    }
+}
+
+fn integer_of(value: &Value, verb: char) -> Result<i64, String> {
+    let number = number_of(value, verb)?;
+    if number.fract() != 0.0 || number.abs() > 9.0e15 {
+        return Err(format!("%{verb} needs a whole number, not {number}"));
+    }
+    Ok(number as i64)
+}
+
+/// Terraform's `format`: the verbs `%s %v %q %d %x %X %o %b %f %e %g %t %%`,
+/// with the flags `-`, `0` and `+`, a width and a precision.
 fn format(args: FuncArgs) -> Result<Value, String> {
-    let spec = text(&args, 0);
+    let spec_text = text(&args, 0);
     let mut rest = args.variadic_args();
-    let mut out = String::with_capacity(spec.len());
-    let mut chars = spec.chars();
+    let mut out = String::with_capacity(spec_text.len());
+    let mut chars = spec_text.chars().peekable();
     while let Some(c) = chars.next() {
         if c != '%' {
             out.push(c);
             continue;
         }
-        let verb = chars.next().ok_or("format ends in a lone %")?;
-        if verb == '%' {
+        if chars.peek() == Some(&'%') {
+            chars.next();
             out.push('%');
             continue;
         }
-        let value = rest.next().ok_or_else(|| format!("format has more verbs than arguments (at %{verb})"))?;
-        match verb {
-            's' | 'v' => out.push_str(&display(value)?),
-            'd' => match value {
-                Value::Number(number) if number.as_i64().is_some() || number.as_u64().is_some() => {
-                    out.push_str(&number.to_string())
-                }
-                other => return Err(format!("%d needs a whole number, not {other}")),
-            },
-            'q' => out.push_str(&format!("{:?}", display(value)?)),
-            other => return Err(format!("format verb %{other} is not supported (use %s, %d, %v, %q or %%)")),
+        let mut spec = Spec::default();
+        while let Some(flag) = chars.next_if(|c| matches!(c, '-' | '0' | '+' | ' ' | '#')) {
+            match flag {
+                '-' => spec.left = true,
+                '0' => spec.zero = true,
+                '+' => spec.plus = true,
+                _ => {}
+            }
         }
+        while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+            spec.width = spec.width * 10 + digit.to_digit(10).unwrap_or(0) as usize;
+        }
+        if chars.next_if_eq(&'.').is_some() {
+            let mut precision = 0;
+            while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                precision = precision * 10 + digit.to_digit(10).unwrap_or(0) as usize;
+            }
+            spec.precision = Some(precision);
+        }
+        let verb = chars.next().ok_or("format ends in an unfinished verb")?;
+        let value = rest.next().ok_or_else(|| format!("format has more verbs than arguments (at %{verb})"))?;
+        let signed = |number: String, negative: bool| {
+            if spec.plus && !negative { format!("+{number}") } else { number }
+        };
+        let (text, numeric) = match verb {
+            's' | 'v' => {
+                let text = display(value)?;
+                match spec.precision {
+                    Some(precision) => (text.chars().take(precision).collect(), false),
+                    None => (text, false),
+                }
+            }
+            'q' => (format!("{:?}", display(value)?), false),
+            't' => match value {
+                Value::Bool(flag) => (flag.to_string(), false),
+                other => return Err(format!("%t needs a bool, not {other}")),
+            },
+            'd' => {
+                let number = integer_of(value, verb)?;
+                (signed(number.to_string(), number < 0), true)
+            }
+            'x' => (format!("{:x}", integer_of(value, verb)?), true),
+            'X' => (format!("{:X}", integer_of(value, verb)?), true),
+            'o' => (format!("{:o}", integer_of(value, verb)?), true),
+            'b' => (format!("{:b}", integer_of(value, verb)?), true),
+            'f' | 'e' | 'g' => {
+                let number = number_of(value, verb)?;
+                let precision = spec.precision.unwrap_or(6);
+                let text = match verb {
+                    'f' => format!("{number:.precision$}"),
+                    'e' => format!("{number:.precision$e}"),
+                    _ => number.to_string(),
+                };
+                (signed(text, number < 0.0), true)
+            }
+            other => {
+                return Err(format!(
+                    "format verb %{other} is not supported (use %s, %v, %q, %d, %x, %X, %o, %b, %f, %e, %g, %t or %%)"
+                ));
+            }
+        };
+        out.push_str(&spec.pad(text, numeric));
     }
     if rest.next().is_some() {
         return Err("format has more arguments than verbs".to_owned());
@@ -265,9 +365,15 @@ mod tests {
     #[test]
     fn strings_format_and_replace_like_terraform() {
         assert_eq!(json(r#"format("%s-%d (%q) 100%%", "acme", 7, "x")"#), "acme-7 (\"x\") 100%");
+        assert_eq!(
+            json(r#"format("bulk-%04d|%-5s|%5s|%.2f|%x|%+d|%t", 7, "ab", "cd", 3.14159, 255, 3, true)"#),
+            "bulk-0007|ab   |   cd|3.14|ff|+3|true"
+        );
+        assert_eq!(json(r#"format("%05d", -42)"#), "-0042");
         assert_eq!(json(r#"lower(replace("ACME Inc", " ", "-"))"#), "acme-inc");
         assert!(eval(r#"format("%s %s", "one")"#).unwrap_err().contains("more verbs"));
-        assert!(eval(r#"format("%d", "one")"#).unwrap_err().contains("whole number"));
+        assert!(eval(r#"format("%d", "one")"#).unwrap_err().contains("needs a number"));
+        assert!(eval(r#"format("%d", 1.5)"#).unwrap_err().contains("whole number"));
         assert_eq!(json(r#"join(",", split(";", "a;b"))"#), "a,b");
     }
 
