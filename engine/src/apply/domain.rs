@@ -464,9 +464,12 @@ impl<'a> DomainApplyContext<'a> {
             before_route,
             active.then(|| route.clone()),
         )));
-        if active && spec.tls == TlsMode::Acme {
+        let ordering = active && spec.tls == TlsMode::Acme;
+        if ordering {
             steps.push(Box::new(Certificate { record: record.clone() }));
         }
+        // A route that needs a certificate starts its order: held from the route until it is served.
+        let _order = if ordering { Some(self.targets.certificate_slot(&target).await) } else { None };
         if let Err(error) = run(operation, &steps, self, &RegistryJournal(self.registry)).await {
             return Err(DomainApplyError::from_run(hostname, error));
         }

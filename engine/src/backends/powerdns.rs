@@ -59,7 +59,14 @@ pub struct PowerDns {
     /// HTTP requests sent, retries included, for tests that count writes.
     api_calls: AtomicU64,
     retry_deadline: Duration,
+    /// Writes in flight at once, at most [`WRITES_AT_ONCE`]: a bulk apply of
+    /// hundreds of domains queues here rather than against the server's
+    /// backend (which writes one zone change at a time anyway).
+    writes: tokio::sync::Semaphore,
 }
+
+/// How many record changes one client sends at once.
+pub const WRITES_AT_ONCE: usize = 4;
 
 impl fmt::Debug for PowerDns {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -87,6 +94,7 @@ impl PowerDns {
             client,
             api_calls: AtomicU64::new(0),
             retry_deadline: RETRY_DEADLINE,
+            writes: tokio::sync::Semaphore::new(WRITES_AT_ONCE),
         }
     }
 
@@ -249,6 +257,8 @@ impl DnsZones for PowerDns {
             record_type: desired.record_type.clone(),
             reason: reason.to_owned(),
         })?;
+        // Never closed, so acquiring cannot fail; without a permit the write would still be right.
+        let _permit = self.writes.acquire().await.ok();
         let existing = self.read_managed_rrset(&zone, &desired.name, &desired.record_type).await?;
         let existing_comments = match &existing {
             Some(rrset) if same_record_set(&record_set_from_rrset(rrset), &desired) => return Ok(()),
@@ -265,6 +275,7 @@ impl DnsZones for PowerDns {
         let zone = absolute_name(zone);
         let name = absolute_name(name);
         let record_type = record_type.to_ascii_uppercase();
+        let _permit = self.writes.acquire().await.ok();
         if self.read_managed_rrset(&zone, &name, &record_type).await?.is_none() {
             return Ok(());
         }

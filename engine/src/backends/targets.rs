@@ -9,6 +9,11 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 /// front door starts: a small on-premises host is not flooded by a bulk apply.
 pub const DEPLOYMENTS_PER_TARGET: usize = 8;
 
+/// How many certificate orders one target's reverse proxy has in flight at
+/// once: an ACME CA limits new orders per account, and a bulk apply of
+/// custom domains queues here rather than at the CA.
+pub const CERTIFICATE_ORDERS_PER_TARGET: usize = 10;
+
 use crate::backends::caddy::CaddyIngress;
 use crate::backends::docker::DockerRuntime;
 use crate::backends::ingress::Ingress;
@@ -21,6 +26,14 @@ pub struct Targets {
     connected: Mutex<HashMap<String, Arc<dyn Runtime>>>,
     ingresses: Mutex<HashMap<String, Arc<dyn Ingress>>>,
     deployment_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    certificate_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// A permit of the target's semaphore in `slots`, made with `permits` on first use.
+async fn slot(slots: &Mutex<HashMap<String, Arc<Semaphore>>>, target: &str, permits: usize) -> OwnedSemaphorePermit {
+    let semaphore =
+        Arc::clone(slots.lock().await.entry(target.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(permits))));
+    semaphore.acquire_owned().await.expect("target semaphores are never closed")
 }
 
 /// A target that is not configured or cannot be reached.
@@ -58,6 +71,7 @@ impl Targets {
             connected: Mutex::new(runtimes),
             ingresses: Mutex::new(ingresses),
             deployment_slots: Mutex::new(HashMap::new()),
+            certificate_slots: Mutex::new(HashMap::new()),
         }
     }
 
@@ -105,14 +119,12 @@ impl Targets {
 
     /// Waits for one of the target's [`DEPLOYMENTS_PER_TARGET`] deployment slots.
     pub async fn deployment_slot(&self, target: &str) -> OwnedSemaphorePermit {
-        let semaphore = Arc::clone(
-            self.deployment_slots
-                .lock()
-                .await
-                .entry(target.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(DEPLOYMENTS_PER_TARGET))),
-        );
-        semaphore.acquire_owned().await.expect("deployment semaphores are never closed")
+        slot(&self.deployment_slots, target, DEPLOYMENTS_PER_TARGET).await
+    }
+
+    /// Waits for one of the target's [`CERTIFICATE_ORDERS_PER_TARGET`] certificate order slots.
+    pub async fn certificate_slot(&self, target: &str) -> OwnedSemaphorePermit {
+        slot(&self.certificate_slots, target, CERTIFICATE_ORDERS_PER_TARGET).await
     }
 
     /// Docker API requests made so far, per connected target (for benchmarks).

@@ -286,7 +286,7 @@ async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
             let session =
                 session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
             let mode = if destroy { Mode::Destroy } else { Mode::Normal };
-            let plan = plan::plan(&configuration, &session, mode).await?;
+            let plan = plan::plan(&configuration, &session, mode, &Progress::new()).await?;
             let serial = saved::registry_serial(&session, &objects_of(&plan)).await.map_err(registry_error)?;
             if json {
                 println!("{}", super::json::plan_json(&plan, &serial, destroy));
@@ -342,7 +342,7 @@ async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
             let (configuration, document, owner) = load(&vars)?;
             let session =
                 session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
-            let plan = plan::plan(&configuration, &session, Mode::Destroy).await?;
+            let plan = plan::plan(&configuration, &session, Mode::Destroy, &Progress::new()).await?;
             let mut addresses: Vec<&str> =
                 plan.changes.iter().filter(|c| c.before.is_some()).map(|c| c.address.as_str()).collect();
             addresses.sort_unstable();
@@ -489,7 +489,7 @@ async fn run_apply(arguments: &ApplyArgs, mode: Mode) -> Result<i32, Vec<Diagnos
     let parallelism = usize::from(*parallelism);
     let (configuration, document, owner) = load(vars)?;
     let session = session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
-    let plan = plan::plan(&configuration, &session, mode).await?;
+    let plan = plan::plan(&configuration, &session, mode, &Progress::new()).await?;
     print_plan(&plan);
     let what = if mode == Mode::Destroy { "Destroy" } else { "Apply" };
     // Without changes there is nothing to ask (apply still records what an

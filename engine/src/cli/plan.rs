@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::config::{Configuration, Declared};
 use super::diagnostic::Diagnostic;
 use super::kinds::{self, Document, KindPlan};
+use super::progress::Progress;
 use super::schema::KindSchema;
 use super::session::Session;
 use crate::backends::error_chain;
@@ -364,7 +365,12 @@ pub fn validate(configuration: &Configuration) -> Vec<Diagnostic> {
 
 /// Plans `configuration` for the session's owner. Errors stop the plan;
 /// all of them are reported at once.
-pub async fn plan(configuration: &Configuration, session: &Session, mode: Mode) -> Result<Plan, Vec<Diagnostic>> {
+pub async fn plan(
+    configuration: &Configuration,
+    session: &Session,
+    mode: Mode,
+    progress: &Progress,
+) -> Result<Plan, Vec<Diagnostic>> {
     let registry_error =
         |error: &dyn std::error::Error| vec![Diagnostic::new("Cannot read the registry", error_chain(error), None)];
     let claims = session.platform.registry.list_claims().await.map_err(|error| registry_error(&error))?;
@@ -433,12 +439,15 @@ pub async fn plan(configuration: &Configuration, session: &Session, mode: Mode) 
         keys.entry(claim.kind).or_default().insert(claim.key.clone());
     }
     let mut observed: BTreeMap<ObjectKind, BTreeMap<String, Document>> = BTreeMap::new();
+    progress.phase("observe", keys.values().map(BTreeSet::len).sum());
     for (kind, keys) in &keys {
         let found = kinds::observe(session, *kind, keys)
             .await
             .map_err(|detail| vec![Diagnostic::new("Cannot read the registry", detail, None)])?;
         observed.insert(*kind, found);
+        progress.advance(keys.len());
     }
+    progress.phase("plan", declared.len());
 
     let mut plan = Plan { owner: session.owner.as_str().to_owned(), ..Plan::default() };
     for ((kind, key), resource) in &declared {
@@ -461,6 +470,7 @@ pub async fn plan(configuration: &Configuration, session: &Session, mode: Mode) 
         let prior_draft = prior.as_ref().map(Draft::known);
         let config_draft = Draft::new(Some(Value::Object(resource.values.clone())), []);
         let kind_plan = kinds::plan(session, *kind, prior_draft.as_ref(), &config_draft).await;
+        progress.advance(1);
         errors.extend(kind_plan.errors.iter().map(|error| diagnostic_of(resource, error, false)));
         plan.warnings.extend(kind_plan.warnings.iter().map(|warning| diagnostic_of(resource, warning, true)));
         let stale_claim = match (claim, &prior) {
@@ -520,6 +530,7 @@ pub async fn plan(configuration: &Configuration, session: &Session, mode: Mode) 
             None,
         ));
     }
+    progress.finish();
     if !errors.is_empty() {
         return Err(errors);
     }

@@ -49,6 +49,15 @@ impl Progress {
         }
     }
 
+    /// `count` steps done that print nothing without a terminal (observing
+    /// and planning: lines per object would drown the plan).
+    pub fn advance(&self, count: usize) {
+        let bar = self.bar.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(bar) = bar.as_ref() {
+            bar.inc(count as u64);
+        }
+    }
+
     /// A line that must be seen either way (failures), above the bar.
     pub fn note(&self, line: &str) {
         let bar = self.bar.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
