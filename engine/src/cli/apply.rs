@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use futures_util::StreamExt as _;
 use futures_util::stream;
 
-use super::config::Configuration;
+use super::config::{Configuration, Declared};
 use super::diagnostic::Diagnostic;
 use super::kinds::{self, Document};
 use super::plan::{KIND_ORDER, Plan, ResourceChange};
@@ -64,10 +64,9 @@ fn verb(action: Action, half: Half) -> (&'static str, &'static str) {
 
 /// The write-only values of a declared object (its configuration's), which
 /// the plan never holds and apply takes from the configuration.
-fn with_write_only(after: &Document, change: &ResourceChange, configuration: Option<&Configuration>) -> Document {
+fn with_write_only(after: &Document, change: &ResourceChange, declared: Option<&Declared>) -> Document {
     let schema = KindSchema::of_kind(change.kind);
     let mut after = after.clone();
-    let declared = configuration.and_then(|c| c.resources.iter().find(|r| r.address == change.address));
     if let Some(declared) = declared {
         for attribute in &schema.write_only {
             if let Some(value) = declared.values.get(attribute) {
@@ -89,24 +88,13 @@ enum Failed {
 /// warnings for the user.
 type RunResult = Result<(Option<CreateToken>, Vec<Diagnostic>), Failed>;
 
-async fn run_one(
-    session: &Session,
-    change: &ResourceChange,
-    half: Half,
-    configuration: Option<&Configuration>,
-) -> RunResult {
-    let position = || {
-        configuration
-            .and_then(|c| c.resources.iter().find(|r| r.address == change.address))
-            .and_then(|r| r.position.clone())
-    };
+async fn run_one(session: &Session, change: &ResourceChange, half: Half, declared: Option<&Declared>) -> RunResult {
+    let position = || declared.and_then(|r| r.position.clone());
     let failed = |failure: kinds::ApplyFailure| {
         if failure.cancelled {
             return Failed::Cancelled;
         }
-        let position = configuration
-            .and_then(|c| c.resources.iter().find(|r| r.address == change.address))
-            .and_then(|r| failure.attribute.map_or(r.position.clone(), |a| r.position_of(a)));
+        let position = declared.and_then(|r| failure.attribute.map_or(r.position.clone(), |a| r.position_of(a)));
         Failed::Error(Diagnostic::new(failure.summary, format!("{}: {}", change.address, failure.detail), position))
     };
     let registry = &session.platform.registry;
@@ -136,7 +124,7 @@ async fn run_one(
             }
             let token = CreateToken::new();
             let before = if creating { None } else { change.before.as_ref() };
-            let after = with_write_only(after, change, configuration);
+            let after = with_write_only(after, change, declared);
             let applied =
                 kinds::apply(session, change.kind, &change.key, before, Some(&after), change.decision.as_ref(), &token)
                     .await
@@ -164,6 +152,10 @@ pub async fn apply(
     progress: &Progress,
 ) -> Outcome {
     let mut outcome = Outcome::default();
+    // Each change's declaration (write-only values, positions), found once.
+    let declared: std::collections::HashMap<&str, &Declared> =
+        configuration.map(|c| c.resources.iter().map(|r| (r.address.as_str(), r)).collect()).unwrap_or_default();
+    let declared = &declared;
     // Claims of objects that are gone: forgotten.
     for change in plan.changes.iter().filter(|c| c.before.is_none() && c.after.is_none()) {
         if let Some(token) = &change.stale_claim {
@@ -214,7 +206,7 @@ pub async fn apply(
                     return (change, None);
                 }
                 let (_, done) = verb(change.action, half);
-                let result = run_one(session, change, half, configuration).await;
+                let result = run_one(session, change, half, declared.get(change.address.as_str()).copied()).await;
                 match &result {
                     Ok(_) => progress.step(&format!("{}: {done}", change.address)),
                     Err(Failed::Cancelled) => progress.note(&format!("{}: not started (interrupted)", change.address)),
@@ -285,11 +277,13 @@ async fn confirm(session: &Session, plan: &Plan, mut confirmations: Vec<Confirma
             addresses.push((claim.kind, claim.key.clone(), (*address).to_owned()));
         }
     }
+    let confirming: std::collections::HashSet<CreateToken> =
+        confirmations.iter().map(|(_, _, token, _)| token.clone()).collect();
     for claim in claims {
         if claim.owner == session.owner
             && !claim.confirmed
             && declared.contains_key(&(claim.kind, claim.key.as_str()))
-            && !confirmations.iter().any(|(_, _, token, _)| token == &claim.create_token)
+            && !confirming.contains(&claim.create_token)
         {
             confirmations.push((claim.kind, claim.key.clone(), claim.create_token.clone(), claim.owner.clone()));
         }

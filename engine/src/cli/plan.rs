@@ -489,6 +489,14 @@ pub async fn plan(
         change.stale_claim = stale_claim;
         plan.changes.push(change);
     }
+    let declared_addresses: BTreeMap<(ObjectKind, String), &str> = match mode {
+        Mode::Normal => BTreeMap::new(),
+        Mode::Destroy => configuration
+            .resources
+            .iter()
+            .filter_map(|r| Some(((r.kind, r.kind.natural_key(&r.values)?), r.address.as_str())))
+            .collect(),
+    };
     for claim in owned {
         if declared.contains_key(&(claim.kind, claim.key.clone())) {
             continue;
@@ -511,15 +519,11 @@ pub async fn plan(
             });
             continue;
         };
-        let address = match mode {
-            Mode::Destroy => configuration
-                .resources
-                .iter()
-                .find(|r| r.kind == claim.kind && r.kind.natural_key(&r.values).as_deref() == Some(claim.key.as_str()))
-                .map(|r| r.address.clone()),
-            Mode::Normal => None,
+        // Destroying what is still declared: under its declared address.
+        let address = match declared_addresses.get(&(claim.kind, claim.key.clone())) {
+            Some(address) => (*address).to_owned(),
+            None => address_of(claim),
         };
-        let address = address.unwrap_or_else(|| address_of(claim));
         plan.changes.push(change_of(
             mode == Mode::Destroy,
             address,
