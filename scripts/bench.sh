@@ -4,6 +4,7 @@
 #   scripts/bench.sh apps [COUNT] [REFRESH]    hello instances against the Docker CLI (default 50; refresh 200)
 #   scripts/bench.sh domains [COUNT] [ROUNDS]  domains against curl on PowerDNS and Caddy (default 100, 3 rounds)
 #   scripts/bench.sh cli [PLANNED] [APPLIED]   the atrium CLI against terraform on the same tenants (default 10000, 1000)
+#   scripts/bench.sh onboard [COUNT] [ROUNDS]  atrium apply of customers to HTTPS against the Docker CLI and curl (default 100, 3)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -13,6 +14,12 @@ if [ "${1:-}" = cli ]; then
   shift
   cargo build --locked --release -p atrium-engine --bin atrium
   exec cargo run --locked --release -p atrium-acceptance --bin bench-cli -- "$@"
+fi
+if [ "${1:-}" = onboard ]; then
+  shift
+  cargo build --locked --release -p atrium-engine --bin atrium
+  [ -n "${ATRIUM_SERVICES_ENV:-}" ] || { scripts/services.sh start >/dev/null; export ATRIUM_SERVICES_ENV=$repo/.services/env; }
+  exec cargo run --locked --release -p atrium-acceptance --bin bench-onboard -- "$@"
 fi
 if [ "${1:-}" = apps ] || [ "${1:-}" = domains ]; then
   bench=bench-$1

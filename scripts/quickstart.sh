@@ -26,6 +26,8 @@ https_port=$(service ATRIUM_TEST_CADDY_HTTPS_PORT)
 export TF_VAR_ingress_https_address=127.0.0.1:$https_port
 export TF_VAR_dns_api_url=$(service ATRIUM_TEST_PDNS_URL)
 export TF_VAR_dns_resolver=$(service ATRIUM_TEST_PDNS_DNS_ADDRESS)
+export TF_VAR_acme_directory_url=$(service ATRIUM_TEST_ACME_DIRECTORY)
+export TF_VAR_acme_trusted_roots_file=$(service ATRIUM_TEST_ACME_CA_FILE)
 export ATRIUM_DNS_API_KEY=$(service ATRIUM_TEST_PDNS_API_KEY)
 unset ATRIUM_REGISTRY_URL
 

@@ -9,6 +9,8 @@
 //! `terraform-provider-atrium` next to the test binary's `deps/` directory
 //! (what `cargo build --workspace` produces).
 
+pub mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -330,8 +332,9 @@ pub fn provider_example_with_test_docker() -> String {
 
 /// The example provider block pointed at every test service: the `lyon-onprem`
 /// target on the test Docker engine with the test Caddy beside it (public
-/// address 127.0.0.1), PowerDNS as the DNS API and resolver, and
-/// `platform_zone` as given.
+/// address 127.0.0.1), PowerDNS as the DNS API and resolver, Pebble as the
+/// ACME CA of the platform zone's wildcard certificate, and `platform_zone`
+/// as given.
 pub fn provider_example_with_test_services(platform_zone: &str) -> String {
     let https_port = service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT");
     provider_example_with_test_docker()
@@ -341,6 +344,14 @@ pub fn provider_example_with_test_services(platform_zone: &str) -> String {
         .replace(
             "public_address    = \"203.0.113.10\"",
             &format!("public_address    = \"127.0.0.1\"\n      ingress_https_address = \"127.0.0.1:{https_port}\""),
+        )
+        .replace(
+            "acme_directory_url = \"https://acme-v02.api.letsencrypt.org/directory\"",
+            &format!(
+                "acme_directory_url = \"{}\"\n    trusted_roots_file = \"{}\"",
+                service_variable("ATRIUM_TEST_ACME_DIRECTORY"),
+                service_variable("ATRIUM_TEST_ACME_CA_FILE")
+            ),
         )
         .replace(
             "api_url = \"http://127.0.0.1:8081\"",
@@ -461,6 +472,26 @@ pub fn https_get_as(hostname: &str, path: &str, login: Option<&str>) -> (u16, St
             .arg(format!("{hostname}:{port}:127.0.0.1"))
             .arg(format!("https://{hostname}:{port}{path}")),
     )
+}
+
+/// The DNS names of the certificate the test Caddy serves for `hostname`
+/// (by SNI), read with openssl.
+pub fn served_certificate_names(hostname: &str) -> Vec<String> {
+    let port = service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT");
+    let output = Command::new("bash")
+        .args([
+            "-c",
+            "set -o pipefail; openssl s_client -connect \"127.0.0.1:$1\" -servername \"$2\" </dev/null 2>/dev/null \
+             | openssl x509 -noout -ext subjectAltName",
+            "bash",
+            &port,
+            hostname,
+        ])
+        .output()
+        .expect("run openssl");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "read the certificate served for {hostname}: {text}");
+    text.split([',', '\n']).filter_map(|part| part.trim().strip_prefix("DNS:")).map(str::to_owned).collect()
 }
 
 /// Fetches `http://HOST/PATH` from the test Caddy's plain HTTP server: (HTTP status, body).

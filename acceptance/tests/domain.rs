@@ -76,6 +76,9 @@ async fn domain_lifecycle_with_dns_routes_and_certificates() {
     let (status, page) = https_get(&platform_host, "/");
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Hello from Atrium"), "{page}");
+    // Served by the platform zone's wildcard, which Atrium ordered: no certificate of its own.
+    let wildcard = format!("*.{}", names.platform_zone);
+    assert_eq!(atrium_acceptance::served_certificate_names(&platform_host), [wildcard]);
     assert_eq!(https_get(&custom_host, "/").0, 0, "no route, so no certificate, for a pending custom domain");
     // The app was told the address it is reached at (the catalog's public_address).
     assert_eq!(https_get(&platform_host, "/address").1.trim(), format!("https://{platform_host}"));
@@ -90,6 +93,8 @@ async fn domain_lifecycle_with_dns_routes_and_certificates() {
     workspace.apply();
     assert_eq!(workspace.state_attribute(erp, "status"), "active");
     assert!(https_get(&custom_host, "/").1.contains("Hello from Atrium"));
+    // A customer's own domain keeps a certificate of its own from the proxy's issuer.
+    assert_eq!(atrium_acceptance::served_certificate_names(&custom_host), std::slice::from_ref(&custom_host));
     // Her own domain is now the app's address; both names are live.
     assert_eq!(https_get(&custom_host, "/address").1.trim(), format!("https://{custom_host}"));
     assert_eq!(https_get(&custom_host, "/hosts").1.trim(), format!("{custom_host} {platform_host}"));

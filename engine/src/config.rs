@@ -103,6 +103,24 @@ pub struct DnsDocument {
     pub resolver: Option<String>,
 }
 
+/// The ACME CA that issues the platform zone's wildcard certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformCertificateDocument {
+    /// The CA's ACME directory, e.g. `https://acme-v02.api.letsencrypt.org/directory`. Atrium orders
+    /// `*.<platform_zone>` there by the DNS-01 challenge, written through the `dns` block's API, and
+    /// hands it to every target's reverse proxy: platform subdomains then need no certificate of
+    /// their own. Customers' own domains keep theirs.
+    pub acme_directory_url: String,
+    /// A PEM file with the root certificate that signs the directory's HTTPS certificate, for a CA
+    /// outside the system's trust store (a private or test CA). Default: the system's roots.
+    #[serde(default)]
+    pub trusted_roots_file: Option<String>,
+    /// Where the CA sends notices about the certificate, e.g. `ops@example.net`.
+    #[serde(default)]
+    pub contact_email: Option<String>,
+}
+
 /// The SMTP relay that sends welcome emails.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +202,10 @@ pub struct PlatformConfigDocument {
     /// The DNS API that serves `platform_zone`.
     #[serde(default)]
     pub dns: Option<DnsDocument>,
+    /// One wildcard certificate for every platform subdomain, obtained by Atrium from an ACME CA.
+    /// Without it, the reverse proxy orders a certificate for each platform subdomain.
+    #[serde(default)]
+    pub platform_certificate: Option<PlatformCertificateDocument>,
     /// The SMTP relay for welcome emails.
     #[serde(default)]
     pub smtp: Option<SmtpDocument>,
@@ -267,6 +289,35 @@ impl PlatformConfigDocument {
                 );
             }
         }
+        if let Some(certificate) = &self.platform_certificate {
+            let path = AttributePath::root("platform_certificate");
+            push(
+                path.attribute("acme_directory_url"),
+                "Invalid ACME directory URL",
+                check_http_url(&certificate.acme_directory_url),
+            );
+            if self.platform_zone.is_none() || self.dns.is_none() {
+                push(
+                    path.clone(),
+                    "Platform certificate without a platform zone",
+                    Err("the wildcard certificate is for platform_zone and is validated through the dns block's API: set both, or remove platform_certificate".to_owned()),
+                );
+            }
+            if let Some(file) = &certificate.trusted_roots_file {
+                push(
+                    path.attribute("trusted_roots_file"),
+                    "Trusted roots file not found",
+                    if std::path::Path::new(file).is_file() {
+                        Ok(())
+                    } else {
+                        Err(format!("{file:?} is not a file: point trusted_roots_file at a PEM file of the CA's root"))
+                    },
+                );
+            }
+            if let Some(email) = &certificate.contact_email {
+                push(path.attribute("contact_email"), "Invalid contact email", check_contact_email(email));
+            }
+        }
         if let Some(directory) = &self.catalog_dir {
             let is_directory = std::path::Path::new(directory).is_dir();
             push(
@@ -297,6 +348,21 @@ impl PlatformConfigDocument {
             .clone()
             .or(environment_value.filter(|v| !v.is_empty()))
             .unwrap_or_else(|| DEFAULT_REGISTRY_URL.to_owned())
+    }
+}
+
+/// Checks the CA's contact address: a bare address, without `mailto:`.
+fn check_contact_email(email: &str) -> Result<(), String> {
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && domain.contains('.')
+                && !email.contains(':')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("{email:?} is not an email address: write it as ops@example.net (no mailto:)")),
     }
 }
 
@@ -509,6 +575,22 @@ mod tests {
         assert_eq!(
             paths(serde_json::json!({"smtp": {"url": "http://x", "from": "nobody"}})),
             ["smtp.url", "smtp.from"]
+        );
+        assert_eq!(
+            paths(serde_json::json!({"platform_certificate": {"acme_directory_url": "acme.example.net",
+                "trusted_roots_file": "/nonexistent/root.pem", "contact_email": "mailto:ops@example.net"}})),
+            [
+                "platform_certificate.acme_directory_url",
+                "platform_certificate",
+                "platform_certificate.trusted_roots_file",
+                "platform_certificate.contact_email"
+            ]
+        );
+        assert!(
+            paths(serde_json::json!({"platform_zone": "apps.example.net", "dns": {"api_url": "http://127.0.0.1:8081"},
+                "platform_certificate": {"acme_directory_url": "https://acme.example.net/directory",
+                                         "contact_email": "ops@example.net"}}))
+            .is_empty()
         );
     }
 

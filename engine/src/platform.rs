@@ -11,7 +11,9 @@ use tokio::sync::watch;
 
 use crate::apply::app_instance::AppContext;
 use crate::apply::domain::DomainApplyContext;
+use crate::apply::platform_certificate::PlatformCertificate;
 use crate::apply::support_plan::SupportPlanContext;
+use crate::backends::acme::AcmeSettings;
 use crate::backends::dns::DnsZones;
 use crate::backends::error_chain;
 use crate::backends::mailer::{Mailer, SmtpMailer};
@@ -65,6 +67,8 @@ pub struct Platform {
     pub dns: Option<PowerDns>,
     pub resolver: DnsResolver,
     pub platform_zone: Option<String>,
+    /// The platform zone's wildcard certificate, when the configuration has a `platform_certificate` block.
+    pub platform_certificate: Option<PlatformCertificate>,
     /// The SMTP relay for welcome emails, when the configuration has an `smtp` block.
     pub mailer: Option<SmtpMailer>,
     /// The support tracker, when the configuration has a `tracker` block.
@@ -178,6 +182,17 @@ impl Platform {
                 Some(Redmine::new(&tracker.url, &api_key))
             }
         };
+        let platform_certificate = match (&document.platform_certificate, &document.platform_zone) {
+            (Some(certificate), Some(zone)) => Some(PlatformCertificate::new(
+                AcmeSettings {
+                    directory_url: certificate.acme_directory_url.clone(),
+                    trusted_roots_file: certificate.trusted_roots_file.clone().map(Into::into),
+                    contact_email: certificate.contact_email.clone(),
+                },
+                zone,
+            )),
+            _ => None,
+        };
         let tracker_role =
             document.tracker.as_ref().and_then(|t| t.role.clone()).unwrap_or_else(|| "Reporter".to_owned());
         let registry = Registry::connect(&url).await.map_err(|error| {
@@ -202,6 +217,7 @@ impl Platform {
             dns,
             resolver,
             platform_zone: document.platform_zone.clone(),
+            platform_certificate,
             mailer,
             tracker,
             tracker_role,
@@ -264,6 +280,7 @@ impl Platform {
             dns: self.dns.as_ref().map(|dns| dns as &dyn DnsZones),
             resolver: &self.resolver,
             platform_zone: self.platform_zone.as_deref(),
+            platform_certificate: self.platform_certificate.as_ref(),
             owner,
             deadline,
             cancelled,

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use atrium_engine::apply::app_instance::AppContext;
 use atrium_engine::apply::domain::{DomainApplyContext, DomainApplyError};
+use atrium_engine::apply::platform_certificate::PlatformCertificate;
+use atrium_engine::backends::acme::AcmeSettings;
 use atrium_engine::backends::dns::DnsZones;
 use atrium_engine::backends::powerdns::PowerDns;
 use atrium_engine::backends::resolver::DnsResolver;
@@ -87,6 +89,15 @@ impl Fixture {
     }
 
     fn domains(&self, deadline: Duration) -> DomainApplyContext<'_> {
+        self.domains_with(deadline, None)
+    }
+
+    /// Domains served by the platform zone's wildcard `certificate`, when given.
+    fn domains_with<'a>(
+        &'a self,
+        deadline: Duration,
+        certificate: Option<&'a PlatformCertificate>,
+    ) -> DomainApplyContext<'a> {
         let (_, cancelled) = tokio::sync::watch::channel(false);
         DomainApplyContext {
             registry: &self.registry,
@@ -95,6 +106,7 @@ impl Fixture {
             dns: Some(&self.dns as &dyn DnsZones),
             resolver: &self.resolver,
             platform_zone: Some(&self.zone),
+            platform_certificate: certificate,
             owner: atrium_engine::test_services::test_owner(),
             deadline,
             cancelled,
@@ -122,6 +134,31 @@ impl Fixture {
             .collect();
         ids.sort();
         ids
+    }
+
+    /// The zone's wildcard certificate from the test ACME CA (Pebble).
+    fn platform_certificate(&self) -> PlatformCertificate {
+        let settings = AcmeSettings {
+            directory_url: service_variable("ATRIUM_TEST_ACME_DIRECTORY"),
+            trusted_roots_file: Some(service_variable("ATRIUM_TEST_ACME_CA_FILE").into()),
+            contact_email: Some("ops@example.net".to_owned()),
+        };
+        PlatformCertificate::new(settings, &self.zone)
+    }
+
+    /// Takes the zone's wildcard out of the shared Caddy again.
+    async fn unload_platform_certificate(&self) {
+        let admin = service_variable("ATRIUM_TEST_CADDY_ADMIN_URL");
+        let url = format!("{admin}/config/apps/tls/certificates/load_pem");
+        let loaded: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        let tag = format!("atrium-platform-{}", self.zone);
+        let entries = loaded.as_array().cloned().unwrap_or_default();
+        for (index, entry) in entries.iter().enumerate().rev() {
+            if entry["tags"].as_array().is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag.as_str()))) {
+                let response = reqwest::Client::new().delete(format!("{url}/{index}")).send().await.unwrap();
+                assert!(response.status().is_success(), "unload: {}", response.status());
+            }
+        }
     }
 
     async fn drop_zone(&self) {
@@ -225,5 +262,152 @@ async fn a_failed_platform_create_leaves_no_route_record_claim_or_row() {
         fixture.registry.get_claim(atrium_engine::model::ownership::ObjectKind::Domain, hostname.as_str()).await;
     assert_eq!(claim.unwrap(), None, "the name is free again");
     fixture.apps().destroy(&hello_spec(&fixture.tenant, "1.0").id).await.unwrap();
+    fixture.drop_zone().await;
+}
+
+/// An HTTPS GET through the test Caddy, verified against the test CA's
+/// issuing root: (body, the DNS names of the certificate served).
+async fn https_through_caddy(hostname: &str) -> (String, Vec<String>) {
+    let port: u16 = service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT").parse().unwrap();
+    let root = std::fs::read(service_variable("ATRIUM_TEST_ACME_ROOT_FILE")).unwrap();
+    let client = reqwest::Client::builder()
+        .resolve(hostname, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+        .tls_info(true)
+        .build()
+        .unwrap();
+    let response = client.get(format!("https://{hostname}:{port}/")).send().await.unwrap();
+    let leaf = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .map(<[u8]>::to_vec)
+        .expect("the server sent a certificate");
+    let (_, certificate) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+    let names = certificate
+        .subject_alternative_name()
+        .unwrap()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    x509_parser::extensions::GeneralName::DNSName(name) => Some((*name).to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (response.text().await.unwrap(), names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_subdomains_share_one_wildcard_certificate_obtained_by_dns_01() {
+    let fixture = Fixture::new("wild").await;
+    let apps = fixture.apps();
+    apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None, None).await.unwrap();
+    let certificate = fixture.platform_certificate();
+    let domains = fixture.domains_with(Duration::from_secs(60), Some(&certificate));
+    let hostnames: Vec<String> = ["a", "b", "c", "d"].iter().map(|label| format!("{label}.{}", fixture.zone)).collect();
+    let specs: Vec<DomainSpec> = hostnames.iter().map(|hostname| fixture.spec(hostname, TlsMode::Acme)).collect();
+    let records =
+        futures_util::future::join_all(specs.iter().map(|spec| domains.apply(spec, DomainStatus::Active, None))).await;
+    let stored = fixture.registry.get_platform_certificate(&fixture.zone).await.unwrap().expect("stored");
+    for record in records {
+        let record = record.unwrap();
+        assert_eq!(record.certificate_expires_at.as_deref(), Some(stored.not_after.as_str()));
+    }
+    // Four subdomains, one order: every name is served the wildcard, checked
+    // against the CA's root, and the challenge record is gone again.
+    assert_eq!(certificate.orders(), 1);
+    let wildcard = format!("*.{}", fixture.zone);
+    for hostname in &hostnames {
+        let (body, names) = https_through_caddy(hostname).await;
+        assert!(body.contains("hello 1.0"), "{hostname}: {body}");
+        assert_eq!(names, std::slice::from_ref(&wildcard), "{hostname}");
+    }
+    let records = fixture.dns.list(&format!("{}.", fixture.zone)).await.unwrap();
+    assert!(!records.iter().any(|set| set.name.starts_with("_acme-challenge")), "{records:?}");
+
+    // Another process (the CLI beside Terraform) finds it in the registry and orders nothing.
+    let second = fixture.platform_certificate();
+    let other = fixture.domains_with(Duration::from_secs(60), Some(&second));
+    let hostname = format!("e.{}", fixture.zone);
+    other.apply(&fixture.spec(&hostname, TlsMode::Acme), DomainStatus::Active, None).await.unwrap();
+    assert_eq!(second.orders(), 0);
+    assert_eq!(https_through_caddy(&hostname).await.1, [wildcard]);
+
+    for hostname in hostnames.iter().chain([&hostname]) {
+        domains.destroy(&Hostname::parse(hostname).unwrap()).await.unwrap();
+    }
+    assert!(fixture.caddy_route_ids().await.is_empty());
+    apps.destroy(&hello_spec(&fixture.tenant, "1.0").id).await.unwrap();
+    fixture.unload_platform_certificate().await;
+    fixture.drop_zone().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_certificate_with_a_third_of_its_life_left_is_renewed_and_reloaded() {
+    let fixture = Fixture::new("renew").await;
+    let apps = fixture.apps();
+    apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None, None).await.unwrap();
+    // A wildcard with 10 of its 90 days left, as an earlier apply stored it.
+    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![format!("*.{}", fixture.zone)]).unwrap();
+    params.not_before = now - time::Duration::days(80);
+    params.not_after = now + time::Duration::days(10);
+    let old = params.self_signed(&key).unwrap();
+    let format = |moment: time::OffsetDateTime| moment.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let aging = atrium_engine::registry::PlatformCertificateRecord {
+        zone: fixture.zone.clone(),
+        certificate_pem: old.pem(),
+        key_pem: key.serialize_pem(),
+        not_before: format(params.not_before),
+        not_after: format(params.not_after),
+        obtained_at: format(params.not_before),
+    };
+    fixture.registry.put_platform_certificate(&aging).await.unwrap();
+
+    let certificate = fixture.platform_certificate();
+    let domains = fixture.domains_with(Duration::from_secs(60), Some(&certificate));
+    let hostname = format!("web.{}", fixture.zone);
+    let record = domains.apply(&fixture.spec(&hostname, TlsMode::Acme), DomainStatus::Active, None).await.unwrap();
+    assert_eq!(certificate.orders(), 1);
+    let renewed = fixture.registry.get_platform_certificate(&fixture.zone).await.unwrap().unwrap();
+    assert!(renewed.not_after > aging.not_after, "{renewed:?}");
+    assert_eq!(record.certificate_expires_at.as_deref(), Some(renewed.not_after.as_str()));
+    // Caddy serves the renewed one, which the CA's root verifies (the old one was self-signed).
+    let (body, names) = https_through_caddy(&hostname).await;
+    assert!(body.contains("hello 1.0"));
+    assert_eq!(names, [format!("*.{}", fixture.zone)]);
+
+    domains.destroy(&record.spec.hostname).await.unwrap();
+    apps.destroy(&hello_spec(&fixture.tenant, "1.0").id).await.unwrap();
+    fixture.unload_platform_certificate().await;
+    fixture.drop_zone().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_acme_ca_fails_a_platform_subdomain_before_anything_is_made() {
+    let fixture = Fixture::new("noca").await;
+    let apps = fixture.apps();
+    apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None, None).await.unwrap();
+    let settings = AcmeSettings {
+        directory_url: "https://127.0.0.1:9/dir".to_owned(),
+        trusted_roots_file: Some(service_variable("ATRIUM_TEST_ACME_CA_FILE").into()),
+        contact_email: None,
+    };
+    let certificate = PlatformCertificate::new(settings, &fixture.zone);
+    let domains = fixture.domains_with(Duration::from_secs(10), Some(&certificate));
+    let hostname = format!("web.{}", fixture.zone);
+    let error = domains.apply(&fixture.spec(&hostname, TlsMode::Acme), DomainStatus::Active, None).await.unwrap_err();
+    assert!(matches!(error, DomainApplyError::PlatformCertificate { .. }), "{error:?}");
+    let text = atrium_engine::backends::error_chain(&error);
+    assert!(text.contains(&format!("*.{}", fixture.zone)) && text.contains("127.0.0.1:9"), "{text}");
+    assert!(fixture.registry.get_domain(&Hostname::parse(&hostname).unwrap()).await.unwrap().is_none());
+    assert!(fixture.caddy_route_ids().await.is_empty());
+    assert!(fixture.registry.get_platform_certificate(&fixture.zone).await.unwrap().is_none());
+    apps.destroy(&hello_spec(&fixture.tenant, "1.0").id).await.unwrap();
     fixture.drop_zone().await;
 }

@@ -441,6 +441,7 @@ impl DomainWorld {
             dns: Some(&self.dns),
             resolver: &self.resolver,
             platform_zone: Some(&self.zone),
+            platform_certificate: None,
             owner: test_owner(),
             deadline: std::time::Duration::from_secs(10),
             cancelled,

@@ -323,6 +323,17 @@ impl atrium_engine::backends::ingress::Ingress for FailingIngress {
     > {
         self.inner.served_certificate(hostname).await
     }
+    async fn load_certificate(
+        &self,
+        tag: &str,
+        certificate: &atrium_engine::backends::ingress::PemCertificate,
+        deadline: Duration,
+    ) -> Result<(), atrium_engine::backends::ingress::IngressError> {
+        if self.injection.fails() {
+            return Err(injected_ingress_error());
+        }
+        self.inner.load_certificate(tag, certificate, deadline).await
+    }
 }
 
 struct FailingDns {
@@ -444,6 +455,7 @@ async fn check_domain_step(fail_at: usize) -> bool {
         dns: Some(&failing_dns),
         resolver: &resolver,
         platform_zone: Some(&zone),
+        platform_certificate: None,
         owner: atrium_engine::test_services::test_owner(),
         deadline: Duration::from_secs(10),
         cancelled: cancelled.clone(),
@@ -463,6 +475,7 @@ async fn check_domain_step(fail_at: usize) -> bool {
         dns: Some(&healthy_dns),
         resolver: &resolver,
         platform_zone: Some(&zone),
+        platform_certificate: None,
         owner: atrium_engine::test_services::test_owner(),
         deadline: Duration::from_secs(10),
         cancelled,

@@ -20,4 +20,11 @@ atrium {
   dns = {
     api_url = var.dns_api_url
   }
+
+  # One wildcard certificate for every customer's platform subdomain:
+  # onboarding a thousand customers orders no certificate per customer.
+  platform_certificate = {
+    acme_directory_url = var.acme_directory_url
+    trusted_roots_file = var.acme_trusted_roots_file
+  }
 }

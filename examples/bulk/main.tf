@@ -33,6 +33,17 @@ variable "dns_api_url" {
   type        = string
 }
 
+variable "acme_directory_url" {
+  description = "The ACME CA of the platform zone's wildcard certificate, e.g. https://acme-v02.api.letsencrypt.org/directory."
+  type        = string
+}
+
+variable "acme_trusted_roots_file" {
+  description = "A PEM file with the root of the ACME CA's HTTPS certificate, for a CA outside the system's trust store."
+  type        = string
+  default     = null
+}
+
 locals {
   customers = { for c in csvdecode(file("customers.csv")) : lower(c.name) => c }
   # One entry per customer and app: "acme/hello" => { tenant, app }.

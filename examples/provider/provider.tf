@@ -33,6 +33,14 @@ provider "atrium" {
     api_url = "http://127.0.0.1:8081"
   }
 
+  # One certificate, *.apps.example.net, for every platform subdomain:
+  # ordered by Atrium through the DNS API above (DNS-01), renewed with a
+  # third of its life left, and handed to each target's reverse proxy.
+  platform_certificate = {
+    acme_directory_url = "https://acme-v02.api.letsencrypt.org/directory"
+    contact_email      = "ops@example.net"
+  }
+
   # Managers of tenants with tracker_access get accounts here. The API key
   # comes from the ATRIUM_TRACKER_API_KEY environment variable (or tracker.api_key).
   tracker = {

@@ -1,7 +1,7 @@
 # Atrium quickstart: a customer (tenant) with the `hello` app running in a
 # container on a local Docker engine, reached over HTTPS at its platform
-# subdomain (DNS in PowerDNS, route and certificate in Caddy, the certificate
-# from an ACME CA), registry in embedded SQLite.
+# subdomain (DNS in PowerDNS, route in Caddy, the platform zone's wildcard
+# certificate from an ACME CA by DNS-01), registry in embedded SQLite.
 # Run it with scripts/quickstart.sh: it starts the local services (Docker,
 # PowerDNS, Caddy, Pebble), builds the provider, points Terraform at it and
 # passes the services' addresses as variables.
@@ -39,6 +39,17 @@ variable "dns_resolver" {
   type        = string
 }
 
+variable "acme_directory_url" {
+  description = "The ACME CA that issues the platform zone's wildcard certificate, e.g. https://acme-v02.api.letsencrypt.org/directory."
+  type        = string
+}
+
+variable "acme_trusted_roots_file" {
+  description = "A PEM file with the root of the ACME CA's own HTTPS certificate, for a CA outside the system's trust store; null for the system's roots."
+  type        = string
+  default     = null
+}
+
 provider "atrium" {
   platform_zone = "apps.atrium.test"
 
@@ -55,6 +66,13 @@ provider "atrium" {
   dns = {
     api_url  = var.dns_api_url
     resolver = var.dns_resolver
+  }
+
+  # *.apps.atrium.test, ordered by Atrium by DNS-01 through PowerDNS and
+  # loaded into Caddy: platform subdomains order no certificate of their own.
+  platform_certificate = {
+    acme_directory_url = var.acme_directory_url
+    trusted_roots_file = var.acme_trusted_roots_file
   }
 }
 

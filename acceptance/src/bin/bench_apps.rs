@@ -12,15 +12,12 @@
 //!
 //! Target (issue 3): apply ratio <= 1.3.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use atrium_acceptance::bench::{Cleanup, create_network, deploy_rendered, in_parallel, render_hello};
 use atrium_acceptance::{RegistryChoice, Workspace, provider_binary, provider_example_with_test_docker};
-use atrium_engine::apply::app_instance::render_instance;
-use atrium_engine::catalog::{Catalog, ContainerSpec};
-use atrium_engine::model::TenantId;
-use atrium_engine::model::tenant::{Manager, TenantRecord, TenantSpec, TenantStatus, Tier};
-use atrium_engine::test_services::{hello_spec, service_variable};
+use atrium_engine::catalog::Catalog;
+use atrium_engine::test_services::service_variable;
 
 /// Terraform's default parallelism; Atrium deploys at most
 /// `DEPLOYMENTS_PER_TARGET` (8) of them at once on a target, and so does the
@@ -54,179 +51,16 @@ resource "atrium_app_instance" "hello" {{
     )
 }
 
-/// Runs the docker CLI; a failing command fails the benchmark, with what
-/// docker said (the cleanup guard still removes what was made).
-fn docker(host: &str, arguments: &[&str]) {
-    let output = std::process::Command::new("docker").arg("-H").arg(host).args(arguments).output().expect("run docker");
-    assert!(
-        output.status.success(),
-        "docker {}: {}",
-        arguments.first().copied().unwrap_or_default(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// The docker CLI's words for a container the engine rendered: the same
-/// image, command, environment, labels, mounts, limits, health check,
-/// hardening and network alias as Atrium's (so the baseline does the same
-/// work), created stopped so that its files can be written first.
-fn create_arguments(spec: &ContainerSpec) -> Vec<String> {
-    let mut arguments: Vec<String> =
-        ["create", "--name", &spec.name, "--init", "--restart", "unless-stopped"].map(String::from).to_vec();
-    let mut add = |flag: &str, value: String| arguments.extend([flag.to_owned(), value]);
-    add("--network", spec.network.clone());
-    add("--network-alias", spec.network_alias.clone());
-    if let Some(port) = spec.port {
-        add("-p", format!("127.0.0.1::{port}"));
-    }
-    add("--cpus", format!("{}", spec.nano_cpus as f64 / 1e9));
-    add("--memory", format!("{}b", spec.memory_bytes));
-    for (key, value) in &spec.environment {
-        add("-e", format!("{key}={value}"));
-    }
-    for (key, value) in &spec.labels {
-        add("--label", format!("{key}={value}"));
-    }
-    for (volume, path) in &spec.mounts {
-        add("-v", format!("{volume}:{path}"));
-    }
-    if let Some(health) = &spec.health {
-        add("--health-cmd", health.test.iter().skip(1).cloned().collect::<Vec<_>>().join(" "));
-        add("--health-interval", format!("{}ms", health.interval_nanoseconds / 1_000_000));
-        add("--health-timeout", format!("{}ms", health.timeout_nanoseconds / 1_000_000));
-        add("--health-retries", health.retries.to_string());
-    }
-    add("--security-opt", "no-new-privileges:true".to_owned());
-    add("--cap-drop", "ALL".to_owned());
-    for capability in &spec.capabilities {
-        add("--cap-add", capability.clone());
-    }
-    add("--pids-limit", "1024".to_owned());
-    add("--log-opt", "max-size=10m".to_owned());
-    add("--log-opt", "max-file=3".to_owned());
-    arguments.push(spec.image.clone());
-    arguments.extend(spec.command.iter().flatten().cloned());
-    arguments
-}
-
-/// Removes everything labelled as one tenant's on the engine (containers,
-/// then volumes, then networks), on every exit of the benchmark, a panic
-/// included, so that an aborted run never leaves load behind.
-struct Cleanup {
-    host: String,
-    tenants: Vec<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for tenant in &self.tenants {
-            let filter = format!("label=atrium.tenant={tenant}");
-            for what in [["ps", "-aq"], ["volume", "ls"], ["network", "ls"]] {
-                let mut listing = vec![what[0], what[1], "--filter", &filter];
-                if what[0] != "ps" {
-                    listing.extend(["-q"]);
-                }
-                let Ok(output) = std::process::Command::new("docker").arg("-H").arg(&self.host).args(&listing).output()
-                else {
-                    continue;
-                };
-                let ids: Vec<String> =
-                    String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                let remove = match what[0] {
-                    "ps" => vec!["rm", "-f"],
-                    other => vec![other, "rm"],
-                };
-                let _ =
-                    std::process::Command::new("docker").arg("-H").arg(&self.host).args(&remove).args(&ids).output();
-            }
-        }
-    }
-}
-
 /// What the provider does per instance, with the Docker CLI at the same
 /// parallelism (a target's deployment slots): the tenant network, then per
 /// instance its volume, the container Atrium renders (created, its files
 /// written, started) and a wait until it is healthy.
 fn docker_cli_baseline(host: &str, tenant: &str, count: usize) -> f64 {
     let catalog = Catalog::built_in();
-    let entry = catalog.get("hello").expect("the hello entry");
-    let tenant_record = TenantRecord {
-        spec: TenantSpec {
-            name: TenantId::parse(tenant).unwrap(),
-            display_name: "Benchmark".into(),
-            tier: Tier::Enterprise,
-            user_quota: 1000,
-            expires_on: None,
-            manager: Manager { email: "bench@bench.example".into(), name: "Bench".into() },
-            welcome_email: false,
-        },
-        status: TenantStatus::Active,
-        created_at: String::new(),
-        owner: "bench".into(),
-    };
-    let hash = atrium_engine::model::password::Password::generate().hash();
-    let rendered: Vec<_> = (0..count)
-        .map(|index| {
-            let mut spec = hello_spec(tenant, "1.1");
-            spec.id.name = format!("app-{index:03}");
-            spec.users = 1;
-            render_instance(entry, &spec, &tenant_record, "bench", 1, &Default::default(), &hash).unwrap()
-        })
-        .collect();
+    let rendered: Vec<_> = (0..count).map(|index| render_hello(&catalog, tenant, &format!("app-{index:03}"))).collect();
     let started = Instant::now();
-    let network = &rendered[0].network;
-    docker(host, &["network", "create", "--label", &format!("atrium.tenant={tenant}"), network]);
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..PARALLELISM {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    if index >= count {
-                        break;
-                    }
-                    let app = &rendered[index];
-                    for volume in &app.volumes {
-                        let labels: Vec<String> = volume
-                            .labels
-                            .iter()
-                            .flat_map(|(k, v)| ["--label".to_owned(), format!("{k}={v}")])
-                            .collect();
-                        let mut arguments = vec!["volume".to_owned(), "create".to_owned()];
-                        arguments.extend(labels);
-                        arguments.push(volume.name.clone());
-                        docker(host, &arguments.iter().map(String::as_str).collect::<Vec<_>>());
-                    }
-                    let container = app.app_container();
-                    let arguments = create_arguments(container);
-                    docker(host, &arguments.iter().map(String::as_str).collect::<Vec<_>>());
-                    let staging = tempfile::tempdir().unwrap();
-                    for (path, content) in &container.files {
-                        let file = staging.path().join(path.trim_start_matches('/'));
-                        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-                        std::fs::write(file, content).unwrap();
-                    }
-                    docker(host, &["cp", &format!("{}/.", staging.path().display()), &format!("{}:/", container.name)]);
-                    docker(host, &["start", &container.name]);
-                    let deadline = Instant::now() + Duration::from_secs(120);
-                    loop {
-                        let output = std::process::Command::new("docker")
-                            .args(["-H", host, "inspect", "-f", "{{.State.Health.Status}}", &container.name])
-                            .output()
-                            .unwrap();
-                        if String::from_utf8_lossy(&output.stdout).trim() == "healthy" {
-                            break;
-                        }
-                        assert!(Instant::now() < deadline, "{} never turned healthy", container.name);
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                }
-            });
-        }
-    });
+    create_network(host, &rendered[0], tenant);
+    in_parallel(PARALLELISM, count, |index| deploy_rendered(host, &rendered[index]));
     let seconds = started.elapsed().as_secs_f64();
     drop(Cleanup { host: host.to_owned(), tenants: vec![tenant.to_owned()] });
     seconds

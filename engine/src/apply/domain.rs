@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::apply::claims::{change_operation, claim, create_operation};
+use crate::apply::platform_certificate::{PlatformCertificate, PlatformCertificateError};
 use crate::apply::runner::{Part, RegistryJournal, RunError, Step, StepError, Transition, registry_step_error, run};
 use crate::backends::dns::{DnsError, DnsZones, RecordSet};
 use crate::backends::ingress::{IngressError, ObservedRoute, RouteHandler, RouteSpec};
@@ -81,6 +82,12 @@ pub enum DomainApplyError {
     Invalid { hostname: String, reason: String },
     #[error("the reverse proxy served no certificate for {hostname} within {waited:?}")]
     CertificateTimeout { hostname: String, waited: Duration },
+    #[error("the platform certificate for domain {hostname} is not in place")]
+    PlatformCertificate {
+        hostname: String,
+        #[source]
+        source: Box<PlatformCertificateError>,
+    },
     #[error("the verification record of {hostname} no longer resolves: publish TXT {name} = \"{value}\"")]
     VerificationMissing { hostname: String, name: String, value: String },
     #[error("applying domain {hostname} was cancelled before it started; nothing was changed")]
@@ -115,6 +122,7 @@ impl DomainApplyError {
             }
             DomainApplyError::Ingress { source, .. } => source.is_retryable(),
             DomainApplyError::Dns { source, .. } => source.is_retryable(),
+            DomainApplyError::PlatformCertificate { source, .. } => source.is_retryable(),
             DomainApplyError::CertificateTimeout { .. } | DomainApplyError::Cancelled { .. } => true,
             DomainApplyError::Claim(error) => error.is_retryable(),
             DomainApplyError::Run { source, .. } => source.source.retryable,
@@ -212,6 +220,9 @@ pub struct DomainApplyContext<'a> {
     /// Looks customers' verification records up.
     pub resolver: &'a DnsResolver,
     pub platform_zone: Option<&'a str>,
+    /// The platform zone's wildcard certificate, when Atrium obtains one:
+    /// platform subdomains are then served by it, with no order of their own.
+    pub platform_certificate: Option<&'a PlatformCertificate>,
     pub owner: &'a crate::model::ownership::Owner,
     pub deadline: Duration,
     pub cancelled: tokio::sync::watch::Receiver<bool>,
@@ -407,7 +418,23 @@ impl<'a> DomainApplyContext<'a> {
                 value: verification.value,
             });
         }
-        self.targets.ingress(&target).await.map_err(self.target_error(hostname, &target))?;
+        let ingress = self.targets.ingress(&target).await.map_err(self.target_error(hostname, &target))?;
+        // The platform certificate is loaded before the route is written, so
+        // the proxy never starts an order of its own for the name.
+        let active = status == DomainStatus::Active;
+        let wildcard = match self.platform_certificate {
+            Some(certificate) if kind == DomainKind::Platform && active && spec.tls == TlsMode::Acme => {
+                let (dns, _) = self.dns_for(hostname)?;
+                certificate.ensure_served(self.registry, dns, &target, ingress.as_ref(), self.deadline).await.map_err(
+                    |source| DomainApplyError::PlatformCertificate {
+                        hostname: hostname.to_string(),
+                        source: Box::new(source),
+                    },
+                )?;
+                true
+            }
+            _ => false,
+        };
         // A suspended tenant's domains answer with the suspension page.
         let handler =
             match self.registry.get_tenant(&instance_id.tenant_id).await.map_err(self.registry_error(hostname))? {
@@ -458,17 +485,17 @@ impl<'a> DomainApplyContext<'a> {
                 None,
             )));
         }
-        let active = status == DomainStatus::Active;
         steps.push(Box::new(Transition::new(
             Route { hostname: host(), target: target.clone() },
             before_route,
             active.then(|| route.clone()),
         )));
-        let ordering = active && spec.tls == TlsMode::Acme;
-        if ordering {
+        if active && spec.tls == TlsMode::Acme {
             steps.push(Box::new(Certificate { record: record.clone() }));
         }
-        // A route that needs a certificate starts its order: held from the route until it is served.
+        // A route that needs a certificate of its own starts its order: held
+        // from the route until it is served. The wildcard needs none.
+        let ordering = active && spec.tls == TlsMode::Acme && !wildcard;
         let _order = if ordering { Some(self.targets.certificate_slot(&target).await) } else { None };
         if let Err(error) = run(operation, &steps, self, &RegistryJournal(self.registry)).await {
             return Err(DomainApplyError::from_run(hostname, error));
@@ -762,7 +789,8 @@ fn record_set(record: &DnsRecordDocument, instance_id: &AppInstanceId) -> Record
     }
 }
 
-fn rfc3339(moment: time::OffsetDateTime) -> String {
+/// UTC, whole seconds: stored dates compare as text.
+pub(crate) fn rfc3339(moment: time::OffsetDateTime) -> String {
     moment
         .to_offset(time::UtcOffset::UTC)
         .replace_nanosecond(0)

@@ -6,6 +6,7 @@ pub mod app_instance;
 pub mod claims;
 pub mod domain;
 pub mod domain_planned;
+pub mod platform_certificate;
 pub mod runner;
 pub mod support_plan;
 pub mod suspension;

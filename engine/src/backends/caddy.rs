@@ -34,7 +34,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{Value, json};
 use x509_parser::extensions::GeneralName;
 
-use super::ingress::{Ingress, IngressError, ObservedRoute, RouteHandler, RouteSpec, ServedCertificate, route_id};
+use super::ingress::{
+    Ingress, IngressError, ObservedRoute, PemCertificate, RouteHandler, RouteSpec, ServedCertificate, route_id,
+};
 
 /// The server that serves routes with `tls: true`.
 const HTTPS_SERVER: &str = "atrium";
@@ -42,6 +44,8 @@ const HTTPS_SERVER: &str = "atrium";
 const HTTP_SERVER: &str = "atrium_http";
 /// The config path read once per change; its Etag guards writes to both servers.
 const SERVERS_PATH: &str = "/config/apps/http/servers";
+/// The TLS app, where certificates Atrium obtained itself are loaded.
+const TLS_PATH: &str = "/config/apps/tls";
 /// The body of the catch-all routes, as `scripts/services.sh` writes them.
 const CATCH_ALL_BODY: &str = "atrium: no app here\n";
 
@@ -148,14 +152,19 @@ impl CaddyIngress {
         IngressError::Api { admin_url: self.admin_url.clone(), operation, status, message }
     }
 
-    /// Both servers' config and its Etag. Caddy sends the Etag as an HTTP
-    /// trailer (it hashes the config while writing it), so the whole body is
-    /// read frame by frame rather than with `Response::bytes`, which drops trailers.
+    /// Both servers' config and its Etag.
     async fn read_servers(&self) -> Result<(Value, Option<String>), IngressError> {
-        let operation = || "read the HTTP servers".to_owned();
-        let response = self.send(self.client.get(format!("{}{SERVERS_PATH}", self.admin_url))).await?;
+        self.read_config(SERVERS_PATH, "read the HTTP servers").await
+    }
+
+    /// The config under `path` (`null` when there is none) and its Etag.
+    /// Caddy sends the Etag as an HTTP trailer (it hashes the config while
+    /// writing it), so the whole body is read frame by frame rather than with
+    /// `Response::bytes`, which drops trailers.
+    async fn read_config(&self, path: &str, operation: &str) -> Result<(Value, Option<String>), IngressError> {
+        let response = self.send(self.client.get(format!("{}{path}", self.admin_url))).await?;
         if !response.status().is_success() {
-            return Err(self.refusal(operation(), response).await);
+            return Err(self.refusal(operation.to_owned(), response).await);
         }
         let status = response.status().as_u16();
         let header_etag = response.headers().get(reqwest::header::ETAG).cloned();
@@ -166,13 +175,13 @@ impl CaddyIngress {
             .or(header_etag.as_ref())
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let servers = serde_json::from_slice(&collected.to_bytes()).map_err(|error| IngressError::Api {
+        let config = serde_json::from_slice(&collected.to_bytes()).map_err(|error| IngressError::Api {
             admin_url: self.admin_url.clone(),
-            operation: operation(),
+            operation: operation.to_owned(),
             status,
             message: format!("the answer is not JSON: {error}"),
         })?;
-        Ok((servers, etag))
+        Ok((config, etag))
     }
 
     /// `read_servers`, repeated after transient failures while `pacing` allows.
@@ -374,6 +383,49 @@ impl Ingress for CaddyIngress {
         self.change_route(WantedRoute::Removed(hostname.to_owned()), deadline).await
     }
 
+    async fn load_certificate(
+        &self,
+        tag: &str,
+        certificate: &PemCertificate,
+        deadline: Duration,
+    ) -> Result<(), IngressError> {
+        let operation = "load a certificate";
+        let mut pacing = RetryPacing::new(deadline);
+        let mut stale_writes = 0;
+        loop {
+            let (tls, etag) = match self.read_config(TLS_PATH, "read the TLS app").await {
+                Err(error) if error.is_retryable() && pacing.wait(&error).await => continue,
+                read => read?,
+            };
+            let Some(wanted) = with_loaded_certificate(&tls, tag, certificate) else { return Ok(()) };
+            tracing::debug!(target_name = %self.target, tag, "loading a certificate into Caddy");
+            // POST sets or replaces the object at the path, which may not exist yet.
+            let mut request = self.client.post(format!("{}{TLS_PATH}", self.admin_url)).json(&wanted);
+            if let Some(etag) = etag {
+                request = request.header(reqwest::header::IF_MATCH, etag);
+            }
+            let error = match self.send(request).await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) if response.status() == reqwest::StatusCode::PRECONDITION_FAILED => {
+                    stale_writes += 1;
+                    if pacing.wait_quietly().await {
+                        continue;
+                    }
+                    return Err(IngressError::Contended {
+                        admin_url: self.admin_url.clone(),
+                        hostname: tag.to_owned(),
+                        attempts: stale_writes,
+                    });
+                }
+                Ok(response) => self.refusal(operation.to_owned(), response).await,
+                Err(error) => error,
+            };
+            if !(error.is_retryable() && pacing.wait(&error).await) {
+                return Err(error);
+            }
+        }
+    }
+
     async fn served_certificate(&self, hostname: &str) -> Result<Option<ServedCertificate>, IngressError> {
         // A name rustls cannot send as SNI is not one Caddy can have a certificate for.
         let Ok(server_name) = ServerName::try_from(hostname.to_owned()) else {
@@ -476,6 +528,33 @@ impl RouteChange {
             }
         }
     }
+}
+
+/// The TLS app's config with `certificate` loaded under `tag` (replacing
+/// whatever was loaded under it), or `None` when it is already so.
+fn with_loaded_certificate(tls: &Value, tag: &str, certificate: &PemCertificate) -> Option<Value> {
+    let entry = json!({"certificate": certificate.chain, "key": certificate.key, "tags": [tag]});
+    let tagged = |loaded: &Value| {
+        loaded.get("tags").and_then(Value::as_array).is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag)))
+    };
+    let loaded = tls.pointer("/certificates/load_pem").and_then(Value::as_array);
+    let mine: Vec<&Value> = loaded.into_iter().flatten().filter(|loaded| tagged(loaded)).collect();
+    if mine == [&entry] {
+        return None;
+    }
+    let mut wanted = if tls.is_object() { tls.clone() } else { json!({}) };
+    let certificates = wanted.as_object_mut()?.entry("certificates").or_insert_with(|| json!({}));
+    if !certificates.is_object() {
+        *certificates = json!({});
+    }
+    let list = certificates.as_object_mut()?.entry("load_pem").or_insert_with(|| json!([]));
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    let list = list.as_array_mut()?;
+    list.retain(|loaded| !tagged(loaded));
+    list.push(entry);
+    Some(wanted)
 }
 
 /// The server a route's `tls` puts it on, and the other one.
@@ -1046,6 +1125,39 @@ mod tests {
         assert!(!is_catch_all_id(&route_id("catch-all.example")));
         let observed = observed_routes(&servers(vec![], vec![]));
         assert!(observed.is_empty(), "{observed:?}");
+    }
+
+    #[test]
+    fn certificates_are_loaded_under_their_tag_and_only_when_they_differ() {
+        let pem = |chain: &str| PemCertificate { chain: chain.into(), key: format!("key of {chain}") };
+        let entry =
+            |chain: &str, tag: &str| json!({"certificate": chain, "key": format!("key of {chain}"), "tags": [tag]});
+        let operators = json!({"certificate": "/etc/own.pem", "key": "/etc/own-key.pem"});
+        // Nothing there yet: the TLS app (even a missing one) gets the list.
+        assert_eq!(
+            with_loaded_certificate(&Value::Null, "atrium-a", &pem("A")),
+            Some(json!({"certificates": {"load_pem": [entry("A", "atrium-a")]}}))
+        );
+        let existing = json!({
+            "automation": {"policies": []},
+            "certificates": {"load_files": [operators.clone()], "load_pem": [entry("B", "atrium-b"), entry("A", "atrium-a")]}
+        });
+        // Already loaded: no write.
+        assert_eq!(with_loaded_certificate(&existing, "atrium-a", &pem("A")), None);
+        // A renewal replaces only its own tag and keeps everything else.
+        assert_eq!(
+            with_loaded_certificate(&existing, "atrium-a", &pem("A2")),
+            Some(json!({
+                "automation": {"policies": []},
+                "certificates": {"load_files": [operators], "load_pem": [entry("B", "atrium-b"), entry("A2", "atrium-a")]}
+            }))
+        );
+        // Two copies under one tag (an interrupted writer) become one.
+        let doubled = json!({"certificates": {"load_pem": [entry("A", "atrium-a"), entry("A", "atrium-a")]}});
+        assert_eq!(
+            with_loaded_certificate(&doubled, "atrium-a", &pem("A")),
+            Some(json!({"certificates": {"load_pem": [entry("A", "atrium-a")]}}))
+        );
     }
 
     #[test]

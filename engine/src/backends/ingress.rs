@@ -94,6 +94,31 @@ pub trait Ingress: Send + Sync {
     /// The certificate served on the HTTPS server for `hostname` (by SNI);
     /// `None` while there is none for that name.
     async fn served_certificate(&self, hostname: &str) -> Result<Option<ServedCertificate>, IngressError>;
+    /// Makes the proxy serve a certificate it did not obtain itself (chain
+    /// and key in PEM) for the names it covers, labelled `tag`: a certificate
+    /// loaded earlier under the same tag is replaced, and nothing is written
+    /// when this one is already loaded. Names a loaded certificate covers get
+    /// no certificate of their own from the proxy's ACME issuer.
+    async fn load_certificate(
+        &self,
+        tag: &str,
+        certificate: &PemCertificate,
+        deadline: Duration,
+    ) -> Result<(), IngressError>;
+}
+
+/// A certificate chain and its private key, both PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PemCertificate {
+    pub chain: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for PemCertificate {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PemCertificate").field("chain", &self.chain).finish_non_exhaustive()
+    }
 }
 
 /// The route id for a hostname.

@@ -6,6 +6,7 @@
 //! (`resolver`); the support tracker role (`tracker`) on Redmine (`redmine`).
 //! Swarm and SMTP follow the same shape.
 
+pub mod acme;
 pub mod caddy;
 pub mod dns;
 pub mod docker;

@@ -11,6 +11,8 @@ mod claims;
 mod domains;
 mod journal;
 pub use journal::JournalRow;
+mod platform_certificates;
+pub use platform_certificates::PlatformCertificateRecord;
 mod support_plans;
 mod tenants;
 
@@ -135,6 +137,7 @@ fn migrations() -> Vec<Migration> {
         ),
         migration(9, "journal", include_str!("../../migrations/0009_journal.sql")),
         migration(10, "claim address", include_str!("../../migrations/0010_claim_address.sql")),
+        migration(11, "platform certificates", include_str!("../../migrations/0011_platform_certificates.sql")),
     ]
 }
 
