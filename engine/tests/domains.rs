@@ -166,11 +166,20 @@ impl Fixture {
     }
 }
 
-/// A plain HTTP GET through the test Caddy with a Host header: (status, body).
+/// A plain HTTP GET through the test Caddy with a Host header: (status,
+/// body). Another test's config change reloads Caddy, which resets
+/// connections: a reset request is sent again.
 async fn through_caddy(hostname: &str) -> (u16, String) {
     let url = format!("http://127.0.0.1:{}/", service_variable("ATRIUM_TEST_CADDY_HTTP_PORT"));
-    let response = reqwest::Client::new().get(url).header("Host", hostname).send().await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap_or_default())
+    let mut attempts = 0;
+    loop {
+        match reqwest::Client::new().get(&url).header("Host", hostname).send().await {
+            Ok(response) => return (response.status().as_u16(), response.text().await.unwrap_or_default()),
+            Err(error) if error.is_connect() && attempts < 20 => attempts += 1,
+            Err(error) => panic!("GET {url} for {hostname}: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,7 +285,17 @@ async fn https_through_caddy(hostname: &str) -> (String, Vec<String>) {
         .tls_info(true)
         .build()
         .unwrap();
-    let response = client.get(format!("https://{hostname}:{port}/")).send().await.unwrap();
+    let url = format!("https://{hostname}:{port}/");
+    let mut attempts = 0;
+    let response = loop {
+        // Another test's config change reloads Caddy, which resets connections.
+        match client.get(&url).send().await {
+            Ok(response) => break response,
+            Err(error) if error.is_connect() && attempts < 20 => attempts += 1,
+            Err(error) => panic!("GET {url}: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let leaf = response
         .extensions()
         .get::<reqwest::tls::TlsInfo>()
@@ -346,12 +365,9 @@ async fn platform_subdomains_share_one_wildcard_certificate_obtained_by_dns_01()
     fixture.drop_zone().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_platform_certificate_with_a_third_of_its_life_left_is_renewed_and_reloaded() {
-    let fixture = Fixture::new("renew").await;
-    let apps = fixture.apps();
-    apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None, None).await.unwrap();
-    // A wildcard with 10 of its 90 days left, as an earlier apply stored it.
+/// Puts a self-signed wildcard for the fixture's zone with 10 of its 90
+/// days left in the registry, as if an earlier apply had stored it then.
+async fn store_aging_wildcard(fixture: &Fixture) -> atrium_engine::registry::PlatformCertificateRecord {
     let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec![format!("*.{}", fixture.zone)]).unwrap();
@@ -367,12 +383,25 @@ async fn a_platform_certificate_with_a_third_of_its_life_left_is_renewed_and_rel
         not_after: format(params.not_after),
         obtained_at: format(params.not_before),
     };
-    fixture.registry.put_platform_certificate(&aging).await.unwrap();
+    fixture.registry.delete_platform_certificate(&fixture.zone).await.unwrap();
+    assert_eq!(fixture.registry.put_platform_certificate(&aging).await.unwrap(), aging);
+    aging
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_certificate_with_a_third_of_its_life_left_is_renewed_and_reloaded() {
+    let fixture = Fixture::new("renew").await;
+    let apps = fixture.apps();
+    apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None, None).await.unwrap();
+    let hostname = format!("web.{}", fixture.zone);
+    let spec = fixture.spec(&hostname, TlsMode::Acme);
+    let wildcard = format!("*.{}", fixture.zone);
+
+    // A create finds it due: renewed before the route is written.
+    let aging = store_aging_wildcard(&fixture).await;
     let certificate = fixture.platform_certificate();
     let domains = fixture.domains_with(Duration::from_secs(60), Some(&certificate));
-    let hostname = format!("web.{}", fixture.zone);
-    let record = domains.apply(&fixture.spec(&hostname, TlsMode::Acme), DomainStatus::Active, None).await.unwrap();
+    let record = domains.apply(&spec, DomainStatus::Active, None).await.unwrap();
     assert_eq!(certificate.orders(), 1);
     let renewed = fixture.registry.get_platform_certificate(&fixture.zone).await.unwrap().unwrap();
     assert!(renewed.not_after > aging.not_after, "{renewed:?}");
@@ -380,12 +409,50 @@ async fn a_platform_certificate_with_a_third_of_its_life_left_is_renewed_and_rel
     // Caddy serves the renewed one, which the CA's root verifies (the old one was self-signed).
     let (body, names) = https_through_caddy(&hostname).await;
     assert!(body.contains("hello 1.0"));
-    assert_eq!(names, [format!("*.{}", fixture.zone)]);
+    assert_eq!(names, std::slice::from_ref(&wildcard));
+
+    // A live domain whose wildcard falls due shows it (so a plan shows an
+    // update), and the next apply renews and reloads it.
+    store_aging_wildcard(&fixture).await;
+    let later = fixture.platform_certificate();
+    let domains = fixture.domains_with(Duration::from_secs(60), Some(&later));
+    assert_eq!(domains.observe(&record.spec.hostname).await.unwrap().unwrap().status, "renewal_due");
+    domains.apply(&spec, DomainStatus::Active, None).await.unwrap();
+    assert_eq!(later.orders(), 1);
+    let again = fixture.registry.get_platform_certificate(&fixture.zone).await.unwrap().unwrap();
+    assert!(again.not_after > aging.not_after && again.certificate_pem != renewed.certificate_pem);
+    let observed = domains.observe(&record.spec.hostname).await.unwrap().unwrap();
+    assert_eq!((observed.status, observed.certificate_expires_at), ("active", Some(again.not_after.clone())));
+    assert_eq!(https_through_caddy(&hostname).await.1, [wildcard]);
+
+    // The CA down while the certificate falls due: it still serves, so the
+    // domain applies with it, and the process does not retry each time.
+    let aging = store_aging_wildcard(&fixture).await;
+    let down = PlatformCertificate::new(unreachable_ca(), &fixture.zone);
+    let domains = fixture.domains_with(Duration::from_secs(20), Some(&down));
+    let other = fixture.spec(&format!("www.{}", fixture.zone), TlsMode::Acme);
+    for spec in [&spec, &other] {
+        let applied = domains.apply(spec, DomainStatus::Active, None).await.unwrap();
+        assert_eq!(applied.certificate_expires_at.as_deref(), Some(aging.not_after.as_str()));
+    }
+    assert_eq!(down.orders(), 0);
+    assert_eq!(fixture.registry.get_platform_certificate(&fixture.zone).await.unwrap(), Some(aging));
+    assert_eq!(domains.observe(&record.spec.hostname).await.unwrap().unwrap().status, "renewal_due");
 
     domains.destroy(&record.spec.hostname).await.unwrap();
+    domains.destroy(&other.hostname).await.unwrap();
     apps.destroy(&hello_spec(&fixture.tenant, "1.0").id).await.unwrap();
     fixture.unload_platform_certificate().await;
     fixture.drop_zone().await;
+}
+
+/// An ACME directory where nothing listens.
+fn unreachable_ca() -> AcmeSettings {
+    AcmeSettings {
+        directory_url: "https://127.0.0.1:9/dir".to_owned(),
+        trusted_roots_file: Some(service_variable("ATRIUM_TEST_ACME_CA_FILE").into()),
+        contact_email: None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,12 +460,7 @@ async fn an_unreachable_acme_ca_fails_a_platform_subdomain_before_anything_is_ma
     let fixture = Fixture::new("noca").await;
     let apps = fixture.apps();
     apps.deploy(&hello_spec(&fixture.tenant, "1.0"), None, None).await.unwrap();
-    let settings = AcmeSettings {
-        directory_url: "https://127.0.0.1:9/dir".to_owned(),
-        trusted_roots_file: Some(service_variable("ATRIUM_TEST_ACME_CA_FILE").into()),
-        contact_email: None,
-    };
-    let certificate = PlatformCertificate::new(settings, &fixture.zone);
+    let certificate = PlatformCertificate::new(unreachable_ca(), &fixture.zone);
     let domains = fixture.domains_with(Duration::from_secs(10), Some(&certificate));
     let hostname = format!("web.{}", fixture.zone);
     let error = domains.apply(&fixture.spec(&hostname, TlsMode::Acme), DomainStatus::Active, None).await.unwrap_err();

@@ -525,11 +525,17 @@ impl AppContext<'_> {
     }
 
     /// [`announce_address`](Self::announce_address) for the instance `id`, if it still exists.
+    /// Parallel calls for one instance (the applies of its many domains)
+    /// share a run that reads the registry after all of them were made.
     pub async fn announce_address_of(&self, id: &AppInstanceId) -> Result<(), AppApplyError> {
-        match self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? {
-            Some(record) => self.announce_address(&record).await,
-            None => Ok(()),
-        }
+        self.targets
+            .coalesce(&format!("announce {id}"), || async {
+                match self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? {
+                    Some(record) => self.announce_address(&record).await,
+                    None => Ok(()),
+                }
+            })
+            .await
     }
 
     /// Sends the welcome email of a deployment that set a new password while

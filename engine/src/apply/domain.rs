@@ -155,8 +155,9 @@ pub struct ObservedDomain {
     pub record: DomainRecord,
     /// The platform records as they are in DNS (Atrium's, at the domain's name).
     pub dns_records: Vec<DnsRecordDocument>,
-    /// `active`, `pending_verification`, or `drifted` when the route or a
-    /// record differs from what the registry says was applied.
+    /// `active`, `pending_verification`, `drifted` when the route or a
+    /// record differs from what the registry says was applied, or
+    /// `renewal_due` when the platform certificate serving it must be renewed.
     pub status: &'static str,
     pub certificate_expires_at: Option<String>,
 }
@@ -615,6 +616,8 @@ impl<'a> DomainApplyContext<'a> {
             self.observations.instance(self.registry, &record.spec.app_instance_id).await.map_err(registry_error())?;
         let mut drifted = false;
         let mut suspended = false;
+        // The platform zone's wildcard serving this name is due: an apply renews it.
+        let mut renewal_due = false;
         let mut dns_records = Vec::new();
         if record.kind == DomainKind::Platform {
             let (dns, zone) = self.dns_for(hostname)?;
@@ -661,10 +664,22 @@ impl<'a> DomainApplyContext<'a> {
                     Ok(Some(certificate)) => Some(rfc3339(certificate.not_after)),
                     _ => record.certificate_expires_at.clone(),
                 };
+                if let Some(certificate) = self.platform_certificate
+                    && record.kind == DomainKind::Platform
+                {
+                    renewal_due = certificate.renewal_due(self.registry).await.map_err(|source| {
+                        DomainApplyError::PlatformCertificate {
+                            hostname: hostname.to_string(),
+                            source: Box::new(source),
+                        }
+                    })?;
+                }
             }
         }
         let status = if drifted {
             "drifted"
+        } else if renewal_due {
+            "renewal_due"
         } else if suspended {
             "suspended"
         } else {

@@ -64,8 +64,14 @@ pub async fn apply_planned(
     let status = decision
         .map(|decision| decision.status)
         .ok_or_else(|| DomainApplyError::NoDecision { hostname: spec.hostname.to_string() })?;
+    let started = tokio::time::Instant::now();
     let record = context.apply(spec, status, create).await?;
-    tracing::info!(domain = %spec.hostname, status = record.status.as_str(), "domain applied");
+    tracing::info!(
+        domain = %spec.hostname,
+        status = record.status.as_str(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "domain applied"
+    );
     let records = context.desired_records(&spec.hostname, record.kind, &record.target)?;
     let mut warnings = Vec::new();
     // The instance the domain left, if it moved, no longer has this name.

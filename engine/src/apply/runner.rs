@@ -287,7 +287,9 @@ async fn apply_step<C: Sync + ?Sized>(step: &dyn Step<C>, context: &C) -> Result
     if injected == Some(InjectedFailure::Before) {
         return Err(injected_error("before"));
     }
+    let started = tokio::time::Instant::now();
     with_retries(STEP_BUDGET, || step.apply(context)).await?;
+    tracing::debug!(step = %step.name(), elapsed_ms = started.elapsed().as_millis() as u64, "step done");
     match injected {
         Some(InjectedFailure::After) => Err(injected_error("after")),
         Some(InjectedFailure::Crash) => {

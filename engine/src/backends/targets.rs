@@ -3,6 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 /// How many deployments may run at once on one target, however many the
@@ -27,6 +30,15 @@ pub struct Targets {
     ingresses: Mutex<HashMap<String, Arc<dyn Ingress>>>,
     deployment_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     certificate_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    coalesced: std::sync::Mutex<HashMap<String, Arc<Coalesced>>>,
+}
+
+/// The runs of one coalesced task: how many were asked for, and up to
+/// which request the last successful run covered (held while running).
+#[derive(Default)]
+struct Coalesced {
+    requested: AtomicU64,
+    covered: Mutex<u64>,
 }
 
 /// A permit of the target's semaphore in `slots`, made with `permits` on first use.
@@ -72,6 +84,7 @@ impl Targets {
             ingresses: Mutex::new(ingresses),
             deployment_slots: Mutex::new(HashMap::new()),
             certificate_slots: Mutex::new(HashMap::new()),
+            coalesced: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -127,6 +140,32 @@ impl Targets {
         slot(&self.certificate_slots, target, CERTIFICATE_ORDERS_PER_TARGET).await
     }
 
+    /// Runs `task`, the one task named `key` (telling an app instance its
+    /// addresses), unless a run that started after this call has already
+    /// succeeded: every run reads what it needs afresh, so parallel callers
+    /// (the applies of an instance's many domains) share a run instead of
+    /// each making one. One run of a key at a time; a failed run covers no one.
+    pub async fn coalesce<E, F: Future<Output = Result<(), E>>>(
+        &self,
+        key: &str,
+        task: impl FnOnce() -> F,
+    ) -> Result<(), E> {
+        let runs = {
+            let mut coalesced = self.coalesced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(coalesced.entry(key.to_owned()).or_default())
+        };
+        let mine = runs.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut covered = runs.covered.lock().await;
+        if *covered >= mine {
+            return Ok(());
+        }
+        // Every request made so far is covered by a run that starts now.
+        let covers = runs.requested.load(Ordering::SeqCst);
+        task().await?;
+        *covered = covers;
+        Ok(())
+    }
+
     /// Docker API requests made so far, per connected target (for benchmarks).
     pub async fn api_calls(&self) -> Vec<(String, u64)> {
         let connected = self.connected.lock().await;
@@ -148,5 +187,38 @@ impl Targets {
         );
         connected.insert(target.to_owned(), Arc::clone(&runtime));
         Ok(runtime)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn parallel_requests_share_a_run_that_started_after_them() {
+        let targets = Targets::new(BTreeMap::new());
+        let runs = AtomicU64::new(0);
+        let task = || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Ok::<(), ()>(())
+        };
+        // One after another: each runs.
+        for _ in 0..3 {
+            targets.coalesce("acme/web", task).await.unwrap();
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        // Ten at once: the first runs, the other nine share the run after it.
+        runs.store(0, Ordering::SeqCst);
+        let all = (0..10).map(|_| targets.coalesce("acme/web", task));
+        futures_util::future::join_all(all).await.into_iter().collect::<Result<Vec<()>, ()>>().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        // Another key is not held up by, nor covered by, this one's runs.
+        targets.coalesce("acme/erp", task).await.unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        // A failed run covers no one: the next caller runs again.
+        assert_eq!(targets.coalesce("acme/erp", || async { Err::<(), &str>("down") }).await, Err("down"));
+        targets.coalesce("acme/erp", task).await.unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
     }
 }

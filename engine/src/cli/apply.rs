@@ -186,6 +186,8 @@ pub async fn apply(
             .collect();
         groups.push((format!("apply {}s", kind.noun()), Half::Put, puts));
     }
+    let targets = targets_of(plan);
+    let targets = &targets;
     let mut confirmations: Vec<Confirmation> = Vec::new();
     let mut stopped = false;
     for (name, half, changes) in groups {
@@ -198,7 +200,13 @@ pub async fn apply(
             stopped = true;
             continue;
         }
-        progress.phase(&name, changes.len());
+        let mut totals: BTreeMap<String, usize> = BTreeMap::new();
+        for change in &changes {
+            *totals
+                .entry(targets.get(&(change.kind, change.key.as_str())).cloned().unwrap_or_default())
+                .or_default() += 1;
+        }
+        progress.phase_per_target(&name, &totals);
         let results: Vec<(&ResourceChange, Option<RunResult>)> =
             stream::iter(changes.into_iter().map(|change| async move {
                 // Ctrl-C: what is in flight finishes, nothing new starts.
@@ -207,8 +215,9 @@ pub async fn apply(
                 }
                 let (_, done) = verb(change.action, half);
                 let result = run_one(session, change, half, declared.get(change.address.as_str()).copied()).await;
+                let target = targets.get(&(change.kind, change.key.as_str())).map_or("", String::as_str);
                 match &result {
-                    Ok(_) => progress.step(&format!("{}: {done}", change.address)),
+                    Ok(_) => progress.step_on(target, &format!("{}: {done}", change.address)),
                     Err(Failed::Cancelled) => progress.note(&format!("{}: not started (interrupted)", change.address)),
                     Err(Failed::Error(_)) => progress.note(&format!("{}: failed", change.address)),
                 }
@@ -253,6 +262,29 @@ pub async fn apply(
         ));
     }
     outcome
+}
+
+/// The target each app instance and domain of the plan is on (a domain is
+/// where its app instance is), for a progress bar per target.
+fn targets_of(plan: &Plan) -> std::collections::HashMap<(ObjectKind, &str), String> {
+    let document = |change: &ResourceChange| change.after.clone().or_else(|| change.before.clone());
+    let text = |change: &ResourceChange, attribute: &str| {
+        document(change).and_then(|d| d.get(attribute).and_then(|v| v.as_str().map(str::to_owned)))
+    };
+    let instances: std::collections::HashMap<&str, String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.kind == ObjectKind::AppInstance)
+        .filter_map(|c| Some((c.key.as_str(), text(c, "target")?)))
+        .collect();
+    let mut targets: std::collections::HashMap<(ObjectKind, &str), String> =
+        instances.iter().map(|(key, target)| ((ObjectKind::AppInstance, *key), target.clone())).collect();
+    for change in plan.changes.iter().filter(|c| c.kind == ObjectKind::Domain) {
+        if let Some(target) = text(change, "app_instance_id").and_then(|id| instances.get(id.as_str()).cloned()) {
+            targets.insert((ObjectKind::Domain, change.key.as_str()), target);
+        }
+    }
+    targets
 }
 
 /// Confirms the claims of what this apply created, and of declared objects

@@ -1,6 +1,6 @@
 //! The functions a CLI configuration may call: Terraform's names and
 //! meanings, for what partners need to turn spreadsheets and templates into
-//! resources (`csvdecode(file("customers.csv"))`, `format`, `merge`, …).
+//! resources (`csvdecode(file("customers.csv"))`, `format`, `merge`, `range`, …).
 //!
 //! Paths given to `file` are relative to the working directory, which is the
 //! configuration's directory (`-chdir` switches to it first), as in Terraform.
@@ -39,6 +39,7 @@ pub fn declare(context: &mut Context<'_>) {
     context.declare_func("merge", FuncDef::builder().variadic_param(ParamType::object_of(any())).build(merge));
     context.declare_func("concat", FuncDef::builder().variadic_param(ParamType::array_of(any())).build(concat));
     context.declare_func("coalesce", FuncDef::builder().variadic_param(any()).build(coalesce));
+    context.declare_func("range", FuncDef::builder().variadic_param(ParamType::Number).build(range));
     context.declare_func(
         "lookup",
         FuncDef::builder().params([ParamType::object_of(any()), string()]).variadic_param(any()).build(lookup),
@@ -113,6 +114,46 @@ fn toset(args: FuncArgs) -> Result<Value, String> {
         }
     }
     Ok(Value::Array(seen))
+}
+
+/// The most numbers `range` makes, as in Terraform.
+const RANGE_LIMIT: usize = 1024;
+
+/// Terraform's `range(limit)`, `range(start, limit)` and `range(start,
+/// limit, step)`: from `start` (default 0) up to, not including, `limit`,
+/// by `step` (default 1, or -1 when `limit` is below `start`).
+fn range(args: FuncArgs) -> Result<Value, String> {
+    let numbers: Vec<f64> =
+        args.iter().map(|arg| arg.as_f64().ok_or("range takes numbers")).collect::<Result<_, _>>()?;
+    let (start, limit, step) = match numbers[..] {
+        [limit] => (0.0, limit, 1.0),
+        [start, limit] => (start, limit, if limit < start { -1.0 } else { 1.0 }),
+        [start, limit, step] => (start, limit, step),
+        _ => return Err(format!("range takes 1 to 3 numbers, not {}", numbers.len())),
+    };
+    if step == 0.0 {
+        return Err("range's step cannot be zero".to_owned());
+    }
+    if (step > 0.0 && limit < start) || (step < 0.0 && limit > start) {
+        return Err(format!("range's step {step} never reaches {limit} from {start}"));
+    }
+    let mut values = Vec::new();
+    let mut next = start;
+    while (step > 0.0 && next < limit) || (step < 0.0 && next > limit) {
+        if values.len() == RANGE_LIMIT {
+            return Err(format!(
+                "range would make more than {RANGE_LIMIT} numbers: use a shorter range or a larger step"
+            ));
+        }
+        values.push(number(next));
+        next += step;
+    }
+    Ok(Value::Array(values))
+}
+
+/// A number as HCL holds it: whole numbers as integers.
+fn number(value: f64) -> Value {
+    if value.fract() == 0.0 && value.abs() < 9.0e15 { Value::from(value as i64) } else { Value::from(value) }
 }
 
 /// A value as Terraform writes it into a string.
@@ -386,6 +427,20 @@ mod tests {
         assert_eq!(json(r#"jsondecode("{\"k\": [1, true]}")"#), serde_json::json!({"k": [1, true]}));
         assert_eq!(json(r#"toset(["a", "b", "a"])"#), serde_json::json!(["a", "b"]));
         assert_eq!(json(r#"tonumber("42")"#), 42);
+    }
+
+    #[test]
+    fn range_counts_like_terraform() {
+        assert_eq!(json("range(3)"), serde_json::json!([0, 1, 2]));
+        assert_eq!(json("range(1, 4)"), serde_json::json!([1, 2, 3]));
+        assert_eq!(json("range(4, 1)"), serde_json::json!([4, 3, 2]));
+        assert_eq!(json("range(0, 1, 0.25)"), serde_json::json!([0, 0.25, 0.5, 0.75]));
+        assert_eq!(json("range(0)"), serde_json::json!([]));
+        assert_eq!(json(r#"[for i in range(2) : format("c%03d", i)]"#), serde_json::json!(["c000", "c001"]));
+        assert!(eval("range(1, 5, 0)").unwrap_err().contains("zero"));
+        assert!(eval("range(1, 5, -1)").unwrap_err().contains("never reaches"));
+        assert!(eval("range(2000)").unwrap_err().contains("1024"));
+        assert!(eval("range()").unwrap_err().contains("1 to 3"));
     }
 
     #[test]

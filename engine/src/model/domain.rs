@@ -265,7 +265,9 @@ pub struct DomainDocument {
     pub verification: Option<VerificationDocument>,
     /// `active` when the route serves the app; `pending_verification` while a custom domain's
     /// verification record does not resolve (apply again once it is published); `drifted` when the route
-    /// or a record was changed out of band (the next apply repairs it).
+    /// or a record was changed out of band (the next apply repairs it); `renewal_due` when the platform
+    /// zone's wildcard certificate serving it has less than a third of its life left (the next apply
+    /// renews it).
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub status: Option<String>,

@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Registry, RegistryError, now_rfc3339, query_error};
+use super::{Registry, RegistryError, query_error};
 
 /// A zone's wildcard certificate as stored: the chain and key in PEM, and
 /// the leaf's validity (RFC 3339) so a renewal is decided without parsing.
@@ -79,7 +79,7 @@ impl Registry {
             .bind(record.key_pem.clone())
             .bind(record.not_before.clone())
             .bind(record.not_after.clone())
-            .bind(now_rfc3339())
+            .bind(record.obtained_at.clone())
             .execute(&self.pool)
             .await
             .map_err(query_error("record platform certificate"))?;
