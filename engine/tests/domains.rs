@@ -166,20 +166,27 @@ impl Fixture {
     }
 }
 
-/// A plain HTTP GET through the test Caddy with a Host header: (status,
-/// body). Another test's config change reloads Caddy, which resets
-/// connections: a reset request is sent again.
-async fn through_caddy(hostname: &str) -> (u16, String) {
-    let url = format!("http://127.0.0.1:{}/", service_variable("ATRIUM_TEST_CADDY_HTTP_PORT"));
+/// Sends `request` until it gets an answer: another test's config change
+/// reloads Caddy, which resets connections, so a reset request is sent
+/// again (20 times at most).
+async fn send_past_reloads(request: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
     let mut attempts = 0;
     loop {
-        match reqwest::Client::new().get(&url).header("Host", hostname).send().await {
-            Ok(response) => return (response.status().as_u16(), response.text().await.unwrap_or_default()),
+        match request().send().await {
+            Ok(response) => return response,
             Err(error) if error.is_connect() && attempts < 20 => attempts += 1,
-            Err(error) => panic!("GET {url} for {hostname}: {error}"),
+            Err(error) => panic!("request to the test Caddy: {error}"),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A plain HTTP GET through the test Caddy with a Host header: (status, body).
+async fn through_caddy(hostname: &str) -> (u16, String) {
+    let url = format!("http://127.0.0.1:{}/", service_variable("ATRIUM_TEST_CADDY_HTTP_PORT"));
+    let client = reqwest::Client::new();
+    let response = send_past_reloads(|| client.get(&url).header("Host", hostname)).await;
+    (response.status().as_u16(), response.text().await.unwrap_or_default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,16 +293,7 @@ async fn https_through_caddy(hostname: &str) -> (String, Vec<String>) {
         .build()
         .unwrap();
     let url = format!("https://{hostname}:{port}/");
-    let mut attempts = 0;
-    let response = loop {
-        // Another test's config change reloads Caddy, which resets connections.
-        match client.get(&url).send().await {
-            Ok(response) => break response,
-            Err(error) if error.is_connect() && attempts < 20 => attempts += 1,
-            Err(error) => panic!("GET {url}: {error}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let response = send_past_reloads(|| client.get(&url)).await;
     let leaf = response
         .extensions()
         .get::<reqwest::tls::TlsInfo>()
