@@ -352,3 +352,61 @@ async fn unreachable_api_is_a_retryable_connect_error_after_retries() {
     assert!(error.is_retryable());
     assert!((2..=6).contains(&powerdns.api_calls()), "retried within the deadline: {}", powerdns.api_calls());
 }
+
+/// Puts `address` at every name at once, answering each put's outcome by name.
+async fn put_all_at_once(
+    powerdns: &PowerDns,
+    zone: &TestZone,
+    names: &[String],
+    address: &str,
+) -> Vec<(String, Result<(), DnsError>)> {
+    let puts = names.iter().map(|name| {
+        let set = record_set(name, "A", &[address], "acme");
+        async move { (name.clone(), powerdns.put(&zone.name, &set).await) }
+    });
+    futures_util::future::join_all(puts).await
+}
+
+#[tokio::test]
+async fn concurrent_changes_share_zone_reads_and_writes_and_only_a_refused_one_fails() {
+    let zone = TestZone::create("batched").await;
+    let powerdns = powerdns();
+    let names: Vec<String> = (0..20).map(|index| zone.name(&format!("n{index:02}"))).collect();
+    for (name, outcome) in put_all_at_once(&powerdns, &zone, &names, "10.0.0.1").await {
+        outcome.unwrap_or_else(|error| panic!("{name}: {error}"));
+    }
+    // One put alone reads the zone and writes once; the first of these goes
+    // alone, the other 19 wait for it and share one read and one write.
+    assert_eq!(powerdns.api_calls(), 4, "20 puts at once");
+
+    // One record set that is not Atrium's and one PowerDNS refuses, among changes that are fine.
+    let (taken, outside) = (zone.name("taken"), "www.elsewhere.test.".to_owned());
+    zone.put_unmarked(&taken, "A", "10.9.9.9").await;
+    let mut second = names.clone();
+    second.extend([taken.clone(), outside.clone()]);
+    for (name, outcome) in put_all_at_once(&powerdns, &zone, &second, "10.0.0.2").await {
+        match outcome {
+            Ok(()) => assert!(names.contains(&name), "{name} was written"),
+            Err(DnsError::NotManaged { name: refused, .. }) => assert_eq!(refused, taken),
+            Err(DnsError::Api { status: 422, message, .. }) => {
+                assert_eq!(name, outside);
+                assert!(message.contains("out of zone"), "PowerDNS's own words for that record set only: {message}");
+            }
+            Err(error) => panic!("{name}: {error}"),
+        }
+    }
+    let listed = powerdns.list(&zone.name).await.unwrap();
+    for name in &names {
+        let set = listed.iter().find(|set| &set.name == name && set.record_type == "A");
+        assert_eq!(set, Some(&record_set(name, "A", &["10.0.0.2"], "acme")), "{name}");
+    }
+    assert_eq!(zone.comments(&taken, "A").await[0]["account"], "ops", "the hand-made record set is untouched");
+
+    // A put and a remove of one record set made at once happen in the order they were made.
+    let first = record_set(&names[0], "A", &["10.0.0.3"], "acme");
+    let (put, removed) = tokio::join!(powerdns.put(&zone.name, &first), powerdns.remove(&zone.name, &names[0], "A"));
+    put.unwrap();
+    removed.unwrap();
+    let listed = powerdns.list(&zone.name).await.unwrap();
+    assert!(!listed.iter().any(|set| set.name == names[0] && set.record_type == "A"), "removed last: {listed:?}");
+}

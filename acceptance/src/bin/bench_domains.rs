@@ -4,7 +4,11 @@
 //! curl at the same parallelism (10, Terraform's default), each waited for
 //! until it answers over HTTPS, in the same run, alternating, median of
 //! ROUNDS. The wildcard is ordered once (DNS-01, Pebble) before the timing
-//! starts and serves both sides; the time that order took is printed.
+//! starts and serves both sides; the time that order took is printed. What
+//! Atrium does besides, and the baseline does not: the registry's rows,
+//! claims and journal, the plan, and telling the app its addresses (a
+//! `docker exec` per batch of live domains; done by hand, one `docker exec`
+//! per domain makes the baseline about three times slower, so it is left out).
 //!
 //!     scripts/bench.sh domains          # N=100, 3 rounds
 //!     scripts/bench.sh domains 20 1     # N=20, 1 round

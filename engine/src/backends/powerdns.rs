@@ -9,6 +9,14 @@
 //! then write. A record set that someone else creates under the same name and
 //! type between the two requests would be replaced; the window is one round
 //! trip, and the names Atrium writes are its own.
+//!
+//! Concurrent `put`s and `remove`s in one zone are written together: the
+//! calls that arrive while a write is in flight wait, and the next write
+//! reads the zone once and sends all of their record sets in one PATCH (a
+//! bulk apply of a hundred domains costs a few zone reads and writes, not a
+//! hundred of each). PowerDNS applies a PATCH whole or not at all, so when it
+//! refuses one, each record set of it is written alone and only the record
+//! sets it refuses fail.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -59,14 +67,77 @@ pub struct PowerDns {
     /// HTTP requests sent, retries included, for tests that count writes.
     api_calls: AtomicU64,
     retry_deadline: Duration,
-    /// Writes in flight at once, at most [`WRITES_AT_ONCE`]: a bulk apply of
-    /// hundreds of domains queues here rather than against the server's
-    /// backend (which writes one zone change at a time anyway).
-    writes: tokio::sync::Semaphore,
+    /// Record changes waiting for the next batch write.
+    pending: std::sync::Mutex<Vec<PendingWrite>>,
+    /// Held by the one call that writes a batch; the others wait behind it
+    /// and find their change written, or write the next batch.
+    batch_writer: tokio::sync::Mutex<()>,
 }
 
-/// How many record changes one client sends at once.
-pub const WRITES_AT_ONCE: usize = 4;
+/// What a call wants for one record set.
+#[derive(Debug, Clone)]
+enum RecordChange {
+    /// Replace the record set with these records, marked as this tenant's.
+    Put {
+        set: RecordSet,
+        tenant: String,
+    },
+    Remove {
+        name: String,
+        record_type: String,
+    },
+}
+
+impl RecordChange {
+    fn name_and_type(&self) -> (&str, &str) {
+        match self {
+            RecordChange::Put { set, .. } => (&set.name, &set.record_type),
+            RecordChange::Remove { name, record_type } => (name, record_type),
+        }
+    }
+
+    /// What the error message says was being done.
+    fn operation(&self) -> String {
+        match self {
+            RecordChange::Put { set, .. } => format!("replace {} {}", set.name, set.record_type),
+            RecordChange::Remove { name, record_type } => format!("delete {name} {record_type}"),
+        }
+    }
+
+    /// The PATCH entry that makes the change over `existing` (the record set
+    /// as the zone has it), `None` when there is nothing to write, or the
+    /// refusal of a record set that is not Atrium's.
+    fn rrset_to_write(
+        &self,
+        zone: &str,
+        existing: Option<&RrsetDocument>,
+    ) -> Result<Option<serde_json::Value>, DnsError> {
+        let (name, record_type) = self.name_and_type();
+        if existing.is_some_and(|rrset| owner_tenant(&rrset.comments).is_none()) {
+            return Err(DnsError::NotManaged {
+                zone: zone.to_owned(),
+                name: name.to_owned(),
+                record_type: record_type.to_owned(),
+            });
+        }
+        Ok(match (self, existing) {
+            (RecordChange::Put { set, .. }, Some(rrset)) if same_record_set(&record_set_from_rrset(rrset), set) => None,
+            (RecordChange::Put { set, tenant }, existing) => {
+                let comments = existing.map(|rrset| rrset.comments.as_slice()).unwrap_or_default();
+                Some(replace_rrset(set, tenant, comments))
+            }
+            (RecordChange::Remove { .. }, None) => None,
+            (RecordChange::Remove { name, record_type }, Some(_)) => Some(delete_rrset(name, record_type)),
+        })
+    }
+}
+
+/// A change waiting for a batch write, with where to report how it went.
+struct PendingWrite {
+    zone: String,
+    change: RecordChange,
+    done: tokio::sync::oneshot::Sender<Result<(), DnsError>>,
+}
 
 impl fmt::Debug for PowerDns {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -94,7 +165,8 @@ impl PowerDns {
             client,
             api_calls: AtomicU64::new(0),
             retry_deadline: RETRY_DEADLINE,
-            writes: tokio::sync::Semaphore::new(WRITES_AT_ONCE),
+            pending: std::sync::Mutex::new(Vec::new()),
+            batch_writer: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -210,28 +282,149 @@ impl PowerDns {
         Ok(document.rrsets)
     }
 
-    /// Reads the zone and finds the record set `name`/`record_type`, refusing it when it is not Atrium's.
-    async fn read_managed_rrset(
-        &self,
-        zone: &str,
-        name: &str,
-        record_type: &str,
-    ) -> Result<Option<RrsetDocument>, DnsError> {
-        let rrsets = self.read_zone(zone).await?;
-        let Some(rrset) = rrsets
-            .into_iter()
-            .find(|rrset| absolute_name(&rrset.name) == name && rrset.record_type.eq_ignore_ascii_case(record_type))
-        else {
-            return Ok(None);
-        };
-        if owner_tenant(&rrset.comments).is_none() {
-            return Err(DnsError::NotManaged {
-                zone: zone.to_owned(),
-                name: name.to_owned(),
-                record_type: record_type.to_owned(),
-            });
+    /// Brings one record set to what `change` says, written together with
+    /// the changes of concurrent calls (see the module's documentation).
+    async fn change_record_set(&self, zone: String, change: RecordChange) -> Result<(), DnsError> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let operation = change.operation();
+        self.lock_pending().push(PendingWrite { zone: zone.clone(), change, done });
+        {
+            let _writer = self.batch_writer.lock().await;
+            let batch = std::mem::take(&mut *self.lock_pending());
+            self.write_batch(batch).await;
         }
-        Ok(Some(rrset))
+        outcome.await.unwrap_or_else(|_| {
+            Err(DnsError::Api {
+                zone,
+                operation,
+                status: 500,
+                message: "the batch writer stopped before reporting".to_owned(),
+            })
+        })
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<PendingWrite>> {
+        // A panic while holding this lock leaves only a list behind, which stays usable.
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes a batch zone by zone. One PATCH cannot hold a record set twice,
+    /// so a second change of the same record set waits for a later round,
+    /// which keeps the calls' order.
+    async fn write_batch(&self, mut batch: Vec<PendingWrite>) {
+        while !batch.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            let (round, later): (Vec<PendingWrite>, Vec<PendingWrite>) = batch.into_iter().partition(|pending| {
+                let (name, record_type) = pending.change.name_and_type();
+                seen.insert((pending.zone.clone(), name.to_owned(), record_type.to_owned()))
+            });
+            batch = later;
+            let mut zones: Vec<(String, Vec<PendingWrite>)> = Vec::new();
+            for pending in round {
+                match zones.iter_mut().find(|(zone, _)| *zone == pending.zone) {
+                    Some((_, changes)) => changes.push(pending),
+                    None => zones.push((pending.zone.clone(), vec![pending])),
+                }
+            }
+            for (zone, changes) in zones {
+                self.write_zone_batch(&zone, changes).await;
+            }
+        }
+    }
+
+    /// Reads `zone` once, works out each change against it, and sends what
+    /// must be written in one PATCH; when PowerDNS refuses that PATCH and it
+    /// holds more than one record set, each is written alone so that the
+    /// refusal reaches only the call it concerns.
+    async fn write_zone_batch(&self, zone: &str, changes: Vec<PendingWrite>) {
+        let rrsets = match self.read_zone(zone).await {
+            Ok(rrsets) => rrsets,
+            Err(error) => return fail_all(changes, &error),
+        };
+        let mut writes = Vec::with_capacity(changes.len());
+        for pending in changes {
+            let (name, record_type) = pending.change.name_and_type();
+            let existing = rrsets.iter().find(|rrset| {
+                absolute_name(&rrset.name) == name && rrset.record_type.eq_ignore_ascii_case(record_type)
+            });
+            match pending.change.rrset_to_write(zone, existing) {
+                Ok(Some(rrset)) => writes.push((pending, rrset)),
+                Ok(None) => {
+                    let _ = pending.done.send(Ok(()));
+                }
+                Err(error) => {
+                    let _ = pending.done.send(Err(error));
+                }
+            }
+        }
+        if writes.is_empty() {
+            return;
+        }
+        let operation = match writes.as_slice() {
+            [(pending, _)] => pending.change.operation(),
+            _ => format!("write {} record sets", writes.len()),
+        };
+        let rrsets: Vec<&serde_json::Value> = writes.iter().map(|(_, rrset)| rrset).collect();
+        tracing::debug!(zone, record_sets = writes.len(), "writing DNS record sets");
+        let patch = serde_json::json!({ "rrsets": rrsets });
+        match self.send(Method::PATCH, zone, &operation, Some(&patch)).await {
+            Ok(_) => {
+                for (pending, _) in writes {
+                    let _ = pending.done.send(Ok(()));
+                }
+            }
+            Err(DnsError::Api { status, .. }) if writes.len() > 1 && (400..500).contains(&status) => {
+                for (pending, rrset) in writes {
+                    let patch = serde_json::json!({ "rrsets": [rrset] });
+                    let outcome = self.send(Method::PATCH, zone, &pending.change.operation(), Some(&patch)).await;
+                    let _ = pending.done.send(outcome.map(|_| ()));
+                }
+            }
+            Err(error) => fail_all(writes.into_iter().map(|(pending, _)| pending).collect(), &error),
+        }
+    }
+}
+
+/// Reports `error` to every call of a batch (each gets its own copy).
+fn fail_all(batch: Vec<PendingWrite>, error: &DnsError) {
+    for pending in batch {
+        let _ = pending.done.send(Err(copy_error(error)));
+    }
+}
+
+/// A copy of `error` for another call of the same batch; a source error
+/// becomes its message chain, which is all that is ever shown of it.
+fn copy_error(error: &DnsError) -> DnsError {
+    let chain = |source: &(dyn std::error::Error + Send + Sync)| -> Box<dyn std::error::Error + Send + Sync> {
+        crate::backends::error_chain(source).into()
+    };
+    match error {
+        DnsError::Connect { api_url, source } => {
+            DnsError::Connect { api_url: api_url.clone(), source: chain(source.as_ref()) }
+        }
+        DnsError::Unauthorized { api_url } => DnsError::Unauthorized { api_url: api_url.clone() },
+        DnsError::ZoneMissing { zone } => DnsError::ZoneMissing { zone: zone.clone() },
+        DnsError::Api { zone, operation, status, message } => DnsError::Api {
+            zone: zone.clone(),
+            operation: operation.clone(),
+            status: *status,
+            message: message.clone(),
+        },
+        DnsError::NotManaged { zone, name, record_type } => {
+            DnsError::NotManaged { zone: zone.clone(), name: name.clone(), record_type: record_type.clone() }
+        }
+        DnsError::InvalidRecordSet { zone, name, record_type, reason } => DnsError::InvalidRecordSet {
+            zone: zone.clone(),
+            name: name.clone(),
+            record_type: record_type.clone(),
+            reason: reason.clone(),
+        },
+        DnsError::ResolverSetup { nameserver, source } => {
+            DnsError::ResolverSetup { nameserver: nameserver.clone(), source: chain(source.as_ref()) }
+        }
+        DnsError::Lookup { name, nameserver, source } => {
+            DnsError::Lookup { name: name.clone(), nameserver: nameserver.clone(), source: chain(source.as_ref()) }
+        }
     }
 }
 
@@ -251,37 +444,20 @@ impl DnsZones for PowerDns {
             record_type: set.record_type.to_ascii_uppercase(),
             ..set.clone()
         };
-        let tenant = writable_tenant(&desired).map_err(|reason| DnsError::InvalidRecordSet {
-            zone: zone.clone(),
-            name: desired.name.clone(),
-            record_type: desired.record_type.clone(),
-            reason: reason.to_owned(),
-        })?;
-        // Never closed, so acquiring cannot fail; without a permit the write would still be right.
-        let _permit = self.writes.acquire().await.ok();
-        let existing = self.read_managed_rrset(&zone, &desired.name, &desired.record_type).await?;
-        let existing_comments = match &existing {
-            Some(rrset) if same_record_set(&record_set_from_rrset(rrset), &desired) => return Ok(()),
-            Some(rrset) => rrset.comments.as_slice(),
-            None => &[],
-        };
-        let operation = format!("replace {} {}", desired.name, desired.record_type);
-        let patch = replace_patch(&desired, tenant, existing_comments);
-        self.send(Method::PATCH, &zone, &operation, Some(&patch)).await?;
-        Ok(())
+        let tenant = writable_tenant(&desired)
+            .map_err(|reason| DnsError::InvalidRecordSet {
+                zone: zone.clone(),
+                name: desired.name.clone(),
+                record_type: desired.record_type.clone(),
+                reason: reason.to_owned(),
+            })?
+            .to_owned();
+        self.change_record_set(zone, RecordChange::Put { set: desired, tenant }).await
     }
 
     async fn remove(&self, zone: &str, name: &str, record_type: &str) -> Result<(), DnsError> {
-        let zone = absolute_name(zone);
-        let name = absolute_name(name);
-        let record_type = record_type.to_ascii_uppercase();
-        let _permit = self.writes.acquire().await.ok();
-        if self.read_managed_rrset(&zone, &name, &record_type).await?.is_none() {
-            return Ok(());
-        }
-        let operation = format!("delete {name} {record_type}");
-        self.send(Method::PATCH, &zone, &operation, Some(&delete_patch(&name, &record_type))).await?;
-        Ok(())
+        let change = RecordChange::Remove { name: absolute_name(name), record_type: record_type.to_ascii_uppercase() };
+        self.change_record_set(absolute_name(zone), change).await
     }
 }
 
@@ -404,9 +580,9 @@ fn writable_tenant(set: &RecordSet) -> Result<&str, &'static str> {
     Ok(tenant)
 }
 
-/// The PATCH body that replaces `set`'s records and marks it as `tenant`'s,
+/// The PATCH entry that replaces `set`'s records and marks it as `tenant`'s,
 /// keeping comments of other accounts.
-fn replace_patch(set: &RecordSet, tenant: &str, existing_comments: &[CommentDocument]) -> serde_json::Value {
+fn replace_rrset(set: &RecordSet, tenant: &str, existing_comments: &[CommentDocument]) -> serde_json::Value {
     let mut comments: Vec<serde_json::Value> = existing_comments
         .iter()
         .filter(|comment| comment.account != OWNER_ACCOUNT)
@@ -416,20 +592,18 @@ fn replace_patch(set: &RecordSet, tenant: &str, existing_comments: &[CommentDocu
     let records: Vec<serde_json::Value> =
         set.contents.iter().map(|content| serde_json::json!({ "content": content, "disabled": false })).collect();
     serde_json::json!({
-        "rrsets": [{
-            "name": set.name,
-            "type": set.record_type,
-            "ttl": set.ttl,
-            "changetype": "REPLACE",
-            "records": records,
-            "comments": comments,
-        }]
+        "name": set.name,
+        "type": set.record_type,
+        "ttl": set.ttl,
+        "changetype": "REPLACE",
+        "records": records,
+        "comments": comments,
     })
 }
 
-/// The PATCH body that deletes the record set `name`/`record_type`.
-fn delete_patch(name: &str, record_type: &str) -> serde_json::Value {
-    serde_json::json!({ "rrsets": [{ "name": name, "type": record_type, "changetype": "DELETE" }] })
+/// The PATCH entry that deletes the record set `name`/`record_type`.
+fn delete_rrset(name: &str, record_type: &str) -> serde_json::Value {
+    serde_json::json!({ "name": name, "type": record_type, "changetype": "DELETE" })
 }
 
 /// PowerDNS's own explanation from an error body: the `error` field of its
@@ -566,19 +740,67 @@ mod tests {
             },
             CommentDocument { content: "ask ops first".into(), account: "ops".into(), modified_at: Some(7) },
         ];
-        let expected = json!({"rrsets": [{
+        let expected = json!({
             "name": "www.acme.test.", "type": "A", "ttl": 60, "changetype": "REPLACE",
             "records": [{"content": "10.0.0.1", "disabled": false}],
             "comments": [
                 {"content": "ask ops first", "account": "ops", "modified_at": 7},
                 {"content": "atrium.managed tenant=acme", "account": "atrium"},
             ],
-        }]});
-        assert_eq!(replace_patch(&set, "acme", &existing), expected);
+        });
+        assert_eq!(replace_rrset(&set, "acme", &existing), expected);
         assert_eq!(
-            delete_patch("www.acme.test.", "A"),
-            json!({"rrsets": [{"name": "www.acme.test.", "type": "A", "changetype": "DELETE"}]})
+            delete_rrset("www.acme.test.", "A"),
+            json!({"name": "www.acme.test.", "type": "A", "changetype": "DELETE"})
         );
+    }
+
+    fn rrset(name: &str, record_type: &str, content: &str, account: &str) -> RrsetDocument {
+        serde_json::from_value(json!({
+            "name": name, "type": record_type, "ttl": 60,
+            "records": [{"content": content, "disabled": false}],
+            "comments": [{"content": "atrium.managed tenant=acme", "account": account}],
+        }))
+        .expect("an rrset document")
+    }
+
+    #[test]
+    fn a_change_writes_only_what_differs_and_never_touches_a_record_set_that_is_not_atriums() {
+        let put = RecordChange::Put {
+            set: record_set("www.acme.test.", "A", 60, &["10.0.0.1"], Some("acme")),
+            tenant: "acme".to_owned(),
+        };
+        let remove = RecordChange::Remove { name: "www.acme.test.".to_owned(), record_type: "A".to_owned() };
+        let same = rrset("www.acme.test.", "A", "10.0.0.1", "atrium");
+        let other_address = rrset("www.acme.test.", "A", "10.0.0.9", "atrium");
+        let not_ours = rrset("www.acme.test.", "A", "10.0.0.1", "ops");
+        let written = |change: &RecordChange, existing: Option<&RrsetDocument>| {
+            change.rrset_to_write("acme.test.", existing).map(|rrset| rrset.map(|rrset| rrset["changetype"].clone()))
+        };
+        assert_eq!(written(&put, None).unwrap(), Some(json!("REPLACE")), "a new record set is written");
+        assert_eq!(written(&put, Some(&same)).unwrap(), None, "an identical one is left alone");
+        assert_eq!(written(&put, Some(&other_address)).unwrap(), Some(json!("REPLACE")), "a changed one is replaced");
+        assert_eq!(written(&remove, None).unwrap(), None, "removing a missing one writes nothing");
+        assert_eq!(written(&remove, Some(&same)).unwrap(), Some(json!("DELETE")), "an existing one is deleted");
+        for change in [&put, &remove] {
+            let refused = written(change, Some(&not_ours)).unwrap_err();
+            assert!(matches!(refused, DnsError::NotManaged { .. }), "{change:?}: {refused}");
+        }
+    }
+
+    #[test]
+    fn every_call_of_a_failed_batch_gets_the_same_error() {
+        let source: Box<dyn std::error::Error + Send + Sync> = "connection refused".into();
+        let errors = [
+            DnsError::Connect { api_url: "http://127.0.0.1:8081".into(), source },
+            DnsError::Api { zone: "acme.test.".into(), operation: "write".into(), status: 422, message: "no".into() },
+            DnsError::ZoneMissing { zone: "acme.test.".into() },
+        ];
+        for error in errors {
+            let copy = copy_error(&error);
+            assert_eq!(crate::backends::error_chain(&copy), crate::backends::error_chain(&error));
+            assert_eq!(copy.is_retryable(), error.is_retryable(), "{error}");
+        }
     }
 
     #[test]
