@@ -9,8 +9,10 @@
 //! API, batched as Atrium batches), then polling until it answers over
 //! HTTPS. Both are served by the platform zone's wildcard certificate,
 //! ordered once before the timing starts (its time is printed). What Atrium
-//! does besides: the registry's rows, claims and journal, the plan, and
-//! telling each app its address once its domain is live (a `docker exec`).
+//! does besides: the registry's rows, claims and journal, the plan, three
+//! `docker exec`s per customer (the manager account set through the app,
+//! the app told its address once its domain is live, the welcome email's
+//! password set), and the welcome email sent through the SMTP relay.
 //!
 //!     scripts/bench.sh onboard          # N=100, 3 rounds
 //!     scripts/bench.sh onboard 20 1     # N=20, 1 round
