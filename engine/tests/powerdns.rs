@@ -409,4 +409,31 @@ async fn concurrent_changes_share_zone_reads_and_writes_and_only_a_refused_one_f
     removed.unwrap();
     let listed = powerdns.list(&zone.name).await.unwrap();
     assert!(!listed.iter().any(|set| set.name == names[0] && set.record_type == "A"), "removed last: {listed:?}");
+
+    // A batch PowerDNS refuses, while a second change of one of its record
+    // sets waits for the next round: the refusal reaches only its own call,
+    // and the later change still comes last.
+    let calls_before = powerdns.api_calls();
+    let (early, later) =
+        (record_set(&names[1], "A", &["10.0.0.4"], "acme"), record_set(&names[1], "A", &["10.0.0.5"], "acme"));
+    let refused = record_set(&outside, "A", &["10.0.0.4"], "acme");
+    let warm_up = record_set(&names[2], "A", &["10.0.0.4"], "acme");
+    // futures' join polls in the order written (tokio's rotates), so the
+    // warm-up takes the writer and the other three queue in this order.
+    let (warmed, early_put, refused_put, later_put) = futures_util::join!(
+        powerdns.put(&zone.name, &warm_up),
+        powerdns.put(&zone.name, &early),
+        powerdns.put(&zone.name, &refused),
+        powerdns.put(&zone.name, &later),
+    );
+    warmed.unwrap();
+    early_put.unwrap();
+    later_put.unwrap();
+    assert!(matches!(refused_put, Err(DnsError::Api { status: 422, .. })), "{refused_put:?}");
+    // The warm-up alone (read, write); the refused round (read, refused
+    // write, each of its two record sets alone); the later change (read, write).
+    assert_eq!(powerdns.api_calls() - calls_before, 8);
+    let listed = powerdns.list(&zone.name).await.unwrap();
+    let set = listed.iter().find(|set| set.name == names[1] && set.record_type == "A");
+    assert_eq!(set, Some(&later), "the later change is written last");
 }

@@ -34,6 +34,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{Value, json};
 use x509_parser::extensions::GeneralName;
 
+use super::batch::{Waiting, WriteBatcher, finish_all};
 use super::ingress::{
     Ingress, IngressError, ObservedRoute, PemCertificate, RouteHandler, RouteSpec, ServedCertificate, route_id,
 };
@@ -70,11 +71,8 @@ pub struct CaddyIngress {
     tls_connector: tokio_rustls::TlsConnector,
     /// Admin API requests made, for tests and benchmarks that count writes.
     api_calls: AtomicU64,
-    /// Route changes waiting for the next batch write.
-    pending: std::sync::Mutex<Vec<PendingChange>>,
-    /// Held by the one call that writes a batch; the others wait behind it
-    /// and find their change written, or write the next batch.
-    batch_writer: tokio::sync::Mutex<()>,
+    /// Route changes of concurrent calls, written together.
+    route_writes: WriteBatcher<WantedRoute, IngressError>,
 }
 
 /// What a call wants for one hostname.
@@ -93,11 +91,8 @@ impl WantedRoute {
     }
 }
 
-/// A change waiting for a batch write, with where to report how it went.
-struct PendingChange {
-    wanted: WantedRoute,
-    done: tokio::sync::oneshot::Sender<Result<(), IngressError>>,
-}
+/// A route change waiting for a batch write.
+type PendingChange = Waiting<WantedRoute, IngressError>;
 
 impl CaddyIngress {
     /// Prepares clients for Caddy beside `target`; nothing is contacted until the first call.
@@ -120,8 +115,7 @@ impl CaddyIngress {
             client,
             tls_connector: certificate_reading_connector(),
             api_calls: AtomicU64::new(0),
-            pending: std::sync::Mutex::new(Vec::new()),
-            batch_writer: tokio::sync::Mutex::new(()),
+            route_writes: WriteBatcher::default(),
         }
     }
 
@@ -200,28 +194,18 @@ impl CaddyIngress {
     /// connections), so ten parallel applies cost one write where they can,
     /// not ten racing ones.
     async fn change_route(&self, wanted: WantedRoute, deadline: Duration) -> Result<(), IngressError> {
-        let (done, outcome) = tokio::sync::oneshot::channel();
-        self.lock_pending().push(PendingChange { wanted, done });
-        {
-            let _writer = self.batch_writer.lock().await;
-            let batch = std::mem::take(&mut *self.lock_pending());
-            if !batch.is_empty() {
-                self.write_batch(batch, deadline).await;
-            }
-        }
-        outcome.await.unwrap_or_else(|_| {
-            Err(IngressError::Api {
-                admin_url: self.admin_url.clone(),
-                operation: "change a route".to_owned(),
-                status: 500,
-                message: "the batch writer stopped before reporting".to_owned(),
-            })
-        })
-    }
-
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<PendingChange>> {
-        // A panic while holding this lock leaves only a list behind, which stays usable.
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.route_writes
+            .submit(
+                wanted,
+                |batch| self.write_batch(batch, deadline),
+                || IngressError::Api {
+                    admin_url: self.admin_url.clone(),
+                    operation: "change a route".to_owned(),
+                    status: 500,
+                    message: "the batch writer stopped before reporting".to_owned(),
+                },
+            )
+            .await
     }
 
     /// Reads the servers, applies every change of the batch to a copy (each
@@ -234,21 +218,19 @@ impl CaddyIngress {
         loop {
             let (servers, etag) = match self.read_servers_retrying(&mut pacing).await {
                 Ok(read) => read,
-                Err(error) => return self.fail_batch(batch, &error),
+                Err(error) => return finish_all(batch, Err(&error), copy_error),
             };
             let mut wanted = servers.clone();
             let mut kept = Vec::with_capacity(batch.len());
             for change in batch {
-                match self.apply_wanted(&mut wanted, &change.wanted) {
+                match self.apply_wanted(&mut wanted, &change.change) {
                     Ok(()) => kept.push(change),
-                    Err(error) => {
-                        let _ = change.done.send(Err(error));
-                    }
+                    Err(error) => change.finish(Err(error)),
                 }
             }
             batch = kept;
             if wanted == servers || batch.is_empty() {
-                return Self::succeed_batch(batch);
+                return finish_all(batch, Ok(()), copy_error);
             }
             let Some(etag) = etag else {
                 let error = IngressError::Api {
@@ -259,7 +241,7 @@ impl CaddyIngress {
                         "reading the HTTP servers gave no Etag to guard the write with (Caddy 2.6 or later sends one)"
                             .to_owned(),
                 };
-                return self.fail_batch(batch, &error);
+                return finish_all(batch, Err(&error), copy_error);
             };
             tracing::debug!(target_name = %self.target, changes = batch.len(), "writing Caddy routes");
             let request = self
@@ -268,7 +250,7 @@ impl CaddyIngress {
                 .header(reqwest::header::IF_MATCH, etag)
                 .json(&wanted);
             let outcome = match self.send(request).await {
-                Ok(response) if response.status().is_success() => return Self::succeed_batch(batch),
+                Ok(response) if response.status().is_success() => return finish_all(batch, Ok(()), copy_error),
                 Ok(response) if response.status() == reqwest::StatusCode::PRECONDITION_FAILED => None,
                 Ok(response) => Some(self.refusal("change routes".to_owned(), response).await),
                 Err(error) => Some(error),
@@ -280,14 +262,14 @@ impl CaddyIngress {
                     if !pacing.wait_quietly().await {
                         let error = IngressError::Contended {
                             admin_url: self.admin_url.clone(),
-                            hostname: batch.first().map(|c| c.wanted.hostname().to_owned()).unwrap_or_default(),
+                            hostname: batch.first().map(|c| c.change.hostname().to_owned()).unwrap_or_default(),
                             attempts: stale_writes,
                         };
-                        return self.fail_batch(batch, &error);
+                        return finish_all(batch, Err(&error), copy_error);
                     }
                 }
                 Some(error) if error.is_retryable() && pacing.wait(&error).await => {}
-                Some(error) => return self.fail_batch(batch, &error),
+                Some(error) => return finish_all(batch, Err(&error), copy_error),
             }
         }
     }
@@ -313,40 +295,6 @@ impl CaddyIngress {
             status: 500,
             message: "the routes did not settle".to_owned(),
         })
-    }
-
-    fn succeed_batch(batch: Vec<PendingChange>) {
-        for change in batch {
-            let _ = change.done.send(Ok(()));
-        }
-    }
-
-    /// Reports `error` to every call of the batch (each gets its own copy).
-    fn fail_batch(&self, batch: Vec<PendingChange>, error: &IngressError) {
-        for change in batch {
-            let copy = match error {
-                // The copy's source is the original's causes, not its own message again.
-                IngressError::Connect { admin_url, source } => IngressError::Connect {
-                    admin_url: admin_url.clone(),
-                    source: crate::backends::error_chain(source.as_ref()).into(),
-                },
-                IngressError::Api { admin_url, operation, status, message } => IngressError::Api {
-                    admin_url: admin_url.clone(),
-                    operation: operation.clone(),
-                    status: *status,
-                    message: message.clone(),
-                },
-                IngressError::MissingServer { admin_url, server } => {
-                    IngressError::MissingServer { admin_url: admin_url.clone(), server: server.clone() }
-                }
-                IngressError::Contended { admin_url, attempts, .. } => IngressError::Contended {
-                    admin_url: admin_url.clone(),
-                    hostname: change.wanted.hostname().to_owned(),
-                    attempts: *attempts,
-                },
-            };
-            let _ = change.done.send(Err(copy));
-        }
     }
 
     /// Refuses the two hostnames whose route ids are the catch-alls' ids.
@@ -847,6 +795,32 @@ fn name_covers(certificate_name: &str, hostname: &str) -> bool {
     match (certificate_name.strip_prefix("*."), hostname.split_once('.')) {
         (Some(parent), Some((label, rest))) => !label.is_empty() && parent.eq_ignore_ascii_case(rest),
         _ => false,
+    }
+}
+
+/// A copy of `error` for another call of the same batch: a source error
+/// becomes its message chain (all that is ever shown of it), and a
+/// contended write names the call's own hostname.
+fn copy_error(error: &IngressError, wanted: &WantedRoute) -> IngressError {
+    match error {
+        IngressError::Connect { admin_url, source } => IngressError::Connect {
+            admin_url: admin_url.clone(),
+            source: crate::backends::error_chain(source.as_ref()).into(),
+        },
+        IngressError::Api { admin_url, operation, status, message } => IngressError::Api {
+            admin_url: admin_url.clone(),
+            operation: operation.clone(),
+            status: *status,
+            message: message.clone(),
+        },
+        IngressError::MissingServer { admin_url, server } => {
+            IngressError::MissingServer { admin_url: admin_url.clone(), server: server.clone() }
+        }
+        IngressError::Contended { admin_url, attempts, .. } => IngressError::Contended {
+            admin_url: admin_url.clone(),
+            hostname: wanted.hostname().to_owned(),
+            attempts: *attempts,
+        },
     }
 }
 

@@ -7,6 +7,7 @@
 //! Swarm and SMTP follow the same shape.
 
 pub mod acme;
+pub(crate) mod batch;
 pub mod caddy;
 pub mod dns;
 pub mod docker;

@@ -28,6 +28,7 @@ use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
+use super::batch::{Waiting, WriteBatcher, finish_all};
 use super::dns::{DnsError, DnsZones, OWNER_ACCOUNT, RecordSet};
 use super::{api_client, send_counted, sensitive_api_key, with_retries};
 
@@ -67,11 +68,8 @@ pub struct PowerDns {
     /// HTTP requests sent, retries included, for tests that count writes.
     api_calls: AtomicU64,
     retry_deadline: Duration,
-    /// Record changes waiting for the next batch write.
-    pending: std::sync::Mutex<Vec<PendingWrite>>,
-    /// Held by the one call that writes a batch; the others wait behind it
-    /// and find their change written, or write the next batch.
-    batch_writer: tokio::sync::Mutex<()>,
+    /// Record changes of concurrent calls, written together.
+    record_writes: WriteBatcher<ZoneChange, DnsError>,
 }
 
 /// What a call wants for one record set.
@@ -132,12 +130,14 @@ impl RecordChange {
     }
 }
 
-/// A change waiting for a batch write, with where to report how it went.
-struct PendingWrite {
+/// A record change in its zone.
+struct ZoneChange {
     zone: String,
     change: RecordChange,
-    done: tokio::sync::oneshot::Sender<Result<(), DnsError>>,
 }
+
+/// A record change waiting for a batch write.
+type PendingWrite = Waiting<ZoneChange, DnsError>;
 
 impl fmt::Debug for PowerDns {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -165,8 +165,7 @@ impl PowerDns {
             client,
             api_calls: AtomicU64::new(0),
             retry_deadline: RETRY_DEADLINE,
-            pending: std::sync::Mutex::new(Vec::new()),
-            batch_writer: tokio::sync::Mutex::new(()),
+            record_writes: WriteBatcher::default(),
         }
     }
 
@@ -285,27 +284,13 @@ impl PowerDns {
     /// Brings one record set to what `change` says, written together with
     /// the changes of concurrent calls (see the module's documentation).
     async fn change_record_set(&self, zone: String, change: RecordChange) -> Result<(), DnsError> {
-        let (done, outcome) = tokio::sync::oneshot::channel();
-        let operation = change.operation();
-        self.lock_pending().push(PendingWrite { zone: zone.clone(), change, done });
-        {
-            let _writer = self.batch_writer.lock().await;
-            let batch = std::mem::take(&mut *self.lock_pending());
-            self.write_batch(batch).await;
-        }
-        outcome.await.unwrap_or_else(|_| {
-            Err(DnsError::Api {
-                zone,
-                operation,
-                status: 500,
-                message: "the batch writer stopped before reporting".to_owned(),
-            })
-        })
-    }
-
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<PendingWrite>> {
-        // A panic while holding this lock leaves only a list behind, which stays usable.
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        let abandoned = DnsError::Api {
+            zone: zone.clone(),
+            operation: change.operation(),
+            status: 500,
+            message: "the batch writer stopped before reporting".to_owned(),
+        };
+        self.record_writes.submit(ZoneChange { zone, change }, |batch| self.write_batch(batch), || abandoned).await
     }
 
     /// Writes a batch zone by zone. One PATCH cannot hold a record set twice,
@@ -315,15 +300,15 @@ impl PowerDns {
         while !batch.is_empty() {
             let mut seen = std::collections::HashSet::new();
             let (round, later): (Vec<PendingWrite>, Vec<PendingWrite>) = batch.into_iter().partition(|pending| {
-                let (name, record_type) = pending.change.name_and_type();
-                seen.insert((pending.zone.clone(), name.to_owned(), record_type.to_owned()))
+                let (name, record_type) = pending.change.change.name_and_type();
+                seen.insert((pending.change.zone.clone(), name.to_owned(), record_type.to_owned()))
             });
             batch = later;
             let mut zones: Vec<(String, Vec<PendingWrite>)> = Vec::new();
             for pending in round {
-                match zones.iter_mut().find(|(zone, _)| *zone == pending.zone) {
+                match zones.iter_mut().find(|(zone, _)| *zone == pending.change.zone) {
                     Some((_, changes)) => changes.push(pending),
-                    None => zones.push((pending.zone.clone(), vec![pending])),
+                    None => zones.push((pending.change.zone.clone(), vec![pending])),
                 }
             }
             for (zone, changes) in zones {
@@ -339,56 +324,45 @@ impl PowerDns {
     async fn write_zone_batch(&self, zone: &str, changes: Vec<PendingWrite>) {
         let rrsets = match self.read_zone(zone).await {
             Ok(rrsets) => rrsets,
-            Err(error) => return fail_all(changes, &error),
+            Err(error) => return finish_all(changes, Err(&error), |error, _| copy_error(error)),
         };
         let mut writes = Vec::with_capacity(changes.len());
         for pending in changes {
-            let (name, record_type) = pending.change.name_and_type();
+            let (name, record_type) = pending.change.change.name_and_type();
             let existing = rrsets.iter().find(|rrset| {
                 absolute_name(&rrset.name) == name && rrset.record_type.eq_ignore_ascii_case(record_type)
             });
-            match pending.change.rrset_to_write(zone, existing) {
+            match pending.change.change.rrset_to_write(zone, existing) {
                 Ok(Some(rrset)) => writes.push((pending, rrset)),
-                Ok(None) => {
-                    let _ = pending.done.send(Ok(()));
-                }
-                Err(error) => {
-                    let _ = pending.done.send(Err(error));
-                }
+                Ok(None) => pending.finish(Ok(())),
+                Err(error) => pending.finish(Err(error)),
             }
         }
         if writes.is_empty() {
             return;
         }
         let operation = match writes.as_slice() {
-            [(pending, _)] => pending.change.operation(),
+            [(pending, _)] => pending.change.change.operation(),
             _ => format!("write {} record sets", writes.len()),
         };
         let rrsets: Vec<&serde_json::Value> = writes.iter().map(|(_, rrset)| rrset).collect();
         tracing::debug!(zone, record_sets = writes.len(), "writing DNS record sets");
         let patch = serde_json::json!({ "rrsets": rrsets });
-        match self.send(Method::PATCH, zone, &operation, Some(&patch)).await {
-            Ok(_) => {
-                for (pending, _) in writes {
-                    let _ = pending.done.send(Ok(()));
-                }
-            }
+        let outcome = self.send(Method::PATCH, zone, &operation, Some(&patch)).await;
+        match outcome {
             Err(DnsError::Api { status, .. }) if writes.len() > 1 && (400..500).contains(&status) => {
                 for (pending, rrset) in writes {
                     let patch = serde_json::json!({ "rrsets": [rrset] });
-                    let outcome = self.send(Method::PATCH, zone, &pending.change.operation(), Some(&patch)).await;
-                    let _ = pending.done.send(outcome.map(|_| ()));
+                    let operation = pending.change.change.operation();
+                    let outcome = self.send(Method::PATCH, zone, &operation, Some(&patch)).await;
+                    pending.finish(outcome.map(|_| ()));
                 }
             }
-            Err(error) => fail_all(writes.into_iter().map(|(pending, _)| pending).collect(), &error),
+            outcome => {
+                let batch = writes.into_iter().map(|(pending, _)| pending).collect();
+                finish_all(batch, outcome.as_ref().map(|_| ()), |error, _| copy_error(error));
+            }
         }
-    }
-}
-
-/// Reports `error` to every call of a batch (each gets its own copy).
-fn fail_all(batch: Vec<PendingWrite>, error: &DnsError) {
-    for pending in batch {
-        let _ = pending.done.send(Err(copy_error(error)));
     }
 }
 
