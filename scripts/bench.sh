@@ -9,10 +9,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 export PATH="$HOME/.cargo/bin:$PATH"
-# The provider as users install it (profile dist, see Cargo.toml); the
-# benchmark binaries and the CLI are release builds.
-cargo build --locked --profile dist -p atrium-provider --bin terraform-provider-atrium
-export ATRIUM_PROVIDER_BIN=${ATRIUM_PROVIDER_BIN:-${CARGO_TARGET_DIR:-$repo/target}/dist/terraform-provider-atrium}
+# The provider as users install it (scripts/provider-dist.sh: profile dist,
+# hot functions first); the benchmark binaries and the CLI are release builds.
+dist_provider=$(scripts/provider-dist.sh)
+export ATRIUM_PROVIDER_BIN=${ATRIUM_PROVIDER_BIN:-$dist_provider}
 if [ "${1:-}" = cli ]; then
   shift
   cargo build --locked --release -p atrium-engine --bin atrium

@@ -31,7 +31,7 @@ case "$(uname -m)" in
 esac
 
 case "$profile" in
-  release) cargo build --locked --profile dist -p atrium-provider --bin terraform-provider-atrium >&2; binary=${CARGO_TARGET_DIR:-target}/dist/terraform-provider-atrium ;;
+  release) binary=$(scripts/provider-dist.sh) ;;
   debug) cargo build --locked -p atrium-provider --bin terraform-provider-atrium >&2; binary=target/debug/terraform-provider-atrium ;;
   binary=*) binary=${profile#binary=} ;;
   *) echo "provider-mirror: the profile is release, debug or binary=PATH, not $profile" >&2; exit 1 ;;
