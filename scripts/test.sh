@@ -21,6 +21,20 @@ fi
 cleanup() { if $started_here; then scripts/services.sh stop "$state" >/dev/null; fi; }
 trap cleanup EXIT
 
+# The real business apps' images that the tests deploy: built from Debian
+# packages (or loaded from this machine's cache) while cargo builds.
+docker_host=$(sed -n 's/^ATRIUM_TEST_DOCKER_HOST=//p' "$ATRIUM_SERVICES_ENV")
+images_log=$(mktemp)
+scripts/app-images.sh "$docker_host" postgres:15 redmine:5.0 >"$images_log" 2>&1 &
+images=$!
+
 # The acceptance tests run the provider binary that this build produces.
 cargo build --workspace --locked
+if ! wait "$images"; then
+  cat "$images_log" >&2
+  echo "test.sh: the app images could not be made (above)" >&2
+  exit 1
+fi
+cat "$images_log"
+rm -f "$images_log"
 cargo test --workspace --locked "$@"

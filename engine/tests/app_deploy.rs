@@ -87,6 +87,12 @@ fn http_get(port: u16, path: &str) -> String {
 
 /// A GET with basic auth when `login` is given; returns status line, headers and body.
 fn http_get_as(port: u16, path: &str, login: Option<(&str, &str)>) -> String {
+    http_request(port, "GET", path, login, None)
+}
+
+/// A request with basic auth when `login` is given and a JSON body when
+/// `json` is; returns status line, headers and body.
+fn http_request(port: u16, method: &str, path: &str, login: Option<(&str, &str)>, json: Option<&str>) -> String {
     use base64::Engine as _;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -96,7 +102,10 @@ fn http_get_as(port: u16, path: &str, login: Option<(&str, &str)>) -> String {
             format!("Authorization: Basic {token}\r\n")
         })
         .unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{authorization}\r\n").unwrap();
+    let body = json
+        .map(|json| format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}", json.len()))
+        .unwrap_or_else(|| "\r\n".to_owned());
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{authorization}{body}").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -735,4 +744,81 @@ async fn a_tenants_container_cannot_raise_its_privileges() {
     let port = record.published_port.unwrap();
     assert!(http_get(port, "/").contains("hello 1.1"));
     context.destroy(&record.spec.id).await.unwrap();
+}
+
+/// The JSON body of an HTTP response as `http_get_as` returns it.
+fn json_body(response: &str) -> serde_json::Value {
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str(body).unwrap_or_else(|error| panic!("not JSON ({error}): {response}"))
+}
+
+/// Redmine from Debian's packages (images built by scripts/app-images.sh)
+/// on its own PostgreSQL sidecar: its first start migrates an empty
+/// database, and the manager is an ordinary user with the Manager role in
+/// the tenant's project, never Redmine's admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager_not_an_admin() {
+    let fixture = Fixture::new("rdm").await;
+    let context = fixture.context(Duration::from_secs(600));
+    let spec = AppInstanceSpec { app: "redmine".into(), version: "5.0".into(), ..fixture.spec("1.1") };
+    let deployment = context.deploy(&spec, None, None).await.unwrap();
+    let password = deployment.new_manager_password.expect("a generated password for the welcome email");
+    let port = deployment.record.published_port.expect("published port");
+    let tenant = &fixture.tenant;
+    assert_eq!(
+        fixture.containers().await,
+        [format!("atrium-{tenant}-web-g1"), format!("atrium-{tenant}-web-postgres")]
+    );
+    assert!(!deployment.record.secrets.is_empty(), "the database password is generated");
+
+    // The manager signs in (Redmine's REST API takes the same login and
+    // password as its login form) and is who the tenant expects.
+    let manager = "m@test.example";
+    let me = http_get_as(port, "/users/current.json?include=memberships", Some((manager, password.expose())));
+    assert_eq!(status(&me), "200", "{me}");
+    let user = &json_body(&me)["user"];
+    assert_eq!(user["login"], manager);
+    assert_ne!(user["admin"], true, "the manager is not Redmine's administrator: {user}");
+    let memberships = user["memberships"].as_array().unwrap_or_else(|| panic!("no memberships: {user}"));
+    let in_project = memberships.iter().find(|m| m["project"]["name"] == tenant.as_str());
+    let roles = in_project.unwrap_or_else(|| panic!("not a member of the tenant's project: {user}"))["roles"].clone();
+    assert!(roles.as_array().unwrap().iter().any(|role| role["name"] == "Manager"), "{roles}");
+    assert_eq!(status(&http_get_as(port, "/users/current.json", Some((manager, "wrong-password")))), "401");
+
+    // The manager writes through Redmine's API.
+    let issue = format!(r#"{{"issue": {{"project_id": "{tenant}", "subject": "Kept with the data"}}}}"#);
+    let created = http_request(port, "POST", "/issues.json", Some((manager, password.expose())), Some(&issue));
+    assert_eq!(status(&created), "201", "{created}");
+
+    // Deploying the same spec again changes nothing and keeps the password.
+    let again = context.deploy(&spec, None, None).await.unwrap();
+    assert_eq!((again.record.generation, again.new_manager_password.is_none()), (1, true));
+    let me = http_get_as(port, "/users/current.json", Some((manager, password.expose())));
+    assert_eq!(status(&me), "200", "{me}");
+
+    // Destroyed with its data kept, then created again: a new instance (new
+    // database password, new manager password) on the old database.
+    context.destroy(&spec.id).await.unwrap();
+    assert!(fixture.containers().await.is_empty());
+    let recreated = context.deploy(&spec, None, None).await.unwrap();
+    let new_password = recreated.new_manager_password.expect("a new password for the new instance");
+    let port = recreated.record.published_port.expect("published port");
+    assert_ne!(recreated.record.secrets, deployment.record.secrets, "new secrets");
+    let path = format!("/issues.json?project_id={tenant}");
+    let issues = http_get_as(port, &path, Some((manager, new_password.expose())));
+    assert_eq!(status(&issues), "200", "{issues}");
+    let subjects: Vec<String> = json_body(&issues)["issues"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no issues: {issues}"))
+        .iter()
+        .map(|issue| issue["subject"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(subjects, ["Kept with the data"]);
+    assert_eq!(status(&http_get_as(port, "/users/current.json", Some((manager, password.expose())))), "401");
+
+    let mut purged = spec.clone();
+    purged.delete_data_on_destroy = true;
+    context.deploy(&purged, None, None).await.unwrap();
+    context.destroy(&purged.id).await.unwrap();
+    assert!(fixture.containers().await.is_empty());
 }

@@ -39,6 +39,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("nextcloud.hcl", include_str!("../../catalog/nextcloud.hcl")),
     ("odoo.hcl", include_str!("../../catalog/odoo.hcl")),
     ("openproject.hcl", include_str!("../../catalog/openproject.hcl")),
+    ("redmine.hcl", include_str!("../../catalog/redmine.hcl")),
 ];
 
 /// The channels every entry may offer.

@@ -113,6 +113,16 @@ fn nextcloud_stable_renders() {
 }
 
 #[test]
+fn redmine_stable_renders() {
+    insta::assert_snapshot!(describe_with_manager("redmine"));
+}
+
+#[test]
+fn redmine_keeps_health_data_and_a_manager_who_is_not_admin() {
+    check("redmine", "admin");
+}
+
+#[test]
 fn odoo_keeps_health_data_and_a_manager_who_is_not_admin() {
     check("odoo", "admin");
 }
