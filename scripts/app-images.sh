@@ -10,22 +10,36 @@
 # on atrium/debian:SUITE (scripts/images/debian/, mmdebstrap + docker import).
 # The images' run contracts are in the header of each Dockerfile.
 #
-# Every image carries a key in its `atrium.image-key` label:
+# Every app image carries a key in its `atrium.image-key` label:
 #   RECIPE-PACKAGES
 # RECIPE is a hash of its recipe files (scripts/images/NAME/ and the base
-# recipe), the suite and the version; PACKAGES is a hash of the exact package
-# versions its build would install, asked of apt inside the base image (the
-# `Inst` lines of `apt-get -s dist-upgrade` and `apt-get -s install PACKAGES`
-# after `apt-get update`, the lists kept under the cache so updates are cheap).
+# recipe scripts/images/debian/), the suite and the version; PACKAGES is a hash
+# of the exact package versions its build would install: the `Inst` lines of
+# `apt-get -s dist-upgrade` and `apt-get -s install <its packages file>`, asked
+# of apt after `apt-get update` in a chroot of the unpacked base root
+# filesystem on this machine (about 6 s; the engine needs no network for it).
 # An engine that has the image at the current key is left alone ("present");
-# otherwise it is loaded from ${ATRIUM_IMAGE_CACHE:-/var/cache/atrium/images}
-# ("loaded", `zstd -dc | docker load`) or built and saved there ("built",
-# `docker save | zstd`). The base image's key is the hash of its recipe, the
-# suite and this machine's mirror and apt proxy lines.
+# otherwise it is loaded from the cache ("loaded", `zstd -dc | docker load`) or
+# built there and saved into the cache ("built", `docker save | zstd`). When
+# the mirror cannot be asked, the newest cached image of the same RECIPE is
+# used, with a warning.
 #
-# Needs root (mmdebstrap --mode=root, the cache directory). Installs mmdebstrap
-# and zstd with apt-get when missing. Prints one line per image; exits non-zero
-# with a message on the first failure.
+# The cache, ${ATRIUM_IMAGE_CACHE:-/var/cache/atrium/images}, holds
+#   NAME-VERSION-RECIPE-PACKAGES.tar.zst   the saved images (the current key only)
+#   NAME-VERSION.packages, .build.log      what the last build installed, its log
+#   debian-SUITE-KEY.rootfs.tar.zst        the base root filesystem (mmdebstrap);
+#                                          KEY hashes the base recipe, the suite and
+#                                          this machine's mirror and proxy lines
+#   rootfs/SUITE-KEY/                      the same, unpacked, with apt's lists
+# atrium/debian:SUITE is imported from the rootfs tarball only when an image is
+# built.
+#
+# Needs root (mmdebstrap --mode=root, chroot, the cache directory). Loading
+# needs nothing from the engine but its API; building needs an engine that
+# reaches the Debian mirror (`docker build --network host`). Installs
+# mmdebstrap and zstd with apt-get when missing. Prints one line per image (built, loaded or present; size; seconds);
+# exits non-zero with a message on the first failure. Every network step has a
+# timeout.
 set -euo pipefail
 
 usage() {
@@ -73,8 +87,11 @@ command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "app-images: installing ${missing[*]}"
-  timeout 300 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
-    fail "apt-get install ${missing[*]} failed"
+  if ! timeout 300 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; then
+    timeout 300 apt-get update -q >/dev/null || fail "apt-get update failed"
+    timeout 300 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
+      fail "apt-get install ${missing[*]} failed"
+  fi
 fi
 
 docker_() { docker -H "$host" "$@"; }
@@ -181,71 +198,115 @@ remove_if_dangling() {
   fi
 }
 
-# ensure_base SUITE: atrium/debian:SUITE present, loaded or built.
-declare -A base_done=()
-ensure_base() {
-  local suite=$1 image="atrium/debian:$1" start=$SECONDS key file old
-  [ -z "${base_done[$suite]-}" ] || return 0
+# ensure_rootfs SUITE: the base root filesystem in the cache, as the tarball
+# that atrium/debian:SUITE is imported from ($cache/debian-SUITE-KEY.rootfs.tar.zst)
+# and unpacked ($cache/rootfs/SUITE-KEY/, where apt answers what a build would
+# install). Sets base_key[SUITE].
+declare -A base_key=()
+ensure_rootfs() {
+  local suite=$1 key tarball root start=$SECONDS
+  [ -z "${base_key[$suite]-}" ] || return 0
   mirror_lines "$suite" >"$work/sources-$suite.list"
   [ -s "$work/sources-$suite.list" ] || fail "no Debian mirror entries found in /etc/apt/sources.list{,.d}"
   apt-config dump | grep -Ei '^Acquire::(http|https|ftp)::Proxy' >"$work/proxy.conf" || true
   key=$( (hash_files "$recipes/debian" && echo "$suite" && cat "$work/sources-$suite.list" "$work/proxy.conf") |
     sha256sum | cut -c1-16)
-  file=$cache/debian-$suite-$key.tar.zst
-  if [ "$(label_of "$image")" = "$key" ]; then
-    report "$image" present "$start"
-  elif [ -f "$file" ]; then
-    load_cached "$image" "$key" "$file"
-    report "$image" loaded "$start"
-  else
-    old=$(docker_ image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
+  tarball=$cache/debian-$suite-$key.rootfs.tar.zst
+  root=$cache/rootfs/$suite-$key
+  if [ ! -f "$tarball" ]; then
     "$recipes/debian/build-base.sh" "$suite" "$work/sources-$suite.list" "$work/proxy.conf" "$work/base.tar" >"$log" 2>&1 ||
       show_log "mmdebstrap of $suite failed"
-    timeout 600 docker -H "$host" import -c 'CMD ["/bin/bash"]' -c 'ENV LANG=C.UTF-8' \
-      -c "LABEL atrium.image-key=$key" "$work/base.tar" "$image" >"$log" 2>&1 ||
-      show_log "docker import of $image failed"
-    rm -f "$work/base.tar"
-    remove_if_dangling "$old"
-    save_cached "$image" "debian-$suite" "$key"
-    report "$image" built "$start"
+    zstd -q -T0 -6 --rm "$work/base.tar" -o "$tarball.tmp" || fail "compressing the $suite root filesystem failed"
+    mv "$tarball.tmp" "$tarball"
+    find "$cache" -maxdepth 1 -name "debian-$suite-*.rootfs.tar.zst" ! -name "${tarball##*/}" -delete
+    printf '%-26s %-8s %5s MB %4ss\n' "debian:$suite rootfs" built $(($(stat -c %s "$tarball") / 1000000)) $((SECONDS - start))
   fi
-  base_done[$suite]=1
+  if [ ! -d "$root" ]; then
+    rm -rf "$root.tmp"
+    mkdir -p "$root.tmp"
+    zstd -q -dc "$tarball" | tar -C "$root.tmp" -x || fail "unpacking $tarball failed"
+    mv "$root.tmp" "$root"
+    find "$cache/rootfs" -mindepth 1 -maxdepth 1 -name "$suite-*" ! -name "$suite-$key" -exec rm -rf {} +
+  fi
+  base_key[$suite]=$key
 }
 
-# package_key SUITE PACKAGES_FILE: hash of the package versions a build would install.
-package_key() {
-  local suite=$1 lists=$cache/apt-lists/$1 name=atrium-image-key-$$
-  mkdir -p "$lists/partial"
-  # The container gets an init so the timeout's signal stops it, and a name so
-  # a client killed early still removes it.
-  if ! timeout 300 docker -H "$host" run --rm --init --name "$name" --network host \
-    -v "$lists:/var/lib/apt/lists" -v "$2:/tmp/packages:ro" "atrium/debian:$suite" \
-    sh -ec 'apt-get update -q >&2
-            apt-get -s -y dist-upgrade | grep "^Inst " || true
-            apt-get -s -y install $(sed "s/#.*//" /tmp/packages) | grep "^Inst "' \
-    >"$work/versions" 2>"$log"; then
-    docker_ rm -f "$name" >/dev/null 2>&1 || true
-    show_log "asking apt in atrium/debian:$suite for the package versions failed"
+# ensure_base_image SUITE: atrium/debian:SUITE in the engine (for a build),
+# imported from the cached root filesystem when missing.
+declare -A base_image_done=()
+ensure_base_image() {
+  local suite=$1 image="atrium/debian:$1" key=${base_key[$1]} start=$SECONDS old
+  [ -z "${base_image_done[$suite]-}" ] || return 0
+  base_image_done[$suite]=1
+  if [ "$(label_of "$image")" = "$key" ]; then
+    report "$image" present "$start"
+    return 0
   fi
-  LC_ALL=C sort -u "$work/versions" | sha256sum | cut -c1-16
+  old=$(docker_ image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
+  timeout 600 bash -o pipefail -c 'zstd -q -dc "$1" | docker -H "$2" import -c "CMD [\"/bin/bash\"]" \
+      -c "ENV LANG=C.UTF-8" -c "LABEL atrium.image-key=$3" - "$4"' \
+    _ "$cache/debian-$suite-$key.rootfs.tar.zst" "$host" "$key" "$image" >"$log" 2>&1 ||
+    show_log "docker import of $image failed"
+  remove_if_dangling "$old"
+  report "$image" loaded "$start"
+}
+
+# package_versions SUITE PACKAGES_FILE: the `Inst` lines of what a build would
+# install, asked of apt in the unpacked base (chroot on this machine, so the
+# engine needs no network for this). Fails when the mirror cannot be asked.
+declare -A lists_updated=()
+package_versions() {
+  local root=$cache/rootfs/$1-${base_key[$1]}
+  in_root() { timeout 300 chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
+  [ "${lists_updated[$1]-}" != failed ] || return 1
+  if [ -z "${lists_updated[$1]-}" ]; then # once per suite and run
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    lists_updated[$1]=failed
+    in_root apt-get update -q --error-on=any >"$log" 2>&1 || return 1
+    in_root /bin/sh -ec 'apt-get -s -y dist-upgrade | { grep "^Inst " || true; }' >"$work/upgrades-$1" 2>"$log" || return 1
+    lists_updated[$1]=ok
+  fi
+  cp "$2" "$root/tmp/packages"
+  in_root /bin/sh -ec 'apt-get -s -y install $(sed "s/#.*//" /tmp/packages) | grep "^Inst "' >"$work/versions" 2>"$log" ||
+    return 1
+  cat "$work/upgrades-$1" >>"$work/versions"
 }
 
 # ensure_app NAME:VERSION
 ensure_app() {
-  local name=${1%%:*} version=${1#*:} suite image="atrium/$1" start=$SECONDS key file old
+  local name=${1%%:*} version=${1#*:} suite image="atrium/$1" start recipe key file old current
   suite=$(suite_of "$1")
-  ensure_base "$suite"
-  start=$SECONDS
   [ -f "$recipes/$name/Dockerfile" ] || fail "no recipe $recipes/$name/Dockerfile"
-  key=$( (hash_files "$recipes/$name" "$recipes/debian" && echo "$suite $version") | sha256sum | cut -c1-16)
-  key=$key-$(package_key "$suite" "$recipes/$name/packages")
+  ensure_rootfs "$suite"
+  start=$SECONDS
+  recipe=$( (hash_files "$recipes/$name" "$recipes/debian" && echo "$suite $version") | sha256sum | cut -c1-16)
+  current=$(label_of "$image")
+  if ! package_versions "$suite" "$recipes/$name/packages"; then
+    # Without the mirror, the newest image of the same recipe will do.
+    echo "app-images: warning: apt could not tell the package versions for $image (mirror unreachable?):" >&2
+    tail -n 3 "$log" >&2
+    if [ "${current%-*}" = "$recipe" ]; then
+      report "$image" present "$start"
+      return 0
+    fi
+    file=$(ls -t "$cache/$name-$version-$recipe"-*.tar.zst 2>/dev/null | head -n 1 || true)
+    [ -n "$file" ] || fail "cannot build $image without the mirror, and the cache holds none of its recipe"
+    key=${file##*/"$name-$version"-}
+    key=${key%.tar.zst}
+    load_cached "$image" "$key" "$file"
+    report "$image" loaded "$start"
+    return 0
+  fi
+  key=$recipe-$(LC_ALL=C sort -u "$work/versions" | sha256sum | cut -c1-16)
   file=$cache/$name-$version-$key.tar.zst
-  if [ "$(label_of "$image")" = "$key" ]; then
+  if [ "$current" = "$key" ]; then
     report "$image" present "$start"
   elif [ -f "$file" ]; then
     load_cached "$image" "$key" "$file"
     report "$image" loaded "$start"
   else
+    ensure_base_image "$suite"
+    start=$SECONDS
     old=$(docker_ image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
     # The classic builder (DOCKER_BUILDKIT=0): no buildx plugin is needed, and
     # `--network host` works on engines without a bridge. No layer cache: the

@@ -92,11 +92,20 @@ resources = {
 # the code: braces are placeholders here.
 manager_account = {
   login_path = "/login"
+  # Redmine's logins: ASCII letters, digits and _-@. only, at most 60
+  # characters; it never looks a login up by email.
+  login = {
+    from          = "email"
+    punctuation   = "_-@."
+    ascii_letters = true
+    max_length    = 60
+  }
   method     = "command"
   role       = "Manager"
   command = [
     "atrium-app", "runner",
-    "email, name, password, tenant, root_password = ARGV\nadmin = User.find_by_login('admin')\nif admin\n  admin.password = root_password\n  admin.password_confirmation = root_password\n  admin.must_change_passwd = false\n  admin.save!\nend\nfirst, last = name.split(' ', 2)\nuser = User.find_by_login(email) || User.new(language: 'en')\nuser.login = email\nuser.mail = email\nuser.firstname = first\nuser.lastname = last || first\nuser.admin = false\nuser.status = User::STATUS_ACTIVE\nuser.must_change_passwd = false\nuser.password = password\nuser.password_confirmation = password\nuser.save!\nidentifier = tenant.match?(/\\A[a-z]/) ? tenant : 'tenant-' + tenant\nproject = Project.find_by_identifier(identifier) || Project.create!(identifier: identifier, name: tenant, is_public: false)\nrole = Role.find_by_name('Manager') or raise 'Redmine has no Manager role: its default data is not loaded'\nmember = Member.where(project_id: project.id, user_id: user.id).first || Member.new(project: project, principal: user)\nmember.role_ids = [role.id]\nmember.save!\nSetting.rest_api_enabled = '1'\n",
+    "login, email, name, password, tenant, root_password = ARGV\nadmin = User.find_by_login('admin')\nif admin\n  admin.password = root_password\n  admin.password_confirmation = root_password\n  admin.must_change_passwd = false\n  admin.save!\nend\nfirst, last = name.split(' ', 2)\nuser = User.find_by_login(login) || User.new(language: 'en')\nuser.login = login\nuser.mail = email\nuser.firstname = first\nuser.lastname = last || first\nuser.admin = false\nuser.status = User::STATUS_ACTIVE\nuser.must_change_passwd = false\nuser.password = password\nuser.password_confirmation = password\nuser.save!\nidentifier = tenant.match?(/\\A[a-z]/) ? tenant : 'tenant-' + tenant\nproject = Project.find_by_identifier(identifier) || Project.create!(identifier: identifier, name: tenant, is_public: false)\nrole = Role.find_by_name('Manager') or raise 'Redmine has no Manager role: its default data is not loaded'\nmember = Member.where(project_id: project.id, user_id: user.id).first || Member.new(project: project, principal: user)\nmember.role_ids = [role.id]\nmember.save!\nSetting.rest_api_enabled = '1'\n",
+    "{manager.login}",
     "{manager.email}",
     "{manager.name}",
     "{manager.password}",

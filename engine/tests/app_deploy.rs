@@ -752,6 +752,67 @@ fn json_body(response: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|error| panic!("not JSON ({error}): {response}"))
 }
 
+/// A real app's first deployment for a test: the app container and its one
+/// sidecar run, and the manager got a generated password.
+struct RealApp {
+    spec: AppInstanceSpec,
+    secrets: BTreeMap<String, String>,
+    password: atrium_engine::model::password::Password,
+    port: u16,
+}
+
+impl RealApp {
+    async fn deploy(fixture: &Fixture, context: &AppContext<'_>, app: &str, version: &str, sidecar: &str) -> RealApp {
+        let spec = AppInstanceSpec { app: app.into(), version: version.into(), ..fixture.spec("1.1") };
+        let deployment = context.deploy(&spec, None, None).await.unwrap();
+        let tenant = &fixture.tenant;
+        assert_eq!(
+            fixture.containers().await,
+            [format!("atrium-{tenant}-web-g1"), format!("atrium-{tenant}-web-{sidecar}")]
+        );
+        assert!(!deployment.record.secrets.is_empty(), "the database password is generated");
+        RealApp {
+            spec,
+            secrets: deployment.record.secrets,
+            password: deployment.new_manager_password.expect("a generated password for the welcome email"),
+            port: deployment.record.published_port.expect("published port"),
+        }
+    }
+
+    /// Deploys the same spec again: nothing changes and the password stays.
+    async fn deploy_again(&self, context: &AppContext<'_>) {
+        let again = context.deploy(&self.spec, None, None).await.unwrap();
+        assert_eq!((again.record.generation, again.new_manager_password.is_none()), (1, true));
+    }
+
+    /// Destroys the instance with its data kept and creates it again: a new
+    /// instance (new secrets, a new manager password) on the old data.
+    /// Returns the new password and port.
+    async fn recreate_on_kept_data(
+        &self,
+        fixture: &Fixture,
+        context: &AppContext<'_>,
+    ) -> (atrium_engine::model::password::Password, u16) {
+        context.destroy(&self.spec.id).await.unwrap();
+        assert!(fixture.containers().await.is_empty());
+        let recreated = context.deploy(&self.spec, None, None).await.unwrap();
+        assert_ne!(recreated.record.secrets, self.secrets, "new secrets");
+        (
+            recreated.new_manager_password.expect("a new password for the new instance"),
+            recreated.record.published_port.expect("published port"),
+        )
+    }
+
+    /// Destroys the instance and its data: nothing of it is left.
+    async fn purge(&self, fixture: &Fixture, context: &AppContext<'_>) {
+        let mut purged = self.spec.clone();
+        purged.delete_data_on_destroy = true;
+        context.deploy(&purged, None, None).await.unwrap();
+        context.destroy(&purged.id).await.unwrap();
+        assert!(fixture.containers().await.is_empty());
+    }
+}
+
 /// Redmine from Debian's packages (images built by scripts/app-images.sh)
 /// on its own PostgreSQL sidecar: its first start migrates an empty
 /// database, and the manager is an ordinary user with the Manager role in
@@ -760,16 +821,8 @@ fn json_body(response: &str) -> serde_json::Value {
 async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager_not_an_admin() {
     let fixture = Fixture::new("rdm").await;
     let context = fixture.context(Duration::from_secs(600));
-    let spec = AppInstanceSpec { app: "redmine".into(), version: "5.0".into(), ..fixture.spec("1.1") };
-    let deployment = context.deploy(&spec, None, None).await.unwrap();
-    let password = deployment.new_manager_password.expect("a generated password for the welcome email");
-    let port = deployment.record.published_port.expect("published port");
-    let tenant = &fixture.tenant;
-    assert_eq!(
-        fixture.containers().await,
-        [format!("atrium-{tenant}-web-g1"), format!("atrium-{tenant}-web-postgres")]
-    );
-    assert!(!deployment.record.secrets.is_empty(), "the database password is generated");
+    let redmine = RealApp::deploy(&fixture, &context, "redmine", "5.0", "postgres").await;
+    let (password, port, tenant) = (&redmine.password, redmine.port, &fixture.tenant);
 
     // The manager signs in (Redmine's REST API takes the same login and
     // password as its login form) and is who the tenant expects.
@@ -790,20 +843,11 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
     let created = http_request(port, "POST", "/issues.json", Some((manager, password.expose())), Some(&issue));
     assert_eq!(status(&created), "201", "{created}");
 
-    // Deploying the same spec again changes nothing and keeps the password.
-    let again = context.deploy(&spec, None, None).await.unwrap();
-    assert_eq!((again.record.generation, again.new_manager_password.is_none()), (1, true));
+    redmine.deploy_again(&context).await;
     let me = http_get_as(port, "/users/current.json", Some((manager, password.expose())));
     assert_eq!(status(&me), "200", "{me}");
 
-    // Destroyed with its data kept, then created again: a new instance (new
-    // database password, new manager password) on the old database.
-    context.destroy(&spec.id).await.unwrap();
-    assert!(fixture.containers().await.is_empty());
-    let recreated = context.deploy(&spec, None, None).await.unwrap();
-    let new_password = recreated.new_manager_password.expect("a new password for the new instance");
-    let port = recreated.record.published_port.expect("published port");
-    assert_ne!(recreated.record.secrets, deployment.record.secrets, "new secrets");
+    let (new_password, port) = redmine.recreate_on_kept_data(&fixture, &context).await;
     let path = format!("/issues.json?project_id={tenant}");
     let issues = http_get_as(port, &path, Some((manager, new_password.expose())));
     assert_eq!(status(&issues), "200", "{issues}");
@@ -815,10 +859,192 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
         .collect();
     assert_eq!(subjects, ["Kept with the data"]);
     assert_eq!(status(&http_get_as(port, "/users/current.json", Some((manager, password.expose())))), "401");
+    redmine.purge(&fixture, &context).await;
+}
 
-    let mut purged = spec.clone();
-    purged.delete_data_on_destroy = true;
-    context.deploy(&purged, None, None).await.unwrap();
-    context.destroy(&purged.id).await.unwrap();
-    assert!(fixture.containers().await.is_empty());
+/// A session with MediaWiki's API (api.php, form posts, JSON answers), its
+/// cookies kept by hand.
+struct Wiki {
+    url: String,
+    client: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Wiki {
+    fn new(port: u16) -> Wiki {
+        Wiki {
+            url: format!("http://127.0.0.1:{port}/api.php"),
+            client: reqwest::Client::new(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    async fn api(&mut self, params: &[(&str, &str)]) -> serde_json::Value {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("format", "json")
+            .append_pair("formatversion", "2")
+            .extend_pairs(params)
+            .finish();
+        let cookie: Vec<String> = self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect();
+        let response = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Cookie", cookie.join("; "))
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("{}: {error}", self.url));
+        for header in response.headers().get_all("set-cookie") {
+            let pair = header.to_str().unwrap().split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                self.cookies.insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{status}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|error| panic!("not JSON ({error}): {text}"))
+    }
+
+    async fn token(&mut self, kind: &str) -> String {
+        let answer = self.api(&[("action", "query"), ("meta", "tokens"), ("type", kind)]).await;
+        let token = &answer["query"]["tokens"][format!("{kind}token")];
+        token.as_str().unwrap_or_else(|| panic!("no {kind} token: {answer}")).to_owned()
+    }
+
+    /// Signs in with the wiki's own login (`clientlogin`); returns its status
+    /// (`PASS` or `FAIL`).
+    async fn log_in(&mut self, user: &str, password: &str) -> String {
+        let token = self.token("login").await;
+        let answer = self
+            .api(&[
+                ("action", "clientlogin"),
+                ("username", user),
+                ("password", password),
+                ("logintoken", &token),
+                ("loginreturnurl", "http://localhost/"),
+            ])
+            .await;
+        answer["clientlogin"]["status"].as_str().unwrap_or_else(|| panic!("no login status: {answer}")).to_owned()
+    }
+}
+
+/// MediaWiki from Debian's packages on its own MariaDB sidecar: the first
+/// start installs the wiki, and the manager is a bureaucrat and
+/// administrator under her own name, never the wiki's `Admin`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mediawiki_runs_on_its_own_mariadb_and_its_manager_is_a_bureaucrat_not_the_wikis_admin() {
+    let fixture = Fixture::new("mw").await;
+    let context = fixture.context(Duration::from_secs(600));
+    let mediawiki = RealApp::deploy(&fixture, &context, "mediawiki", "1.39", "mariadb").await;
+    let (password, port) = (&mediawiki.password, mediawiki.port);
+
+    // The manager ("M" in the test tenant) signs in with the wiki's own login.
+    let mut wiki = Wiki::new(port);
+    assert_eq!(wiki.log_in("M", password.expose()).await, "PASS");
+    let me = wiki.api(&[("action", "query"), ("meta", "userinfo"), ("uiprop", "groups")]).await;
+    assert_eq!(me["query"]["userinfo"]["name"], "M", "{me}");
+    let groups = me["query"]["userinfo"]["groups"].as_array().unwrap_or_else(|| panic!("no groups: {me}")).clone();
+    assert!(groups.contains(&"bureaucrat".into()) && groups.contains(&"sysop".into()), "{groups:?}");
+    assert_eq!(Wiki::new(port).log_in("M", "a-wrong-password").await, "FAIL");
+    assert_eq!(Wiki::new(port).log_in("Admin", password.expose()).await, "FAIL", "Admin has a password of its own");
+
+    // She writes a page.
+    let token = wiki.token("csrf").await;
+    let page = [("title", "Kept with the data"), ("text", "Written by the manager."), ("token", &token)];
+    let edit = wiki.api(&[[("action", "edit")].as_slice(), page.as_slice()].concat()).await;
+    assert_eq!(edit["edit"]["result"], "Success", "{edit}");
+
+    mediawiki.deploy_again(&context).await;
+    assert_eq!(Wiki::new(port).log_in("M", password.expose()).await, "PASS");
+
+    // On the kept database and settings, with new secrets and password.
+    let (new_password, port) = mediawiki.recreate_on_kept_data(&fixture, &context).await;
+    let mut wiki = Wiki::new(port);
+    assert_eq!(wiki.log_in("M", new_password.expose()).await, "PASS");
+    let kept = wiki.api(&[("action", "parse"), ("page", "Kept with the data"), ("prop", "wikitext")]).await;
+    assert_eq!(kept["parse"]["wikitext"], "Written by the manager.", "{kept}");
+    assert_eq!(Wiki::new(port).log_in("M", password.expose()).await, "FAIL");
+    mediawiki.purge(&fixture, &context).await;
+}
+
+/// One call of Tryton's JSON-RPC on the instance's `tryton` database, with a
+/// session (`login:user id:key`) when given; returns the whole answer.
+async fn tryton(port: u16, session: Option<&str>, method: &str, params: serde_json::Value) -> serde_json::Value {
+    use base64::Engine as _;
+    let mut request = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/tryton/"))
+        .json(&serde_json::json!({"id": 1, "method": method, "params": params}));
+    if let Some(session) = session {
+        let token = base64::engine::general_purpose::STANDARD.encode(session);
+        request = request.header("Authorization", format!("Session {token}"));
+    }
+    let response = request.send().await.unwrap_or_else(|error| panic!("{method}: {error}"));
+    if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+        // A refused login or session: Tryton answers with its HTML page.
+        return serde_json::json!({"error": "401 Unauthorized"});
+    }
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{method}: not JSON ({error}): {text}"))
+}
+
+/// Signs in to Tryton; returns the session, or the error Tryton gave.
+async fn tryton_login(port: u16, login: &str, password: &str) -> Result<String, serde_json::Value> {
+    let answer = tryton(port, None, "common.db.login", serde_json::json!([login, {"password": password}, "en"])).await;
+    match answer["result"].as_array().map(Vec::as_slice) {
+        Some([user, key]) => Ok(format!("{login}:{user}:{}", key.as_str().unwrap_or_default())),
+        _ => Err(answer),
+    }
+}
+
+/// Tryton from Debian's packages on its own PostgreSQL sidecar: the first
+/// start creates the database's tables and activates the ERP's modules, and
+/// the manager is a user of her own in every group, never Tryton's `admin`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tryton_runs_on_its_own_postgresql_and_its_manager_is_a_user_in_every_group_not_admin() {
+    let fixture = Fixture::new("try").await;
+    let context = fixture.context(Duration::from_secs(900));
+    let tryton_app = RealApp::deploy(&fixture, &context, "tryton", "6.0", "postgres").await;
+    let (password, port) = (&tryton_app.password, tryton_app.port);
+
+    let manager = "m@test.example";
+    let session = tryton_login(port, manager, password.expose()).await.unwrap_or_else(|error| panic!("{error}"));
+    let users = tryton(
+        port,
+        Some(&session),
+        "model.res.user.search_read",
+        serde_json::json!([[["login", "=", manager]], 0, null, null, ["login", "groups"], {}]),
+    )
+    .await;
+    let groups = users["result"][0]["groups"].as_array().unwrap_or_else(|| panic!("no groups: {users}")).len();
+    let all = tryton(port, Some(&session), "model.res.group.search", serde_json::json!([[], 0, null, null, {}])).await;
+    let all = all["result"].as_array().unwrap_or_else(|| panic!("no group list: {all}")).len();
+    assert!(groups > 5 && groups == all, "the manager is in {groups} of {all} groups");
+    assert!(tryton_login(port, manager, "a-wrong-password").await.is_err());
+    assert!(tryton_login(port, "admin", password.expose()).await.is_err(), "admin has a password of its own");
+
+    // She writes a party through the ERP's API.
+    let created = tryton(
+        port,
+        Some(&session),
+        "model.party.party.create",
+        serde_json::json!([[{"name": "Kept with the data"}], {}]),
+    )
+    .await;
+    assert!(created["result"][0].is_u64(), "{created}");
+
+    tryton_app.deploy_again(&context).await;
+    let (new_password, port) = tryton_app.recreate_on_kept_data(&fixture, &context).await;
+    let session = tryton_login(port, manager, new_password.expose()).await.unwrap_or_else(|error| panic!("{error}"));
+    let parties = tryton(
+        port,
+        Some(&session),
+        "model.party.party.search_read",
+        serde_json::json!([[["name", "=", "Kept with the data"]], 0, null, null, ["name"], {}]),
+    )
+    .await;
+    assert_eq!(parties["result"].as_array().map(Vec::len), Some(1), "{parties}");
+    assert!(tryton_login(port, manager, password.expose()).await.is_err());
+    tryton_app.purge(&fixture, &context).await;
 }

@@ -254,8 +254,10 @@ pub fn compare(observed: Option<&ObservedContainer>, rendered: &RenderedApp) -> 
     InstanceHealth::Running
 }
 
+/// A database password or an app's own secret: 28 letters and digits (about
+/// 160 bits), safe inside a URL and accepted by every app's password rules.
 fn generate_secret() -> String {
-    crate::model::password::random_bytes::<18>().iter().map(|b| format!("{b:02x}")).collect()
+    crate::model::password::random_text::<28>()
 }
 
 impl AppContext<'_> {

@@ -43,7 +43,8 @@ pub fn welcome_email(
     body.push_str(&format!(
         "\nLogin: {}\n{password_line}\n\nThis account manages {app} for your organisation ({} users). \
          Please change the password after your first sign-in.\n\n-- \nYour hosting team\n",
-        manager.email, instance.users
+        entry.manager_account.login_for(&manager.email, &manager.name),
+        instance.users
     ));
     Email {
         to_name: manager.name.clone(),
@@ -68,22 +69,27 @@ mod tests {
     use crate::model::TenantId;
     use crate::model::tenant::{Manager, TenantSpec, TenantStatus, Tier};
 
-    #[test]
-    fn the_welcome_email_names_the_address_login_and_password() {
-        let tenant = TenantRecord {
+    /// ACME GmbH, whose manager Dana Fischer has the address `email`.
+    fn acme(email: &str) -> TenantRecord {
+        TenantRecord {
             spec: TenantSpec {
                 name: TenantId::parse("acme").unwrap(),
                 display_name: "ACME GmbH".into(),
                 tier: Tier::Business,
                 user_quota: 50,
                 expires_on: None,
-                manager: Manager { email: "it-lead@acme.example".into(), name: "Dana Fischer".into() },
+                manager: Manager { email: email.into(), name: "Dana Fischer".into() },
                 welcome_email: true,
             },
             status: TenantStatus::Active,
             created_at: "2026-11-23T10:00:00Z".into(),
             owner: "terraform".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn the_welcome_email_names_the_address_login_and_password() {
+        let tenant = acme("it-lead@acme.example");
         let instance = crate::test_services::hello_spec("acme", "1.1");
         let catalog = Catalog::built_in();
         let email = welcome_email(
@@ -105,5 +111,17 @@ mod tests {
             None,
         );
         assert!(given.body.contains("Password: the one your hosting team set for you"), "{}", given.body);
+    }
+
+    #[test]
+    fn the_welcome_email_gives_the_login_the_app_made_when_it_is_not_her_email() {
+        let tenant = acme("dana+it@acme.example");
+        let instance = crate::test_services::hello_spec("acme", "1.1");
+        let catalog = Catalog::built_in();
+        let address = ["https://acme.apps.example.net".to_owned()];
+        let redmine = welcome_email(&tenant, &instance, catalog.get("redmine").unwrap(), &address, None);
+        assert!(redmine.body.contains("\nLogin: dana_it@acme.example\n"), "{}", redmine.body);
+        let hello = welcome_email(&acme("dana@acme.example"), &instance, catalog.get("hello").unwrap(), &address, None);
+        assert!(hello.body.contains("\nLogin: dana@acme.example\n"), "{}", hello.body);
     }
 }

@@ -117,7 +117,7 @@ const TRACKER_LOGIN_LIMIT: usize = 60;
 /// The manager's tracker login: the email address itself when Redmine takes
 /// it (at most 60 characters of letters, digits and `_-@.`), else the same
 /// shortened and made safe, with a digest of the whole address so that two
-/// managers never share one (Redmine also lets her sign in with the email).
+/// managers never share one. Redmine signs in by login only, never by email.
 pub fn tracker_login(email: &str) -> String {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "_-@.".contains(c);
     if email.len() <= TRACKER_LOGIN_LIMIT && email.chars().all(allowed) {

@@ -40,6 +40,8 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("odoo.hcl", include_str!("../../catalog/odoo.hcl")),
     ("openproject.hcl", include_str!("../../catalog/openproject.hcl")),
     ("redmine.hcl", include_str!("../../catalog/redmine.hcl")),
+    ("mediawiki.hcl", include_str!("../../catalog/mediawiki.hcl")),
+    ("tryton.hcl", include_str!("../../catalog/tryton.hcl")),
 ];
 
 /// The channels every entry may offer.
@@ -132,6 +134,51 @@ pub struct ManagerAccountEntry {
     /// them again (a new password never needs a new deployment).
     #[serde(default)]
     pub reload: Option<Vec<String>>,
+    /// How her login is made from her account, by the app's own rules for
+    /// login names (`{manager.login}`); default her email as it is.
+    #[serde(default)]
+    pub login: Option<LoginEntry>,
+}
+
+/// An app's rules for login names, so that every manager Atrium accepts can
+/// sign in: the login is her email or her name with every character the app
+/// refuses replaced by `_`, cut to the app's longest login. The welcome email
+/// tells her the result.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginEntry {
+    /// `email` or `name`: what the login is made of.
+    pub from: String,
+    /// The characters kept besides letters and digits; `None` keeps every
+    /// printable character.
+    #[serde(default)]
+    pub punctuation: Option<String>,
+    /// Whether only ASCII letters count as letters (others become `_`).
+    #[serde(default)]
+    pub ascii_letters: bool,
+    /// The longest login the app takes, in characters.
+    #[serde(default)]
+    pub max_length: Option<usize>,
+}
+
+impl ManagerAccountEntry {
+    /// The manager's login in this app (`{manager.login}`).
+    pub fn login_for(&self, email: &str, name: &str) -> String {
+        let Some(rule) = &self.login else { return email.to_owned() };
+        let source = if rule.from == "name" { name } else { email };
+        let kept = |c: char| {
+            let letter = if rule.ascii_letters { c.is_ascii_alphanumeric() } else { c.is_alphanumeric() };
+            letter || rule.punctuation.as_ref().map_or(!c.is_control(), |extra| extra.contains(c))
+        };
+        let login: String = source
+            .trim()
+            .chars()
+            .map(|c| if kept(c) { c } else { '_' })
+            .take(rule.max_length.unwrap_or(usize::MAX))
+            .collect();
+        let login = login.trim().to_owned();
+        if login.chars().any(|c| c.is_alphanumeric()) { login } else { "manager".to_owned() }
+    }
 }
 
 /// How the tenant's user limit reaches the app.
@@ -274,6 +321,11 @@ impl CatalogEntry {
         if self.manager_account.method == "command" && self.manager_account.command.is_none() {
             return Err("manager_account.method = \"command\" needs manager_account.command".into());
         }
+        if let Some(login) = &self.manager_account.login
+            && !matches!(login.from.as_str(), "email" | "name")
+        {
+            return Err("manager_account.login.from must be \"email\" or \"name\"".into());
+        }
         if let Some(limit) = &self.user_limit
             && !matches!(limit.method.as_str(), "environment" | "command" | "unsupported")
         {
@@ -395,6 +447,41 @@ mod tests {
         let hello = catalog.get("hello").unwrap();
         assert_eq!(hello.channel("stable").unwrap().default, "1.1");
         assert_eq!(hello.volumes["data"], "/www/data");
+    }
+
+    #[test]
+    fn logins_follow_the_apps_rules() {
+        let account = |login: Option<LoginEntry>| ManagerAccountEntry {
+            method: "command".into(),
+            environment: BTreeMap::new(),
+            command: None,
+            role: None,
+            login_path: None,
+            reload: None,
+            login,
+        };
+        let email_only = account(None);
+        assert_eq!(email_only.login_for("o'neil+crm@acme.example", "Dana"), "o'neil+crm@acme.example");
+        let redmine = account(Some(LoginEntry {
+            from: "email".into(),
+            punctuation: Some("_-@.".into()),
+            ascii_letters: true,
+            max_length: Some(60),
+        }));
+        assert_eq!(redmine.login_for("it-lead@acme.example", "Dana"), "it-lead@acme.example");
+        assert_eq!(redmine.login_for("o'neil+crm@acme.example", "Dana"), "o_neil_crm@acme.example");
+        assert_eq!(redmine.login_for("zoë@acme.example", "Dana"), "zo_@acme.example");
+        let long = format!("{}@acme.example", "a".repeat(80));
+        assert_eq!(redmine.login_for(&long, "Dana").chars().count(), 60);
+        let wiki = account(Some(LoginEntry {
+            from: "name".into(),
+            punctuation: Some(" -.'".into()),
+            ascii_letters: false,
+            max_length: Some(85),
+        }));
+        assert_eq!(wiki.login_for("dana@acme.example", "  Zoë O'Neil "), "Zoë O'Neil");
+        assert_eq!(wiki.login_for("dana@acme.example", "Dana [IT] #1"), "Dana _IT_ _1");
+        assert_eq!(wiki.login_for("dana@acme.example", "@@"), "manager", "a login of no letter at all");
     }
 
     #[test]

@@ -66,8 +66,8 @@ fn check(app_name: &str, root_login: &str) {
     assert!(manager.role.is_some(), "{app_name}: the manager's role is not named");
     let parts: Vec<&String> = manager.command.iter().flatten().chain(manager.environment.values()).collect();
     assert!(
-        parts.iter().any(|part| part.contains("{manager.email}")),
-        "{app_name}: the manager's login is not their email"
+        parts.iter().any(|part| part.contains("{manager.email}") || part.contains("{manager.login}")),
+        "{app_name}: the manager's login is neither her email nor made from it by the app's rules"
     );
     assert!(
         !parts.iter().any(|part| part.as_str() == root_login),
@@ -120,6 +120,26 @@ fn redmine_stable_renders() {
 #[test]
 fn redmine_keeps_health_data_and_a_manager_who_is_not_admin() {
     check("redmine", "admin");
+}
+
+#[test]
+fn mediawiki_stable_renders() {
+    insta::assert_snapshot!(describe_with_manager("mediawiki"));
+}
+
+#[test]
+fn mediawiki_keeps_health_data_and_a_manager_who_is_not_admin() {
+    check("mediawiki", "Admin");
+}
+
+#[test]
+fn tryton_stable_renders() {
+    insta::assert_snapshot!(describe_with_manager("tryton"));
+}
+
+#[test]
+fn tryton_keeps_health_data_and_a_manager_who_is_not_admin() {
+    check("tryton", "admin");
 }
 
 #[test]

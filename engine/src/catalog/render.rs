@@ -97,7 +97,7 @@ fn health_spec(entry: &HealthEntry) -> Result<HealthSpec, String> {
 }
 
 /// Replaces `{tenant}`, `{instance}`, `{version}`, `{users}`, `{port}`,
-/// `{manager.email}`, `{manager.name}`, `{manager.password_hash}`,
+/// `{manager.email}`, `{manager.name}`, `{manager.login}`, `{manager.password_hash}`,
 /// `{manager.password}` (only in `manager_account.command`), `{sidecar.NAME}`
 /// and `{secret.NAME}`.
 fn expand(template: &str, input: &RenderInput<'_>, entry: &CatalogEntry) -> Result<String, String> {
@@ -115,6 +115,7 @@ fn expand(template: &str, input: &RenderInput<'_>, entry: &CatalogEntry) -> Resu
             "port" => entry.port.to_string(),
             "manager.email" => input.manager_email.to_owned(),
             "manager.name" => input.manager_name.to_owned(),
+            "manager.login" => entry.manager_account.login_for(input.manager_email, input.manager_name),
             "manager.password_hash" => input.manager_password_hash.to_owned(),
             "manager.password" => input.manager_password.map(str::to_owned).ok_or_else(|| {
                 format!(

@@ -10,6 +10,23 @@ use sha_crypt::{PasswordHasher, PasswordVerifier, ShaCrypt};
 /// SHA-crypt's default rounds, which crypt leaves out of a hash.
 const DEFAULT_ROUNDS: &str = "rounds=5000$";
 
+/// `N` random characters from an alphabet without look-alikes (no 0/O,
+/// 1/l/I), at least three quarters of them distinct: apps refuse passwords
+/// that repeat characters more (Tryton's `password.entropy` is the share of
+/// distinct characters, 0.75 by default), and a generated password must
+/// never be refused.
+pub fn random_text<const N: usize>() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    loop {
+        let text: String =
+            random_bytes::<N>().iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
+        let distinct: std::collections::BTreeSet<char> = text.chars().collect();
+        if distinct.len() * 4 >= N * 3 {
+            return text;
+        }
+    }
+}
+
 /// A password in clear. Its `Debug` form is redacted so that it never reaches
 /// a log line by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -23,9 +40,7 @@ impl Password {
     /// Twenty characters from an alphabet without look-alikes (no 0/O, 1/l/I),
     /// about 116 bits: easy to copy from an email, hard to guess.
     pub fn generate() -> Password {
-        const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-        let clear = random_bytes::<20>().iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
-        Password(clear)
+        Password(random_text::<20>())
     }
 
     /// The clear text, for the app and the welcome email only.
@@ -103,6 +118,16 @@ mod tests {
         let short = sha512.replacen(DEFAULT_ROUNDS, "", 1);
         assert!(short.starts_with("$6$") && password.matches(&short), "{short}");
         assert!(!Password::new("another").matches(&short));
+    }
+
+    #[test]
+    fn generated_texts_never_repeat_characters_more_than_apps_allow() {
+        for _ in 0..2000 {
+            let text = random_text::<20>();
+            let distinct: std::collections::BTreeSet<char> = text.chars().collect();
+            assert!(distinct.len() >= 15, "{text}");
+            assert!(text.chars().all(|c| c.is_ascii_alphanumeric() && !"0O1lI".contains(c)), "{text}");
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@ proxy=${3:?}
 out=${4:?}
 here=$(cd "$(dirname "$0")" && pwd)
 
+# mmdebstrap puts a policy-rc.d of its own in place while it installs and
+# removes it at the end; this one (the same "exit 101") stays instead.
 # mmdebstrap copies each --aptopt and --dpkgopt file into the new system
 # (/etc/apt/apt.conf.d/99mmdebstrap, /etc/dpkg/dpkg.cfg.d/99mmdebstrap).
 aptopts=(--aptopt="$here/apt.conf")
@@ -23,7 +25,8 @@ aptopts=(--aptopt="$here/apt.conf")
 
 timeout 900 mmdebstrap --variant=minbase --mode=root --format=tar --quiet \
   "${aptopts[@]}" --dpkgopt="$here/dpkg.cfg" \
-  --customize-hook="install -m 0755 '$here/policy-rc.d' \"\$1/usr/sbin/policy-rc.d\"" \
+  --skip=chroot/policy-rc.d \
+  --setup-hook="install -D -m 0755 '$here/policy-rc.d' \"\$1/usr/sbin/policy-rc.d\"" \
   --customize-hook="install -m 0755 '$here/atrium-install' \"\$1/usr/local/sbin/atrium-install\"" \
   --customize-hook='rm -f "$1/etc/hostname" "$1/etc/resolv.conf"' \
   "$suite" "$out" "$sources"

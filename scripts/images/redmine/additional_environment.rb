@@ -1,7 +1,8 @@
-# Written by the atrium/redmine image: logs go to the container's output,
-# unbuffered, and migrations do not try to dump the schema into the read-only
-# /usr/share/redmine/db.
-$stdout.sync = true
-config.logger = ActiveSupport::TaggedLogging.new(ActiveSupport::Logger.new($stdout))
+# Written by the atrium/redmine image: the log goes to the container's
+# standard error (unbuffered), which keeps the output of `atrium-app runner`
+# to what its code prints; migrations do not try to dump the schema into the
+# read-only /usr/share/redmine/db.
+$stderr.sync = true
+config.logger = ActiveSupport::TaggedLogging.new(ActiveSupport::Logger.new($stderr))
 config.log_level = :info
 config.active_record.dump_schema_after_migration = false
