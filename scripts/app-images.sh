@@ -43,7 +43,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: app-images.sh DOCKER_HOST IMAGE... (IMAGE: NAME:VERSION or all)" >&2
+  echo "usage: app-images.sh DOCKER_HOST IMAGE... (IMAGE: NAME:VERSION, tests or all)" >&2
   exit 2
 }
 [ $# -ge 2 ] || usage
@@ -55,6 +55,10 @@ recipes=$here/images
 cache=${ATRIUM_IMAGE_CACHE:-/var/cache/atrium/images}
 all_images=(postgres:15 redmine:5.0 mariadb:10.11 mediawiki:1.39 tryton:6.0
   postgres:17 redmine:6.0 mariadb:11.8 mediawiki:1.43 tryton:7.0)
+# The images the tests deploy (each app in both versions, for the upgrades;
+# the databases stay on their bookworm version across them).
+test_images=(postgres:15 mariadb:10.11 redmine:5.0 mediawiki:1.39 tryton:6.0
+  redmine:6.0 mediawiki:1.43 tryton:7.0)
 
 fail() {
   echo "app-images: $*" >&2
@@ -72,11 +76,15 @@ suite_of() { # suite_of NAME:VERSION
 # The requested images, checked before anything is done, without duplicates.
 expanded=()
 for arg in "$@"; do
-  if [ "$arg" = all ]; then expanded+=("${all_images[@]}"); else expanded+=("$arg"); fi
+  case "$arg" in
+    all) expanded+=("${all_images[@]}") ;;
+    tests) expanded+=("${test_images[@]}") ;;
+    *) expanded+=("$arg") ;;
+  esac
 done
 requested=()
 for image in "${expanded[@]}"; do
-  suite_of "$image" >/dev/null || fail "unknown image '$image' (known: ${all_images[*]} all)"
+  suite_of "$image" >/dev/null || fail "unknown image '$image' (known: ${all_images[*]} tests all)"
   case " ${requested[*]-} " in *" $image "*) ;; *) requested+=("$image") ;; esac
 done
 

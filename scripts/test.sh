@@ -25,7 +25,7 @@ trap cleanup EXIT
 # packages (or loaded from this machine's cache) while cargo builds.
 docker_host=$(sed -n 's/^ATRIUM_TEST_DOCKER_HOST=//p' "$ATRIUM_SERVICES_ENV")
 images_log=$(mktemp)
-scripts/app-images.sh "$docker_host" postgres:15 redmine:5.0 mariadb:10.11 mediawiki:1.39 tryton:6.0 >"$images_log" 2>&1 &
+scripts/app-images.sh "$docker_host" tests >"$images_log" 2>&1 &
 images=$!
 
 # The acceptance tests run the provider binary that this build produces.

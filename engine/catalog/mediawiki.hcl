@@ -121,3 +121,21 @@ user_limit = {
 public_address = {
   command = ["atrium-app", "server", "{address}"]
 }
+
+# An upgrade stops the old version, backs up, runs update.php, then starts
+# the new.
+upgrade = {
+  migrate = ["atrium-app", "migrate"]
+}
+
+# The database with MariaDB's own tools (run from the sidecar's image on the
+# tenant's network), the state volume archived beside it. The dump drops and
+# makes the database again when it is restored.
+backup = {
+  sidecar = "mariadb"
+  environment = {
+    MYSQL_PWD = "{secret.mariadb_password}"
+  }
+  dump    = ["mariadb-dump", "--host={sidecar.mariadb}", "--user=mediawiki", "--single-transaction", "--routines", "--add-drop-database", "--databases", "mediawiki"]
+  restore = ["mariadb", "--host={sidecar.mariadb}", "--user=mediawiki"]
+}

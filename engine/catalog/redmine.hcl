@@ -127,3 +127,19 @@ public_address = {
     "{address}",
   ]
 }
+
+# An upgrade stops the old version, backs up, migrates, then starts the new.
+upgrade = {
+  migrate = ["atrium-app", "migrate"]
+}
+
+# The database with PostgreSQL's own tools (run from the sidecar's image on
+# the tenant's network), the volumes archived beside it.
+backup = {
+  sidecar = "postgres"
+  environment = {
+    PGPASSWORD = "{secret.postgres_password}"
+  }
+  dump    = ["pg_dump", "--host={sidecar.postgres}", "--username=redmine", "--format=custom", "redmine"]
+  restore = ["sh", "-c", "dropdb --host={sidecar.postgres} --username=redmine --force redmine && createdb --host={sidecar.postgres} --username=redmine redmine && pg_restore --host={sidecar.postgres} --username=redmine --dbname=redmine --exit-on-error --single-transaction --no-owner"]
+}

@@ -110,3 +110,19 @@ manager_account = {
 user_limit = {
   method = "unsupported"
 }
+
+# An upgrade stops the old version, backs up, migrates, then starts the new.
+upgrade = {
+  migrate = ["atrium-app", "migrate"]
+}
+
+# The database with PostgreSQL's own tools (run from the sidecar's image on
+# the tenant's network), the volumes archived beside it.
+backup = {
+  sidecar = "postgres"
+  environment = {
+    PGPASSWORD = "{secret.postgres_password}"
+  }
+  dump    = ["pg_dump", "--host={sidecar.postgres}", "--username=tryton", "--format=custom", "tryton"]
+  restore = ["sh", "-c", "dropdb --host={sidecar.postgres} --username=tryton --force tryton && createdb --host={sidecar.postgres} --username=tryton tryton && pg_restore --host={sidecar.postgres} --username=tryton --dbname=tryton --exit-on-error --single-transaction --no-owner"]
+}

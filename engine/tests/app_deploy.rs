@@ -43,11 +43,16 @@ impl Fixture {
     }
 
     fn context(&self, deadline: Duration) -> AppContext<'_> {
+        self.context_with(&self.catalog, deadline)
+    }
+
+    /// A context whose catalog is `catalog` (an operator's entries).
+    fn context_with<'a>(&'a self, catalog: &'a Catalog, deadline: Duration) -> AppContext<'a> {
         let (_, cancelled) = tokio::sync::watch::channel(false);
         AppContext {
             registry: &self.registry,
             observations: &self.observations,
-            catalog: &self.catalog,
+            catalog,
             targets: &self.targets,
             mailer: None,
             owner: atrium_engine::test_services::test_owner(),
@@ -803,9 +808,60 @@ impl RealApp {
         )
     }
 
-    /// Destroys the instance and its data: nothing of it is left.
+    /// Upgrades the instance to `version`: the new generation's container
+    /// runs the new version's image beside the sidecar, the old one is gone.
+    /// Returns the new container's port.
+    async fn upgrade(&self, fixture: &Fixture, context: &AppContext<'_>, version: &str, sidecar: &str) -> u16 {
+        let upgrade = AppInstanceSpec { version: version.into(), ..self.spec.clone() };
+        let upgraded = context.deploy(&upgrade, None, None).await.unwrap_or_else(|error| panic!("{error}"));
+        let tenant = &fixture.tenant;
+        let app = format!("atrium-{tenant}-web-g{}", upgraded.record.generation);
+        assert_eq!(fixture.containers().await, [app.clone(), format!("atrium-{tenant}-web-{sidecar}")]);
+        let observed = fixture.runtime().await.inspect(&app).await.unwrap().expect("the new container");
+        assert_eq!(observed.image, format!("atrium/{}:{version}", self.spec.app));
+        upgraded.record.published_port.expect("published port")
+    }
+
+    /// Tries an upgrade to `version` with an operator's entry whose
+    /// migration is `migrate` (HCL: one that breaks the data and fails): the
+    /// upgrade fails, the backup is put back and the old version serves
+    /// again from its container, on a new port the record follows. Returns it.
+    async fn broken_upgrade(&self, fixture: &Fixture, version: &str, sidecar: &str, migrate: &str) -> u16 {
+        let directory = tempfile::tempdir().unwrap();
+        let built_in = Catalog::built_in();
+        let file = format!("{}.hcl", self.spec.app);
+        let text = std::fs::read_to_string(format!("{}/catalog/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let text = text.replace(r#"migrate = ["atrium-app", "migrate"]"#, &format!("migrate = {migrate}"));
+        assert!(text.contains(migrate), "{file} has no migrate line to replace");
+        std::fs::write(directory.path().join(&file), text).unwrap();
+        let broken = Catalog::with_directory(directory.path()).unwrap();
+        assert_ne!(broken.get(&self.spec.app), built_in.get(&self.spec.app));
+        let before = fixture.registry.get_app_instance(&self.spec.id).await.unwrap().expect("the instance's record");
+        let upgrade = AppInstanceSpec { version: version.into(), ..self.spec.clone() };
+        let context = fixture.context_with(&broken, Duration::from_secs(900));
+        let error = context.deploy(&upgrade, None, None).await.unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, AppApplyError::Migration { .. }), "{message}");
+        let serving =
+            format!("the backup taken before it was put back and version {} serves again", before.spec.version);
+        assert!(message.contains(&serving), "{message}");
+        let tenant = &fixture.tenant;
+        let app = format!("atrium-{tenant}-web-g{}", before.generation);
+        assert_eq!(fixture.containers().await, [app.clone(), format!("atrium-{tenant}-web-{sidecar}")]);
+        // Started again, the old version publishes a new port, and the record follows.
+        let after = fixture.registry.get_app_instance(&self.spec.id).await.unwrap().expect("the instance's record");
+        assert_eq!((after.generation, &after.spec.version), (before.generation, &before.spec.version));
+        let observed = fixture.runtime().await.inspect(&app).await.unwrap().expect("the old container");
+        assert!(observed.running, "the old version runs again");
+        assert_eq!(observed.published_port, after.published_port);
+        after.published_port.expect("published port")
+    }
+
+    /// Destroys the instance and its data (at the version it runs now):
+    /// nothing of it is left.
     async fn purge(&self, fixture: &Fixture, context: &AppContext<'_>) {
-        let mut purged = self.spec.clone();
+        let record = fixture.registry.get_app_instance(&self.spec.id).await.unwrap().expect("the instance's record");
+        let mut purged = record.spec.clone();
         purged.delete_data_on_destroy = true;
         context.deploy(&purged, None, None).await.unwrap();
         context.destroy(&purged.id).await.unwrap();
@@ -966,6 +1022,23 @@ async fn mediawiki_runs_on_its_own_mariadb_and_its_manager_is_a_bureaucrat_not_t
     let kept = wiki.api(&[("action", "parse"), ("page", "Kept with the data"), ("prop", "wikitext")]).await;
     assert_eq!(kept["parse"]["wikitext"], "Written by the manager.", "{kept}");
     assert_eq!(Wiki::new(port).log_in("M", password.expose()).await, "FAIL");
+
+    // A migration that drops the wiki's pages and fails is undone from the
+    // backup (MariaDB's dump); then trixie's 1.43 runs update.php for real.
+    let broken = r#"["sh", "-c", "MYSQL_PWD=\"$MW_DB_PASSWORD\" mariadb --host=\"$MW_DB_HOST\" --user=\"$MW_DB_USER\" \"$MW_DB_NAME\" -e 'DROP TABLE page' && echo 'a broken migration' >&2 && exit 1"]"#;
+    let port = mediawiki.broken_upgrade(&fixture, "1.43", "mariadb", broken).await;
+    let mut wiki = Wiki::new(port);
+    assert_eq!(wiki.log_in("M", new_password.expose()).await, "PASS");
+    let kept = wiki.api(&[("action", "parse"), ("page", "Kept with the data"), ("prop", "wikitext")]).await;
+    assert_eq!(kept["parse"]["wikitext"], "Written by the manager.", "the backup was put back: {kept}");
+    let port = mediawiki.upgrade(&fixture, &context, "1.43", "mariadb").await;
+    let mut wiki = Wiki::new(port);
+    assert_eq!(wiki.log_in("M", new_password.expose()).await, "PASS");
+    let kept = wiki.api(&[("action", "parse"), ("page", "Kept with the data"), ("prop", "wikitext")]).await;
+    assert_eq!(kept["parse"]["wikitext"], "Written by the manager.", "{kept}");
+    let general = wiki.api(&[("action", "query"), ("meta", "siteinfo")]).await;
+    let generator = general["query"]["general"]["generator"].as_str().unwrap_or_default().to_owned();
+    assert!(generator.starts_with("MediaWiki 1.43"), "{general}");
     mediawiki.purge(&fixture, &context).await;
 }
 
@@ -996,6 +1069,18 @@ async fn tryton_login(port: u16, login: &str, password: &str) -> Result<String, 
         Some([user, key]) => Ok(format!("{login}:{user}:{}", key.as_str().unwrap_or_default())),
         _ => Err(answer),
     }
+}
+
+/// How many parties named "Kept with the data" Tryton has.
+async fn kept_parties(port: u16, session: &str) -> usize {
+    let parties = tryton(
+        port,
+        Some(session),
+        "model.party.party.search_read",
+        serde_json::json!([[["name", "=", "Kept with the data"]], 0, null, null, ["name"], {}]),
+    )
+    .await;
+    parties["result"].as_array().map(Vec::len).unwrap_or_else(|| panic!("no party list: {parties}"))
 }
 
 /// Tryton from Debian's packages on its own PostgreSQL sidecar: the first
@@ -1037,14 +1122,60 @@ async fn tryton_runs_on_its_own_postgresql_and_its_manager_is_a_user_in_every_gr
     tryton_app.deploy_again(&context).await;
     let (new_password, port) = tryton_app.recreate_on_kept_data(&fixture, &context).await;
     let session = tryton_login(port, manager, new_password.expose()).await.unwrap_or_else(|error| panic!("{error}"));
-    let parties = tryton(
-        port,
-        Some(&session),
-        "model.party.party.search_read",
-        serde_json::json!([[["name", "=", "Kept with the data"]], 0, null, null, ["name"], {}]),
-    )
-    .await;
-    assert_eq!(parties["result"].as_array().map(Vec::len), Some(1), "{parties}");
+    assert_eq!(kept_parties(port, &session).await, 1);
     assert!(tryton_login(port, manager, password.expose()).await.is_err());
+
+    // Trixie's Tryton 7.0 updates 6.0's database (trytond-admin --all).
+    let port = tryton_app.upgrade(&fixture, &context, "7.0", "postgres").await;
+    let session = tryton_login(port, manager, new_password.expose()).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(kept_parties(port, &session).await, 1);
     tryton_app.purge(&fixture, &context).await;
+}
+
+/// The subjects of the issues of the tenant's Redmine project, as the manager sees them, oldest first.
+fn redmine_issues(port: u16, tenant: &str, manager: (&str, &str)) -> Vec<String> {
+    let issues = http_get_as(port, &format!("/issues.json?project_id={tenant}&status_id=*&sort=id"), Some(manager));
+    assert_eq!(status(&issues), "200", "{issues}");
+    json_body(&issues)["issues"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no issues: {issues}"))
+        .iter()
+        .map(|issue| issue["subject"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// An upgrade of Redmine from bookworm's 5.0 to trixie's 6.0: the old
+/// version stops, a backup is taken, the migration runs as a one-shot job,
+/// the new version starts. A migration that breaks the database half-way
+/// (an operator's entry whose migration drops the issues and fails) is
+/// undone: the backup is put back and 5.0 serves the old data again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redmine_upgrade_migrates_its_data_and_a_broken_migration_is_undone_from_the_backup() {
+    let fixture = Fixture::new("rup").await;
+    let context = fixture.context(Duration::from_secs(900));
+    let redmine = RealApp::deploy(&fixture, &context, "redmine", "5.0", "postgres").await;
+    let (port, tenant) = (redmine.port, &fixture.tenant);
+    let manager = ("m@test.example", redmine.password.expose());
+    let issue = format!(r#"{{"issue": {{"project_id": "{tenant}", "subject": "Written on 5.0"}}}}"#);
+    let created = http_request(port, "POST", "/issues.json", Some(manager), Some(&issue));
+    assert_eq!(status(&created), "201", "{created}");
+
+    // An operator's entry whose migration destroys data and then fails.
+    let broken = r#"["atrium-app", "runner", "ActiveRecord::Base.connection.execute('DROP TABLE issues CASCADE'); raise 'a broken migration'"]"#;
+    let port = redmine.broken_upgrade(&fixture, "6.0", "postgres", broken).await;
+    assert_eq!(redmine_issues(port, tenant, manager), ["Written on 5.0"], "the backup was put back");
+
+    // The real upgrade: Redmine 6.0's migrations on 5.0's data.
+    let port = redmine.upgrade(&fixture, &context, "6.0", "postgres").await;
+    assert_eq!(redmine_issues(port, tenant, manager), ["Written on 5.0"]);
+    let issue = format!(r#"{{"issue": {{"project_id": "{tenant}", "subject": "Written on 6.0"}}}}"#);
+    let created = http_request(port, "POST", "/issues.json", Some(manager), Some(&issue));
+    assert_eq!(status(&created), "201", "{created}");
+
+    // 5.0 cannot read what 6.0 migrated: going back is refused, nothing changes.
+    let error = context.deploy(&redmine.spec, None, None).await.unwrap_err().to_string();
+    assert!(error.contains("redmine 6.0 migrated this instance's data"), "{error}");
+    assert_eq!(redmine_issues(port, tenant, manager), ["Written on 5.0", "Written on 6.0"]);
+
+    redmine.purge(&fixture, &context).await;
 }

@@ -111,6 +111,10 @@ impl Runtime for FailingRuntime {
     async fn exec(&self, name: &str, command: &[String]) -> Result<CommandOutput, RuntimeError> {
         self.inner.exec(name, command).await
     }
+    async fn run_once(&self, spec: &ContainerSpec, deadline: Duration) -> Result<CommandOutput, RuntimeError> {
+        self.step("run a one-shot container").await?;
+        self.inner.run_once(spec, deadline).await
+    }
     async fn write_files(&self, name: &str, files: &BTreeMap<String, String>) -> Result<(), RuntimeError> {
         self.step("write files").await?;
         self.inner.write_files(name, files).await

@@ -27,7 +27,8 @@ use crate::backends::targets::{TargetError, Targets};
 use crate::backends::{ObservedContainer, Runtime, RuntimeError, with_retries};
 use crate::catalog::{
     Catalog, CatalogEntry, ContainerRole, ContainerSpec, RenderInput, RenderedApp, VolumeSpec, labels, render,
-    render_manager_command, render_public_address_command, render_user_limit_command, required_secrets,
+    render_manager_command, render_public_address_command, render_upgrade_jobs, render_user_limit_command,
+    required_secrets,
 };
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, InstanceHealth, WelcomeState};
 use crate::model::password::Password;
@@ -80,6 +81,16 @@ pub enum AppApplyError {
         #[source]
         source: Box<crate::apply::suspension::SuspensionError>,
     },
+    #[error(
+        "the backup taken before upgrading app instance {id} to {} failed (exit code {:?}); the upgrade did not start and {}. Its output: {}",
+        failure.release, failure.exit_code, failure.kept, failure.output
+    )]
+    Backup { id: AppInstanceId, failure: Box<JobFailure> },
+    #[error(
+        "the migration of app instance {id} to {} failed (exit code {:?}); {}. Its output: {}",
+        failure.release, failure.exit_code, failure.kept, failure.output
+    )]
+    Migration { id: AppInstanceId, failure: Box<JobFailure> },
     #[error("{operation} of app instance {id} ran out of time: {detail}")]
     DeadlineExceeded { id: AppInstanceId, operation: &'static str, detail: String },
     #[error(transparent)]
@@ -101,6 +112,16 @@ pub enum AppApplyError {
         #[source]
         source: Box<crate::apply::domain::DomainApplyError>,
     },
+}
+
+/// A one-shot job of an upgrade that failed: the release it was for, how it
+/// ended, what serves now, and the end of its output.
+#[derive(Debug)]
+pub struct JobFailure {
+    pub release: String,
+    pub exit_code: Option<i64>,
+    pub kept: String,
+    pub output: String,
 }
 
 impl AppApplyError {
@@ -664,6 +685,11 @@ impl AppContext<'_> {
         }
         let entry = self.entry(spec)?;
         let existing = self.registry.get_app_instance(&spec.id).await.map_err(self.registry_error(&spec.id))?;
+        if let Some(record) = existing.as_ref().filter(|record| record.spec.app == spec.app)
+            && let Some(reason) = entry.downgrade_refusal(&spec.channel, &record.spec.version, &spec.version)
+        {
+            return Err(AppApplyError::Catalog { id: spec.id.clone(), reason });
+        }
         let runtime = self.runtime(&spec.id, &spec.target).await?;
         // The manager's password stays while nothing asks for a new one: a
         // new password_version, or an admin_password its hash does not match.
@@ -766,6 +792,19 @@ impl AppContext<'_> {
             Some(record) => Some(render_at(record.generation, &secrets)?),
             None => None,
         };
+        // An upgrade to another version whose data the catalog migrates or
+        // backs up: the old version stops first (its data must hold still),
+        // the backup is taken, the migration runs, then the new version starts.
+        let jobs = match &existing {
+            Some(old) if old.spec.version != spec.version && old.spec.target == spec.target => {
+                let input =
+                    render_input(spec, &tenant, self.owner.as_str(), generation, &secrets, &manager_password_hash);
+                let jobs = render_upgrade_jobs(entry, &input, &rendered, old.generation)
+                    .map_err(|reason| AppApplyError::Catalog { id: spec.id.clone(), reason })?;
+                (jobs.migrate.is_some() || jobs.backup.is_some()).then_some((old, jobs))
+            }
+            _ => None,
+        };
         let previous_version = match &existing {
             Some(record) if record.spec.version != spec.version => Some(record.spec.version.clone()),
             Some(record) => record.previous_version.clone(),
@@ -800,6 +839,31 @@ impl AppContext<'_> {
             steps.push(Box::new(Volume { spec: volume.clone(), created: std::sync::atomic::AtomicBool::new(false) }));
         }
         for container in &rendered.containers {
+            if let (ContainerRole::App, Some((old, jobs))) = (&container.role, &jobs) {
+                let serving = format!("version {} serves again", old.spec.version);
+                let old_container = crate::catalog::render_app_container_name(spec, old.generation);
+                steps.push(Box::new(StopOld { container: old_container, record: (*old).clone() }));
+                let release = format!("{} {}", spec.app, spec.version);
+                if let (Some(backup), Some(restore)) = (&jobs.backup, &jobs.restore) {
+                    steps.push(Box::new(Backup {
+                        id: spec.id.clone(),
+                        release: release.clone(),
+                        kept: serving.clone(),
+                        backup: backup.clone(),
+                        restore: restore.clone(),
+                        taken: std::sync::atomic::AtomicBool::new(false),
+                    }));
+                }
+                if let Some(migrate) = &jobs.migrate {
+                    let kept = match jobs.backup {
+                        Some(_) => format!("the backup taken before it was put back and {serving}"),
+                        None => format!(
+                            "{serving}, on the data as the migration left it (the catalog entry takes no backup)"
+                        ),
+                    };
+                    steps.push(Box::new(Migrate { id: spec.id.clone(), release, kept, job: migrate.clone() }));
+                }
+            }
             let before = match container.role {
                 ContainerRole::App => None,
                 _ => previous
@@ -882,14 +946,16 @@ impl AppContext<'_> {
                 },
                 output,
             },
-            deadline @ RuntimeError::HealthDeadline { .. } => AppApplyError::DeadlineExceeded {
-                id: spec.id.clone(),
-                operation,
-                detail: format!(
-                    "{}; {kept}. Raise timeouts.{operation} if the app needs longer to start",
-                    crate::backends::error_chain(&deadline),
-                ),
-            },
+            deadline @ (RuntimeError::HealthDeadline { .. } | RuntimeError::JobDeadline { .. }) => {
+                AppApplyError::DeadlineExceeded {
+                    id: spec.id.clone(),
+                    operation,
+                    detail: format!(
+                        "{}; {kept}. Raise timeouts.{operation} if the app needs longer to start",
+                        crate::backends::error_chain(&deadline),
+                    ),
+                }
+            }
             other => self.runtime_error(&spec.id, &spec.target)(other),
         }
     }
@@ -1292,5 +1358,137 @@ impl<'a> Step<DeployContext<'a>> for RemoveContainer {
     }
     fn forward_only(&self) -> bool {
         true
+    }
+}
+
+/// The old generation's app container stops before an upgrade that changes
+/// its data (nothing may write while the backup and the migration run); the
+/// undo starts it again and waits for it to be healthy.
+/// A restarted container publishes its port anew: the record and the
+/// domains' routes follow it.
+struct StopOld {
+    container: String,
+    record: AppInstanceRecord,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for StopOld {
+    fn name(&self) -> String {
+        format!("stop {} for the upgrade", self.container)
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        context.runtime.stop_container(&self.container).await.map_err(StepError::from_backend)
+    }
+    async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let runtime = &context.runtime;
+        runtime.start_container(&self.container).await.map_err(StepError::from_backend)?;
+        let remaining = crate::backends::retry::remaining(crate::apply::runner::DATA_UNDO_GRACE);
+        runtime.wait_healthy(&self.container, remaining).await.map_err(StepError::from_backend)?;
+        let observed = runtime.inspect(&self.container).await.map_err(StepError::from_backend)?;
+        let port = observed.and_then(|observed| observed.published_port);
+        if port.is_some() && port != self.record.published_port {
+            let refreshed = AppInstanceRecord { published_port: port, ..self.record.clone() };
+            context.app.registry.put_app_instance(&refreshed).await.map_err(registry_step_error)?;
+            context.app.repoint_routes(&refreshed).await.map_err(StepError::from_backend)?;
+        }
+        Ok(())
+    }
+    fn undo_grace(&self) -> Duration {
+        crate::apply::runner::DATA_UNDO_GRACE
+    }
+}
+
+/// Runs an upgrade's one-shot job within the operation's deadline: `None`
+/// when it succeeded, else how it failed (for `release`, with `kept` saying
+/// what serves once the failure is undone).
+async fn run_job(
+    context: &DeployContext<'_>,
+    job: &ContainerSpec,
+    release: &str,
+    kept: &str,
+) -> Result<Option<Box<JobFailure>>, StepError> {
+    let remaining = crate::backends::retry::remaining(context.app.deadline);
+    let ran = context.runtime.run_once(job, remaining).await.map_err(StepError::from_backend)?;
+    Ok((ran.exit_code != Some(0)).then(|| {
+        Box::new(JobFailure {
+            release: release.to_owned(),
+            exit_code: ran.exit_code,
+            kept: kept.to_owned(),
+            output: ran.output,
+        })
+    }))
+}
+
+/// The backup taken before an upgrade's migration (a one-shot job); its
+/// undo puts it back, so the old version starts again on its own data.
+struct Backup {
+    id: AppInstanceId,
+    release: String,
+    kept: String,
+    backup: ContainerSpec,
+    restore: ContainerSpec,
+    /// Whether the backup is complete: only a complete one is put back.
+    taken: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for Backup {
+    fn name(&self) -> String {
+        "backup before the upgrade".to_owned()
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        match run_job(context, &self.backup, &self.release, &self.kept).await? {
+            None => {
+                self.taken.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
+            Some(failure) => Err(StepError::permanent(AppApplyError::Backup { id: self.id.clone(), failure })),
+        }
+    }
+    async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        if !self.taken.load(std::sync::atomic::Ordering::SeqCst) {
+            // Nothing was changed yet, and an incomplete backup is no backup.
+            return Ok(());
+        }
+        let remaining = crate::backends::retry::remaining(crate::apply::runner::DATA_UNDO_GRACE);
+        let ran = context.runtime.run_once(&self.restore, remaining).await.map_err(StepError::from_backend)?;
+        if ran.exit_code == Some(0) {
+            return Ok(());
+        }
+        Err(StepError::permanent(format!(
+            "putting back the backup taken before the upgrade failed (exit code {:?}); the backup stays in volume {} for the next apply. Its output: {}",
+            ran.exit_code,
+            self.restore.mounts.first().map_or("", |(volume, _)| volume.as_str()),
+            ran.output
+        )))
+    }
+    fn undo_grace(&self) -> Duration {
+        crate::apply::runner::DATA_UNDO_GRACE
+    }
+}
+
+/// The upgrade's migration: a one-shot container of the new version. The
+/// data it changed is put back by the backup's undo.
+struct Migrate {
+    id: AppInstanceId,
+    release: String,
+    kept: String,
+    job: ContainerSpec,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for Migrate {
+    fn name(&self) -> String {
+        format!("migration to {}", self.release)
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        match run_job(context, &self.job, &self.release, &self.kept).await? {
+            None => Ok(()),
+            Some(failure) => Err(StepError::permanent(AppApplyError::Migration { id: self.id.clone(), failure })),
+        }
+    }
+    async fn undo(&self, _: &DeployContext<'a>) -> Result<(), StepError> {
+        // The job removed its container; the backup's undo puts the data back.
+        Ok(())
     }
 }

@@ -24,6 +24,11 @@ use crate::backends::retry::{Retryable, with_grace, with_retries};
 /// (which a failure by timeout has used up).
 const UNDO_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long an undo that keeps data may take past the operation's deadline:
+/// putting back a backup, starting the old version and waiting for its
+/// health check.
+pub const DATA_UNDO_GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// How long a step may keep retrying when the operation set no deadline.
 const STEP_BUDGET: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
@@ -78,6 +83,13 @@ pub trait Step<C: Sync + ?Sized>: Send + Sync {
     /// apply finishes the change instead.
     fn forward_only(&self) -> bool {
         false
+    }
+    /// How long the undo may take past the operation's deadline (which a
+    /// failure by timeout has used up). A few seconds, except for undos that
+    /// must finish to keep data (putting a backup back, starting the old
+    /// version again), which get as long as they need within a bound.
+    fn undo_grace(&self) -> std::time::Duration {
+        UNDO_GRACE
     }
 }
 
@@ -427,7 +439,7 @@ async fn undo_in_reverse<C: Sync + ?Sized>(
 ) -> Vec<(String, StepError)> {
     for (index, step) in steps.iter().enumerate().rev() {
         let name = step.name();
-        let undone = match with_grace(UNDO_GRACE, with_retries(STEP_BUDGET, || step.undo(context))).await {
+        let undone = match with_grace(step.undo_grace(), with_retries(STEP_BUDGET, || step.undo(context))).await {
             Ok(()) => {
                 let entry = JournalEntry { index, step: name.clone(), event: StepEvent::Undone };
                 journal.record(operation, &entry).await

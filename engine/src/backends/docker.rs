@@ -21,7 +21,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::{CommandOutput, ObservedContainer, Runtime, RuntimeError};
-use crate::model::container::{ContainerSpec, VolumeSpec, labels};
+use crate::model::container::{ContainerRole, ContainerSpec, VolumeSpec, labels};
 
 /// A Docker engine reached at `endpoint` (`unix:///path` or `tcp://host:port`).
 pub struct DockerRuntime {
@@ -77,6 +77,25 @@ impl DockerRuntime {
             .upload_to_container(name, Some(options), bollard::body_full(archive.into()))
             .await
             .map_err(self.api_error("write files into", name))
+    }
+
+    /// The last lines a container wrote (standard output and error), for
+    /// messages; what cannot be read is said as such.
+    async fn output_tail(&self, name: &str) -> String {
+        let options =
+            bollard::query_parameters::LogsOptionsBuilder::default().stdout(true).stderr(true).tail("40").build();
+        let mut logs = self.api().logs(name, Some(options));
+        let mut output = String::new();
+        while let Some(chunk) = logs.next().await {
+            match chunk {
+                Ok(chunk) => output.push_str(&chunk.to_string()),
+                Err(error) => {
+                    output.push_str(&format!("(its output could not be read: {error})"));
+                    break;
+                }
+            }
+        }
+        output.trim().to_owned()
     }
 
     /// Attaches a running container to its network again, under its alias.
@@ -196,8 +215,13 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             memory: Some(spec.memory_bytes),
             // Busybox httpd (and many app entrypoints) ignore SIGTERM as PID 1.
             init: Some(true),
+            // A one-shot job runs once; everything else comes back after a
+            // crash or a restart of the engine.
             restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                name: Some(match spec.role {
+                    ContainerRole::Job(_) => RestartPolicyNameEnum::NO,
+                    _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+                }),
                 maximum_retry_count: None,
             }),
             network_mode: Some(spec.network.clone()),
@@ -561,6 +585,44 @@ impl Runtime for DockerRuntime {
             Err(error) => return Err(self.api_error("inspect container", name)(error)),
         }
         self.upload_files(name, files).await
+    }
+
+    async fn run_once(&self, spec: &ContainerSpec, deadline: Duration) -> Result<CommandOutput, RuntimeError> {
+        let started = tokio::time::Instant::now();
+        self.remove_container(&spec.name).await?;
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        self.api()
+            .create_container(Some(options), create_body(spec))
+            .await
+            .map_err(self.api_error("create container", &spec.name))?;
+        self.upload_files(&spec.name, &spec.files).await?;
+        self.api().start_container(&spec.name, None).await.map_err(self.api_error("start container", &spec.name))?;
+        let exit_code = loop {
+            let state = self
+                .api()
+                .inspect_container(&spec.name, None::<InspectContainerOptions>)
+                .await
+                .map_err(self.api_error("inspect container", &spec.name))?
+                .state
+                .unwrap_or_default();
+            if state.running != Some(true) && state.finished_at.as_deref().is_some_and(|at| !at.starts_with("0001-")) {
+                break state.exit_code;
+            }
+            if started.elapsed() >= deadline {
+                let output = self.output_tail(&spec.name).await;
+                self.remove_container(&spec.name).await?;
+                return Err(RuntimeError::JobDeadline {
+                    target: self.target.clone(),
+                    container: spec.name.clone(),
+                    waited: started.elapsed(),
+                    output,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500).min(deadline.saturating_sub(started.elapsed()))).await;
+        };
+        let output = self.output_tail(&spec.name).await;
+        self.remove_container(&spec.name).await?;
+        Ok(CommandOutput { exit_code, output })
     }
 
     async fn exec(&self, name: &str, command: &[String]) -> Result<CommandOutput, RuntimeError> {

@@ -85,6 +85,10 @@ pub enum RuntimeError {
         "the operation's deadline ran out after {waited:?} while container {container} on target {target} was still starting (its health check so far: {output})"
     )]
     HealthDeadline { target: String, container: String, waited: Duration, output: String },
+    #[error(
+        "the operation's deadline ran out after {waited:?} while the one-shot container {container} on target {target} was still running; it was stopped and removed (its output so far: {output})"
+    )]
+    JobDeadline { target: String, container: String, waited: Duration, output: String },
 }
 
 impl RuntimeError {
@@ -93,7 +97,10 @@ impl RuntimeError {
         let source = match self {
             RuntimeError::Connect { .. } => return true,
             RuntimeError::Api { source, .. } => source,
-            RuntimeError::NotManaged { .. } | RuntimeError::Unhealthy { .. } | RuntimeError::HealthDeadline { .. } => {
+            RuntimeError::NotManaged { .. }
+            | RuntimeError::Unhealthy { .. }
+            | RuntimeError::HealthDeadline { .. }
+            | RuntimeError::JobDeadline { .. } => {
                 return false;
             }
         };
@@ -154,6 +161,11 @@ pub trait Runtime: Send + Sync {
     async fn wait_healthy(&self, name: &str, deadline: Duration) -> Result<(), RuntimeError>;
     /// Runs a command in a running container and returns its output (tests and one-shot setup).
     async fn exec(&self, name: &str, command: &[String]) -> Result<CommandOutput, RuntimeError>;
+    /// Runs a one-shot container (a [`ContainerRole::Job`](crate::model::container::ContainerRole)
+    /// spec) to its end, up to `deadline`, and removes it; returns its exit
+    /// code and the end of its output. A container of the same name left by
+    /// an interrupted run is removed first.
+    async fn run_once(&self, spec: &ContainerSpec, deadline: Duration) -> Result<CommandOutput, RuntimeError>;
     /// Writes files (absolute path → content) into a managed container, running or not.
     async fn write_files(&self, name: &str, files: &BTreeMap<String, String>) -> Result<(), RuntimeError>;
     /// How many API requests this runtime has made (0 where it does not count).

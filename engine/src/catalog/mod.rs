@@ -21,9 +21,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use render::{
-    ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, VolumeSpec, app_container_name, describe,
-    files_digest, labels, network_name, render, render_manager_command, render_public_address_command,
-    render_user_limit_command, required_secrets,
+    ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, UpgradeJobs, VolumeSpec, app_container_name,
+    backup_volume_name, describe, files_digest, labels, network_name, render, render_manager_command,
+    render_public_address_command, render_upgrade_jobs, render_user_limit_command, required_secrets,
 };
 
 /// The app container's name for an instance at a generation.
@@ -206,6 +206,33 @@ pub struct PublicAddressEntry {
     pub command: Vec<String>,
 }
 
+/// How an upgrade to a newer version changes the app's data: a one-shot
+/// command run in a container of the new version (its image, environment
+/// and volumes) after the old version stopped and before the new one starts.
+/// Its exit code decides; running it again on migrated data changes nothing.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeEntry {
+    pub migrate: Vec<String>,
+}
+
+/// How the instance's data is backed up and restored with the database's
+/// own tools. The jobs run once each in a container of the `sidecar`'s
+/// image on the tenant's network, with `environment`, the app's data
+/// volumes and the instance's backup volume mounted: `dump` writes the
+/// database's dump to its standard output, `restore` reads one from its
+/// standard input into an emptied database; the volumes are archived and
+/// restored whole beside it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupEntry {
+    pub sidecar: String,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    pub dump: Vec<String>,
+    pub restore: Vec<String>,
+}
+
 /// One app of the catalog.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -249,6 +276,13 @@ pub struct CatalogEntry {
     /// password hash for apps that check logins against a crypt hash).
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// What an upgrade runs between the versions (a database migration).
+    #[serde(default)]
+    pub upgrade: Option<UpgradeEntry>,
+    /// How the instance's data is backed up and restored (before an upgrade
+    /// that migrates it, so a failed one is undone).
+    #[serde(default)]
+    pub backup: Option<BackupEntry>,
 }
 
 /// A catalog file that cannot be used, with the file and the reason.
@@ -362,8 +396,41 @@ impl CatalogEntry {
         if self.health.command.is_empty() {
             return Err("health.command is empty".into());
         }
+        if self.upgrade.as_ref().is_some_and(|upgrade| upgrade.migrate.is_empty()) {
+            return Err("upgrade.migrate is empty: give the command that migrates the data".into());
+        }
+        if let Some(backup) = &self.backup {
+            if !self.sidecars.contains_key(&backup.sidecar) {
+                return Err(format!(
+                    "backup.sidecar {:?} is not one of this entry's sidecars ({})",
+                    backup.sidecar,
+                    self.sidecars.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            if backup.dump.is_empty() || backup.restore.is_empty() {
+                return Err("backup.dump and backup.restore must both be commands".into());
+            }
+        }
         // Every placeholder must render: try the entry with sample values.
         render::check_placeholders(self)
+    }
+
+    /// Why going from version `from` to `to` cannot be done in place, if it
+    /// cannot: an entry whose upgrades migrate the data never goes back to
+    /// an earlier version of its channel (that version cannot read data the
+    /// later one migrated). Versions are ordered as the channel lists them.
+    pub fn downgrade_refusal(&self, channel: &str, from: &str, to: &str) -> Option<String> {
+        self.upgrade.as_ref()?;
+        let versions = &self.channel(channel)?.versions;
+        let position = |version: &str| versions.iter().position(|v| v == version);
+        match (position(from), position(to)) {
+            (Some(from_at), Some(to_at)) if to_at < from_at => Some(format!(
+                "{name} {from} migrated this instance's data, which {name} {to} cannot read: keep version {from} \
+                 (or a later one). To go back, restore a backup taken before the upgrade",
+                name = self.name
+            )),
+            _ => None,
+        }
     }
 
     /// The channel's entry, if the app offers that channel.
@@ -447,6 +514,18 @@ mod tests {
         let hello = catalog.get("hello").unwrap();
         assert_eq!(hello.channel("stable").unwrap().default, "1.1");
         assert_eq!(hello.volumes["data"], "/www/data");
+    }
+
+    #[test]
+    fn apps_that_migrate_data_never_go_back_a_version() {
+        let catalog = Catalog::built_in();
+        let redmine = catalog.get("redmine").unwrap();
+        let refusal = redmine.downgrade_refusal("stable", "6.0", "5.0").expect("a refusal");
+        assert!(refusal.contains("keep version 6.0") && refusal.contains("restore a backup"), "{refusal}");
+        assert_eq!(redmine.downgrade_refusal("stable", "5.0", "6.0"), None);
+        assert_eq!(redmine.downgrade_refusal("stable", "5.0", "5.0"), None);
+        // hello's versions migrate nothing: any version goes.
+        assert_eq!(catalog.get("hello").unwrap().downgrade_refusal("stable", "1.1", "1.0"), None);
     }
 
     #[test]

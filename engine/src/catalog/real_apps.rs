@@ -48,7 +48,13 @@ fn describe_with_manager(app_name: &str) -> String {
     let (entry, app) = render_stable(app_name);
     let secrets = sample_secrets(&entry);
     let command = render_manager_command(&entry, &sample_input(&entry, &secrets), "sample-initial-password").unwrap();
-    format!("{}manager account ({}): {command:?}\n", describe(&app), entry.manager_account.method)
+    let mut text = format!("{}manager account ({}): {command:?}\n", describe(&app), entry.manager_account.method);
+    if entry.upgrade.is_some() || entry.backup.is_some() {
+        let next = RenderInput { generation: 2, ..sample_input(&entry, &secrets) };
+        let jobs = render_upgrade_jobs(&entry, &next, &render(&entry, &next).unwrap(), 1).unwrap();
+        text.push_str(&format!("upgrade from generation 1:\n{}", render::describe_jobs(&jobs)));
+    }
+    text
 }
 
 /// The rules every real app keeps: a health check, every data volume mounted,

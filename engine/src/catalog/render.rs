@@ -159,6 +159,10 @@ pub fn required_secrets(entry: &CatalogEntry) -> Vec<String> {
         .chain(entry.manager_account.environment.values())
         .chain(entry.manager_account.command.iter().flatten())
         .collect();
+    if let Some(backup) = &entry.backup {
+        texts.extend(backup.environment.values().chain(&backup.dump).chain(&backup.restore));
+    }
+    texts.extend(entry.upgrade.iter().flat_map(|upgrade| &upgrade.migrate));
     for sidecar in entry.sidecars.values() {
         texts.extend(sidecar.environment.values());
     }
@@ -338,9 +342,141 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
         user: entry.user.clone(),
         read_only: entry.read_only,
     });
+    if entry.backup.is_some() {
+        volumes.push(VolumeSpec { name: backup_volume_name(input.tenant, input.instance), labels: labels.clone() });
+    }
     let mut network_labels = BTreeMap::from([(labels::MANAGED.to_owned(), "true".to_owned())]);
     network_labels.insert(labels::TENANT.to_owned(), input.tenant.to_owned());
     Ok(RenderedApp { network, network_labels, volumes, containers, login_files })
+}
+
+/// `atrium-<tenant>-<instance>-backups`: the instance's backups, on its target.
+pub fn backup_volume_name(tenant: &str, instance: &str) -> String {
+    format!("atrium-{tenant}-{instance}-backups")
+}
+
+/// Where the backup taken before an upgrade lives, in the backup volume
+/// (mounted at `/backup` in the backup jobs).
+const PRE_UPGRADE: &str = "/backup/pre-upgrade";
+
+/// The one-shot jobs of an upgrade from `from_generation` to the generation
+/// `rendered` holds, for entries that migrate data or back it up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpgradeJobs {
+    /// Migrates the data: a container of the new version running `upgrade.migrate`.
+    pub migrate: Option<ContainerSpec>,
+    /// Takes the backup before the migration: the database's dump and an
+    /// archive of every data volume of the app, into the backup volume's
+    /// `pre-upgrade` directory, made complete last. A complete backup taken
+    /// before an upgrade from the same generation is kept (the upgrade is
+    /// being run again after an interruption, with the old version stopped).
+    pub backup: Option<ContainerSpec>,
+    /// Puts that backup back: volumes emptied and extracted, the database
+    /// restored; then the backup is marked used, so the old version's new
+    /// writes are backed up again before the next attempt.
+    pub restore: Option<ContainerSpec>,
+}
+
+/// Renders the jobs of an upgrade to the instance `rendered` (its new
+/// generation, with every volume its app container mounts).
+pub fn render_upgrade_jobs(
+    entry: &CatalogEntry,
+    input: &RenderInput<'_>,
+    rendered: &RenderedApp,
+    from_generation: u32,
+) -> Result<UpgradeJobs, String> {
+    let app = rendered.app_container();
+    let migrate = match &entry.upgrade {
+        Some(upgrade) => {
+            let command = upgrade.migrate.iter().map(|part| expand(part, input, entry)).collect::<Result<_, _>>()?;
+            Some(job_container(app, format!("{}-migrate", app.name), "migrate", command))
+        }
+        None => None,
+    };
+    let Some(backup) = &entry.backup else {
+        return Ok(UpgradeJobs { migrate, backup: None, restore: None });
+    };
+    let sidecar = rendered
+        .containers
+        .iter()
+        .find(|c| c.role == ContainerRole::Sidecar(backup.sidecar.clone()))
+        .ok_or_else(|| format!("backup.sidecar {:?} is not rendered", backup.sidecar))?;
+    let words = |command: &[String]| -> Result<String, String> {
+        let words: Vec<String> =
+            command.iter().map(|part| expand(part, input, entry).map(|w| shell_word(&w))).collect::<Result<_, _>>()?;
+        Ok(words.join(" "))
+    };
+    // Volume names are [a-z0-9-] (tenant and instance names), safe in a script.
+    let volumes: Vec<&str> = app.mounts.iter().map(|(volume, _)| volume.as_str()).collect();
+    let mut take = vec![
+        "set -eu".to_owned(),
+        format!(
+            "if [ \"$(cat {PRE_UPGRADE}/from-generation 2>/dev/null || true)\" = {from_generation} ]; then echo 'atrium: the backup taken before this upgrade is complete and kept'; exit 0; fi"
+        ),
+        "rm -rf /backup/next".to_owned(),
+        "mkdir -p /backup/next".to_owned(),
+        format!("{} > /backup/next/database.dump", words(&backup.dump)?),
+    ];
+    take.extend(volumes.iter().map(|v| format!("tar --numeric-owner -C /volumes/{v} -cpf /backup/next/{v}.tar .")));
+    take.extend([
+        format!("echo {from_generation} > /backup/next/from-generation"),
+        "sync".to_owned(),
+        format!("rm -rf {PRE_UPGRADE}"),
+        format!("mv /backup/next {PRE_UPGRADE}"),
+    ]);
+    let mut put_back = vec![
+        "set -eu".to_owned(),
+        format!(
+            "[ \"$(cat {PRE_UPGRADE}/from-generation 2>/dev/null || true)\" = {from_generation} ] || {{ echo 'atrium: {PRE_UPGRADE} holds no complete backup taken before this upgrade' >&2; exit 1; }}"
+        ),
+    ];
+    for volume in &volumes {
+        put_back.push(format!("find /volumes/{volume} -mindepth 1 -delete"));
+        put_back.push(format!("tar --numeric-owner -C /volumes/{volume} -xpf {PRE_UPGRADE}/{volume}.tar"));
+    }
+    put_back.push(format!("{} < {PRE_UPGRADE}/database.dump", words(&backup.restore)?));
+    put_back.push(format!("rm {PRE_UPGRADE}/from-generation"));
+
+    let mut base = sidecar.clone();
+    base.environment.extend(expand_map(&backup.environment, input, entry)?);
+    base.mounts = std::iter::once((backup_volume_name(input.tenant, input.instance), "/backup".to_owned()))
+        .chain(volumes.iter().map(|v| (v.to_string(), format!("/volumes/{v}"))))
+        .collect();
+    // Root with the capabilities an archive of other users' files needs (the
+    // app's files keep their owners), nothing more.
+    base.user = Some("0".to_owned());
+    base.capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER"].map(str::to_owned).to_vec();
+    base.read_only = false;
+    let name = |job: &str| format!("atrium-{}-{}-{job}", input.tenant, input.instance);
+    let script = |lines: Vec<String>| vec!["sh".to_owned(), "-c".to_owned(), lines.join("\n")];
+    Ok(UpgradeJobs {
+        migrate,
+        backup: Some(job_container(&base, name("backup"), "backup", script(take))),
+        restore: Some(job_container(&base, name("restore"), "restore", script(put_back))),
+    })
+}
+
+/// A one-shot job made from `base` (its image, environment, mounts, network
+/// and limits): `command` runs once, never restarted, with no port and no
+/// health check; labelled `job:<job>` for the instance.
+fn job_container(base: &ContainerSpec, name: String, job: &str, command: Vec<String>) -> ContainerSpec {
+    let mut labels = base.labels.clone();
+    labels.insert(labels::ROLE.to_owned(), format!("job:{job}"));
+    ContainerSpec {
+        role: ContainerRole::Job(job.to_owned()),
+        command: Some(command),
+        labels,
+        port: None,
+        health: None,
+        network_alias: name.clone(),
+        name,
+        ..base.clone()
+    }
+}
+
+/// One word for `sh`, quoted so that nothing in it is read by the shell.
+fn shell_word(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
 }
 
 /// A short SHA-256 digest of files (paths and contents), for the `atrium.files` label.
@@ -381,7 +517,8 @@ pub(super) fn check_placeholders(entry: &CatalogEntry) -> Result<(), String> {
     };
     for (channel_name, channel) in &entry.channels {
         let input = RenderInput { channel: channel_name, version: &channel.default, ..sample("stable", "1") };
-        render(entry, &input)?;
+        let rendered = render(entry, &input)?;
+        render_upgrade_jobs(entry, &input, &rendered, 1)?;
     }
     render_manager_command(entry, &sample("stable", "1"), "sample")?;
     render_user_limit_command(entry, &sample("stable", "1"))?;
@@ -397,6 +534,35 @@ pub fn describe(app: &RenderedApp) -> String {
         let _ = writeln!(text, "volume {}", volume.name);
     }
     for container in &app.containers {
+        describe_container(&mut text, container);
+    }
+    text
+}
+
+/// The upgrade's jobs, for snapshot tests: each container with its command
+/// (a backup or restore script one line per step).
+#[cfg(test)]
+pub(super) fn describe_jobs(jobs: &UpgradeJobs) -> String {
+    let mut text = String::new();
+    for job in [&jobs.backup, &jobs.migrate, &jobs.restore].into_iter().flatten() {
+        let mut job = job.clone();
+        if let Some(["sh", "-c", script]) =
+            job.command.as_deref().map(|c| c.iter().map(String::as_str).collect::<Vec<_>>()).as_deref()
+        {
+            text.push_str(&format!("script of {}:\n", job.name));
+            for line in script.lines() {
+                text.push_str(&format!("  | {line}\n"));
+            }
+            job.command = Some(vec!["sh".into(), "-c".into(), "(the script above)".into()]);
+        }
+        describe_container(&mut text, &job);
+    }
+    text
+}
+
+fn describe_container(text: &mut String, container: &ContainerSpec) {
+    use std::fmt::Write as _;
+    {
         let _ = writeln!(text, "container {} ({:?})", container.name, container.role);
         let _ = writeln!(text, "  image: {}", container.image);
         if let Some(command) = &container.command {
@@ -438,7 +604,6 @@ pub fn describe(app: &RenderedApp) -> String {
         }
         let _ = writeln!(text, "  labels: {:?}", container.labels);
     }
-    text
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 pub enum ContainerRole {
     App,
     Sidecar(String),
+    /// A one-shot job (a migration, a backup): runs once, never restarted.
+    Job(String),
 }
 
 /// A container health check in Docker's terms.

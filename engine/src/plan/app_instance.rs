@@ -215,6 +215,18 @@ pub fn plan_instance(prior: Option<&Draft>, config: Option<&Draft>, facts: &AppF
     if !errors.is_empty() {
         return AppPlan::refused(errors);
     }
+    if let (Some(record), Some(version)) = (facts.recorded, draft.version.as_deref())
+        && draft.app.as_deref() == Some(record.spec.app.as_str())
+        && let Some(refusal) = facts.catalog.get(&record.spec.app).and_then(|entry| {
+            entry.downgrade_refusal(draft.channel.as_deref().unwrap_or("stable"), &record.spec.version, version)
+        })
+    {
+        return AppPlan::refused(vec![ValidationError::new(
+            AttributePath::root("version"),
+            "Downgrade refused",
+            refusal,
+        )]);
+    }
     let warnings = quota_warning(&draft, facts.tenant).into_iter().collect();
 
     let mut attributes: Vec<(&'static str, Planned)> =
