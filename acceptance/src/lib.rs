@@ -459,14 +459,21 @@ pub fn https_get(hostname: &str, path: &str) -> (u16, String) {
 
 /// Like [`https_get`], with basic auth as `user:password` when given.
 pub fn https_get_as(hostname: &str, path: &str, login: Option<&str>) -> (u16, String) {
-    let port = service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT");
-    let mut command = Command::new("curl");
-    if let Some(login) = login {
-        command.args(["-u", login]);
+    match login {
+        Some(login) => https_request(hostname, path, &["-u", login]),
+        None => https_request(hostname, path, &[]),
     }
+}
+
+/// One HTTPS request to `HOST/PATH` through the test Caddy, as [`https_get`]
+/// makes it, with more curl arguments (method, headers, body, cookie jar):
+/// (HTTP status, body; status 0 when curl got no answer).
+pub fn https_request(hostname: &str, path: &str, curl_arguments: &[&str]) -> (u16, String) {
+    let port = service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT");
     curl_status(
-        command
-            .args(["-s", "--max-time", "10", "--cacert"])
+        Command::new("curl")
+            .args(curl_arguments)
+            .args(["-s", "--max-time", "30", "--cacert"])
             .arg(service_variable("ATRIUM_TEST_ACME_ROOT_FILE"))
             .arg("--resolve")
             .arg(format!("{hostname}:{port}:127.0.0.1"))

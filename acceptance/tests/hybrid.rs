@@ -17,7 +17,8 @@ fn containers_on(docker_host: &str, tenant: &str) -> Vec<String> {
             "{{.Names}}",
         ])
         .output()
-        .unwrap();
+        .expect("run docker");
+    assert!(output.status.success(), "docker ps on {docker_host}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
 }
 

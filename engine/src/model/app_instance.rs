@@ -95,8 +95,9 @@ pub struct AppInstanceDocument {
     /// The instance's name within the tenant, 2 to 30 characters (`erp`, `chat`). Changing it replaces the instance.
     #[schemars(extend("x-atrium-forces-replacement" = true))]
     pub name: String,
-    /// The catalog app: `hello`, `odoo`, `erpnext`, `mattermost`, `openproject`, `nextcloud`, or one from
-    /// the operator's `catalog_dir`. Changing it replaces the instance.
+    /// The catalog app: `redmine`, `mediawiki` and `tryton` (built on the machine from Debian's
+    /// packages), `hello` (a test page), `odoo`, `erpnext`, `mattermost`, `openproject`, `nextcloud`
+    /// (upstream images), or one from the operator's `catalog_dir`. Changing it replaces the instance.
     #[schemars(extend("x-atrium-forces-replacement" = true))]
     pub app: String,
     /// The version channel: `stable` (default), `vanilla` (upstream image) or `custom` (our customized build).
