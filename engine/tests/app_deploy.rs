@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use atrium_engine::apply::app_instance::{AppApplyError, AppContext};
+use atrium_engine::apply::backups::BackupError;
 use atrium_engine::backends::Runtime;
 use atrium_engine::backends::targets::Targets;
 use atrium_engine::catalog::Catalog;
@@ -23,6 +24,42 @@ struct Fixture {
     catalog: Catalog,
     targets: Targets,
     tenant: String,
+}
+
+/// Whatever a test leaves of its tenant on the engine (containers with their
+/// restart policy, networks, volumes) is removed when its fixture goes, even
+/// when the test panicked: a real app left running loads every later test.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let host = service_variable("ATRIUM_TEST_DOCKER_HOST");
+        let filter = format!("label=atrium.tenant={}", self.tenant);
+        let docker = |arguments: &[&str]| -> Vec<String> {
+            match std::process::Command::new("docker").arg("-H").arg(&host).args(arguments).output() {
+                Ok(output) if output.status.success() => {
+                    String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect()
+                }
+                Ok(output) => {
+                    eprintln!("cleanup: docker {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+                    Vec::new()
+                }
+                Err(error) => {
+                    eprintln!("cleanup: docker {arguments:?} did not run: {error}");
+                    Vec::new()
+                }
+            }
+        };
+        for (list, remove) in [
+            (["ps", "-aq", "--filter"].as_slice(), ["rm", "-f", "-v"].as_slice()),
+            (["network", "ls", "-q", "--filter"].as_slice(), ["network", "rm"].as_slice()),
+            (["volume", "ls", "-q", "--filter"].as_slice(), ["volume", "rm", "-f"].as_slice()),
+        ] {
+            let found = docker(&[list, &[filter.as_str()]].concat());
+            if !found.is_empty() {
+                let names: Vec<&str> = found.iter().map(String::as_str).collect();
+                docker(&[remove, &names].concat());
+            }
+        }
+    }
 }
 
 impl Fixture {
@@ -773,7 +810,11 @@ impl RealApp {
         let tenant = &fixture.tenant;
         assert_eq!(
             fixture.containers().await,
-            [format!("atrium-{tenant}-web-g1"), format!("atrium-{tenant}-web-{sidecar}")]
+            [
+                format!("atrium-{tenant}-web-backup"),
+                format!("atrium-{tenant}-web-g1"),
+                format!("atrium-{tenant}-web-{sidecar}")
+            ]
         );
         assert!(!deployment.record.secrets.is_empty(), "the database password is generated");
         RealApp {
@@ -816,7 +857,10 @@ impl RealApp {
         let upgraded = context.deploy(&upgrade, None, None).await.unwrap_or_else(|error| panic!("{error}"));
         let tenant = &fixture.tenant;
         let app = format!("atrium-{tenant}-web-g{}", upgraded.record.generation);
-        assert_eq!(fixture.containers().await, [app.clone(), format!("atrium-{tenant}-web-{sidecar}")]);
+        assert_eq!(
+            fixture.containers().await,
+            [format!("atrium-{tenant}-web-backup"), app.clone(), format!("atrium-{tenant}-web-{sidecar}")]
+        );
         let observed = fixture.runtime().await.inspect(&app).await.unwrap().expect("the new container");
         assert_eq!(observed.image, format!("atrium/{}:{version}", self.spec.app));
         upgraded.record.published_port.expect("published port")
@@ -847,7 +891,10 @@ impl RealApp {
         assert!(message.contains(&serving), "{message}");
         let tenant = &fixture.tenant;
         let app = format!("atrium-{tenant}-web-g{}", before.generation);
-        assert_eq!(fixture.containers().await, [app.clone(), format!("atrium-{tenant}-web-{sidecar}")]);
+        assert_eq!(
+            fixture.containers().await,
+            [format!("atrium-{tenant}-web-backup"), app.clone(), format!("atrium-{tenant}-web-{sidecar}")]
+        );
         // Started again, the old version publishes a new port, and the record follows.
         let after = fixture.registry.get_app_instance(&self.spec.id).await.unwrap().expect("the instance's record");
         assert_eq!((after.generation, &after.spec.version), (before.generation, &before.spec.version));
@@ -903,19 +950,97 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
     let me = http_get_as(port, "/users/current.json", Some((manager, password.expose())));
     assert_eq!(status(&me), "200", "{me}");
 
+    // A backup now: the database and the attachments volume in one snapshot.
+    let app = format!("atrium-{tenant}-web-g1");
+    let files = "/var/lib/redmine/default/files";
+    docker_exec(&app, &format!("echo 'in the backup' > {files}/marker"));
+    let id = &redmine.spec.id;
+    let backup = context.backup_now(id).await.unwrap_or_else(|error| panic!("{error}"));
+    // Then the data changes: an issue is written, the attachment removed.
+    let later = format!(r#"{{"issue": {{"project_id": "{tenant}", "subject": "Written after the backup"}}}}"#);
+    let created = http_request(port, "POST", "/issues.json", Some((manager, password.expose())), Some(&later));
+    assert_eq!(status(&created), "201", "{created}");
+    docker_exec(&app, &format!("rm {files}/marker"));
+    assert_eq!(
+        issue_subjects(port, tenant, manager, password.expose()),
+        ["Written after the backup", "Kept with the data"]
+    );
+
+    // Snapshots that do not exist are refused before anything is touched.
+    let unknown = context.restore(id, "deadbeef").await.unwrap_err();
+    assert!(matches!(unknown, BackupError::NoSuchSnapshot { .. }), "{unknown}");
+    assert!(unknown.to_string().contains(backup.short_id()), "the message lists the snapshots: {unknown}");
+    assert!(context.restore(id, "latest; rm -rf /").await.is_err());
+    assert_eq!(issue_subjects(port, tenant, manager, password.expose()).len(), 2, "nothing restored");
+
+    // Restored in place: the issue written later is gone, the attachment is back,
+    // and the data it replaced was backed up first.
+    let restored = context.restore(id, backup.short_id()).await.unwrap_or_else(|error| panic!("{error}"));
+    assert!(restored.restored.id.starts_with(&backup.id), "{restored:?}");
+    let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
+    assert_eq!(issue_subjects(port, tenant, manager, password.expose()), ["Kept with the data"]);
+    assert_eq!(docker_exec(&app, &format!("cat {files}/marker")), "in the backup\n");
+    let snapshots = context.snapshots(id).await.unwrap();
+    let short: Vec<&str> = snapshots.iter().map(|s| s.short_id()).collect();
+    assert_eq!(short, [backup.short_id(), restored.replaced_data.short_id()], "{snapshots:?}");
+    // The data the restore replaced is a snapshot too: restoring it undoes the restore.
+    context.restore(id, restored.replaced_data.short_id()).await.unwrap_or_else(|error| panic!("{error}"));
+    let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
+    assert_eq!(
+        issue_subjects(port, tenant, manager, password.expose()),
+        ["Written after the backup", "Kept with the data"]
+    );
+
     let (new_password, port) = redmine.recreate_on_kept_data(&fixture, &context).await;
-    let path = format!("/issues.json?project_id={tenant}");
-    let issues = http_get_as(port, &path, Some((manager, new_password.expose())));
+    assert_eq!(issue_subjects(port, tenant, manager, new_password.expose()).len(), 2);
+    assert_eq!(status(&http_get_as(port, "/users/current.json", Some((manager, password.expose())))), "401");
+    // The new instance on the kept volumes restores the old instance's
+    // snapshots (the repository's key is in its volume). A restore brings
+    // back the app's accounts as they were: the manager's password of then.
+    context.restore(id, &backup.id).await.unwrap_or_else(|error| panic!("{error}"));
+    let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
+    assert_eq!(issue_subjects(port, tenant, manager, password.expose()), ["Kept with the data"]);
+
+    // The backup container removed out of band is drift, and the next
+    // deployment brings it back.
+    let backup_container = format!("atrium-{tenant}-web-backup");
+    let host = service_variable("ATRIUM_TEST_DOCKER_HOST");
+    let removed =
+        std::process::Command::new("docker").args(["-H", &host, "rm", "-f", &backup_container]).output().unwrap();
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    let (_, health) = context.observe(id).await.unwrap().expect("the instance");
+    assert_eq!(health, InstanceHealth::Drifted);
+    let repaired = context.deploy(&redmine.spec, None, None).await.unwrap_or_else(|error| panic!("{error}"));
+    assert!(fixture.containers().await.contains(&backup_container));
+    let (_, health) = context.observe(id).await.unwrap().expect("the instance");
+    assert_eq!(health, InstanceHealth::Running);
+    let port = repaired.record.published_port.unwrap();
+    assert_eq!(issue_subjects(port, tenant, manager, password.expose()), ["Kept with the data"]);
+    redmine.purge(&fixture, &context).await;
+}
+
+/// Runs `script` with sh in `container` on the test engine; its output.
+fn docker_exec(container: &str, script: &str) -> String {
+    let host = service_variable("ATRIUM_TEST_DOCKER_HOST");
+    let output = std::process::Command::new("docker")
+        .args(["-H", &host, "exec", container, "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{script}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The subjects of the tenant's Redmine issues, newest first, as the manager sees them.
+fn issue_subjects(port: u16, tenant: &str, manager: &str, password: &str) -> Vec<String> {
+    let issues =
+        http_get_as(port, &format!("/issues.json?project_id={tenant}&sort=id:desc"), Some((manager, password)));
     assert_eq!(status(&issues), "200", "{issues}");
-    let subjects: Vec<String> = json_body(&issues)["issues"]
+    json_body(&issues)["issues"]
         .as_array()
         .unwrap_or_else(|| panic!("no issues: {issues}"))
         .iter()
         .map(|issue| issue["subject"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(subjects, ["Kept with the data"]);
-    assert_eq!(status(&http_get_as(port, "/users/current.json", Some((manager, password.expose())))), "401");
-    redmine.purge(&fixture, &context).await;
+        .collect()
 }
 
 /// A session with MediaWiki's API (api.php, form posts, JSON answers), its
@@ -1159,6 +1284,8 @@ async fn a_redmine_upgrade_migrates_its_data_and_a_broken_migration_is_undone_fr
     let issue = format!(r#"{{"issue": {{"project_id": "{tenant}", "subject": "Written on 5.0"}}}}"#);
     let created = http_request(port, "POST", "/issues.json", Some(manager), Some(&issue));
     assert_eq!(status(&created), "201", "{created}");
+    let taken_by_5 = context.backup_now(&redmine.spec.id).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(taken_by_5.version.as_deref(), Some("5.0"));
 
     // An operator's entry whose migration destroys data and then fails.
     let broken = r#"["atrium-app", "runner", "ActiveRecord::Base.connection.execute('DROP TABLE issues CASCADE'); raise 'a broken migration'"]"#;
@@ -1176,6 +1303,20 @@ async fn a_redmine_upgrade_migrates_its_data_and_a_broken_migration_is_undone_fr
     let error = context.deploy(&redmine.spec, None, None).await.unwrap_err().to_string();
     assert!(error.contains("redmine 6.0 migrated this instance's data"), "{error}");
     assert_eq!(redmine_issues(port, tenant, manager), ["Written on 5.0", "Written on 6.0"]);
+
+    // The snapshot 5.0 took, restored into 6.0: its data is migrated before
+    // the app starts. The data it replaced was taken by 6.0.
+    let id = &redmine.spec.id;
+    let restored = context.restore(id, taken_by_5.short_id()).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(restored.restored.version.as_deref(), Some("5.0"));
+    assert_eq!(restored.replaced_data.version.as_deref(), Some("6.0"));
+    let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
+    assert_eq!(redmine_issues(port, tenant, manager), ["Written on 5.0"]);
+    let created = http_request(port, "POST", "/issues.json", Some(manager), Some(&issue));
+    assert_eq!(status(&created), "201", "6.0 writes on the migrated data: {created}");
+    // Listed, each snapshot names the version that took it.
+    let versions: Vec<Option<String>> = context.snapshots(id).await.unwrap().into_iter().map(|s| s.version).collect();
+    assert_eq!(versions, [Some("5.0".to_owned()), Some("6.0".to_owned())]);
 
     redmine.purge(&fixture, &context).await;
 }

@@ -8,7 +8,8 @@
 # and the app on the older release, waits for health, uses the real endpoint,
 # runs `migrate` on the running data, then migrates and starts the newer
 # release on the same data and checks that the same data is served:
-#   postgres   15 -> pg_dump | pg_restore -> 17; a rotated password follows
+#   postgres   15 -> pg_dump | pg_restore -> 17; a rotated password follows;
+#              restic and flock (backups) in both
 #   redmine    5.0 -> 6.0 on postgres 15: project, issue and attachment
 #   mediawiki  1.39 -> 1.43 on mariadb 10.11, then mariadb 11.8 on the same data
 #              (its migrate, mariadb-upgrade): page and uploaded file
@@ -90,6 +91,9 @@ verify_postgres() {
   wait_healthy $n-17 60
   d exec $n-15 pg_dump -Fc -h /run/postgresql -U app appdb | d exec -i $n-17 pg_restore -h /run/postgresql -U app -d appdb
   expect "row restored into 17" kept "$(d exec $n-17 psql -X -Atq -h /run/postgresql -U app -d appdb -c 'SELECT v FROM t')"
+  for version in 15 17; do
+    d exec $n-$version sh -c 'restic version && flock --version' >/dev/null || fail "restic or flock missing in atrium/postgres:$version"
+  done
 }
 
 verify_redmine() {

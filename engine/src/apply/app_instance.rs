@@ -26,11 +26,12 @@ use crate::backends::retry::within;
 use crate::backends::targets::{TargetError, Targets};
 use crate::backends::{ObservedContainer, Runtime, RuntimeError, with_retries};
 use crate::catalog::{
-    Catalog, CatalogEntry, ContainerRole, ContainerSpec, RenderInput, RenderedApp, VolumeSpec, labels, render,
-    render_manager_command, render_public_address_command, render_upgrade_jobs, render_user_limit_command,
-    required_secrets,
+    BackupJobs, Catalog, CatalogEntry, ContainerRole, ContainerSpec, RenderInput, RenderedApp, VolumeSpec, labels,
+    render, render_backups, render_manager_command, render_public_address_command, render_upgrade_jobs,
+    render_user_limit_command, required_secrets,
 };
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, InstanceHealth, WelcomeState};
+use crate::model::backup::BackupPolicy;
 use crate::model::password::Password;
 use crate::model::tenant::{TenantRecord, TenantStatus};
 use crate::observe::AppObservations;
@@ -189,7 +190,30 @@ pub fn render_instance(
     let input = render_input(spec, tenant, owner, generation, secrets, manager_password_hash);
     let mut app = render(entry, &input)?;
     add_extra_volumes(&mut app, spec);
+    // The backup container starts after the other sidecars, before the app.
+    if let Some(backups) = render_backups(entry, &input, &app, &BackupPolicy::for_tier(tenant.spec.tier))? {
+        let app_index =
+            app.containers.iter().position(|c| c.role == ContainerRole::App).unwrap_or(app.containers.len());
+        app.containers.insert(app_index, backups.container);
+    }
     Ok(app)
+}
+
+/// The backup container and jobs of a recorded instance as it is deployed,
+/// or `None` when its catalog entry takes no backups.
+pub fn backup_jobs(
+    entry: &CatalogEntry,
+    record: &AppInstanceRecord,
+    tenant: &TenantRecord,
+) -> Result<Option<BackupJobs>, String> {
+    let input = recorded_input(record, tenant);
+    let mut app = render(entry, &input)?;
+    add_extra_volumes(&mut app, &record.spec);
+    let Some(mut jobs) = render_backups(entry, &input, &app, &BackupPolicy::for_tier(tenant.spec.tier))? else {
+        return Ok(None);
+    };
+    jobs.migrate = render_upgrade_jobs(entry, &input, &app, record.generation)?.migrate;
+    Ok(Some(jobs))
 }
 
 /// The one-shot command that creates the manager's account with `password`
@@ -282,17 +306,17 @@ fn generate_secret() -> String {
 }
 
 impl AppContext<'_> {
-    fn registry_error(&self, id: &AppInstanceId) -> impl FnOnce(RegistryError) -> AppApplyError {
+    pub(super) fn registry_error(&self, id: &AppInstanceId) -> impl FnOnce(RegistryError) -> AppApplyError {
         let id = id.clone();
         move |source| AppApplyError::Registry { id, source: Box::new(source) }
     }
 
-    fn runtime_error(&self, id: &AppInstanceId, target: &str) -> impl FnOnce(RuntimeError) -> AppApplyError {
+    pub(super) fn runtime_error(&self, id: &AppInstanceId, target: &str) -> impl FnOnce(RuntimeError) -> AppApplyError {
         let (id, target) = (id.clone(), target.to_owned());
         move |source| AppApplyError::Target { id, target, source: Box::new(TargetError::Runtime(source)) }
     }
 
-    async fn runtime(&self, id: &AppInstanceId, target: &str) -> Result<Arc<dyn Runtime>, AppApplyError> {
+    pub(super) async fn runtime(&self, id: &AppInstanceId, target: &str) -> Result<Arc<dyn Runtime>, AppApplyError> {
         self.targets.runtime(target).await.map_err(|source| AppApplyError::Target {
             id: id.clone(),
             target: target.to_owned(),
@@ -300,14 +324,14 @@ impl AppContext<'_> {
         })
     }
 
-    fn entry(&self, spec: &AppInstanceSpec) -> Result<&CatalogEntry, AppApplyError> {
+    pub(super) fn entry(&self, spec: &AppInstanceSpec) -> Result<&CatalogEntry, AppApplyError> {
         self.catalog.get(&spec.app).ok_or_else(|| AppApplyError::Catalog {
             id: spec.id.clone(),
             reason: format!("no app {:?} in the catalog", spec.app),
         })
     }
 
-    async fn tenant(&self, spec: &AppInstanceSpec) -> Result<TenantRecord, AppApplyError> {
+    pub(super) async fn tenant(&self, spec: &AppInstanceSpec) -> Result<TenantRecord, AppApplyError> {
         self.registry
             .get_tenant(&spec.id.tenant_id)
             .await
@@ -315,7 +339,7 @@ impl AppContext<'_> {
             .ok_or_else(|| AppApplyError::TenantMissing { id: spec.id.clone(), tenant: spec.id.tenant_id.to_string() })
     }
 
-    async fn repoint_routes(&self, record: &AppInstanceRecord) -> Result<(), AppApplyError> {
+    pub(super) async fn repoint_routes(&self, record: &AppInstanceRecord) -> Result<(), AppApplyError> {
         crate::apply::domain::repoint_routes(self.registry, self.targets, record, self.deadline)
             .await
             .map(drop)
@@ -325,11 +349,8 @@ impl AppContext<'_> {
     /// Renders a recorded instance as it was deployed: its generation, secrets and password hash.
     fn render_record(&self, record: &AppInstanceRecord, tenant: &TenantRecord) -> Result<RenderedApp, AppApplyError> {
         let entry = self.entry(&record.spec)?;
-        render(entry, &recorded_input(record, tenant))
-            .map(|mut app| {
-                add_extra_volumes(&mut app, &record.spec);
-                app
-            })
+        let (secrets, hash) = (&record.secrets, &record.manager_password_hash);
+        render_instance(entry, &record.spec, tenant, &record.owner, record.generation, secrets, hash)
             .map_err(|reason| AppApplyError::Catalog { id: record.spec.id.clone(), reason })
     }
 
@@ -361,12 +382,26 @@ impl AppContext<'_> {
             Some(_) => runtime.inspect(name).await.map_err(runtime_error())?,
             None => None,
         };
-        let health = match compare(observed.as_ref(), &rendered) {
+        let mut health = match compare(observed.as_ref(), &rendered) {
             // A suspended tenant's containers are meant to be stopped.
             InstanceHealth::Stopped if tenant.status != TenantStatus::Active => InstanceHealth::Suspended,
             InstanceHealth::Running if tenant.status != TenantStatus::Active => InstanceHealth::Drifted,
             health => health,
         };
+        // A sidecar (a database, the backup container) removed or stopped
+        // out of band is drift too; the same list call says so.
+        if health == InstanceHealth::Running {
+            for sidecar in rendered.containers.iter().filter(|c| c.role != ContainerRole::App) {
+                let listed = self
+                    .observations
+                    .listed_container(&record.spec.target, runtime.as_ref(), &sidecar.name)
+                    .await
+                    .map_err(runtime_error())?;
+                if !listed.is_some_and(|c| c.running) {
+                    health = InstanceHealth::Drifted;
+                }
+            }
+        }
         Ok(Some((record, health)))
     }
 
@@ -755,7 +790,13 @@ impl AppContext<'_> {
                     .inspect(&current.app_container().name)
                     .await
                     .map_err(self.runtime_error(&spec.id, &spec.target))?;
-                compare(observed.as_ref(), &current) == InstanceHealth::Running
+                let mut sidecars_run = true;
+                for sidecar in current.containers.iter().filter(|c| c.role != ContainerRole::App) {
+                    let observed =
+                        runtime.inspect(&sidecar.name).await.map_err(self.runtime_error(&spec.id, &spec.target))?;
+                    sidecars_run &= observed.is_some_and(|c| c.running);
+                }
+                sidecars_run && compare(observed.as_ref(), &current) == InstanceHealth::Running
             };
             if matches && record.spec.target == spec.target {
                 // The record and the routes change; the containers stay.

@@ -3,6 +3,7 @@
 //! and app instances share).
 
 pub mod app_instance;
+pub mod backups;
 pub mod claims;
 pub mod domain;
 pub mod domain_planned;

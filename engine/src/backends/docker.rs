@@ -344,7 +344,8 @@ impl Runtime for DockerRuntime {
                 }
                 let running = existing.state.as_ref().and_then(|s| s.running).unwrap_or(false);
                 let same_image = existing.config.as_ref().and_then(|c| c.image.as_deref()) == Some(spec.image.as_str());
-                let same_files = existing_labels.and_then(|l| l.get(labels::FILES)) == spec.labels.get(labels::FILES);
+                let same_files = existing_labels.and_then(|l| l.get(labels::FILES)) == spec.labels.get(labels::FILES)
+                    && existing_labels.and_then(|l| l.get(labels::SPEC)) == spec.labels.get(labels::SPEC);
                 let attached = existing
                     .network_settings
                     .as_ref()

@@ -11,6 +11,7 @@
 //! every container, volume and network name and every label, so apply has
 //! nothing left to decide.
 
+mod backups;
 #[cfg(test)]
 mod real_apps;
 mod render;
@@ -20,6 +21,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use backups::{BACKUP_ROLE, BackupJobs, VERSION_TAG, render_backups};
 pub use render::{
     ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, UpgradeJobs, VolumeSpec, app_container_name,
     backup_volume_name, describe, files_digest, labels, network_name, render, render_manager_command,
@@ -398,6 +400,11 @@ impl CatalogEntry {
         }
         if self.upgrade.as_ref().is_some_and(|upgrade| upgrade.migrate.is_empty()) {
             return Err("upgrade.migrate is empty: give the command that migrates the data".into());
+        }
+        if self.sidecars.contains_key(BACKUP_ROLE) {
+            return Err(format!(
+                "sidecar {BACKUP_ROLE:?}: the name is the instance's backup container's; call the sidecar something else"
+            ));
         }
         if let Some(backup) = &self.backup {
             if !self.sidecars.contains_key(&backup.sidecar) {

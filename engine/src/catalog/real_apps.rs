@@ -54,6 +54,15 @@ fn describe_with_manager(app_name: &str) -> String {
         let jobs = render_upgrade_jobs(&entry, &next, &render(&entry, &next).unwrap(), 1).unwrap();
         text.push_str(&format!("upgrade from generation 1:\n{}", render::describe_jobs(&jobs)));
     }
+    let policy = crate::model::backup::BackupPolicy::for_tier(crate::model::Tier::Business);
+    if let Some(backups) = render_backups(&entry, &sample_input(&entry, &secrets), &app, &policy).unwrap() {
+        let restore = backups.restore("latest").unwrap();
+        text.push_str(&format!(
+            "backups:\n{}",
+            render::describe_job_containers([&backups.container, &backups.backup_now, &backups.snapshots, &restore])
+        ));
+        assert!(backups.restore("latest; rm -rf /").is_err(), "a snapshot reference is checked");
+    }
     text
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{CatalogEntry, HealthEntry, ResourcesEntry};
+use super::{BackupEntry, CatalogEntry, HealthEntry, ResourcesEntry};
 pub use crate::model::container::{ContainerRole, ContainerSpec, HealthSpec, VolumeSpec, labels};
 use crate::model::timeouts::parse_duration;
 
@@ -100,7 +100,7 @@ fn health_spec(entry: &HealthEntry) -> Result<HealthSpec, String> {
 /// `{manager.email}`, `{manager.name}`, `{manager.login}`, `{manager.password_hash}`,
 /// `{manager.password}` (only in `manager_account.command`), `{sidecar.NAME}`
 /// and `{secret.NAME}`.
-fn expand(template: &str, input: &RenderInput<'_>, entry: &CatalogEntry) -> Result<String, String> {
+pub(super) fn expand(template: &str, input: &RenderInput<'_>, entry: &CatalogEntry) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -143,7 +143,7 @@ fn sidecar_container_name(tenant: &str, instance: &str, sidecar: &str) -> String
     format!("atrium-{tenant}-{instance}-{sidecar}")
 }
 
-fn expand_map(
+pub(super) fn expand_map(
     map: &BTreeMap<String, String>,
     input: &RenderInput<'_>,
     entry: &CatalogEntry,
@@ -396,16 +396,8 @@ pub fn render_upgrade_jobs(
     let Some(backup) = &entry.backup else {
         return Ok(UpgradeJobs { migrate, backup: None, restore: None });
     };
-    let sidecar = rendered
-        .containers
-        .iter()
-        .find(|c| c.role == ContainerRole::Sidecar(backup.sidecar.clone()))
-        .ok_or_else(|| format!("backup.sidecar {:?} is not rendered", backup.sidecar))?;
-    let words = |command: &[String]| -> Result<String, String> {
-        let words: Vec<String> =
-            command.iter().map(|part| expand(part, input, entry).map(|w| shell_word(&w))).collect::<Result<_, _>>()?;
-        Ok(words.join(" "))
-    };
+    let sidecar = backup_sidecar(backup, rendered)?;
+    let words = |command: &[String]| shell_command(command, input, entry);
     // Volume names are [a-z0-9-] (tenant and instance names), safe in a script.
     let volumes: Vec<&str> = app.mounts.iter().map(|(volume, _)| volume.as_str()).collect();
     let mut take = vec![
@@ -451,15 +443,37 @@ pub fn render_upgrade_jobs(
     let script = |lines: Vec<String>| vec!["sh".to_owned(), "-c".to_owned(), lines.join("\n")];
     Ok(UpgradeJobs {
         migrate,
-        backup: Some(job_container(&base, name("backup"), "backup", script(take))),
-        restore: Some(job_container(&base, name("restore"), "restore", script(put_back))),
+        // Not `atrium-T-I-backup`: that is the instance's backup container.
+        backup: Some(job_container(&base, name("upgrade-backup"), "backup", script(take))),
+        restore: Some(job_container(&base, name("upgrade-restore"), "restore", script(put_back))),
     })
+}
+
+/// The rendered sidecar the entry's backup runs from (its image has the
+/// database's tools).
+pub(super) fn backup_sidecar<'a>(backup: &BackupEntry, rendered: &'a RenderedApp) -> Result<&'a ContainerSpec, String> {
+    rendered
+        .containers
+        .iter()
+        .find(|c| c.role == ContainerRole::Sidecar(backup.sidecar.clone()))
+        .ok_or_else(|| format!("backup.sidecar {:?} is not rendered", backup.sidecar))
+}
+
+/// A command of the entry expanded into one line for `sh`, every word quoted.
+pub(super) fn shell_command(
+    command: &[String],
+    input: &RenderInput<'_>,
+    entry: &CatalogEntry,
+) -> Result<String, String> {
+    let words: Vec<String> =
+        command.iter().map(|part| expand(part, input, entry).map(|w| shell_word(&w))).collect::<Result<_, _>>()?;
+    Ok(words.join(" "))
 }
 
 /// A one-shot job made from `base` (its image, environment, mounts, network
 /// and limits): `command` runs once, never restarted, with no port and no
 /// health check; labelled `job:<job>` for the instance.
-fn job_container(base: &ContainerSpec, name: String, job: &str, command: Vec<String>) -> ContainerSpec {
+pub(super) fn job_container(base: &ContainerSpec, name: String, job: &str, command: Vec<String>) -> ContainerSpec {
     let mut labels = base.labels.clone();
     labels.insert(labels::ROLE.to_owned(), format!("job:{job}"));
     ContainerSpec {
@@ -475,7 +489,7 @@ fn job_container(base: &ContainerSpec, name: String, job: &str, command: Vec<Str
 }
 
 /// One word for `sh`, quoted so that nothing in it is read by the shell.
-fn shell_word(word: &str) -> String {
+pub(super) fn shell_word(word: &str) -> String {
     format!("'{}'", word.replace('\'', "'\\''"))
 }
 
@@ -543,17 +557,26 @@ pub fn describe(app: &RenderedApp) -> String {
 /// (a backup or restore script one line per step).
 #[cfg(test)]
 pub(super) fn describe_jobs(jobs: &UpgradeJobs) -> String {
+    describe_job_containers([&jobs.backup, &jobs.migrate, &jobs.restore].into_iter().flatten())
+}
+
+/// One-shot (or scheduled) job containers, for snapshot tests: each with its
+/// `sh -c` script one line per step, then its other arguments.
+#[cfg(test)]
+pub(super) fn describe_job_containers<'a>(jobs: impl IntoIterator<Item = &'a ContainerSpec>) -> String {
     let mut text = String::new();
-    for job in [&jobs.backup, &jobs.migrate, &jobs.restore].into_iter().flatten() {
+    for job in jobs {
         let mut job = job.clone();
-        if let Some(["sh", "-c", script]) =
+        if let Some(["sh", "-c", script, arguments @ ..]) =
             job.command.as_deref().map(|c| c.iter().map(String::as_str).collect::<Vec<_>>()).as_deref()
         {
             text.push_str(&format!("script of {}:\n", job.name));
             for line in script.lines() {
                 text.push_str(&format!("  | {line}\n"));
             }
-            job.command = Some(vec!["sh".into(), "-c".into(), "(the script above)".into()]);
+            let mut command: Vec<String> = ["sh", "-c", "(the script above)"].map(str::to_owned).to_vec();
+            command.extend(arguments.iter().map(|argument| argument.to_string()));
+            job.command = Some(command);
         }
         describe_container(&mut text, &job);
     }

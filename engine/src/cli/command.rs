@@ -100,6 +100,35 @@ enum Command {
         /// The object's id: a tenant's name, an instance's TENANT/NAME, a domain's host name.
         id: String,
     },
+    /// Back up an app instance now: its database and volumes, into its repository.
+    Backup {
+        #[command(flatten)]
+        vars: VarArgs,
+        /// The app instance, TENANT/NAME.
+        instance: String,
+    },
+    /// List an app instance's backup snapshots, oldest first.
+    Snapshots {
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Print them as JSON: [{"id", "time"}].
+        #[arg(long)]
+        json: bool,
+        /// The app instance, TENANT/NAME.
+        instance: String,
+    },
+    /// Restore an app instance's data from a snapshot, in place (a backup of its data is taken first).
+    Restore {
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Restore without asking.
+        #[arg(long)]
+        auto_approve: bool,
+        /// The app instance, TENANT/NAME.
+        instance: String,
+        /// A snapshot id (or its first 8 or more hex digits), or `latest`.
+        snapshot: String,
+    },
     /// Inspect the objects this owner manages.
     State {
         #[command(subcommand)]
@@ -337,6 +366,42 @@ async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
                 println!("{message}");
                 0
             })
+        }
+        Command::Backup { vars, instance } => {
+            let id = super::backups::instance_id(&instance)?;
+            let (configuration, document, owner) = load(&vars)?;
+            let session =
+                session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
+            let result = super::backups::backup(&session, &id).await;
+            session.platform.registry.close().await;
+            result
+        }
+        Command::Snapshots { vars, json, instance } => {
+            let id = super::backups::instance_id(&instance)?;
+            let (configuration, document, owner) = load(&vars)?;
+            let session =
+                session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
+            let result = super::backups::snapshots(&session, &id, json).await;
+            session.platform.registry.close().await;
+            result
+        }
+        Command::Restore { vars, auto_approve, instance, snapshot } => {
+            let id = super::backups::instance_id(&instance)?;
+            if !crate::model::backup::is_snapshot_reference(&snapshot) {
+                return Err(vec![Diagnostic::new(
+                    "Invalid snapshot",
+                    format!(
+                        "{snapshot:?}: give `latest` or a snapshot id (8 to 64 lowercase hex digits, as atrium snapshots lists them)"
+                    ),
+                    None,
+                )]);
+            }
+            let (configuration, document, owner) = load(&vars)?;
+            let session =
+                session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
+            let result = super::backups::restore(&session, &id, &snapshot, auto_approve, confirmed).await;
+            session.platform.registry.close().await;
+            result
         }
         Command::State { command: StateCommand::List { vars } } => {
             let (configuration, document, owner) = load(&vars)?;

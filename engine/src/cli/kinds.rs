@@ -74,7 +74,7 @@ pub fn document_of(value: impl serde::Serialize) -> Document {
 }
 
 impl Session {
-    fn apps_context(&self, deadline: std::time::Duration) -> AppContext<'_> {
+    pub(super) fn apps_context(&self, deadline: std::time::Duration) -> AppContext<'_> {
         self.platform.app_context(&self.apps, &self.owner, deadline, self.cancelled.clone())
     }
 

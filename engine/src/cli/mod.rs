@@ -3,6 +3,7 @@
 //! the provider, with the registry as its state.
 
 pub mod apply;
+pub mod backups;
 pub mod command;
 pub mod config;
 pub mod diagnostic;

@@ -73,4 +73,9 @@ pub mod labels {
     /// A digest of the configuration files written into the container, so a
     /// changed file is seen like a changed image or environment.
     pub const FILES: &str = "atrium.files";
+    /// A digest of a container's command, environment and mounts, on
+    /// containers that change in place with the instance (the backup
+    /// container follows the app's version and policy): a changed one is
+    /// replaced like a changed image.
+    pub const SPEC: &str = "atrium.spec";
 }

@@ -14,6 +14,7 @@
 
 pub mod app_instance;
 pub mod attribute;
+pub mod backup;
 pub mod container;
 pub mod domain;
 pub mod ids;

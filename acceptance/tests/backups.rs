@@ -1,0 +1,123 @@
+//! An app instance's backups through the real `atrium` CLI: `atrium backup`,
+//! `atrium snapshots` and `atrium restore` on MediaWiki with its MariaDB
+//! sidecar (the engine's tests cover Redmine's PostgreSQL), a restore that
+//! names no snapshot or another owner's instance refused before anything
+//! changes, and destroy leaving nothing behind.
+
+use atrium_acceptance::{RegistryChoice, Workspace, docker, provider_example_with_test_docker};
+
+fn atrium_block(owner: &str) -> String {
+    provider_example_with_test_docker().replace("provider \"atrium\" {", &format!("atrium {{\n  owner = \"{owner}\""))
+}
+
+/// Runs SQL in the instance's MariaDB as the app's user; its output.
+fn sql(tenant: &str, statement: &str) -> String {
+    let container = format!("atrium-{tenant}-wiki-mariadb");
+    let script = format!("mariadb -N -u mediawiki -p\"$MARIADB_PASSWORD\" mediawiki -e \"{statement}\"");
+    docker(&["exec", &container, "sh", "-c", &script])
+}
+
+#[tokio::test]
+async fn a_wiki_is_backed_up_listed_and_restored_through_the_cli() {
+    let workspace = Workspace::new("cli-backups", RegistryChoice::Sqlite).await;
+    let tenant = format!("bk-{}", std::process::id());
+    workspace.write("atrium.hcl", &atrium_block("partner-k"));
+    workspace.write(
+        "main.tf",
+        &format!(
+            r#"
+resource "atrium_tenant" "t" {{
+  name          = "{tenant}"
+  display_name  = "Backups"
+  tier          = "basic"
+  welcome_email = false
+  manager       = {{ email = "m@{tenant}.example", name = "M" }}
+}}
+resource "atrium_app_instance" "wiki" {{
+  tenant_id              = atrium_tenant.t.id
+  name                   = "wiki"
+  app                    = "mediawiki"
+  target                 = "lyon-onprem"
+  users                  = 5
+  delete_data_on_destroy = true
+  timeouts               = {{ create = "15m" }}
+}}
+resource "atrium_app_instance" "page" {{
+  tenant_id              = atrium_tenant.t.id
+  name                   = "page"
+  app                    = "hello"
+  target                 = "lyon-onprem"
+  users                  = 1
+  delete_data_on_destroy = true
+}}
+"#
+        ),
+    );
+    workspace.atrium(&["apply", "-auto-approve"]).expect_code(0, "atrium apply");
+    let wiki = format!("{tenant}/wiki");
+    let app = format!("atrium-{tenant}-wiki-g1");
+    let marker = "/var/lib/mediawiki-state/marker";
+
+    // The data as the backup takes it: a row and a file.
+    sql(&tenant, "CREATE TABLE bench_marker (v VARCHAR(20)); INSERT INTO bench_marker VALUES ('in the backup')");
+    docker(&["exec", &app, "sh", "-c", &format!("echo 'in the backup' > {marker}")]);
+    let backup = workspace.atrium(&["backup", &wiki]).expect_code(0, "atrium backup");
+    let line = backup.stdout.lines().find(|l| l.starts_with("Backed up app instance")).unwrap_or_default();
+    let snapshot = line
+        .split_whitespace()
+        .skip_while(|word| *word != "snapshot")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no snapshot in {:?}", backup.stdout))
+        .to_owned();
+    assert_eq!(snapshot.len(), 8, "{line}");
+
+    // The data changes afterwards.
+    sql(&tenant, "UPDATE bench_marker SET v = 'after the backup'");
+    docker(&["exec", &app, "rm", marker]);
+
+    let listed = workspace.atrium(&["snapshots", "-json", &wiki]).expect_code(0, "atrium snapshots -json");
+    let listed: serde_json::Value = serde_json::from_str(listed.stdout.trim()).expect("JSON snapshots");
+    let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert!(ids.len() == 1 && ids[0].starts_with(&snapshot), "{listed}");
+
+    // Refused before anything changes: a snapshot that does not exist, a
+    // reference that is not one, an app that takes no backups, another
+    // owner's instance.
+    let unknown = workspace.atrium(&["restore", "-auto-approve", &wiki, "deadbeef"]).expect_code(1, "unknown snapshot");
+    assert!(
+        unknown.stderr.contains("has no snapshot deadbeef") && unknown.stderr.contains(&snapshot),
+        "{}",
+        unknown.stderr
+    );
+    let invalid = workspace.atrium(&["restore", "-auto-approve", &wiki, "latest;true"]).expect_code(1, "bad reference");
+    assert!(invalid.stderr.contains("Invalid snapshot"), "{}", invalid.stderr);
+    let page = format!("{tenant}/page");
+    let none = workspace.atrium(&["backup", &page]).expect_code(1, "backup of hello");
+    assert!(none.stderr.contains("takes no backups"), "{}", none.stderr);
+    let other = Workspace::sharing_registry_of("cli-backups-other", &workspace).await;
+    other.write("atrium.hcl", &atrium_block("partner-other"));
+    other.write("main.tf", "");
+    let refused = other.atrium(&["restore", "-auto-approve", &wiki, "latest"]).expect_code(1, "another owner");
+    assert!(refused.stderr.contains("belongs to another owner"), "{}", refused.stderr);
+    assert_eq!(sql(&tenant, "SELECT v FROM bench_marker").trim(), "after the backup", "nothing was restored");
+
+    let restored = workspace.atrium(&["restore", "-auto-approve", &wiki, &snapshot]).expect_code(0, "atrium restore");
+    assert!(restored.stdout.contains(&format!("from snapshot {snapshot}")), "{}", restored.stdout);
+    assert_eq!(sql(&tenant, "SELECT v FROM bench_marker").trim(), "in the backup");
+    assert_eq!(docker(&["exec", &app, "cat", marker]).trim(), "in the backup");
+    // The app answers again and the registry follows its new port: no drift.
+    workspace.atrium(&["plan"]).expect_code(0, "atrium plan after the restore");
+    let listed = workspace.atrium(&["snapshots", &wiki]).expect_code(0, "atrium snapshots");
+    assert_eq!(
+        listed.stdout.lines().count(),
+        3,
+        "a header, the backup and the data the restore replaced: {}",
+        listed.stdout
+    );
+
+    workspace.atrium(&["destroy", "-auto-approve"]).expect_code(0, "atrium destroy");
+    let filter = format!("label=atrium.tenant={tenant}");
+    let containers = docker(&["ps", "-aq", "--filter", &filter]);
+    let volumes = docker(&["volume", "ls", "-q", "--filter", &filter]);
+    assert!(containers.trim().is_empty() && volumes.trim().is_empty(), "left: {containers} {volumes}");
+}

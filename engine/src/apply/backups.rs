@@ -1,0 +1,254 @@
+//! An instance's backups on demand: take one now, list them, restore one in
+//! place. The scheduled ones are taken by the instance's backup container
+//! (see [`crate::catalog::render_backups`]); these run the same script as a
+//! one-shot job beside it, under the same lock.
+
+use crate::apply::app_instance::{AppApplyError, AppContext, backup_jobs};
+use crate::backends::CommandOutput;
+use crate::catalog::{BackupJobs, VERSION_TAG, render_app_container_name};
+use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
+use crate::model::backup::Snapshot;
+
+/// Why a backup, a listing or a restore did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("app instance {id} does not exist")]
+    NotFound { id: AppInstanceId },
+    #[error("app {app} of instance {id} takes no backups (its catalog entry declares none)")]
+    NoBackups { id: AppInstanceId, app: String },
+    #[error(transparent)]
+    Apply(#[from] AppApplyError),
+    #[error(
+        "snapshot {snapshot} of app instance {id} was taken by version {taken_by}, whose data version {running} (which the instance runs) cannot read: upgrade the instance to {taken_by} first, or restore a snapshot taken by {running}; nothing was changed"
+    )]
+    LaterVersion { id: AppInstanceId, snapshot: String, taken_by: String, running: String },
+    #[error("app instance {id} has no snapshot {snapshot}: {}", list_snapshots(available))]
+    NoSuchSnapshot { id: AppInstanceId, snapshot: String, available: Vec<Snapshot> },
+    #[error("{what} of app instance {id} failed (exit code {exit_code:?}). Its output: {output}")]
+    Job { id: AppInstanceId, what: &'static str, exit_code: Option<i64>, output: String },
+    #[error(
+        "restoring snapshot {} of app instance {id} failed (exit code {:?}); {}. Its output: {}",
+        failure.snapshot, failure.exit_code, failure.kept, failure.output
+    )]
+    Restore { id: AppInstanceId, failure: Box<RestoreFailure> },
+}
+
+fn list_snapshots(snapshots: &[Snapshot]) -> String {
+    if snapshots.is_empty() {
+        return "it has none yet (take one with a backup first)".to_owned();
+    }
+    let listed: Vec<String> = snapshots.iter().map(|s| format!("{} ({})", s.short_id(), s.time)).collect();
+    format!("give `latest` or one of {}", listed.join(", "))
+}
+
+/// How a restore failed: the snapshot, the job's end, and what serves now.
+#[derive(Debug)]
+pub struct RestoreFailure {
+    pub snapshot: String,
+    pub exit_code: Option<i64>,
+    pub kept: String,
+    pub output: String,
+}
+
+/// A finished restore: the snapshot restored, and the one taken of the data
+/// it replaced (so nothing is lost by restoring the wrong one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub restored: Snapshot,
+    pub replaced_data: Snapshot,
+}
+
+impl AppContext<'_> {
+    async fn backups_of(&self, id: &AppInstanceId) -> Result<(AppInstanceRecord, BackupJobs), BackupError> {
+        let record = self
+            .registry
+            .get_app_instance(id)
+            .await
+            .map_err(self.registry_error(id))?
+            .ok_or_else(|| BackupError::NotFound { id: id.clone() })?;
+        let entry = self.entry(&record.spec)?;
+        let tenant = self.tenant(&record.spec).await?;
+        let jobs = backup_jobs(entry, &record, &tenant)
+            .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?
+            .ok_or_else(|| BackupError::NoBackups { id: id.clone(), app: record.spec.app.clone() })?;
+        Ok((record, jobs))
+    }
+
+    async fn run(
+        &self,
+        record: &AppInstanceRecord,
+        job: &crate::catalog::ContainerSpec,
+    ) -> Result<CommandOutput, BackupError> {
+        let (id, target) = (&record.spec.id, &record.spec.target);
+        let runtime = self.runtime(id, target).await?;
+        let remaining = crate::backends::retry::remaining(self.deadline);
+        Ok(runtime.run_once(job, remaining).await.map_err(self.runtime_error(id, target))?)
+    }
+
+    /// Takes a backup of the instance now (the database dumped, the app's
+    /// volumes read) into its repository; returns the new snapshot.
+    pub async fn backup_now(&self, id: &AppInstanceId) -> Result<Snapshot, BackupError> {
+        let (record, jobs) = self.backups_of(id).await?;
+        self.take_backup(&record, &jobs.backup_now).await
+    }
+
+    async fn take_backup(
+        &self,
+        record: &AppInstanceRecord,
+        job: &crate::catalog::ContainerSpec,
+    ) -> Result<Snapshot, BackupError> {
+        let id = &record.spec.id;
+        let ran = self.run(record, job).await?;
+        let saved = ran.output.lines().rev().find_map(|line| line.strip_prefix("atrium-backup: snapshot "));
+        match (ran.exit_code, saved.and_then(|saved| saved.split_once(' '))) {
+            (Some(0), Some((snapshot, time))) => Snapshot::new(snapshot, time)
+                .map(|taken| Snapshot { version: Some(record.spec.version.clone()), ..taken })
+                .ok_or_else(|| BackupError::Job {
+                    id: id.clone(),
+                    what: "the backup",
+                    exit_code: ran.exit_code,
+                    output: format!("not a snapshot id and time: {saved:?}"),
+                }),
+            _ => Err(BackupError::Job {
+                id: id.clone(),
+                what: "the backup",
+                exit_code: ran.exit_code,
+                output: ran.output,
+            }),
+        }
+    }
+
+    /// The instance's snapshots, oldest first.
+    pub async fn snapshots(&self, id: &AppInstanceId) -> Result<Vec<Snapshot>, BackupError> {
+        let (record, jobs) = self.backups_of(id).await?;
+        self.list(&record, &jobs).await
+    }
+
+    async fn list(&self, record: &AppInstanceRecord, jobs: &BackupJobs) -> Result<Vec<Snapshot>, BackupError> {
+        let id = &record.spec.id;
+        let ran = self.run(record, &jobs.snapshots).await?;
+        let failed = |output: String| BackupError::Job {
+            id: id.clone(),
+            what: "listing the snapshots",
+            exit_code: ran.exit_code,
+            output,
+        };
+        if ran.exit_code != Some(0) {
+            return Err(failed(ran.output.clone()));
+        }
+        let listing = ran.output.lines().find(|line| line.starts_with('[')).unwrap_or_default();
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            id: String,
+            time: String,
+            #[serde(default)]
+            tags: Vec<String>,
+        }
+        let listed: Vec<Listed> =
+            serde_json::from_str(listing).map_err(|error| failed(format!("{error} in {:?}", ran.output)))?;
+        listed
+            .into_iter()
+            .map(|snapshot| {
+                let version = snapshot.tags.iter().find_map(|tag| tag.strip_prefix(VERSION_TAG)).map(str::to_owned);
+                Snapshot::new(&snapshot.id, &snapshot.time)
+                    .map(|found| Snapshot { version, ..found })
+                    .ok_or_else(|| failed(format!("{:?} is not a snapshot id", snapshot.id)))
+            })
+            .collect()
+    }
+
+    /// Restores `snapshot` (an id, a prefix of one, or `latest`) in place:
+    /// a backup of the data as it is now is taken first, the app stops, the
+    /// snapshot's volumes and database are put back, and the app starts
+    /// again (when it ran) and must turn healthy. When the restore fails,
+    /// the data it replaced is put back from that first backup.
+    pub async fn restore(&self, id: &AppInstanceId, snapshot: &str) -> Result<Restored, BackupError> {
+        let (record, jobs) = self.backups_of(id).await?;
+        jobs.restore(snapshot).map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        // The snapshot is chosen before anything changes (`latest` must not
+        // become the backup taken below).
+        let available = self.list(&record, &jobs).await?;
+        let chosen = match snapshot {
+            "latest" => available.last(),
+            prefix => {
+                let matching: Vec<&Snapshot> = available.iter().filter(|s| s.id.starts_with(prefix)).collect();
+                match matching.as_slice() {
+                    [one] => Some(*one),
+                    _ => None,
+                }
+            }
+        };
+        let Some(chosen) = chosen.cloned() else {
+            return Err(BackupError::NoSuchSnapshot { id: id.clone(), snapshot: snapshot.to_owned(), available });
+        };
+        // Data a later version wrote is never given to an earlier one; data
+        // an earlier version wrote is migrated before the app starts.
+        let running = &record.spec.version;
+        let taken_by = chosen.version.clone().unwrap_or_else(|| running.clone());
+        let entry = self.entry(&record.spec)?;
+        if entry.downgrade_refusal(&record.spec.channel, &taken_by, running).is_some() {
+            return Err(BackupError::LaterVersion {
+                id: id.clone(),
+                snapshot: chosen.short_id().to_owned(),
+                taken_by,
+                running: running.clone(),
+            });
+        }
+        let migrate = if taken_by != *running { jobs.migrate.clone() } else { None };
+        let job = jobs.restore(&chosen.id).map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        let replaced_data = self.take_backup(&record, &jobs.backup_keeping_all()).await?;
+        let target = &record.spec.target;
+        let runtime = self.runtime(id, target).await?;
+        let app = render_app_container_name(&record.spec, record.generation);
+        let was_running =
+            runtime.inspect(&app).await.map_err(self.runtime_error(id, target))?.is_some_and(|c| c.running);
+        runtime.stop_container(&app).await.map_err(self.runtime_error(id, target))?;
+        let mut ran = self.run(&record, &job).await?;
+        if let (Some(0), Some(migrate)) = (ran.exit_code, &migrate) {
+            ran = self.run(&record, migrate).await?;
+            ran.output = format!("(the migration of the data {} {taken_by} wrote) {}", record.spec.app, ran.output);
+        }
+        let failure = if ran.exit_code == Some(0) {
+            None
+        } else {
+            let back =
+                jobs.restore(&replaced_data.id).map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+            let put_back = self.run(&record, &back).await?;
+            let kept = if put_back.exit_code == Some(0) {
+                format!("the data it would have replaced was put back from snapshot {}", replaced_data.short_id())
+            } else {
+                format!(
+                    "putting back the data it would have replaced failed too (exit code {:?}): that data is snapshot {}. Its output: {}",
+                    put_back.exit_code,
+                    replaced_data.short_id(),
+                    put_back.output
+                )
+            };
+            Some((ran, kept))
+        };
+        if was_running {
+            runtime.start_container(&app).await.map_err(self.runtime_error(id, target))?;
+            runtime.wait_healthy(&app, self.deadline).await.map_err(self.runtime_error(id, target))?;
+            // A restarted container publishes its port anew.
+            if let Some(observed) = runtime.inspect(&app).await.map_err(self.runtime_error(id, target))?
+                && observed.published_port != record.published_port
+            {
+                let refreshed = AppInstanceRecord { published_port: observed.published_port, ..record.clone() };
+                self.registry.put_app_instance(&refreshed).await.map_err(self.registry_error(id))?;
+                self.repoint_routes(&refreshed).await?;
+            }
+        }
+        match failure {
+            None => Ok(Restored { restored: chosen, replaced_data }),
+            Some((ran, kept)) => Err(BackupError::Restore {
+                id: id.clone(),
+                failure: Box::new(RestoreFailure {
+                    snapshot: chosen.id,
+                    exit_code: ran.exit_code,
+                    kept,
+                    output: ran.output,
+                }),
+            }),
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Scheduled backups with restic, run where the data lives.
+//!
+//! An instance whose catalog entry declares `backup` gets a backup container
+//! beside its sidecars (`atrium-T-I-backup`, from the image of the sidecar the
+//! entry names, which carries restic). It runs with the instance, Terraform
+//! or not: every policy interval it takes a lock, dumps the database with the
+//! entry's `backup.dump`, and backs up the dump and the app's volumes into a
+//! restic repository in the instance's backup volume
+//! (`atrium-T-I-backups:/restic`), then forgets snapshots by the policy.
+//! Its health check fails while the last backup failed.
+//!
+//! The repository's password is generated in the backup volume itself at its
+//! first use, never in the registry: data kept on destroy stays restorable
+//! by a later instance on the same volumes.
+//!
+//! The engine runs the same backup on demand, lists the snapshots, and
+//! restores one (each a one-shot job made from the backup container). In the
+//! snapshots, the dump is `/backup/dump/database.dump` and the app's volume
+//! `KEY` (the catalog's volume name) is `/volumes/KEY`.
+
+use super::render::{backup_sidecar, expand_map, job_container, shell_command, shell_word};
+use super::{CatalogEntry, ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, backup_volume_name};
+use crate::model::backup::{BackupPolicy, is_snapshot_reference};
+use crate::model::container::labels;
+
+/// The backup container's role name (a catalog sidecar may not take it).
+pub const BACKUP_ROLE: &str = "backup";
+
+/// The tag that names the app version a snapshot was taken by.
+pub const VERSION_TAG: &str = "version:";
+
+/// Seconds between two prunes of the repository (forgotten snapshots' data
+/// is removed then).
+const PRUNE_EVERY: u64 = 24 * 3600;
+
+/// Where the repository's password lives, in the backup volume.
+const PASSWORD_FILE: &str = "/backup/restic-password";
+
+/// The instance's backup container and its one-shot jobs: on-demand backup,
+/// snapshot listing and restore.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupJobs {
+    /// Runs the schedule (long-running, restarted with the instance).
+    pub container: ContainerSpec,
+    /// Takes one backup now; its output ends with `atrium-backup: snapshot ID TIME`.
+    pub backup_now: ContainerSpec,
+    /// Prints the instance's snapshots as restic's JSON (one line).
+    pub snapshots: ContainerSpec,
+    /// Migrates restored data taken by an earlier version (the entry's
+    /// `upgrade.migrate`, in a container of the running version).
+    pub migrate: Option<ContainerSpec>,
+    /// The command's words before the snapshot argument: see [`BackupJobs::restore`].
+    restore_base: ContainerSpec,
+    restore_script: String,
+}
+
+impl BackupJobs {
+    /// The on-demand backup that forgets no snapshot (taken before a restore).
+    pub fn backup_keeping_all(&self) -> ContainerSpec {
+        let mut job = self.backup_now.clone();
+        if let Some(command) = &mut job.command {
+            command.extend(["atrium-backup".to_owned(), "keep-all".to_owned()]);
+        }
+        job
+    }
+
+    /// The job that restores `snapshot` (an id, a prefix of one, or
+    /// `latest`) in place: the snapshot is restored whole into a staging
+    /// directory first (live data is untouched if that fails), then each
+    /// volume is emptied and filled from it and the database restored from
+    /// its dump. The app must be stopped; the database sidecar must run.
+    pub fn restore(&self, snapshot: &str) -> Result<ContainerSpec, String> {
+        if !is_snapshot_reference(snapshot) {
+            return Err(format!("{snapshot:?} names no snapshot: give `latest` or a snapshot id (8 to 64 hex digits)"));
+        }
+        let mut job = self.restore_base.clone();
+        job.command = Some(vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            self.restore_script.clone(),
+            "atrium-restore".to_owned(),
+            snapshot.to_owned(),
+        ]);
+        Ok(job)
+    }
+}
+
+/// The backup container and jobs of `rendered` (an instance of `entry`), or
+/// `None` when the entry declares no backup.
+pub fn render_backups(
+    entry: &CatalogEntry,
+    input: &RenderInput<'_>,
+    rendered: &RenderedApp,
+    policy: &BackupPolicy,
+) -> Result<Option<BackupJobs>, String> {
+    let Some(backup) = &entry.backup else {
+        return Ok(None);
+    };
+    let sidecar = backup_sidecar(backup, rendered)?;
+    let words = |command: &[String]| shell_command(command, input, entry);
+    let prefix = format!("atrium-{}-{}-", input.tenant, input.instance);
+    // The app's volumes under their catalog names (letters, digits, - and _),
+    // so a snapshot's paths do not depend on the instance it came from.
+    let volumes: Vec<(String, String)> = rendered
+        .app_container()
+        .mounts
+        .iter()
+        .map(|(volume, _)| (volume.clone(), volume.strip_prefix(&prefix).unwrap_or(volume).to_owned()))
+        .collect();
+    let tag = format!("{}/{}", input.tenant, input.instance);
+    // Each snapshot says which version of the app took it: a restore never
+    // gives a version data a later one wrote, and migrates older data.
+    let version_tag = format!("{VERSION_TAG}{}", input.version);
+
+    let mut container = sidecar.clone();
+    container.name = format!("{prefix}{BACKUP_ROLE}");
+    container.network_alias = container.name.clone();
+    container.role = ContainerRole::Sidecar(BACKUP_ROLE.to_owned());
+    container.labels.insert(labels::ROLE.to_owned(), format!("sidecar:{BACKUP_ROLE}"));
+    container.environment.extend(expand_map(&backup.environment, input, entry)?);
+    container.environment.extend(
+        [
+            ("RESTIC_REPOSITORY", "/backup/restic"),
+            ("RESTIC_PASSWORD_FILE", PASSWORD_FILE),
+            ("RESTIC_CACHE_DIR", "/backup/cache"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    container.mounts = std::iter::once((backup_volume_name(input.tenant, input.instance), "/backup".to_owned()))
+        .chain(volumes.iter().map(|(volume, key)| (volume.clone(), format!("/volumes/{key}"))))
+        .collect();
+    // Root with the capabilities reading and restoring other users' files
+    // needs (the app's files keep their owners), nothing more.
+    container.user = Some("0".to_owned());
+    container.capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER"].map(str::to_owned).to_vec();
+    container.read_only = false;
+    container.port = None;
+    container.files = Default::default();
+    // Unhealthy while the last backup failed (checked once a minute).
+    container.health = Some(HealthSpec {
+        test: ["CMD", "sh", "-c", "! test -e /backup/status/failed"].map(str::to_owned).to_vec(),
+        interval_nanoseconds: 60_000_000_000,
+        timeout_nanoseconds: 10_000_000_000,
+        retries: 1,
+        start_period_nanoseconds: 0,
+    });
+
+    let paths: Vec<String> = std::iter::once("/backup/dump".to_owned())
+        .chain(volumes.iter().map(|(_, key)| format!("/volumes/{key}")))
+        .collect();
+    let backup_function = [
+        // A subshell: `set -e` and the lock end with it.
+        "backup() (".to_owned(),
+        "  set -eu".to_owned(),
+        "  exec 9>/backup/.lock".to_owned(),
+        "  flock 9".to_owned(),
+        "  prepare".to_owned(),
+        "  rm -rf /backup/dump && mkdir -p /backup/dump /backup/status".to_owned(),
+        format!("  {} > /backup/dump/database.dump", words(&backup.dump)?),
+        format!(
+            "  restic backup --host atrium --tag {} --tag {} {} > /backup/status/output 2>&1 || {{ cat /backup/status/output >&2; exit 1; }}",
+            shell_word(&tag),
+            shell_word(&version_tag),
+            paths.join(" ")
+        ),
+        "  snapshot=$(sed -n 's/^snapshot \\([0-9a-f]*\\) saved$/\\1/p' /backup/status/output)".to_owned(),
+        "  [ -n \"$snapshot\" ] || { cat /backup/status/output >&2; echo 'atrium-backup: restic named no snapshot' >&2; exit 1; }".to_owned(),
+        // `keep-all`: a backup taken before a restore forgets nothing (the
+        // snapshot being restored must stay).
+        format!("  if [ \"${{1:-}}\" != keep-all ]; then restic forget --host atrium --tag {} {} > /backup/status/forget 2>&1 || {{ cat /backup/status/forget >&2; exit 1; }}; fi", shell_word(&tag), policy.forget_arguments().join(" ")),
+        // Pruning rewrites the repository's packs: once a day, not at every backup.
+        "  [ -s /backup/status/pruned ] || date +%s > /backup/status/pruned".to_owned(),
+        format!("  if [ \"${{1:-}}\" != keep-all ] && [ \"$(date +%s)\" -ge $(( $(cat /backup/status/pruned) + {PRUNE_EVERY} )) ]; then restic prune > /backup/status/prune 2>&1 || {{ cat /backup/status/prune >&2; exit 1; }}; date +%s > /backup/status/pruned; fi"),
+        "  rm -rf /backup/dump".to_owned(),
+        "  echo \"$snapshot $(date -u +%Y-%m-%dT%H:%M:%SZ)\" > /backup/status/latest".to_owned(),
+        "  rm -f /backup/status/failed".to_owned(),
+        "  echo \"atrium-backup: snapshot $(cat /backup/status/latest)\"".to_owned(),
+        ")".to_owned(),
+    ];
+    // The repository and its password, made at first use; a password file
+    // is written whole before it is used.
+    let prepare_function = [
+        "prepare() {".to_owned(),
+        format!(
+            "  if [ ! -s {PASSWORD_FILE} ]; then (umask 077; head -c 30 /dev/urandom | base64 > {PASSWORD_FILE}.new && mv {PASSWORD_FILE}.new {PASSWORD_FILE}); fi"
+        ),
+        "  [ -f /backup/restic/config ] || restic init > /dev/null".to_owned(),
+        "}".to_owned(),
+    ];
+    let functions = [prepare_function.as_slice(), backup_function.as_slice()].concat().join("\n");
+    let interval = policy.interval.as_secs();
+    let schedule = [
+        "set -u".to_owned(),
+        functions.clone(),
+        "mkdir -p /backup/status".to_owned(),
+        // The first backup one interval after the first start (the app is
+        // still making its database then); later starts keep the schedule.
+        format!("[ -s /backup/status/next ] || echo $(( $(date +%s) + {interval} )) > /backup/status/next"),
+        format!("echo \"atrium-backup: every {interval} s, the next at $(date -u -d @$(cat /backup/status/next) +%Y-%m-%dT%H:%M:%SZ)\""),
+        "trap 'exit 0' TERM INT".to_owned(),
+        "while :; do".to_owned(),
+        "  if [ \"$(date +%s)\" -ge \"$(cat /backup/status/next)\" ]; then".to_owned(),
+        format!("    echo $(( $(date +%s) + {interval} )) > /backup/status/next"),
+        "    if ! backup; then date -u +%Y-%m-%dT%H:%M:%SZ > /backup/status/failed; echo 'atrium-backup: the backup failed' >&2; fi".to_owned(),
+        "  fi".to_owned(),
+        "  sleep 10 & wait $!".to_owned(),
+        "done".to_owned(),
+    ];
+    container.command = Some(vec!["sh".to_owned(), "-c".to_owned(), schedule.join("\n")]);
+    let digested = format!("{:?}{:?}{:?}", container.command, container.environment, container.mounts);
+    container.labels.insert(labels::SPEC.to_owned(), super::files_digest(&[("spec".to_owned(), digested)].into()));
+
+    let job = |name: &str, lines: Vec<String>| {
+        let mut job = job_container(
+            &container,
+            format!("{prefix}{name}"),
+            name,
+            vec!["sh".to_owned(), "-c".to_owned(), lines.join("\n")],
+        );
+        job.health = None;
+        job
+    };
+    let backup_now = job(
+        "backup-now",
+        vec![
+            "set -u".to_owned(),
+            functions.clone(),
+            "if ! backup \"${1:-}\"; then date -u +%Y-%m-%dT%H:%M:%SZ > /backup/status/failed; exit 1; fi".to_owned(),
+        ],
+    );
+    let snapshots = job(
+        "snapshots",
+        vec![
+            "set -eu".to_owned(),
+            "[ -f /backup/restic/config ] || { echo '[]'; exit 0; }".to_owned(),
+            format!("restic snapshots --json --host atrium --tag {}", shell_word(&tag)),
+        ],
+    );
+    let mut restore = vec![
+        "set -eu".to_owned(),
+        "snapshot=$1".to_owned(),
+        "exec 9>/backup/.lock".to_owned(),
+        "flock 9".to_owned(),
+        "rm -rf /backup/restore && mkdir -p /backup/restore".to_owned(),
+        format!(
+            "restic restore \"$snapshot\" --host atrium --tag {} --target /backup/restore > /backup/status/restore 2>&1 || {{ cat /backup/status/restore >&2; exit 1; }}",
+            shell_word(&tag)
+        ),
+        "[ -f /backup/restore/backup/dump/database.dump ] || { echo \"atrium-restore: snapshot $snapshot holds no database dump\" >&2; exit 1; }".to_owned(),
+    ];
+    for (_, key) in &volumes {
+        restore.push(format!(
+            "[ -d /backup/restore/volumes/{key} ] || {{ echo \"atrium-restore: snapshot $snapshot holds no volume {key}\" >&2; exit 1; }}"
+        ));
+    }
+    for (_, key) in &volumes {
+        restore.push(format!("find /volumes/{key} -mindepth 1 -delete"));
+        restore.push(format!("cp -a /backup/restore/volumes/{key}/. /volumes/{key}/"));
+    }
+    restore.push(format!("{} < /backup/restore/backup/dump/database.dump", words(&backup.restore)?));
+    restore.push("rm -rf /backup/restore".to_owned());
+    restore.push("echo \"atrium-restore: restored snapshot $snapshot\"".to_owned());
+    let restore_base = job("restore-snapshot", Vec::new());
+    Ok(Some(BackupJobs {
+        container,
+        backup_now,
+        snapshots,
+        migrate: None,
+        restore_base,
+        restore_script: restore.join("\n"),
+    }))
+}

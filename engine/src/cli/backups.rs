@@ -1,0 +1,97 @@
+//! `atrium backup`, `atrium snapshots` and `atrium restore`: an app
+//! instance's backups by hand, beside the ones its backup container takes
+//! on its schedule.
+
+use std::time::Duration;
+
+use super::diagnostic::Diagnostic;
+use super::session::Session;
+use crate::apply::backups::BackupError;
+use crate::backends::error_chain;
+use crate::model::app_instance::AppInstanceId;
+use crate::model::ownership::ObjectKind;
+
+/// How long one backup or restore may take (a large database takes minutes).
+pub const DEADLINE: Duration = Duration::from_secs(3600);
+
+/// The instance named on the command line, checked.
+pub fn instance_id(text: &str) -> Result<AppInstanceId, Vec<Diagnostic>> {
+    AppInstanceId::parse(text).map_err(|detail| {
+        vec![Diagnostic::new("Invalid app instance", format!("{text:?}: {detail}; write TENANT/NAME"), None)]
+    })
+}
+
+fn failed(summary: &str, error: &BackupError) -> Vec<Diagnostic> {
+    vec![Diagnostic::new(summary, error_chain(error), None)]
+}
+
+/// Takes a backup now; prints the snapshot.
+pub async fn backup(session: &Session, id: &AppInstanceId) -> Result<i32, Vec<Diagnostic>> {
+    let context = session.apps_context(DEADLINE);
+    let snapshot = context.backup_now(id).await.map_err(|error| failed("Backup failed", &error))?;
+    println!("Backed up app instance {id}: snapshot {} ({}).", snapshot.short_id(), snapshot.time);
+    Ok(0)
+}
+
+/// Lists the snapshots, oldest first (JSON with `json`).
+pub async fn snapshots(session: &Session, id: &AppInstanceId, json: bool) -> Result<i32, Vec<Diagnostic>> {
+    let context = session.apps_context(DEADLINE);
+    let snapshots = context.snapshots(id).await.map_err(|error| failed("Cannot list the snapshots", &error))?;
+    if json {
+        let listed: Vec<serde_json::Value> =
+            snapshots.iter().map(|s| serde_json::json!({ "id": s.id, "time": s.time })).collect();
+        println!("{}", serde_json::Value::Array(listed));
+    } else if snapshots.is_empty() {
+        println!("App instance {id} has no snapshots yet.");
+    } else {
+        println!("{:<10} TIME", "SNAPSHOT");
+        for snapshot in &snapshots {
+            println!("{:<10} {}", snapshot.short_id(), snapshot.time);
+        }
+    }
+    Ok(0)
+}
+
+/// Restores a snapshot in place, after asking (unless `auto_approve`).
+/// Only the owner of the instance may: another team's data is not this
+/// owner's to replace.
+pub async fn restore(
+    session: &Session,
+    id: &AppInstanceId,
+    snapshot: &str,
+    auto_approve: bool,
+    confirmed: impl FnOnce(&str) -> bool,
+) -> Result<i32, Vec<Diagnostic>> {
+    let registry = &session.platform.registry;
+    let claim = registry
+        .get_claim(ObjectKind::AppInstance, &id.to_string())
+        .await
+        .map_err(|error| vec![Diagnostic::new("Cannot read the registry", error_chain(&error), None)])?;
+    if let Some(claim) = claim.filter(|claim| claim.owner != session.owner) {
+        return Err(vec![Diagnostic::new(
+            "App instance belongs to another owner",
+            format!(
+                "{id} is managed by {}; restore it from there (the atrium CLI never replaces another owner's data)",
+                claim.owner
+            ),
+            None,
+        )]);
+    }
+    let question = format!(
+        "Restore app instance {id} from snapshot {snapshot}?\n  Its data (database and volumes) is replaced by the snapshot's; a backup of the data as it is now is taken first."
+    );
+    if !auto_approve && !confirmed(&question) {
+        println!("\nRestore cancelled.");
+        return Ok(1);
+    }
+    let context = session.apps_context(DEADLINE);
+    let restored = context.restore(id, snapshot).await.map_err(|error| failed("Restore failed", &error))?;
+    println!(
+        "Restored app instance {id} from snapshot {} ({}). The data it replaced is snapshot {} ({}).",
+        restored.restored.short_id(),
+        restored.restored.time,
+        restored.replaced_data.short_id(),
+        restored.replaced_data.time
+    );
+    Ok(0)
+}
