@@ -2,7 +2,8 @@
 //! `atrium snapshots` and `atrium restore` on MediaWiki with its MariaDB
 //! sidecar (the engine's tests cover Redmine's PostgreSQL), a restore that
 //! names no snapshot or another owner's instance refused before anything
-//! changes, and destroy leaving nothing behind.
+//! changes, and destroy with the data kept: `atrium kept` lists it and
+//! `atrium purge` deletes it (its owner only), leaving nothing behind.
 
 use atrium_acceptance::{RegistryChoice, Workspace, docker, provider_example_with_test_docker};
 
@@ -39,7 +40,7 @@ resource "atrium_app_instance" "wiki" {{
   app                    = "mediawiki"
   target                 = "lyon-onprem"
   users                  = 5
-  delete_data_on_destroy = true
+  delete_data_on_destroy = false
   timeouts               = {{ create = "15m" }}
 }}
 resource "atrium_app_instance" "page" {{
@@ -103,6 +104,11 @@ resource "atrium_app_instance" "page" {{
 
     let restored = workspace.atrium(&["restore", "-auto-approve", &wiki, &snapshot]).expect_code(0, "atrium restore");
     assert!(restored.stdout.contains(&format!("from snapshot {snapshot}")), "{}", restored.stdout);
+    assert!(
+        restored.stdout.starts_with("Took snapshot "),
+        "the replaced data's snapshot comes first: {}",
+        restored.stdout
+    );
     assert_eq!(sql(&tenant, "SELECT v FROM bench_marker").trim(), "in the backup");
     assert_eq!(docker(&["exec", &app, "cat", marker]).trim(), "in the backup");
     // The app answers again and the registry follows its new port: no drift.
@@ -115,7 +121,30 @@ resource "atrium_app_instance" "page" {{
         listed.stdout
     );
 
+    // Destroyed with its data kept: the data and its backups are listed by
+    // the instance's handle, and only their owner may purge them.
     workspace.atrium(&["destroy", "-auto-approve"]).expect_code(0, "atrium destroy");
+    let kept = workspace.atrium(&["kept", "-json"]).expect_code(0, "atrium kept -json");
+    // The example's cloud target does not exist here: named, not fatal.
+    assert!(kept.stderr.contains("target cloud-fra1 did not answer"), "{}", kept.stderr);
+    let kept: serde_json::Value = serde_json::from_str(kept.stdout.trim()).expect("JSON kept data");
+    let wiki_kept = kept.as_array().unwrap().iter().find(|k| k["instance"] == wiki.as_str());
+    let wiki_kept = wiki_kept.unwrap_or_else(|| panic!("the wiki's data is not listed: {kept}"));
+    assert_eq!(
+        (&wiki_kept["owner"], &wiki_kept["backups"]),
+        (&serde_json::json!("atrium:partner-k"), &serde_json::json!(true))
+    );
+    let backups_volume = format!("atrium-{tenant}-wiki-backups");
+    assert!(wiki_kept["volumes"].as_array().unwrap().iter().any(|v| *v == backups_volume.as_str()), "{wiki_kept}");
+    assert!(
+        !kept.as_array().unwrap().iter().any(|k| k["instance"] == page.as_str()),
+        "hello's data was deleted: {kept}"
+    );
+    let refused = other.atrium(&["purge", "-auto-approve", &wiki]).expect_code(1, "purge by another owner");
+    assert!(refused.stderr.contains("belongs to atrium:partner-k"), "{}", refused.stderr);
+    let purged = workspace.atrium(&["purge", "-auto-approve", &wiki]).expect_code(0, "atrium purge");
+    assert!(purged.stdout.contains(&backups_volume), "{}", purged.stdout);
+    workspace.atrium(&["purge", "-auto-approve", &wiki]).expect_code(1, "nothing left to purge");
     let filter = format!("label=atrium.tenant={tenant}");
     let containers = docker(&["ps", "-aq", "--filter", &filter]);
     let volumes = docker(&["volume", "ls", "-q", "--filter", &filter]);

@@ -205,6 +205,12 @@ async fn a_business_gets_redmine_mediawiki_and_tryton_signs_in_over_https_and_ke
     let applied = workspace.apply();
     assert!(applied.stdout.contains("7 added"), "{}", applied.stdout);
     workspace.assert_plan_empty("after creating the three apps");
+    // The ERP's own backup schedule reached its backup container; the others keep the tier's.
+    for (name, every) in [("erp", "every 3600 s"), ("wiki", "every 21600 s")] {
+        let container = format!("atrium-{tenant}-{name}-backup");
+        let logs = docker(&["logs", &container]);
+        assert!(logs.contains(every), "{container}: {logs}");
+    }
     let welcomes = welcome_emails(&tenant);
     let [(_, erp), (_, projects), (_, wiki)] = welcomes.as_slice() else { unreachable!() };
     let state = workspace.read("terraform.tfstate");

@@ -133,6 +133,7 @@ pub fn hello_spec(tenant: &str, version: &str) -> crate::model::app_instance::Ap
         admin_password: None,
         password_version: 0,
         delete_data_on_destroy: false,
+        backup: None,
     }
 }
 

@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use atrium_engine::apply::app_instance::{AppApplyError, AppContext};
 use atrium_engine::apply::backups::BackupError;
+use atrium_engine::apply::kept::{KeptData, KeptError};
 use atrium_engine::backends::Runtime;
 use atrium_engine::backends::targets::Targets;
 use atrium_engine::catalog::Catalog;
 use atrium_engine::model::app_instance::InstanceHealth;
 use atrium_engine::model::app_instance::{AppInstanceId, AppInstanceSpec};
+use atrium_engine::model::backup::BackupSettings;
 use atrium_engine::observe::AppObservations;
 use atrium_engine::plan::app_instance::AppDecision;
 use atrium_engine::registry::Registry;
-use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_target};
+use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_owner, test_target};
 
 struct Fixture {
     _directory: tempfile::TempDir,
@@ -259,8 +261,23 @@ async fn data_survives_destroy_and_recreate_unless_deletion_is_asked() {
     assert!(http_get(record.published_port.unwrap(), "/data/note.txt").contains("kept-data"));
 
     context.destroy(&spec.id).await.unwrap();
+    // The data left behind is listed under the instance's handle, and only
+    // its owner may purge it.
+    let kept = kept_of(&context, &spec.id).await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let prefix = format!("atrium-{}-web-", fixture.tenant);
+    assert!(!kept[0].volumes.is_empty() && kept[0].volumes.iter().all(|v| v.starts_with(&prefix)), "{kept:?}");
+    assert_eq!((kept[0].target.as_str(), kept[0].owner.as_str()), ("local", test_owner().as_str()));
+    let another_team = atrium_engine::model::ownership::Owner::atrium("another-team");
+    let other = AppContext { owner: &another_team, ..fixture.context(Duration::from_secs(30)) };
+    let refused = other.purge_kept(&spec.id).await.unwrap_err();
+    assert!(matches!(refused, KeptError::OtherOwner { .. }), "{refused}");
     let again = context.deploy(&spec, None, None).await.unwrap().record;
     assert!(http_get(again.published_port.unwrap(), "/data/note.txt").contains("kept-data"), "data survived destroy");
+    // Taken over by the new instance: in use, not kept.
+    assert!(kept_of(&context, &spec.id).await.is_empty());
+    let refused = context.purge_kept(&spec.id).await.unwrap_err();
+    assert!(matches!(refused, KeptError::InUse { .. }), "{refused}");
 
     spec.delete_data_on_destroy = true;
     context.deploy(&spec, None, None).await.unwrap();
@@ -268,6 +285,21 @@ async fn data_survives_destroy_and_recreate_unless_deletion_is_asked() {
     let fresh = context.deploy(&fixture.spec("1.1"), None, None).await.unwrap().record;
     assert!(http_get(fresh.published_port.unwrap(), "/data/note.txt").contains("404"), "data was deleted on request");
     context.destroy(&spec.id).await.unwrap();
+    // Purged: the volumes are gone from the target, and there is nothing left to purge.
+    let purged = context.purge_kept(&spec.id).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(purged.kept.len(), 1, "{purged:?}");
+    let volumes = runtime.list_managed_volumes().await.unwrap();
+    assert!(!volumes.iter().any(|v| v.name.starts_with(&prefix)), "{volumes:?}");
+    assert!(kept_of(&context, &spec.id).await.is_empty());
+    let refused = context.purge_kept(&spec.id).await.unwrap_err();
+    assert!(matches!(refused, KeptError::NotFound { .. }), "{refused}");
+}
+
+/// The data `id` left on the targets, as the kept-data listing says.
+async fn kept_of(context: &AppContext<'_>, id: &AppInstanceId) -> Vec<KeptData> {
+    let listing = context.kept_data().await.unwrap_or_else(|error| panic!("{error}"));
+    assert!(listing.unreachable.is_empty(), "{:?}", listing.unreachable);
+    listing.kept.into_iter().filter(|kept| kept.instance == *id).collect()
 }
 
 /// The status code of a response from [`http_get_as`].
@@ -967,15 +999,15 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
     );
 
     // Snapshots that do not exist are refused before anything is touched.
-    let unknown = context.restore(id, "deadbeef").await.unwrap_err();
+    let unknown = context.restore(id, "deadbeef", |_| {}).await.unwrap_err();
     assert!(matches!(unknown, BackupError::NoSuchSnapshot { .. }), "{unknown}");
     assert!(unknown.to_string().contains(backup.short_id()), "the message lists the snapshots: {unknown}");
-    assert!(context.restore(id, "latest; rm -rf /").await.is_err());
+    assert!(context.restore(id, "latest; rm -rf /", |_| {}).await.is_err());
     assert_eq!(issue_subjects(port, tenant, manager, password.expose()).len(), 2, "nothing restored");
 
     // Restored in place: the issue written later is gone, the attachment is back,
     // and the data it replaced was backed up first.
-    let restored = context.restore(id, backup.short_id()).await.unwrap_or_else(|error| panic!("{error}"));
+    let restored = context.restore(id, backup.short_id(), |_| {}).await.unwrap_or_else(|error| panic!("{error}"));
     assert!(restored.restored.id.starts_with(&backup.id), "{restored:?}");
     let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
     assert_eq!(issue_subjects(port, tenant, manager, password.expose()), ["Kept with the data"]);
@@ -984,12 +1016,32 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
     let short: Vec<&str> = snapshots.iter().map(|s| s.short_id()).collect();
     assert_eq!(short, [backup.short_id(), restored.replaced_data.short_id()], "{snapshots:?}");
     // The data the restore replaced is a snapshot too: restoring it undoes the restore.
-    context.restore(id, restored.replaced_data.short_id()).await.unwrap_or_else(|error| panic!("{error}"));
+    context.restore(id, restored.replaced_data.short_id(), |_| {}).await.unwrap_or_else(|error| panic!("{error}"));
     let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
     assert_eq!(
         issue_subjects(port, tenant, manager, password.expose()),
         ["Written after the backup", "Kept with the data"]
     );
+
+    // A snapshot whose database dump is damaged (written beside the real
+    // ones, as a failing disk would leave it): its restore replaces the
+    // attachments and drops the database before the dump turns out unreadable.
+    // The data it replaced is put back, and the app serves it again.
+    let damaged = damaged_snapshot(tenant, "web", "5.0");
+    docker_exec(&app, &format!("echo 'before the failed restore' > {files}/marker"));
+    let mut shown = None;
+    let failed = context.restore(id, &damaged, |taken| shown = Some(taken.clone())).await.unwrap_err();
+    let shown = shown.expect("the backup of the replaced data is shown before anything changes");
+    assert!(matches!(failed, BackupError::Restore { .. }), "{failed}");
+    let message = failed.to_string();
+    assert!(message.contains(&format!("put back from snapshot {}", shown.short_id())), "{message}");
+    assert!(message.contains("its job failed"), "{message}");
+    let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
+    assert_eq!(
+        issue_subjects(port, tenant, manager, password.expose()),
+        ["Written after the backup", "Kept with the data"]
+    );
+    assert_eq!(docker_exec(&app, &format!("cat {files}/marker")), "before the failed restore\n");
 
     let (new_password, port) = redmine.recreate_on_kept_data(&fixture, &context).await;
     assert_eq!(issue_subjects(port, tenant, manager, new_password.expose()).len(), 2);
@@ -997,7 +1049,7 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
     // The new instance on the kept volumes restores the old instance's
     // snapshots (the repository's key is in its volume). A restore brings
     // back the app's accounts as they were: the manager's password of then.
-    context.restore(id, &backup.id).await.unwrap_or_else(|error| panic!("{error}"));
+    context.restore(id, &backup.id, |_| {}).await.unwrap_or_else(|error| panic!("{error}"));
     let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
     assert_eq!(issue_subjects(port, tenant, manager, password.expose()), ["Kept with the data"]);
 
@@ -1017,6 +1069,40 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
     let port = repaired.record.published_port.unwrap();
     assert_eq!(issue_subjects(port, tenant, manager, password.expose()), ["Kept with the data"]);
     redmine.purge(&fixture, &context).await;
+}
+
+/// Writes a snapshot into the repository of `tenant`'s instance `instance`
+/// as its backup job would, but with a dump no database tool can read and
+/// an attachment that says so; its id.
+fn damaged_snapshot(tenant: &str, instance: &str, version: &str) -> String {
+    let host = service_variable("ATRIUM_TEST_DOCKER_HOST");
+    let script = format!(
+        "set -e; mkdir -p /backup/dump /volumes/files; echo 'not a dump' > /backup/dump/database.dump; \
+         echo 'from the damaged snapshot' > /volumes/files/marker; \
+         restic backup --host atrium --tag {tenant}/{instance} --tag version:{version} /backup/dump /volumes/files"
+    );
+    let volume = format!("atrium-{tenant}-{instance}-backups:/backup");
+    let output = std::process::Command::new("docker")
+        .args(["-H", &host, "run", "--rm", "--user", "0", "--entrypoint", "sh", "-v", &volume])
+        .args(["-e", "RESTIC_REPOSITORY=/backup/restic", "-e", "RESTIC_PASSWORD_FILE=/backup/restic-password"])
+        .args(["-e", "RESTIC_CACHE_DIR=/backup/cache", "atrium/postgres:15", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    let saved = stdout.lines().find_map(|line| line.strip_prefix("snapshot ")?.strip_suffix(" saved"));
+    saved.unwrap_or_else(|| panic!("restic named no snapshot: {stdout}")).to_owned()
+}
+
+/// `docker inspect --format FORMAT container` on the test engine, trimmed.
+fn docker_inspect(container: &str, format: &str) -> String {
+    let host = service_variable("ATRIUM_TEST_DOCKER_HOST");
+    let output = std::process::Command::new("docker")
+        .args(["-H", &host, "inspect", "--format", format, container])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{container}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 /// Runs `script` with sh in `container` on the test engine; its output.
@@ -1254,6 +1340,39 @@ async fn tryton_runs_on_its_own_postgresql_and_its_manager_is_a_user_in_every_gr
     let port = tryton_app.upgrade(&fixture, &context, "7.0", "postgres").await;
     let session = tryton_login(port, manager, new_password.expose()).await.unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(kept_parties(port, &session).await, 1);
+
+    // The instance's own backup schedule: the change replaces the backup
+    // container only (the app keeps running), and its scheduled backup runs.
+    let id = &tryton_app.spec.id;
+    let recorded = fixture.registry.get_app_instance(id).await.unwrap().unwrap();
+    let app = format!("atrium-{}-web-g{}", fixture.tenant, recorded.generation);
+    let started = docker_inspect(&app, "{{.Id}} {{.State.StartedAt}}");
+    let backup = format!("atrium-{}-web-backup", fixture.tenant);
+    let old_backup = docker_inspect(&backup, "{{.Id}}");
+    let taken = context.snapshots(id).await.unwrap().len();
+    let settings = BackupSettings { interval: Some("1m".into()), keep_daily: Some(2), ..BackupSettings::default() };
+    let every_minute = AppInstanceSpec { backup: Some(settings), ..recorded.spec.clone() };
+    let deployed = context.deploy(&every_minute, None, None).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(deployed.record.generation, recorded.generation);
+    assert_eq!(docker_inspect(&app, "{{.Id}} {{.State.StartedAt}}"), started, "the app kept running");
+    assert_ne!(docker_inspect(&backup, "{{.Id}}"), old_backup, "the backup container follows the settings");
+    let stored = fixture.registry.get_app_instance(id).await.unwrap().unwrap();
+    assert_eq!(stored.spec.backup, every_minute.backup);
+    let waited = std::time::Instant::now();
+    loop {
+        let snapshots = context.snapshots(id).await.unwrap();
+        if snapshots.len() > taken {
+            assert_eq!(snapshots.last().unwrap().version.as_deref(), Some("7.0"), "{snapshots:?}");
+            break;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(240), "no scheduled backup within 4 minutes: {snapshots:?}");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    // Its health check (run every minute) says the last scheduled backup worked.
+    while docker_inspect(&backup, "{{.State.Health.Status}}") != "healthy" {
+        assert!(waited.elapsed() < Duration::from_secs(360), "{}", docker_inspect(&backup, "{{json .State.Health}}"));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
     tryton_app.purge(&fixture, &context).await;
 }
 
@@ -1307,7 +1426,7 @@ async fn a_redmine_upgrade_migrates_its_data_and_a_broken_migration_is_undone_fr
     // The snapshot 5.0 took, restored into 6.0: its data is migrated before
     // the app starts. The data it replaced was taken by 6.0.
     let id = &redmine.spec.id;
-    let restored = context.restore(id, taken_by_5.short_id()).await.unwrap_or_else(|error| panic!("{error}"));
+    let restored = context.restore(id, taken_by_5.short_id(), |_| {}).await.unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(restored.restored.version.as_deref(), Some("5.0"));
     assert_eq!(restored.replaced_data.version.as_deref(), Some("6.0"));
     let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();

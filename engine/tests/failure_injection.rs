@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use atrium_engine::apply::app_instance::AppContext;
 use atrium_engine::backends::docker::DockerRuntime;
 use atrium_engine::backends::targets::Targets;
-use atrium_engine::backends::{CommandOutput, ObservedContainer, Runtime, RuntimeError};
+use atrium_engine::backends::{CommandOutput, ObservedContainer, ObservedVolume, Runtime, RuntimeError};
 use atrium_engine::catalog::{Catalog, ContainerSpec, VolumeSpec};
 use atrium_engine::model::app_instance::AppInstanceSpec;
 use atrium_engine::model::app_instance::InstanceHealth;
@@ -100,6 +100,9 @@ impl Runtime for FailingRuntime {
     }
     async fn list_managed(&self) -> Result<Vec<ObservedContainer>, RuntimeError> {
         self.inner.list_managed().await
+    }
+    async fn list_managed_volumes(&self) -> Result<Vec<ObservedVolume>, RuntimeError> {
+        self.inner.list_managed_volumes().await
     }
     async fn inspect(&self, name: &str) -> Result<Option<ObservedContainer>, RuntimeError> {
         self.inner.inspect(name).await

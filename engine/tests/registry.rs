@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use atrium_engine::apply::tenant::{ApplyContext, TenantApplyError, apply_tenant_change};
 use atrium_engine::model::TenantId;
+use atrium_engine::model::app_instance::{AppInstanceRecord, WelcomeState};
+use atrium_engine::model::backup::BackupSettings;
 use atrium_engine::model::tenant::{Manager, TenantSpec, Tier};
 use atrium_engine::observe::TenantObserver;
 use atrium_engine::plan::tenant::{Action, plan_tenant};
@@ -54,6 +56,30 @@ async fn check_tenant_round_trip(registry: Registry) {
     let record = registry.update_tenant(&updated).await.unwrap().unwrap();
     assert_eq!(record.spec, updated);
     assert!(registry.update_tenant(&spec("nobody")).await.unwrap().is_none());
+
+    // An app instance's row keeps its own backup settings (and none is none).
+    let mut instance = atrium_engine::test_services::hello_spec("acme", "1.1");
+    for backup in
+        [None, Some(BackupSettings { interval: Some("30m".into()), keep_daily: Some(3), ..Default::default() })]
+    {
+        instance.backup = backup;
+        let row = AppInstanceRecord {
+            spec: instance.clone(),
+            generation: 1,
+            previous_version: None,
+            deployed_at: "2026-12-03T10:00:00Z".into(),
+            published_port: Some(32768),
+            secrets: Default::default(),
+            manager_password_hash: String::new(),
+            welcome: WelcomeState::Off,
+            password_given: false,
+            owner: "terraform".into(),
+            created_at: "2026-12-03T10:00:00Z".into(),
+        };
+        registry.put_app_instance(&row).await.unwrap();
+        assert_eq!(registry.get_app_instance(&instance.id).await.unwrap().unwrap().spec, instance);
+    }
+    assert!(registry.delete_app_instance(&instance.id).await.unwrap());
 
     assert_eq!(registry.list_tenants().await.unwrap().len(), 1);
     assert!(registry.delete_tenant(&acme.name).await.unwrap());

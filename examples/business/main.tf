@@ -139,6 +139,11 @@ resource "atrium_app_instance" "app" {
   target    = "local"
   users     = each.value.users
 
+  # Each app backs itself up on the tier's schedule (business: every 6
+  # hours). The ERP's books change all day: every hour, and a snapshot of
+  # each of the last 60 days.
+  backup = each.key == "erp" ? { interval = "1h", keep_daily = 60 } : null
+
   # A first start creates the database and (for Tryton) activates the ERP's
   # modules; an upgrade migrates the data. Both take minutes, not seconds.
   timeouts = {

@@ -194,7 +194,7 @@ async fn main() {
     let mut hand_restores = Vec::new();
     for round in 1..=2 {
         let started = Instant::now();
-        context.restore(&spec.id, "latest").await.unwrap_or_else(|error| panic!("{error}"));
+        context.restore(&spec.id, "latest", |_| {}).await.unwrap_or_else(|error| panic!("{error}"));
         let atrium = started.elapsed().as_secs_f64();
         let started = Instant::now();
         docker(&host, &["stop", &app]);

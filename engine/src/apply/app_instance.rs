@@ -188,15 +188,32 @@ pub fn render_instance(
     manager_password_hash: &str,
 ) -> Result<RenderedApp, String> {
     let input = render_input(spec, tenant, owner, generation, secrets, manager_password_hash);
-    let mut app = render(entry, &input)?;
-    add_extra_volumes(&mut app, spec);
+    let (mut app, backups) = render_with_backups(entry, &input, spec, tenant)?;
     // The backup container starts after the other sidecars, before the app.
-    if let Some(backups) = render_backups(entry, &input, &app, &BackupPolicy::for_tier(tenant.spec.tier))? {
+    if let Some(backups) = backups {
         let app_index =
             app.containers.iter().position(|c| c.role == ContainerRole::App).unwrap_or(app.containers.len());
         app.containers.insert(app_index, backups.container);
     }
     Ok(app)
+}
+
+/// The app rendered from `input`, with its extra volumes, and its backup
+/// container and jobs (under the tier's policy with the instance's settings
+/// over it) when its entry takes backups.
+fn render_with_backups(
+    entry: &CatalogEntry,
+    input: &RenderInput<'_>,
+    spec: &AppInstanceSpec,
+    tenant: &TenantRecord,
+) -> Result<(RenderedApp, Option<BackupJobs>), String> {
+    let mut app = render(entry, input)?;
+    add_extra_volumes(&mut app, spec);
+    let policy = BackupPolicy::for_tier(tenant.spec.tier)
+        .with(spec.backup.as_ref())
+        .map_err(|(attribute, reason)| format!("backup.{attribute}: {reason}"))?;
+    let backups = render_backups(entry, input, &app, &policy)?;
+    Ok((app, backups))
 }
 
 /// The backup container and jobs of a recorded instance as it is deployed,
@@ -207,9 +224,8 @@ pub fn backup_jobs(
     tenant: &TenantRecord,
 ) -> Result<Option<BackupJobs>, String> {
     let input = recorded_input(record, tenant);
-    let mut app = render(entry, &input)?;
-    add_extra_volumes(&mut app, &record.spec);
-    let Some(mut jobs) = render_backups(entry, &input, &app, &BackupPolicy::for_tier(tenant.spec.tier))? else {
+    let (app, jobs) = render_with_backups(entry, &input, &record.spec, tenant)?;
+    let Some(mut jobs) = jobs else {
         return Ok(None);
     };
     jobs.migrate = render_upgrade_jobs(entry, &input, &app, record.generation)?.migrate;
@@ -785,6 +801,9 @@ impl AppContext<'_> {
         // container already matches the spec.
         if let Some(record) = &existing {
             let current = render_at(record.generation, &secrets)?;
+            // Sidecars whose spec label changed (the backup container when
+            // the backup settings do) are replaced beside the running app.
+            let mut changed_sidecars = Vec::new();
             let matches = !redeploy || {
                 let observed = runtime
                     .inspect(&current.app_container().name)
@@ -794,11 +813,24 @@ impl AppContext<'_> {
                 for sidecar in current.containers.iter().filter(|c| c.role != ContainerRole::App) {
                     let observed =
                         runtime.inspect(&sidecar.name).await.map_err(self.runtime_error(&spec.id, &spec.target))?;
-                    sidecars_run &= observed.is_some_and(|c| c.running);
+                    sidecars_run &= observed.as_ref().is_some_and(|c| c.running);
+                    if observed.is_some_and(|c| c.labels.get(labels::SPEC) != sidecar.labels.get(labels::SPEC)) {
+                        changed_sidecars.push(sidecar.clone());
+                    }
                 }
                 sidecars_run && compare(observed.as_ref(), &current) == InstanceHealth::Running
             };
             if matches && record.spec.target == spec.target {
+                let recorded = render_instance(
+                    entry,
+                    &record.spec,
+                    &tenant,
+                    &record.owner,
+                    record.generation,
+                    &record.secrets,
+                    &record.manager_password_hash,
+                )
+                .map_err(|reason| AppApplyError::Catalog { id: spec.id.clone(), reason })?;
                 // The record and the routes change; the containers stay.
                 let updated = AppInstanceRecord {
                     spec: AppInstanceSpec { admin_password: None, ..spec.clone() },
@@ -806,15 +838,20 @@ impl AppContext<'_> {
                     password_given,
                     ..record.clone()
                 };
-                let steps: Vec<Box<dyn Step<DeployContext<'_>>>> = vec![
-                    Box::new(Leftovers { instance: spec.id.clone(), keep: Some(record.generation) }),
+                let mut steps: Vec<Box<dyn Step<DeployContext<'_>>>> =
+                    vec![Box::new(Leftovers { instance: spec.id.clone(), keep: Some(record.generation) })];
+                for after in changed_sidecars {
+                    let before = recorded.containers.iter().find(|c| c.name == after.name).cloned();
+                    steps.push(Box::new(Container { before, after }));
+                }
+                steps.extend::<[Box<dyn Step<DeployContext<'_>>>; 2]>([
                     Box::new(Record {
                         before: existing.clone(),
                         after: updated,
                         app_container: current.app_container().name.clone(),
                     }),
                     Box::new(Routes { before: existing.clone() }),
-                ];
+                ]);
                 let record = self.run_deployment(spec, existing.as_ref(), runtime, &steps).await?;
                 // Suspended or running, the containers stay as they were meant to be.
                 let health = if tenant.status == TenantStatus::Active {
@@ -879,11 +916,24 @@ impl AppContext<'_> {
         for volume in &rendered.volumes {
             steps.push(Box::new(Volume { spec: volume.clone(), created: std::sync::atomic::AtomicBool::new(false) }));
         }
+        // An upgrade stops the backup container with the old version and
+        // starts the new one after the new version: no scheduled backup runs
+        // on data being backed up, migrated or put back, or is tagged with a
+        // version that did not write it.
+        let backup_role = ContainerRole::Sidecar(crate::catalog::BACKUP_ROLE.to_owned());
+        let mut backup_container_step = None;
         for container in &rendered.containers {
             if let (ContainerRole::App, Some((old, jobs))) = (&container.role, &jobs) {
                 let serving = format!("version {} serves again", old.spec.version);
                 let old_container = crate::catalog::render_app_container_name(spec, old.generation);
-                steps.push(Box::new(StopOld { container: old_container, record: (*old).clone() }));
+                let old_backups = previous
+                    .as_ref()
+                    .and_then(|previous| previous.containers.iter().find(|c| c.role == backup_role).cloned());
+                steps.push(Box::new(StopOld {
+                    container: old_container,
+                    backups: old_backups,
+                    record: (*old).clone(),
+                }));
                 let release = format!("{} {}", spec.app, spec.version);
                 if let (Some(backup), Some(restore)) = (&jobs.backup, &jobs.restore) {
                     steps.push(Box::new(Backup {
@@ -911,7 +961,15 @@ impl AppContext<'_> {
                     .as_ref()
                     .and_then(|previous| previous.containers.iter().find(|old| old.name == container.name).cloned()),
             };
-            steps.push(Box::new(Container { before, after: container.clone() }));
+            let step = Box::new(Container { before, after: container.clone() });
+            if jobs.is_some() && container.role == backup_role {
+                backup_container_step = Some(step);
+            } else {
+                steps.push(step);
+            }
+        }
+        if let Some(step) = backup_container_step {
+            steps.push(step);
         }
         let app_container = rendered.app_container().name.clone();
         steps.push(Box::new(Record { before: existing.clone(), after: record, app_container }));
@@ -1409,6 +1467,9 @@ impl<'a> Step<DeployContext<'a>> for RemoveContainer {
 /// domains' routes follow it.
 struct StopOld {
     container: String,
+    /// The old version's backup container, stopped first and started again
+    /// by the undo.
+    backups: Option<ContainerSpec>,
     record: AppInstanceRecord,
 }
 
@@ -1418,10 +1479,16 @@ impl<'a> Step<DeployContext<'a>> for StopOld {
         format!("stop {} for the upgrade", self.container)
     }
     async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        if let Some(backups) = &self.backups {
+            context.runtime.stop_container(&backups.name).await.map_err(StepError::from_backend)?;
+        }
         context.runtime.stop_container(&self.container).await.map_err(StepError::from_backend)
     }
     async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
         let runtime = &context.runtime;
+        if let Some(backups) = &self.backups {
+            runtime.ensure_container(backups).await.map_err(StepError::from_backend)?;
+        }
         runtime.start_container(&self.container).await.map_err(StepError::from_backend)?;
         let remaining = crate::backends::retry::remaining(crate::apply::runner::DATA_UNDO_GRACE);
         runtime.wait_healthy(&self.container, remaining).await.map_err(StepError::from_backend)?;

@@ -4,7 +4,7 @@
 //! one-shot job beside it, under the same lock.
 
 use crate::apply::app_instance::{AppApplyError, AppContext, backup_jobs};
-use crate::backends::CommandOutput;
+use crate::backends::{CommandOutput, RuntimeError, error_chain};
 use crate::catalog::{BackupJobs, VERSION_TAG, render_app_container_name};
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
 use crate::model::backup::Snapshot;
@@ -26,10 +26,7 @@ pub enum BackupError {
     NoSuchSnapshot { id: AppInstanceId, snapshot: String, available: Vec<Snapshot> },
     #[error("{what} of app instance {id} failed (exit code {exit_code:?}). Its output: {output}")]
     Job { id: AppInstanceId, what: &'static str, exit_code: Option<i64>, output: String },
-    #[error(
-        "restoring snapshot {} of app instance {id} failed (exit code {:?}); {}. Its output: {}",
-        failure.snapshot, failure.exit_code, failure.kept, failure.output
-    )]
+    #[error("restoring snapshot {} of app instance {id} failed: {}; {}", failure.snapshot, failure.reason, failure.kept)]
     Restore { id: AppInstanceId, failure: Box<RestoreFailure> },
 }
 
@@ -41,14 +38,16 @@ fn list_snapshots(snapshots: &[Snapshot]) -> String {
     format!("give `latest` or one of {}", listed.join(", "))
 }
 
-/// How a restore failed: the snapshot, the job's end, and what serves now.
+/// How a restore failed: the snapshot, why, and what serves now.
 #[derive(Debug)]
 pub struct RestoreFailure {
     pub snapshot: String,
-    pub exit_code: Option<i64>,
+    pub reason: String,
     pub kept: String,
-    pub output: String,
 }
+
+/// How a failed job begins its reason.
+const JOB_FAILED: &str = "its job failed";
 
 /// A finished restore: the snapshot restored, and the one taken of the data
 /// it replaced (so nothing is lost by restoring the wrong one).
@@ -158,11 +157,19 @@ impl AppContext<'_> {
     }
 
     /// Restores `snapshot` (an id, a prefix of one, or `latest`) in place:
-    /// a backup of the data as it is now is taken first, the app stops, the
-    /// snapshot's volumes and database are put back, and the app starts
-    /// again (when it ran) and must turn healthy. When the restore fails,
-    /// the data it replaced is put back from that first backup.
-    pub async fn restore(&self, id: &AppInstanceId, snapshot: &str) -> Result<Restored, BackupError> {
+    /// a backup of the data as it is now is taken first (and handed to
+    /// `replaced`, so that a caller can show it before anything changes),
+    /// the app stops, the snapshot's volumes and database are put back (and
+    /// migrated when an earlier version took it), and the app starts again
+    /// (when it ran) and must turn healthy. When any of that fails (the job,
+    /// the runtime, the health check), the data it replaced is put back from
+    /// that first backup and the app starts again on it.
+    pub async fn restore(
+        &self,
+        id: &AppInstanceId,
+        snapshot: &str,
+        replaced: impl FnOnce(&Snapshot) + Send,
+    ) -> Result<Restored, BackupError> {
         let (record, jobs) = self.backups_of(id).await?;
         jobs.restore(snapshot).map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
         // The snapshot is chosen before anything changes (`latest` must not
@@ -196,59 +203,88 @@ impl AppContext<'_> {
         }
         let migrate = if taken_by != *running { jobs.migrate.clone() } else { None };
         let job = jobs.restore(&chosen.id).map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        // Another deployment on the target waits while the app is down.
+        let _slot = self.targets.deployment_slot(&record.spec.target).await;
         let replaced_data = self.take_backup(&record, &jobs.backup_keeping_all()).await?;
+        tracing::info!(instance = %id, snapshot = %replaced_data.id, "took a backup of the data the restore replaces");
+        replaced(&replaced_data);
+        let back =
+            jobs.restore(&replaced_data.id).map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
         let target = &record.spec.target;
         let runtime = self.runtime(id, target).await?;
         let app = render_app_container_name(&record.spec, record.generation);
         let was_running =
             runtime.inspect(&app).await.map_err(self.runtime_error(id, target))?.is_some_and(|c| c.running);
+        // Nothing changed yet: a failure to stop is only reported.
         runtime.stop_container(&app).await.map_err(self.runtime_error(id, target))?;
-        let mut ran = self.run(&record, &job).await?;
-        if let (Some(0), Some(migrate)) = (ran.exit_code, &migrate) {
-            ran = self.run(&record, migrate).await?;
-            ran.output = format!("(the migration of the data {} {taken_by} wrote) {}", record.spec.app, ran.output);
-        }
-        let failure = if ran.exit_code == Some(0) {
-            None
-        } else {
-            let back =
-                jobs.restore(&replaced_data.id).map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
-            let put_back = self.run(&record, &back).await?;
-            let kept = if put_back.exit_code == Some(0) {
-                format!("the data it would have replaced was put back from snapshot {}", replaced_data.short_id())
-            } else {
-                format!(
-                    "putting back the data it would have replaced failed too (exit code {:?}): that data is snapshot {}. Its output: {}",
-                    put_back.exit_code,
-                    replaced_data.short_id(),
-                    put_back.output
-                )
-            };
-            Some((ran, kept))
+        let failed = match self.put_in(&record, &app, &job, migrate.as_ref(), was_running).await {
+            Ok(()) => return Ok(Restored { restored: chosen, replaced_data }),
+            Err(reason) => reason,
         };
-        if was_running {
-            runtime.start_container(&app).await.map_err(self.runtime_error(id, target))?;
-            runtime.wait_healthy(&app, self.deadline).await.map_err(self.runtime_error(id, target))?;
-            // A restarted container publishes its port anew.
-            if let Some(observed) = runtime.inspect(&app).await.map_err(self.runtime_error(id, target))?
-                && observed.published_port != record.published_port
-            {
-                let refreshed = AppInstanceRecord { published_port: observed.published_port, ..record.clone() };
-                self.registry.put_app_instance(&refreshed).await.map_err(self.registry_error(id))?;
-                self.repoint_routes(&refreshed).await?;
+        let failed = if migrate.is_some() && failed.starts_with(JOB_FAILED) {
+            format!("{failed} (the restore or the migration of the data {} {taken_by} wrote)", record.spec.app)
+        } else {
+            failed
+        };
+        tracing::warn!(instance = %id, snapshot = %chosen.id, reason = %failed, "the restore failed; putting back the data it replaced");
+        // The data the failed run may have changed part of is put back, and
+        // the app starts on it, with time of its own past the deadline.
+        let undone = crate::backends::retry::with_grace(
+            crate::apply::runner::DATA_UNDO_GRACE,
+            self.put_in(&record, &app, &back, None, was_running),
+        )
+        .await;
+        let kept = match undone {
+            Ok(()) => {
+                format!("the data it would have replaced was put back from snapshot {}", replaced_data.short_id())
+            }
+            Err(reason) => format!(
+                "putting back the data it would have replaced failed too ({reason}): that data is snapshot {}; restore it with `atrium restore {id} {}`",
+                replaced_data.short_id(),
+                replaced_data.short_id()
+            ),
+        };
+        Err(BackupError::Restore {
+            id: id.clone(),
+            failure: Box::new(RestoreFailure { snapshot: chosen.id, reason: failed, kept }),
+        })
+    }
+
+    /// Puts a snapshot's data in with `job` (the app stopped), migrates it
+    /// with `migrate`, then starts the app again when it ran and waits until
+    /// it is healthy; the registry and the routes follow the port it
+    /// publishes now.
+    async fn put_in(
+        &self,
+        record: &AppInstanceRecord,
+        app: &str,
+        job: &crate::catalog::ContainerSpec,
+        migrate: Option<&crate::catalog::ContainerSpec>,
+        start: bool,
+    ) -> Result<(), String> {
+        let (id, target) = (&record.spec.id, &record.spec.target);
+        let chain = |error: AppApplyError| error_chain(&error);
+        for job in std::iter::once(job).chain(migrate) {
+            let ran = self.run(record, job).await.map_err(|error| error_chain(&error))?;
+            if ran.exit_code != Some(0) {
+                return Err(format!("{JOB_FAILED} (exit code {:?}). Its output: {}", ran.exit_code, ran.output));
             }
         }
-        match failure {
-            None => Ok(Restored { restored: chosen, replaced_data }),
-            Some((ran, kept)) => Err(BackupError::Restore {
-                id: id.clone(),
-                failure: Box::new(RestoreFailure {
-                    snapshot: chosen.id,
-                    exit_code: ran.exit_code,
-                    kept,
-                    output: ran.output,
-                }),
-            }),
+        if !start {
+            return Ok(());
         }
+        let runtime = self.runtime(id, target).await.map_err(chain)?;
+        let runtime_error = |error: RuntimeError| chain(self.runtime_error(id, target)(error));
+        runtime.start_container(app).await.map_err(runtime_error)?;
+        runtime.wait_healthy(app, self.deadline).await.map_err(runtime_error)?;
+        // A restarted container publishes its port anew.
+        if let Some(observed) = runtime.inspect(app).await.map_err(runtime_error)?
+            && observed.published_port != record.published_port
+        {
+            let refreshed = AppInstanceRecord { published_port: observed.published_port, ..record.clone() };
+            self.registry.put_app_instance(&refreshed).await.map_err(|error| chain(self.registry_error(id)(error)))?;
+            self.repoint_routes(&refreshed).await.map_err(chain)?;
+        }
+        Ok(())
     }
 }

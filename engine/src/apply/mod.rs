@@ -7,6 +7,7 @@ pub mod backups;
 pub mod claims;
 pub mod domain;
 pub mod domain_planned;
+pub mod kept;
 pub mod platform_certificate;
 pub mod runner;
 pub mod support_plan;

@@ -15,12 +15,12 @@ use bollard::models::{
     NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptions, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
-use super::{CommandOutput, ObservedContainer, Runtime, RuntimeError};
+use super::{CommandOutput, ObservedContainer, ObservedVolume, Runtime, RuntimeError};
 use crate::model::container::{ContainerRole, ContainerSpec, VolumeSpec, labels};
 
 /// A Docker engine reached at `endpoint` (`unix:///path` or `tcp://host:port`).
@@ -458,6 +458,24 @@ impl Runtime for DockerRuntime {
                 }
             })
             .collect())
+    }
+
+    async fn list_managed_volumes(&self) -> Result<Vec<ObservedVolume>, RuntimeError> {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{}=true", labels::MANAGED)])]);
+        let options = ListVolumesOptionsBuilder::default().filters(&filters).build();
+        let listed = self.api().list_volumes(Some(options)).await.map_err(self.api_error("list", "volumes"))?;
+        let mut volumes: Vec<ObservedVolume> = listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|volume| ObservedVolume {
+                name: volume.name,
+                labels: volume.labels.into_iter().collect(),
+                created_at: volume.created_at,
+            })
+            .collect();
+        volumes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(volumes)
     }
 
     async fn inspect(&self, name: &str) -> Result<Option<ObservedContainer>, RuntimeError> {

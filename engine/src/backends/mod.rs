@@ -133,6 +133,15 @@ fn docker_message_is_permanent(message: &str) -> bool {
     .any(|phrase| message.contains(phrase))
 }
 
+/// A managed volume as a target lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedVolume {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// When Docker created it (RFC 3339), when it says.
+    pub created_at: Option<String>,
+}
+
 /// Runs containers on one target.
 #[async_trait]
 pub trait Runtime: Send + Sync {
@@ -155,6 +164,8 @@ pub trait Runtime: Send + Sync {
     /// Every managed container, from one list call; environment and limits
     /// are filled only by [`Runtime::inspect`].
     async fn list_managed(&self) -> Result<Vec<ObservedContainer>, RuntimeError>;
+    /// Every managed volume with its labels, from one list call.
+    async fn list_managed_volumes(&self) -> Result<Vec<ObservedVolume>, RuntimeError>;
     /// One container in detail; `None` when it does not exist.
     async fn inspect(&self, name: &str) -> Result<Option<ObservedContainer>, RuntimeError>;
     /// Waits until the container's health check passes, up to `deadline`.

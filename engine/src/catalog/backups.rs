@@ -185,6 +185,9 @@ pub fn render_backups(
             "  if [ ! -s {PASSWORD_FILE} ]; then (umask 077; head -c 30 /dev/urandom | base64 > {PASSWORD_FILE}.new && mv {PASSWORD_FILE}.new {PASSWORD_FILE}); fi"
         ),
         "  [ -f /backup/restic/config ] || restic init > /dev/null".to_owned(),
+        // Called under the lock, when no other restic of this instance runs:
+        // a lock left by one stopped mid-run (its container stopped) is stale.
+        "  restic unlock > /dev/null 2>&1 || true".to_owned(),
         "}".to_owned(),
     ];
     let functions = [prepare_function.as_slice(), backup_function.as_slice()].concat().join("\n");
@@ -194,8 +197,10 @@ pub fn render_backups(
         functions.clone(),
         "mkdir -p /backup/status".to_owned(),
         // The first backup one interval after the first start (the app is
-        // still making its database then); later starts keep the schedule.
-        format!("[ -s /backup/status/next ] || echo $(( $(date +%s) + {interval} )) > /backup/status/next"),
+        // still making its database then); later starts keep the schedule,
+        // unless a shorter interval brings the next backup closer.
+        format!("soonest=$(( $(date +%s) + {interval} ))"),
+        "if [ ! -s /backup/status/next ] || [ \"$(cat /backup/status/next)\" -gt \"$soonest\" ]; then echo \"$soonest\" > /backup/status/next; fi".to_owned(),
         format!("echo \"atrium-backup: every {interval} s, the next at $(date -u -d @$(cat /backup/status/next) +%Y-%m-%dT%H:%M:%SZ)\""),
         "trap 'exit 0' TERM INT".to_owned(),
         "while :; do".to_owned(),
@@ -241,6 +246,7 @@ pub fn render_backups(
         "snapshot=$1".to_owned(),
         "exec 9>/backup/.lock".to_owned(),
         "flock 9".to_owned(),
+        "restic unlock > /dev/null 2>&1 || true".to_owned(),
         "rm -rf /backup/restore && mkdir -p /backup/restore".to_owned(),
         format!(
             "restic restore \"$snapshot\" --host atrium --tag {} --target /backup/restore > /backup/status/restore 2>&1 || {{ cat /backup/status/restore >&2; exit 1; }}",

@@ -400,8 +400,12 @@ pub fn render_upgrade_jobs(
     let words = |command: &[String]| shell_command(command, input, entry);
     // Volume names are [a-z0-9-] (tenant and instance names), safe in a script.
     let volumes: Vec<&str> = app.mounts.iter().map(|(volume, _)| volume.as_str()).collect();
+    // Under the lock of the instance's backups (see `render_backups`).
+    let lock = ["exec 9>/backup/.lock".to_owned(), "flock 9".to_owned()];
     let mut take = vec![
         "set -eu".to_owned(),
+        lock[0].clone(),
+        lock[1].clone(),
         format!(
             "if [ \"$(cat {PRE_UPGRADE}/from-generation 2>/dev/null || true)\" = {from_generation} ]; then echo 'atrium: the backup taken before this upgrade is complete and kept'; exit 0; fi"
         ),
@@ -418,6 +422,8 @@ pub fn render_upgrade_jobs(
     ]);
     let mut put_back = vec![
         "set -eu".to_owned(),
+        lock[0].clone(),
+        lock[1].clone(),
         format!(
             "[ \"$(cat {PRE_UPGRADE}/from-generation 2>/dev/null || true)\" = {from_generation} ] || {{ echo 'atrium: {PRE_UPGRADE} holds no complete backup taken before this upgrade' >&2; exit 1; }}"
         ),

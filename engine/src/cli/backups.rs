@@ -9,6 +9,7 @@ use super::session::Session;
 use crate::apply::backups::BackupError;
 use crate::backends::error_chain;
 use crate::model::app_instance::AppInstanceId;
+use crate::model::backup::Snapshot;
 use crate::model::ownership::ObjectKind;
 
 /// How long one backup or restore may take (a large database takes minutes).
@@ -85,13 +86,21 @@ pub async fn restore(
         return Ok(1);
     }
     let context = session.apps_context(DEADLINE);
-    let restored = context.restore(id, snapshot).await.map_err(|error| failed("Restore failed", &error))?;
+    // The backup of the data about to be replaced is shown before anything
+    // changes: whatever happens next, the operator knows where it is.
+    let replaced = |taken: &Snapshot| {
+        println!(
+            "Took snapshot {} ({}) of the data the restore replaces; restoring it undoes the restore.",
+            taken.short_id(),
+            taken.time
+        );
+    };
+    let restored = context.restore(id, snapshot, replaced).await.map_err(|error| failed("Restore failed", &error))?;
     println!(
-        "Restored app instance {id} from snapshot {} ({}). The data it replaced is snapshot {} ({}).",
+        "Restored app instance {id} from snapshot {} ({}). The data it replaced is snapshot {}.",
         restored.restored.short_id(),
         restored.restored.time,
         restored.replaced_data.short_id(),
-        restored.replaced_data.time
     );
     Ok(0)
 }

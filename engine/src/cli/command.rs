@@ -129,6 +129,24 @@ enum Command {
         /// A snapshot id (or its first 8 or more hex digits), or `latest`.
         snapshot: String,
     },
+    /// List the data destroyed app instances left on the targets (delete_data_on_destroy = false).
+    Kept {
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Print it as JSON: [{"instance", "target", "owner", "volumes", "backups", "created_at"}].
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the data a destroyed app instance left on the targets.
+    Purge {
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Delete without asking.
+        #[arg(long)]
+        auto_approve: bool,
+        /// The destroyed app instance, TENANT/NAME.
+        instance: String,
+    },
     /// Inspect the objects this owner manages.
     State {
         #[command(subcommand)]
@@ -230,6 +248,12 @@ async fn session(
             .collect::<Vec<_>>()
     })?;
     Ok(Session::new(platform, Owner::atrium(owner), cancelled))
+}
+
+/// The configuration's platform and owner, for a command that needs no plan.
+async fn open_session(vars: &VarArgs) -> Result<Session, Vec<Diagnostic>> {
+    let (configuration, document, owner) = load(vars)?;
+    session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await
 }
 
 /// The first Ctrl-C asks the run to stop after the steps in flight; the second stops at once.
@@ -369,18 +393,14 @@ async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
         }
         Command::Backup { vars, instance } => {
             let id = super::backups::instance_id(&instance)?;
-            let (configuration, document, owner) = load(&vars)?;
-            let session =
-                session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
+            let session = open_session(&vars).await?;
             let result = super::backups::backup(&session, &id).await;
             session.platform.registry.close().await;
             result
         }
         Command::Snapshots { vars, json, instance } => {
             let id = super::backups::instance_id(&instance)?;
-            let (configuration, document, owner) = load(&vars)?;
-            let session =
-                session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
+            let session = open_session(&vars).await?;
             let result = super::backups::snapshots(&session, &id, json).await;
             session.platform.registry.close().await;
             result
@@ -396,10 +416,21 @@ async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
                     None,
                 )]);
             }
-            let (configuration, document, owner) = load(&vars)?;
-            let session =
-                session(&document, &owner, handle_interrupts(), configuration.settings_position.clone()).await?;
+            let session = open_session(&vars).await?;
             let result = super::backups::restore(&session, &id, &snapshot, auto_approve, confirmed).await;
+            session.platform.registry.close().await;
+            result
+        }
+        Command::Kept { vars, json } => {
+            let session = open_session(&vars).await?;
+            let result = super::kept::list(&session, json).await;
+            session.platform.registry.close().await;
+            result
+        }
+        Command::Purge { vars, auto_approve, instance } => {
+            let id = super::backups::instance_id(&instance)?;
+            let session = open_session(&vars).await?;
+            let result = super::kept::purge(&session, &id, auto_approve, confirmed).await;
             session.platform.registry.close().await;
             result
         }

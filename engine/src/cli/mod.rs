@@ -8,6 +8,7 @@ pub mod command;
 pub mod config;
 pub mod diagnostic;
 pub mod functions;
+pub mod kept;
 pub mod kinds;
 pub mod plan;
 pub mod progress;

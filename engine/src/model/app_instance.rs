@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::backup::BackupSettings;
 use super::ids::TenantId;
 use super::timeouts::Timeouts;
 use crate::model::password::Password;
@@ -137,6 +138,11 @@ pub struct AppInstanceDocument {
     #[serde(default)]
     #[schemars(extend("x-atrium-defaulted" = true))]
     pub delete_data_on_destroy: Option<bool>,
+    /// The instance's own backup schedule and retention, over its tenant's tier's (apps that back up
+    /// their data: redmine, mediawiki, tryton). Unset attributes keep the tier's values. A change
+    /// replaces the instance's backup container only; the app keeps running.
+    #[serde(default)]
+    pub backup: Option<BackupSettings>,
     /// Deadlines for create (including the health check), update (upgrade) and delete.
     #[serde(default)]
     pub timeouts: Option<Timeouts>,
@@ -200,6 +206,8 @@ pub struct AppInstanceDraft {
     #[serde(default)]
     pub admin_password: Option<String>,
     #[serde(default)]
+    pub backup: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
     pub timeouts: Option<Timeouts>,
 }
 
@@ -231,6 +239,8 @@ pub struct AppInstanceSpec {
     /// Changing it sets the manager's password again.
     pub password_version: u64,
     pub delete_data_on_destroy: bool,
+    /// Over the tier's backup policy.
+    pub backup: Option<BackupSettings>,
 }
 
 /// Whether an app instance's welcome email (its address and the manager's
@@ -343,6 +353,12 @@ impl AppInstanceRecord {
             None if spec.password_version == 0 => None,
             _ => Some(spec.password_version),
         };
+        // Keep the user's spelling: `backup = {}` sets nothing, as unset does.
+        let setting = |backup: Option<BackupSettings>| backup.filter(|b| *b != BackupSettings::default());
+        let backup = match current.and_then(|current| current.backup.clone()) {
+            Some(current) if setting(Some(current.clone())) == spec.backup => Some(current),
+            _ => spec.backup.clone(),
+        };
         AppInstanceDocument {
             tenant_id: spec.id.tenant_id.to_string(),
             name: spec.id.name.clone(),
@@ -356,6 +372,7 @@ impl AppInstanceRecord {
             admin_password: None,
             password_version,
             delete_data_on_destroy: Some(spec.delete_data_on_destroy),
+            backup,
             timeouts: current.and_then(|current| current.timeouts.clone()),
             id: Some(spec.id.to_string()),
             status: Some(health.as_str().to_owned()),

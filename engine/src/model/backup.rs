@@ -3,7 +3,81 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
 use super::Tier;
+use super::timeouts::parse_duration;
+
+/// The shortest interval between scheduled backups (each one dumps the
+/// whole database).
+pub const SHORTEST_INTERVAL: Duration = Duration::from_secs(60);
+/// The longest interval: a week.
+pub const LONGEST_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The most snapshots one `keep_*` rule may keep.
+pub const MOST_KEPT: u32 = 1000;
+
+/// An instance's own backup schedule and retention, over its tier's
+/// policy: each attribute left unset keeps the tier's value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSettings {
+    /// Time between two scheduled backups, from `1m` to `168h` (e.g. `30m`, `6h`). Default: the
+    /// tenant's tier's (basic `24h`, business `6h`, enterprise `1h`). The first runs one interval
+    /// after the instance is created.
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Every snapshot younger than this is kept, from `1h` (e.g. `48h`, the default; whole hours).
+    #[serde(default)]
+    pub keep_within: Option<String>,
+    /// Beyond `keep_within`: the last snapshot of each of this many hours (0 to 1000). Default:
+    /// enterprise 24, else 0.
+    #[serde(default)]
+    pub keep_hourly: Option<u32>,
+    /// The last snapshot of each of this many days (0 to 1000). Default: basic 7, business 14,
+    /// enterprise 30.
+    #[serde(default)]
+    pub keep_daily: Option<u32>,
+    /// The last snapshot of each of this many weeks (0 to 1000). Default: basic 4, business 8,
+    /// enterprise 12.
+    #[serde(default)]
+    pub keep_weekly: Option<u32>,
+    /// The last snapshot of each of this many months (0 to 1000). Default: basic 0, business 6,
+    /// enterprise 12.
+    #[serde(default)]
+    pub keep_monthly: Option<u32>,
+}
+
+/// Why a backup attribute is refused: the attribute's name and the reason.
+pub type SettingError = (&'static str, String);
+
+/// Checks an `interval` value.
+pub fn check_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    if (SHORTEST_INTERVAL..=LONGEST_INTERVAL).contains(&interval) {
+        Ok(interval)
+    } else {
+        Err(format!("{text:?} is out of range: back up at least every 168h and at most every minute (1m)"))
+    }
+}
+
+/// Checks a `keep_within` value.
+pub fn check_keep_within(text: &str) -> Result<Duration, String> {
+    let within = parse_duration(text)?;
+    if within.as_secs() >= 3600 && within.as_secs() % 3600 == 0 {
+        Ok(within)
+    } else {
+        Err(format!("{text:?} is not whole hours: keep snapshots within 1h or more, in whole hours (e.g. \"48h\")"))
+    }
+}
+
+/// Checks a `keep_*` count.
+pub fn check_count(count: u64) -> Result<u32, String> {
+    u32::try_from(count)
+        .ok()
+        .filter(|count| *count <= MOST_KEPT)
+        .ok_or_else(|| format!("{count} is out of range: keep 0 to {MOST_KEPT} snapshots (0 keeps none by this rule)"))
+}
 
 /// When an instance's scheduled backups run and which snapshots they keep
 /// (restic's `forget` rules; the latest snapshot is always kept).
@@ -51,6 +125,30 @@ impl BackupPolicy {
                 keep_monthly: 12,
             },
         }
+    }
+
+    /// This policy with an instance's own settings over it; the first
+    /// attribute that is not valid, with why.
+    pub fn with(self, settings: Option<&BackupSettings>) -> Result<BackupPolicy, SettingError> {
+        let Some(settings) = settings else { return Ok(self) };
+        let mut policy = self;
+        if let Some(interval) = &settings.interval {
+            policy.interval = check_interval(interval).map_err(|reason| ("interval", reason))?;
+        }
+        if let Some(within) = &settings.keep_within {
+            policy.keep_within = check_keep_within(within).map_err(|reason| ("keep_within", reason))?;
+        }
+        for (name, count, kept) in [
+            ("keep_hourly", settings.keep_hourly, &mut policy.keep_hourly),
+            ("keep_daily", settings.keep_daily, &mut policy.keep_daily),
+            ("keep_weekly", settings.keep_weekly, &mut policy.keep_weekly),
+            ("keep_monthly", settings.keep_monthly, &mut policy.keep_monthly),
+        ] {
+            if let Some(count) = count {
+                *kept = check_count(u64::from(count)).map_err(|reason| (name, reason))?;
+            }
+        }
+        Ok(policy)
     }
 
     /// `restic forget`'s arguments for this policy (the latest snapshot is
@@ -119,6 +217,32 @@ mod tests {
         let basic_rules = ["--keep-last", "1", "--keep-within", "48h", "--keep-daily", "7", "--keep-weekly", "4"];
         assert_eq!(basic.forget_arguments(), basic_rules);
         assert_eq!(&enterprise.forget_arguments()[4..6], ["--keep-hourly", "24"]);
+    }
+
+    #[test]
+    fn an_instances_settings_override_its_tiers_policy_one_by_one() {
+        let business = BackupPolicy::for_tier(Tier::Business);
+        let settings = BackupSettings {
+            interval: Some("1m".into()),
+            keep_daily: Some(3),
+            keep_within: Some("2h".into()),
+            ..BackupSettings::default()
+        };
+        let policy = business.with(Some(&settings)).unwrap();
+        assert_eq!(policy.interval, Duration::from_secs(60));
+        assert_eq!((policy.keep_daily, policy.keep_weekly), (3, business.keep_weekly));
+        assert_eq!(&policy.forget_arguments()[..4], ["--keep-last", "1", "--keep-within", "2h"]);
+        assert_eq!(business.with(None).unwrap(), business);
+        for (bad, attribute) in [
+            (BackupSettings { interval: Some("30s".into()), ..BackupSettings::default() }, "interval"),
+            (BackupSettings { interval: Some("169h".into()), ..BackupSettings::default() }, "interval"),
+            (BackupSettings { interval: Some("daily".into()), ..BackupSettings::default() }, "interval"),
+            (BackupSettings { keep_within: Some("90m".into()), ..BackupSettings::default() }, "keep_within"),
+            (BackupSettings { keep_monthly: Some(1001), ..BackupSettings::default() }, "keep_monthly"),
+        ] {
+            let (refused, reason) = business.with(Some(&bad)).unwrap_err();
+            assert_eq!(refused, attribute, "{reason}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::model::app_instance::{
     InstanceHealth, MAX_ENVIRONMENT_VALUE_BYTES, MAX_FILE_BYTES, check_instance_name,
 };
 use crate::model::attribute::{AttributePath, ValidationError};
+use crate::model::backup::{BackupSettings, MOST_KEPT, check_count, check_interval, check_keep_within};
 use crate::model::markers;
 use crate::model::password::Password;
 use crate::model::tenant::{TenantRecord, TenantStatus};
@@ -60,7 +61,7 @@ fn file_digests(files: &BTreeMap<String, String>) -> BTreeMap<&str, String> {
 /// Compares what the registry records with what is desired, attribute by attribute.
 fn attribute_changes(before: &AppInstanceSpec, after: &AppInstanceSpec) -> Vec<(AttributeChange, bool)> {
     // (attribute, before, after, forces replacement, redeploys)
-    let fields: [(&'static str, String, String, bool, bool); 13] = [
+    let fields: [(&'static str, String, String, bool, bool); 14] = [
         ("tenant_id", quoted(before.id.tenant_id.as_str()), quoted(after.id.tenant_id.as_str()), true, true),
         ("name", quoted(&before.id.name), quoted(&after.id.name), true, true),
         ("app", quoted(&before.app), quoted(&after.app), true, true),
@@ -73,6 +74,7 @@ fn attribute_changes(before: &AppInstanceSpec, after: &AppInstanceSpec) -> Vec<(
         ("customizations.volumes", json(&before.extra_volumes), json(&after.extra_volumes), false, true),
         ("customizations.files", json(&file_digests(&before.files)), json(&file_digests(&after.files)), false, true),
         ("password_version", before.password_version.to_string(), after.password_version.to_string(), false, true),
+        ("backup", json(&before.backup), json(&after.backup), false, true),
         (
             "delete_data_on_destroy",
             before.delete_data_on_destroy.to_string(),
@@ -162,7 +164,8 @@ pub fn render_app_changes(changes: &[AppChange]) -> String {
 }
 
 /// The attributes whose change deploys a new generation of the app container.
-const REDEPLOYING: [&str; 6] = ["channel", "version", "users", "resources", "customizations", "password_version"];
+const REDEPLOYING: [&str; 7] =
+    ["channel", "version", "users", "resources", "customizations", "password_version", "backup"];
 
 /// What an instance's plan reads besides its configuration: the catalog, the
 /// configured targets, and the registry as observed (the tenant, and the
@@ -452,6 +455,9 @@ pub fn validate_draft(draft: &AppInstanceDraft, context: &InstanceContext<'_>) -
             }),
         );
     }
+    if let Some(backup) = &draft.backup {
+        validate_backup(backup, entry, &mut check);
+    }
     check(
         AttributePath::root("admin_password"),
         "Invalid admin password",
@@ -617,6 +623,50 @@ pub fn validate_customizations(customizations: &Customizations, entry: Option<&C
     errors
 }
 
+/// Checks an instance's `backup` settings, as far as they are known: the app
+/// must take backups, and each attribute must be in its range.
+fn validate_backup(
+    backup: &BTreeMap<String, serde_json::Value>,
+    entry: Option<&CatalogEntry>,
+    check: &mut impl FnMut(AttributePath, &str, Option<Result<(), String>>),
+) {
+    let path = || AttributePath::root("backup");
+    let set = backup.values().any(|value| !value.is_null());
+    if let Some(entry) = entry.filter(|entry| entry.backup.is_none() && set) {
+        check(
+            path(),
+            "App takes no backups",
+            Some(Err(format!(
+                "{} keeps no data worth a backup (its catalog entry declares none): remove the backup attribute, or use an app that backs up its data (redmine, mediawiki, tryton)",
+                entry.name
+            ))),
+        );
+        return;
+    }
+    let text = |name: &str| backup.get(name).and_then(serde_json::Value::as_str);
+    check(
+        path().attribute("interval"),
+        "Invalid backup interval",
+        text("interval").map(|t| check_interval(t).map(drop)),
+    );
+    check(
+        path().attribute("keep_within"),
+        "Invalid backup retention",
+        text("keep_within").map(|t| check_keep_within(t).map(drop)),
+    );
+    for name in ["keep_hourly", "keep_daily", "keep_weekly", "keep_monthly"] {
+        let count = backup.get(name).and_then(|value| value.as_number().cloned());
+        check(
+            path().attribute(name),
+            "Invalid backup retention",
+            count.map(|count| match count.as_u64() {
+                Some(count) => check_count(count).map(drop),
+                None => Err(format!("{count} is not a count: use a whole number from 0 to {MOST_KEPT}")),
+            }),
+        );
+    }
+}
+
 /// Validates a fully known app instance document and fills defaults (channel, version from the catalog).
 pub fn spec_from_document(
     document: &AppInstanceDocument,
@@ -638,6 +688,10 @@ pub fn spec_from_document(
         }),
         customizations: document.customizations.clone(),
         admin_password: document.admin_password.clone(),
+        backup: document.backup.as_ref().map(|backup| match serde_json::to_value(backup) {
+            Ok(serde_json::Value::Object(fields)) => fields.into_iter().collect(),
+            _ => BTreeMap::new(),
+        }),
         timeouts: document.timeouts.clone(),
     };
     let errors = validate_draft(&draft, context);
@@ -682,6 +736,8 @@ pub fn spec_from_document(
         admin_password: document.admin_password.clone().map(Password::new),
         password_version: document.password_version.unwrap_or(0),
         delete_data_on_destroy: document.delete_data_on_destroy.unwrap_or(false),
+        // Settings that set nothing are no settings (the plan stays empty).
+        backup: document.backup.clone().filter(|backup| *backup != BackupSettings::default()),
     })
 }
 
@@ -707,7 +763,21 @@ mod tests {
             admin_password: None,
             password_version: 0,
             delete_data_on_destroy: false,
+            backup: None,
         }
+    }
+
+    #[test]
+    fn backup_settings_keep_the_users_spelling_in_state_and_show_what_is_recorded() {
+        let mut recorded = record(spec("acme", "web", "1.1"));
+        let running = InstanceHealth::Running;
+        let empty =
+            AppInstanceDocument { backup: Some(BackupSettings::default()), ..recorded.to_document(running, None) };
+        assert_eq!(recorded.to_document(running, Some(&empty)).backup, Some(BackupSettings::default()));
+        assert_eq!(recorded.to_document(running, None).backup, None);
+        let hourly = BackupSettings { interval: Some("1h".into()), ..BackupSettings::default() };
+        recorded.spec.backup = Some(hourly.clone());
+        assert_eq!(recorded.to_document(running, Some(&empty)).backup, Some(hourly));
     }
 
     fn record(spec: AppInstanceSpec) -> AppInstanceRecord {
@@ -988,6 +1058,21 @@ mod validation_tests {
         check(
             serde_json::json!({"resources": {"cpus": 0, "memory_mb": 8}}),
             &["resources.cpus", "resources.memory_mb"],
+        );
+        check(serde_json::json!({"app": "hello", "backup": {"interval": "1h"}}), &["backup"]);
+        check(serde_json::json!({"app": "hello", "backup": {"interval": null}}), &[]);
+        check(serde_json::json!({"app": "redmine", "backup": {"interval": "1m", "keep_daily": 3}}), &[]);
+        check(
+            serde_json::json!({"app": "redmine", "backup": {
+                "interval": "10s", "keep_within": "30m", "keep_hourly": -1, "keep_weekly": 1.5, "keep_monthly": 5000
+            }}),
+            &[
+                "backup.interval",
+                "backup.keep_within",
+                "backup.keep_hourly",
+                "backup.keep_weekly",
+                "backup.keep_monthly",
+            ],
         );
         check(
             serde_json::json!({"customizations": {"disable_health_check": true}}),
