@@ -2,8 +2,9 @@
 //! `atrium snapshots` and `atrium restore` on MediaWiki with its MariaDB
 //! sidecar (the engine's tests cover Redmine's PostgreSQL), a restore that
 //! names no snapshot or another owner's instance refused before anything
-//! changes, and destroy with the data kept: `atrium kept` lists it and
-//! `atrium purge` deletes it (its owner only), leaving nothing behind.
+//! changes, a new instance cloned from the data a destroyed one kept
+//! (`restore -from`), and `atrium kept` and `atrium purge` (its owner only)
+//! seeing and deleting that data, leaving nothing behind.
 
 use atrium_acceptance::{RegistryChoice, Workspace, docker, provider_example_with_test_docker};
 
@@ -11,9 +12,14 @@ fn atrium_block(owner: &str) -> String {
     provider_example_with_test_docker().replace("provider \"atrium\" {", &format!("atrium {{\n  owner = \"{owner}\""))
 }
 
-/// Runs SQL in the instance's MariaDB as the app's user; its output.
+/// Runs SQL in the wiki's MariaDB as the app's user; its output.
 fn sql(tenant: &str, statement: &str) -> String {
-    let container = format!("atrium-{tenant}-wiki-mariadb");
+    sql_in(tenant, "wiki", statement)
+}
+
+/// Runs SQL in instance `name`'s MariaDB as the app's user; its output.
+fn sql_in(tenant: &str, name: &str, statement: &str) -> String {
+    let container = format!("atrium-{tenant}-{name}-mariadb");
     let script = format!("mariadb -N -u mediawiki -p\"$MARIADB_PASSWORD\" mediawiki -e \"{statement}\"");
     docker(&["exec", &container, "sh", "-c", &script])
 }
@@ -23,9 +29,8 @@ async fn a_wiki_is_backed_up_listed_and_restored_through_the_cli() {
     let workspace = Workspace::new("cli-backups", RegistryChoice::Sqlite).await;
     let tenant = format!("bk-{}", std::process::id());
     workspace.write("atrium.hcl", &atrium_block("partner-k"));
-    workspace.write(
-        "main.tf",
-        &format!(
+    let configuration = |wiki: &str, keep: bool| {
+        format!(
             r#"
 resource "atrium_tenant" "t" {{
   name          = "{tenant}"
@@ -36,11 +41,11 @@ resource "atrium_tenant" "t" {{
 }}
 resource "atrium_app_instance" "wiki" {{
   tenant_id              = atrium_tenant.t.id
-  name                   = "wiki"
+  name                   = "{wiki}"
   app                    = "mediawiki"
   target                 = "lyon-onprem"
   users                  = 5
-  delete_data_on_destroy = false
+  delete_data_on_destroy = {delete}
   timeouts               = {{ create = "15m" }}
 }}
 resource "atrium_app_instance" "page" {{
@@ -51,9 +56,11 @@ resource "atrium_app_instance" "page" {{
   users                  = 1
   delete_data_on_destroy = true
 }}
-"#
-        ),
-    );
+"#,
+            delete = !keep
+        )
+    };
+    workspace.write("main.tf", &configuration("wiki", true));
     workspace.atrium(&["apply", "-auto-approve"]).expect_code(0, "atrium apply");
     let wiki = format!("{tenant}/wiki");
     let app = format!("atrium-{tenant}-wiki-g1");
@@ -121,8 +128,33 @@ resource "atrium_app_instance" "page" {{
         listed.stdout
     );
 
-    // Destroyed with its data kept: the data and its backups are listed by
-    // the instance's handle, and only their owner may purge them.
+    // The wiki is replaced by another (`wiki` destroyed with its data kept,
+    // `copy` created): the data and its backups are listed by the old
+    // instance's handle, and the new one is cloned from them.
+    workspace.write("main.tf", &configuration("copy", false));
+    workspace.atrium(&["apply", "-auto-approve"]).expect_code(0, "atrium apply of the copy");
+    let copy = format!("{tenant}/copy");
+    let cloned = workspace.atrium(&["restore", "-auto-approve", "-from", &wiki, &copy, &snapshot]);
+    let cloned = cloned.expect_code(0, "atrium restore -from");
+    assert!(cloned.stdout.contains(&format!("from snapshot {snapshot} of {wiki}")), "{}", cloned.stdout);
+    assert_eq!(sql_in(&tenant, "copy", "SELECT v FROM bench_marker").trim(), "in the backup");
+    let copy_app = format!("atrium-{tenant}-copy-g1");
+    assert_eq!(docker(&["exec", &copy_app, "cat", marker]).trim(), "in the backup");
+    workspace.atrium(&["plan"]).expect_code(0, "atrium plan after the clone");
+    // Refused: another app, an instance with no backups, another tenant's instance.
+    let none = workspace.atrium(&["restore", "-auto-approve", "-from", &page, &copy, "latest"]);
+    let none = none.expect_code(1, "clone from hello");
+    assert!(none.stderr.contains("it runs hello, not mediawiki"), "{}", none.stderr);
+    let ghost = format!("{tenant}/ghost");
+    let ghost = workspace.atrium(&["restore", "-auto-approve", "-from", &ghost, &copy, "latest"]);
+    let ghost = ghost.expect_code(1, "clone from an instance that never was");
+    assert!(ghost.stderr.contains("has no backups on target lyon-onprem"), "{}", ghost.stderr);
+    let foreign = workspace.atrium(&["restore", "-auto-approve", "-from", "other/wiki", &copy, "latest"]);
+    let foreign = foreign.expect_code(1, "clone across tenants");
+    assert!(foreign.stderr.contains("its own tenant"), "{}", foreign.stderr);
+
+    // Destroyed: the kept data of the first wiki is still there, and only
+    // its owner may purge it.
     workspace.atrium(&["destroy", "-auto-approve"]).expect_code(0, "atrium destroy");
     let kept = workspace.atrium(&["kept", "-json"]).expect_code(0, "atrium kept -json");
     // The example's cloud target does not exist here: named, not fatal.

@@ -5,7 +5,7 @@
 
 use crate::apply::app_instance::{AppApplyError, AppContext, backup_jobs};
 use crate::backends::{CommandOutput, RuntimeError, error_chain};
-use crate::catalog::{BackupJobs, VERSION_TAG, render_app_container_name};
+use crate::catalog::{BackupJobs, SourceRepository, VERSION_TAG, labels, render_app_container_name};
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
 use crate::model::backup::Snapshot;
 
@@ -24,6 +24,8 @@ pub enum BackupError {
     LaterVersion { id: AppInstanceId, snapshot: String, taken_by: String, running: String },
     #[error("app instance {id} has no snapshot {snapshot}: {}", list_snapshots(available))]
     NoSuchSnapshot { id: AppInstanceId, snapshot: String, available: Vec<Snapshot> },
+    #[error("app instance {id} cannot be restored from the backups of {from}: {reason}; nothing was changed")]
+    CloneRefused { id: AppInstanceId, from: AppInstanceId, reason: String },
     #[error("{what} of app instance {id} failed (exit code {exit_code:?}). Its output: {output}")]
     Job { id: AppInstanceId, what: &'static str, exit_code: Option<i64>, output: String },
     #[error("restoring snapshot {} of app instance {id} failed: {}; {}", failure.snapshot, failure.reason, failure.kept)]
@@ -120,12 +122,16 @@ impl AppContext<'_> {
     /// The instance's snapshots, oldest first.
     pub async fn snapshots(&self, id: &AppInstanceId) -> Result<Vec<Snapshot>, BackupError> {
         let (record, jobs) = self.backups_of(id).await?;
-        self.list(&record, &jobs).await
+        self.list(&record, &jobs.snapshots).await
     }
 
-    async fn list(&self, record: &AppInstanceRecord, jobs: &BackupJobs) -> Result<Vec<Snapshot>, BackupError> {
+    async fn list(
+        &self,
+        record: &AppInstanceRecord,
+        job: &crate::catalog::ContainerSpec,
+    ) -> Result<Vec<Snapshot>, BackupError> {
         let id = &record.spec.id;
-        let ran = self.run(record, &jobs.snapshots).await?;
+        let ran = self.run(record, job).await?;
         let failed = |output: String| BackupError::Job {
             id: id.clone(),
             what: "listing the snapshots",
@@ -170,11 +176,30 @@ impl AppContext<'_> {
         snapshot: &str,
         replaced: impl FnOnce(&Snapshot) + Send,
     ) -> Result<Restored, BackupError> {
+        self.restore_from(id, None, snapshot, replaced).await
+    }
+
+    /// Restores `snapshot` of `from`'s repository (another instance of the
+    /// same tenant and app on the same target, live or destroyed with its
+    /// data kept) into instance `id`, as [`AppContext::restore`] does its
+    /// own (`None`): a clone, e.g. to test an upgrade on a copy.
+    pub async fn restore_from(
+        &self,
+        id: &AppInstanceId,
+        from: Option<&AppInstanceId>,
+        snapshot: &str,
+        replaced: impl FnOnce(&Snapshot) + Send,
+    ) -> Result<Restored, BackupError> {
         let (record, jobs) = self.backups_of(id).await?;
         jobs.restore(snapshot).map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        let source = match from {
+            Some(from) => Some(self.clone_source(&record, from).await?),
+            None => None,
+        };
         // The snapshot is chosen before anything changes (`latest` must not
         // become the backup taken below).
-        let available = self.list(&record, &jobs).await?;
+        let listing = source.as_ref().map_or_else(|| jobs.snapshots.clone(), |source| jobs.snapshots_in(source));
+        let available = self.list(&record, &listing).await?;
         let chosen = match snapshot {
             "latest" => available.last(),
             prefix => {
@@ -202,7 +227,11 @@ impl AppContext<'_> {
             });
         }
         let migrate = if taken_by != *running { jobs.migrate.clone() } else { None };
-        let job = jobs.restore(&chosen.id).map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        let job = match &source {
+            Some(source) => jobs.restore_from(&chosen.id, source),
+            None => jobs.restore(&chosen.id),
+        }
+        .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
         // Another deployment on the target waits while the app is down.
         let _slot = self.targets.deployment_slot(&record.spec.target).await;
         let replaced_data = self.take_backup(&record, &jobs.backup_keeping_all()).await?;
@@ -248,6 +277,45 @@ impl AppContext<'_> {
             id: id.clone(),
             failure: Box::new(RestoreFailure { snapshot: chosen.id, reason: failed, kept }),
         })
+    }
+
+    /// The repository a clone of `from` into `record` reads: `from` must be
+    /// another instance of the same tenant (a customer's data never goes to
+    /// another's), of the same app when it exists, made by this owner, with
+    /// its backups on `record`'s target.
+    async fn clone_source(
+        &self,
+        record: &AppInstanceRecord,
+        from: &AppInstanceId,
+    ) -> Result<SourceRepository, BackupError> {
+        let id = &record.spec.id;
+        let refused = |reason: String| BackupError::CloneRefused { id: id.clone(), from: from.clone(), reason };
+        if from == id {
+            return Err(refused("it is the same instance: restore it without `from`".to_owned()));
+        }
+        if from.tenant_id != id.tenant_id {
+            return Err(refused(format!(
+                "it belongs to tenant {}: an instance is cloned only from instances of its own tenant",
+                from.tenant_id
+            )));
+        }
+        if let Some(source) = self.registry.get_app_instance(from).await.map_err(self.registry_error(id))?
+            && source.spec.app != record.spec.app
+        {
+            return Err(refused(format!("it runs {}, not {}", source.spec.app, record.spec.app)));
+        }
+        let source = SourceRepository::of(from.tenant_id.as_str(), &from.name);
+        let target = &record.spec.target;
+        let runtime = self.runtime(id, target).await?;
+        let volumes = runtime.list_managed_volumes().await.map_err(self.runtime_error(id, target))?;
+        let Some(volume) = volumes.iter().find(|volume| volume.name == source.volume) else {
+            return Err(refused(format!("it has no backups on target {target} (no volume {})", source.volume)));
+        };
+        let owner = volume.labels.get(labels::OWNER).map(String::as_str).unwrap_or_default();
+        if owner != self.owner.as_str() {
+            return Err(refused(format!("its data belongs to {owner}")));
+        }
+        Ok(source)
     }
 
     /// Puts a snapshot's data in with `job` (the app stopped), migrates it

@@ -52,6 +52,26 @@ pub struct BackupJobs {
     /// The command's words before the snapshot argument: see [`BackupJobs::restore`].
     restore_base: ContainerSpec,
     restore_script: String,
+    /// The tag of the instance's snapshots (`TENANT/NAME`).
+    tag: String,
+}
+
+/// Another instance's repository on the same target (its backup volume),
+/// which a clone reads: a live instance's or the one a destroyed instance
+/// left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRepository {
+    /// Its backup volume, `atrium-TENANT-NAME-backups`.
+    pub volume: String,
+    /// Its snapshots' tag, `TENANT/NAME`.
+    pub tag: String,
+}
+
+impl SourceRepository {
+    /// The repository of instance `name` of `tenant`.
+    pub fn of(tenant: &str, name: &str) -> SourceRepository {
+        SourceRepository { volume: backup_volume_name(tenant, name), tag: format!("{tenant}/{name}") }
+    }
 }
 
 impl BackupJobs {
@@ -70,6 +90,10 @@ impl BackupJobs {
     /// volume is emptied and filled from it and the database restored from
     /// its dump. The app must be stopped; the database sidecar must run.
     pub fn restore(&self, snapshot: &str) -> Result<ContainerSpec, String> {
+        self.restore_tagged(snapshot, &self.tag)
+    }
+
+    fn restore_tagged(&self, snapshot: &str, tag: &str) -> Result<ContainerSpec, String> {
         if !is_snapshot_reference(snapshot) {
             return Err(format!("{snapshot:?} names no snapshot: give `latest` or a snapshot id (8 to 64 hex digits)"));
         }
@@ -80,9 +104,34 @@ impl BackupJobs {
             self.restore_script.clone(),
             "atrium-restore".to_owned(),
             snapshot.to_owned(),
+            tag.to_owned(),
         ]);
         Ok(job)
     }
+
+    /// The job that restores `snapshot` of `source`'s repository into this
+    /// instance (a clone), as [`BackupJobs::restore`] does its own.
+    pub fn restore_from(&self, snapshot: &str, source: &SourceRepository) -> Result<ContainerSpec, String> {
+        Ok(reading(self.restore_tagged(snapshot, &source.tag)?, source))
+    }
+
+    /// The job that lists `source`'s snapshots, as [`BackupJobs::snapshots`] does this instance's.
+    pub fn snapshots_in(&self, source: &SourceRepository) -> ContainerSpec {
+        let mut job = self.snapshots.clone();
+        if let Some(command) = &mut job.command {
+            command.pop();
+            command.push(source.tag.clone());
+        }
+        reading(job, source)
+    }
+}
+
+/// `job` reading `source`'s repository instead of the instance's own.
+fn reading(mut job: ContainerSpec, source: &SourceRepository) -> ContainerSpec {
+    job.mounts.push((source.volume.clone(), "/source".to_owned()));
+    job.environment.insert("RESTIC_REPOSITORY".to_owned(), "/source/restic".to_owned());
+    job.environment.insert("RESTIC_PASSWORD_FILE".to_owned(), "/source/restic-password".to_owned());
+    job
 }
 
 /// The backup container and jobs of `rendered` (an instance of `entry`), or
@@ -233,24 +282,28 @@ pub fn render_backups(
             "if ! backup \"${1:-}\"; then date -u +%Y-%m-%dT%H:%M:%SZ > /backup/status/failed; exit 1; fi".to_owned(),
         ],
     );
-    let snapshots = job(
+    // The tag is the script's argument: a clone lists another instance's.
+    let mut snapshots = job(
         "snapshots",
         vec![
             "set -eu".to_owned(),
-            "[ -f /backup/restic/config ] || { echo '[]'; exit 0; }".to_owned(),
-            format!("restic snapshots --json --host atrium --tag {}", shell_word(&tag)),
+            "[ -f \"$RESTIC_REPOSITORY/config\" ] || { echo '[]'; exit 0; }".to_owned(),
+            "restic snapshots --json --host atrium --tag \"$1\"".to_owned(),
         ],
     );
+    if let Some(command) = &mut snapshots.command {
+        command.extend(["atrium-snapshots".to_owned(), tag.clone()]);
+    }
     let mut restore = vec![
         "set -eu".to_owned(),
         "snapshot=$1".to_owned(),
+        "tag=$2".to_owned(),
         "exec 9>/backup/.lock".to_owned(),
         "flock 9".to_owned(),
         "restic unlock > /dev/null 2>&1 || true".to_owned(),
         "rm -rf /backup/restore && mkdir -p /backup/restore".to_owned(),
         format!(
-            "restic restore \"$snapshot\" --host atrium --tag {} --target /backup/restore > /backup/status/restore 2>&1 || {{ cat /backup/status/restore >&2; exit 1; }}",
-            shell_word(&tag)
+            "restic restore \"$snapshot\" --host atrium --tag \"$tag\" --target /backup/restore > /backup/status/restore 2>&1 || {{ cat /backup/status/restore >&2; exit 1; }}"
         ),
         "[ -f /backup/restore/backup/dump/database.dump ] || { echo \"atrium-restore: snapshot $snapshot holds no database dump\" >&2; exit 1; }".to_owned(),
     ];
@@ -274,5 +327,6 @@ pub fn render_backups(
         migrate: None,
         restore_base,
         restore_script: restore.join("\n"),
+        tag,
     }))
 }

@@ -62,6 +62,14 @@ fn describe_with_manager(app_name: &str) -> String {
             render::describe_job_containers([&backups.container, &backups.backup_now, &backups.snapshots, &restore])
         ));
         assert!(backups.restore("latest; rm -rf /").is_err(), "a snapshot reference is checked");
+        // A clone reads another instance's repository, by its tag.
+        let source = super::SourceRepository::of("acme", "old");
+        for job in [backups.restore_from("latest", &source).unwrap(), backups.snapshots_in(&source)] {
+            assert!(job.mounts.contains(&("atrium-acme-old-backups".to_owned(), "/source".to_owned())), "{job:?}");
+            assert_eq!(job.environment["RESTIC_REPOSITORY"], "/source/restic");
+            assert_eq!(job.environment["RESTIC_PASSWORD_FILE"], "/source/restic-password");
+            assert_eq!(job.command.as_ref().and_then(|c| c.last()).map(String::as_str), Some("acme/old"));
+        }
     }
     text
 }

@@ -59,6 +59,7 @@ pub async fn snapshots(session: &Session, id: &AppInstanceId, json: bool) -> Res
 pub async fn restore(
     session: &Session,
     id: &AppInstanceId,
+    from: Option<&AppInstanceId>,
     snapshot: &str,
     auto_approve: bool,
     confirmed: impl FnOnce(&str) -> bool,
@@ -78,8 +79,9 @@ pub async fn restore(
             None,
         )]);
     }
+    let whose = from.map(|from| format!(" of {from}")).unwrap_or_default();
     let question = format!(
-        "Restore app instance {id} from snapshot {snapshot}?\n  Its data (database and volumes) is replaced by the snapshot's; a backup of the data as it is now is taken first."
+        "Restore app instance {id} from snapshot {snapshot}{whose}?\n  Its data (database and volumes) is replaced by the snapshot's; a backup of the data as it is now is taken first."
     );
     if !auto_approve && !confirmed(&question) {
         println!("\nRestore cancelled.");
@@ -95,9 +97,10 @@ pub async fn restore(
             taken.time
         );
     };
-    let restored = context.restore(id, snapshot, replaced).await.map_err(|error| failed("Restore failed", &error))?;
+    let restored =
+        context.restore_from(id, from, snapshot, replaced).await.map_err(|error| failed("Restore failed", &error))?;
     println!(
-        "Restored app instance {id} from snapshot {} ({}). The data it replaced is snapshot {}.",
+        "Restored app instance {id} from snapshot {}{whose} ({}). The data it replaced is snapshot {}.",
         restored.restored.short_id(),
         restored.restored.time,
         restored.replaced_data.short_id(),

@@ -124,6 +124,10 @@ enum Command {
         /// Restore without asking.
         #[arg(long)]
         auto_approve: bool,
+        /// Restore a snapshot of another instance of the same tenant and app (TENANT/OTHER, live or
+        /// destroyed with its data kept) instead of its own: a clone.
+        #[arg(long)]
+        from: Option<String>,
         /// The app instance, TENANT/NAME.
         instance: String,
         /// A snapshot id (or its first 8 or more hex digits), or `latest`.
@@ -405,8 +409,9 @@ async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
             session.platform.registry.close().await;
             result
         }
-        Command::Restore { vars, auto_approve, instance, snapshot } => {
+        Command::Restore { vars, auto_approve, from, instance, snapshot } => {
             let id = super::backups::instance_id(&instance)?;
+            let from = from.as_deref().map(super::backups::instance_id).transpose()?;
             if !crate::model::backup::is_snapshot_reference(&snapshot) {
                 return Err(vec![Diagnostic::new(
                     "Invalid snapshot",
@@ -417,7 +422,8 @@ async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
                 )]);
             }
             let session = open_session(&vars).await?;
-            let result = super::backups::restore(&session, &id, &snapshot, auto_approve, confirmed).await;
+            let result =
+                super::backups::restore(&session, &id, from.as_ref(), &snapshot, auto_approve, confirmed).await;
             session.platform.registry.close().await;
             result
         }
