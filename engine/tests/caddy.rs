@@ -10,7 +10,9 @@
 use std::time::{Duration, Instant};
 
 use atrium_engine::backends::caddy::CaddyIngress;
-use atrium_engine::backends::ingress::{Ingress, IngressError, ObservedRoute, RouteHandler, RouteSpec};
+use atrium_engine::backends::ingress::{
+    Ingress, IngressError, ObservedRoute, RouteHandler, RouteSpec, ServedCertificate,
+};
 use atrium_engine::test_services::service_variable;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -154,6 +156,23 @@ where
                 tokio::time::sleep(Duration::from_millis(50 * attempts)).await;
             }
             Err(error) => panic!("{what}: {error:?}"),
+        }
+    }
+}
+
+/// `served_certificate`, asked again when a reload (see
+/// [`with_reload_retries`]) resets the handshake; any other error fails the test.
+async fn served_certificate_through_reloads(ingress: &CaddyIngress, hostname: &str) -> Option<ServedCertificate> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match ingress.served_certificate(hostname).await {
+            Ok(certificate) => return certificate,
+            Err(error) if attempts < 10 && error.is_retryable() => {
+                eprintln!("certificate check for {hostname}: {error} (a reload, probably)");
+                tokio::time::sleep(Duration::from_millis(50 * attempts)).await;
+            }
+            Err(error) => panic!("certificate check for {hostname}: {error:?}"),
         }
     }
 }
@@ -332,7 +351,7 @@ async fn tls_route_gets_a_certificate_from_pebble_and_serves_https() {
     let upstream = start_upstream("hello over https\n").await;
     // Pebble validates HTTP-01 at whatever the name resolves to through PowerDNS.
     change_a_record(&host, "REPLACE").await;
-    assert_eq!(ingress.served_certificate(&host).await.expect("a handshake"), None, "no certificate before the route");
+    assert_eq!(served_certificate_through_reloads(&ingress, &host).await, None, "no certificate before the route");
 
     ingress.put_route(&proxy(&host, true, &upstream), DEADLINE).await.expect("put the route");
     let started = Instant::now();
@@ -357,11 +376,11 @@ async fn tls_route_gets_a_certificate_from_pebble_and_serves_https() {
 #[tokio::test]
 async fn served_certificate_is_none_for_names_without_one_and_connect_when_nothing_listens() {
     let ingress = ingress();
-    assert_eq!(ingress.served_certificate(&hostname("no-certificate")).await.expect("a handshake"), None);
+    assert_eq!(served_certificate_through_reloads(&ingress, &hostname("no-certificate")).await, None);
     // Caddy also serves the certificate of its Pebble listener (127.0.0.1 and
     // localhost), which does not count for other names.
     assert_eq!(
-        ingress.served_certificate("localhost").await.expect("a handshake").map(|c| c.issuer).as_deref(),
+        served_certificate_through_reloads(&ingress, "localhost").await.map(|c| c.issuer).as_deref(),
         Some("atrium-test-pebble-listener-ca")
     );
 
