@@ -6,6 +6,7 @@
 #   scripts/bench.sh cli [PLANNED] [APPLIED]   the atrium CLI against terraform on the same tenants (default 10000, 1000)
 #   scripts/bench.sh onboard [COUNT] [ROUNDS]  atrium apply of customers to HTTPS against the Docker CLI and curl (default 100, 3)
 #   scripts/bench.sh backups [ROUNDS]          a Redmine instance's backup and restore against restic and pg_dump by hand (default 3)
+#   scripts/bench.sh upgrades [APP ...]        upgrade downtime of redmine, mediawiki and tryton against docker restart
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -25,7 +26,7 @@ if [ "${1:-}" = onboard ]; then
   [ -n "${ATRIUM_SERVICES_ENV:-}" ] || { scripts/services.sh start >/dev/null; export ATRIUM_SERVICES_ENV=$repo/.services/env; }
   exec cargo run --locked --release -p atrium-acceptance --bin bench-onboard -- "$@"
 fi
-if [ "${1:-}" = apps ] || [ "${1:-}" = domains ] || [ "${1:-}" = backups ]; then
+if [ "${1:-}" = apps ] || [ "${1:-}" = domains ] || [ "${1:-}" = backups ] || [ "${1:-}" = upgrades ]; then
   bench=bench-$1
   shift
   [ -n "${ATRIUM_SERVICES_ENV:-}" ] || { scripts/services.sh start >/dev/null; export ATRIUM_SERVICES_ENV=$repo/.services/env; }

@@ -354,3 +354,25 @@ pub fn unserve_by_hand(zone: &str, host: &str) {
     let delete = format!(r#"{{"rrsets":[{{"name":"{host}.","type":"A","changetype":"DELETE"}}]}}"#);
     curl_until_answered(&["-X", "PATCH", "-H", &key, "--data", &delete, &pdns]);
 }
+
+/// An engine context for benchmarks on `targets`: the test owner, no mailer,
+/// nothing cancels it.
+pub fn app_context<'a>(
+    registry: &'a atrium_engine::registry::Registry,
+    observations: &'a atrium_engine::observe::AppObservations,
+    catalog: &'a atrium_engine::catalog::Catalog,
+    targets: &'a atrium_engine::backends::targets::Targets,
+    deadline: std::time::Duration,
+) -> atrium_engine::apply::app_instance::AppContext<'a> {
+    let (_, cancelled) = tokio::sync::watch::channel(false);
+    atrium_engine::apply::app_instance::AppContext {
+        registry,
+        observations,
+        catalog,
+        targets,
+        mailer: None,
+        owner: atrium_engine::test_services::test_owner(),
+        deadline,
+        cancelled,
+    }
+}

@@ -2,7 +2,8 @@
 //! engine, with the locally built `hello` app.
 
 use atrium_acceptance::{
-    RegistryChoice, Workspace, docker, example, http_get, import_arguments, provider_example_with_test_docker,
+    RegistryChoice, Workspace, docker, docker_status, example, http_get, import_arguments,
+    provider_example_with_test_docker,
 };
 
 /// The example with its tenant renamed, so parallel tests own their containers.
@@ -390,4 +391,82 @@ async fn an_instance_made_for_an_expired_tenant_is_deployed_stopped_and_resumes_
     workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
     assert!(tenant_containers(&tenant).is_empty());
     docker(&["volume", "rm", &format!("atrium-{tenant}-web-data")]);
+}
+
+/// The `atrium_kept_data` data source, read by the real terraform CLI: an
+/// instance's volume in use is not listed; destroyed with its data kept,
+/// it is, with its owner; taken over by a new instance of the same name and
+/// destroyed with `delete_data_on_destroy = true`, nothing is left. Bad
+/// filters fail at plan naming the attribute.
+#[tokio::test]
+async fn the_kept_data_data_source_lists_what_a_destroyed_instance_left_until_it_is_deleted() {
+    let workspace = Workspace::new("app_kept_data", RegistryChoice::Sqlite).await;
+    workspace.write("provider.tf", &provider_example_with_test_docker());
+    let tenant = format!("app-kept-{}", std::process::id());
+    let resource = example_for(&tenant);
+    workspace.write("main.tf", &resource);
+    let data_source = |filters: &str| {
+        format!(
+            "data \"atrium_kept_data\" \"tenant\" {{\n  {filters}\n}}\n\noutput \"kept\" {{\n  value = data.atrium_kept_data.tenant.kept\n}}\n\noutput \"unreachable\" {{\n  value = data.atrium_kept_data.tenant.unreachable_targets\n}}\n"
+        )
+    };
+    workspace.write("kept.tf", &data_source(&format!("tenant_id = \"{tenant}\"")));
+    let output = |name: &str| -> serde_json::Value {
+        let run = workspace.terraform(&["output", "-json", name]).expect_code(0, "terraform output");
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|error| panic!("{error}: {}", run.stdout))
+    };
+    let refresh = || workspace.apply_with(&["-refresh-only"]);
+    workspace.apply();
+    refresh();
+    assert_eq!(output("kept"), serde_json::json!([]), "the volume of a live instance is not kept data");
+    // The example's cloud target is not running here: named, not an error.
+    assert_eq!(output("unreachable"), serde_json::json!(["cloud-fra1"]));
+
+    // Destroyed with its data kept (the default): listed, with its handle and owner.
+    workspace
+        .terraform(&["destroy", "-auto-approve", "-input=false", "-target=atrium_app_instance.web"])
+        .expect_code(0, "terraform destroy -target");
+    refresh();
+    let volume = format!("atrium-{tenant}-web-data");
+    let kept = output("kept");
+    let listed = kept.as_array().unwrap_or_else(|| panic!("{kept}"));
+    assert_eq!(listed.len(), 1, "{kept}");
+    let entry = &listed[0];
+    assert_eq!(entry["instance"], format!("{tenant}/web"), "{entry}");
+    assert_eq!((&entry["tenant_id"], &entry["name"]), (&serde_json::json!(tenant), &serde_json::json!("web")));
+    assert_eq!(entry["target"], "lyon-onprem");
+    // Terraform's owner names the configuration (its working directory here).
+    let owner = format!("terraform:{}", workspace.path().display());
+    assert_eq!(entry["owner"], owner.as_str(), "{entry}");
+    assert_eq!(entry["volumes"], serde_json::json!([volume]));
+    assert_eq!(entry["backups"], false, "hello keeps no backups");
+    assert!(entry["created_at"].as_str().is_some_and(|at| at.starts_with("20")), "{entry}");
+
+    // Filters: another target lists nothing; bad ones fail at plan.
+    workspace.write("kept.tf", &data_source(&format!("tenant_id = \"{tenant}\"\n  target = \"cloud-fra1\"")));
+    refresh();
+    assert_eq!(output("kept"), serde_json::json!([]));
+    workspace.write("kept.tf", &data_source("target = \"mars\""));
+    let refused = workspace.plan(true).expect_code(1, "plan with an unknown target").flat_output();
+    assert!(refused.contains("Unknown target") && refused.contains("\"lyon-onprem\""), "{refused}");
+    workspace.write("kept.tf", &data_source("tenant_id = \"Not A Tenant\""));
+    let refused = workspace.plan(true).expect_code(1, "plan with a bad tenant_id").flat_output();
+    assert!(refused.contains("Invalid tenant_id"), "{refused}");
+
+    // Terraform's kept data is deleted by an instance that takes it over
+    // and is destroyed with its data.
+    workspace.write("kept.tf", &data_source(&format!("tenant_id = \"{tenant}\"")));
+    let deleting = resource.replace("users          = 20", "users          = 20\n  delete_data_on_destroy = true");
+    assert_ne!(deleting, resource);
+    workspace.write("main.tf", &deleting);
+    workspace.apply();
+    workspace
+        .terraform(&["destroy", "-auto-approve", "-input=false", "-target=atrium_app_instance.web"])
+        .expect_code(0, "terraform destroy -target");
+    refresh();
+    assert_eq!(output("kept"), serde_json::json!([]), "nothing is kept");
+    let (exists, _) = docker_status(&["volume", "inspect", &volume]);
+    assert!(!exists, "{volume} is deleted");
+    workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
+    assert!(tenant_containers(&tenant).is_empty());
 }

@@ -78,6 +78,31 @@ resource "atrium_app_instance" "page" {{
         .unwrap_or_else(|| panic!("no snapshot in {:?}", backup.stdout))
         .to_owned();
     assert_eq!(snapshot.len(), 8, "{line}");
+    // A refresh reads it as the instance's latest backup; nothing to change.
+    let plan = workspace.atrium(&["plan", "-json"]).expect_code(0, "atrium plan -json after the backup");
+    let plan: serde_json::Value = serde_json::from_str(plan.stdout.trim()).expect("JSON plan");
+    let changes = plan["resource_changes"].as_array().expect("resource changes");
+    let change = changes.iter().find(|c| c["address"] == "atrium_app_instance.wiki").expect("the wiki's change");
+    assert_eq!(change["change"]["actions"], serde_json::json!(["no-op"]), "{change}");
+    assert_eq!(change["change"]["before"]["latest_backup"], snapshot.as_str(), "{change}");
+    assert!(change["change"]["before"]["latest_backup_at"].as_str().is_some_and(|at| at.ends_with('Z')), "{change}");
+    // The wiki's users in use (the manager); hello holds itself to its users.
+    assert_eq!(change["change"]["before"]["users_in_use"], 1, "{change}");
+    let page = changes.iter().find(|c| c["address"] == "atrium_app_instance.page").expect("the page's change");
+    assert_eq!(page["change"]["before"]["users_in_use"], serde_json::Value::Null, "{page}");
+    assert_eq!(plan["diagnostics"], serde_json::json!([]), "{plan}");
+
+    // Five colleagues join the wiki, which has no user limit of its own: its
+    // six users are more than its 5, and the plan says so.
+    let join = "for n in 1 2 3 4 5; do atrium-app runner createAndPromote Colleague$n a-colleagues-password-4$n; done";
+    docker(&["exec", &app, "sh", "-c", join]);
+    let plan = workspace.atrium(&["plan", "-json"]).expect_code(0, "atrium plan -json with six users");
+    let plan: serde_json::Value = serde_json::from_str(plan.stdout.trim()).expect("JSON plan");
+    let warnings = plan["diagnostics"].as_array().expect("diagnostics");
+    let over = warnings.iter().find(|w| w["summary"] == "More people use the app than its users");
+    let detail =
+        over.unwrap_or_else(|| panic!("no warning about the users: {plan}"))["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("mediawiki counts 6 active users") && detail.contains("deactivate 1"), "{detail}");
 
     // The data changes afterwards.
     sql(&tenant, "UPDATE bench_marker SET v = 'after the backup'");
@@ -127,6 +152,29 @@ resource "atrium_app_instance" "page" {{
         "a header, the backup and the data the restore replaced: {}",
         listed.stdout
     );
+
+    // The restore test of every instance of this owner that takes backups
+    // (the wiki; hello takes none): the latest snapshot restored into a
+    // scratch wiki, which must answer its health check and count the users;
+    // a refresh shows the result, and nothing is left of the scratch wiki.
+    let tested = workspace.atrium(&["restore-test"]).expect_code(0, "atrium restore-test");
+    assert!(tested.stdout.starts_with(&format!("{wiki}: passed at ")), "{}", tested.stdout);
+    assert!(tested.stdout.contains("and counts 6 users"), "{}", tested.stdout);
+    assert!(!tested.stdout.contains(&page), "hello takes no backups: {}", tested.stdout);
+    let plan = workspace.atrium(&["plan", "-json"]).expect_code(0, "atrium plan -json after the restore test");
+    let plan: serde_json::Value = serde_json::from_str(plan.stdout.trim()).expect("JSON plan");
+    let changes = plan["resource_changes"].as_array().expect("resource changes");
+    let change = changes.iter().find(|c| c["address"] == "atrium_app_instance.wiki").expect("the wiki's change");
+    assert_eq!(change["change"]["actions"], serde_json::json!(["no-op"]), "{change}");
+    let shown = change["change"]["before"]["latest_restore_test"].as_str().unwrap_or_default();
+    assert_eq!(format!("{wiki}: {shown}\n"), tested.stdout, "{change}");
+    let page_change = changes.iter().find(|c| c["address"] == "atrium_app_instance.page").expect("the page's change");
+    assert_eq!(page_change["change"]["before"]["latest_restore_test"], serde_json::Value::Null, "{page_change}");
+    let leftovers =
+        docker(&["ps", "-a", "--format", "{{.Names}}"]) + &docker(&["volume", "ls", "--format", "{{.Name}}"]);
+    assert!(!leftovers.contains("_restore-test"), "{leftovers}");
+    let refused = other.atrium(&["restore-test", &wiki]).expect_code(1, "a restore test by another owner");
+    assert!(refused.stderr.contains("belongs to another owner"), "{}", refused.stderr);
 
     // The wiki is replaced by another (`wiki` destroyed with its data kept,
     // `copy` created): the data and its backups are listed by the old

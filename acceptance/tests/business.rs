@@ -205,6 +205,12 @@ async fn a_business_gets_redmine_mediawiki_and_tryton_signs_in_over_https_and_ke
     let applied = workspace.apply();
     assert!(applied.stdout.contains("7 added"), "{}", applied.stdout);
     workspace.assert_plan_empty("after creating the three apps");
+    // None of the three has a user limit of its own: each counts its people
+    // for the quota, the manager alone (not its root account).
+    for name in ["projects", "wiki", "erp"] {
+        let address = format!("atrium_app_instance.app[\"{name}\"]");
+        assert_eq!(workspace.state_attribute(&address, "users_in_use"), 1, "{address}");
+    }
     // The ERP's own backup schedule reached its backup container; the others keep the tier's.
     for (name, every) in [("erp", "every 3600 s"), ("wiki", "every 21600 s")] {
         let container = format!("atrium-{tenant}-{name}-backup");

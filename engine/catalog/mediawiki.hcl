@@ -112,9 +112,12 @@ manager_account = {
   ]
 }
 
-# MediaWiki has no user limit of its own.
+# MediaWiki has no user limit of its own: the users in use are its accounts,
+# not the first administrator (MW_ADMIN_USER) or the system users MediaWiki
+# makes for itself (whose token is invalid: nobody can log in as them).
 user_limit = {
-  method = "unsupported"
+  method       = "unsupported"
+  users_in_use = ["sh", "-c", "MYSQL_PWD=\"$MW_DB_PASSWORD\" mariadb --host=\"$MW_DB_HOST\" --user=\"$MW_DB_USER\" --batch --skip-column-names \"$MW_DB_NAME\" -e \"SELECT COUNT(*) FROM user WHERE user_token NOT LIKE '*** INVALID ***%' AND user_name <> '$MW_ADMIN_USER'\""]
 }
 
 # Links and redirects use $wgServer, which the image reads from its volume.

@@ -114,9 +114,11 @@ manager_account = {
   ]
 }
 
-# Redmine has no user limit of its own.
+# Redmine has no user limit of its own: the users in use are its active
+# people (not the `admin` account, the anonymous user or groups).
 user_limit = {
-  method = "unsupported"
+  method       = "unsupported"
+  users_in_use = ["atrium-app", "runner", "puts User.where(type: 'User', status: User::STATUS_ACTIVE).where.not(login: 'admin').count"]
 }
 
 # Links in Redmine's emails use its host name and protocol settings.

@@ -106,9 +106,11 @@ manager_account = {
   ]
 }
 
-# Tryton has no user limit of its own.
+# Tryton has no user limit of its own: the users in use are its active users
+# (not `admin`, nor `root`, which is never active).
 user_limit = {
-  method = "unsupported"
+  method       = "unsupported"
+  users_in_use = ["atrium-app", "runner", "print(pool.get('res.user').search_count([('login', '!=', 'admin')]))\n"]
 }
 
 # An upgrade stops the old version, backs up, migrates, then starts the new.

@@ -8,11 +8,14 @@ use std::time::Duration;
 use atrium_engine::apply::app_instance::{AppApplyError, AppContext};
 use atrium_engine::apply::backups::BackupError;
 use atrium_engine::apply::kept::{KeptData, KeptError};
+use atrium_engine::apply::restore_test::SCRATCH_SUFFIX;
 use atrium_engine::backends::Runtime;
 use atrium_engine::backends::targets::Targets;
 use atrium_engine::catalog::Catalog;
 use atrium_engine::model::app_instance::InstanceHealth;
-use atrium_engine::model::app_instance::{AppInstanceId, AppInstanceSpec};
+use atrium_engine::model::app_instance::{
+    AppInstanceId, AppInstanceSpec, AppRead, AppReadWanted, BackupStatus, LatestBackupRead, UsersInUseRead,
+};
 use atrium_engine::model::backup::BackupSettings;
 use atrium_engine::observe::AppObservations;
 use atrium_engine::plan::app_instance::AppDecision;
@@ -198,6 +201,12 @@ async fn stopped_or_changed_containers_show_as_drift_and_deploy_repairs_them() {
     let record = context.deploy(&spec, None, None).await.unwrap().record;
     let (_, health) = context.observe(&spec.id).await.unwrap().unwrap();
     assert_eq!(health, InstanceHealth::Running);
+    let read = context.read_app(&record, AppReadWanted::ALL).await;
+    let expected = AppRead {
+        latest_backup: LatestBackupRead::Read(BackupStatus::default()),
+        users_in_use: UsersInUseRead::Read(None),
+    };
+    assert_eq!(read, expected, "hello takes no backups, and holds itself to its users");
 
     let runtime = fixture.runtime().await;
     let name = format!("atrium-{}-web-g{}", fixture.tenant, record.generation);
@@ -914,6 +923,9 @@ impl RealApp {
         assert_ne!(broken.get(&self.spec.app), built_in.get(&self.spec.app));
         let before = fixture.registry.get_app_instance(&self.spec.id).await.unwrap().expect("the instance's record");
         let upgrade = AppInstanceSpec { version: version.into(), ..self.spec.clone() };
+        let backups = format!("atrium-{}-web-backup", fixture.tenant);
+        let backup_spec = r#"{{index .Config.Labels "atrium.spec"}}"#;
+        let backups_before = docker_inspect(&backups, backup_spec);
         let context = fixture.context_with(&broken, Duration::from_secs(900));
         let error = context.deploy(&upgrade, None, None).await.unwrap_err();
         let message = error.to_string();
@@ -933,6 +945,13 @@ impl RealApp {
         let observed = fixture.runtime().await.inspect(&app).await.unwrap().expect("the old container");
         assert!(observed.running, "the old version runs again");
         assert_eq!(observed.published_port, after.published_port);
+        // The backup container is the old version's again: its scheduled
+        // snapshots name the version that wrote the data.
+        assert_eq!(docker_inspect(&backups, backup_spec), backups_before, "the old backup container is back");
+        assert_eq!(docker_inspect(&backups, "{{.State.Running}}"), "true");
+        let command = docker_inspect(&backups, "{{json .Config.Cmd}}");
+        let tag = format!("version:{}", before.spec.version);
+        assert!(command.contains(&tag) && !command.contains(&format!("version:{version}")), "{command}");
         after.published_port.expect("published port")
     }
 
@@ -978,6 +997,14 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
     let created = http_request(port, "POST", "/issues.json", Some((manager, password.expose())), Some(&issue));
     assert_eq!(status(&created), "201", "{created}");
 
+    // Redmine counts its people for the quota: the manager, not `admin` or
+    // the anonymous user; then a colleague the tenant adds.
+    let id = &redmine.spec.id;
+    assert_eq!(users_in_use(&fixture, &context, id).await, 1);
+    let colleague = "u = User.new(login: 'colleague', firstname: 'C', lastname: 'L', mail: 'c@test.example', language: 'en'); u.password = u.password_confirmation = 'a-colleagues-password-42'; u.save!";
+    docker_exec(&format!("atrium-{tenant}-web-g1"), &format!("atrium-app runner \"{colleague}\""));
+    assert_eq!(users_in_use(&fixture, &context, id).await, 2);
+
     redmine.deploy_again(&context).await;
     let me = http_get_as(port, "/users/current.json", Some((manager, password.expose())));
     assert_eq!(status(&me), "200", "{me}");
@@ -986,7 +1013,6 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
     let app = format!("atrium-{tenant}-web-g1");
     let files = "/var/lib/redmine/default/files";
     docker_exec(&app, &format!("echo 'in the backup' > {files}/marker"));
-    let id = &redmine.spec.id;
     let backup = context.backup_now(id).await.unwrap_or_else(|error| panic!("{error}"));
     // Then the data changes: an issue is written, the attachment removed.
     let later = format!(r#"{{"issue": {{"project_id": "{tenant}", "subject": "Written after the backup"}}}}"#);
@@ -1043,15 +1069,77 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
     );
     assert_eq!(docker_exec(&app, &format!("cat {files}/marker")), "before the failed restore\n");
 
+    // The restore test: the latest snapshot (of the data the failed restore
+    // would have replaced) restored into a scratch instance, whose Redmine
+    // turns healthy and counts the same users; the scratch instance is gone
+    // after, and a refresh shows the result.
+    let latest = latest_backup(&fixture, &context, id).await;
+    let users = users_in_use(&fixture, &context, id).await;
+    let tested = context.restore_test(id).await.unwrap_or_else(|error| panic!("{error}"));
+    assert!(tested.passed, "{tested:?}");
+    assert_eq!(tested.snapshot.short_id(), latest);
+    assert_eq!(tested.recorded, Ok(()));
+    assert!(tested.line.starts_with("passed at 20"), "{}", tested.line);
+    assert!(tested.line.contains(&format!("snapshot {latest}")), "{}", tested.line);
+    assert!(tested.line.ends_with(&format!("and counts {users} users")), "{}", tested.line);
+    assert_eq!(backup_status(&fixture, &context, id).await.restore_test.as_ref(), Some(&tested.line));
+    assert_eq!(scratch_leftovers(&fixture).await, Vec::<String>::new());
+    // A damaged latest snapshot fails the test, and the live instance is untouched.
+    let damaged = damaged_snapshot(tenant, "web", "5.0");
+    let tested = context.restore_test(id).await.unwrap_or_else(|error| panic!("{error}"));
+    assert!(!tested.passed, "{tested:?}");
+    assert!(tested.snapshot.id.starts_with(&damaged), "{tested:?}");
+    assert!(tested.line.starts_with("failed at 20"), "{}", tested.line);
+    assert!(tested.line.contains("the restore failed (exit code Some(1))"), "{}", tested.line);
+    assert_eq!(backup_status(&fixture, &context, id).await.restore_test.as_ref(), Some(&tested.line));
+    assert_eq!(scratch_leftovers(&fixture).await, Vec::<String>::new());
+    let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
+    assert_eq!(
+        issue_subjects(port, tenant, manager, password.expose()),
+        ["Written after the backup", "Kept with the data"]
+    );
+
     let (new_password, port) = redmine.recreate_on_kept_data(&fixture, &context).await;
     assert_eq!(issue_subjects(port, tenant, manager, new_password.expose()).len(), 2);
     assert_eq!(status(&http_get_as(port, "/users/current.json", Some((manager, password.expose())))), "401");
     // The new instance on the kept volumes restores the old instance's
     // snapshots (the repository's key is in its volume). A restore brings
-    // back the app's accounts as they were: the manager's password of then.
-    context.restore(id, &backup.id, |_| {}).await.unwrap_or_else(|error| panic!("{error}"));
+    // back the app's accounts as they were: the manager's password of then,
+    // which stays when no welcome email ever gave her one.
+    let restored = context.restore(id, &backup.id, |_| {}).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(restored.manager, Ok("no welcome email was sent for it, so no new manager password is either".into()));
     let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
     assert_eq!(issue_subjects(port, tenant, manager, password.expose()), ["Kept with the data"]);
+
+    // A manager who was emailed her password gets a new one by email after
+    // a restore: the snapshot's password of then is hers no longer.
+    let mut record = fixture.registry.get_app_instance(id).await.unwrap().unwrap();
+    record.welcome = atrium_engine::model::app_instance::WelcomeState::Sent;
+    fixture.registry.put_app_instance(&record).await.unwrap();
+    let hostname = format!("{tenant}.restored.example");
+    live_domain(&fixture.registry, id, &hostname).await;
+    let tenant_id = atrium_engine::model::TenantId::parse(tenant).unwrap();
+    let to = fixture.registry.get_tenant(&tenant_id).await.unwrap().unwrap().spec.manager.email;
+    let mailer = atrium_engine::backends::mailer::SmtpMailer::new(
+        &service_variable("ATRIUM_TEST_SMTP_URL"),
+        "Atrium <noreply@atrium.test>",
+        None,
+    )
+    .unwrap();
+    let mut mailing = fixture.context(Duration::from_secs(600));
+    mailing.mailer = Some(&mailer);
+    let restored = mailing.restore(id, &backup.id, |_| {}).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(restored.manager, Ok(format!("a new manager password was set and emailed to {to}")));
+    let mails: Vec<String> = mails_to(&to).into_iter().filter(|mail| mail.contains(&hostname)).collect();
+    assert_eq!(mails.len(), 1, "one email with the new password");
+    let renewed = password_in(&mails[0]);
+    let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
+    assert_eq!(issue_subjects(port, tenant, manager, &renewed), ["Kept with the data"]);
+    assert_eq!(status(&http_get_as(port, "/users/current.json", Some((manager, password.expose())))), "401");
+    let welcome = fixture.registry.get_app_instance(id).await.unwrap().unwrap().welcome;
+    assert_eq!(welcome, atrium_engine::model::app_instance::WelcomeState::Sent);
+    let domain = atrium_engine::model::domain::Hostname::parse(&hostname).unwrap();
+    assert!(fixture.registry.delete_domain(&domain).await.unwrap());
 
     // The backup container removed out of band is drift, and the next
     // deployment brings it back.
@@ -1067,7 +1155,7 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
     let (_, health) = context.observe(id).await.unwrap().expect("the instance");
     assert_eq!(health, InstanceHealth::Running);
     let port = repaired.record.published_port.unwrap();
-    assert_eq!(issue_subjects(port, tenant, manager, password.expose()), ["Kept with the data"]);
+    assert_eq!(issue_subjects(port, tenant, manager, &renewed), ["Kept with the data"]);
     redmine.purge(&fixture, &context).await;
 }
 
@@ -1092,6 +1180,42 @@ fn damaged_snapshot(tenant: &str, instance: &str, version: &str) -> String {
     assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
     let saved = stdout.lines().find_map(|line| line.strip_prefix("snapshot ")?.strip_suffix(" saved"));
     saved.unwrap_or_else(|| panic!("restic named no snapshot: {stdout}")).to_owned()
+}
+
+/// The snapshot a refresh reads as the instance's latest backup (which must be read).
+async fn latest_backup(fixture: &Fixture, context: &AppContext<'_>, id: &AppInstanceId) -> String {
+    let status = backup_status(fixture, context, id).await;
+    let latest = status.latest.unwrap_or_else(|| panic!("no latest backup of {id}"));
+    assert!(latest.taken_at.starts_with("20") && latest.taken_at.ends_with('Z'), "{latest:?}");
+    latest.snapshot
+}
+
+/// What a refresh reads of the instance's backups (which must be read).
+async fn backup_status(fixture: &Fixture, context: &AppContext<'_>, id: &AppInstanceId) -> BackupStatus {
+    let record = fixture.registry.get_app_instance(id).await.unwrap().expect("the instance's record");
+    let wanted = AppReadWanted { latest_backup: true, users_in_use: false };
+    match context.read_app(&record, wanted).await.latest_backup {
+        LatestBackupRead::Read(status) => status,
+        other => panic!("the backups of {id} were not read: {other:?}"),
+    }
+}
+
+/// The names of the scratch instances' containers and volumes left on the test engine.
+async fn scratch_leftovers(fixture: &Fixture) -> Vec<String> {
+    let runtime = fixture.runtime().await;
+    let containers = runtime.list_managed().await.unwrap().into_iter().map(|c| c.name);
+    let volumes = runtime.list_managed_volumes().await.unwrap().into_iter().map(|v| v.name);
+    containers.chain(volumes).filter(|name| name.contains(SCRATCH_SUFFIX)).collect()
+}
+
+/// The users a refresh reads as the instance's users in use (which must be read).
+async fn users_in_use(fixture: &Fixture, context: &AppContext<'_>, id: &AppInstanceId) -> u64 {
+    let record = fixture.registry.get_app_instance(id).await.unwrap().expect("the instance's record");
+    let wanted = AppReadWanted { latest_backup: false, users_in_use: true };
+    match context.read_app(&record, wanted).await.users_in_use {
+        UsersInUseRead::Read(Some(users)) => users,
+        other => panic!("no users in use of {id}: {other:?}"),
+    }
 }
 
 /// `docker inspect --format FORMAT container` on the test engine, trimmed.
@@ -1217,6 +1341,14 @@ async fn mediawiki_runs_on_its_own_mariadb_and_its_manager_is_a_bureaucrat_not_t
     assert_eq!(Wiki::new(port).log_in("M", "a-wrong-password").await, "FAIL");
     assert_eq!(Wiki::new(port).log_in("Admin", password.expose()).await, "FAIL", "Admin has a password of its own");
 
+    // The wiki's users in use: the manager, not Admin or MediaWiki's system
+    // users; then a colleague.
+    let id = &mediawiki.spec.id;
+    assert_eq!(users_in_use(&fixture, &context, id).await, 1);
+    let app = format!("atrium-{}-web-g1", fixture.tenant);
+    docker_exec(&app, "atrium-app runner createAndPromote Colleague a-colleagues-password-42");
+    assert_eq!(users_in_use(&fixture, &context, id).await, 2);
+
     // She writes a page.
     let token = wiki.token("csrf").await;
     let page = [("title", "Kept with the data"), ("text", "Written by the manager."), ("token", &token)];
@@ -1330,6 +1462,15 @@ async fn tryton_runs_on_its_own_postgresql_and_its_manager_is_a_user_in_every_gr
     .await;
     assert!(created["result"][0].is_u64(), "{created}");
 
+    // Tryton's users in use: the manager, not admin or root; then a colleague
+    // she adds through the ERP's API.
+    let id = &tryton_app.spec.id;
+    assert_eq!(users_in_use(&fixture, &context, id).await, 1);
+    let colleague = serde_json::json!([[{"name": "Colleague", "login": "colleague"}], {}]);
+    let created = tryton(port, Some(&session), "model.res.user.create", colleague).await;
+    assert!(created["result"][0].is_u64(), "{created}");
+    assert_eq!(users_in_use(&fixture, &context, id).await, 2);
+
     tryton_app.deploy_again(&context).await;
     let (new_password, port) = tryton_app.recreate_on_kept_data(&fixture, &context).await;
     let session = tryton_login(port, manager, new_password.expose()).await.unwrap_or_else(|error| panic!("{error}"));
@@ -1343,7 +1484,6 @@ async fn tryton_runs_on_its_own_postgresql_and_its_manager_is_a_user_in_every_gr
 
     // The instance's own backup schedule: the change replaces the backup
     // container only (the app keeps running), and its scheduled backup runs.
-    let id = &tryton_app.spec.id;
     let recorded = fixture.registry.get_app_instance(id).await.unwrap().unwrap();
     let app = format!("atrium-{}-web-g{}", fixture.tenant, recorded.generation);
     let started = docker_inspect(&app, "{{.Id}} {{.State.StartedAt}}");
@@ -1405,6 +1545,8 @@ async fn a_redmine_upgrade_migrates_its_data_and_a_broken_migration_is_undone_fr
     assert_eq!(status(&created), "201", "{created}");
     let taken_by_5 = context.backup_now(&redmine.spec.id).await.unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(taken_by_5.version.as_deref(), Some("5.0"));
+    // A refresh reads the latest backup from the backup container.
+    assert_eq!(latest_backup(&fixture, &context, &redmine.spec.id).await, taken_by_5.short_id());
 
     // An operator's entry whose migration destroys data and then fails.
     let broken = r#"["atrium-app", "runner", "ActiveRecord::Base.connection.execute('DROP TABLE issues CASCADE'); raise 'a broken migration'"]"#;
@@ -1429,6 +1571,8 @@ async fn a_redmine_upgrade_migrates_its_data_and_a_broken_migration_is_undone_fr
     let restored = context.restore(id, taken_by_5.short_id(), |_| {}).await.unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(restored.restored.version.as_deref(), Some("5.0"));
     assert_eq!(restored.replaced_data.version.as_deref(), Some("6.0"));
+    // The backup of the data the restore replaced is now the latest.
+    assert_eq!(latest_backup(&fixture, &context, id).await, restored.replaced_data.short_id());
     let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
     assert_eq!(redmine_issues(port, tenant, manager), ["Written on 5.0"]);
     let created = http_request(port, "POST", "/issues.json", Some(manager), Some(&issue));

@@ -31,6 +31,13 @@ pub fn render_all(schemas: &ProviderSchemas, examples: ExampleReader<'_>) -> Res
             content: render_resource(type_name, schema, examples)?,
         });
     }
+    for (type_name, schema) in &schemas.data_sources {
+        let short = type_name.trim_start_matches("atrium_");
+        files.push(DocFile {
+            path: format!("data-sources/{short}.md"),
+            content: render_data_source(type_name, schema, examples)?,
+        });
+    }
     Ok(files)
 }
 
@@ -60,6 +67,23 @@ fn render_resource(type_name: &str, schema: &ResourceSchema, examples: ExampleRe
         "## Import\n\nImport is supported using the following syntax:\n\n```shell\n{}```",
         examples(&format!("resources/{type_name}/import.sh"))?
     );
+    Ok(text)
+}
+
+fn render_data_source(type_name: &str, schema: &ResourceSchema, examples: ExampleReader<'_>) -> Result<String, String> {
+    let mut text = String::new();
+    let description = schema.description.trim();
+    let _ = writeln!(
+        text,
+        "---\npage_title: \"{type_name} Data Source - atrium\"\ndescription: |-\n  {description}\n---\n"
+    );
+    let _ = writeln!(text, "# {type_name} (Data Source)\n\n{description}\n");
+    let _ = writeln!(
+        text,
+        "## Example Usage\n\n```terraform\n{}```\n",
+        examples(&format!("data-sources/{type_name}/data-source.tf"))?
+    );
+    render_schema(&mut text, &schema.attributes);
     Ok(text)
 }
 

@@ -6,6 +6,7 @@
 
 pub mod claims;
 pub mod configured;
+pub mod data_sources;
 pub mod diagnostics;
 pub mod docs;
 pub mod logging;

@@ -314,6 +314,7 @@ fn plain_type(schema: &Json, location: &str) -> Result<CtyType, SchemaError> {
 pub struct ProviderSchemas {
     pub provider: ResourceSchema,
     pub resources: BTreeMap<&'static str, ResourceSchema>,
+    pub data_sources: BTreeMap<&'static str, ResourceSchema>,
 }
 
 /// The resource type names Atrium serves.
@@ -321,6 +322,8 @@ pub const TENANT_TYPE: &str = "atrium_tenant";
 pub const APP_INSTANCE_TYPE: &str = "atrium_app_instance";
 pub const DOMAIN_TYPE: &str = "atrium_domain";
 pub const SUPPORT_PLAN_TYPE: &str = "atrium_support_plan";
+/// The data source type names Atrium serves.
+pub const KEPT_DATA_TYPE: &str = "atrium_kept_data";
 
 impl ProviderSchemas {
     pub fn build() -> Result<ProviderSchemas, SchemaError> {
@@ -343,6 +346,10 @@ impl ProviderSchemas {
             &model::document_schema::<atrium_engine::model::support_plan::SupportPlanDocument>(),
             model::SUPPORT_PLAN_SCHEMA_VERSION,
         )?;
+        let kept_data = ResourceSchema::from_json_schema(
+            &model::document_schema::<atrium_engine::model::kept::KeptDataDocument>(),
+            0,
+        )?;
         Ok(ProviderSchemas {
             provider,
             resources: BTreeMap::from([
@@ -351,11 +358,16 @@ impl ProviderSchemas {
                 (DOMAIN_TYPE, domain),
                 (SUPPORT_PLAN_TYPE, support_plan),
             ]),
+            data_sources: BTreeMap::from([(KEPT_DATA_TYPE, kept_data)]),
         })
     }
 
     pub fn resource(&self, type_name: &str) -> Option<&ResourceSchema> {
         self.resources.get(type_name)
+    }
+
+    pub fn data_source(&self, type_name: &str) -> Option<&ResourceSchema> {
+        self.data_sources.get(type_name)
     }
 }
 

@@ -87,6 +87,18 @@ impl AtriumProvider {
         })
     }
 
+    fn data_source_schema(&self, type_name: &str) -> Result<&ResourceSchema, pb::Diagnostic> {
+        self.schemas.data_source(type_name).ok_or_else(|| {
+            diagnostics::error(
+                "Unknown data source",
+                format!(
+                    "this provider has no data source {type_name:?}; it serves {}",
+                    self.schemas.data_sources.keys().copied().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    }
+
     async fn configured(&self) -> Result<Arc<Configured>, pb::Diagnostic> {
         self.configured.read().await.clone().ok_or_else(crate::configured::not_configured)
     }
@@ -179,6 +191,12 @@ impl Provider for AtriumProvider {
                 .keys()
                 .map(|name| pb::get_metadata::ResourceMetadata { type_name: (*name).to_owned() })
                 .collect(),
+            data_sources: self
+                .schemas
+                .data_sources
+                .keys()
+                .map(|name| pb::get_metadata::DataSourceMetadata { type_name: (*name).to_owned() })
+                .collect(),
             ..Default::default()
         }))
     }
@@ -195,7 +213,12 @@ impl Provider for AtriumProvider {
                 .iter()
                 .map(|(name, schema)| ((*name).to_owned(), schema.to_proto()))
                 .collect(),
-            data_source_schemas: HashMap::new(),
+            data_source_schemas: self
+                .schemas
+                .data_sources
+                .iter()
+                .map(|(name, schema)| ((*name).to_owned(), schema.to_proto()))
+                .collect(),
             functions: HashMap::new(),
             ephemeral_resource_schemas: HashMap::new(),
             diagnostics: Vec::new(),
@@ -239,9 +262,17 @@ impl Provider for AtriumProvider {
 
     async fn validate_data_resource_config(
         &self,
-        _: Request<pb::validate_data_resource_config::Request>,
+        request: Request<pb::validate_data_resource_config::Request>,
     ) -> Result<Response<pb::validate_data_resource_config::Response>, Status> {
-        Ok(Response::new(pb::validate_data_resource_config::Response { diagnostics: not_supported("data sources") }))
+        let request = request.into_inner();
+        let diagnostics = match self.data_source_schema(&request.type_name) {
+            Err(diagnostic) => vec![diagnostic],
+            Ok(schema) => match decode(request.config.as_ref(), &schema.value_type, "data source configuration") {
+                Err(diagnostic) => vec![diagnostic],
+                Ok(config) => crate::data_sources::validate(&request.type_name, &config),
+            },
+        };
+        Ok(Response::new(pb::validate_data_resource_config::Response { diagnostics }))
     }
 
     async fn upgrade_resource_state(
@@ -539,11 +570,21 @@ impl Provider for AtriumProvider {
 
     async fn read_data_source(
         &self,
-        _: Request<pb::read_data_source::Request>,
+        request: Request<pb::read_data_source::Request>,
     ) -> Result<Response<pb::read_data_source::Response>, Status> {
-        Ok(Response::new(pb::read_data_source::Response {
-            diagnostics: not_supported("data sources"),
-            ..Default::default()
+        let request = request.into_inner();
+        let result = async {
+            let schema = self.data_source_schema(&request.type_name).map_err(|d| vec![d])?;
+            let config = decode(request.config.as_ref(), &schema.value_type, "data source configuration")
+                .map_err(|d| vec![d])?;
+            let configured = self.configured().await.map_err(|d| vec![d])?;
+            let (state, warnings) = crate::data_sources::read(&configured, &request.type_name, schema, &config).await?;
+            Ok::<_, Vec<pb::Diagnostic>>((encode(&state, &schema.value_type), warnings))
+        }
+        .await;
+        Ok(Response::new(match result {
+            Ok((state, diagnostics)) => pb::read_data_source::Response { state, diagnostics, deferred: None },
+            Err(diagnostics) => pb::read_data_source::Response { diagnostics, ..Default::default() },
         }))
     }
 

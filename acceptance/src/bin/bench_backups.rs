@@ -23,13 +23,12 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use atrium_acceptance::bench::{Cleanup, docker};
-use atrium_engine::apply::app_instance::AppContext;
+use atrium_acceptance::bench::{Cleanup, app_context, docker};
 use atrium_engine::backends::targets::Targets;
 use atrium_engine::catalog::Catalog;
 use atrium_engine::model::app_instance::AppInstanceSpec;
 use atrium_engine::observe::AppObservations;
-use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_owner, test_target};
+use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_target};
 
 /// Runs docker and returns its standard output; a failure fails the benchmark.
 fn docker_output(host: &str, arguments: &[&str]) -> String {
@@ -125,17 +124,7 @@ async fn main() {
     let registry = registry_with_tenant(directory.path(), &tenant).await;
     let targets = Targets::new(BTreeMap::from([("local".to_owned(), test_target("ATRIUM_TEST_DOCKER_HOST"))]));
     let (catalog, observations) = (Catalog::built_in(), AppObservations::default());
-    let (_, cancelled) = tokio::sync::watch::channel(false);
-    let context = AppContext {
-        registry: &registry,
-        observations: &observations,
-        catalog: &catalog,
-        targets: &targets,
-        mailer: None,
-        owner: test_owner(),
-        deadline: Duration::from_secs(1800),
-        cancelled,
-    };
+    let context = app_context(&registry, &observations, &catalog, &targets, Duration::from_secs(1800));
     let spec = AppInstanceSpec { app: "redmine".into(), version: "5.0".into(), ..hello_spec(&tenant, "1.1") };
     println!("deploying redmine 5.0 for {tenant}");
     let deployed = context.deploy(&spec, None, None).await.unwrap_or_else(|error| panic!("{error}"));

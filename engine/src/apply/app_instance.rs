@@ -28,9 +28,12 @@ use crate::backends::{ObservedContainer, Runtime, RuntimeError, with_retries};
 use crate::catalog::{
     BackupJobs, Catalog, CatalogEntry, ContainerRole, ContainerSpec, RenderInput, RenderedApp, VolumeSpec, labels,
     render, render_backups, render_manager_command, render_public_address_command, render_upgrade_jobs,
-    render_user_limit_command, required_secrets,
+    render_user_limit_command, render_users_in_use_command, required_secrets,
 };
-use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, InstanceHealth, WelcomeState};
+use crate::model::app_instance::{
+    AppInstanceId, AppInstanceRecord, AppInstanceSpec, AppRead, AppReadWanted, BackupStatus, InstanceHealth,
+    LatestBackupRead, UsersInUseRead, WelcomeState,
+};
 use crate::model::backup::BackupPolicy;
 use crate::model::password::Password;
 use crate::model::tenant::{TenantRecord, TenantStatus};
@@ -244,7 +247,7 @@ pub fn manager_command(
 }
 
 /// The render input of a recorded instance as it was deployed: its generation, secrets and password hash.
-fn recorded_input<'a>(record: &'a AppInstanceRecord, tenant: &'a TenantRecord) -> RenderInput<'a> {
+pub(super) fn recorded_input<'a>(record: &'a AppInstanceRecord, tenant: &'a TenantRecord) -> RenderInput<'a> {
     render_input(&record.spec, tenant, &record.owner, record.generation, &record.secrets, &record.manager_password_hash)
 }
 
@@ -419,6 +422,94 @@ impl AppContext<'_> {
             }
         }
         Ok(Some((record, health)))
+    }
+
+    /// What a refresh reads from the recorded instance's containers: its
+    /// latest backup and the users its app counts (one exec each, side by
+    /// side, only those `wanted`); never fails a refresh.
+    pub async fn read_app(&self, record: &AppInstanceRecord, wanted: AppReadWanted) -> AppRead {
+        let latest_backup = async {
+            if wanted.latest_backup { self.latest_backup(record).await } else { LatestBackupRead::Unreadable }
+        };
+        let users_in_use =
+            async { if wanted.users_in_use { self.users_in_use(record).await } else { UsersInUseRead::Unreadable } };
+        let (latest_backup, users_in_use) = tokio::join!(latest_backup, users_in_use);
+        AppRead { latest_backup, users_in_use }
+    }
+
+    /// How many users the recorded instance's app counts (the catalog's
+    /// `user_limit.users_in_use` command, one exec in the running app
+    /// container); a stopped app, a failing command or an engine that does
+    /// not answer leaves it unreadable.
+    async fn users_in_use(&self, record: &AppInstanceRecord) -> UsersInUseRead {
+        let id = &record.spec.id;
+        let Ok(entry) = self.entry(&record.spec) else { return UsersInUseRead::Unreadable };
+        // Apps that hold themselves to `users` cost a refresh nothing more.
+        if entry.user_limit.as_ref().is_none_or(|limit| limit.users_in_use.is_none()) {
+            return UsersInUseRead::Read(None);
+        }
+        let read = async {
+            let tenant = self.observations.tenant(self.registry, &id.tenant_id).await.map_err(|e| e.to_string())?;
+            let tenant = tenant.ok_or("the tenant is not in the registry")?;
+            let Some(command) = render_users_in_use_command(entry, &recorded_input(record, &tenant))? else {
+                return Ok(UsersInUseRead::Read(None));
+            };
+            let runtime = self.runtime(id, &record.spec.target).await.map_err(|e| e.to_string())?;
+            let container = crate::catalog::render_app_container_name(&record.spec, record.generation);
+            let listed = self.observations.listed_container(&record.spec.target, runtime.as_ref(), &container);
+            if !listed.await.map_err(|e| e.to_string())?.is_some_and(|c| c.running) {
+                return Ok(UsersInUseRead::Unreadable);
+            }
+            let output = runtime.exec(&container, &command).await.map_err(|e| e.to_string())?;
+            match (output.exit_code, UsersInUseRead::parse(&output.output)) {
+                (Some(0), read @ UsersInUseRead::Read(_)) => Ok(read),
+                _ => Err(format!(
+                    "the users_in_use command printed no number (exit {:?}): {}",
+                    output.exit_code,
+                    output.output.trim().chars().take(500).collect::<String>()
+                )),
+            }
+        };
+        read.await.unwrap_or_else(|reason: String| {
+            tracing::warn!(instance = %id, %reason, "cannot read the users in use");
+            UsersInUseRead::Unreadable
+        })
+    }
+
+    /// The recorded instance's latest backup, as its backup container wrote
+    /// it in the backup volume (one exec in the running container; a
+    /// stopped or missing one, or an engine that does not answer, leaves it
+    /// unreadable, never fails a refresh).
+    async fn latest_backup(&self, record: &AppInstanceRecord) -> LatestBackupRead {
+        let id = &record.spec.id;
+        let Ok(entry) = self.entry(&record.spec) else { return LatestBackupRead::Unreadable };
+        if entry.backup.is_none() {
+            return LatestBackupRead::Read(BackupStatus::default());
+        }
+        let read = async {
+            let tenant = self.observations.tenant(self.registry, &id.tenant_id).await.map_err(|e| e.to_string())?;
+            let tenant = tenant.ok_or("the tenant is not in the registry")?;
+            let rendered = self.render_record(record, &tenant).map_err(|e| e.to_string())?;
+            let role = ContainerRole::Sidecar(crate::catalog::BACKUP_ROLE.to_owned());
+            let Some(container) = rendered.containers.iter().find(|c| c.role == role) else {
+                return Ok(LatestBackupRead::Read(BackupStatus::default()));
+            };
+            let runtime = self.runtime(id, &record.spec.target).await.map_err(|e| e.to_string())?;
+            let listed = self.observations.listed_container(&record.spec.target, runtime.as_ref(), &container.name);
+            if !listed.await.map_err(|e| e.to_string())?.is_some_and(|c| c.running) {
+                return Ok(LatestBackupRead::Unreadable);
+            }
+            let command = ["sh", "-c", BackupStatus::READ].map(str::to_owned);
+            let output = runtime.exec(&container.name, &command).await.map_err(|e| e.to_string())?;
+            match output.exit_code {
+                Some(0) => Ok(LatestBackupRead::Read(BackupStatus::parse(&output.output))),
+                _ => Err(format!("reading the backup status failed: {}", output.output.trim())),
+            }
+        };
+        read.await.unwrap_or_else(|reason: String| {
+            tracing::warn!(instance = %id, %reason, "cannot read the latest backup");
+            LatestBackupRead::Unreadable
+        })
     }
 
     /// Deploys `spec`: creates the instance (`create` carries the create's
@@ -677,13 +768,72 @@ impl AppContext<'_> {
         if record.welcome != WelcomeState::WaitingForDomain || self.addresses(&record).await?.is_empty() {
             return Ok(None);
         }
-        // A given password stays (the email then says so); a generated one is new.
+        self.new_manager_password(record).await
+    }
+
+    /// Gives the manager of an instance whose data a restore replaced her
+    /// account again (the app's accounts are now as the snapshot had them:
+    /// her password of then, or another instance's in a clone): a generated
+    /// password is replaced by a new one, set in the app and emailed as the
+    /// welcome email is (when the app is stopped, or the email cannot go
+    /// out, the next apply does it); one given as `admin_password` is set
+    /// again by the next apply. `Ok` says what was done, `Err` why she
+    /// cannot sign in with a password she was given yet.
+    pub(super) async fn renew_manager_after_restore(
+        &self,
+        id: &AppInstanceId,
+        running: bool,
+    ) -> Result<String, String> {
+        let renewed = async {
+            let Some(mut record) = self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? else {
+                return Ok(Err(format!("{id} is no longer in the registry")));
+            };
+            if record.password_given {
+                // No hash matches: the next plan sees the password as changed.
+                record.manager_password_hash = String::new();
+                self.registry.put_app_instance(&record).await.map_err(self.registry_error(id))?;
+                return Ok(Err(format!(
+                    "the manager's password in {id} is the snapshot's until the next apply sets admin_password again"
+                )));
+            }
+            // No email was sent or is waiting: nobody was given a password.
+            if !matches!(record.welcome, WelcomeState::Sent | WelcomeState::Pending) {
+                return Ok(Ok("no welcome email was sent for it, so no new manager password is either".to_owned()));
+            }
+            record.welcome = WelcomeState::Pending;
+            if !running {
+                self.registry.put_app_instance(&record).await.map_err(self.registry_error(id))?;
+                return Ok(Err(format!(
+                    "the app of {id} is stopped: the next apply that starts it sets a new manager password and emails it"
+                )));
+            }
+            let to = self.tenant(&record.spec).await?.spec.manager.email;
+            let sent = if self.addresses(&record).await?.is_empty() {
+                format!("a new manager password was set; its email to {to} waits for a live domain")
+            } else {
+                format!("a new manager password was set and emailed to {to}")
+            };
+            let warning = self.new_manager_password(record).await?;
+            Ok(warning.map_or(Ok(sent), Err))
+        };
+        renewed.await.unwrap_or_else(|error: AppApplyError| {
+            let reason = crate::backends::error_chain(&error);
+            tracing::warn!(instance = %id, error = %reason, "cannot renew the manager's password after a restore");
+            Err(format!(
+                "the manager's new password was not set after the restore ({reason}); the next apply sets one and emails it"
+            ))
+        })
+    }
+
+    /// Sets a new manager password in the running app and sends it in the
+    /// welcome email (a given password stays, and the email says so).
+    async fn new_manager_password(&self, mut record: AppInstanceRecord) -> Result<Option<String>, AppApplyError> {
+        let id = &record.spec.id.clone();
         let password = Password::generate();
-        let mut record = record;
         if !record.password_given {
             record.manager_password_hash = password.hash();
-            self.registry.put_app_instance(&record).await.map_err(self.registry_error(id))?;
         }
+        self.registry.put_app_instance(&record).await.map_err(self.registry_error(id))?;
         self.observations.clear().await;
         let deployment = Deployment {
             record,
@@ -821,16 +971,7 @@ impl AppContext<'_> {
                 sidecars_run && compare(observed.as_ref(), &current) == InstanceHealth::Running
             };
             if matches && record.spec.target == spec.target {
-                let recorded = render_instance(
-                    entry,
-                    &record.spec,
-                    &tenant,
-                    &record.owner,
-                    record.generation,
-                    &record.secrets,
-                    &record.manager_password_hash,
-                )
-                .map_err(|reason| AppApplyError::Catalog { id: spec.id.clone(), reason })?;
+                let recorded = self.render_record(record, &tenant)?;
                 // The record and the routes change; the containers stay.
                 let updated = AppInstanceRecord {
                     spec: AppInstanceSpec { admin_password: None, ..spec.clone() },
@@ -866,8 +1007,19 @@ impl AppContext<'_> {
         let old_generation = existing.as_ref().map(|r| r.generation);
         let generation = old_generation.unwrap_or(0) + 1;
         let rendered = render_at(generation, &secrets)?;
+        // What runs now, rendered from the record (its spec, owner and
+        // secrets), not the new spec at the old generation: an undo puts
+        // these containers back, and the old backup container must go on
+        // tagging snapshots with the version that wrote the data. A version
+        // the catalog no longer renders falls back to the new spec.
         let previous = match &existing {
-            Some(record) => Some(render_at(record.generation, &secrets)?),
+            Some(record) => Some(match self.render_record(record, &tenant) {
+                Ok(recorded) => recorded,
+                Err(error) => {
+                    tracing::warn!(instance = %spec.id, %error, "the recorded deployment no longer renders");
+                    render_at(record.generation, &secrets)?
+                }
+            }),
             None => None,
         };
         // An upgrade to another version whose data the catalog migrates or
@@ -1372,6 +1524,16 @@ impl<'a> Step<DeployContext<'a>> for Container {
     async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
         let runtime = &context.runtime;
         runtime.ensure_container(&self.after).await.map_err(StepError::from_backend)?;
+        // The backup container's health says whether the last scheduled
+        // backup failed, checked once a minute: there is no readiness to
+        // wait for (Docker would say `starting` for that first minute).
+        if self.after.role == ContainerRole::Sidecar(crate::catalog::BACKUP_ROLE.to_owned()) {
+            let observed = runtime.inspect(&self.after.name).await.map_err(StepError::from_backend)?;
+            return match observed {
+                Some(container) if container.running => Ok(()),
+                _ => Err(StepError::permanent(format!("the backup container {} stopped", self.after.name))),
+            };
+        }
         let remaining = crate::backends::retry::remaining(context.app.deadline);
         runtime.wait_healthy(&self.after.name, remaining).await.map_err(StepError::from_backend)
     }

@@ -57,10 +57,14 @@ const JOB_FAILED: &str = "its job failed";
 pub struct Restored {
     pub restored: Snapshot,
     pub replaced_data: Snapshot,
+    /// What became of the manager's password (the restore brought back the
+    /// snapshot's accounts): `Ok` what was done (a new one emailed), `Err`
+    /// why she cannot sign in with a password she was given yet.
+    pub manager: Result<String, String>,
 }
 
 impl AppContext<'_> {
-    async fn backups_of(&self, id: &AppInstanceId) -> Result<(AppInstanceRecord, BackupJobs), BackupError> {
+    pub(super) async fn backups_of(&self, id: &AppInstanceId) -> Result<(AppInstanceRecord, BackupJobs), BackupError> {
         let record = self
             .registry
             .get_app_instance(id)
@@ -75,7 +79,7 @@ impl AppContext<'_> {
         Ok((record, jobs))
     }
 
-    async fn run(
+    pub(super) async fn run(
         &self,
         record: &AppInstanceRecord,
         job: &crate::catalog::ContainerSpec,
@@ -125,7 +129,7 @@ impl AppContext<'_> {
         self.list(&record, &jobs.snapshots).await
     }
 
-    async fn list(
+    pub(super) async fn list(
         &self,
         record: &AppInstanceRecord,
         job: &crate::catalog::ContainerSpec,
@@ -213,20 +217,7 @@ impl AppContext<'_> {
         let Some(chosen) = chosen.cloned() else {
             return Err(BackupError::NoSuchSnapshot { id: id.clone(), snapshot: snapshot.to_owned(), available });
         };
-        // Data a later version wrote is never given to an earlier one; data
-        // an earlier version wrote is migrated before the app starts.
-        let running = &record.spec.version;
-        let taken_by = chosen.version.clone().unwrap_or_else(|| running.clone());
-        let entry = self.entry(&record.spec)?;
-        if entry.downgrade_refusal(&record.spec.channel, &taken_by, running).is_some() {
-            return Err(BackupError::LaterVersion {
-                id: id.clone(),
-                snapshot: chosen.short_id().to_owned(),
-                taken_by,
-                running: running.clone(),
-            });
-        }
-        let migrate = if taken_by != *running { jobs.migrate.clone() } else { None };
+        let (taken_by, migrate) = self.migration_for(&record, &jobs, &chosen)?;
         let job = match &source {
             Some(source) => jobs.restore_from(&chosen.id, source),
             None => jobs.restore(&chosen.id),
@@ -247,7 +238,10 @@ impl AppContext<'_> {
         // Nothing changed yet: a failure to stop is only reported.
         runtime.stop_container(&app).await.map_err(self.runtime_error(id, target))?;
         let failed = match self.put_in(&record, &app, &job, migrate.as_ref(), was_running).await {
-            Ok(()) => return Ok(Restored { restored: chosen, replaced_data }),
+            Ok(()) => {
+                let manager = self.renew_manager_after_restore(id, was_running).await;
+                return Ok(Restored { restored: chosen, replaced_data, manager });
+            }
             Err(reason) => reason,
         };
         let failed = if migrate.is_some() && failed.starts_with(JOB_FAILED) {
@@ -277,6 +271,30 @@ impl AppContext<'_> {
             id: id.clone(),
             failure: Box::new(RestoreFailure { snapshot: chosen.id, reason: failed, kept }),
         })
+    }
+
+    /// The version that took `chosen` and the migration its data needs to
+    /// run on `record`'s version (none when the same version took it). Data a
+    /// later version wrote is never given to an earlier one.
+    pub(super) fn migration_for(
+        &self,
+        record: &AppInstanceRecord,
+        jobs: &BackupJobs,
+        chosen: &Snapshot,
+    ) -> Result<(String, Option<crate::catalog::ContainerSpec>), BackupError> {
+        let running = &record.spec.version;
+        let taken_by = chosen.version.clone().unwrap_or_else(|| running.clone());
+        let entry = self.entry(&record.spec)?;
+        if entry.downgrade_refusal(&record.spec.channel, &taken_by, running).is_some() {
+            return Err(BackupError::LaterVersion {
+                id: record.spec.id.clone(),
+                snapshot: chosen.short_id().to_owned(),
+                taken_by,
+                running: running.clone(),
+            });
+        }
+        let migrate = if taken_by != *running { jobs.migrate.clone() } else { None };
+        Ok((taken_by, migrate))
     }
 
     /// The repository a clone of `from` into `record` reads: `from` must be

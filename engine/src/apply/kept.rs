@@ -13,22 +13,8 @@ use crate::backends::{RuntimeError, error_chain};
 use crate::catalog::backup_volume_name;
 use crate::model::app_instance::AppInstanceId;
 use crate::model::container::labels;
+pub use crate::model::kept::KeptData;
 use crate::registry::RegistryError;
-
-/// The data one destroyed instance left on one target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeptData {
-    pub instance: AppInstanceId,
-    pub target: String,
-    /// Who made the instance (the owner label of its volumes).
-    pub owner: String,
-    pub volumes: Vec<String>,
-    /// Whether its backup repository is among them: a new instance of the
-    /// same name restores its snapshots.
-    pub backups: bool,
-    /// When the oldest of the volumes was made (RFC 3339), as Docker says.
-    pub created_at: Option<String>,
-}
 
 /// Why kept data could not be listed or purged.
 #[derive(Debug, thiserror::Error)]

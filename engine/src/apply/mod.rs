@@ -9,6 +9,7 @@ pub mod domain;
 pub mod domain_planned;
 pub mod kept;
 pub mod platform_certificate;
+pub mod restore_test;
 pub mod runner;
 pub mod support_plan;
 pub mod suspension;

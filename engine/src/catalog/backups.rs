@@ -33,6 +33,9 @@ pub const VERSION_TAG: &str = "version:";
 /// is removed then).
 const PRUNE_EVERY: u64 = 24 * 3600;
 
+/// Where the latest restore test's result lives, in the backup volume.
+pub const RESTORE_TEST_FILE: &str = "/backup/status/restore-test";
+
 /// Where the repository's password lives, in the backup volume.
 const PASSWORD_FILE: &str = "/backup/restic-password";
 
@@ -113,6 +116,24 @@ impl BackupJobs {
     /// instance (a clone), as [`BackupJobs::restore`] does its own.
     pub fn restore_from(&self, snapshot: &str, source: &SourceRepository) -> Result<ContainerSpec, String> {
         Ok(reading(self.restore_tagged(snapshot, &source.tag)?, source))
+    }
+
+    /// The job that records a restore test's result (one line, what a
+    /// refresh shows as `latest_restore_test`) in the instance's backup
+    /// volume, whether its backup container runs or not.
+    pub fn record_restore_test(&self, line: &str) -> ContainerSpec {
+        let mut job = self.snapshots.clone();
+        job.name = format!("atrium-{}-restore-test-record", self.tag.replace('/', "-"));
+        job.command = Some(vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!(
+                "set -eu; mkdir -p /backup/status; printf '%s\\n' \"$1\" > {RESTORE_TEST_FILE}.new; mv {RESTORE_TEST_FILE}.new {RESTORE_TEST_FILE}"
+            ),
+            "atrium-restore-test".to_owned(),
+            line.to_owned(),
+        ]);
+        job
     }
 
     /// The job that lists `source`'s snapshots, as [`BackupJobs::snapshots`] does this instance's.
@@ -301,7 +322,7 @@ pub fn render_backups(
         "exec 9>/backup/.lock".to_owned(),
         "flock 9".to_owned(),
         "restic unlock > /dev/null 2>&1 || true".to_owned(),
-        "rm -rf /backup/restore && mkdir -p /backup/restore".to_owned(),
+        "rm -rf /backup/restore && mkdir -p /backup/restore /backup/status".to_owned(),
         format!(
             "restic restore \"$snapshot\" --host atrium --tag \"$tag\" --target /backup/restore > /backup/status/restore 2>&1 || {{ cat /backup/status/restore >&2; exit 1; }}"
         ),

@@ -25,7 +25,8 @@ pub use backups::{BACKUP_ROLE, BackupJobs, SourceRepository, VERSION_TAG, render
 pub use render::{
     ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, UpgradeJobs, VolumeSpec, app_container_name,
     backup_volume_name, describe, files_digest, labels, network_name, render, render_manager_command,
-    render_public_address_command, render_upgrade_jobs, render_user_limit_command, required_secrets,
+    render_public_address_command, render_upgrade_jobs, render_user_limit_command, render_users_in_use_command,
+    required_secrets,
 };
 
 /// The app container's name for an instance at a generation.
@@ -193,6 +194,13 @@ pub struct UserLimitEntry {
     pub variable: Option<String>,
     #[serde(default)]
     pub command: Option<Vec<String>>,
+    /// A command run in the app container that prints how many of the app's
+    /// users count against the quota (active people, not the app's own
+    /// root/admin user or system accounts), as its last line of output.
+    /// Shown as `users_in_use`; for apps with no limit of their own, the plan
+    /// warns when it exceeds the instance's `users`.
+    #[serde(default)]
+    pub users_in_use: Option<Vec<String>>,
 }
 
 /// How the app learns the public address it is reached at (links in its
@@ -366,6 +374,9 @@ impl CatalogEntry {
             && !matches!(limit.method.as_str(), "environment" | "command" | "unsupported")
         {
             return Err("user_limit.method must be \"environment\", \"command\" or \"unsupported\"".into());
+        }
+        if self.user_limit.as_ref().and_then(|limit| limit.users_in_use.as_ref()).is_some_and(Vec::is_empty) {
+            return Err("user_limit.users_in_use is empty: give the command that prints the number of users".into());
         }
         if self.public_address.as_ref().is_some_and(|address| address.command.is_empty()) {
             return Err("public_address.command is empty: give the command that tells the app its address".into());

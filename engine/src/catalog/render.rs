@@ -207,6 +207,19 @@ pub fn render_user_limit_command(entry: &CatalogEntry, input: &RenderInput<'_>) 
     }
 }
 
+/// The command that prints how many users the app has (see
+/// [`UserLimitEntry::users_in_use`](super::UserLimitEntry)), for entries
+/// that count them.
+pub fn render_users_in_use_command(
+    entry: &CatalogEntry,
+    input: &RenderInput<'_>,
+) -> Result<Option<Vec<String>>, String> {
+    let Some(command) = entry.user_limit.as_ref().and_then(|limit| limit.users_in_use.as_ref()) else {
+        return Ok(None);
+    };
+    command.iter().map(|part| expand(part, input, entry)).collect::<Result<_, _>>().map(Some)
+}
+
 /// The command that tells the app its public address (see
 /// [`PublicAddressEntry`](super::PublicAddressEntry)), for entries that have
 /// one: `addresses` are the instance's live addresses with their scheme,
@@ -542,6 +555,7 @@ pub(super) fn check_placeholders(entry: &CatalogEntry) -> Result<(), String> {
     }
     render_manager_command(entry, &sample("stable", "1"), "sample")?;
     render_user_limit_command(entry, &sample("stable", "1"))?;
+    render_users_in_use_command(entry, &sample("stable", "1"))?;
     Ok(())
 }
 

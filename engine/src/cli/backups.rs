@@ -1,6 +1,6 @@
-//! `atrium backup`, `atrium snapshots` and `atrium restore`: an app
-//! instance's backups by hand, beside the ones its backup container takes
-//! on its schedule.
+//! `atrium backup`, `atrium snapshots`, `atrium restore` and `atrium
+//! restore-test`: an app instance's backups by hand, beside the ones its
+//! backup container takes on its schedule.
 
 use std::time::Duration;
 
@@ -51,6 +51,69 @@ pub async fn snapshots(session: &Session, id: &AppInstanceId, json: bool) -> Res
         }
     }
     Ok(0)
+}
+
+/// Tests restores of the instances `ids` (none: every instance of this
+/// owner whose app takes backups), one after another; exit code 1 when a
+/// test failed or could not run.
+pub async fn restore_test(session: &Session, ids: &[AppInstanceId]) -> Result<i32, Vec<Diagnostic>> {
+    let registry = &session.platform.registry;
+    let registry_failed = |error: crate::registry::RegistryError| {
+        vec![Diagnostic::new("Cannot read the registry", error_chain(&error), None)]
+    };
+    let every = ids.is_empty();
+    let ids: Vec<AppInstanceId> = if every {
+        let instances = registry.list_app_instances().await.map_err(registry_failed)?;
+        instances
+            .into_iter()
+            .filter(|record| record.owner == session.owner.as_str())
+            .filter(|record| {
+                session.platform.catalog().get(&record.spec.app).is_some_and(|entry| entry.backup.is_some())
+            })
+            .map(|record| record.spec.id)
+            .collect()
+    } else {
+        ids.to_vec()
+    };
+    for id in &ids {
+        let claim = registry.get_claim(ObjectKind::AppInstance, &id.to_string()).await.map_err(registry_failed)?;
+        if let Some(claim) = claim.filter(|claim| claim.owner != session.owner) {
+            return Err(vec![Diagnostic::new(
+                "App instance belongs to another owner",
+                format!("{id} is managed by {}; test its restores from there", claim.owner),
+                None,
+            )]);
+        }
+    }
+    if ids.is_empty() {
+        println!("No app instance of {} takes backups: nothing to test.", session.owner.as_str());
+        return Ok(0);
+    }
+    let context = session.apps_context(DEADLINE);
+    let mut failures = 0;
+    for id in &ids {
+        match context.restore_test(id).await {
+            Ok(test) => {
+                println!("{id}: {}", test.line);
+                if let Err(reason) = &test.recorded {
+                    eprintln!("Warning: {id}: the result was not recorded: {reason}");
+                }
+                failures += usize::from(!test.passed);
+            }
+            // Every instance's, when none was named: one without a snapshot yet is not a failure.
+            Err(BackupError::NoSuchSnapshot { available, .. }) if every && available.is_empty() => {
+                println!("{id}: no snapshot yet; not tested.");
+            }
+            Err(error) => {
+                eprintln!("{id}: the restore test could not run: {}", error_chain(&error));
+                failures += 1;
+            }
+        }
+    }
+    if failures > 0 {
+        eprintln!("{failures} of {} restore tests failed or could not run.", ids.len());
+    }
+    Ok(i32::from(failures > 0))
 }
 
 /// Restores a snapshot in place, after asking (unless `auto_approve`).
@@ -105,5 +168,9 @@ pub async fn restore(
         restored.restored.time,
         restored.replaced_data.short_id(),
     );
+    match &restored.manager {
+        Ok(done) => println!("The app's accounts are as the snapshot had them: {done}."),
+        Err(warning) => eprintln!("Warning: the app's accounts are as the snapshot had them: {warning}."),
+    }
     Ok(0)
 }

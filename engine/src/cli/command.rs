@@ -133,6 +133,15 @@ enum Command {
         /// A snapshot id (or its first 8 or more hex digits), or `latest`.
         snapshot: String,
     },
+    /// Restore the latest snapshot of app instances into scratch instances, check that each app turns
+    /// healthy on it, record the result (the instance's `latest_restore_test`) and remove the scratch
+    /// instances. Run it from a timer or cron job to test restores on a schedule.
+    RestoreTest {
+        #[command(flatten)]
+        vars: VarArgs,
+        /// The app instances, TENANT/NAME; none: every instance of this owner that takes backups.
+        instances: Vec<String>,
+    },
     /// List the data destroyed app instances left on the targets (delete_data_on_destroy = false).
     Kept {
         #[command(flatten)]
@@ -424,6 +433,13 @@ async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
             let session = open_session(&vars).await?;
             let result =
                 super::backups::restore(&session, &id, from.as_ref(), &snapshot, auto_approve, confirmed).await;
+            session.platform.registry.close().await;
+            result
+        }
+        Command::RestoreTest { vars, instances } => {
+            let ids = instances.iter().map(|text| super::backups::instance_id(text)).collect::<Result<Vec<_>, _>>()?;
+            let session = open_session(&vars).await?;
+            let result = super::backups::restore_test(&session, &ids).await;
             session.platform.registry.close().await;
             result
         }

@@ -9,6 +9,7 @@ use super::session::Session;
 use crate::apply::kept::{KeptData, KeptError, KeptListing};
 use crate::backends::error_chain;
 use crate::model::app_instance::AppInstanceId;
+use crate::model::kept::KeptEntry;
 
 /// How long listing and deleting volumes may take.
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -24,20 +25,9 @@ pub async fn list(session: &Session, json: bool) -> Result<i32, Vec<Diagnostic>>
     warn_unreachable(&listing);
     let kept = listing.kept;
     if json {
-        let listed: Vec<serde_json::Value> = kept
-            .iter()
-            .map(|kept| {
-                serde_json::json!({
-                    "instance": kept.instance.to_string(),
-                    "target": kept.target,
-                    "owner": kept.owner,
-                    "volumes": kept.volumes,
-                    "backups": kept.backups,
-                    "created_at": kept.created_at,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(listed));
+        // The same entries as the atrium_kept_data data source's `kept`.
+        let listed: Vec<KeptEntry> = kept.iter().map(KeptEntry::from).collect();
+        println!("{}", serde_json::to_value(listed).unwrap_or_default());
     } else if kept.is_empty() {
         println!("No destroyed app instance left data on the targets.");
     } else {

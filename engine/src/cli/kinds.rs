@@ -15,7 +15,7 @@ use crate::apply::support_plan::{SupportPlanContext, SupportPlanError};
 use crate::apply::tenant::{ApplyContext, TenantApplyError, apply_planned};
 use crate::backends::error_chain;
 use crate::model::TenantId;
-use crate::model::app_instance::{AppInstanceDocument, AppInstanceId};
+use crate::model::app_instance::{AppInstanceDocument, AppInstanceId, AppReadWanted};
 use crate::model::attribute::ValidationError;
 use crate::model::domain::{DomainDocument, DomainSpec, Hostname};
 use crate::model::ownership::{CreateToken, ObjectKind};
@@ -114,7 +114,9 @@ pub async fn observe(
                 let id = AppInstanceId::parse(key).map_err(|detail| format!("app instance {key:?}: {detail}"))?;
                 let observed = context.observe(&id).await.map_err(|error| error_chain(&error))?;
                 if let Some((record, health)) = observed {
-                    found.insert(key.clone(), document_of(record.to_document(health, None)));
+                    let mut document = record.to_document(health, None);
+                    context.read_app(&record, AppReadWanted::ALL).await.read_into(&mut document);
+                    found.insert(key.clone(), document_of(document));
                 }
             }
         }
@@ -325,7 +327,15 @@ pub async fn apply(
                 .map(|detail| ValidationError::new(Default::default(), "Welcome email not sent", detail))
                 .into_iter()
                 .collect();
-            let applied = deployment.record.to_document(deployment.health, Some(&document));
+            let mut applied = deployment.record.to_document(deployment.health, Some(&document));
+            // What the plan knew stays as planned; what it did not is read now.
+            let wanted = AppReadWanted {
+                latest_backup: after.get("latest_backup").is_none(),
+                users_in_use: after.get("users_in_use").is_none(),
+            };
+            if wanted.any() {
+                context.read_app(&deployment.record, wanted).await.read_into(&mut applied);
+            }
             Ok(KindApplied { document: Some(document_of(applied)), warnings })
         }
         ObjectKind::Domain => {

@@ -180,6 +180,31 @@ pub struct AppInstanceDocument {
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub welcome_email_status: Option<String>,
+    /// The snapshot the instance's latest backup made (restic's short id, as `atrium snapshots` lists it
+    /// and `atrium restore` takes it): scheduled, taken by hand (`atrium backup`), or of the data a restore
+    /// replaced. Null until the first backup, and for apps that take none (`hello`). A refresh reads it
+    /// from the backup container; a backup taken since shows at the next refresh, not as a change.
+    #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
+    pub latest_backup: Option<String>,
+    /// When the latest backup was taken (RFC 3339, UTC); null with `latest_backup`.
+    #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
+    pub latest_backup_at: Option<String>,
+    /// The latest restore test (`atrium restore-test`: the latest snapshot restored into a scratch instance,
+    /// which must turn healthy by the app's health check): `passed at TIME: ...` or `failed at TIME: ...`,
+    /// with the snapshot and what happened. Null before the first test, and for apps that take no
+    /// backups. A refresh reads it from the backup volume.
+    #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
+    pub latest_restore_test: Option<String>,
+    /// How many people use the app (active users, not its own root/admin user or system accounts), as
+    /// the app counts them, for apps with no user limit of their own (Tryton, Redmine, MediaWiki): the
+    /// plan warns when it exceeds `users`, which such an app cannot enforce. Null for apps that enforce
+    /// `users` themselves. A refresh reads it from the app; a change shows at the next refresh.
+    #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
+    pub users_in_use: Option<u64>,
 }
 
 /// The attributes as far as they are known (validation at plan time).
@@ -381,6 +406,212 @@ impl AppInstanceRecord {
             previous_version: self.previous_version.clone(),
             deployed_at: Some(self.deployed_at.clone()),
             welcome_email_status: Some(self.welcome.as_str().to_owned()),
+            // Read from the target, not the registry: the current values
+            // until the caller reads them (`LatestBackup::read_into`).
+            latest_backup: current.and_then(|current| current.latest_backup.clone()),
+            latest_backup_at: current.and_then(|current| current.latest_backup_at.clone()),
+            latest_restore_test: current.and_then(|current| current.latest_restore_test.clone()),
+            users_in_use: current.and_then(|current| current.users_in_use),
         }
+    }
+}
+
+/// The latest backup of an instance, as its backup container wrote it in
+/// the backup volume (`/backup/status/latest`: the snapshot and the time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestBackup {
+    pub snapshot: String,
+    pub taken_at: String,
+}
+
+impl LatestBackup {
+    /// Parses the status file's line: `SNAPSHOT TIME`.
+    pub fn parse(line: &str) -> Option<LatestBackup> {
+        let mut words = line.split_whitespace();
+        let (snapshot, taken_at) = (words.next()?, words.next()?);
+        let hex = !snapshot.is_empty() && snapshot.chars().all(|c| c.is_ascii_hexdigit());
+        (hex && taken_at.ends_with('Z') && words.next().is_none())
+            .then(|| LatestBackup { snapshot: snapshot.to_owned(), taken_at: taken_at.to_owned() })
+    }
+}
+
+/// What an instance's backup volume says of its backups: the latest one
+/// and the latest restore test.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupStatus {
+    pub latest: Option<LatestBackup>,
+    pub restore_test: Option<String>,
+}
+
+impl BackupStatus {
+    /// The line between the two status files in what [`BackupStatus::READ`] prints.
+    const SEPARATOR: &str = "--";
+
+    /// The command that prints both status files, the latest backup's line first.
+    pub const READ: &str =
+        "cat /backup/status/latest 2>/dev/null; echo --; cat /backup/status/restore-test 2>/dev/null; true";
+
+    /// Parses what [`BackupStatus::READ`] printed.
+    pub fn parse(output: &str) -> BackupStatus {
+        let mut lines = output.lines().map(str::trim);
+        let latest: Vec<&str> = lines.by_ref().take_while(|line| *line != Self::SEPARATOR).collect();
+        let restore_test = lines.find(|line| !line.is_empty()).map(str::to_owned);
+        BackupStatus { latest: LatestBackup::parse(&latest.join(" ")), restore_test }
+    }
+}
+
+/// What a refresh read of an instance's app: its latest backup and the
+/// users it counts; what it could not read keeps the values already known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRead {
+    pub latest_backup: LatestBackupRead,
+    pub users_in_use: UsersInUseRead,
+}
+
+impl AppRead {
+    /// Nothing read: the values already known stay.
+    pub const NOTHING: AppRead =
+        AppRead { latest_backup: LatestBackupRead::Unreadable, users_in_use: UsersInUseRead::Unreadable };
+
+    /// Sets the document's attributes from what was read.
+    pub fn read_into(self, document: &mut AppInstanceDocument) {
+        self.latest_backup.read_into(document);
+        if let UsersInUseRead::Read(users) = self.users_in_use {
+            document.users_in_use = users;
+        }
+    }
+}
+
+/// Which of an app's values a read asks for (an apply reads only what its
+/// plan did not know, so that nothing else differs from the plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppReadWanted {
+    pub latest_backup: bool,
+    pub users_in_use: bool,
+}
+
+impl AppReadWanted {
+    pub const ALL: AppReadWanted = AppReadWanted { latest_backup: true, users_in_use: true };
+
+    pub fn any(self) -> bool {
+        self.latest_backup || self.users_in_use
+    }
+}
+
+/// What a refresh read of the users an app counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsersInUseRead {
+    /// Read: `None` for apps that do not count them (they enforce `users`).
+    Read(Option<u64>),
+    /// Not readable now (the app is stopped, its command failed or printed
+    /// no number, or the engine did not answer).
+    Unreadable,
+}
+
+impl UsersInUseRead {
+    /// The count in the output of the catalog's `users_in_use` command: its
+    /// last non-empty line, a whole number and nothing else (what an app
+    /// prints before it, warnings, is ignored).
+    pub fn parse(output: &str) -> UsersInUseRead {
+        let last = output.lines().map(str::trim).rfind(|line| !line.is_empty());
+        match last.and_then(|line| line.parse::<u64>().ok()) {
+            Some(users) => UsersInUseRead::Read(Some(users)),
+            None => UsersInUseRead::Unreadable,
+        }
+    }
+}
+
+/// What a refresh read of an instance's latest backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LatestBackupRead {
+    /// Read: empty before the first backup and for apps that take none.
+    Read(BackupStatus),
+    /// Not readable now (the backup container is stopped or gone, or the
+    /// engine did not answer): the values already known stay.
+    Unreadable,
+}
+
+impl LatestBackupRead {
+    /// Sets the document's `latest_backup` attributes from what was read.
+    pub fn read_into(self, document: &mut AppInstanceDocument) {
+        if let LatestBackupRead::Read(status) = self {
+            document.latest_backup = status.latest.as_ref().map(|latest| latest.snapshot.clone());
+            document.latest_backup_at = status.latest.map(|latest| latest.taken_at);
+            document.latest_restore_test = status.restore_test;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_backup_is_read_from_the_status_line_and_nothing_else() {
+        let latest = LatestBackup::parse("3f9a12bc 2026-12-03T16:20:00Z").unwrap();
+        assert_eq!(latest, LatestBackup { snapshot: "3f9a12bc".into(), taken_at: "2026-12-03T16:20:00Z".into() });
+        for line in
+            ["", "3f9a12bc", "not-hex 2026-12-03T16:20:00Z", "3f9a12bc yesterday", "3f9a12bc 2026-12-03T16:20:00Z x"]
+        {
+            assert_eq!(LatestBackup::parse(line), None, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn users_in_use_is_the_last_line_of_the_command_and_only_a_whole_number() {
+        assert_eq!(UsersInUseRead::parse("3\n"), UsersInUseRead::Read(Some(3)));
+        assert_eq!(UsersInUseRead::parse("DEPRECATION WARNING: old\n 12 \n\n"), UsersInUseRead::Read(Some(12)));
+        for output in ["", "\n", "3 users", "-1", "2.5", "12\nTraceback (most recent call last):"] {
+            assert_eq!(UsersInUseRead::parse(output), UsersInUseRead::Unreadable, "{output:?}");
+        }
+        let mut document: AppInstanceDocument = serde_json::from_value(serde_json::json!({
+            "tenant_id": "acme", "name": "erp", "app": "redmine", "target": "lyon", "users": 5, "users_in_use": 4,
+        }))
+        .unwrap();
+        AppRead { users_in_use: UsersInUseRead::Unreadable, ..AppRead::NOTHING }.read_into(&mut document);
+        assert_eq!(document.users_in_use, Some(4), "an unreadable count keeps what was known");
+        AppRead { users_in_use: UsersInUseRead::Read(Some(6)), ..AppRead::NOTHING }.read_into(&mut document);
+        assert_eq!(document.users_in_use, Some(6));
+        AppRead { users_in_use: UsersInUseRead::Read(None), ..AppRead::NOTHING }.read_into(&mut document);
+        assert_eq!(document.users_in_use, None);
+    }
+
+    #[test]
+    fn an_unreadable_latest_backup_keeps_what_was_known_and_a_read_one_replaces_it() {
+        let known: AppInstanceDocument = serde_json::from_value(serde_json::json!({
+            "tenant_id": "acme", "name": "erp", "app": "redmine", "target": "lyon", "users": 5,
+            "latest_backup": "3f9a12bc", "latest_backup_at": "2026-12-03T16:20:00Z",
+        }))
+        .unwrap();
+        let mut document = known.clone();
+        LatestBackupRead::Unreadable.read_into(&mut document);
+        assert_eq!(document, known);
+        let newer = LatestBackup { snapshot: "0a1b2c3d".into(), taken_at: "2026-12-03T17:20:00Z".into() };
+        let tested = "passed at 2026-12-03T18:00:00Z: snapshot 0a1b2c3d restored".to_owned();
+        LatestBackupRead::Read(BackupStatus { latest: Some(newer), restore_test: Some(tested.clone()) })
+            .read_into(&mut document);
+        assert_eq!(
+            (document.latest_backup.as_deref(), document.latest_backup_at.as_deref()),
+            (Some("0a1b2c3d"), Some("2026-12-03T17:20:00Z"))
+        );
+        assert_eq!(document.latest_restore_test, Some(tested));
+        LatestBackupRead::Read(BackupStatus::default()).read_into(&mut document);
+        assert_eq!(
+            (document.latest_backup, document.latest_backup_at, document.latest_restore_test),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn the_backup_status_is_the_latest_backups_line_then_the_restore_tests() {
+        let both = BackupStatus::parse(
+            "3f9a12bc 2026-12-03T16:20:00Z\n--\npassed at 2026-12-03T18:00:00Z: snapshot 3f9a12bc restored\n",
+        );
+        assert_eq!(both.latest.map(|latest| latest.snapshot).as_deref(), Some("3f9a12bc"));
+        assert_eq!(both.restore_test.as_deref(), Some("passed at 2026-12-03T18:00:00Z: snapshot 3f9a12bc restored"));
+        assert_eq!(BackupStatus::parse("--\n"), BackupStatus::default(), "no backup and no test yet");
+        assert_eq!(BackupStatus::parse(""), BackupStatus::default());
+        let untested = BackupStatus::parse("3f9a12bc 2026-12-03T16:20:00Z\n--\n");
+        assert!(untested.latest.is_some() && untested.restore_test.is_none(), "{untested:?}");
     }
 }

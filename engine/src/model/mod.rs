@@ -18,6 +18,7 @@ pub mod backup;
 pub mod container;
 pub mod domain;
 pub mod ids;
+pub mod kept;
 pub mod ownership;
 pub mod password;
 pub mod support_plan;

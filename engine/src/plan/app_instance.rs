@@ -230,7 +230,7 @@ pub fn plan_instance(prior: Option<&Draft>, config: Option<&Draft>, facts: &AppF
             refusal,
         )]);
     }
-    let warnings = quota_warning(&draft, facts.tenant).into_iter().collect();
+    let mut warnings: Vec<ValidationError> = quota_warning(&draft, facts.tenant).into_iter().collect();
 
     let mut attributes: Vec<(&'static str, Planned)> =
         vec![("admin_password", Planned::Known(serde_json::Value::Null))];
@@ -318,6 +318,32 @@ pub fn plan_instance(prior: Option<&Draft>, config: Option<&Draft>, facts: &AppF
     for attribute in ["internal_url", "deployed_at"] {
         attributes.push((attribute, if redeploy { Planned::Unknown } else { known_or_null(prior_value(attribute)) }));
     }
+    // Backups are taken on the target's schedule (or by hand), not by
+    // deployments: a refresh reads them, and an apply keeps what the plan
+    // knew. A new instance may find the backups of kept data; an app that
+    // takes none never has one.
+    let takes_backups = draft.app.as_deref().and_then(|app| facts.catalog.get(app)).map(|e| e.backup.is_some());
+    for attribute in ["latest_backup", "latest_backup_at", "latest_restore_test"] {
+        let latest = match takes_backups {
+            Some(false) => Planned::Known(serde_json::Value::Null),
+            _ if creating => Planned::Unknown,
+            _ => known_or_null(prior_value(attribute)),
+        };
+        attributes.push((attribute, latest));
+    }
+    // Users are counted by the app (a refresh reads them), for apps that
+    // cannot hold themselves to `users`.
+    let entry = draft.app.as_deref().and_then(|app| facts.catalog.get(app));
+    let counts_users = entry.map(|entry| entry.user_limit.as_ref().is_some_and(|limit| limit.users_in_use.is_some()));
+    let users_in_use = match counts_users {
+        Some(false) => Planned::Known(serde_json::Value::Null),
+        _ if creating => Planned::Unknown,
+        _ => known_or_null(prior_value("users_in_use")),
+    };
+    if let (Planned::Known(counted), Some(entry)) = (&users_in_use, entry) {
+        warnings.extend(users_in_use_warning(&draft, counted, entry));
+    }
+    attributes.push(("users_in_use", users_in_use));
     let decision = AppDecision { redeploy, generation: facts.recorded.map(|record| record.generation) };
     AppPlan { attributes, requires_replace, errors: Vec::new(), warnings, decision: Some(decision) }
 }
@@ -337,6 +363,29 @@ fn quota_warning(draft: &AppInstanceDraft, tenant: Option<&TenantRecord>) -> Opt
             format!(
                 "tenant {} has a user quota of {quota}; lower users to at most {quota} or raise the tenant's user_quota. Applying this change will fail unless the same apply raises the quota first.",
                 tenant.spec.name
+            ),
+        )
+    })
+}
+
+/// More people use the app than the instance's `users`, as the app counted
+/// them at the last refresh: a warning, for apps that have no limit of their
+/// own (those that have one refuse the extra users themselves).
+fn users_in_use_warning(
+    draft: &AppInstanceDraft,
+    counted: &serde_json::Value,
+    entry: &crate::catalog::CatalogEntry,
+) -> Option<ValidationError> {
+    let counted = counted.as_u64()?;
+    let users = draft.users.as_ref()?.as_u64()?;
+    (counted > users).then(|| {
+        ValidationError::new(
+            AttributePath::root("users"),
+            "More people use the app than its users",
+            format!(
+                "{} counts {counted} active users (users_in_use at the last refresh) and has no user limit of its own, so users = {users} is not enforced; raise users to at least {counted} (within the tenant's user_quota) or deactivate {} of them in the app.",
+                entry.name,
+                counted - users
             ),
         )
     })
@@ -913,6 +962,101 @@ mod draft_plan_tests {
         format!("{case}: {decision} {}", crate::plan::draft::row(&plan, &attributes))
     }
 
+    /// Runs `test` with the facts of a recorded Redmine 5.0 instance of an active tenant.
+    fn with_redmine_facts(test: impl FnOnce(&AppFacts<'_>)) {
+        let catalog = Catalog::built_in();
+        let active = tenant(TenantStatus::Active);
+        let mut record = recorded("the-old-password");
+        record.spec.app = "redmine".into();
+        record.spec.version = "5.0".into();
+        let facts = AppFacts {
+            catalog: &catalog,
+            targets: vec!["lyon-onprem", "cloud-fra1"],
+            tenant: Some(&active),
+            recorded: Some(&record),
+        };
+        test(&facts);
+    }
+
+    #[test]
+    fn the_latest_backup_is_kept_from_the_prior_state_unless_the_instance_is_new() {
+        with_redmine_facts(|facts| {
+            let redmine = json!({"app": "redmine", "version": "5.0"});
+            let backed_up = json!({"app": "redmine", "version": "5.0", "version_deployed": "5.0",
+            "latest_backup": "3f9a12bc", "latest_backup_at": "2026-12-03T16:20:00Z",
+            "latest_restore_test": "passed at 2026-12-03T18:00:00Z: snapshot 3f9a12bc"});
+            let cases: Vec<(&str, Option<Draft>, Draft)> = vec![
+                ("create", None, config(redmine.clone(), &[])),
+                ("no-op", Some(prior(backed_up.clone())), config(redmine.clone(), &[])),
+                (
+                    "more users",
+                    Some(prior(backed_up.clone())),
+                    config(json!({"app": "redmine", "version": "5.0", "users": 20}), &[]),
+                ),
+                ("upgrade", Some(prior(backed_up.clone())), config(json!({"app": "redmine", "version": "6.0"}), &[])),
+                (
+                    "other target",
+                    Some(prior(backed_up.clone())),
+                    config(json!({"app": "redmine", "version": "5.0", "target": "cloud-fra1"}), &[]),
+                ),
+                ("hello, create", None, config(json!({}), &[])),
+                ("unknown app", None, config(json!({"app": null}), &["app"])),
+            ];
+            let mut table = String::new();
+            for (case, prior, config) in &cases {
+                let plan = plan_instance(prior.as_ref(), Some(config), facts);
+                let row = crate::plan::draft::row(&plan, &["latest_backup", "latest_backup_at", "latest_restore_test"]);
+                let _ = writeln!(table, "{case}: {row}");
+            }
+            insta::assert_snapshot!(table, @r#"
+        create: replace=[] latest_backup=? latest_backup_at=? latest_restore_test=?
+        no-op: replace=[] latest_backup="3f9a12bc" latest_backup_at="2026-12-03T16:20:00Z" latest_restore_test="passed at 2026-12-03T18:00:00Z: snapshot 3f9a12bc"
+        more users: replace=[] latest_backup="3f9a12bc" latest_backup_at="2026-12-03T16:20:00Z" latest_restore_test="passed at 2026-12-03T18:00:00Z: snapshot 3f9a12bc"
+        upgrade: replace=[] latest_backup="3f9a12bc" latest_backup_at="2026-12-03T16:20:00Z" latest_restore_test="passed at 2026-12-03T18:00:00Z: snapshot 3f9a12bc"
+        other target: replace=["target"] latest_backup=? latest_backup_at=? latest_restore_test=?
+        hello, create: replace=[] latest_backup=null latest_backup_at=null latest_restore_test=null
+        unknown app: replace=[] latest_backup=? latest_backup_at=? latest_restore_test=?
+        "#);
+        });
+    }
+
+    #[test]
+    fn users_in_use_is_kept_from_the_refresh_and_more_of_them_than_users_is_a_warning() {
+        with_redmine_facts(|facts| {
+            let redmine = |users: u32| config(json!({"app": "redmine", "version": "5.0", "users": users}), &[]);
+            let counted = |users: u32| prior(json!({"app": "redmine", "version": "5.0", "users_in_use": users}));
+            let unknown_users = config(json!({"app": "redmine", "version": "5.0", "users": null}), &["users"]);
+            let cases: Vec<(&str, Option<Draft>, Draft)> = vec![
+                ("create", None, redmine(10)),
+                ("within users", Some(counted(10)), redmine(10)),
+                ("over users", Some(counted(12)), redmine(10)),
+                ("users raised", Some(counted(12)), redmine(12)),
+                ("users unknown", Some(counted(12)), unknown_users),
+                ("never read", Some(prior(json!({"app": "redmine", "version": "5.0"}))), redmine(10)),
+                ("upgrade over users", Some(counted(12)), config(json!({"app": "redmine", "version": "6.0"}), &[])),
+                ("hello", None, config(json!({}), &[])),
+            ];
+            let mut table = String::new();
+            for (case, prior, config) in &cases {
+                let plan = plan_instance(prior.as_ref(), Some(config), facts);
+                let _ = writeln!(table, "{case}: {}", crate::plan::draft::row(&plan, &["users_in_use"]));
+            }
+            insta::assert_snapshot!(table, @r"
+        create: replace=[] users_in_use=?
+        within users: replace=[] users_in_use=10
+        over users: replace=[] users_in_use=12 [warn users: More people use the app than its users]
+        users raised: replace=[] users_in_use=12
+        users unknown: replace=[] users_in_use=12
+        never read: replace=[] users_in_use=null
+        upgrade over users: replace=[] users_in_use=12 [warn users: More people use the app than its users]
+        hello: replace=[] users_in_use=null
+        ");
+            let over = plan_instance(Some(&counted(12)), Some(&redmine(10)), facts);
+            let detail = &over.warnings.iter().find(|w| w.summary.contains("users")).expect("a warning").detail;
+            assert!(detail.contains("redmine counts 12 active users") && detail.contains("deactivate 2"), "{detail}");
+        });
+    }
+
     #[test]
     fn every_kind_of_instance_change_is_planned_with_its_decision() {
         let catalog = Catalog::built_in();
@@ -1011,6 +1155,27 @@ mod draft_plan_tests {
         tenant made by this apply: deploy replace=[] status=? version="1.1" previous_version=null welcome_email_status=? internal_url=?
         destroy: none replace=[] status=- version=- previous_version=- welcome_email_status=- internal_url=-
         "#);
+    }
+
+    #[test]
+    fn a_given_password_whose_hash_a_restore_cleared_is_set_again_by_the_next_apply() {
+        let catalog = Catalog::built_in();
+        let active = tenant(TenantStatus::Active);
+        let given = config(json!({"admin_password": "the-old-password"}), &[]);
+        let redeploys = |record: &AppInstanceRecord| {
+            let facts = AppFacts {
+                catalog: &catalog,
+                targets: vec!["lyon-onprem", "cloud-fra1"],
+                tenant: Some(&active),
+                recorded: Some(record),
+            };
+            let plan = plan_instance(Some(&prior(json!({}))), Some(&given), &facts);
+            plan.decision.expect("a decision").redeploy
+        };
+        let mut record = recorded("the-old-password");
+        assert!(!redeploys(&record), "the same password is only recorded");
+        record.manager_password_hash = String::new();
+        assert!(redeploys(&record), "after a restore the given password is set again");
     }
 
     #[test]

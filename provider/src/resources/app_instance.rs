@@ -3,7 +3,9 @@
 use atrium_engine::apply::app_instance::{AppApplyError, AppContext};
 use atrium_engine::catalog::Catalog;
 use atrium_engine::model::app_instance::InstanceHealth;
-use atrium_engine::model::app_instance::{AppInstanceDocument, AppInstanceId, AppInstanceRecord};
+use atrium_engine::model::app_instance::{
+    AppInstanceDocument, AppInstanceId, AppInstanceRecord, AppRead, AppReadWanted,
+};
 use atrium_engine::model::attribute::AttributePath;
 use atrium_engine::plan::app_instance::{
     AppDecision, AppFacts, InstanceContext, named_ids, plan_instance, spec_from_document,
@@ -90,16 +92,21 @@ fn document_from(value: &Value) -> Result<AppInstanceDocument, pb::Diagnostic> {
     })
 }
 
-/// The state of a recorded instance; configuration-only values come from `current`.
+/// The state of a recorded instance; configuration-only values come from
+/// `current`, and what was read from the app (its latest backup, its users
+/// in use) from `read` (or `current` when unread).
 pub fn state_from_record(
     record: &AppInstanceRecord,
     health: InstanceHealth,
+    read: AppRead,
     current: &Value,
     schema: &ResourceSchema,
 ) -> Result<Value, pb::Diagnostic> {
     let current: Option<AppInstanceDocument> =
         current.to_known_json().and_then(|json| serde_json::from_value(json).ok());
-    let json = serde_json::to_value(record.to_document(health, current.as_ref())).unwrap_or_default();
+    let mut document = record.to_document(health, current.as_ref());
+    read.read_into(&mut document);
+    let json = serde_json::to_value(document).unwrap_or_default();
     Value::from_json(&json, &schema.value_type).map_err(|error| {
         diagnostics::error("Cannot encode the app instance's state", format!("{error}. This is a bug in the provider."))
     })
@@ -175,7 +182,14 @@ async fn apply(
         .welcome_warning
         .map(|detail| vec![diagnostics::warning("Welcome email not sent", detail)])
         .unwrap_or_default();
-    let state = state_from_record(&record, deployment.health, planned, schema).map_err(|d| vec![d])?;
+    // What the plan knew stays as planned (a backup taken or a user added
+    // since is read by the next refresh); what it did not is read now.
+    let wanted = AppReadWanted {
+        latest_backup: planned.get("latest_backup").is_unknown(),
+        users_in_use: planned.get("users_in_use").is_unknown(),
+    };
+    let read = if wanted.any() { context.read_app(&record, wanted).await } else { AppRead::NOTHING };
+    let state = state_from_record(&record, deployment.health, read, planned, schema).map_err(|d| vec![d])?;
     Ok((state, warnings))
 }
 
@@ -191,7 +205,10 @@ async fn read(
     })?;
     match observed {
         None => Ok(Value::Null),
-        Some((record, health)) => state_from_record(&record, health, current, schema).map_err(|d| vec![d]),
+        Some((record, health)) => {
+            let read = context.read_app(&record, AppReadWanted::ALL).await;
+            state_from_record(&record, health, read, current, schema).map_err(|d| vec![d])
+        }
     }
 }
 
@@ -220,7 +237,8 @@ async fn import(context: &AppContext<'_>, schema: &ResourceSchema, id: &str) -> 
             ),
         )]);
     }
-    state_from_record(&record, health, &Value::Null, schema).map_err(|d| vec![d])
+    let read = context.read_app(&record, AppReadWanted::ALL).await;
+    state_from_record(&record, health, read, &Value::Null, schema).map_err(|d| vec![d])
 }
 
 /// `atrium_app_instance`.
