@@ -4,7 +4,9 @@
 //! names no snapshot or another owner's instance refused before anything
 //! changes, a new instance cloned from the data a destroyed one kept
 //! (`restore -from`), and `atrium kept` and `atrium purge` (its owner only)
-//! seeing and deleting that data, leaving nothing behind.
+//! seeing and deleting that data, leaving nothing behind; `atrium
+//! restore-test`; and the same restores declared in Terraform (`restore`),
+//! in place and as a clone.
 
 use atrium_acceptance::{RegistryChoice, Workspace, docker, provider_example_with_test_docker};
 
@@ -22,6 +24,16 @@ fn sql_in(tenant: &str, name: &str, statement: &str) -> String {
     let container = format!("atrium-{tenant}-{name}-mariadb");
     let script = format!("mariadb -N -u mediawiki -p\"$MARIADB_PASSWORD\" mediawiki -e \"{statement}\"");
     docker(&["exec", &container, "sh", "-c", &script])
+}
+
+/// Takes a backup of `instance` with `atrium backup`; the snapshot it printed.
+fn backed_up(workspace: &Workspace, instance: &str) -> String {
+    let backup = workspace.atrium(&["backup", instance]).expect_code(0, "atrium backup");
+    let line = backup.stdout.lines().find(|l| l.starts_with("Backed up app instance")).unwrap_or_default();
+    let snapshot = line.split_whitespace().skip_while(|word| *word != "snapshot").nth(1);
+    let snapshot = snapshot.unwrap_or_else(|| panic!("no snapshot in {:?}", backup.stdout)).to_owned();
+    assert_eq!(snapshot.len(), 8, "{line}");
+    snapshot
 }
 
 #[tokio::test]
@@ -69,15 +81,7 @@ resource "atrium_app_instance" "page" {{
     // The data as the backup takes it: a row and a file.
     sql(&tenant, "CREATE TABLE bench_marker (v VARCHAR(20)); INSERT INTO bench_marker VALUES ('in the backup')");
     docker(&["exec", &app, "sh", "-c", &format!("echo 'in the backup' > {marker}")]);
-    let backup = workspace.atrium(&["backup", &wiki]).expect_code(0, "atrium backup");
-    let line = backup.stdout.lines().find(|l| l.starts_with("Backed up app instance")).unwrap_or_default();
-    let snapshot = line
-        .split_whitespace()
-        .skip_while(|word| *word != "snapshot")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no snapshot in {:?}", backup.stdout))
-        .to_owned();
-    assert_eq!(snapshot.len(), 8, "{line}");
+    let snapshot = backed_up(&workspace, &wiki);
     // A refresh reads it as the instance's latest backup; nothing to change.
     let plan = workspace.atrium(&["plan", "-json"]).expect_code(0, "atrium plan -json after the backup");
     let plan: serde_json::Value = serde_json::from_str(plan.stdout.trim()).expect("JSON plan");
@@ -229,4 +233,133 @@ resource "atrium_app_instance" "page" {{
     let containers = docker(&["ps", "-aq", "--filter", &filter]);
     let volumes = docker(&["volume", "ls", "-q", "--filter", &filter]);
     assert!(containers.trim().is_empty() && volumes.trim().is_empty(), "left: {containers} {volumes}");
+}
+
+/// The containers and volumes of `tenant` left on the test engine.
+fn tenant_leftovers(tenant: &str) -> String {
+    let label = format!("label=atrium.tenant={tenant}");
+    docker(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])
+        + &docker(&["volume", "ls", "--filter", &label, "--format", "{{.Name}}"])
+}
+
+#[tokio::test]
+async fn terraform_restores_a_wiki_in_place_and_clones_it_into_a_new_instance() {
+    let workspace = Workspace::new("tf-restore", RegistryChoice::Sqlite).await;
+    let tenant = format!("tr-{}", std::process::id());
+    let wiki = format!("{tenant}/wiki");
+    workspace.write("provider.tf", &provider_example_with_test_docker());
+    // The backup is taken by hand with the CLI, on the same registry.
+    let cli = Workspace::sharing_registry_of("tf-restore-cli", &workspace).await;
+    cli.write("atrium.hcl", &atrium_block("partner-tr"));
+    cli.write("main.tf", "");
+    let configuration = |wiki_restore: &str, more: &str| {
+        format!(
+            r#"
+resource "atrium_tenant" "t" {{
+  name          = "{tenant}"
+  display_name  = "Restores"
+  tier          = "basic"
+  welcome_email = false
+  manager       = {{ email = "m@{tenant}.example", name = "M" }}
+}}
+resource "atrium_app_instance" "wiki" {{
+  tenant_id              = atrium_tenant.t.id
+  name                   = "wiki"
+  app                    = "mediawiki"
+  target                 = "lyon-onprem"
+  users                  = 5
+  delete_data_on_destroy = true
+  timeouts               = {{ create = "15m", update = "15m" }}
+  {wiki_restore}
+}}
+{more}
+"#
+        )
+    };
+    workspace.write("main.tf", &configuration("", ""));
+    workspace.apply();
+    sql(&tenant, "CREATE TABLE bench_marker (v VARCHAR(20)); INSERT INTO bench_marker VALUES ('in the backup')");
+    let snapshot = backed_up(&cli, &wiki);
+    sql(&tenant, "UPDATE bench_marker SET v = 'after the backup'");
+
+    // In place: the plan says the data is replaced, as an update (no new
+    // deployment, nothing replaced); the apply restores it.
+    let in_place = format!("restore = {{ snapshot = \"{snapshot}\" }}");
+    workspace.write("main.tf", &configuration(&in_place, ""));
+    let plan = workspace.plan(true).expect_code(2, "plan of the restore");
+    assert!(plan.stdout.contains("~ update in-place") && !plan.stdout.contains("must be replaced"), "{}", plan.stdout);
+    let words = plan.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("Warning: Apply restores data"), "{}", plan.stdout);
+    assert!(
+        words.contains(&format!("replaces this instance's data (database and volumes) with snapshot {snapshot}")),
+        "{}",
+        plan.stdout
+    );
+    assert!(!words.contains("welcome_email_status"), "no email was sent, so none is sent again: {}", plan.stdout);
+    workspace.apply();
+    assert_eq!(sql(&tenant, "SELECT v FROM bench_marker").trim(), "in the backup");
+    let restore = workspace.state_attribute("atrium_app_instance.wiki", "restore");
+    assert_eq!(restore, serde_json::json!({"snapshot": snapshot, "from": null}));
+    workspace.assert_plan_empty("after the restore (it is not carried out again)");
+    // The data the restore replaced was backed up first: three snapshots now.
+    let listed = cli.atrium(&["snapshots", "-json", &wiki]).expect_code(0, "atrium snapshots -json");
+    let listed: serde_json::Value = serde_json::from_str(listed.stdout.trim()).expect("JSON snapshots");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "the backup and the replaced data: {listed}");
+
+    // A new instance cloned from the wiki's snapshot; a clone from another
+    // tenant's instance is refused at plan, naming the attribute.
+    let foreign = r#"
+resource "atrium_app_instance" "copy" {
+  tenant_id = atrium_tenant.t.id
+  name      = "copy"
+  app       = "mediawiki"
+  target    = "lyon-onprem"
+  users     = 5
+  restore   = { snapshot = "latest", from = "someone-else/wiki" }
+}"#;
+    workspace.write("main.tf", &configuration(&in_place, foreign));
+    let refused = workspace.plan(true).expect_code(1, "a clone across tenants");
+    assert!(
+        refused.stderr.contains("Invalid restore source") && refused.stderr.contains("its own tenant"),
+        "{}",
+        refused.stderr
+    );
+    let copy = format!(
+        r#"
+resource "atrium_app_instance" "copy" {{
+  tenant_id              = atrium_tenant.t.id
+  name                   = "copy"
+  app                    = "mediawiki"
+  target                 = "lyon-onprem"
+  users                  = 5
+  delete_data_on_destroy = true
+  timeouts               = {{ create = "15m" }}
+  restore                = {{ snapshot = "{snapshot}", from = atrium_app_instance.wiki.id }}
+}}"#
+    );
+    workspace.write("main.tf", &configuration(&in_place, &copy));
+    workspace.apply();
+    assert_eq!(sql_in(&tenant, "copy", "SELECT v FROM bench_marker").trim(), "in the backup");
+    workspace.assert_plan_empty("after the clone");
+    // Imported again, the clone brings what the registry and its containers
+    // say: the restore done, its latest backup (of the data the clone
+    // replaced) and its users; nothing to change.
+    let copy_id = format!("{tenant}/copy");
+    workspace.terraform(&["state", "rm", "atrium_app_instance.copy"]).expect_code(0, "terraform state rm");
+    workspace.terraform(&["import", "atrium_app_instance.copy", &copy_id]).expect_code(0, "terraform import");
+    let restore = workspace.state_attribute("atrium_app_instance.copy", "restore");
+    assert_eq!(restore, serde_json::json!({"snapshot": snapshot, "from": wiki}));
+    let latest = workspace.state_attribute("atrium_app_instance.copy", "latest_backup");
+    assert!(latest.as_str().is_some_and(|latest| latest.len() == 8 && latest != snapshot), "{latest}");
+    assert_eq!(workspace.state_attribute("atrium_app_instance.copy", "users_in_use"), 1);
+    // Only `timeouts` (configuration only, never imported) is left to record:
+    // the restore is not carried out again.
+    let plan = workspace.plan(true).expect_code(2, "plan after the import of the clone");
+    assert!(plan.stdout.contains("+ timeouts") && !plan.stdout.contains("restore"), "{}", plan.stdout);
+    workspace.apply();
+    assert_eq!(sql_in(&tenant, "copy", "SELECT v FROM bench_marker").trim(), "in the backup");
+    workspace.assert_plan_empty("after the import of the clone");
+
+    workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
+    assert_eq!(tenant_leftovers(&tenant), "", "nothing of the tenant is left");
 }

@@ -134,6 +134,7 @@ pub fn hello_spec(tenant: &str, version: &str) -> crate::model::app_instance::Ap
         password_version: 0,
         delete_data_on_destroy: false,
         backup: None,
+        restore: None,
     }
 }
 

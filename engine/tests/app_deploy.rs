@@ -1132,6 +1132,7 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
     assert_eq!(restored.manager, Ok(format!("a new manager password was set and emailed to {to}")));
     let mails: Vec<String> = mails_to(&to).into_iter().filter(|mail| mail.contains(&hostname)).collect();
     assert_eq!(mails.len(), 1, "one email with the new password");
+    assert!(mails[0].contains("restored") && !mails[0].contains("is ready"), "it says why: {}", mails[0]);
     let renewed = password_in(&mails[0]);
     let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
     assert_eq!(issue_subjects(port, tenant, manager, &renewed), ["Kept with the data"]);

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 
 use crate::apply::claims::change_operation;
 use crate::apply::runner::{Part, RegistryJournal, RunError, Step, StepError, Transition, registry_step_error, run};
-use crate::apply::welcome::welcome_email;
+use crate::apply::welcome::{Occasion, manager_email};
 use crate::backends::mailer::Mailer;
 use crate::backends::retry::within;
 use crate::backends::targets::{TargetError, Targets};
@@ -110,6 +110,13 @@ pub enum AppApplyError {
     MovedSincePlan { id: AppInstanceId, what: String },
     #[error("applying app instance {id}: {source}")]
     Run { id: AppInstanceId, source: Box<RunError> },
+    #[error("app instance {id} is deployed, but restoring snapshot {snapshot} into it failed")]
+    Restore {
+        id: AppInstanceId,
+        snapshot: String,
+        #[source]
+        source: Box<crate::apply::backups::BackupError>,
+    },
     #[error("app instance {id} runs, but its domains' routes could not be pointed at it")]
     Routes {
         id: AppInstanceId,
@@ -536,7 +543,20 @@ impl AppContext<'_> {
             ),
             None => None,
         };
-        let _slot = self.targets.deployment_slot(&spec.target).await;
+        // The restore a configuration asks for is recorded once it is
+        // carried out: until then the registry keeps the one done before,
+        // and a failed restore shows in the next plan again.
+        let restore_done = self
+            .registry
+            .get_app_instance(&spec.id)
+            .await
+            .map_err(self.registry_error(&spec.id))?
+            .and_then(|record| record.spec.restore);
+        let restore_due = spec.restore != restore_done;
+        let wanted_restore = spec.restore.as_ref();
+        let deploying = AppInstanceSpec { restore: restore_done, ..spec.clone() };
+        let spec = &deploying;
+        let slot = self.targets.deployment_slot(&spec.target).await;
         let redeploy = decision.is_none_or(|decision| decision.redeploy);
         let deployed = self.deploy_steps(spec, decision).await;
         // A new create that failed and left nothing (no row; its undo, if
@@ -557,7 +577,7 @@ impl AppContext<'_> {
                 self.apply_user_limit(&deployment).await?;
                 self.announce_address(&deployment.record).await?;
             }
-            let mut deployment = self.send_welcome(deployment).await?;
+            let mut deployment = self.send_welcome(deployment, Occasion::Ready).await?;
             // A suspended tenant's new deployment is stopped once it is made
             // (its domains show the page): resuming starts it again.
             let tenant = self.tenant(spec).await?;
@@ -576,8 +596,55 @@ impl AppContext<'_> {
             Ok(deployment)
         }
         .await;
+        // A restore waits for a slot of its own.
+        drop(slot);
+        let result = match result {
+            Ok(deployment) if restore_due => self.restore_asked(wanted_restore, deployment).await,
+            other => other,
+        };
         self.observations.clear().await;
         result
+    }
+
+    /// Carries out the restore a configuration asks for (`None`: none any
+    /// more) after the deployment, and records it once done.
+    async fn restore_asked(
+        &self,
+        wanted: Option<&crate::model::backup::RestoreRequest>,
+        mut deployment: Deployment,
+    ) -> Result<Deployment, AppApplyError> {
+        let id = deployment.record.spec.id.clone();
+        if let Some(request) = wanted {
+            let failed = |source: crate::apply::backups::BackupError| AppApplyError::Restore {
+                id: id.clone(),
+                snapshot: request.snapshot.clone(),
+                source: Box::new(source),
+            };
+            let from = request.from.as_deref().map(AppInstanceId::parse).transpose().map_err(|reason| {
+                AppApplyError::Catalog { id: id.clone(), reason: format!("restore.from: {reason}") }
+            })?;
+            let replaced = |taken: &crate::model::backup::Snapshot| {
+                tracing::info!(instance = %id, snapshot = %taken.id, "took a backup of the data the restore replaces");
+            };
+            let restored = self.restore_from(&id, from.as_ref(), &request.snapshot, replaced).await.map_err(failed)?;
+            tracing::info!(instance = %id, snapshot = %restored.restored.id, "restored the snapshot the configuration asks for");
+            if let Err(warning) = restored.manager {
+                deployment.welcome_warning = Some(match deployment.welcome_warning.take() {
+                    Some(earlier) => format!("{earlier}; {warning}"),
+                    None => warning,
+                });
+            }
+        }
+        let mut record = self
+            .registry
+            .get_app_instance(&id)
+            .await
+            .map_err(self.registry_error(&id))?
+            .unwrap_or_else(|| deployment.record.clone());
+        record.spec.restore = wanted.cloned();
+        self.registry.put_app_instance(&record).await.map_err(self.registry_error(&id))?;
+        deployment.record = record;
+        Ok(deployment)
     }
 
     /// Gives the manager's account in the running app the deployment's new
@@ -709,7 +776,11 @@ impl AppContext<'_> {
     /// the customer can reach, so the email waits for the instance's first
     /// domain (`waiting_for_domain`). A failed send leaves it pending and
     /// becomes a warning: the app itself is deployed.
-    async fn send_welcome(&self, mut deployment: Deployment) -> Result<Deployment, AppApplyError> {
+    async fn send_welcome(
+        &self,
+        mut deployment: Deployment,
+        occasion: Occasion<'_>,
+    ) -> Result<Deployment, AppApplyError> {
         let due = matches!(deployment.record.welcome, WelcomeState::Pending | WelcomeState::WaitingForDomain);
         let Some(password) = deployment.new_manager_password.clone().filter(|_| due) else {
             return Ok(deployment);
@@ -735,7 +806,7 @@ impl AppContext<'_> {
         let tenant = self.tenant(&deployment.record.spec).await?;
         let entry = self.entry(&deployment.record.spec)?;
         let shown_password = (!deployment.record.password_given).then_some(&password);
-        let email = welcome_email(&tenant, &deployment.record.spec, entry, &addresses, shown_password);
+        let email = manager_email(occasion, &tenant, &deployment.record.spec, entry, &addresses, shown_password);
         // A relay that stays down costs a warning, not the whole create timeout.
         match with_retries(WELCOME_SEND_BUDGET, || mailer.send(&email)).await {
             Ok(()) => {
@@ -768,7 +839,7 @@ impl AppContext<'_> {
         if record.welcome != WelcomeState::WaitingForDomain || self.addresses(&record).await?.is_empty() {
             return Ok(None);
         }
-        self.new_manager_password(record).await
+        self.new_manager_password(record, Occasion::Ready).await
     }
 
     /// Gives the manager of an instance whose data a restore replaced her
@@ -783,6 +854,7 @@ impl AppContext<'_> {
         &self,
         id: &AppInstanceId,
         running: bool,
+        restored: &crate::model::backup::Snapshot,
     ) -> Result<String, String> {
         let renewed = async {
             let Some(mut record) = self.registry.get_app_instance(id).await.map_err(self.registry_error(id))? else {
@@ -813,7 +885,7 @@ impl AppContext<'_> {
             } else {
                 format!("a new manager password was set and emailed to {to}")
             };
-            let warning = self.new_manager_password(record).await?;
+            let warning = self.new_manager_password(record, Occasion::Restored { taken: &restored.time }).await?;
             Ok(warning.map_or(Ok(sent), Err))
         };
         renewed.await.unwrap_or_else(|error: AppApplyError| {
@@ -825,9 +897,13 @@ impl AppContext<'_> {
         })
     }
 
-    /// Sets a new manager password in the running app and sends it in the
-    /// welcome email (a given password stays, and the email says so).
-    async fn new_manager_password(&self, mut record: AppInstanceRecord) -> Result<Option<String>, AppApplyError> {
+    /// Sets a new manager password in the running app and sends it by email
+    /// for `occasion` (a given password stays, and the email says so).
+    async fn new_manager_password(
+        &self,
+        mut record: AppInstanceRecord,
+        occasion: Occasion<'_>,
+    ) -> Result<Option<String>, AppApplyError> {
         let id = &record.spec.id.clone();
         let password = Password::generate();
         if !record.password_given {
@@ -843,7 +919,7 @@ impl AppContext<'_> {
         };
         let deployment =
             if deployment.record.password_given { deployment } else { self.create_manager_account(deployment).await? };
-        let deployment = self.send_welcome(deployment).await?;
+        let deployment = self.send_welcome(deployment, occasion).await?;
         self.observations.clear().await;
         Ok(deployment.welcome_warning)
     }

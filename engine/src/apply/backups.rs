@@ -239,7 +239,7 @@ impl AppContext<'_> {
         runtime.stop_container(&app).await.map_err(self.runtime_error(id, target))?;
         let failed = match self.put_in(&record, &app, &job, migrate.as_ref(), was_running).await {
             Ok(()) => {
-                let manager = self.renew_manager_after_restore(id, was_running).await;
+                let manager = self.renew_manager_after_restore(id, was_running, &chosen).await;
                 return Ok(Restored { restored: chosen, replaced_data, manager });
             }
             Err(reason) => reason,

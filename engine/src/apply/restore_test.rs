@@ -262,6 +262,7 @@ mod tests {
                 password_version: 0,
                 delete_data_on_destroy: false,
                 backup: None,
+                restore: None,
             },
             generation: 4,
             previous_version: None,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::backup::BackupSettings;
+use super::backup::{BackupSettings, RestoreRequest};
 use super::ids::TenantId;
 use super::timeouts::Timeouts;
 use crate::model::password::Password;
@@ -143,6 +143,17 @@ pub struct AppInstanceDocument {
     /// replaces the instance's backup container only; the app keeps running.
     #[serde(default)]
     pub backup: Option<BackupSettings>,
+    /// Restores the instance's data from a snapshot when set or changed: at create into the new
+    /// instance (with `from`, a clone of another instance's data), later in place. A backup of the data
+    /// it replaces is taken first (`atrium snapshots` lists it), the app stops, the snapshot's database
+    /// and volumes are put back (migrated when an earlier version took it), and the app starts until
+    /// healthy; if any of that fails, the replaced data is put back and the apply fails (the next one
+    /// tries again). The accounts come back as the snapshot had them: a manager given a generated
+    /// password gets a new one by email. Unsetting it, or keeping it, restores nothing. A replacement
+    /// (another tenant, name, app or target) is a new instance, into which it is carried out again.
+    /// Apps that take backups only (redmine, mediawiki, tryton).
+    #[serde(default)]
+    pub restore: Option<RestoreRequest>,
     /// Deadlines for create (including the health check), update (upgrade) and delete.
     #[serde(default)]
     pub timeouts: Option<Timeouts>,
@@ -233,6 +244,8 @@ pub struct AppInstanceDraft {
     #[serde(default)]
     pub backup: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default)]
+    pub restore: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
     pub timeouts: Option<Timeouts>,
 }
 
@@ -266,6 +279,8 @@ pub struct AppInstanceSpec {
     pub delete_data_on_destroy: bool,
     /// Over the tier's backup policy.
     pub backup: Option<BackupSettings>,
+    /// The restore last asked for and carried out (a new or changed one is carried out by the apply).
+    pub restore: Option<RestoreRequest>,
 }
 
 /// Whether an app instance's welcome email (its address and the manager's
@@ -398,6 +413,7 @@ impl AppInstanceRecord {
             password_version,
             delete_data_on_destroy: Some(spec.delete_data_on_destroy),
             backup,
+            restore: spec.restore.clone(),
             timeouts: current.and_then(|current| current.timeouts.clone()),
             id: Some(spec.id.to_string()),
             status: Some(health.as_str().to_owned()),

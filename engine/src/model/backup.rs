@@ -48,6 +48,19 @@ pub struct BackupSettings {
     pub keep_monthly: Option<u32>,
 }
 
+/// A restore the configuration asks for: a snapshot of the instance's own
+/// backups, or of another instance's (a clone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// `latest`, or a snapshot id (8 to 64 lowercase hex digits, as `atrium snapshots` lists them).
+    pub snapshot: String,
+    /// Another instance of the same tenant and app on the same target, `TENANT/NAME` (live, or
+    /// destroyed with its data kept), whose snapshot to restore: a clone. Unset: this instance's own.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
 /// Why a backup attribute is refused: the attribute's name and the reason.
 pub type SettingError = (&'static str, String);
 

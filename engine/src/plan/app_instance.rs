@@ -61,7 +61,7 @@ fn file_digests(files: &BTreeMap<String, String>) -> BTreeMap<&str, String> {
 /// Compares what the registry records with what is desired, attribute by attribute.
 fn attribute_changes(before: &AppInstanceSpec, after: &AppInstanceSpec) -> Vec<(AttributeChange, bool)> {
     // (attribute, before, after, forces replacement, redeploys)
-    let fields: [(&'static str, String, String, bool, bool); 14] = [
+    let fields: [(&'static str, String, String, bool, bool); 15] = [
         ("tenant_id", quoted(before.id.tenant_id.as_str()), quoted(after.id.tenant_id.as_str()), true, true),
         ("name", quoted(&before.id.name), quoted(&after.id.name), true, true),
         ("app", quoted(&before.app), quoted(&after.app), true, true),
@@ -75,6 +75,8 @@ fn attribute_changes(before: &AppInstanceSpec, after: &AppInstanceSpec) -> Vec<(
         ("customizations.files", json(&file_digests(&before.files)), json(&file_digests(&after.files)), false, true),
         ("password_version", before.password_version.to_string(), after.password_version.to_string(), false, true),
         ("backup", json(&before.backup), json(&after.backup), false, true),
+        // Carried out by the apply after any deployment, on the same containers.
+        ("restore", json(&before.restore), json(&after.restore), false, false),
         (
             "delete_data_on_destroy",
             before.delete_data_on_destroy.to_string(),
@@ -231,6 +233,7 @@ pub fn plan_instance(prior: Option<&Draft>, config: Option<&Draft>, facts: &AppF
         )]);
     }
     let mut warnings: Vec<ValidationError> = quota_warning(&draft, facts.tenant).into_iter().collect();
+    warnings.extend(restore_warning(&draft, facts.recorded));
 
     let mut attributes: Vec<(&'static str, Planned)> =
         vec![("admin_password", Planned::Known(serde_json::Value::Null))];
@@ -312,11 +315,22 @@ pub fn plan_instance(prior: Option<&Draft>, config: Option<&Draft>, facts: &AppF
         }
     };
     attributes.push(("previous_version", previous_version));
-    let welcome =
-        if creating || welcome_pending { Planned::Unknown } else { known_or_null(prior_value("welcome_email_status")) };
+    // A restore (asked for anew) restarts the app, which publishes its port
+    // anew, and emails the manager a new password when she was sent one.
+    let restoring = match planned("restore", &attributes) {
+        Planned::Known(serde_json::Value::Null) => false,
+        restore => restore.differs_from(prior.and_then(|p| p.get("restore"))),
+    };
+    let emailed = matches!(prior_str("welcome_email_status"), Some("sent" | "pending"));
+    let welcome = if creating || welcome_pending || (restoring && emailed) {
+        Planned::Unknown
+    } else {
+        known_or_null(prior_value("welcome_email_status"))
+    };
     attributes.push(("welcome_email_status", welcome));
     for attribute in ["internal_url", "deployed_at"] {
-        attributes.push((attribute, if redeploy { Planned::Unknown } else { known_or_null(prior_value(attribute)) }));
+        let changes = redeploy || (restoring && attribute == "internal_url");
+        attributes.push((attribute, if changes { Planned::Unknown } else { known_or_null(prior_value(attribute)) }));
     }
     // Backups are taken on the target's schedule (or by hand), not by
     // deployments: a refresh reads them, and an apply keeps what the plan
@@ -366,6 +380,28 @@ fn quota_warning(draft: &AppInstanceDraft, tenant: Option<&TenantRecord>) -> Opt
             ),
         )
     })
+}
+
+/// A restore the apply carries out (asked for anew or changed): a warning,
+/// because it replaces the instance's data.
+fn restore_warning(draft: &AppInstanceDraft, recorded: Option<&AppInstanceRecord>) -> Option<ValidationError> {
+    let wanted = draft.restore.as_ref()?;
+    let snapshot = wanted.get("snapshot")?.as_str()?;
+    let from = wanted.get("from").and_then(serde_json::Value::as_str);
+    let done = recorded.and_then(|record| record.spec.restore.as_ref());
+    if done.is_some_and(|done| done.snapshot == snapshot && done.from.as_deref() == from) {
+        return None;
+    }
+    let whose = from.map(|from| format!(" of {from}'s backups")).unwrap_or_default();
+    let detail = match recorded {
+        None => format!(
+            "the new instance's data (database and volumes) is replaced by snapshot {snapshot}{whose} once it is deployed; its manager gets a new password by email when she was sent one"
+        ),
+        Some(_) => format!(
+            "the apply replaces this instance's data (database and volumes) with snapshot {snapshot}{whose}; a backup of the data as it is then is taken first (atrium snapshots lists it, atrium restore puts it back), and the app is down while the data is put back"
+        ),
+    };
+    Some(ValidationError::new(AttributePath::root("restore"), "Apply restores data", detail))
 }
 
 /// More people use the app than the instance's `users`, as the app counted
@@ -506,6 +542,9 @@ pub fn validate_draft(draft: &AppInstanceDraft, context: &InstanceContext<'_>) -
     }
     if let Some(backup) = &draft.backup {
         validate_backup(backup, entry, &mut check);
+    }
+    if let Some(restore) = &draft.restore {
+        validate_restore(restore, draft, entry, &mut check);
     }
     check(
         AttributePath::root("admin_password"),
@@ -672,6 +711,14 @@ pub fn validate_customizations(customizations: &Customizations, entry: Option<&C
     errors
 }
 
+/// An object attribute's fields, as a draft holds them.
+fn fields_of(value: &impl Serialize) -> BTreeMap<String, serde_json::Value> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(fields)) => fields.into_iter().collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
 /// Checks an instance's `backup` settings, as far as they are known: the app
 /// must take backups, and each attribute must be in its range.
 fn validate_backup(
@@ -716,6 +763,62 @@ fn validate_backup(
     }
 }
 
+/// Checks an instance's `restore` request, as far as it is known: the app
+/// must take backups, the snapshot must name one, and `from` must be
+/// another instance of the same tenant.
+fn validate_restore(
+    restore: &BTreeMap<String, serde_json::Value>,
+    draft: &AppInstanceDraft,
+    entry: Option<&CatalogEntry>,
+    check: &mut impl FnMut(AttributePath, &str, Option<Result<(), String>>),
+) {
+    let path = || AttributePath::root("restore");
+    if let Some(entry) = entry.filter(|entry| entry.backup.is_none()) {
+        check(
+            path(),
+            "App takes no backups",
+            Some(Err(format!(
+                "{} takes no backups, so there is no snapshot to restore (its catalog entry declares none): remove the restore attribute, or use an app that backs up its data (redmine, mediawiki, tryton)",
+                entry.name
+            ))),
+        );
+        return;
+    }
+    let text = |name: &str| restore.get(name).and_then(serde_json::Value::as_str);
+    check(
+        path().attribute("snapshot"),
+        "Invalid snapshot",
+        text("snapshot").map(|snapshot| {
+            if crate::model::backup::is_snapshot_reference(snapshot) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{snapshot:?} names no snapshot: give \"latest\" or a snapshot id (8 to 64 lowercase hex digits, as atrium snapshots lists them)"
+                ))
+            }
+        }),
+    );
+    check(
+        path().attribute("from"),
+        "Invalid restore source",
+        text("from").map(|from| {
+            let source = AppInstanceId::parse(from)?;
+            if draft.tenant_id.as_deref().is_some_and(|tenant| source.tenant_id.as_str() != tenant) {
+                return Err(format!(
+                    "{from} belongs to tenant {}: an instance is cloned only from instances of its own tenant (a customer's data never goes to another's)",
+                    source.tenant_id
+                ));
+            }
+            if draft.tenant_id.as_deref() == Some(source.tenant_id.as_str())
+                && draft.name.as_deref() == Some(source.name.as_str())
+            {
+                return Err(format!("{from} is this instance: leave from unset to restore its own snapshots"));
+            }
+            Ok(())
+        }),
+    );
+}
+
 /// Validates a fully known app instance document and fills defaults (channel, version from the catalog).
 pub fn spec_from_document(
     document: &AppInstanceDocument,
@@ -737,10 +840,8 @@ pub fn spec_from_document(
         }),
         customizations: document.customizations.clone(),
         admin_password: document.admin_password.clone(),
-        backup: document.backup.as_ref().map(|backup| match serde_json::to_value(backup) {
-            Ok(serde_json::Value::Object(fields)) => fields.into_iter().collect(),
-            _ => BTreeMap::new(),
-        }),
+        backup: document.backup.as_ref().map(fields_of),
+        restore: document.restore.as_ref().map(fields_of),
         timeouts: document.timeouts.clone(),
     };
     let errors = validate_draft(&draft, context);
@@ -787,6 +888,7 @@ pub fn spec_from_document(
         delete_data_on_destroy: document.delete_data_on_destroy.unwrap_or(false),
         // Settings that set nothing are no settings (the plan stays empty).
         backup: document.backup.clone().filter(|backup| *backup != BackupSettings::default()),
+        restore: document.restore.clone(),
     })
 }
 
@@ -813,6 +915,7 @@ mod tests {
             password_version: 0,
             delete_data_on_destroy: false,
             backup: None,
+            restore: None,
         }
     }
 
@@ -888,6 +991,7 @@ mod draft_plan_tests {
     use serde_json::json;
 
     use super::*;
+    use crate::model::backup::RestoreRequest;
     use crate::model::tenant::{Manager, TenantSpec, Tier};
 
     fn tenant(status: TenantStatus) -> TenantRecord {
@@ -1018,6 +1122,57 @@ mod draft_plan_tests {
         unknown app: replace=[] latest_backup=? latest_backup_at=? latest_restore_test=?
         "#);
         });
+    }
+
+    #[test]
+    fn a_restore_asked_anew_is_a_warning_and_no_new_deployment_and_one_done_is_nothing() {
+        let catalog = Catalog::built_in();
+        let active = tenant(TenantStatus::Active);
+        let mut record = recorded("the-old-password");
+        (record.spec.app, record.spec.version) = ("redmine".into(), "5.0".into());
+        let mut restored = record.clone();
+        restored.spec.restore = Some(RestoreRequest { snapshot: "1a2b3c4d".into(), from: Some("acme/other".into()) });
+        let facts =
+            |recorded| AppFacts { catalog: &catalog, targets: vec!["lyon-onprem"], tenant: Some(&active), recorded };
+        let redmine = |restore: serde_json::Value, unknown: &[&str]| {
+            config(json!({"app": "redmine", "version": "5.0", "restore": restore}), unknown)
+        };
+        let state = prior(json!({"app": "redmine", "version": "5.0"}));
+        let clone = json!({"snapshot": "1a2b3c4d", "from": "acme/other"});
+        let cloned = prior(json!({"app": "redmine", "version": "5.0", "restore": clone}));
+        let cases: Vec<(&str, Option<&AppInstanceRecord>, Option<&Draft>, Draft)> = vec![
+            ("create with a clone", None, None, redmine(clone.clone(), &[])),
+            ("restore in place", Some(&record), Some(&state), redmine(json!({"snapshot": "latest"}), &[])),
+            ("another snapshot", Some(&restored), Some(&cloned), redmine(json!({"snapshot": "latest"}), &[])),
+            ("done before", Some(&restored), Some(&cloned), redmine(clone.clone(), &[])),
+            ("unset", Some(&restored), Some(&cloned), redmine(serde_json::Value::Null, &[])),
+            ("unknown", Some(&record), Some(&state), redmine(json!({"snapshot": null}), &["restore.snapshot"])),
+        ];
+        let mut table = String::new();
+        for (case, recorded, prior, config) in &cases {
+            let plan = plan_instance(*prior, Some(config), &facts(*recorded));
+            let decision = plan.decision.as_ref().map(|decision| decision.redeploy);
+            let row = crate::plan::draft::row(&plan, &["internal_url", "welcome_email_status"]);
+            let _ = writeln!(table, "{case}: errors={} redeploy={decision:?} {row}", plan.errors.len());
+        }
+        insta::assert_snapshot!(table, @r#"
+        create with a clone: errors=0 redeploy=Some(true) replace=[] internal_url=? welcome_email_status=? [warn restore: Apply restores data]
+        restore in place: errors=0 redeploy=Some(false) replace=[] internal_url=? welcome_email_status=? [warn restore: Apply restores data]
+        another snapshot: errors=0 redeploy=Some(false) replace=[] internal_url=? welcome_email_status=? [warn restore: Apply restores data]
+        done before: errors=0 redeploy=Some(false) replace=[] internal_url="http://127.0.0.1:32768" welcome_email_status="sent"
+        unset: errors=0 redeploy=Some(false) replace=[] internal_url="http://127.0.0.1:32768" welcome_email_status="sent"
+        unknown: errors=0 redeploy=Some(false) replace=[] internal_url=? welcome_email_status=?
+        "#);
+        let in_place =
+            plan_instance(Some(&state), Some(&redmine(json!({"snapshot": "latest"}), &[])), &facts(Some(&record)));
+        let detail = &in_place.warnings[0].detail;
+        assert!(detail.contains("replaces this instance's data") && detail.contains("snapshot latest"), "{detail}");
+        // The change is recorded after the restore, not deployed.
+        let mut wanted = record.spec.clone();
+        wanted.restore = Some(RestoreRequest { snapshot: "latest".into(), from: None });
+        let change = plan_app_instance(Some(&wanted), Some((&record, InstanceHealth::Running))).unwrap();
+        assert_eq!((change.action, change.redeploy), (Action::Update, false));
+        assert_eq!(change.reason, "restore changed (no new deployment)");
     }
 
     #[test]
@@ -1226,6 +1381,22 @@ mod validation_tests {
         );
         check(serde_json::json!({"app": "hello", "backup": {"interval": "1h"}}), &["backup"]);
         check(serde_json::json!({"app": "hello", "backup": {"interval": null}}), &[]);
+        check(serde_json::json!({"app": "hello", "restore": {"snapshot": "latest"}}), &["restore"]);
+        check(
+            serde_json::json!({"tenant_id": "acme", "name": "wiki", "app": "mediawiki",
+                "restore": {"snapshot": "1a2b3c4d", "from": "acme/old-wiki"}}),
+            &[],
+        );
+        check(
+            serde_json::json!({"tenant_id": "acme", "name": "wiki", "app": "mediawiki",
+                "restore": {"snapshot": "yesterday", "from": "other/wiki"}}),
+            &["restore.snapshot", "restore.from"],
+        );
+        check(
+            serde_json::json!({"tenant_id": "acme", "name": "wiki", "restore": {"snapshot": "latest", "from": "acme/wiki"}}),
+            &["restore.from"],
+        );
+        check(serde_json::json!({"restore": {"snapshot": "latest", "from": "no slash"}}), &["restore.from"]);
         check(serde_json::json!({"app": "redmine", "backup": {"interval": "1m", "keep_daily": 3}}), &[]);
         check(
             serde_json::json!({"app": "redmine", "backup": {

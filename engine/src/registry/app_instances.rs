@@ -8,11 +8,11 @@ use sqlx::any::AnyRow;
 use super::{Registry, RegistryError, now_rfc3339, query_error};
 use crate::model::TenantId;
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord, AppInstanceSpec, Resources, WelcomeState};
-use crate::model::backup::BackupSettings;
+use crate::model::backup::{BackupSettings, RestoreRequest};
 
 const COLUMNS: &str = "tenant, name, app, channel, version, target, users, resources, environment, extra_volumes, \
     delete_data_on_destroy, generation, previous_version, deployed_at, published_port, secrets, owner, created_at, \
-    files, manager_password_hash, password_version, welcome_state, password_given, backup";
+    files, manager_password_hash, password_version, welcome_state, password_given, backup, restore";
 
 fn record_from_row(row: &AnyRow) -> Result<AppInstanceRecord, RegistryError> {
     let corrupt = |detail: String| RegistryError::Corrupt { detail: format!("app_instances: {detail}") };
@@ -29,6 +29,9 @@ fn record_from_row(row: &AnyRow) -> Result<AppInstanceRecord, RegistryError> {
         .transpose()?;
     let backup: Option<BackupSettings> = optional_text("backup")?
         .map(|json| serde_json::from_str(&json).map_err(|e| corrupt(format!("backup: {e}"))))
+        .transpose()?;
+    let restore: Option<RestoreRequest> = optional_text("restore")?
+        .map(|json| serde_json::from_str(&json).map_err(|e| corrupt(format!("restore: {e}"))))
         .transpose()?;
     let published_port: Option<i64> =
         row.try_get("published_port").map_err(|e| corrupt(format!("published_port: {e}")))?;
@@ -49,6 +52,7 @@ fn record_from_row(row: &AnyRow) -> Result<AppInstanceRecord, RegistryError> {
             password_version: u64::try_from(number("password_version")?).map_err(|e| corrupt(e.to_string()))?,
             delete_data_on_destroy: number("delete_data_on_destroy")? != 0,
             backup,
+            restore,
         },
         generation: u32::try_from(number("generation")?).map_err(|e| corrupt(e.to_string()))?,
         previous_version: optional_text("previous_version")?,
@@ -105,12 +109,12 @@ impl Registry {
         let spec = &record.spec;
         let sql = sqlx::AssertSqlSafe(format!(
             "INSERT INTO app_instances ({COLUMNS}, updated_at) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20, $21, $22, $23, $24, $25, $19) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20, $21, $22, $23, $24, $25, $26, $19) \
              ON CONFLICT (tenant, name) DO UPDATE SET app = $3, channel = $4, version = $5, target = $6, users = $7, \
              resources = $8, environment = $9, extra_volumes = $10, delete_data_on_destroy = $11, generation = $12, \
              previous_version = $13, deployed_at = $14, published_port = $15, secrets = $16, updated_at = $19, \
              files = $20, manager_password_hash = $21, password_version = $22, welcome_state = $23, password_given = $24, \
-             backup = $25"
+             backup = $25, restore = $26"
         ));
         sqlx::query(sql)
             .bind(spec.id.tenant_id.as_str().to_owned())
@@ -138,6 +142,7 @@ impl Registry {
             .bind(record.welcome.as_str().to_owned())
             .bind(i64::from(record.password_given))
             .bind(spec.backup.as_ref().map(json))
+            .bind(spec.restore.as_ref().map(json))
             .execute(&self.pool)
             .await
             .map_err(query_error("record app instance"))?;

@@ -139,6 +139,7 @@ fn migrations() -> Vec<Migration> {
         migration(10, "claim address", include_str!("../../migrations/0010_claim_address.sql")),
         migration(11, "platform certificates", include_str!("../../migrations/0011_platform_certificates.sql")),
         migration(12, "app instance backup", include_str!("../../migrations/0012_app_instance_backup.sql")),
+        migration(13, "app instance restore", include_str!("../../migrations/0013_app_instance_restore.sql")),
     ]
 }
 
