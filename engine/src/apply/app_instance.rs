@@ -110,13 +110,9 @@ pub enum AppApplyError {
     MovedSincePlan { id: AppInstanceId, what: String },
     #[error("applying app instance {id}: {source}")]
     Run { id: AppInstanceId, source: Box<RunError> },
-    #[error("app instance {id} is deployed, but restoring snapshot {snapshot} into it failed")]
-    Restore {
-        id: AppInstanceId,
-        snapshot: String,
-        #[source]
-        source: Box<crate::apply::backups::BackupError>,
-    },
+    /// `reason` is the restore's error as one line (that error's module uses this one).
+    #[error("app instance {id} is deployed, but restoring snapshot {snapshot} into it failed: {reason}")]
+    Restore { id: AppInstanceId, snapshot: String, reason: String },
     #[error("app instance {id} runs, but its domains' routes could not be pointed at it")]
     Routes {
         id: AppInstanceId,
@@ -615,18 +611,20 @@ impl AppContext<'_> {
     ) -> Result<Deployment, AppApplyError> {
         let id = deployment.record.spec.id.clone();
         if let Some(request) = wanted {
-            let failed = |source: crate::apply::backups::BackupError| AppApplyError::Restore {
-                id: id.clone(),
-                snapshot: request.snapshot.clone(),
-                source: Box::new(source),
-            };
             let from = request.from.as_deref().map(AppInstanceId::parse).transpose().map_err(|reason| {
                 AppApplyError::Catalog { id: id.clone(), reason: format!("restore.from: {reason}") }
             })?;
             let replaced = |taken: &crate::model::backup::Snapshot| {
                 tracing::info!(instance = %id, snapshot = %taken.id, "took a backup of the data the restore replaces");
             };
-            let restored = self.restore_from(&id, from.as_ref(), &request.snapshot, replaced).await.map_err(failed)?;
+            let restored =
+                self.restore_from(&id, from.as_ref(), &request.snapshot, replaced).await.map_err(|error| {
+                    AppApplyError::Restore {
+                        id: id.clone(),
+                        snapshot: request.snapshot.clone(),
+                        reason: crate::backends::error_chain(&error),
+                    }
+                })?;
             tracing::info!(instance = %id, snapshot = %restored.restored.id, "restored the snapshot the configuration asks for");
             if let Err(warning) = restored.manager {
                 deployment.welcome_warning = Some(match deployment.welcome_warning.take() {
