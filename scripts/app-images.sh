@@ -56,9 +56,10 @@ cache=${ATRIUM_IMAGE_CACHE:-/var/cache/atrium/images}
 all_images=(postgres:15 redmine:5.0 mariadb:10.11 mediawiki:1.39 tryton:6.0
   postgres:17 redmine:6.0 mariadb:11.8 mediawiki:1.43 tryton:7.0)
 # The images the tests deploy (each app in both versions, for the upgrades;
-# the databases stay on their bookworm version across them).
+# the databases stay on their bookworm version across them; postgres:17 runs
+# the backups of a test entry as the upstream entries' `backup.image`).
 test_images=(postgres:15 mariadb:10.11 redmine:5.0 mediawiki:1.39 tryton:6.0
-  redmine:6.0 mediawiki:1.43 tryton:7.0)
+  redmine:6.0 mediawiki:1.43 tryton:7.0 postgres:17)
 
 fail() {
   echo "app-images: $*" >&2

@@ -6,8 +6,9 @@
 # sidecars volumes of their own, so this entry runs all of them in the app
 # container, started by its command; a background process that dies is not
 # restarted until the container is. The site (`erpnext`) is created on the
-# first start, which takes several minutes; later starts run `bench migrate`,
-# so an upgrade migrates while the previous generation still serves. The
+# first start, which takes several minutes; an upgrade runs `bench migrate`
+# alone after a backup (see `upgrade`), and every later start runs it again,
+# which changes nothing on migrated data. The
 # Redis sidecars have no password: Frappe's Redis URLs are shared by Python
 # and the Node websocket server, and only the tenant network reaches them.
 name        = "erpnext"
@@ -181,4 +182,53 @@ manager_account = {
 # Frappe has no user limit setting since version 13.
 user_limit = {
   method = "unsupported"
+}
+
+# `bench migrate` in a one-shot run of the new image, with the apps the new
+# image brings listed first (as the start does). The start runs it again,
+# which changes nothing on migrated data.
+upgrade = {
+  migrate = ["bash", "-c", "set -e; cd /home/frappe/frappe-bench; ls -1 apps > sites/apps.txt; bench --site erpnext migrate"]
+}
+
+# The site's database with MariaDB's own tools (as root, whose remote account
+# the official mariadb image makes); the sites volume (files, site_config.json)
+# beside it. The official image has no restic, so the jobs run from
+# atrium/mariadb:11.8 (built from Debian's packages by scripts/app-images.sh;
+# its mariadb-dump reads the 10.11 sidecar).
+#
+# Frappe names the site's database and its user (the same name) in
+# site_config.json, with the user's password. The dump reads the name there;
+# the restore, which writes the sites volume before the database, makes the
+# user when it is missing (a clone, a new server), recreates the database and
+# grants it to the user. Both values are checked to be plain words before they
+# reach SQL: Frappe makes them of letters, digits and `_`.
+backup = {
+  sidecar = "mariadb"
+  image   = "atrium/mariadb:11.8"
+  environment = {
+    MYSQL_PWD = "{secret.mariadb_root_password}"
+  }
+  dump = [
+    "sh", "-c",
+    <<-EOT
+    set -eu
+    config=/volumes/sites/erpnext/site_config.json
+    database=$(sed -n 's/^ *"db_name": "\([A-Za-z0-9_]*\)",*$/\1/p' "$config")
+    if [ -z "$database" ]; then echo "atrium-backup: $config names no database made of letters, digits and _" >&2; exit 1; fi
+    mariadb-dump --host={sidecar.mariadb} --user=root --single-transaction --routines --events --triggers "$database"
+    EOT
+  ]
+  restore = [
+    "sh", "-c",
+    <<-EOT
+    set -eu
+    config=/volumes/sites/erpnext/site_config.json
+    database=$(sed -n 's/^ *"db_name": "\([A-Za-z0-9_]*\)",*$/\1/p' "$config")
+    password=$(sed -n 's/^ *"db_password": "\([A-Za-z0-9]*\)",*$/\1/p' "$config")
+    if [ -z "$database" ] || [ -z "$password" ]; then echo "atrium-restore: $config names no database and password made of letters, digits and _" >&2; exit 1; fi
+    mariadb --host={sidecar.mariadb} --user=root -e "CREATE USER IF NOT EXISTS '$database'@'%' IDENTIFIED BY '$password'; DROP DATABASE IF EXISTS $database; CREATE DATABASE $database CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci; GRANT ALL PRIVILEGES ON $database.* TO '$database'@'%'"
+    mariadb --host={sidecar.mariadb} --user=root "$database"
+    EOT
+  ]
 }

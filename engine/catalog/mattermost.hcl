@@ -120,3 +120,31 @@ user_limit = {
 public_address = {
   command = ["/mattermost/bin/mmctl", "--local", "config", "set", "ServiceSettings.SiteURL", "{address}"]
 }
+
+# Mattermost migrates its schema at every start; an upgrade runs the same
+# migrations first, alone (`mattermost db migrate`, the new image's binary
+# with the instance's configuration), so the switch waits for them and a
+# failed one puts the backup back.
+upgrade = {
+  migrate = ["mattermost", "db", "migrate"]
+}
+
+# The database with PostgreSQL's own tools; the files, configuration and
+# plugins volumes beside it. The official postgres image has no restic, so
+# the jobs run from atrium/postgres:17 (built from Debian's packages by
+# scripts/app-images.sh; its pg_dump 17 reads the postgres:16 sidecar).
+# Mattermost connects as `mmuser`, the database superuser.
+#
+# The dump becomes SQL first (pg_restore --file), then the database is made
+# again and the SQL run in one transaction that stops at the first error. The
+# SQL leaves out `SET transaction_timeout`, which pg_dump 17 writes and
+# PostgreSQL before 17 refuses, so tools newer than the server restore too.
+backup = {
+  sidecar = "postgres"
+  image   = "atrium/postgres:17"
+  environment = {
+    PGPASSWORD = "{secret.postgres_password}"
+  }
+  dump    = ["pg_dump", "--host={sidecar.postgres}", "--username=mmuser", "--format=custom", "mattermost"]
+  restore = ["sh", "-c", "rm -f /backup/database.sql && pg_restore --no-owner --file=/backup/database.sql && sed -i '/^SET transaction_timeout = /d' /backup/database.sql && dropdb --host={sidecar.postgres} --username=mmuser --force --if-exists mattermost && createdb --host={sidecar.postgres} --username=mmuser mattermost && psql --host={sidecar.postgres} --username=mmuser --dbname=mattermost --no-psqlrc --quiet -v ON_ERROR_STOP=1 --single-transaction --file=/backup/database.sql > /dev/null && rm /backup/database.sql"]
+}

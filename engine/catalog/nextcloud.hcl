@@ -162,3 +162,61 @@ user_limit = {
     "php /var/www/html/occ config:system:set one-click-instance --value=true --type=bool && php /var/www/html/occ config:system:set one-click-instance.user-limit --value={users} --type=int",
   ]
 }
+
+# The image's entrypoint upgrades an installation older than its code (the
+# new code copied into the volume, then `occ upgrade` as www-data) when
+# NEXTCLOUD_UPDATE is 1; run alone in the new image, it does only that and
+# then `true`. Nextcloud refuses to skip a major version, and the backup
+# taken before is put back when it refuses.
+upgrade = {
+  migrate = ["sh", "-c", "NEXTCLOUD_UPDATE=1 exec /entrypoint.sh true"]
+}
+
+# The database with PostgreSQL's own tools; the installation volume (code,
+# config.php, apps, user files) beside it. The official postgres image has
+# no restic, so the jobs run from atrium/postgres:17 (built from Debian's
+# packages by scripts/app-images.sh; its pg_dump 17 reads the postgres:16
+# sidecar).
+#
+# Nextcloud's installer makes a database role of its own (`oc_` and the
+# admin's name, its password in config.php) and connects as it, so the
+# tables keep their owners. Restoring into another instance (a clone, a new
+# cluster) first makes that role from the restored config.php, which the
+# restore writes before the database. Its name and password are checked to
+# be plain words before they reach SQL: the installer makes them of letters
+# and digits.
+#
+# The dump becomes SQL first (pg_restore --file), then the database is made
+# again and the SQL run in one transaction that stops at the first error. The
+# SQL leaves out `SET transaction_timeout`, which pg_dump 17 writes and
+# PostgreSQL before 17 refuses, so tools newer than the server restore too.
+backup = {
+  sidecar = "postgres"
+  image   = "atrium/postgres:17"
+  environment = {
+    PGPASSWORD = "{secret.postgres_password}"
+  }
+  dump = ["pg_dump", "--host={sidecar.postgres}", "--username=nextcloud", "--format=custom", "nextcloud"]
+  restore = [
+    "sh", "-c",
+    <<-EOT
+    set -eu
+    config=/volumes/html/config/config.php
+    user=$(sed -n "s/^ *'dbuser' => '\(.*\)',\$/\1/p" "$config")
+    password=$(sed -n "s/^ *'dbpassword' => '\(.*\)',\$/\1/p" "$config")
+    case "$user" in '' | *[!A-Za-z0-9_.@-]*) echo "atrium-restore: $config names no database user made of letters, digits and _.@-" >&2; exit 1 ;; esac
+    case "$password" in '' | *[!A-Za-z0-9]*) echo "atrium-restore: the database password in $config is not made of letters and digits" >&2; exit 1 ;; esac
+    psql="psql --host={sidecar.postgres} --username=nextcloud --dbname=postgres -v ON_ERROR_STOP=1 -tA"
+    if [ "$user" != nextcloud ] && [ -z "$($psql -c "SELECT 1 FROM pg_roles WHERE rolname = '$user'")" ]; then
+      $psql -c "CREATE ROLE \"$user\" LOGIN PASSWORD '$password'" > /dev/null
+    fi
+    rm -f /backup/database.sql
+    pg_restore --file=/backup/database.sql
+    sed -i '/^SET transaction_timeout = /d' /backup/database.sql
+    dropdb --host={sidecar.postgres} --username=nextcloud --force --if-exists nextcloud
+    createdb --host={sidecar.postgres} --username=nextcloud nextcloud
+    psql --host={sidecar.postgres} --username=nextcloud --dbname=nextcloud --no-psqlrc --quiet -v ON_ERROR_STOP=1 --single-transaction --file=/backup/database.sql > /dev/null
+    rm /backup/database.sql
+    EOT
+  ]
+}

@@ -131,3 +131,34 @@ manager_account = {
 user_limit = {
   method = "unsupported"
 }
+
+# An upgrade updates every installed module's data (`--update=all`) in a
+# one-shot run of the new image, with the database arguments the entrypoint
+# adds. That migrates within a major version (the image tags 17.0 and 18.0
+# move with Odoo's fixes). Odoo Community ships no migration between major
+# versions (17.0 -> 18.0 needs OpenUpgrade's scripts in a custom image): the
+# run fails, and the backup taken before it is put back, so 17.0 serves its
+# data again.
+upgrade = {
+  migrate = ["odoo", "--database=odoo", "--update=all", "--stop-after-init", "--no-http"]
+}
+
+# The database with PostgreSQL's own tools; the filestore volume beside it.
+# The official postgres image has no restic, so the jobs run from
+# atrium/postgres:17 (built from Debian's packages by scripts/app-images.sh;
+# its pg_dump 17 reads the postgres:16 sidecar). Odoo connects as `odoo`, the
+# database superuser, so the restored tables may belong to it.
+#
+# The dump becomes SQL first (pg_restore --file), then the database is made
+# again and the SQL run in one transaction that stops at the first error. The
+# SQL leaves out `SET transaction_timeout`, which pg_dump 17 writes and
+# PostgreSQL before 17 refuses, so tools newer than the server restore too.
+backup = {
+  sidecar = "postgres"
+  image   = "atrium/postgres:17"
+  environment = {
+    PGPASSWORD = "{secret.postgres_password}"
+  }
+  dump    = ["pg_dump", "--host={sidecar.postgres}", "--username=odoo", "--format=custom", "odoo"]
+  restore = ["sh", "-c", "rm -f /backup/database.sql && pg_restore --no-owner --file=/backup/database.sql && sed -i '/^SET transaction_timeout = /d' /backup/database.sql && dropdb --host={sidecar.postgres} --username=odoo --force --if-exists odoo && createdb --host={sidecar.postgres} --username=odoo odoo && psql --host={sidecar.postgres} --username=odoo --dbname=odoo --no-psqlrc --quiet -v ON_ERROR_STOP=1 --single-transaction --file=/backup/database.sql > /dev/null && rm /backup/database.sql"]
+}

@@ -121,3 +121,30 @@ manager_account = {
 user_limit = {
   method = "unsupported"
 }
+
+# What upstream's seeder container runs on every upgrade: the migrations,
+# then the seed data a new version brings (types, statuses), as the `app`
+# user, in a one-shot run of the new image.
+upgrade = {
+  migrate = ["gosu", "app", "bundle", "exec", "rake", "db:migrate", "db:seed"]
+}
+
+# The database with PostgreSQL's own tools; the attachments volume beside it.
+# The official postgres image has no restic, so the jobs run from
+# atrium/postgres:17 (built from Debian's packages by scripts/app-images.sh;
+# the sidecar is postgres:17 too). OpenProject connects as `openproject`, the
+# database superuser.
+#
+# The dump becomes SQL first (pg_restore --file), then the database is made
+# again and the SQL run in one transaction that stops at the first error. The
+# SQL leaves out `SET transaction_timeout`, which pg_dump 17 writes and
+# PostgreSQL before 17 refuses, so tools newer than the server restore too.
+backup = {
+  sidecar = "postgres"
+  image   = "atrium/postgres:17"
+  environment = {
+    PGPASSWORD = "{secret.postgres_password}"
+  }
+  dump    = ["pg_dump", "--host={sidecar.postgres}", "--username=openproject", "--format=custom", "openproject"]
+  restore = ["sh", "-c", "rm -f /backup/database.sql && pg_restore --no-owner --file=/backup/database.sql && sed -i '/^SET transaction_timeout = /d' /backup/database.sql && dropdb --host={sidecar.postgres} --username=openproject --force --if-exists openproject && createdb --host={sidecar.postgres} --username=openproject openproject && psql --host={sidecar.postgres} --username=openproject --dbname=openproject --no-psqlrc --quiet -v ON_ERROR_STOP=1 --single-transaction --file=/backup/database.sql > /dev/null && rm /backup/database.sql"]
+}

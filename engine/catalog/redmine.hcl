@@ -137,11 +137,16 @@ upgrade = {
 
 # The database with PostgreSQL's own tools (run from the sidecar's image on
 # the tenant's network), the volumes archived beside it.
+#
+# The dump becomes SQL first (pg_restore --file), then the database is made
+# again and the SQL run in one transaction that stops at the first error. The
+# SQL leaves out `SET transaction_timeout`, which pg_dump 17 writes and
+# PostgreSQL before 17 refuses, so tools newer than the server restore too.
 backup = {
   sidecar = "postgres"
   environment = {
     PGPASSWORD = "{secret.postgres_password}"
   }
   dump    = ["pg_dump", "--host={sidecar.postgres}", "--username=redmine", "--format=custom", "redmine"]
-  restore = ["sh", "-c", "dropdb --host={sidecar.postgres} --username=redmine --force redmine && createdb --host={sidecar.postgres} --username=redmine redmine && pg_restore --host={sidecar.postgres} --username=redmine --dbname=redmine --exit-on-error --single-transaction --no-owner"]
+  restore = ["sh", "-c", "rm -f /backup/database.sql && pg_restore --no-owner --file=/backup/database.sql && sed -i '/^SET transaction_timeout = /d' /backup/database.sql && dropdb --host={sidecar.postgres} --username=redmine --force --if-exists redmine && createdb --host={sidecar.postgres} --username=redmine redmine && psql --host={sidecar.postgres} --username=redmine --dbname=redmine --no-psqlrc --quiet -v ON_ERROR_STOP=1 --single-transaction --file=/backup/database.sql > /dev/null && rm /backup/database.sql"]
 }

@@ -912,15 +912,23 @@ impl RealApp {
     /// upgrade fails, the backup is put back and the old version serves
     /// again from its container, on a new port the record follows. Returns it.
     async fn broken_upgrade(&self, fixture: &Fixture, version: &str, sidecar: &str, migrate: &str) -> u16 {
-        let directory = tempfile::tempdir().unwrap();
-        let built_in = Catalog::built_in();
-        let file = format!("{}.hcl", self.spec.app);
-        let text = std::fs::read_to_string(format!("{}/catalog/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        let text = text.replace(r#"migrate = ["atrium-app", "migrate"]"#, &format!("migrate = {migrate}"));
-        assert!(text.contains(migrate), "{file} has no migrate line to replace");
-        std::fs::write(directory.path().join(&file), text).unwrap();
-        let broken = Catalog::with_directory(directory.path()).unwrap();
-        assert_ne!(broken.get(&self.spec.app), built_in.get(&self.spec.app));
+        self.broken_upgrade_with(fixture, version, sidecar, migrate, &[]).await
+    }
+
+    /// [`RealApp::broken_upgrade`] with an entry that has `changes` too (see
+    /// [`operator_catalog`]).
+    async fn broken_upgrade_with(
+        &self,
+        fixture: &Fixture,
+        version: &str,
+        sidecar: &str,
+        migrate: &str,
+        changes: &[(&str, &str)],
+    ) -> u16 {
+        let migration = format!("migrate = {migrate}");
+        let mut changes = changes.to_vec();
+        changes.push((r#"migrate = ["atrium-app", "migrate"]"#, &migration));
+        let broken = operator_catalog(&self.spec.app, &changes);
         let before = fixture.registry.get_app_instance(&self.spec.id).await.unwrap().expect("the instance's record");
         let upgrade = AppInstanceSpec { version: version.into(), ..self.spec.clone() };
         let backups = format!("atrium-{}-web-backup", fixture.tenant);
@@ -965,6 +973,22 @@ impl RealApp {
         context.destroy(&purged.id).await.unwrap();
         assert!(fixture.containers().await.is_empty());
     }
+}
+
+/// A catalog with the built-in entry of `app` as an operator's entry, each
+/// `(from, to)` of `changes` replaced in its file (each must be there).
+fn operator_catalog(app: &str, changes: &[(&str, &str)]) -> Catalog {
+    let directory = tempfile::tempdir().unwrap();
+    let file = format!("{app}.hcl");
+    let mut text = std::fs::read_to_string(format!("{}/catalog/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    for (from, to) in changes {
+        assert!(text.contains(from), "{file} has no {from:?} to replace");
+        text = text.replace(from, to);
+    }
+    std::fs::write(directory.path().join(&file), text).unwrap();
+    let catalog = Catalog::with_directory(directory.path()).unwrap_or_else(|error| panic!("{error}"));
+    assert_ne!(catalog.get(app), Catalog::built_in().get(app), "the operator's entry differs");
+    catalog
 }
 
 /// Redmine from Debian's packages (images built by scripts/app-images.sh)
@@ -1141,6 +1165,34 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
     assert_eq!(welcome, atrium_engine::model::app_instance::WelcomeState::Sent);
     let domain = atrium_engine::model::domain::Hostname::parse(&hostname).unwrap();
     assert!(fixture.registry.delete_domain(&domain).await.unwrap());
+
+    // A clone made while the tenant's welcome emails are on sends one email,
+    // after its restore, with the password the restore set: it signs in.
+    let mut tenant_spec = fixture.registry.get_tenant(&tenant_id).await.unwrap().unwrap().spec;
+    tenant_spec.welcome_email = true;
+    fixture.registry.update_tenant(&tenant_spec).await.unwrap();
+    let clone = AppInstanceSpec {
+        id: AppInstanceId { tenant_id: tenant_id.clone(), name: "copy".into() },
+        restore: Some(atrium_engine::model::backup::RestoreRequest {
+            snapshot: backup.id.clone(),
+            from: Some(format!("{tenant}/web")),
+        }),
+        delete_data_on_destroy: true,
+        ..redmine.spec.clone()
+    };
+    let clone_host = format!("{tenant}.copy.example");
+    live_domain(&fixture.registry, &clone.id, &clone_host).await;
+    mailing.deploy(&clone, None, None).await.unwrap_or_else(|error| panic!("{error}"));
+    let mails: Vec<String> = mails_to(&to).into_iter().filter(|mail| mail.contains(&clone_host)).collect();
+    assert_eq!(mails.len(), 1, "one email for the clone: {mails:?}");
+    assert!(mails[0].contains("restored") && !mails[0].contains("is ready"), "{}", mails[0]);
+    let clone_record = fixture.registry.get_app_instance(&clone.id).await.unwrap().unwrap();
+    assert_eq!(clone_record.welcome, atrium_engine::model::app_instance::WelcomeState::Sent);
+    let clone_port = clone_record.published_port.unwrap();
+    assert_eq!(issue_subjects(clone_port, tenant, manager, &password_in(&mails[0])), ["Kept with the data"]);
+    let clone_domain = atrium_engine::model::domain::Hostname::parse(&clone_host).unwrap();
+    assert!(fixture.registry.delete_domain(&clone_domain).await.unwrap());
+    mailing.destroy(&clone.id).await.unwrap_or_else(|error| panic!("{error}"));
 
     // The backup container removed out of band is drift, and the next
     // deployment brings it back.
@@ -1581,6 +1633,49 @@ async fn a_redmine_upgrade_migrates_its_data_and_a_broken_migration_is_undone_fr
     // Listed, each snapshot names the version that took it.
     let versions: Vec<Option<String>> = context.snapshots(id).await.unwrap().into_iter().map(|s| s.version).collect();
     assert_eq!(versions, [Some("5.0".to_owned()), Some("6.0".to_owned())]);
+
+    redmine.purge(&fixture, &context).await;
+}
+
+/// The backups run from an image of their own (`backup.image`), as the
+/// upstream entries' do beside the official database images, which carry no
+/// restic: Redmine's entry with its backup container and jobs in
+/// atrium/postgres:17 (restic, pg_dump 17) beside its PostgreSQL 15 sidecar.
+/// A backup, a restore in place and the undo of a failed upgrade all work
+/// across the two versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_run_from_the_entrys_backup_image_beside_an_older_database() {
+    let fixture = Fixture::new("bim").await;
+    let image = (r#"sidecar = "postgres""#, "sidecar = \"postgres\"\n  image   = \"atrium/postgres:17\"");
+    let catalog = operator_catalog("redmine", &[image]);
+    let context = fixture.context_with(&catalog, Duration::from_secs(900));
+    let redmine = RealApp::deploy(&fixture, &context, "redmine", "5.0", "postgres").await;
+    let (id, tenant) = (&redmine.spec.id, &fixture.tenant);
+    let image_of = |role: &str| docker_inspect(&format!("atrium-{tenant}-web-{role}"), "{{.Config.Image}}");
+    assert_eq!((image_of("backup"), image_of("postgres")), ("atrium/postgres:17".into(), "atrium/postgres:15".into()));
+
+    let manager = ("m@test.example", redmine.password.expose());
+    let write = |port: u16, subject: &str| {
+        let issue = format!(r#"{{"issue": {{"project_id": "{tenant}", "subject": "{subject}"}}}}"#);
+        let created = http_request(port, "POST", "/issues.json", Some(manager), Some(&issue));
+        assert_eq!(status(&created), "201", "{created}");
+    };
+    write(redmine.port, "In the backup");
+    let backup = context.backup_now(id).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(latest_backup(&fixture, &context, id).await, backup.short_id());
+    write(redmine.port, "Written after the backup");
+    assert_eq!(redmine_issues(redmine.port, tenant, manager), ["In the backup", "Written after the backup"]);
+
+    let restored = context.restore(id, backup.short_id(), |_| {}).await.unwrap_or_else(|error| panic!("{error}"));
+    assert!(restored.restored.id.starts_with(&backup.id), "{restored:?}");
+    let port = fixture.registry.get_app_instance(id).await.unwrap().unwrap().published_port.unwrap();
+    assert_eq!(redmine_issues(port, tenant, manager), ["In the backup"]);
+
+    // The backup before an upgrade and its undo run from the same image.
+    let broken = r#"["atrium-app", "runner", "ActiveRecord::Base.connection.execute('DROP TABLE issues CASCADE'); raise 'a broken migration'"]"#;
+    let port = redmine.broken_upgrade_with(&fixture, "6.0", "postgres", broken, &[image]).await;
+    assert_eq!(redmine_issues(port, tenant, manager), ["In the backup"], "the backup was put back");
+    assert_eq!(image_of("backup"), "atrium/postgres:17");
 
     redmine.purge(&fixture, &context).await;
 }

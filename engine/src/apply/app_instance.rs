@@ -573,7 +573,11 @@ impl AppContext<'_> {
                 self.apply_user_limit(&deployment).await?;
                 self.announce_address(&deployment.record).await?;
             }
-            let mut deployment = self.send_welcome(deployment, Occasion::Ready).await?;
+            // A restore about to replace the app's accounts (a clone's above
+            // all) emails the manager the password it sets after it: a
+            // welcome now would carry one that stops working minutes later.
+            let mut deployment =
+                if restore_due { deployment } else { self.send_welcome(deployment, Occasion::Ready).await? };
             // A suspended tenant's new deployment is stopped once it is made
             // (its domains show the page): resuming starts it again.
             let tenant = self.tenant(spec).await?;

@@ -182,7 +182,7 @@ pub fn render_backups(
     // gives a version data a later one wrote, and migrates older data.
     let version_tag = format!("{VERSION_TAG}{}", input.version);
 
-    let mut container = sidecar.clone();
+    let mut container = sidecar;
     container.name = format!("{prefix}{BACKUP_ROLE}");
     container.network_alias = container.name.clone();
     container.role = ContainerRole::Sidecar(BACKUP_ROLE.to_owned());

@@ -228,15 +228,21 @@ pub struct UpgradeEntry {
 
 /// How the instance's data is backed up and restored with the database's
 /// own tools. The jobs run once each in a container of the `sidecar`'s
-/// image on the tenant's network, with `environment`, the app's data
-/// volumes and the instance's backup volume mounted: `dump` writes the
-/// database's dump to its standard output, `restore` reads one from its
-/// standard input into an emptied database; the volumes are archived and
-/// restored whole beside it.
+/// image (or `image`) on the tenant's network, with `environment`, the
+/// app's data volumes (volume `KEY` at `/volumes/KEY`) and the instance's
+/// backup volume mounted: `dump` writes the database's dump to its standard
+/// output, `restore` reads one from its standard input into an emptied
+/// database; the volumes are archived and restored whole beside it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupEntry {
     pub sidecar: String,
+    /// The image the backup container and jobs run, when the sidecar's own
+    /// image lacks what they need: restic, `flock`, `sh`, GNU `date`, `tar`,
+    /// `find`, `base64` and the database's dump and restore tools (of the
+    /// sidecar's major version or a later one). Default: the sidecar's image.
+    #[serde(default)]
+    pub image: Option<String>,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
     pub dump: Vec<String>,
@@ -427,6 +433,11 @@ impl CatalogEntry {
             }
             if backup.dump.is_empty() || backup.restore.is_empty() {
                 return Err("backup.dump and backup.restore must both be commands".into());
+            }
+            if backup.image.as_ref().is_some_and(|image| image.trim().is_empty() || image.contains('{')) {
+                return Err(
+                    "backup.image must name an image (no placeholders), or be left out to use the sidecar's".into()
+                );
             }
         }
         // Every placeholder must render: try the entry with sample values.

@@ -411,8 +411,16 @@ pub fn render_upgrade_jobs(
     };
     let sidecar = backup_sidecar(backup, rendered)?;
     let words = |command: &[String]| shell_command(command, input, entry);
-    // Volume names are [a-z0-9-] (tenant and instance names), safe in a script.
-    let volumes: Vec<&str> = app.mounts.iter().map(|(volume, _)| volume.as_str()).collect();
+    // Volume names are [a-z0-9-] (tenant and instance names), safe in a
+    // script. Each is mounted under its catalog name, as in the backup
+    // container, so that the entry's dump and restore commands can read the
+    // app's files by the same paths; its archive keeps the volume's name.
+    let prefix = format!("atrium-{}-{}-", input.tenant, input.instance);
+    let volumes: Vec<(&str, &str)> = app
+        .mounts
+        .iter()
+        .map(|(volume, _)| (volume.as_str(), volume.strip_prefix(&prefix).unwrap_or(volume)))
+        .collect();
     // Under the lock of the instance's backups (see `render_backups`).
     let lock = ["exec 9>/backup/.lock".to_owned(), "flock 9".to_owned()];
     let mut take = vec![
@@ -426,7 +434,9 @@ pub fn render_upgrade_jobs(
         "mkdir -p /backup/next".to_owned(),
         format!("{} > /backup/next/database.dump", words(&backup.dump)?),
     ];
-    take.extend(volumes.iter().map(|v| format!("tar --numeric-owner -C /volumes/{v} -cpf /backup/next/{v}.tar .")));
+    take.extend(
+        volumes.iter().map(|(v, key)| format!("tar --numeric-owner -C /volumes/{key} -cpf /backup/next/{v}.tar .")),
+    );
     take.extend([
         format!("echo {from_generation} > /backup/next/from-generation"),
         "sync".to_owned(),
@@ -441,17 +451,17 @@ pub fn render_upgrade_jobs(
             "[ \"$(cat {PRE_UPGRADE}/from-generation 2>/dev/null || true)\" = {from_generation} ] || {{ echo 'atrium: {PRE_UPGRADE} holds no complete backup taken before this upgrade' >&2; exit 1; }}"
         ),
     ];
-    for volume in &volumes {
-        put_back.push(format!("find /volumes/{volume} -mindepth 1 -delete"));
-        put_back.push(format!("tar --numeric-owner -C /volumes/{volume} -xpf {PRE_UPGRADE}/{volume}.tar"));
+    for (volume, key) in &volumes {
+        put_back.push(format!("find /volumes/{key} -mindepth 1 -delete"));
+        put_back.push(format!("tar --numeric-owner -C /volumes/{key} -xpf {PRE_UPGRADE}/{volume}.tar"));
     }
     put_back.push(format!("{} < {PRE_UPGRADE}/database.dump", words(&backup.restore)?));
     put_back.push(format!("rm {PRE_UPGRADE}/from-generation"));
 
-    let mut base = sidecar.clone();
+    let mut base = sidecar;
     base.environment.extend(expand_map(&backup.environment, input, entry)?);
     base.mounts = std::iter::once((backup_volume_name(input.tenant, input.instance), "/backup".to_owned()))
-        .chain(volumes.iter().map(|v| (v.to_string(), format!("/volumes/{v}"))))
+        .chain(volumes.iter().map(|(v, key)| (v.to_string(), format!("/volumes/{key}"))))
         .collect();
     // Root with the capabilities an archive of other users' files needs (the
     // app's files keep their owners), nothing more.
@@ -468,14 +478,20 @@ pub fn render_upgrade_jobs(
     })
 }
 
-/// The rendered sidecar the entry's backup runs from (its image has the
-/// database's tools).
-pub(super) fn backup_sidecar<'a>(backup: &BackupEntry, rendered: &'a RenderedApp) -> Result<&'a ContainerSpec, String> {
-    rendered
+/// The rendered sidecar the entry's backup runs from, with the backup's own
+/// image when the entry names one (the image has the database's tools and
+/// restic).
+pub(super) fn backup_sidecar(backup: &BackupEntry, rendered: &RenderedApp) -> Result<ContainerSpec, String> {
+    let mut sidecar = rendered
         .containers
         .iter()
         .find(|c| c.role == ContainerRole::Sidecar(backup.sidecar.clone()))
-        .ok_or_else(|| format!("backup.sidecar {:?} is not rendered", backup.sidecar))
+        .ok_or_else(|| format!("backup.sidecar {:?} is not rendered", backup.sidecar))?
+        .clone();
+    if let Some(image) = &backup.image {
+        sidecar.image = image.clone();
+    }
+    Ok(sidecar)
 }
 
 /// A command of the entry expanded into one line for `sh`, every word quoted.

@@ -106,8 +106,8 @@ pub struct AppInstanceDocument {
     #[schemars(extend("x-atrium-defaulted" = true))]
     pub channel: Option<String>,
     /// A pinned version. Unset: the channel's current version, recorded in state; when the catalog moves
-    /// the channel, the next plan shows the upgrade. Apps whose upgrades migrate their data (redmine,
-    /// mediawiki, tryton) stop the old version, back up, migrate and start the new one, and put the backup
+    /// the channel, the next plan shows the upgrade. Apps whose upgrades migrate their data (every built-in
+    /// app but hello) stop the old version, back up, migrate and start the new one, and put the backup
     /// back if that fails; they never go back to an earlier version (refused at plan).
     #[serde(default)]
     #[schemars(extend("x-atrium-defaulted" = true))]
