@@ -360,6 +360,26 @@ resource "atrium_app_instance" "copy" {{
     assert_eq!(sql_in(&tenant, "copy", "SELECT v FROM bench_marker").trim(), "in the backup");
     workspace.assert_plan_empty("after the import of the clone");
 
+    // Imported with an import block and generated configuration: the
+    // generated `restore` names what was done, and nothing is restored again.
+    workspace.terraform(&["state", "rm", "atrium_app_instance.copy"]).expect_code(0, "terraform state rm");
+    let import = format!("import {{\n  to = atrium_app_instance.copy\n  id = \"{copy_id}\"\n}}\n");
+    workspace.write("main.tf", &configuration(&in_place, &import));
+    workspace
+        .terraform(&["plan", "-input=false", "-generate-config-out=generated.tf"])
+        .expect_code(0, "plan -generate-config-out");
+    let generated = std::fs::read_to_string(workspace.path().join("generated.tf")).expect("generated.tf");
+    let generated_words = generated.split_whitespace().collect::<Vec<_>>().join(" ");
+    for part in [format!("from = \"{wiki}\""), format!("snapshot = \"{snapshot}\"")] {
+        assert!(generated_words.contains(&part), "{part} is not in generated.tf: {generated}");
+    }
+    let applied = workspace.apply();
+    assert!(applied.stdout.contains("1 imported, 0 added, 0 changed, 0 destroyed"), "{}", applied.stdout);
+    assert_eq!(sql_in(&tenant, "copy", "SELECT v FROM bench_marker").trim(), "in the backup");
+    workspace.assert_plan_empty("after the import block with generated configuration");
+    workspace.remove("generated.tf");
+    workspace.write("main.tf", &configuration(&in_place, &copy));
+
     workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
     assert_eq!(tenant_leftovers(&tenant), "", "nothing of the tenant is left");
 }
