@@ -135,10 +135,10 @@ upgrade = {
 # scripts/app-images.sh; its pg_dump 17 reads the postgres:16 sidecar).
 # Mattermost connects as `mmuser`, the database superuser.
 #
-# The dump becomes SQL first (pg_restore --file), then the database is made
-# again and the SQL run in one transaction that stops at the first error. The
-# SQL leaves out `SET transaction_timeout`, which pg_dump 17 writes and
-# PostgreSQL before 17 refuses, so tools newer than the server restore too.
+# The restore makes the database again and restores the dump into it in one
+# transaction that stops at the first error. Tools newer than a server before
+# PostgreSQL 17 turn the dump into SQL first and leave out the
+# `SET transaction_timeout` that pg_dump 17 writes and such a server refuses.
 backup = {
   sidecar = "postgres"
   image   = "atrium/postgres:17"
@@ -146,5 +146,25 @@ backup = {
     PGPASSWORD = "{secret.postgres_password}"
   }
   dump    = ["pg_dump", "--host={sidecar.postgres}", "--username=mmuser", "--format=custom", "mattermost"]
-  restore = ["sh", "-c", "rm -f /backup/database.sql && pg_restore --no-owner --file=/backup/database.sql && sed -i '/^SET transaction_timeout = /d' /backup/database.sql && dropdb --host={sidecar.postgres} --username=mmuser --force --if-exists mattermost && createdb --host={sidecar.postgres} --username=mmuser mattermost && psql --host={sidecar.postgres} --username=mmuser --dbname=mattermost --no-psqlrc --quiet -v ON_ERROR_STOP=1 --single-transaction --file=/backup/database.sql > /dev/null && rm /backup/database.sql"]
+  restore = [
+    "sh", "-c",
+    <<-EOT
+    set -eu
+    server=$(psql --host={sidecar.postgres} --username=mmuser --dbname=postgres --no-psqlrc -tAc 'SHOW server_version_num')
+    tools=$(pg_restore --version | sed -n 's/^pg_restore (PostgreSQL) \([0-9]*\).*/\1/p')
+    if [ "$server" -ge 170000 ] || [ "$((server / 10000))" = "$tools" ]; then
+      dropdb --host={sidecar.postgres} --username=mmuser --force --if-exists mattermost
+      createdb --host={sidecar.postgres} --username=mmuser mattermost
+      pg_restore --host={sidecar.postgres} --username=mmuser --dbname=mattermost --exit-on-error --single-transaction --no-owner
+    else
+      rm -f /backup/database.sql
+      pg_restore --no-owner --file=/backup/database.sql
+      sed -i '/^SET transaction_timeout = /d' /backup/database.sql
+      dropdb --host={sidecar.postgres} --username=mmuser --force --if-exists mattermost
+      createdb --host={sidecar.postgres} --username=mmuser mattermost
+      psql --host={sidecar.postgres} --username=mmuser --dbname=mattermost --no-psqlrc --quiet -v ON_ERROR_STOP=1 --single-transaction --file=/backup/database.sql > /dev/null
+      rm /backup/database.sql
+    fi
+    EOT
+  ]
 }

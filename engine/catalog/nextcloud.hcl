@@ -186,10 +186,10 @@ upgrade = {
 # be plain words before they reach SQL: the installer makes them of letters
 # and digits.
 #
-# The dump becomes SQL first (pg_restore --file), then the database is made
-# again and the SQL run in one transaction that stops at the first error. The
-# SQL leaves out `SET transaction_timeout`, which pg_dump 17 writes and
-# PostgreSQL before 17 refuses, so tools newer than the server restore too.
+# The restore makes the database again and restores the dump into it in one
+# transaction that stops at the first error. Tools newer than a server before
+# PostgreSQL 17 turn the dump into SQL first and leave out the
+# `SET transaction_timeout` that pg_dump 17 writes and such a server refuses.
 backup = {
   sidecar = "postgres"
   image   = "atrium/postgres:17"
@@ -210,13 +210,21 @@ backup = {
     if [ "$user" != nextcloud ] && [ -z "$($psql -c "SELECT 1 FROM pg_roles WHERE rolname = '$user'")" ]; then
       $psql -c "CREATE ROLE \"$user\" LOGIN PASSWORD '$password'" > /dev/null
     fi
-    rm -f /backup/database.sql
-    pg_restore --file=/backup/database.sql
-    sed -i '/^SET transaction_timeout = /d' /backup/database.sql
-    dropdb --host={sidecar.postgres} --username=nextcloud --force --if-exists nextcloud
-    createdb --host={sidecar.postgres} --username=nextcloud nextcloud
-    psql --host={sidecar.postgres} --username=nextcloud --dbname=nextcloud --no-psqlrc --quiet -v ON_ERROR_STOP=1 --single-transaction --file=/backup/database.sql > /dev/null
-    rm /backup/database.sql
+    server=$(psql --host={sidecar.postgres} --username=nextcloud --dbname=postgres --no-psqlrc -tAc 'SHOW server_version_num')
+    tools=$(pg_restore --version | sed -n 's/^pg_restore (PostgreSQL) \([0-9]*\).*/\1/p')
+    if [ "$server" -ge 170000 ] || [ "$((server / 10000))" = "$tools" ]; then
+      dropdb --host={sidecar.postgres} --username=nextcloud --force --if-exists nextcloud
+      createdb --host={sidecar.postgres} --username=nextcloud nextcloud
+      pg_restore --host={sidecar.postgres} --username=nextcloud --dbname=nextcloud --exit-on-error --single-transaction
+    else
+      rm -f /backup/database.sql
+      pg_restore --file=/backup/database.sql
+      sed -i '/^SET transaction_timeout = /d' /backup/database.sql
+      dropdb --host={sidecar.postgres} --username=nextcloud --force --if-exists nextcloud
+      createdb --host={sidecar.postgres} --username=nextcloud nextcloud
+      psql --host={sidecar.postgres} --username=nextcloud --dbname=nextcloud --no-psqlrc --quiet -v ON_ERROR_STOP=1 --single-transaction --file=/backup/database.sql > /dev/null
+      rm /backup/database.sql
+    fi
     EOT
   ]
 }

@@ -11,11 +11,8 @@
 //! files, `restic forget` by the tier's policy after each backup (pruning
 //! once a day: not within this run); before a
 //! restore, a backup of the data it replaces (incremental) and a check that
-//! the snapshot exists (`restic snapshots`); the dump turned into SQL first
-//! and run by psql in one transaction (`pg_restore --file`, `sed`, `psql`:
-//! the form that lets newer tools restore into an older server), where the
-//! baseline's `pg_restore` writes into the database directly; the registry's
-//! row and routes after the app's restart.
+//! the snapshot exists (`restic snapshots`); the registry's row and routes
+//! after the app's restart.
 //!
 //!     scripts/bench.sh backups           # 3 incremental rounds
 //!     scripts/bench.sh backups 5         # 5
