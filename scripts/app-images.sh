@@ -54,7 +54,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 recipes=$here/images
 cache=${ATRIUM_IMAGE_CACHE:-/var/cache/atrium/images}
 all_images=(postgres:15 redmine:5.0 mariadb:10.11 mediawiki:1.39 tryton:6.0
-  postgres:17 redmine:6.0 mariadb:11.8 mediawiki:1.43 tryton:7.0)
+  postgres:17 redmine:6.0 mariadb:11.8 mediawiki:1.43 tryton:7.0 backup-store:1.60)
 # The images the tests deploy (each app in both versions, for the upgrades;
 # the databases stay on their bookworm version across them; postgres:17 runs
 # the backups of a test entry as the upstream entries' `backup.image`).
@@ -68,7 +68,7 @@ fail() {
 
 suite_of() { # suite_of NAME:VERSION
   case "$1" in
-    postgres:15 | mariadb:10.11 | redmine:5.0 | mediawiki:1.39 | tryton:6.0) echo bookworm ;;
+    postgres:15 | mariadb:10.11 | redmine:5.0 | mediawiki:1.39 | tryton:6.0 | backup-store:1.60) echo bookworm ;;
     postgres:17 | mariadb:11.8 | redmine:6.0 | mediawiki:1.43 | tryton:7.0) echo trixie ;;
     *) return 1 ;;
   esac

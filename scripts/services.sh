@@ -515,6 +515,20 @@ stop_service() { # stop_service NAME
   rm -rf "${state:?}/$1"
 }
 
+# An address of this host that containers on both engines reach it by (the
+# off-site backup store is published there): the first global IPv4 address
+# that is not on a Docker bridge.
+host_address() {
+  local address
+  address=$(ip -4 -o addr show scope global | awk '$2 !~ /^(br-|docker|veth)/ { sub(/\/.*/, "", $4); print $4; exit }')
+  if [ -z "$address" ]; then
+    echo "services: this host has no global IPv4 address outside Docker's bridges (ip -4 addr)" >&2
+    exit 1
+  fi
+  echo "ATRIUM_TEST_HOST_ADDRESS=$address" >>"$state/env.new"
+  echo "services: containers reach this host at $address"
+}
+
 case "$command" in
   start)
     mkdir -p "$state"
@@ -527,6 +541,7 @@ case "$command" in
     start_pdns
     start_acme_and_proxy
     start_smtp
+    host_address
     finish_redmine
     if [ -s "$state/env.new" ]; then mv "$state/env.new" "$state/env"; else rm -f "$state/env.new"; fi
     echo "services: env file $state/env"

@@ -23,9 +23,14 @@ trap cleanup EXIT
 
 # The real business apps' images that the tests deploy: built from Debian
 # packages (or loaded from this machine's cache) while cargo builds.
+# The second engine (the off-site store's target, where an instance comes
+# back from its off-site copy) gets the store and that instance's images,
+# loaded from the cache the first call fills.
 docker_host=$(sed -n 's/^ATRIUM_TEST_DOCKER_HOST=//p' "$ATRIUM_SERVICES_ENV")
+docker_host_2=$(sed -n 's/^ATRIUM_TEST_DOCKER_HOST_2=//p' "$ATRIUM_SERVICES_ENV")
 images_log=$(mktemp)
-scripts/app-images.sh "$docker_host" tests >"$images_log" 2>&1 &
+(scripts/app-images.sh "$docker_host" tests &&
+  scripts/app-images.sh "$docker_host_2" backup-store:1.60 redmine:5.0 postgres:15) >"$images_log" 2>&1 &
 images=$!
 
 # The acceptance tests run the provider binary that this build produces.

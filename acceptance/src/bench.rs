@@ -47,7 +47,7 @@ pub fn render_hello(catalog: &Catalog, tenant: &str, name: &str) -> RenderedApp 
     let mut spec = hello_spec(tenant, "1.1");
     spec.id.name = name.to_owned();
     spec.users = 1;
-    render_instance(entry, &spec, &tenant_record, "bench", 1, &Default::default(), &hash).unwrap()
+    render_instance(entry, &spec, &tenant_record, "bench", 1, &Default::default(), &hash, None).unwrap()
 }
 
 /// Creates a tenant's network, labelled as Atrium labels it.

@@ -69,6 +69,54 @@ pub struct TargetDocument {
     /// Default: `public_address` on port 443.
     #[serde(default)]
     pub ingress_https_address: Option<String>,
+    /// Where a copy of every backup taken on this target is sent: a store on another target (off-site
+    /// copies, e.g. from an on-prem target to a cloud one). Unset: backups stay on this target.
+    #[serde(default)]
+    pub offsite_backups: Option<OffsiteBackupsDocument>,
+}
+
+/// The off-site store of a target's backups: Atrium runs it (rclone's restic REST server, image
+/// `atrium/backup-store:1.60`) on another target, and each backup taken on this target is copied
+/// there, into one repository per instance, encrypted with the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OffsiteBackupsDocument {
+    /// The target the store runs on: another target of this configuration.
+    pub target: String,
+    /// `HOST:PORT` where the store is published on that target's host (on every address of it), as the
+    /// containers of every target reach it, e.g. `"198.51.100.7:8765"`.
+    pub address: String,
+    /// The store's password: it encrypts the off-site repositories and signs in to the store. Keep it
+    /// outside Atrium too: with the target's own backups lost, it is what reads the copies. 16 or more
+    /// letters, digits, `-`, `.`, `_` or `~` (e.g. `openssl rand -hex 24`). Secret: never shown in
+    /// plans, state or logs. Unset: the `ATRIUM_OFFSITE_BACKUP_PASSWORD` environment variable.
+    #[serde(default)]
+    #[schemars(extend("x-atrium-sensitive" = true))]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for OffsiteBackupsDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OffsiteBackupsDocument")
+            .field("target", &self.target)
+            .field("address", &self.address)
+            .field("password", &self.password.as_ref().map(|_| "(secret)"))
+            .finish()
+    }
+}
+
+/// The environment variable that supplies `offsite_backups.password` when the configuration leaves it unset.
+pub const OFFSITE_BACKUP_PASSWORD_ENV: &str = "ATRIUM_OFFSITE_BACKUP_PASSWORD";
+
+/// Checks an off-site store's password: long enough, and safe in a URL as it is.
+pub fn check_offsite_password(password: &str) -> Result<(), String> {
+    let safe = password.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    if password.len() >= 16 && safe {
+        Ok(())
+    } else {
+        Err("write 16 or more letters, digits, '-', '.', '_' or '~' (e.g. the output of `openssl rand -hex 24`)"
+            .to_owned())
+    }
 }
 
 impl TargetDocument {
@@ -256,6 +304,71 @@ impl PlatformConfigDocument {
             if let Some(address) = &target.ingress_https_address {
                 push(path.attribute("ingress_https_address"), "Invalid HTTPS address", check_socket_address(address));
             }
+            if let Some(offsite) = &target.offsite_backups {
+                let path = path.attribute("offsite_backups");
+                let known = self.targets.iter().flatten().map(|(name, _)| name.as_str()).filter(|n| n != name);
+                let known: Vec<&str> = known.collect();
+                push(
+                    path.attribute("target"),
+                    "Invalid off-site backup target",
+                    if offsite.target == *name {
+                        Err(format!(
+                            "a copy on target {name} itself is not off-site: name another target ({})",
+                            list_or_none(&known)
+                        ))
+                    } else if known.contains(&offsite.target.as_str()) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{:?} is not a target of this configuration: name one of {}",
+                            offsite.target,
+                            list_or_none(&known)
+                        ))
+                    },
+                );
+                push(
+                    path.attribute("address"),
+                    "Invalid off-site store address",
+                    check_socket_address(&offsite.address),
+                );
+                if let Some(password) = &offsite.password {
+                    push(
+                        path.attribute("password"),
+                        "Invalid off-site store password",
+                        check_offsite_password(password),
+                    );
+                }
+            }
+        }
+        // Every target sending its backups to one store agrees on how to reach it and its password.
+        let mut stores: BTreeMap<&str, (&str, &OffsiteBackupsDocument)> = BTreeMap::new();
+        for (name, target) in self.targets.iter().flatten() {
+            let Some(offsite) = &target.offsite_backups else { continue };
+            let Some((first, earlier)) = stores.get(offsite.target.as_str()) else {
+                stores.insert(&offsite.target, (name, offsite));
+                continue;
+            };
+            let path = AttributePath::root("targets").key(name).attribute("offsite_backups");
+            if earlier.address != offsite.address {
+                push(
+                    path.attribute("address"),
+                    "Conflicting off-site store address",
+                    Err(format!(
+                        "target {first} reaches the store on {} at {}: one store runs there, so give the same address",
+                        offsite.target, earlier.address
+                    )),
+                );
+            }
+            if earlier.password != offsite.password {
+                push(
+                    path.attribute("password"),
+                    "Conflicting off-site store password",
+                    Err(format!(
+                        "target {first} gives the store on {} another password: one store runs there, with one password",
+                        offsite.target
+                    )),
+                );
+            }
         }
         if let Some(dns) = &self.dns {
             push(AttributePath::root("dns").attribute("api_url"), "Invalid DNS API URL", check_http_url(&dns.api_url));
@@ -417,6 +530,10 @@ fn check_dns_name(name: &str) -> Result<(), String> {
 }
 
 /// `host:port`, e.g. `127.0.0.1:8443` or `ingress.example.net:443`.
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() { "(there is no other target)".to_owned() } else { names.join(", ") }
+}
+
 fn check_socket_address(address: &str) -> Result<(), String> {
     let port_ok = address
         .rsplit_once(':')
@@ -592,6 +709,38 @@ mod tests {
                                          "contact_email": "ops@example.net"}}))
             .is_empty()
         );
+    }
+
+    #[test]
+    fn an_offsite_store_is_on_another_known_target_with_one_address_and_a_strong_password() {
+        let target = |offsite: serde_json::Value| serde_json::json!({"location": "onprem", "docker_host": "unix:///run/docker.sock", "offsite_backups": offsite});
+        let cloud = serde_json::json!({"location": "cloud", "docker_host": "tcp://10.0.0.4:2376"});
+        let good =
+            serde_json::json!({"target": "fra1", "address": "198.51.100.7:8765", "password": "0123456789abcdef-x"});
+        assert!(paths(serde_json::json!({"targets": {"lyon": target(good.clone()), "fra1": cloud}})).is_empty());
+        let lyon_offsite = |attribute: &str| format!("targets[\"lyon\"].offsite_backups.{attribute}");
+        assert_eq!(
+            paths(serde_json::json!({"targets": {"lyon": target(serde_json::json!(
+                {"target": "lyon", "address": "198.51.100.7", "password": "short"}))}})),
+            [lyon_offsite("target"), lyon_offsite("address"), lyon_offsite("password")]
+        );
+        assert_eq!(
+            paths(serde_json::json!({"targets": {"lyon": target(serde_json::json!(
+                {"target": "nowhere", "address": "h:1", "password": "with a space in it!"}))}})),
+            [lyon_offsite("target"), lyon_offsite("password")]
+        );
+        // Two targets sending to one store must agree on it.
+        let other =
+            serde_json::json!({"target": "fra1", "address": "198.51.100.7:9999", "password": "fedcba9876543210-y"});
+        let mut errors = paths(serde_json::json!({"targets": {"lyon": target(good.clone()), "paris": target(other),
+            "fra1": {"location": "cloud", "docker_host": "tcp://10.0.0.4:2376"}}}));
+        errors.sort();
+        assert_eq!(
+            errors,
+            ["targets[\"paris\"].offsite_backups.address", "targets[\"paris\"].offsite_backups.password"]
+        );
+        let debug = format!("{:?}", serde_json::from_value::<OffsiteBackupsDocument>(good).unwrap());
+        assert!(!debug.contains("0123456789abcdef-x"), "{debug}");
     }
 
     #[test]

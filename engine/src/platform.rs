@@ -24,8 +24,8 @@ use crate::backends::targets::Targets;
 use crate::backends::tracker::Tracker;
 use crate::catalog::Catalog;
 use crate::config::{
-    DNS_API_KEY_ENV, PlatformConfigDocument, REGISTRY_URL_ENV, SMTP_PASSWORD_ENV, SmtpDocument, TRACKER_API_KEY_ENV,
-    check_registry_url,
+    DNS_API_KEY_ENV, OFFSITE_BACKUP_PASSWORD_ENV, PlatformConfigDocument, REGISTRY_URL_ENV, SMTP_PASSWORD_ENV,
+    SmtpDocument, TRACKER_API_KEY_ENV, check_registry_url,
 };
 use crate::model::attribute::{AttributePath, ValidationError};
 use crate::model::ownership::Owner;
@@ -40,6 +40,7 @@ pub struct Environment {
     pub dns_api_key: Option<String>,
     pub smtp_password: Option<String>,
     pub tracker_api_key: Option<String>,
+    pub offsite_backup_password: Option<String>,
 }
 
 impl Environment {
@@ -51,6 +52,7 @@ impl Environment {
             dns_api_key: var(DNS_API_KEY_ENV),
             smtp_password: var(SMTP_PASSWORD_ENV),
             tracker_api_key: var(TRACKER_API_KEY_ENV),
+            offsite_backup_password: var(OFFSITE_BACKUP_PASSWORD_ENV),
         }
     }
 }
@@ -105,6 +107,36 @@ fn smtp_credentials(
     }
 }
 
+/// The targets with their off-site stores' passwords in force: the
+/// attribute, else the environment variable (checked as the attribute is).
+fn offsite_passwords(
+    mut targets: std::collections::BTreeMap<String, crate::config::TargetDocument>,
+    environment: &Environment,
+) -> Result<std::collections::BTreeMap<String, crate::config::TargetDocument>, Vec<ValidationError>> {
+    for (name, target) in &mut targets {
+        let Some(offsite) = &mut target.offsite_backups else { continue };
+        let path = AttributePath::root("targets").key(name).attribute("offsite_backups").attribute("password");
+        if offsite.password.is_none() {
+            let password = environment.offsite_backup_password.clone().filter(|p| !p.is_empty()).ok_or_else(|| {
+                setup_error(
+                    path.clone(),
+                    "Missing off-site store password",
+                    format!("set offsite_backups.password, or the {OFFSITE_BACKUP_PASSWORD_ENV} environment variable, to the off-site store's password"),
+                )
+            })?;
+            crate::config::check_offsite_password(&password).map_err(|detail| {
+                setup_error(
+                    path.clone(),
+                    "Invalid off-site store password",
+                    format!("{OFFSITE_BACKUP_PASSWORD_ENV}: {detail}"),
+                )
+            })?;
+            offsite.password = Some(password);
+        }
+    }
+    Ok(targets)
+}
+
 impl Platform {
     /// Sets up the platform a configuration names: every problem is an error
     /// pointed at its attribute (the root path when no attribute caused it).
@@ -133,7 +165,7 @@ impl Platform {
                 OnceLock::from(catalog)
             }
         };
-        let targets = Targets::new(document.targets.clone().unwrap_or_default());
+        let targets = Targets::new(offsite_passwords(document.targets.clone().unwrap_or_default(), environment)?);
         let dns = match &document.dns {
             None => None,
             Some(dns) => {

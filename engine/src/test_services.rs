@@ -92,6 +92,7 @@ pub fn test_target(variable: &str) -> crate::config::TargetDocument {
         ingress_admin_url: Some(service_variable("ATRIUM_TEST_CADDY_ADMIN_URL")),
         public_address: Some("127.0.0.1".to_owned()),
         ingress_https_address: Some(format!("127.0.0.1:{}", service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT"))),
+        offsite_backups: None,
     }
 }
 

@@ -36,33 +36,39 @@ struct Fixture {
 /// when the test panicked: a real app left running loads every later test.
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let host = service_variable("ATRIUM_TEST_DOCKER_HOST");
-        let filter = format!("label=atrium.tenant={}", self.tenant);
-        let docker = |arguments: &[&str]| -> Vec<String> {
-            match std::process::Command::new("docker").arg("-H").arg(&host).args(arguments).output() {
-                Ok(output) if output.status.success() => {
-                    String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect()
-                }
-                Ok(output) => {
-                    eprintln!("cleanup: docker {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-                    Vec::new()
-                }
-                Err(error) => {
-                    eprintln!("cleanup: docker {arguments:?} did not run: {error}");
-                    Vec::new()
-                }
+        remove_objects("ATRIUM_TEST_DOCKER_HOST", &format!("label=atrium.tenant={}", self.tenant));
+    }
+}
+
+/// Removes the containers (with their restart policy), networks and volumes
+/// that `filter` finds on the test engine named by `variable`; what cannot
+/// be removed is said, as this runs when a test ends, even in a panic.
+fn remove_objects(variable: &str, filter: &str) {
+    let host = service_variable(variable);
+    let docker = |arguments: &[&str]| -> Vec<String> {
+        match std::process::Command::new("docker").arg("-H").arg(&host).args(arguments).output() {
+            Ok(output) if output.status.success() => {
+                String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect()
             }
-        };
-        for (list, remove) in [
-            (["ps", "-aq", "--filter"].as_slice(), ["rm", "-f", "-v"].as_slice()),
-            (["network", "ls", "-q", "--filter"].as_slice(), ["network", "rm"].as_slice()),
-            (["volume", "ls", "-q", "--filter"].as_slice(), ["volume", "rm", "-f"].as_slice()),
-        ] {
-            let found = docker(&[list, &[filter.as_str()]].concat());
-            if !found.is_empty() {
-                let names: Vec<&str> = found.iter().map(String::as_str).collect();
-                docker(&[remove, &names].concat());
+            Ok(output) => {
+                eprintln!("cleanup: docker {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+                Vec::new()
             }
+            Err(error) => {
+                eprintln!("cleanup: docker {arguments:?} did not run: {error}");
+                Vec::new()
+            }
+        }
+    };
+    for (list, remove) in [
+        (["ps", "-aq", "--filter"].as_slice(), ["rm", "-f", "-v"].as_slice()),
+        (["network", "ls", "-q", "--filter"].as_slice(), ["network", "rm"].as_slice()),
+        (["volume", "ls", "-q", "--filter"].as_slice(), ["volume", "rm", "-f"].as_slice()),
+    ] {
+        let found = docker(&[list, &[filter]].concat());
+        if !found.is_empty() {
+            let names: Vec<&str> = found.iter().map(String::as_str).collect();
+            docker(&[remove, &names].concat());
         }
     }
 }
@@ -228,6 +234,7 @@ async fn stopped_or_changed_containers_show_as_drift_and_deploy_repairs_them() {
         repaired.generation + 1,
         &BTreeMap::new(),
         &repaired.manager_password_hash,
+        None,
     )
     .unwrap();
     runtime.ensure_container(rendered_stray.app_container()).await.unwrap();
@@ -1176,6 +1183,7 @@ async fn redmine_runs_on_its_own_postgresql_and_its_manager_is_a_project_manager
         restore: Some(atrium_engine::model::backup::RestoreRequest {
             snapshot: backup.id.clone(),
             from: Some(format!("{tenant}/web")),
+            offsite_of: None,
         }),
         delete_data_on_destroy: true,
         ..redmine.spec.clone()
@@ -1273,7 +1281,12 @@ async fn users_in_use(fixture: &Fixture, context: &AppContext<'_>, id: &AppInsta
 
 /// `docker inspect --format FORMAT container` on the test engine, trimmed.
 fn docker_inspect(container: &str, format: &str) -> String {
-    let host = service_variable("ATRIUM_TEST_DOCKER_HOST");
+    docker_inspect_on("ATRIUM_TEST_DOCKER_HOST", container, format)
+}
+
+/// `docker inspect --format FORMAT container` on the test engine named by `variable`, trimmed.
+fn docker_inspect_on(variable: &str, container: &str, format: &str) -> String {
+    let host = service_variable(variable);
     let output = std::process::Command::new("docker")
         .args(["-H", &host, "inspect", "--format", format, container])
         .output()
@@ -1284,7 +1297,12 @@ fn docker_inspect(container: &str, format: &str) -> String {
 
 /// Runs `script` with sh in `container` on the test engine; its output.
 fn docker_exec(container: &str, script: &str) -> String {
-    let host = service_variable("ATRIUM_TEST_DOCKER_HOST");
+    docker_exec_on("ATRIUM_TEST_DOCKER_HOST", container, script)
+}
+
+/// Runs `script` with sh in `container` on the test engine named by `variable`; its output.
+fn docker_exec_on(variable: &str, container: &str, script: &str) -> String {
+    let host = service_variable(variable);
     let output = std::process::Command::new("docker")
         .args(["-H", &host, "exec", container, "sh", "-c", script])
         .output()
@@ -1678,4 +1696,98 @@ async fn backups_run_from_the_entrys_backup_image_beside_an_older_database() {
     assert_eq!(image_of("backup"), "atrium/postgres:17");
 
     redmine.purge(&fixture, &context).await;
+}
+
+/// What one test leaves on the second engine: its tenant's objects and the
+/// off-site store (one per engine: no other test runs one there).
+struct SecondEngineCleanup {
+    tenant: String,
+}
+
+impl Drop for SecondEngineCleanup {
+    fn drop(&mut self) {
+        remove_objects("ATRIUM_TEST_DOCKER_HOST_2", &format!("label=atrium.tenant={}", self.tenant));
+        remove_objects("ATRIUM_TEST_DOCKER_HOST_2", "label=atrium.role=backup-store");
+    }
+}
+
+/// The off-site copy, for real: target `local` sends a copy of each backup
+/// to a store Atrium runs on target `cloud` (another engine); with the
+/// instance and every byte of its data gone from `local`, it comes back on
+/// `cloud` from that copy. The copy is encrypted with the store's password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_copied_off_site_and_an_instance_comes_back_from_the_copy_on_another_target() {
+    let mut fixture = Fixture::new("off").await;
+    let _cloud_cleanup = SecondEngineCleanup { tenant: fixture.tenant.clone() };
+    let port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
+    let address = format!("{}:{port}", service_variable("ATRIUM_TEST_HOST_ADDRESS"));
+    let password = format!("offsite-{}-{port}-store", std::process::id());
+    let mut local = test_target("ATRIUM_TEST_DOCKER_HOST");
+    local.offsite_backups = Some(atrium_engine::config::OffsiteBackupsDocument {
+        target: "cloud".into(),
+        address: address.clone(),
+        password: Some(password.clone()),
+    });
+    let cloud = test_target("ATRIUM_TEST_DOCKER_HOST_2");
+    fixture.targets = Targets::new(BTreeMap::from([("local".to_owned(), local), ("cloud".to_owned(), cloud)]));
+    let context = fixture.context(Duration::from_secs(900));
+    let redmine = RealApp::deploy(&fixture, &context, "redmine", "5.0", "postgres").await;
+    let (id, tenant) = (&redmine.spec.id, &fixture.tenant);
+
+    // The store runs on the cloud engine, published on the address's port.
+    let store = "atrium.backup-store";
+    let cloud_engine = "ATRIUM_TEST_DOCKER_HOST_2";
+    assert_eq!(docker_inspect_on(cloud_engine, store, "{{.State.Running}}"), "true");
+    let published = docker_inspect_on(cloud_engine, store, "{{json .HostConfig.PortBindings}}");
+    assert!(published.contains(&format!("\"HostPort\":\"{port}\"")), "{published}");
+
+    let manager = ("m@test.example", redmine.password.expose());
+    let issue = format!(r#"{{"issue": {{"project_id": "{tenant}", "subject": "Kept off-site"}}}}"#);
+    let created = http_request(redmine.port, "POST", "/issues.json", Some(manager), Some(&issue));
+    assert_eq!(status(&created), "201", "{created}");
+    let backup = context.backup_now(id).await.unwrap_or_else(|error| panic!("{error}"));
+    let copied = backup_status(&fixture, &context, id).await.offsite_copy;
+    let expected = format!("snapshot {} copied at 20", backup.short_id());
+    assert!(copied.as_deref().is_some_and(|line| line.starts_with(&expected)), "{copied:?}");
+    // The store holds the copy encrypted: no subject of the data in clear.
+    let stored =
+        docker_exec_on(cloud_engine, store, "find /data -type f | wc -l; grep -rl 'Kept off-site' /data || true");
+    assert!(stored.lines().next().and_then(|n| n.trim().parse::<u32>().ok()).is_some_and(|n| n > 5), "{stored}");
+    assert_eq!(stored.lines().count(), 1, "nothing in clear: {stored}");
+
+    // Every byte of it on `local` is gone, its backups too.
+    redmine.purge(&fixture, &context).await;
+    let local_volumes: Vec<String> =
+        fixture.runtime().await.list_managed_volumes().await.unwrap().into_iter().map(|v| v.name).collect();
+    assert!(!local_volumes.iter().any(|name| name.contains(tenant.as_str())), "{local_volumes:?}");
+
+    // Restoring from a target that keeps no off-site copy is refused, naming it.
+    let on_cloud = |offsite_of: &str| AppInstanceSpec {
+        target: "cloud".into(),
+        restore: Some(atrium_engine::model::backup::RestoreRequest {
+            snapshot: "latest".into(),
+            from: None,
+            offsite_of: Some(offsite_of.into()),
+        }),
+        ..redmine.spec.clone()
+    };
+    let refused = context.deploy(&on_cloud("cloud"), None, None).await.unwrap_err().to_string();
+    assert!(refused.contains("target cloud sends its backups to no off-site store"), "{refused}");
+
+    // It comes back on `cloud` from the copy, with its issue.
+    let back = context.deploy(&on_cloud("local"), None, None).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(back.record.spec.target, "cloud");
+    let database = format!("atrium-{tenant}-web-postgres");
+    let subjects = docker_exec_on(
+        cloud_engine,
+        &database,
+        "psql -h /run/postgresql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -Atc 'select subject from issues order by id'",
+    );
+    assert_eq!(subjects.trim(), "Kept off-site");
+    let port = back.record.published_port.expect("published port");
+    assert_eq!(status(&http_get(port, "/")), "200");
+
+    let purged = AppInstanceSpec { delete_data_on_destroy: true, ..on_cloud("local") };
+    context.deploy(&purged, None, None).await.unwrap();
+    context.destroy(id).await.unwrap();
 }

@@ -26,9 +26,9 @@ use crate::backends::retry::within;
 use crate::backends::targets::{TargetError, Targets};
 use crate::backends::{ObservedContainer, Runtime, RuntimeError, with_retries};
 use crate::catalog::{
-    BackupJobs, Catalog, CatalogEntry, ContainerRole, ContainerSpec, RenderInput, RenderedApp, VolumeSpec, labels,
-    render, render_backups, render_manager_command, render_public_address_command, render_upgrade_jobs,
-    render_user_limit_command, render_users_in_use_command, required_secrets,
+    BackupJobs, Catalog, CatalogEntry, ContainerRole, ContainerSpec, OffsiteStore, RenderInput, RenderedApp,
+    VolumeSpec, labels, render, render_backups, render_manager_command, render_public_address_command,
+    render_upgrade_jobs, render_user_limit_command, render_users_in_use_command, required_secrets,
 };
 use crate::model::app_instance::{
     AppInstanceId, AppInstanceRecord, AppInstanceSpec, AppRead, AppReadWanted, BackupStatus, InstanceHealth,
@@ -183,7 +183,9 @@ pub struct AppContext<'a> {
     pub cancelled: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Renders a recorded (or planned) instance at `generation`.
+/// Renders a recorded (or planned) instance at `generation`, its backups
+/// copied to `offsite` (its target's off-site store) when there is one.
+#[allow(clippy::too_many_arguments)]
 pub fn render_instance(
     entry: &CatalogEntry,
     spec: &AppInstanceSpec,
@@ -192,9 +194,10 @@ pub fn render_instance(
     generation: u32,
     secrets: &BTreeMap<String, String>,
     manager_password_hash: &str,
+    offsite: Option<&OffsiteStore>,
 ) -> Result<RenderedApp, String> {
     let input = render_input(spec, tenant, owner, generation, secrets, manager_password_hash);
-    let (mut app, backups) = render_with_backups(entry, &input, spec, tenant)?;
+    let (mut app, backups) = render_with_backups(entry, &input, spec, tenant, offsite)?;
     // The backup container starts after the other sidecars, before the app.
     if let Some(backups) = backups {
         let app_index =
@@ -212,25 +215,28 @@ fn render_with_backups(
     input: &RenderInput<'_>,
     spec: &AppInstanceSpec,
     tenant: &TenantRecord,
+    offsite: Option<&OffsiteStore>,
 ) -> Result<(RenderedApp, Option<BackupJobs>), String> {
     let mut app = render(entry, input)?;
     add_extra_volumes(&mut app, spec);
     let policy = BackupPolicy::for_tier(tenant.spec.tier)
         .with(spec.backup.as_ref())
         .map_err(|(attribute, reason)| format!("backup.{attribute}: {reason}"))?;
-    let backups = render_backups(entry, input, &app, &policy)?;
+    let backups = render_backups(entry, input, &app, &policy, offsite)?;
     Ok((app, backups))
 }
 
-/// The backup container and jobs of a recorded instance as it is deployed,
-/// or `None` when its catalog entry takes no backups.
+/// The backup container and jobs of a recorded instance as it is deployed
+/// (with `offsite`, its target's off-site store), or `None` when its
+/// catalog entry takes no backups.
 pub fn backup_jobs(
     entry: &CatalogEntry,
     record: &AppInstanceRecord,
     tenant: &TenantRecord,
+    offsite: Option<&OffsiteStore>,
 ) -> Result<Option<BackupJobs>, String> {
     let input = recorded_input(record, tenant);
-    let (app, jobs) = render_with_backups(entry, &input, &record.spec, tenant)?;
+    let (app, jobs) = render_with_backups(entry, &input, &record.spec, tenant, offsite)?;
     let Some(mut jobs) = jobs else {
         return Ok(None);
     };
@@ -361,6 +367,13 @@ impl AppContext<'_> {
             .ok_or_else(|| AppApplyError::TenantMissing { id: spec.id.clone(), tenant: spec.id.tenant_id.to_string() })
     }
 
+    /// The off-site store `target`'s backups are copied to, when its
+    /// configuration names one.
+    pub(crate) fn offsite_store(&self, target: &str) -> Option<OffsiteStore> {
+        let offsite = self.targets.document(target).ok()?.offsite_backups.as_ref()?;
+        Some(OffsiteStore::new(&offsite.address, offsite.password.as_deref()?))
+    }
+
     pub(super) async fn repoint_routes(&self, record: &AppInstanceRecord) -> Result<(), AppApplyError> {
         crate::apply::domain::repoint_routes(self.registry, self.targets, record, self.deadline)
             .await
@@ -372,7 +385,8 @@ impl AppContext<'_> {
     fn render_record(&self, record: &AppInstanceRecord, tenant: &TenantRecord) -> Result<RenderedApp, AppApplyError> {
         let entry = self.entry(&record.spec)?;
         let (secrets, hash) = (&record.secrets, &record.manager_password_hash);
-        render_instance(entry, &record.spec, tenant, &record.owner, record.generation, secrets, hash)
+        let offsite = self.offsite_store(&record.spec.target);
+        render_instance(entry, &record.spec, tenant, &record.owner, record.generation, secrets, hash, offsite.as_ref())
             .map_err(|reason| AppApplyError::Catalog { id: record.spec.id.clone(), reason })
     }
 
@@ -621,13 +635,14 @@ impl AppContext<'_> {
             let replaced = |taken: &crate::model::backup::Snapshot| {
                 tracing::info!(instance = %id, snapshot = %taken.id, "took a backup of the data the restore replaces");
             };
-            let restored =
-                self.restore_from(&id, from.as_ref(), &request.snapshot, replaced).await.map_err(|error| {
-                    AppApplyError::Restore {
-                        id: id.clone(),
-                        snapshot: request.snapshot.clone(),
-                        reason: crate::backends::error_chain(&error),
-                    }
+            let offsite_of = request.offsite_of.as_deref();
+            let restored = self
+                .restore_from(&id, from.as_ref(), offsite_of, &request.snapshot, replaced)
+                .await
+                .map_err(|error| AppApplyError::Restore {
+                    id: id.clone(),
+                    snapshot: request.snapshot.clone(),
+                    reason: crate::backends::error_chain(&error),
                 })?;
             tracing::info!(instance = %id, snapshot = %restored.restored.id, "restored the snapshot the configuration asks for");
             if let Err(warning) = restored.manager {
@@ -1000,9 +1015,20 @@ impl AppContext<'_> {
             (None, Some(record)) => record.password_given,
             (None, None) => false,
         };
+        let offsite = self.offsite_store(&spec.target);
         let render_at = |generation: u32, secrets: &BTreeMap<String, String>| {
-            render_instance(entry, spec, &tenant, self.owner.as_str(), generation, secrets, &manager_password_hash)
-                .map_err(|reason| AppApplyError::Catalog { id: spec.id.clone(), reason })
+            let offsite = offsite.as_ref();
+            render_instance(
+                entry,
+                spec,
+                &tenant,
+                self.owner.as_str(),
+                generation,
+                secrets,
+                &manager_password_hash,
+                offsite,
+            )
+            .map_err(|reason| AppApplyError::Catalog { id: spec.id.clone(), reason })
         };
         let secrets = match &existing {
             Some(record) => record.secrets.clone(),
@@ -1135,6 +1161,9 @@ impl AppContext<'_> {
             owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.as_str().to_owned()),
             created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
         };
+        if entry.backup.is_some() {
+            self.ensure_offsite_store(&spec.id, &spec.target).await?;
+        }
         // Network → volumes → sidecars → the new generation's app container
         // (each healthy) → the record → routes switched → the old generation
         // goes. Undo removes what this deployment made, puts back sidecars it

@@ -5,7 +5,9 @@
 
 use crate::apply::app_instance::{AppApplyError, AppContext, backup_jobs};
 use crate::backends::{CommandOutput, RuntimeError, error_chain};
-use crate::catalog::{BackupJobs, SourceRepository, VERSION_TAG, labels, render_app_container_name};
+use crate::catalog::{
+    BackupJobs, OffsiteStore, STORE_NAME, SourceRepository, VERSION_TAG, labels, render_app_container_name,
+};
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
 use crate::model::backup::Snapshot;
 
@@ -26,6 +28,10 @@ pub enum BackupError {
     NoSuchSnapshot { id: AppInstanceId, snapshot: String, available: Vec<Snapshot> },
     #[error("app instance {id} cannot be restored from the backups of {from}: {reason}; nothing was changed")]
     CloneRefused { id: AppInstanceId, from: AppInstanceId, reason: String },
+    #[error(
+        "app instance {id} cannot be restored from the off-site copy of target {target}'s backups: {reason}; nothing was changed"
+    )]
+    NoOffsiteStore { id: AppInstanceId, target: String, reason: String },
     #[error("{what} of app instance {id} failed (exit code {exit_code:?}). Its output: {output}")]
     Job { id: AppInstanceId, what: &'static str, exit_code: Option<i64>, output: String },
     #[error("restoring snapshot {} of app instance {id} failed: {}; {}", failure.snapshot, failure.reason, failure.kept)]
@@ -73,10 +79,35 @@ impl AppContext<'_> {
             .ok_or_else(|| BackupError::NotFound { id: id.clone() })?;
         let entry = self.entry(&record.spec)?;
         let tenant = self.tenant(&record.spec).await?;
-        let jobs = backup_jobs(entry, &record, &tenant)
+        let offsite = self.offsite_store(&record.spec.target);
+        let jobs = backup_jobs(entry, &record, &tenant, offsite.as_ref())
             .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?
             .ok_or_else(|| BackupError::NoBackups { id: id.clone(), app: record.spec.app.clone() })?;
         Ok((record, jobs))
+    }
+
+    /// Makes sure the off-site store of `target`'s backups runs on its own
+    /// target (when `target` names one), for instance `id`'s deployment.
+    /// Parallel deployments share one check.
+    pub(super) async fn ensure_offsite_store(&self, id: &AppInstanceId, target: &str) -> Result<(), AppApplyError> {
+        let (Some(store), Ok(document)) = (self.offsite_store(target), self.targets.document(target)) else {
+            return Ok(());
+        };
+        let Some(store_target) = document.offsite_backups.as_ref().map(|offsite| offsite.target.as_str()) else {
+            return Ok(());
+        };
+        let container = store.container().map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        let runtime = self.runtime(id, store_target).await?;
+        let labels = OffsiteStore::labels();
+        let volume = crate::catalog::VolumeSpec { name: STORE_NAME.to_owned(), labels: labels.clone() };
+        self.targets
+            .coalesce(&format!("offsite-store/{store_target}"), || async {
+                runtime.ensure_network(STORE_NAME, &labels).await?;
+                runtime.ensure_volume(&volume).await?;
+                runtime.ensure_container(&container).await
+            })
+            .await
+            .map_err(self.runtime_error(id, store_target))
     }
 
     pub(super) async fn run(
@@ -180,25 +211,30 @@ impl AppContext<'_> {
         snapshot: &str,
         replaced: impl FnOnce(&Snapshot) + Send,
     ) -> Result<Restored, BackupError> {
-        self.restore_from(id, None, snapshot, replaced).await
+        self.restore_from(id, None, None, snapshot, replaced).await
     }
 
     /// Restores `snapshot` of `from`'s repository (another instance of the
     /// same tenant and app on the same target, live or destroyed with its
     /// data kept) into instance `id`, as [`AppContext::restore`] does its
-    /// own (`None`): a clone, e.g. to test an upgrade on a copy.
+    /// own (`None`): a clone, e.g. to test an upgrade on a copy. With
+    /// `offsite_of`, the snapshot is read from the copy of `from`'s (or the
+    /// instance's own) backups in the off-site store of that target: how an
+    /// instance comes back on another target when its own is lost.
     pub async fn restore_from(
         &self,
         id: &AppInstanceId,
         from: Option<&AppInstanceId>,
+        offsite_of: Option<&str>,
         snapshot: &str,
         replaced: impl FnOnce(&Snapshot) + Send,
     ) -> Result<Restored, BackupError> {
         let (record, jobs) = self.backups_of(id).await?;
         jobs.restore(snapshot).map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
-        let source = match from {
-            Some(from) => Some(self.clone_source(&record, from).await?),
-            None => None,
+        let source = match (from, offsite_of) {
+            (from, Some(target)) => Some(self.offsite_source(&record, from, target).await?),
+            (Some(from), None) => Some(self.clone_source(&record, from).await?),
+            (None, None) => None,
         };
         // The snapshot is chosen before anything changes (`latest` must not
         // become the backup taken below).
@@ -311,6 +347,54 @@ impl AppContext<'_> {
         if from == id {
             return Err(refused("it is the same instance: restore it without `from`".to_owned()));
         }
+        self.check_clone(record, from).await?;
+        let source = SourceRepository::of(from.tenant_id.as_str(), &from.name);
+        let crate::catalog::SourceLocation::Volume(volume_name) = &source.location else {
+            unreachable!("SourceRepository::of is on a volume")
+        };
+        let target = &record.spec.target;
+        let runtime = self.runtime(id, target).await?;
+        let volumes = runtime.list_managed_volumes().await.map_err(self.runtime_error(id, target))?;
+        let Some(volume) = volumes.iter().find(|volume| volume.name == *volume_name) else {
+            return Err(refused(format!("it has no backups on target {target} (no volume {volume_name})")));
+        };
+        let owner = volume.labels.get(labels::OWNER).map(String::as_str).unwrap_or_default();
+        if owner != self.owner.as_str() {
+            return Err(refused(format!("its data belongs to {owner}")));
+        }
+        Ok(source)
+    }
+
+    /// The copy of `from`'s backups (`None`: the instance's own) in the
+    /// off-site store of `target`, checked as a clone's source is (without
+    /// its volume: the copy is what is left when that target is lost). The
+    /// store keeps each owner's copies apart.
+    async fn offsite_source(
+        &self,
+        record: &AppInstanceRecord,
+        from: Option<&AppInstanceId>,
+        target: &str,
+    ) -> Result<SourceRepository, BackupError> {
+        let id = &record.spec.id;
+        let from = from.unwrap_or(id);
+        if from != id {
+            self.check_clone(record, from).await?;
+        }
+        let refused =
+            |reason: String| BackupError::NoOffsiteStore { id: id.clone(), target: target.to_owned(), reason };
+        if self.targets.document(target).is_err() {
+            return Err(refused(format!("the configuration has no target {target}")));
+        }
+        let store = self.offsite_store(target).ok_or_else(|| {
+            refused(format!("target {target} sends its backups to no off-site store (it has no offsite_backups block)"))
+        })?;
+        Ok(SourceRepository::offsite(&store, self.owner.as_str(), from.tenant_id.as_str(), &from.name))
+    }
+
+    /// Refuses a clone of `from` into `record` of another tenant or app.
+    async fn check_clone(&self, record: &AppInstanceRecord, from: &AppInstanceId) -> Result<(), BackupError> {
+        let id = &record.spec.id;
+        let refused = |reason: String| BackupError::CloneRefused { id: id.clone(), from: from.clone(), reason };
         if from.tenant_id != id.tenant_id {
             return Err(refused(format!(
                 "it belongs to tenant {}: an instance is cloned only from instances of its own tenant",
@@ -322,18 +406,7 @@ impl AppContext<'_> {
         {
             return Err(refused(format!("it runs {}, not {}", source.spec.app, record.spec.app)));
         }
-        let source = SourceRepository::of(from.tenant_id.as_str(), &from.name);
-        let target = &record.spec.target;
-        let runtime = self.runtime(id, target).await?;
-        let volumes = runtime.list_managed_volumes().await.map_err(self.runtime_error(id, target))?;
-        let Some(volume) = volumes.iter().find(|volume| volume.name == source.volume) else {
-            return Err(refused(format!("it has no backups on target {target} (no volume {})", source.volume)));
-        };
-        let owner = volume.labels.get(labels::OWNER).map(String::as_str).unwrap_or_default();
-        if owner != self.owner.as_str() {
-            return Err(refused(format!("its data belongs to {owner}")));
-        }
-        Ok(source)
+        Ok(())
     }
 
     /// Puts a snapshot's data in with `job` (the app stopped), migrates it

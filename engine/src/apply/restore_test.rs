@@ -86,11 +86,11 @@ impl AppContext<'_> {
             .map(|name| (name, crate::model::password::random_text::<28>()))
             .collect();
         let scratch = scratch_of(&record, secrets);
-        let mut rendered = render_instance(entry, &scratch.spec, &tenant, &record.owner, 0, &scratch.secrets, "")
+        let mut rendered = render_instance(entry, &scratch.spec, &tenant, &record.owner, 0, &scratch.secrets, "", None)
             .map_err(catalog_error)?;
         // The scratch instance takes no backups of its own.
         rendered.containers.retain(|c| c.role != ContainerRole::Sidecar(BACKUP_ROLE.to_owned()));
-        let scratch_jobs = backup_jobs(entry, &scratch, &tenant)
+        let scratch_jobs = backup_jobs(entry, &scratch, &tenant, None)
             .map_err(catalog_error)?
             .ok_or_else(|| BackupError::NoBackups { id: id.clone(), app: record.spec.app.clone() })?;
         let source = SourceRepository::of(id.tenant_id.as_str(), &id.name);

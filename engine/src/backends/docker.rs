@@ -191,7 +191,10 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let port_bindings = port_key.as_ref().map(|key| {
         HashMap::from([(
             key.clone(),
-            Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+            Some(vec![match spec.host_port {
+                Some(port) => PortBinding { host_ip: Some("0.0.0.0".into()), host_port: Some(port.to_string()) },
+                None => PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) },
+            }]),
         )])
     });
     ContainerCreateBody {

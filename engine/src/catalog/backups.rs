@@ -65,21 +65,158 @@ pub struct BackupJobs {
     tag: String,
 }
 
-/// Another instance's repository on the same target (its backup volume),
-/// which a clone reads: a live instance's or the one a destroyed instance
-/// left.
+/// A repository a restore reads other than the instance's own: another
+/// instance's on the same target (its backup volume, a live instance's or
+/// the one a destroyed instance left), or a copy in an off-site store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceRepository {
-    /// Its backup volume, `atrium-TENANT-NAME-backups`.
-    pub volume: String,
+    pub location: SourceLocation,
     /// Its snapshots' tag, `TENANT/NAME`.
     pub tag: String,
 }
 
+/// Where a [`SourceRepository`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceLocation {
+    /// A backup volume on the instance's target, `atrium-TENANT-NAME-backups`.
+    Volume(String),
+    /// The copy of instance `TENANT/NAME`'s backups (made by `owner`) in an off-site store.
+    Offsite { store: OffsiteStore, owner: String },
+}
+
 impl SourceRepository {
-    /// The repository of instance `name` of `tenant`.
+    /// The repository of instance `name` of `tenant` on the same target.
     pub fn of(tenant: &str, name: &str) -> SourceRepository {
-        SourceRepository { volume: backup_volume_name(tenant, name), tag: format!("{tenant}/{name}") }
+        SourceRepository {
+            location: SourceLocation::Volume(backup_volume_name(tenant, name)),
+            tag: format!("{tenant}/{name}"),
+        }
+    }
+
+    /// The copy of the backups of instance `name` of `tenant` (made by
+    /// `owner`) in the off-site store `store`.
+    pub fn offsite(store: &OffsiteStore, owner: &str, tenant: &str, name: &str) -> SourceRepository {
+        SourceRepository {
+            location: SourceLocation::Offsite { store: store.clone(), owner: owner.to_owned() },
+            tag: format!("{tenant}/{name}"),
+        }
+    }
+}
+
+/// The off-site store's image: rclone's restic REST server (`scripts/images/backup-store`).
+pub const STORE_IMAGE: &str = "atrium/backup-store:1.60";
+
+/// The off-site store's container, volume and network on its target (a
+/// name no instance's objects can have: tenant ids hold no dot).
+pub const STORE_NAME: &str = "atrium.backup-store";
+
+/// The port the store listens on in its container.
+const STORE_PORT: u16 = 8000;
+
+/// The user name the store's requests sign in with.
+const STORE_USER: &str = "atrium";
+
+/// Where an instance's backup container and jobs find the off-site
+/// repository and its password (files written into them, never in their
+/// environment).
+const OFFSITE_REPOSITORY_FILE: &str = "/etc/atrium/offsite/repository";
+const OFFSITE_PASSWORD_FILE: &str = "/etc/atrium/offsite/password";
+
+/// Where a restore job finds a source repository in an off-site store.
+const SOURCE_REPOSITORY_FILE: &str = "/etc/atrium/source/repository";
+const SOURCE_PASSWORD_FILE: &str = "/etc/atrium/source/password";
+
+/// Where the latest off-site copy's result lives, in the backup volume: the
+/// local snapshot copied and when (`ID TIME`), or why the copy failed.
+pub const OFFSITE_STATUS_FILE: &str = "/backup/status/offsite";
+
+/// An off-site store of restic repositories (a target's `offsite_backups`):
+/// rclone's restic REST server, run by Atrium on another target, holding one
+/// repository per instance, encrypted with the store's password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OffsiteStore {
+    /// `HOST:PORT`, as every target's containers reach it.
+    address: String,
+    password: String,
+}
+
+impl std::fmt::Debug for OffsiteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OffsiteStore").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+impl OffsiteStore {
+    /// The store at `address` (`HOST:PORT`) with `password` (URL-safe, as
+    /// the configuration checks).
+    pub fn new(address: &str, password: &str) -> OffsiteStore {
+        OffsiteStore { address: address.to_owned(), password: password.to_owned() }
+    }
+
+    /// Where the store is reached, `HOST:PORT`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The repository of instance `TENANT/NAME` made by `owner` (two owners'
+    /// instances of the same names never share one).
+    fn repository(&self, owner: &str, tag: &str) -> String {
+        let owner = super::files_digest(&[("owner".to_owned(), owner.to_owned())].into());
+        format!("rest:http://{STORE_USER}:{}@{}/{owner}/{tag}/", self.password, self.address)
+    }
+
+    /// The files that point restic at the repository of `tag` (made by
+    /// `owner`): the repository file and the password file at these paths.
+    fn files(&self, owner: &str, tag: &str, paths: (&str, &str)) -> [(String, String); 2] {
+        [
+            (paths.0.to_owned(), format!("{}\n", self.repository(owner, tag))),
+            (paths.1.to_owned(), format!("{}\n", self.password)),
+        ]
+    }
+
+    /// The labels of the store's container, volume and network.
+    pub fn labels() -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::from([
+            (labels::MANAGED.to_owned(), "true".to_owned()),
+            (labels::ROLE.to_owned(), "backup-store".to_owned()),
+        ])
+    }
+
+    /// The store's container on its target (its volume and network are
+    /// [`STORE_NAME`] too), publishing its port on the address's port.
+    pub fn container(&self) -> Result<ContainerSpec, String> {
+        let port = self
+            .address
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            .ok_or_else(|| format!("{:?} is not HOST:PORT", self.address))?;
+        let mut labels = Self::labels();
+        let environment: std::collections::BTreeMap<String, String> =
+            [("RCLONE_USER", STORE_USER), ("RCLONE_PASS", self.password.as_str())]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into();
+        let digested = format!("{STORE_IMAGE}{environment:?}{port}");
+        labels.insert(labels::SPEC.to_owned(), super::files_digest(&[("spec".to_owned(), digested)].into()));
+        Ok(ContainerSpec {
+            name: STORE_NAME.to_owned(),
+            role: ContainerRole::Sidecar("backup-store".to_owned()),
+            image: STORE_IMAGE.to_owned(),
+            command: None,
+            environment,
+            labels,
+            mounts: vec![(STORE_NAME.to_owned(), "/data".to_owned())],
+            port: Some(STORE_PORT),
+            host_port: Some(port),
+            health: None,
+            nano_cpus: 1_000_000_000,
+            memory_bytes: 512 * 1024 * 1024,
+            network: STORE_NAME.to_owned(),
+            network_alias: STORE_NAME.to_owned(),
+            files: Default::default(),
+            capabilities: Vec::new(),
+            user: None,
+            read_only: true,
+        })
     }
 }
 
@@ -155,19 +292,32 @@ impl BackupJobs {
 
 /// `job` reading `source`'s repository instead of the instance's own.
 fn reading(mut job: ContainerSpec, source: &SourceRepository) -> ContainerSpec {
-    job.mounts.push((source.volume.clone(), "/source".to_owned()));
-    job.environment.insert("RESTIC_REPOSITORY".to_owned(), "/source/restic".to_owned());
-    job.environment.insert("RESTIC_PASSWORD_FILE".to_owned(), "/source/restic-password".to_owned());
+    match &source.location {
+        SourceLocation::Volume(volume) => {
+            job.mounts.push((volume.clone(), "/source".to_owned()));
+            job.environment.insert("RESTIC_REPOSITORY".to_owned(), "/source/restic".to_owned());
+            job.environment.insert("RESTIC_PASSWORD_FILE".to_owned(), "/source/restic-password".to_owned());
+        }
+        SourceLocation::Offsite { store, owner } => {
+            job.files.extend(store.files(owner, &source.tag, (SOURCE_REPOSITORY_FILE, SOURCE_PASSWORD_FILE)));
+            job.environment.remove("RESTIC_REPOSITORY");
+            job.environment.insert("RESTIC_REPOSITORY_FILE".to_owned(), SOURCE_REPOSITORY_FILE.to_owned());
+            job.environment.insert("RESTIC_PASSWORD_FILE".to_owned(), SOURCE_PASSWORD_FILE.to_owned());
+        }
+    }
     job
 }
 
 /// The backup container and jobs of `rendered` (an instance of `entry`), or
-/// `None` when the entry declares no backup.
+/// `None` when the entry declares no backup. With `offsite`, every
+/// scheduled or on-demand backup is then copied to the instance's
+/// repository in that store.
 pub fn render_backups(
     entry: &CatalogEntry,
     input: &RenderInput<'_>,
     rendered: &RenderedApp,
     policy: &BackupPolicy,
+    offsite: Option<&OffsiteStore>,
 ) -> Result<Option<BackupJobs>, String> {
     let Some(backup) = &entry.backup else {
         return Ok(None);
@@ -211,7 +361,10 @@ pub fn render_backups(
     container.capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER"].map(str::to_owned).to_vec();
     container.read_only = false;
     container.port = None;
-    container.files = Default::default();
+    container.files = match offsite {
+        Some(store) => store.files(input.owner, &tag, (OFFSITE_REPOSITORY_FILE, OFFSITE_PASSWORD_FILE)).into(),
+        None => Default::default(),
+    };
     // Unhealthy while the last backup failed (checked once a minute).
     container.health = Some(HealthSpec {
         test: ["CMD", "sh", "-c", "! test -e /backup/status/failed"].map(str::to_owned).to_vec(),
@@ -250,9 +403,54 @@ pub fn render_backups(
         "  rm -rf /backup/dump".to_owned(),
         "  echo \"$snapshot $(date -u +%Y-%m-%dT%H:%M:%SZ)\" > /backup/status/latest".to_owned(),
         "  rm -f /backup/status/failed".to_owned(),
+        // The off-site copy's failure does not fail the backup (it is safe
+        // here): it is recorded, and the next backup copies again.
+        if offsite.is_some() {
+            "  if [ \"${1:-}\" != keep-all ]; then offsite \"$snapshot\" || true; fi".to_owned()
+        } else {
+            String::new()
+        },
         "  echo \"atrium-backup: snapshot $(cat /backup/status/latest)\"".to_owned(),
         ")".to_owned(),
     ];
+    // Copies snapshot $1 to the off-site repository (made at first use with
+    // the local one's chunker, so that copies share data), forgets there by
+    // the same policy, prunes there once a day; records the result.
+    let mut copy_function = vec![
+        "offsite() (".to_owned(),
+        "  set -u".to_owned(),
+        "  unset RESTIC_REPOSITORY".to_owned(),
+        format!(
+            "  export RESTIC_REPOSITORY_FILE={OFFSITE_REPOSITORY_FILE} RESTIC_PASSWORD_FILE={OFFSITE_PASSWORD_FILE}"
+        ),
+        format!("  from=\"--from-repo /backup/restic --from-password-file {PASSWORD_FILE}\""),
+        "  out=/backup/status/offsite-output".to_owned(),
+        "  pruned=/backup/status/offsite-pruned".to_owned(),
+        "  if { restic cat config > /dev/null 2>&1 || restic init $from --copy-chunker-params; } > $out 2>&1 &&"
+            .to_owned(),
+        "    restic copy $from \"$1\" >> $out 2>&1 &&".to_owned(),
+        format!(
+            "    restic forget --host atrium --tag {} {} >> $out 2>&1; then",
+            shell_word(&tag),
+            policy.forget_arguments().join(" ")
+        ),
+        "    status=\"$1 $(date -u +%Y-%m-%dT%H:%M:%SZ)\"".to_owned(),
+        "  else".to_owned(),
+        "    status=\"failed $(date -u +%Y-%m-%dT%H:%M:%SZ): $(tail -n 1 $out)\"".to_owned(),
+        "  fi".to_owned(),
+        format!("  echo \"$status\" > {OFFSITE_STATUS_FILE}.new && mv {OFFSITE_STATUS_FILE}.new {OFFSITE_STATUS_FILE}"),
+        "  case $status in failed*) cat $out >&2; echo 'atrium-backup: the off-site copy failed' >&2; return 1 ;; esac"
+            .to_owned(),
+        "  [ -s $pruned ] || date +%s > $pruned".to_owned(),
+        format!(
+            "  if [ \"$(date +%s)\" -ge $(( $(cat $pruned) + {PRUNE_EVERY} )) ] && restic prune >> $out 2>&1; then date +%s > $pruned; fi"
+        ),
+        "  echo \"atrium-backup: off-site copy $status\"".to_owned(),
+        ")".to_owned(),
+    ];
+    if offsite.is_none() {
+        copy_function.clear();
+    }
     // The repository and its password, made at first use; a password file
     // is written whole before it is used.
     let prepare_function = [
@@ -266,7 +464,10 @@ pub fn render_backups(
         format!("  {UNLOCK_STALE}"),
         "}".to_owned(),
     ];
-    let functions = [prepare_function.as_slice(), backup_function.as_slice()].concat().join("\n");
+    let functions = [prepare_function.as_slice(), copy_function.as_slice(), backup_function.as_slice()].concat();
+    // (The off-site copy's call is an empty line without a store.)
+    let functions: Vec<String> = functions.into_iter().filter(|line| !line.is_empty()).collect();
+    let functions = functions.join("\n");
     let interval = policy.interval.as_secs();
     let schedule = [
         "set -u".to_owned(),
@@ -288,7 +489,12 @@ pub fn render_backups(
         "done".to_owned(),
     ];
     container.command = Some(vec!["sh".to_owned(), "-c".to_owned(), schedule.join("\n")]);
-    let digested = format!("{:?}{:?}{:?}", container.command, container.environment, container.mounts);
+    // The off-site store's files count only when there are some: the spec
+    // of a container that copies nothing is what it was before them.
+    let mut digested = format!("{:?}{:?}{:?}", container.command, container.environment, container.mounts);
+    if !container.files.is_empty() {
+        digested.push_str(&super::files_digest(&container.files));
+    }
     container.labels.insert(labels::SPEC.to_owned(), super::files_digest(&[("spec".to_owned(), digested)].into()));
 
     let job = |name: &str, lines: Vec<String>| {
@@ -314,7 +520,9 @@ pub fn render_backups(
         "snapshots",
         vec![
             "set -eu".to_owned(),
-            "[ -f \"$RESTIC_REPOSITORY/config\" ] || { echo '[]'; exit 0; }".to_owned(),
+            // A repository on a volume that was never made holds no snapshot
+            // (one in an off-site store that does not exist is an error).
+            "case \"${RESTIC_REPOSITORY:-}\" in /*) [ -f \"$RESTIC_REPOSITORY/config\" ] || { echo '[]'; exit 0; } ;; esac".to_owned(),
             "restic snapshots --json --host atrium --tag \"$1\"".to_owned(),
         ],
     );

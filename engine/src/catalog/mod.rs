@@ -21,7 +21,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use backups::{BACKUP_ROLE, BackupJobs, SourceRepository, VERSION_TAG, render_backups};
+pub use backups::{
+    BACKUP_ROLE, BackupJobs, OFFSITE_STATUS_FILE, OffsiteStore, STORE_NAME, SourceLocation, SourceRepository,
+    VERSION_TAG, render_backups,
+};
 pub use render::{
     ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, UpgradeJobs, VolumeSpec, app_container_name,
     backup_volume_name, describe, files_digest, labels, network_name, render, render_manager_command,

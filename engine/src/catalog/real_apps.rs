@@ -55,7 +55,7 @@ fn describe_with_manager(app_name: &str) -> String {
         text.push_str(&format!("upgrade from generation 1:\n{}", render::describe_jobs(&jobs)));
     }
     let policy = crate::model::backup::BackupPolicy::for_tier(crate::model::Tier::Business);
-    if let Some(backups) = render_backups(&entry, &sample_input(&entry, &secrets), &app, &policy).unwrap() {
+    if let Some(backups) = render_backups(&entry, &sample_input(&entry, &secrets), &app, &policy, None).unwrap() {
         let restore = backups.restore("latest").unwrap();
         text.push_str(&format!(
             "backups:\n{}",
@@ -169,7 +169,7 @@ fn upstream_backup_scripts_parse_and_read_the_mounted_volumes() {
         let secrets = sample_secrets(&entry);
         let input = sample_input(&entry, &secrets);
         let policy = crate::model::backup::BackupPolicy::for_tier(crate::model::Tier::Business);
-        let jobs = render_backups(&entry, &input, &app, &policy).unwrap().unwrap();
+        let jobs = render_backups(&entry, &input, &app, &policy, None).unwrap().unwrap();
         let restore = jobs.restore("latest").unwrap();
         for job in [&jobs.container, &jobs.backup_now, &restore] {
             assert_eq!(job.image, backup.image.clone().unwrap(), "{app_name}: {}", job.name);
@@ -186,6 +186,49 @@ fn upstream_backup_scripts_parse_and_read_the_mounted_volumes() {
             }
         }
     }
+}
+
+/// A target's off-site store reaches the backup container and the restore
+/// jobs as files, never as environment (which `docker inspect` shows), and a
+/// changed store changes the container's spec (it is made again).
+#[test]
+fn offsite_copies_are_configured_by_files_never_by_the_environment() {
+    use super::backups::{OffsiteStore, SourceRepository};
+    let (entry, app) = render_stable("redmine");
+    let secrets = sample_secrets(&entry);
+    let input = sample_input(&entry, &secrets);
+    let policy = crate::model::backup::BackupPolicy::for_tier(crate::model::Tier::Business);
+    let password = "s3cret-store-password-0123";
+    let store = OffsiteStore::new("198.51.100.7:8765", password);
+    let local = render_backups(&entry, &input, &app, &policy, None).unwrap().unwrap();
+    let copied = render_backups(&entry, &input, &app, &policy, Some(&store)).unwrap().unwrap();
+    assert!(local.container.files.is_empty());
+    let repository = &copied.container.files["/etc/atrium/offsite/repository"];
+    assert!(repository.starts_with(&format!("rest:http://atrium:{password}@198.51.100.7:8765/")), "{repository}");
+    assert!(repository.trim_end().ends_with(&format!("/{}/{}/", input.tenant, input.instance)), "{repository}");
+    assert_eq!(copied.container.files["/etc/atrium/offsite/password"], format!("{password}\n"));
+    let other = OffsiteStore::new("198.51.100.7:8765", "another-store-password-01");
+    let changed = render_backups(&entry, &input, &app, &policy, Some(&other)).unwrap().unwrap();
+    let spec = |jobs: &super::BackupJobs| jobs.container.labels[crate::model::container::labels::SPEC].clone();
+    assert!(spec(&local) != spec(&copied) && spec(&copied) != spec(&changed), "a changed store makes it again");
+    assert!(!format!("{:?}", store).contains(password), "the store's Debug shows no password");
+
+    let source = SourceRepository::offsite(&store, input.owner, input.tenant, "gone");
+    let restore = copied.restore_from("latest", &source).unwrap();
+    let listing = copied.snapshots_in(&source);
+    for job in [&copied.container, &copied.backup_now, &restore, &listing] {
+        assert!(job.environment.values().all(|value| !value.contains(password)), "{}: {:?}", job.name, job.environment);
+        let script = &job.command.as_ref().unwrap()[2];
+        let parsed = std::process::Command::new("sh").args(["-n", "-c", script]).status().unwrap();
+        assert!(parsed.success(), "{} is not shell: {script}", job.name);
+    }
+    for job in [&restore, &listing] {
+        assert!(!job.environment.contains_key("RESTIC_REPOSITORY"), "{}", job.name);
+        assert_eq!(job.environment["RESTIC_REPOSITORY_FILE"], "/etc/atrium/source/repository");
+        assert!(job.files["/etc/atrium/source/repository"].contains(&format!("/{}/gone/", input.tenant)));
+    }
+    let store_container = store.container().unwrap();
+    assert_eq!((store_container.port, store_container.host_port), (Some(8000), Some(8765)));
 }
 
 #[test]

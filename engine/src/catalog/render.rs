@@ -295,6 +295,7 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
             capabilities: sidecar.capabilities.clone(),
             user: sidecar.user.clone(),
             read_only: sidecar.read_only,
+            host_port: None,
         });
     }
 
@@ -354,6 +355,7 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
         capabilities: entry.capabilities.clone(),
         user: entry.user.clone(),
         read_only: entry.read_only,
+        host_port: None,
     });
     if entry.backup.is_some() {
         volumes.push(VolumeSpec { name: backup_volume_name(input.tenant, input.instance), labels: labels.clone() });

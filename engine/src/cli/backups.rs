@@ -123,6 +123,7 @@ pub async fn restore(
     session: &Session,
     id: &AppInstanceId,
     from: Option<&AppInstanceId>,
+    offsite_of: Option<&str>,
     snapshot: &str,
     auto_approve: bool,
     confirmed: impl FnOnce(&str) -> bool,
@@ -142,7 +143,10 @@ pub async fn restore(
             None,
         )]);
     }
-    let whose = from.map(|from| format!(" of {from}")).unwrap_or_default();
+    let mut whose = from.map(|from| format!(" of {from}")).unwrap_or_default();
+    if let Some(target) = offsite_of {
+        whose.push_str(&format!(" in the off-site copy of target {target}'s backups"));
+    }
     let question = format!(
         "Restore app instance {id} from snapshot {snapshot}{whose}?\n  Its data (database and volumes) is replaced by the snapshot's; a backup of the data as it is now is taken first."
     );
@@ -160,8 +164,10 @@ pub async fn restore(
             taken.time
         );
     };
-    let restored =
-        context.restore_from(id, from, snapshot, replaced).await.map_err(|error| failed("Restore failed", &error))?;
+    let restored = context
+        .restore_from(id, from, offsite_of, snapshot, replaced)
+        .await
+        .map_err(|error| failed("Restore failed", &error))?;
     println!(
         "Restored app instance {id} from snapshot {}{whose} ({}). The data it replaced is snapshot {}.",
         restored.restored.short_id(),

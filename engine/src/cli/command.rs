@@ -128,6 +128,10 @@ enum Command {
         /// destroyed with its data kept) instead of its own: a clone.
         #[arg(long)]
         from: Option<String>,
+        /// Read the snapshot from the off-site copy of this target's backups (its offsite_backups
+        /// store), e.g. when that target is lost.
+        #[arg(long, value_name = "TARGET")]
+        offsite_of: Option<String>,
         /// The app instance, TENANT/NAME.
         instance: String,
         /// A snapshot id (or its first 8 or more hex digits), or `latest`.
@@ -418,7 +422,7 @@ async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
             session.platform.registry.close().await;
             result
         }
-        Command::Restore { vars, auto_approve, from, instance, snapshot } => {
+        Command::Restore { vars, auto_approve, from, offsite_of, instance, snapshot } => {
             let id = super::backups::instance_id(&instance)?;
             let from = from.as_deref().map(super::backups::instance_id).transpose()?;
             if !crate::model::backup::is_snapshot_reference(&snapshot) {
@@ -431,8 +435,16 @@ async fn run_command(command: Command) -> Result<i32, Vec<Diagnostic>> {
                 )]);
             }
             let session = open_session(&vars).await?;
-            let result =
-                super::backups::restore(&session, &id, from.as_ref(), &snapshot, auto_approve, confirmed).await;
+            let result = super::backups::restore(
+                &session,
+                &id,
+                from.as_ref(),
+                offsite_of.as_deref(),
+                &snapshot,
+                auto_approve,
+                confirmed,
+            )
+            .await;
             session.platform.registry.close().await;
             result
         }

@@ -209,6 +209,13 @@ pub struct AppInstanceDocument {
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub latest_restore_test: Option<String>,
+    /// The latest copy of a backup to the off-site store of the instance's target (the target's
+    /// `offsite_backups`): `snapshot ID copied at TIME`, or `failed at TIME: ...` with restic's last
+    /// words (the local backup stands; the next one copies again). Null while the target copies none.
+    /// A refresh reads it from the backup volume.
+    #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
+    pub latest_offsite_copy: Option<String>,
     /// How many people use the app (active users, not its own root/admin user or system accounts), as
     /// the app counts them, for apps with no user limit of their own (Tryton, Redmine, MediaWiki): the
     /// plan warns when it exceeds `users`, which such an app cannot enforce. Null for apps that enforce
@@ -427,6 +434,7 @@ impl AppInstanceRecord {
             latest_backup: current.and_then(|current| current.latest_backup.clone()),
             latest_backup_at: current.and_then(|current| current.latest_backup_at.clone()),
             latest_restore_test: current.and_then(|current| current.latest_restore_test.clone()),
+            latest_offsite_copy: current.and_then(|current| current.latest_offsite_copy.clone()),
             users_in_use: current.and_then(|current| current.users_in_use),
         }
     }
@@ -451,28 +459,39 @@ impl LatestBackup {
     }
 }
 
-/// What an instance's backup volume says of its backups: the latest one
-/// and the latest restore test.
+/// What an instance's backup volume says of its backups: the latest one,
+/// the latest restore test and the latest off-site copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackupStatus {
     pub latest: Option<LatestBackup>,
     pub restore_test: Option<String>,
+    pub offsite_copy: Option<String>,
 }
 
 impl BackupStatus {
-    /// The line between the two status files in what [`BackupStatus::READ`] prints.
+    /// The line between the status files in what [`BackupStatus::READ`] prints.
     const SEPARATOR: &str = "--";
 
-    /// The command that prints both status files, the latest backup's line first.
-    pub const READ: &str =
-        "cat /backup/status/latest 2>/dev/null; echo --; cat /backup/status/restore-test 2>/dev/null; true";
+    /// The command that prints the status files, the latest backup's line first.
+    pub const READ: &str = "cat /backup/status/latest 2>/dev/null; echo --; cat /backup/status/restore-test 2>/dev/null; echo --; cat /backup/status/offsite 2>/dev/null; true";
 
     /// Parses what [`BackupStatus::READ`] printed.
     pub fn parse(output: &str) -> BackupStatus {
         let mut lines = output.lines().map(str::trim);
         let latest: Vec<&str> = lines.by_ref().take_while(|line| *line != Self::SEPARATOR).collect();
-        let restore_test = lines.find(|line| !line.is_empty()).map(str::to_owned);
-        BackupStatus { latest: LatestBackup::parse(&latest.join(" ")), restore_test }
+        let restore_test: Vec<&str> = lines.by_ref().take_while(|line| *line != Self::SEPARATOR).collect();
+        let restore_test = restore_test.into_iter().find(|line| !line.is_empty()).map(str::to_owned);
+        let offsite_copy = lines.find(|line| !line.is_empty()).and_then(Self::offsite_copy);
+        BackupStatus { latest: LatestBackup::parse(&latest.join(" ")), restore_test, offsite_copy }
+    }
+
+    /// The off-site copy's status line (`SNAPSHOT TIME`, or `failed TIME: WHY`)
+    /// as `latest_offsite_copy` says it.
+    fn offsite_copy(line: &str) -> Option<String> {
+        if let Some(failure) = line.strip_prefix("failed ") {
+            return Some(format!("failed at {failure}"));
+        }
+        LatestBackup::parse(line).map(|copied| format!("snapshot {} copied at {}", copied.snapshot, copied.taken_at))
     }
 }
 
@@ -554,6 +573,7 @@ impl LatestBackupRead {
             document.latest_backup = status.latest.as_ref().map(|latest| latest.snapshot.clone());
             document.latest_backup_at = status.latest.map(|latest| latest.taken_at);
             document.latest_restore_test = status.restore_test;
+            document.latest_offsite_copy = status.offsite_copy;
         }
     }
 }
@@ -604,8 +624,11 @@ mod tests {
         assert_eq!(document, known);
         let newer = LatestBackup { snapshot: "0a1b2c3d".into(), taken_at: "2026-12-03T17:20:00Z".into() };
         let tested = "passed at 2026-12-03T18:00:00Z: snapshot 0a1b2c3d restored".to_owned();
-        LatestBackupRead::Read(BackupStatus { latest: Some(newer), restore_test: Some(tested.clone()) })
-            .read_into(&mut document);
+        let copied = "snapshot 0a1b2c3d copied at 2026-12-03T17:21:00Z".to_owned();
+        let status =
+            BackupStatus { latest: Some(newer), restore_test: Some(tested.clone()), offsite_copy: Some(copied) };
+        LatestBackupRead::Read(status).read_into(&mut document);
+        assert_eq!(document.latest_offsite_copy.as_deref(), Some("snapshot 0a1b2c3d copied at 2026-12-03T17:21:00Z"));
         assert_eq!(
             (document.latest_backup.as_deref(), document.latest_backup_at.as_deref()),
             (Some("0a1b2c3d"), Some("2026-12-03T17:20:00Z"))
@@ -629,5 +652,14 @@ mod tests {
         assert_eq!(BackupStatus::parse(""), BackupStatus::default());
         let untested = BackupStatus::parse("3f9a12bc 2026-12-03T16:20:00Z\n--\n");
         assert!(untested.latest.is_some() && untested.restore_test.is_none(), "{untested:?}");
+        let copied = BackupStatus::parse("3f9a12bc 2026-12-03T16:20:00Z\n--\n--\n3f9a12bc 2026-12-03T16:20:04Z\n");
+        assert_eq!(copied.restore_test, None);
+        assert_eq!(copied.offsite_copy.as_deref(), Some("snapshot 3f9a12bc copied at 2026-12-03T16:20:04Z"));
+        let failed = BackupStatus::parse("--\n--\nfailed 2026-12-03T16:20:04Z: Fatal: unable to open repository\n");
+        assert_eq!(
+            failed.offsite_copy.as_deref(),
+            Some("failed at 2026-12-03T16:20:04Z: Fatal: unable to open repository")
+        );
+        assert_eq!(BackupStatus::parse("--\n--\ngarbage\n").offsite_copy, None);
     }
 }

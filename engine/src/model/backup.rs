@@ -56,9 +56,15 @@ pub struct RestoreRequest {
     /// `latest`, or a snapshot id (8 to 64 lowercase hex digits, as `atrium snapshots` lists them).
     pub snapshot: String,
     /// Another instance of the same tenant and app on the same target, `TENANT/NAME` (live, or
-    /// destroyed with its data kept), whose snapshot to restore: a clone. Unset: this instance's own.
+    /// destroyed with its data kept), whose snapshot to restore: a clone (with `offsite_of`, from its
+    /// off-site copy, wherever it ran). Unset: this instance's own.
     #[serde(default)]
     pub from: Option<String>,
+    /// A target whose off-site store holds the snapshot (the copy of `from`'s backups, or of this
+    /// instance's own, that target's `offsite_backups` made): how an instance comes back on another
+    /// target when the target its data was on is lost. Unset: the backups on this instance's target.
+    #[serde(default)]
+    pub offsite_of: Option<String>,
 }
 
 /// Why a backup attribute is refused: the attribute's name and the reason.

@@ -37,6 +37,9 @@ pub struct ContainerSpec {
     pub mounts: Vec<(String, String)>,
     /// The port the app listens on; published on the target's loopback.
     pub port: Option<u16>,
+    /// Publishes `port` on this port of every address of the target's host
+    /// instead (a service other targets reach, like the off-site backup store).
+    pub host_port: Option<u16>,
     pub health: Option<HealthSpec>,
     pub nano_cpus: i64,
     pub memory_bytes: i64,

@@ -337,7 +337,7 @@ pub fn plan_instance(prior: Option<&Draft>, config: Option<&Draft>, facts: &AppF
     // knew. A new instance may find the backups of kept data; an app that
     // takes none never has one.
     let takes_backups = draft.app.as_deref().and_then(|app| facts.catalog.get(app)).map(|e| e.backup.is_some());
-    for attribute in ["latest_backup", "latest_backup_at", "latest_restore_test"] {
+    for attribute in ["latest_backup", "latest_backup_at", "latest_restore_test", "latest_offsite_copy"] {
         let latest = match takes_backups {
             Some(false) => Planned::Known(serde_json::Value::Null),
             _ if creating => Planned::Unknown,
@@ -1131,7 +1131,8 @@ mod draft_plan_tests {
         let mut record = recorded("the-old-password");
         (record.spec.app, record.spec.version) = ("redmine".into(), "5.0".into());
         let mut restored = record.clone();
-        restored.spec.restore = Some(RestoreRequest { snapshot: "1a2b3c4d".into(), from: Some("acme/other".into()) });
+        restored.spec.restore =
+            Some(RestoreRequest { snapshot: "1a2b3c4d".into(), from: Some("acme/other".into()), offsite_of: None });
         let facts =
             |recorded| AppFacts { catalog: &catalog, targets: vec!["lyon-onprem"], tenant: Some(&active), recorded };
         let redmine = |restore: serde_json::Value, unknown: &[&str]| {
@@ -1169,7 +1170,7 @@ mod draft_plan_tests {
         assert!(detail.contains("replaces this instance's data") && detail.contains("snapshot latest"), "{detail}");
         // The change is recorded after the restore, not deployed.
         let mut wanted = record.spec.clone();
-        wanted.restore = Some(RestoreRequest { snapshot: "latest".into(), from: None });
+        wanted.restore = Some(RestoreRequest { snapshot: "latest".into(), from: None, offsite_of: None });
         let change = plan_app_instance(Some(&wanted), Some((&record, InstanceHealth::Running))).unwrap();
         assert_eq!((change.action, change.redeploy), (Action::Update, false));
         assert_eq!(change.reason, "restore changed (no new deployment)");
