@@ -299,7 +299,7 @@ resource "atrium_app_instance" "wiki" {{
     workspace.apply();
     assert_eq!(sql(&tenant, "SELECT v FROM bench_marker").trim(), "in the backup");
     let restore = workspace.state_attribute("atrium_app_instance.wiki", "restore");
-    assert_eq!(restore, serde_json::json!({"snapshot": snapshot, "from": null}));
+    assert_eq!(restore, serde_json::json!({"snapshot": snapshot, "from": null, "offsite_of": null}));
     workspace.assert_plan_empty("after the restore (it is not carried out again)");
     // The data the restore replaced was backed up first: three snapshots now.
     let listed = cli.atrium(&["snapshots", "-json", &wiki]).expect_code(0, "atrium snapshots -json");
@@ -348,7 +348,7 @@ resource "atrium_app_instance" "copy" {{
     workspace.terraform(&["state", "rm", "atrium_app_instance.copy"]).expect_code(0, "terraform state rm");
     workspace.terraform(&["import", "atrium_app_instance.copy", &copy_id]).expect_code(0, "terraform import");
     let restore = workspace.state_attribute("atrium_app_instance.copy", "restore");
-    assert_eq!(restore, serde_json::json!({"snapshot": snapshot, "from": wiki}));
+    assert_eq!(restore, serde_json::json!({"snapshot": snapshot, "from": wiki, "offsite_of": null}));
     let latest = workspace.state_attribute("atrium_app_instance.copy", "latest_backup");
     assert!(latest.as_str().is_some_and(|latest| latest.len() == 8 && latest != snapshot), "{latest}");
     assert_eq!(workspace.state_attribute("atrium_app_instance.copy", "users_in_use"), 1);
