@@ -236,6 +236,20 @@ resource "atrium_app_instance" "page" {{
 }
 
 /// The containers and volumes of `tenant` left on the test engine.
+/// `atrium_tenant.t`: tenant `tenant` of the basic tier, with no welcome email.
+fn basic_tenant(tenant: &str, display_name: &str) -> String {
+    format!(
+        r#"
+resource "atrium_tenant" "t" {{
+  name          = "{tenant}"
+  display_name  = "{display_name}"
+  tier          = "basic"
+  welcome_email = false
+  manager       = {{ email = "m@{tenant}.example", name = "M" }}
+}}"#
+    )
+}
+
 fn tenant_leftovers(tenant: &str) -> String {
     let label = format!("label=atrium.tenant={tenant}");
     docker(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])
@@ -252,16 +266,11 @@ async fn terraform_restores_a_wiki_in_place_and_clones_it_into_a_new_instance() 
     let cli = Workspace::sharing_registry_of("tf-restore-cli", &workspace).await;
     cli.write("atrium.hcl", &atrium_block("partner-tr"));
     cli.write("main.tf", "");
+    let tenant_block = basic_tenant(&tenant, "Restores");
     let configuration = |wiki_restore: &str, more: &str| {
         format!(
             r#"
-resource "atrium_tenant" "t" {{
-  name          = "{tenant}"
-  display_name  = "Restores"
-  tier          = "basic"
-  welcome_email = false
-  manager       = {{ email = "m@{tenant}.example", name = "M" }}
-}}
+{tenant_block}
 resource "atrium_app_instance" "wiki" {{
   tenant_id              = atrium_tenant.t.id
   name                   = "wiki"
@@ -382,4 +391,128 @@ resource "atrium_app_instance" "copy" {{
 
     workspace.terraform(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "terraform destroy");
     assert_eq!(tenant_leftovers(&tenant), "", "nothing of the tenant is left");
+}
+
+/// Runs the docker CLI against the second test engine; its output.
+fn docker_2(arguments: &[&str]) -> String {
+    let host = atrium_engine::test_services::service_variable("ATRIUM_TEST_DOCKER_HOST_2");
+    let output = std::process::Command::new("docker").args(["-H", &host]).args(arguments).output().unwrap();
+    assert!(output.status.success(), "docker {arguments:?} on engine 2: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs SQL in instance `name`'s PostgreSQL (Redmine's) on the engine `docker` runs; its output.
+fn psql(docker: impl Fn(&[&str]) -> String, tenant: &str, name: &str, statement: &str) -> String {
+    let container = format!("atrium-{tenant}-{name}-postgres");
+    let script = format!("psql -h /run/postgresql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -Atc \"{statement}\"");
+    docker(&["exec", &container, "sh", "-c", &script])
+}
+
+/// What the off-site test leaves on the second engine (its tenant's objects
+/// and the store), removed even when it fails.
+struct SecondEngine {
+    tenant: String,
+}
+
+impl Drop for SecondEngine {
+    fn drop(&mut self) {
+        let host = atrium_engine::test_services::service_variable("ATRIUM_TEST_DOCKER_HOST_2");
+        for filter in [format!("label=atrium.tenant={}", self.tenant), "label=atrium.role=backup-store".to_owned()] {
+            let shell = format!(
+                "docker -H {host} ps -aq --filter {filter} | xargs -r docker -H {host} rm -f -v; \
+                 docker -H {host} network ls -q --filter {filter} | xargs -r docker -H {host} network rm; \
+                 docker -H {host} volume ls -q --filter {filter} | xargs -r docker -H {host} volume rm -f"
+            );
+            match std::process::Command::new("sh").args(["-c", &shell]).status() {
+                Ok(status) if status.success() => {}
+                other => eprintln!("cleanup on engine 2 ({filter}): {other:?}"),
+            }
+        }
+    }
+}
+
+/// Off-site copies through Terraform: the provider's `offsite_backups` on
+/// the on-prem target, a backup copied to the store on the other target
+/// (shown by a refresh as `latest_offsite_copy`), the instance destroyed
+/// with its data, and brought back on the other target from the copy by a
+/// `restore` with `offsite_of`. The store's password is in no output and no
+/// state.
+#[tokio::test]
+async fn terraform_sends_backups_off_site_and_brings_an_instance_back_on_another_target() {
+    let workspace = Workspace::new("tf-offsite", RegistryChoice::Sqlite).await;
+    let tenant = format!("to-{}", std::process::id());
+    let _second_engine = SecondEngine { tenant: tenant.clone() };
+    let port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
+    let host_address = atrium_engine::test_services::service_variable("ATRIUM_TEST_HOST_ADDRESS");
+    let password = format!("tf-offsite-{}-{port}-pw", std::process::id());
+    let cloud_engine = atrium_engine::test_services::service_variable("ATRIUM_TEST_DOCKER_HOST_2");
+    let example = provider_example_with_test_docker();
+    let (swarm, onprem_end) = (
+        "docker_host    = \"tcp://10.0.0.4:2376\"\n      orchestrator   = \"swarm\"",
+        "public_address    = \"203.0.113.10\"\n    }",
+    );
+    assert!(example.contains(swarm) && example.contains(onprem_end), "the provider example changed: {example}");
+    let provider = example.replace(swarm, &format!("docker_host    = \"{cloud_engine}\"")).replace(
+        onprem_end,
+        &format!(
+            "public_address    = \"203.0.113.10\"\n      offsite_backups = {{\n        target   = \"cloud-fra1\"\n        address  = \"{host_address}:{port}\"\n        password = \"{password}\"\n      }}\n    }}"
+        ),
+    );
+    workspace.write("provider.tf", &provider);
+    let cli = Workspace::sharing_registry_of("tf-offsite-cli", &workspace).await;
+    cli.write("atrium.hcl", &provider.replace("provider \"atrium\" {", "atrium {\n  owner = \"partner-to\""));
+    cli.write("main.tf", "");
+    let tenant_block = basic_tenant(&tenant, "Off-site");
+    let configuration = |instance: &str| format!("{tenant_block}\n{instance}");
+    let erp = |target: &str, restore: &str| {
+        format!(
+            r#"
+resource "atrium_app_instance" "erp" {{
+  tenant_id              = atrium_tenant.t.id
+  name                   = "erp"
+  app                    = "redmine"
+  version                = "5.0"
+  target                 = "{target}"
+  users                  = 5
+  delete_data_on_destroy = true
+  timeouts               = {{ create = "15m", update = "15m" }}
+  {restore}
+}}
+"#
+        )
+    };
+    workspace.write("main.tf", &configuration(&erp("lyon-onprem", "")));
+    workspace.apply();
+    psql(
+        docker,
+        &tenant,
+        "erp",
+        "CREATE TABLE offsite_marker (v text); INSERT INTO offsite_marker VALUES ('copied off site')",
+    );
+    let snapshot = backed_up(&cli, &format!("{tenant}/erp"));
+    let refreshed = workspace.apply_with(&["-refresh-only"]);
+    assert!(!refreshed.stdout.contains(&password) && !refreshed.stderr.contains(&password));
+    let copied = workspace.state_attribute("atrium_app_instance.erp", "latest_offsite_copy");
+    let copied = copied.as_str().unwrap_or_default();
+    assert!(copied.starts_with(&format!("snapshot {snapshot} copied at 20")), "{copied}");
+
+    // The instance and its data are destroyed on lyon-onprem.
+    workspace.write("main.tf", &configuration(""));
+    workspace.apply();
+    assert_eq!(tenant_leftovers(&tenant).trim(), "", "nothing of it is left on lyon-onprem");
+
+    // It comes back on cloud-fra1 from the off-site copy.
+    let restore = "restore = { snapshot = \"latest\", offsite_of = \"lyon-onprem\" }";
+    workspace.write("main.tf", &configuration(&erp("cloud-fra1", restore)));
+    let applied = workspace.apply();
+    assert!(!applied.stdout.contains(&password) && !applied.stderr.contains(&password));
+    assert_eq!(psql(docker_2, &tenant, "erp", "SELECT v FROM offsite_marker").trim(), "copied off site");
+    workspace.assert_plan_empty("after the restore from the off-site copy");
+    let state = workspace.read("terraform.tfstate");
+    assert!(state.contains("offsite_of") && !state.contains(&password), "the password is in no state");
+
+    workspace.write("main.tf", &configuration(""));
+    workspace.apply();
+    let left = docker_2(&["ps", "-aq", "--filter", &format!("label=atrium.tenant={tenant}")]);
+    assert_eq!(left.trim(), "", "nothing of it is left on cloud-fra1");
 }

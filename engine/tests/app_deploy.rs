@@ -1698,6 +1698,14 @@ async fn backups_run_from_the_entrys_backup_image_beside_an_older_database() {
     redmine.purge(&fixture, &context).await;
 }
 
+/// Runs `docker ARGUMENTS` on the test engine named by `variable`; its output.
+fn docker_on(variable: &str, arguments: &[&str]) -> String {
+    let host = service_variable(variable);
+    let output = std::process::Command::new("docker").args(["-H", &host]).args(arguments).output().unwrap();
+    assert!(output.status.success(), "docker {arguments:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// What one test leaves on the second engine: its tenant's objects and the
 /// off-site store (one per engine: no other test runs one there).
 struct SecondEngineCleanup {
@@ -1754,6 +1762,21 @@ async fn backups_are_copied_off_site_and_an_instance_comes_back_from_the_copy_on
         docker_exec_on(cloud_engine, store, "find /data -type f | wc -l; grep -rl 'Kept off-site' /data || true");
     assert!(stored.lines().next().and_then(|n| n.trim().parse::<u32>().ok()).is_some_and(|n| n > 5), "{stored}");
     assert_eq!(stored.lines().count(), 1, "nothing in clear: {stored}");
+
+    // With the store stopped by hand, a backup still stands and says the
+    // copy failed; the next deployment starts the store again, and the next
+    // backup is copied.
+    docker_on(cloud_engine, &["stop", store]);
+    let uncopied = context.backup_now(id).await.unwrap_or_else(|error| panic!("{error}"));
+    let read = backup_status(&fixture, &context, id).await;
+    assert_eq!(read.latest.as_ref().map(|latest| latest.snapshot.as_str()), Some(uncopied.short_id()));
+    assert!(read.offsite_copy.as_deref().is_some_and(|line| line.starts_with("failed at 20")), "{read:?}");
+    context.deploy(&redmine.spec, None, None).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(docker_inspect_on(cloud_engine, store, "{{.State.Running}}"), "true", "the deployment started it");
+    let again = context.backup_now(id).await.unwrap_or_else(|error| panic!("{error}"));
+    let copied = backup_status(&fixture, &context, id).await.offsite_copy;
+    let expected = format!("snapshot {} copied at 20", again.short_id());
+    assert!(copied.as_deref().is_some_and(|line| line.starts_with(&expected)), "{copied:?}");
 
     // Every byte of it on `local` is gone, its backups too.
     redmine.purge(&fixture, &context).await;

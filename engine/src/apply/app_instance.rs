@@ -985,6 +985,11 @@ impl AppContext<'_> {
             return Err(AppApplyError::Catalog { id: spec.id.clone(), reason });
         }
         let runtime = self.runtime(&spec.id, &spec.target).await?;
+        // The store of the target's off-site copies runs (started again if
+        // it was stopped), whatever else this deployment changes.
+        if entry.backup.is_some() {
+            self.ensure_offsite_store(&spec.id, &spec.target).await?;
+        }
         // The manager's password stays while nothing asks for a new one: a
         // new password_version, or an admin_password its hash does not match.
         // A pending welcome email gets a new password too (the old one never
@@ -1161,9 +1166,6 @@ impl AppContext<'_> {
             owner: existing.as_ref().map(|r| r.owner.clone()).unwrap_or_else(|| self.owner.as_str().to_owned()),
             created_at: existing.as_ref().map(|r| r.created_at.clone()).unwrap_or_else(now_rfc3339),
         };
-        if entry.backup.is_some() {
-            self.ensure_offsite_store(&spec.id, &spec.target).await?;
-        }
         // Network → volumes → sidecars → the new generation's app container
         // (each healthy) → the record → routes switched → the old generation
         // goes. Undo removes what this deployment made, puts back sidecars it
