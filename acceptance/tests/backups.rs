@@ -9,6 +9,7 @@
 //! in place and as a clone.
 
 use atrium_acceptance::{RegistryChoice, Workspace, docker, provider_example_with_test_docker};
+use atrium_engine::test_services::{SecondEngineCleanup, docker_on};
 
 fn atrium_block(owner: &str) -> String {
     provider_example_with_test_docker().replace("provider \"atrium\" {", &format!("atrium {{\n  owner = \"{owner}\""))
@@ -393,42 +394,11 @@ resource "atrium_app_instance" "copy" {{
     assert_eq!(tenant_leftovers(&tenant), "", "nothing of the tenant is left");
 }
 
-/// Runs the docker CLI against the second test engine; its output.
-fn docker_2(arguments: &[&str]) -> String {
-    let host = atrium_engine::test_services::service_variable("ATRIUM_TEST_DOCKER_HOST_2");
-    let output = std::process::Command::new("docker").args(["-H", &host]).args(arguments).output().unwrap();
-    assert!(output.status.success(), "docker {arguments:?} on engine 2: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// Runs SQL in instance `name`'s PostgreSQL (Redmine's) on the engine `docker` runs; its output.
 fn psql(docker: impl Fn(&[&str]) -> String, tenant: &str, name: &str, statement: &str) -> String {
     let container = format!("atrium-{tenant}-{name}-postgres");
     let script = format!("psql -h /run/postgresql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -Atc \"{statement}\"");
     docker(&["exec", &container, "sh", "-c", &script])
-}
-
-/// What the off-site test leaves on the second engine (its tenant's objects
-/// and the store), removed even when it fails.
-struct SecondEngine {
-    tenant: String,
-}
-
-impl Drop for SecondEngine {
-    fn drop(&mut self) {
-        let host = atrium_engine::test_services::service_variable("ATRIUM_TEST_DOCKER_HOST_2");
-        for filter in [format!("label=atrium.tenant={}", self.tenant), "label=atrium.role=backup-store".to_owned()] {
-            let shell = format!(
-                "docker -H {host} ps -aq --filter {filter} | xargs -r docker -H {host} rm -f -v; \
-                 docker -H {host} network ls -q --filter {filter} | xargs -r docker -H {host} network rm; \
-                 docker -H {host} volume ls -q --filter {filter} | xargs -r docker -H {host} volume rm -f"
-            );
-            match std::process::Command::new("sh").args(["-c", &shell]).status() {
-                Ok(status) if status.success() => {}
-                other => eprintln!("cleanup on engine 2 ({filter}): {other:?}"),
-            }
-        }
-    }
 }
 
 /// Off-site copies through Terraform: the provider's `offsite_backups` on
@@ -441,7 +411,7 @@ impl Drop for SecondEngine {
 async fn terraform_sends_backups_off_site_and_brings_an_instance_back_on_another_target() {
     let workspace = Workspace::new("tf-offsite", RegistryChoice::Sqlite).await;
     let tenant = format!("to-{}", std::process::id());
-    let _second_engine = SecondEngine { tenant: tenant.clone() };
+    let _second_engine = SecondEngineCleanup { tenant: tenant.clone() };
     let port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
     let host_address = atrium_engine::test_services::service_variable("ATRIUM_TEST_HOST_ADDRESS");
     let password = format!("tf-offsite-{}-{port}-pw", std::process::id());
@@ -506,13 +476,23 @@ resource "atrium_app_instance" "erp" {{
     workspace.write("main.tf", &configuration(&erp("cloud-fra1", restore)));
     let applied = workspace.apply();
     assert!(!applied.stdout.contains(&password) && !applied.stderr.contains(&password));
-    assert_eq!(psql(docker_2, &tenant, "erp", "SELECT v FROM offsite_marker").trim(), "copied off site");
+    assert_eq!(
+        psql(
+            |arguments| docker_on("ATRIUM_TEST_DOCKER_HOST_2", arguments),
+            &tenant,
+            "erp",
+            "SELECT v FROM offsite_marker"
+        )
+        .trim(),
+        "copied off site"
+    );
     workspace.assert_plan_empty("after the restore from the off-site copy");
     let state = workspace.read("terraform.tfstate");
     assert!(state.contains("offsite_of") && !state.contains(&password), "the password is in no state");
 
     workspace.write("main.tf", &configuration(""));
     workspace.apply();
-    let left = docker_2(&["ps", "-aq", "--filter", &format!("label=atrium.tenant={tenant}")]);
+    let left =
+        docker_on("ATRIUM_TEST_DOCKER_HOST_2", &["ps", "-aq", "--filter", &format!("label=atrium.tenant={tenant}")]);
     assert_eq!(left.trim(), "", "nothing of it is left on cloud-fra1");
 }

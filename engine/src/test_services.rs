@@ -139,6 +139,67 @@ pub fn hello_spec(tenant: &str, version: &str) -> crate::model::app_instance::Ap
     }
 }
 
+/// Runs `docker ARGUMENTS` against the test engine named by `variable`
+/// (e.g. `ATRIUM_TEST_DOCKER_HOST_2`); its output. Panics with docker's
+/// error when it fails: a test helper never hides a failure.
+pub fn docker_on(variable: &str, arguments: &[&str]) -> String {
+    let host = service_variable(variable);
+    let output = std::process::Command::new("docker")
+        .args(["-H", &host])
+        .args(arguments)
+        .output()
+        .unwrap_or_else(|error| panic!("docker {arguments:?} did not run: {error}"));
+    assert!(output.status.success(), "docker {arguments:?} on {host}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Removes the containers (with their restart policy), networks and volumes
+/// that `filter` (e.g. `label=atrium.tenant=T`) finds on the test engine
+/// named by `variable`. It runs when a test ends, even in a panic, so what
+/// cannot be removed is said, not raised.
+pub fn remove_docker_objects(variable: &str, filter: &str) {
+    let host = service_variable(variable);
+    let docker = |arguments: &[&str]| -> Vec<String> {
+        match std::process::Command::new("docker").arg("-H").arg(&host).args(arguments).output() {
+            Ok(output) if output.status.success() => {
+                String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect()
+            }
+            Ok(output) => {
+                eprintln!("cleanup: docker {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+                Vec::new()
+            }
+            Err(error) => {
+                eprintln!("cleanup: docker {arguments:?} did not run: {error}");
+                Vec::new()
+            }
+        }
+    };
+    for (list, remove) in [
+        (["ps", "-aq", "--filter"].as_slice(), ["rm", "-f", "-v"].as_slice()),
+        (["network", "ls", "-q", "--filter"].as_slice(), ["network", "rm"].as_slice()),
+        (["volume", "ls", "-q", "--filter"].as_slice(), ["volume", "rm", "-f"].as_slice()),
+    ] {
+        let found = docker(&[list, &[filter]].concat());
+        if !found.is_empty() {
+            let names: Vec<&str> = found.iter().map(String::as_str).collect();
+            docker(&[remove, &names].concat());
+        }
+    }
+}
+
+/// What an off-site test leaves on the second test engine, removed when it
+/// goes (even in a panic): its tenant's objects and the off-site store.
+pub struct SecondEngineCleanup {
+    pub tenant: String,
+}
+
+impl Drop for SecondEngineCleanup {
+    fn drop(&mut self) {
+        remove_docker_objects("ATRIUM_TEST_DOCKER_HOST_2", &format!("label=atrium.tenant={}", self.tenant));
+        remove_docker_objects("ATRIUM_TEST_DOCKER_HOST_2", "label=atrium.role=backup-store");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,10 @@ use atrium_engine::model::backup::BackupSettings;
 use atrium_engine::observe::AppObservations;
 use atrium_engine::plan::app_instance::AppDecision;
 use atrium_engine::registry::Registry;
-use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_owner, test_target};
+use atrium_engine::test_services::{
+    SecondEngineCleanup, docker_on, hello_spec, registry_with_tenant, remove_docker_objects, service_variable,
+    test_owner, test_target,
+};
 
 struct Fixture {
     _directory: tempfile::TempDir,
@@ -36,40 +39,7 @@ struct Fixture {
 /// when the test panicked: a real app left running loads every later test.
 impl Drop for Fixture {
     fn drop(&mut self) {
-        remove_objects("ATRIUM_TEST_DOCKER_HOST", &format!("label=atrium.tenant={}", self.tenant));
-    }
-}
-
-/// Removes the containers (with their restart policy), networks and volumes
-/// that `filter` finds on the test engine named by `variable`; what cannot
-/// be removed is said, as this runs when a test ends, even in a panic.
-fn remove_objects(variable: &str, filter: &str) {
-    let host = service_variable(variable);
-    let docker = |arguments: &[&str]| -> Vec<String> {
-        match std::process::Command::new("docker").arg("-H").arg(&host).args(arguments).output() {
-            Ok(output) if output.status.success() => {
-                String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect()
-            }
-            Ok(output) => {
-                eprintln!("cleanup: docker {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-                Vec::new()
-            }
-            Err(error) => {
-                eprintln!("cleanup: docker {arguments:?} did not run: {error}");
-                Vec::new()
-            }
-        }
-    };
-    for (list, remove) in [
-        (["ps", "-aq", "--filter"].as_slice(), ["rm", "-f", "-v"].as_slice()),
-        (["network", "ls", "-q", "--filter"].as_slice(), ["network", "rm"].as_slice()),
-        (["volume", "ls", "-q", "--filter"].as_slice(), ["volume", "rm", "-f"].as_slice()),
-    ] {
-        let found = docker(&[list, &[filter]].concat());
-        if !found.is_empty() {
-            let names: Vec<&str> = found.iter().map(String::as_str).collect();
-            docker(&[remove, &names].concat());
-        }
+        remove_docker_objects("ATRIUM_TEST_DOCKER_HOST", &format!("label=atrium.tenant={}", self.tenant));
     }
 }
 
@@ -1286,13 +1256,7 @@ fn docker_inspect(container: &str, format: &str) -> String {
 
 /// `docker inspect --format FORMAT container` on the test engine named by `variable`, trimmed.
 fn docker_inspect_on(variable: &str, container: &str, format: &str) -> String {
-    let host = service_variable(variable);
-    let output = std::process::Command::new("docker")
-        .args(["-H", &host, "inspect", "--format", format, container])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{container}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    docker_on(variable, &["inspect", "--format", format, container]).trim().to_owned()
 }
 
 /// Runs `script` with sh in `container` on the test engine; its output.
@@ -1302,13 +1266,7 @@ fn docker_exec(container: &str, script: &str) -> String {
 
 /// Runs `script` with sh in `container` on the test engine named by `variable`; its output.
 fn docker_exec_on(variable: &str, container: &str, script: &str) -> String {
-    let host = service_variable(variable);
-    let output = std::process::Command::new("docker")
-        .args(["-H", &host, "exec", container, "sh", "-c", script])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{script}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
+    docker_on(variable, &["exec", container, "sh", "-c", script])
 }
 
 /// The subjects of the tenant's Redmine issues, newest first, as the manager sees them.
@@ -1696,27 +1654,6 @@ async fn backups_run_from_the_entrys_backup_image_beside_an_older_database() {
     assert_eq!(image_of("backup"), "atrium/postgres:17");
 
     redmine.purge(&fixture, &context).await;
-}
-
-/// Runs `docker ARGUMENTS` on the test engine named by `variable`; its output.
-fn docker_on(variable: &str, arguments: &[&str]) -> String {
-    let host = service_variable(variable);
-    let output = std::process::Command::new("docker").args(["-H", &host]).args(arguments).output().unwrap();
-    assert!(output.status.success(), "docker {arguments:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// What one test leaves on the second engine: its tenant's objects and the
-/// off-site store (one per engine: no other test runs one there).
-struct SecondEngineCleanup {
-    tenant: String,
-}
-
-impl Drop for SecondEngineCleanup {
-    fn drop(&mut self) {
-        remove_objects("ATRIUM_TEST_DOCKER_HOST_2", &format!("label=atrium.tenant={}", self.tenant));
-        remove_objects("ATRIUM_TEST_DOCKER_HOST_2", "label=atrium.role=backup-store");
-    }
 }
 
 /// The off-site copy, for real: target `local` sends a copy of each backup

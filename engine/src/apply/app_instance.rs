@@ -367,11 +367,11 @@ impl AppContext<'_> {
             .ok_or_else(|| AppApplyError::TenantMissing { id: spec.id.clone(), tenant: spec.id.tenant_id.to_string() })
     }
 
-    /// The off-site store `target`'s backups are copied to, when its
-    /// configuration names one.
-    pub(crate) fn offsite_store(&self, target: &str) -> Option<OffsiteStore> {
+    /// The off-site store `target`'s backups are copied to, and the target
+    /// it runs on, when its configuration names one.
+    pub(crate) fn offsite_store(&self, target: &str) -> Option<(String, OffsiteStore)> {
         let offsite = self.targets.document(target).ok()?.offsite_backups.as_ref()?;
-        Some(OffsiteStore::new(&offsite.address, offsite.password.as_deref()?))
+        Some((offsite.target.clone(), OffsiteStore::new(&offsite.address, offsite.password.as_deref()?)))
     }
 
     pub(super) async fn repoint_routes(&self, record: &AppInstanceRecord) -> Result<(), AppApplyError> {
@@ -385,7 +385,7 @@ impl AppContext<'_> {
     fn render_record(&self, record: &AppInstanceRecord, tenant: &TenantRecord) -> Result<RenderedApp, AppApplyError> {
         let entry = self.entry(&record.spec)?;
         let (secrets, hash) = (&record.secrets, &record.manager_password_hash);
-        let offsite = self.offsite_store(&record.spec.target);
+        let offsite = self.offsite_store(&record.spec.target).map(|(_, store)| store);
         render_instance(entry, &record.spec, tenant, &record.owner, record.generation, secrets, hash, offsite.as_ref())
             .map_err(|reason| AppApplyError::Catalog { id: record.spec.id.clone(), reason })
     }
@@ -1020,7 +1020,7 @@ impl AppContext<'_> {
             (None, Some(record)) => record.password_given,
             (None, None) => false,
         };
-        let offsite = self.offsite_store(&spec.target);
+        let offsite = self.offsite_store(&spec.target).map(|(_, store)| store);
         let render_at = |generation: u32, secrets: &BTreeMap<String, String>| {
             let offsite = offsite.as_ref();
             render_instance(

@@ -79,7 +79,7 @@ impl AppContext<'_> {
             .ok_or_else(|| BackupError::NotFound { id: id.clone() })?;
         let entry = self.entry(&record.spec)?;
         let tenant = self.tenant(&record.spec).await?;
-        let offsite = self.offsite_store(&record.spec.target);
+        let offsite = self.offsite_store(&record.spec.target).map(|(_, store)| store);
         let jobs = backup_jobs(entry, &record, &tenant, offsite.as_ref())
             .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?
             .ok_or_else(|| BackupError::NoBackups { id: id.clone(), app: record.spec.app.clone() })?;
@@ -90,12 +90,10 @@ impl AppContext<'_> {
     /// target (when `target` names one), for instance `id`'s deployment.
     /// Parallel deployments share one check.
     pub(super) async fn ensure_offsite_store(&self, id: &AppInstanceId, target: &str) -> Result<(), AppApplyError> {
-        let (Some(store), Ok(document)) = (self.offsite_store(target), self.targets.document(target)) else {
+        let Some((store_target, store)) = self.offsite_store(target) else {
             return Ok(());
         };
-        let Some(store_target) = document.offsite_backups.as_ref().map(|offsite| offsite.target.as_str()) else {
-            return Ok(());
-        };
+        let store_target = store_target.as_str();
         let container = store.container().map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
         let runtime = self.runtime(id, store_target).await?;
         let labels = OffsiteStore::labels();
@@ -348,21 +346,18 @@ impl AppContext<'_> {
             return Err(refused("it is the same instance: restore it without `from`".to_owned()));
         }
         self.check_clone(record, from).await?;
-        let source = SourceRepository::of(from.tenant_id.as_str(), &from.name);
-        let crate::catalog::SourceLocation::Volume(volume_name) = &source.location else {
-            unreachable!("SourceRepository::of is on a volume")
-        };
+        let volume_name = crate::catalog::backup_volume_name(from.tenant_id.as_str(), &from.name);
         let target = &record.spec.target;
         let runtime = self.runtime(id, target).await?;
         let volumes = runtime.list_managed_volumes().await.map_err(self.runtime_error(id, target))?;
-        let Some(volume) = volumes.iter().find(|volume| volume.name == *volume_name) else {
+        let Some(volume) = volumes.iter().find(|volume| volume.name == volume_name) else {
             return Err(refused(format!("it has no backups on target {target} (no volume {volume_name})")));
         };
         let owner = volume.labels.get(labels::OWNER).map(String::as_str).unwrap_or_default();
         if owner != self.owner.as_str() {
             return Err(refused(format!("its data belongs to {owner}")));
         }
-        Ok(source)
+        Ok(SourceRepository::of(from.tenant_id.as_str(), &from.name))
     }
 
     /// The copy of `from`'s backups (`None`: the instance's own) in the
@@ -385,7 +380,7 @@ impl AppContext<'_> {
         if self.targets.document(target).is_err() {
             return Err(refused(format!("the configuration has no target {target}")));
         }
-        let store = self.offsite_store(target).ok_or_else(|| {
+        let (_, store) = self.offsite_store(target).ok_or_else(|| {
             refused(format!("target {target} sends its backups to no off-site store (it has no offsite_backups block)"))
         })?;
         Ok(SourceRepository::offsite(&store, self.owner.as_str(), from.tenant_id.as_str(), &from.name))

@@ -153,11 +153,6 @@ impl OffsiteStore {
         OffsiteStore { address: address.to_owned(), password: password.to_owned() }
     }
 
-    /// Where the store is reached, `HOST:PORT`.
-    pub fn address(&self) -> &str {
-        &self.address
-    }
-
     /// The repository of instance `TENANT/NAME` made by `owner` (two owners'
     /// instances of the same names never share one).
     fn repository(&self, owner: &str, tag: &str) -> String {
@@ -377,7 +372,7 @@ pub fn render_backups(
     let paths: Vec<String> = std::iter::once("/backup/dump".to_owned())
         .chain(volumes.iter().map(|(_, key)| format!("/volumes/{key}")))
         .collect();
-    let backup_function = [
+    let mut backup_function = vec![
         // A subshell: `set -e` and the lock end with it.
         "backup() (".to_owned(),
         "  set -eu".to_owned(),
@@ -403,20 +398,20 @@ pub fn render_backups(
         "  rm -rf /backup/dump".to_owned(),
         "  echo \"$snapshot $(date -u +%Y-%m-%dT%H:%M:%SZ)\" > /backup/status/latest".to_owned(),
         "  rm -f /backup/status/failed".to_owned(),
-        // The off-site copy's failure does not fail the backup (it is safe
-        // here): it is recorded, and the next backup copies again.
-        if offsite.is_some() {
-            "  if [ \"${1:-}\" != keep-all ]; then offsite \"$snapshot\" || true; fi".to_owned()
-        } else {
-            String::new()
-        },
         "  echo \"atrium-backup: snapshot $(cat /backup/status/latest)\"".to_owned(),
         ")".to_owned(),
     ];
     // Copies snapshot $1 to the off-site repository (made at first use with
     // the local one's chunker, so that copies share data), forgets there by
     // the same policy, prunes there once a day; records the result.
-    let mut copy_function = vec![
+    let mut copy_function = Vec::new();
+    if offsite.is_some() {
+        // The off-site copy's failure does not fail the backup (it is safe
+        // here): it is recorded, and the next backup copies again.
+        let announce = backup_function.len() - 2;
+        backup_function
+            .insert(announce, "  if [ \"${1:-}\" != keep-all ]; then offsite \"$snapshot\" || true; fi".to_owned());
+        copy_function = vec![
         "offsite() (".to_owned(),
         "  set -u".to_owned(),
         "  unset RESTIC_REPOSITORY".to_owned(),
@@ -448,8 +443,6 @@ pub fn render_backups(
         "  echo \"atrium-backup: off-site copy $status\"".to_owned(),
         ")".to_owned(),
     ];
-    if offsite.is_none() {
-        copy_function.clear();
     }
     // The repository and its password, made at first use; a password file
     // is written whole before it is used.
@@ -464,10 +457,8 @@ pub fn render_backups(
         format!("  {UNLOCK_STALE}"),
         "}".to_owned(),
     ];
-    let functions = [prepare_function.as_slice(), copy_function.as_slice(), backup_function.as_slice()].concat();
-    // (The off-site copy's call is an empty line without a store.)
-    let functions: Vec<String> = functions.into_iter().filter(|line| !line.is_empty()).collect();
-    let functions = functions.join("\n");
+    let functions =
+        [prepare_function.as_slice(), copy_function.as_slice(), backup_function.as_slice()].concat().join("\n");
     let interval = policy.interval.as_secs();
     let schedule = [
         "set -u".to_owned(),
