@@ -1751,3 +1751,138 @@ async fn backups_are_copied_off_site_and_an_instance_comes_back_from_the_copy_on
     context.deploy(&purged, None, None).await.unwrap();
     context.destroy(id).await.unwrap();
 }
+
+/// `hello` with a PostgreSQL sidecar, backups of both and a migration that
+/// does nothing: the cheapest entry whose restore has every step of a real
+/// app's (data staged, put in, migrated, the app started until healthy).
+const HELLO_WITH_DATABASE: &str = r#"
+sidecars = {
+  postgres = {
+    image = "atrium/postgres:15"
+    resources = {
+      basic      = { cpus = 0.5, memory_mb = 256 }
+      business   = { cpus = 0.5, memory_mb = 256 }
+      enterprise = { cpus = 0.5, memory_mb = 256 }
+    }
+    environment = {
+      POSTGRES_DB       = "hello"
+      POSTGRES_USER     = "hello"
+      POSTGRES_PASSWORD = "{secret.postgres_password}"
+    }
+    volumes = {
+      data = "/var/lib/postgresql/data"
+    }
+    health = {
+      command      = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", "hello", "-d", "hello"]
+      interval     = "1s"
+      timeout      = "5s"
+      retries      = 5
+      start_period = "1m"
+    }
+  }
+}
+
+upgrade = {
+  migrate = ["/bin/sh", "-c", "true"]
+}
+
+backup = {
+  sidecar = "postgres"
+  environment = {
+    PGPASSWORD = "{secret.postgres_password}"
+  }
+  dump    = ["pg_dump", "--host={sidecar.postgres}", "--username=hello", "--format=custom", "hello"]
+  restore = [
+    "sh", "-c",
+    "set -eu; dropdb --host={sidecar.postgres} --username=hello --force --if-exists hello; createdb --host={sidecar.postgres} --username=hello hello; pg_restore --host={sidecar.postgres} --username=hello --dbname=hello --exit-on-error --single-transaction --no-owner"
+  ]
+}
+"#;
+
+/// Every step of a restore fails in turn, before it did anything and after
+/// it did everything, as the runner's failure injection makes them fail:
+/// each time the restore fails clearly, the data it would have replaced (a
+/// file in the app's volume and a row in its database) serves again on a
+/// healthy app, and no staging directory is left. The run past the last
+/// step restores the snapshot, taken by an earlier version and migrated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_of_a_restore_fails_in_turn_and_the_data_it_would_replace_serves_again() {
+    use atrium_engine::apply::runner::{InjectedFailure, with_injected_failure};
+    let fixture = Fixture::new("rsf").await;
+    let volumes = "volumes = {\n  data = \"/www/data\"\n}\n";
+    let catalog = operator_catalog("hello", &[(volumes, &format!("{volumes}{HELLO_WITH_DATABASE}"))]);
+    let context = fixture.context_with(&catalog, Duration::from_secs(120));
+    let tenant = &fixture.tenant;
+    let (database, backups) = (format!("atrium-{tenant}-web-postgres"), format!("atrium-{tenant}-web-backup"));
+    let write = |app: &str, text: &str| {
+        docker_exec(app, &format!("echo {text} > /www/data/marker"));
+        let sql =
+            format!("CREATE TABLE IF NOT EXISTS kept (v text); DELETE FROM kept; INSERT INTO kept VALUES ('{text}')");
+        docker_exec(&database, &format!("psql -q -U hello -d hello -c \"{sql}\""));
+    };
+    let read = |port: u16| {
+        let row = docker_exec(&database, "psql -tA -U hello -d hello -c 'SELECT v FROM kept'");
+        let page = http_get(port, "/data/marker");
+        let file = page.lines().last().unwrap_or_default().to_owned();
+        (file, row.trim().to_owned())
+    };
+
+    let record = context.deploy(&fixture.spec("1.0"), None, None).await.unwrap_or_else(|e| panic!("{e}")).record;
+    write(&format!("atrium-{tenant}-web-g{}", record.generation), "snapshot");
+    let snapshot = context.backup_now(&record.spec.id).await.unwrap_or_else(|error| panic!("{error}"));
+    let mut spec = fixture.spec("1.1");
+    let id = &spec.id.clone();
+    let record = context.deploy(&spec, None, None).await.unwrap_or_else(|e| panic!("{e}")).record;
+    write(&format!("atrium-{tenant}-web-g{}", record.generation), "live");
+    let port = |record: &atrium_engine::model::app_instance::AppInstanceRecord| record.published_port.unwrap();
+    assert_eq!(read(port(&record)), ("live".to_owned(), "live".to_owned()));
+
+    let mut failed_steps = Vec::new();
+    'steps: for at in 1.. {
+        for failure in [InjectedFailure::Before, InjectedFailure::After] {
+            let (restored, reached) =
+                with_injected_failure(at, failure, context.restore(id, &snapshot.id, |_| {})).await;
+            let restored = restored.expect("a restore is never dropped here");
+            let record = fixture.registry.get_app_instance(id).await.unwrap().unwrap();
+            if !reached {
+                // Past the last step: the restore ran whole.
+                let restored = restored.unwrap_or_else(|error| panic!("{error}"));
+                assert_eq!(restored.restored.version.as_deref(), Some("1.0"));
+                assert_eq!(read(port(&record)), ("snapshot".to_owned(), "snapshot".to_owned()));
+                break 'steps;
+            }
+            let message = restored.expect_err("the injected failure fails the restore").to_string();
+            let step = message.split("step \"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default();
+            assert!(!step.is_empty(), "{message}");
+            if failure == InjectedFailure::Before {
+                failed_steps.push(step.to_owned());
+            }
+            // From putting the data in on, the data it replaced is put back.
+            let undone = failed_steps.iter().any(|s| s == "put the data in");
+            let kept = if undone { "was put back from snapshot" } else { "nothing was changed" };
+            assert!(message.contains(kept), "at {at} {failure:?}: {message}");
+            assert_eq!(read(port(&record)), ("live".to_owned(), "live".to_owned()), "at {at} {failure:?}: {message}");
+            assert_eq!(docker_exec(&backups, "ls -A /backup | grep -c '^restore' || true").trim(), "0", "at {at}");
+        }
+    }
+    assert_eq!(
+        failed_steps,
+        [
+            "back up the data the restore replaces",
+            "stage the snapshot",
+            "stop the app",
+            "put the data in",
+            "migrate the data",
+            "start the app",
+            "wait until the app is healthy",
+        ]
+    );
+
+    spec.delete_data_on_destroy = true;
+    context.deploy(&spec, None, None).await.unwrap_or_else(|e| panic!("{e}"));
+    context.destroy(id).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(fixture.containers().await.is_empty());
+    let volumes = fixture.runtime().await.list_managed_volumes().await.unwrap();
+    let prefix = format!("atrium-{tenant}-web-");
+    assert!(!volumes.iter().any(|volume| volume.name.starts_with(&prefix)), "{volumes:?}");
+}

@@ -4,6 +4,7 @@
 //! one-shot job beside it, under the same lock.
 
 use crate::apply::app_instance::{AppApplyError, AppContext, backup_jobs};
+use crate::apply::runner::injectable;
 use crate::backends::{CommandOutput, RuntimeError, error_chain};
 use crate::catalog::{
     BackupJobs, OffsiteStore, STORE_NAME, SourceRepository, VERSION_TAG, labels, render_app_container_name,
@@ -52,6 +53,17 @@ pub struct RestoreFailure {
     pub snapshot: String,
     pub reason: String,
     pub kept: String,
+}
+
+/// What serves after a restore that failed before any data changed.
+const NOTHING_CHANGED: &str = "nothing was changed: the app serves its data as before";
+
+/// The error of a restore's step that failed before any data changed.
+fn failed_step<'a>(id: &'a AppInstanceId, snapshot: &'a str) -> impl Fn(String) -> BackupError + 'a {
+    move |reason| BackupError::Restore {
+        id: id.clone(),
+        failure: Box::new(RestoreFailure { snapshot: snapshot.to_owned(), reason, kept: NOTHING_CHANGED.to_owned() }),
+    }
 }
 
 /// How a failed job begins its reason.
@@ -252,26 +264,61 @@ impl AppContext<'_> {
             return Err(BackupError::NoSuchSnapshot { id: id.clone(), snapshot: snapshot.to_owned(), available });
         };
         let (taken_by, migrate) = self.migration_for(&record, &jobs, &chosen)?;
-        let job = match &source {
-            Some(source) => jobs.restore_from(&chosen.id, source),
-            None => jobs.restore(&chosen.id),
-        }
-        .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        let catalog_error = |reason| AppApplyError::Catalog { id: id.clone(), reason };
+        let staged = jobs.staged(&chosen.id, source.as_ref()).map_err(catalog_error)?;
         // Another deployment on the target waits while the app is down.
         let _slot = self.targets.deployment_slot(&record.spec.target).await;
-        let replaced_data = self.take_backup(&record, &jobs.backup_keeping_all()).await?;
+        // The backup of the data the restore replaces, and the snapshot
+        // restored into the staging directory beside it: the app serves on.
+        let (replaced_data, stage) = tokio::join!(
+            injectable("back up the data the restore replaces", failed_step(id, &chosen.id), async {
+                self.take_backup(&record, &jobs.backup_keeping_all()).await
+            }),
+            injectable("stage the snapshot", failed_step(id, &chosen.id), async {
+                match self.run(&record, &staged.stage).await? {
+                    ran if ran.exit_code == Some(0) => Ok(()),
+                    ran => Err(failed_step(id, &chosen.id)(format!(
+                        "{JOB_FAILED} (exit code {:?}). Its output: {}",
+                        ran.exit_code, ran.output
+                    ))),
+                }
+            })
+        );
+        let replaced_data = match stage.and(replaced_data) {
+            Ok(replaced_data) => replaced_data,
+            Err(error) => {
+                // What the staging left is thrown away (the next restore
+                // would anyway); the backup taken, if any, stays.
+                if let Err(error) = self.run(&record, &staged.discard).await {
+                    tracing::warn!(instance = %id, error = %error_chain(&error), "could not throw away a restore's staging directory");
+                }
+                return Err(error);
+            }
+        };
         tracing::info!(instance = %id, snapshot = %replaced_data.id, "took a backup of the data the restore replaces");
         replaced(&replaced_data);
-        let back =
-            jobs.restore(&replaced_data.id).map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
+        let back = jobs.restore(&replaced_data.id).map_err(catalog_error)?;
         let target = &record.spec.target;
         let runtime = self.runtime(id, target).await?;
         let app = render_app_container_name(&record.spec, record.generation);
         let was_running =
             runtime.inspect(&app).await.map_err(self.runtime_error(id, target))?.is_some_and(|c| c.running);
-        // Nothing changed yet: a failure to stop is only reported.
-        runtime.stop_container(&app).await.map_err(self.runtime_error(id, target))?;
-        let failed = match self.put_in(&record, &app, &job, migrate.as_ref(), was_running).await {
+        let stopped = injectable("stop the app", failed_step(id, &chosen.id), async {
+            Ok(runtime.stop_container(&app).await.map_err(self.runtime_error(id, target))?)
+        })
+        .await;
+        if let Err(error) = stopped {
+            // No data changed: the app serves on (again), the staging is thrown away.
+            let restarted = match was_running {
+                true => self.put_in(&record, &app, &staged.discard, None, true).await,
+                false => self.run(&record, &staged.discard).await.map(|_| ()).map_err(|error| error_chain(&error)),
+            };
+            if let Err(reason) = restarted {
+                tracing::warn!(instance = %id, reason = %reason, "could not start the app again after a failed stop");
+            }
+            return Err(error);
+        }
+        let failed = match self.put_in(&record, &app, &staged.put_in, migrate.as_ref(), was_running).await {
             Ok(()) => {
                 let manager = self.renew_manager_after_restore(id, was_running, &chosen).await;
                 return Ok(Restored { restored: chosen, replaced_data, manager });
@@ -418,19 +465,30 @@ impl AppContext<'_> {
     ) -> Result<(), String> {
         let (id, target) = (&record.spec.id, &record.spec.target);
         let chain = |error: AppApplyError| error_chain(&error);
-        for job in std::iter::once(job).chain(migrate) {
-            let ran = self.run(record, job).await.map_err(|error| error_chain(&error))?;
-            if ran.exit_code != Some(0) {
-                return Err(format!("{JOB_FAILED} (exit code {:?}). Its output: {}", ran.exit_code, ran.output));
-            }
+        let steps = std::iter::once(("put the data in", job)).chain(migrate.map(|job| ("migrate the data", job)));
+        for (name, job) in steps {
+            injectable(name, |reason| reason, async {
+                let ran = self.run(record, job).await.map_err(|error| error_chain(&error))?;
+                match ran.exit_code {
+                    Some(0) => Ok(()),
+                    _ => Err(format!("{JOB_FAILED} (exit code {:?}). Its output: {}", ran.exit_code, ran.output)),
+                }
+            })
+            .await?;
         }
         if !start {
             return Ok(());
         }
         let runtime = self.runtime(id, target).await.map_err(chain)?;
         let runtime_error = |error: RuntimeError| chain(self.runtime_error(id, target)(error));
-        runtime.start_container(app).await.map_err(runtime_error)?;
-        runtime.wait_healthy(app, self.deadline).await.map_err(runtime_error)?;
+        injectable("start the app", |reason| reason, async {
+            runtime.start_container(app).await.map_err(runtime_error)
+        })
+        .await?;
+        injectable("wait until the app is healthy", |reason| reason, async {
+            runtime.wait_healthy(app, self.deadline).await.map_err(runtime_error)
+        })
+        .await?;
         // A restarted container publishes its port anew.
         if let Some(observed) = runtime.inspect(app).await.map_err(runtime_error)?
             && observed.published_port != record.published_port

@@ -292,16 +292,27 @@ pub async fn run<C: Sync + ?Sized>(
 
 /// Does one step under the retry policy, or fails it as a test injected.
 async fn apply_step<C: Sync + ?Sized>(step: &dyn Step<C>, context: &C) -> Result<(), StepError> {
+    let started = tokio::time::Instant::now();
+    injectable(&step.name(), StepError::permanent, with_retries(STEP_BUDGET, || step.apply(context))).await?;
+    tracing::debug!(step = %step.name(), elapsed_ms = started.elapsed().as_millis() as u64, "step done");
+    Ok(())
+}
+
+/// Does `step` (named `name`), or fails it as a test injected (see
+/// [`with_injected_failure`]), the error made by `error` from the reason:
+/// the runner's steps, and the steps of sequences with an undo of their
+/// own (a restore), are made to fail in turn the same way.
+pub(crate) async fn injectable<T, E>(
+    name: &str,
+    error: impl Fn(String) -> E,
+    step: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     let injected = INJECTION.try_with(|injection| injection.next_step()).ok().flatten();
-    let injected_error = |when: &str| {
-        StepError::permanent(format!("failure injected {when} step \"{}\" (a test asked for it)", step.name()))
-    };
+    let injected_error = |when: &str| error(format!("failure injected {when} step \"{name}\" (a test asked for it)"));
     if injected == Some(InjectedFailure::Before) {
         return Err(injected_error("before"));
     }
-    let started = tokio::time::Instant::now();
-    with_retries(STEP_BUDGET, || step.apply(context)).await?;
-    tracing::debug!(step = %step.name(), elapsed_ms = started.elapsed().as_millis() as u64, "step done");
+    let done = step.await?;
     match injected {
         Some(InjectedFailure::After) => Err(injected_error("after")),
         Some(InjectedFailure::Crash) => {
@@ -311,7 +322,7 @@ async fn apply_step<C: Sync + ?Sized>(step: &dyn Step<C>, context: &C) -> Result
             }
             std::future::pending().await
         }
-        _ => Ok(()),
+        _ => Ok(done),
     }
 }
 

@@ -36,11 +36,16 @@ const PRUNE_EVERY: u64 = 24 * 3600;
 /// Where the latest restore test's result lives, in the backup volume.
 pub const RESTORE_TEST_FILE: &str = "/backup/status/restore-test";
 
-/// Removes the repository's stale locks (left by a restic stopped mid-run),
-/// run under the instance's lock: only when the repository holds a lock at
-/// all, as opening the repository costs about half a second.
+/// Removes the repository's stale locks (left by a restic stopped mid-run;
+/// `restic unlock` keeps the locks of a restic that runs, in another
+/// container, such as the backup beside a restore's staging): only when the
+/// repository holds a lock at all, as opening the repository costs about
+/// half a second.
 const UNLOCK_STALE: &str =
     "if [ -n \"$(ls -A \"$RESTIC_REPOSITORY/locks\" 2>/dev/null)\" ]; then restic unlock > /dev/null 2>&1 || true; fi";
+
+/// The lock of a restore's staging directory, in the backup volume.
+const STAGE_LOCK: &str = "/backup/.stage-lock";
 
 /// Where the repository's password lives, in the backup volume.
 const PASSWORD_FILE: &str = "/backup/restic-password";
@@ -63,6 +68,24 @@ pub struct BackupJobs {
     restore_script: String,
     /// The tag of the instance's snapshots (`TENANT/NAME`).
     tag: String,
+}
+
+/// What one restore job does: see [`BackupJobs::staged`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RestorePhase {
+    /// Stage and put in, in one job (the app stopped throughout).
+    Whole,
+    Stage,
+    PutIn,
+    Discard,
+}
+
+/// The jobs of one restore in two parts: see [`BackupJobs::staged`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedRestore {
+    pub stage: ContainerSpec,
+    pub put_in: ContainerSpec,
+    pub discard: ContainerSpec,
 }
 
 /// A repository a restore reads other than the instance's own: another
@@ -235,10 +258,23 @@ impl BackupJobs {
     }
 
     fn restore_tagged(&self, snapshot: &str, tag: &str) -> Result<ContainerSpec, String> {
+        self.restore_phase(snapshot, tag, RestorePhase::Whole)
+    }
+
+    fn restore_phase(&self, snapshot: &str, tag: &str, phase: RestorePhase) -> Result<ContainerSpec, String> {
         if !is_snapshot_reference(snapshot) {
             return Err(format!("{snapshot:?} names no snapshot: give `latest` or a snapshot id (8 to 64 hex digits)"));
         }
         let mut job = self.restore_base.clone();
+        let word = match phase {
+            RestorePhase::Whole => "whole",
+            RestorePhase::Stage => "stage",
+            RestorePhase::PutIn => "put-in",
+            RestorePhase::Discard => "discard",
+        };
+        if phase != RestorePhase::Whole {
+            job.name = format!("{}-{word}", job.name);
+        }
         job.command = Some(vec![
             "sh".to_owned(),
             "-c".to_owned(),
@@ -246,6 +282,7 @@ impl BackupJobs {
             "atrium-restore".to_owned(),
             snapshot.to_owned(),
             tag.to_owned(),
+            word.to_owned(),
         ]);
         Ok(job)
     }
@@ -254,6 +291,26 @@ impl BackupJobs {
     /// instance (a clone), as [`BackupJobs::restore`] does its own.
     pub fn restore_from(&self, snapshot: &str, source: &SourceRepository) -> Result<ContainerSpec, String> {
         Ok(reading(self.restore_tagged(snapshot, &source.tag)?, source))
+    }
+
+    /// The restore of `snapshot` (of `source`'s repository, or the
+    /// instance's own) in two jobs, so that the slow part runs while the
+    /// app still serves: `stage` restores the snapshot whole into a staging
+    /// directory of the backup volume (it can run beside a backup, and
+    /// changes no live data), then, with the app stopped, `put_in` empties
+    /// each volume and fills it from there and restores the database. A
+    /// staging that is not used is thrown away by `discard`.
+    pub fn staged(&self, snapshot: &str, source: Option<&SourceRepository>) -> Result<StagedRestore, String> {
+        let tag = source.map_or(&self.tag, |source| &source.tag);
+        let stage = self.restore_phase(snapshot, tag, RestorePhase::Stage)?;
+        Ok(StagedRestore {
+            stage: match source {
+                Some(source) => reading(stage, source),
+                None => stage,
+            },
+            put_in: self.restore_phase(snapshot, tag, RestorePhase::PutIn)?,
+            discard: self.restore_phase(snapshot, tag, RestorePhase::Discard)?,
+        })
     }
 
     /// The job that records a restore test's result (one line, what a
@@ -378,6 +435,9 @@ pub fn render_backups(
         "  set -eu".to_owned(),
         "  exec 9>/backup/.lock".to_owned(),
         "  flock 9".to_owned(),
+        // Not beside a restore's staging (its restic would keep `forget`
+        // from locking the repository), except the backup that restore takes.
+        format!("  if [ \"${{1:-}}\" != keep-all ]; then exec 8>{STAGE_LOCK}; flock 8; fi"),
         "  prepare".to_owned(),
         "  rm -rf /backup/dump && mkdir -p /backup/dump /backup/status".to_owned(),
         format!("  {} > /backup/dump/database.dump", words(&backup.dump)?),
@@ -520,30 +580,47 @@ pub fn render_backups(
     if let Some(command) = &mut snapshots.command {
         command.extend(["atrium-snapshots".to_owned(), tag.clone()]);
     }
+    // The phase is the third argument (see `RestorePhase`). Staging takes
+    // only the staging lock, so that it runs beside the backup taken before
+    // a restore (which takes only the instance's lock); everything that
+    // changes live data takes both, the instance's first.
     let mut restore = vec![
         "set -eu".to_owned(),
         "snapshot=$1".to_owned(),
         "tag=$2".to_owned(),
-        "exec 9>/backup/.lock".to_owned(),
-        "flock 9".to_owned(),
-        UNLOCK_STALE.to_owned(),
-        "rm -rf /backup/restore && mkdir -p /backup/restore /backup/status".to_owned(),
+        "phase=${3:-whole}".to_owned(),
+        "staging=/backup/restore".to_owned(),
+        "if [ \"$phase\" != stage ]; then exec 9>/backup/.lock; flock 9; fi".to_owned(),
+        format!("exec 8>{STAGE_LOCK}"),
+        "flock 8".to_owned(),
+        "if [ \"$phase\" = discard ]; then rm -rf $staging; exit 0; fi".to_owned(),
+        "if [ \"$phase\" = put-in ]; then".to_owned(),
+        // Another restore of the instance may have staged since.
+        "  [ \"$(cat $staging/.staged 2>/dev/null)\" = \"$snapshot $tag\" ] || { echo \"atrium-restore: snapshot $snapshot is no longer staged (another restore of the instance staged since)\" >&2; exit 1; }".to_owned(),
+        "else".to_owned(),
+        format!("  {UNLOCK_STALE}"),
+        "  rm -rf $staging && mkdir -p $staging /backup/status".to_owned(),
         format!(
-            "restic restore \"$snapshot\" --host atrium --tag \"$tag\" --target /backup/restore > /backup/status/restore 2>&1 || {{ cat /backup/status/restore >&2; exit 1; }}"
+            "  restic restore \"$snapshot\" --host atrium --tag \"$tag\" --target $staging > /backup/status/restore 2>&1 || {{ cat /backup/status/restore >&2; rm -rf $staging; exit 1; }}"
         ),
-        "[ -f /backup/restore/backup/dump/database.dump ] || { echo \"atrium-restore: snapshot $snapshot holds no database dump\" >&2; exit 1; }".to_owned(),
+        "  [ -f $staging/backup/dump/database.dump ] || { echo \"atrium-restore: snapshot $snapshot holds no database dump\" >&2; rm -rf $staging; exit 1; }".to_owned(),
     ];
     for (_, key) in &volumes {
         restore.push(format!(
-            "[ -d /backup/restore/volumes/{key} ] || {{ echo \"atrium-restore: snapshot $snapshot holds no volume {key}\" >&2; exit 1; }}"
+            "  [ -d $staging/volumes/{key} ] || {{ echo \"atrium-restore: snapshot $snapshot holds no volume {key}\" >&2; rm -rf $staging; exit 1; }}"
         ));
     }
+    restore.extend([
+        "  echo \"$snapshot $tag\" > $staging/.staged".to_owned(),
+        "  if [ \"$phase\" = stage ]; then echo \"atrium-restore: staged snapshot $snapshot\"; exit 0; fi".to_owned(),
+        "fi".to_owned(),
+    ]);
     for (_, key) in &volumes {
         restore.push(format!("find /volumes/{key} -mindepth 1 -delete"));
-        restore.push(format!("cp -a /backup/restore/volumes/{key}/. /volumes/{key}/"));
+        restore.push(format!("cp -a $staging/volumes/{key}/. /volumes/{key}/"));
     }
-    restore.push(format!("{} < /backup/restore/backup/dump/database.dump", words(&backup.restore)?));
-    restore.push("rm -rf /backup/restore".to_owned());
+    restore.push(format!("{} < $staging/backup/dump/database.dump", words(&backup.restore)?));
+    restore.push("rm -rf $staging".to_owned());
     restore.push("echo \"atrium-restore: restored snapshot $snapshot\"".to_owned());
     let restore_base = job("restore-snapshot", Vec::new());
     Ok(Some(BackupJobs {

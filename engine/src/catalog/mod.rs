@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 pub use backups::{
     BACKUP_ROLE, BackupJobs, OFFSITE_STATUS_FILE, OffsiteStore, STORE_NAME, SourceLocation, SourceRepository,
-    VERSION_TAG, render_backups,
+    StagedRestore, VERSION_TAG, render_backups,
 };
 pub use render::{
     ContainerRole, ContainerSpec, HealthSpec, RenderInput, RenderedApp, UpgradeJobs, VolumeSpec, app_container_name,

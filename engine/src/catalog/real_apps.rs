@@ -64,12 +64,27 @@ fn describe_with_manager(app_name: &str) -> String {
         assert!(backups.restore("latest; rm -rf /").is_err(), "a snapshot reference is checked");
         // A clone reads another instance's repository, by its tag.
         let source = super::SourceRepository::of("acme", "old");
-        for job in [backups.restore_from("latest", &source).unwrap(), backups.snapshots_in(&source)] {
+        let staged = backups.staged("latest", Some(&source)).unwrap();
+        let reading = [backups.restore_from("latest", &source).unwrap(), backups.snapshots_in(&source), staged.stage];
+        for job in &reading {
             assert!(job.mounts.contains(&("atrium-acme-old-backups".to_owned(), "/source".to_owned())), "{job:?}");
             assert_eq!(job.environment["RESTIC_REPOSITORY"], "/source/restic");
             assert_eq!(job.environment["RESTIC_PASSWORD_FILE"], "/source/restic-password");
-            assert_eq!(job.command.as_ref().and_then(|c| c.last()).map(String::as_str), Some("acme/old"));
         }
+        // The restore's jobs take the snapshot, the tag and their phase;
+        // putting in and throwing away read only the staging directory.
+        let arguments = |job: &ContainerSpec| job.command.clone().unwrap_or_default().split_off(3);
+        assert_eq!(arguments(&reading[1]), ["atrium-snapshots", "acme/old"]);
+        for (job, phase) in
+            [(&reading[0], "whole"), (&reading[2], "stage"), (&staged.put_in, "put-in"), (&staged.discard, "discard")]
+        {
+            assert_eq!(arguments(job), ["atrium-restore", "latest", "acme/old", phase], "{job:?}");
+        }
+        for job in [&staged.put_in, &staged.discard] {
+            assert_eq!(job.mounts, restore.mounts, "{job:?}");
+            assert_eq!(job.environment, restore.environment, "{job:?}");
+        }
+        assert!(backups.staged("latest; rm -rf /", None).is_err(), "a snapshot reference is checked");
     }
     text
 }
