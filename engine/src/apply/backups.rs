@@ -210,7 +210,9 @@ impl AppContext<'_> {
     /// Restores `snapshot` (an id, a prefix of one, or `latest`) in place:
     /// a backup of the data as it is now is taken first (and handed to
     /// `replaced`, so that a caller can show it before anything changes),
-    /// the app stops, the snapshot's volumes and database are put back (and
+    /// while the snapshot is restored into a staging directory beside it
+    /// (the app serving on: a snapshot that cannot be read changes nothing);
+    /// then the app stops, the snapshot's volumes and database are put back (and
     /// migrated when an earlier version took it), and the app starts again
     /// (when it ran) and must turn healthy. When any of that fails (the job,
     /// the runtime, the health check), the data it replaced is put back from
