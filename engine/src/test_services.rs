@@ -200,6 +200,66 @@ impl Drop for SecondEngineCleanup {
     }
 }
 
+/// `hello` with a PostgreSQL sidecar, backups of both and a migration that
+/// does nothing: the cheapest entry whose restore has every step of a real
+/// app's (data staged, put in, migrated, the app started until healthy).
+const HELLO_DATABASE: &str = r#"
+sidecars = {
+  postgres = {
+    image = "atrium/postgres:15"
+    resources = {
+      basic      = { cpus = 0.5, memory_mb = 256 }
+      business   = { cpus = 0.5, memory_mb = 256 }
+      enterprise = { cpus = 0.5, memory_mb = 256 }
+    }
+    environment = {
+      POSTGRES_DB       = "hello"
+      POSTGRES_USER     = "hello"
+      POSTGRES_PASSWORD = "{secret.postgres_password}"
+    }
+    volumes = {
+      data = "/var/lib/postgresql/data"
+    }
+    health = {
+      command      = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", "hello", "-d", "hello"]
+      interval     = "1s"
+      timeout      = "5s"
+      retries      = 5
+      start_period = "1m"
+    }
+  }
+}
+
+upgrade = {
+  migrate = ["/bin/sh", "-c", "true"]
+}
+
+backup = {
+  sidecar = "postgres"
+  environment = {
+    PGPASSWORD = "{secret.postgres_password}"
+  }
+  dump    = ["pg_dump", "--host={sidecar.postgres}", "--username=hello", "--format=custom", "hello"]
+  restore = [
+    "sh", "-c",
+    "set -eu; dropdb --host={sidecar.postgres} --username=hello --force --if-exists hello; createdb --host={sidecar.postgres} --username=hello hello; pg_restore --host={sidecar.postgres} --username=hello --dbname=hello --exit-on-error --single-transaction --no-owner"
+  ]
+}
+"#;
+
+/// A catalog whose `hello` (an operator's entry, written into `directory`)
+/// has a PostgreSQL sidecar, backups of both and a migration that does
+/// nothing: the cheapest app whose upgrade and restore have every step a
+/// real app's have.
+pub fn hello_with_database(directory: &std::path::Path) -> crate::catalog::Catalog {
+    let volumes = "volumes = {\n  data = \"/www/data\"\n}\n";
+    let built_in = include_str!("../catalog/hello.hcl");
+    assert!(built_in.contains(volumes), "hello.hcl declares its volume as {volumes:?}");
+    let text = built_in.replace(volumes, &format!("{volumes}{HELLO_DATABASE}"));
+    std::fs::write(directory.join("hello.hcl"), text).expect("write the operator's hello entry");
+    crate::catalog::Catalog::with_directory(directory).unwrap_or_else(|error| panic!("{error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

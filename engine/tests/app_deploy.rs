@@ -21,8 +21,8 @@ use atrium_engine::observe::AppObservations;
 use atrium_engine::plan::app_instance::AppDecision;
 use atrium_engine::registry::Registry;
 use atrium_engine::test_services::{
-    SecondEngineCleanup, docker_on, hello_spec, registry_with_tenant, remove_docker_objects, service_variable,
-    test_owner, test_target,
+    SecondEngineCleanup, docker_on, hello_spec, hello_with_database, registry_with_tenant, remove_docker_objects,
+    service_variable, test_owner, test_target,
 };
 
 struct Fixture {
@@ -1752,53 +1752,6 @@ async fn backups_are_copied_off_site_and_an_instance_comes_back_from_the_copy_on
     context.destroy(id).await.unwrap();
 }
 
-/// `hello` with a PostgreSQL sidecar, backups of both and a migration that
-/// does nothing: the cheapest entry whose restore has every step of a real
-/// app's (data staged, put in, migrated, the app started until healthy).
-const HELLO_WITH_DATABASE: &str = r#"
-sidecars = {
-  postgres = {
-    image = "atrium/postgres:15"
-    resources = {
-      basic      = { cpus = 0.5, memory_mb = 256 }
-      business   = { cpus = 0.5, memory_mb = 256 }
-      enterprise = { cpus = 0.5, memory_mb = 256 }
-    }
-    environment = {
-      POSTGRES_DB       = "hello"
-      POSTGRES_USER     = "hello"
-      POSTGRES_PASSWORD = "{secret.postgres_password}"
-    }
-    volumes = {
-      data = "/var/lib/postgresql/data"
-    }
-    health = {
-      command      = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", "hello", "-d", "hello"]
-      interval     = "1s"
-      timeout      = "5s"
-      retries      = 5
-      start_period = "1m"
-    }
-  }
-}
-
-upgrade = {
-  migrate = ["/bin/sh", "-c", "true"]
-}
-
-backup = {
-  sidecar = "postgres"
-  environment = {
-    PGPASSWORD = "{secret.postgres_password}"
-  }
-  dump    = ["pg_dump", "--host={sidecar.postgres}", "--username=hello", "--format=custom", "hello"]
-  restore = [
-    "sh", "-c",
-    "set -eu; dropdb --host={sidecar.postgres} --username=hello --force --if-exists hello; createdb --host={sidecar.postgres} --username=hello hello; pg_restore --host={sidecar.postgres} --username=hello --dbname=hello --exit-on-error --single-transaction --no-owner"
-  ]
-}
-"#;
-
 /// Every step of a restore fails in turn, before it did anything and after
 /// it did everything, as the runner's failure injection makes them fail:
 /// each time the restore fails clearly, the data it would have replaced (a
@@ -1809,8 +1762,8 @@ backup = {
 async fn every_step_of_a_restore_fails_in_turn_and_the_data_it_would_replace_serves_again() {
     use atrium_engine::apply::runner::{InjectedFailure, with_injected_failure};
     let fixture = Fixture::new("rsf").await;
-    let volumes = "volumes = {\n  data = \"/www/data\"\n}\n";
-    let catalog = operator_catalog("hello", &[(volumes, &format!("{volumes}{HELLO_WITH_DATABASE}"))]);
+    let directory = tempfile::tempdir().unwrap();
+    let catalog = hello_with_database(directory.path());
     let context = fixture.context_with(&catalog, Duration::from_secs(120));
     let tenant = &fixture.tenant;
     let (database, backups) = (format!("atrium-{tenant}-web-postgres"), format!("atrium-{tenant}-web-backup"));

@@ -38,7 +38,9 @@ use atrium_engine::observe::TenantObserver;
 use atrium_engine::observe::{AppObservations, DomainObservations};
 use atrium_engine::plan::tenant::plan_tenant;
 use atrium_engine::registry::Registry;
-use atrium_engine::test_services::{hello_spec, registry_with_tenant, service_variable, test_owner, test_target};
+use atrium_engine::test_services::{
+    hello_spec, hello_with_database, registry_with_tenant, service_variable, test_owner, test_target,
+};
 
 type Checked = Result<(), String>;
 
@@ -64,8 +66,14 @@ type NewCase = fn(String, Change) -> Pin<Box<dyn Future<Output = Box<dyn Case>> 
 /// Every step of the case's change fails in turn, each way; returns how
 /// many steps the change has.
 async fn every_step_fails(label: &str, change: Change, new_case: NewCase) -> usize {
+    let failures = [InjectedFailure::Before, InjectedFailure::After, InjectedFailure::Crash];
+    every_step_fails_as(label, change, new_case, &failures).await
+}
+
+/// Every step of the case's change fails in turn, each of the `failures` ways.
+async fn every_step_fails_as(label: &str, change: Change, new_case: NewCase, failures: &[InjectedFailure]) -> usize {
     let mut steps = 0;
-    for failure in [InjectedFailure::Before, InjectedFailure::After, InjectedFailure::Crash] {
+    for &failure in failures {
         let mut at = 1;
         loop {
             let name = format!("es{}-{label}-{at}{}", std::process::id() % 10_000, failure_letter(failure));
@@ -112,7 +120,7 @@ async fn every_step_fails(label: &str, change: Change, new_case: NewCase) -> usi
         steps = at - 1;
     }
     assert!(steps > 0, "{label}: the change ran no step");
-    eprintln!("{label}: each of {steps} steps failed before and after its work, and crashed; all converged");
+    eprintln!("{label}: each of {steps} steps failed in turn ({failures:?}); all converged");
     steps
 }
 
@@ -737,22 +745,51 @@ struct AppCase {
     targets: Targets,
     tenant: String,
     change: Change,
+    /// `hello` with a PostgreSQL sidecar and backups: its upgrade backs up,
+    /// migrates, and puts the backup back when it fails; a row written at
+    /// `prepare` must survive every failure.
+    database: bool,
 }
 
 impl AppCase {
     async fn open(name: String, change: Change) -> Box<dyn Case> {
+        Box::new(AppCase::new(name, change, false).await)
+    }
+
+    async fn open_with_database(name: String, change: Change) -> Box<dyn Case> {
+        Box::new(AppCase::new(name, change, true).await)
+    }
+
+    async fn new(name: String, change: Change, database: bool) -> AppCase {
         let directory = tempfile::tempdir().expect("a temporary directory");
         let registry = registry_with_tenant(directory.path(), &name).await;
         let targets = Targets::new(BTreeMap::from([("local".to_owned(), test_target("ATRIUM_TEST_DOCKER_HOST"))]));
-        Box::new(AppCase {
+        let catalog = if database { hello_with_database(directory.path()) } else { Catalog::built_in() };
+        AppCase {
             _directory: directory,
             registry,
             observations: AppObservations::default(),
-            catalog: Catalog::built_in(),
+            catalog,
             targets,
             tenant: name,
             change,
-        })
+            database,
+        }
+    }
+
+    /// Runs `sql` in the instance's database; its output.
+    async fn sql(&self, sql: &str) -> Result<String, String> {
+        let database = format!("atrium-{}-web-postgres", self.tenant);
+        let output = tokio::process::Command::new("docker")
+            .args(["-H", &service_variable("ATRIUM_TEST_DOCKER_HOST"), "exec", &database])
+            .args(["psql", "-tAq", "-U", "hello", "-d", "hello", "-c", sql])
+            .output()
+            .await
+            .map_err(|error| format!("docker exec {database} psql: {error}"))?;
+        match output.status.success() {
+            true => Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned()),
+            false => Err(format!("psql in {database}: {}", String::from_utf8_lossy(&output.stderr))),
+        }
     }
 
     fn context(&self) -> AppContext<'_> {
@@ -797,13 +834,22 @@ impl AppCase {
         let (row, containers, volumes, network, claim) = self.look().await?;
         ensure(row.as_deref() == version, || format!("the row's version is {row:?}, not {version:?}"))?;
         ensure(claim == version.is_some(), || format!("the instance's name is claimed: {claim}"))?;
+        // The app, and with a database its sidecar and backup container.
+        let expected = if self.database { 3 } else { 1 };
         match version {
             None => ensure(containers.is_empty() && volumes == 0 && !network, || {
                 format!("left behind: containers {containers:?}, {volumes} volumes, network: {network}")
             }),
-            Some(_) => ensure(containers.len() == 1 && containers[0].1 && network, || {
-                format!("not one running app container: {containers:?} (network: {network})")
-            }),
+            Some(_) => {
+                ensure(containers.len() == expected && containers.iter().all(|c| c.1) && network, || {
+                    format!("not {expected} running containers: {containers:?} (network: {network})")
+                })?;
+                if !self.database {
+                    return Ok(());
+                }
+                let kept = self.sql("SELECT v FROM kept").await?;
+                ensure(kept == "written on 1.0", || format!("the database holds {kept:?}, not the row written on 1.0"))
+            }
         }
     }
 }
@@ -830,7 +876,16 @@ impl Case for AppCase {
     async fn prepare(&self) -> Checked {
         match self.change {
             Change::Create => Ok(()),
-            _ => self.deploy("1.0", Some(&CreateToken::new())).await,
+            _ => {
+                self.deploy("1.0", Some(&CreateToken::new())).await?;
+                match self.database {
+                    true => self
+                        .sql("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('written on 1.0')")
+                        .await
+                        .map(drop),
+                    false => Ok(()),
+                }
+            }
         }
     }
 
@@ -859,6 +914,20 @@ impl Case for AppCase {
         self.destroy().await?;
         self.expect(None).await
     }
+}
+
+/// An upgrade of an app with a database and backups (stop the old version,
+/// back up, migrate, start the new one): each of its steps fails in turn, and
+/// the row written on the old version is there every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_of_an_upgrade_with_backups_fails_in_turn_and_converges() {
+    // A failure before step N leaves what one after step N - 1 leaves (the
+    // steps before it undone), which the hello cases check for every step:
+    // after each step and by a crash are what this upgrade adds.
+    let failures = [InjectedFailure::After, InjectedFailure::Crash];
+    let with_database: NewCase = |name, change| Box::pin(AppCase::open_with_database(name, change));
+    let steps = every_step_fails_as("ab", Change::Update, with_database, &failures).await;
+    assert!(steps >= 5, "the upgrade has its backup and migration steps: {steps} steps");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,8 @@ use crate::apply::app_instance::{AppApplyError, AppContext, backup_jobs};
 use crate::apply::runner::injectable;
 use crate::backends::{CommandOutput, RuntimeError, error_chain};
 use crate::catalog::{
-    BackupJobs, OffsiteStore, STORE_NAME, SourceRepository, VERSION_TAG, labels, render_app_container_name,
+    BackupJobs, ContainerSpec, OffsiteStore, STORE_NAME, SourceRepository, VERSION_TAG, labels,
+    render_app_container_name,
 };
 use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
 use crate::model::backup::Snapshot;
@@ -311,16 +312,17 @@ impl AppContext<'_> {
         .await;
         if let Err(error) = stopped {
             // No data changed: the app serves on (again), the staging is thrown away.
-            let restarted = match was_running {
-                true => self.put_in(&record, &app, &staged.discard, None, true).await,
-                false => self.run(&record, &staged.discard).await.map(|_| ()).map_err(|error| error_chain(&error)),
-            };
+            let restarted =
+                self.put_in(&record, &app, &[("throw the staging away", &staged.discard)], was_running).await;
             if let Err(reason) = restarted {
                 tracing::warn!(instance = %id, reason = %reason, "could not start the app again after a failed stop");
             }
             return Err(error);
         }
-        let failed = match self.put_in(&record, &app, &staged.put_in, migrate.as_ref(), was_running).await {
+        let steps: Vec<(&str, &ContainerSpec)> = std::iter::once(("put the data in", &staged.put_in))
+            .chain(migrate.as_ref().map(|job| ("migrate the data", job)))
+            .collect();
+        let failed = match self.put_in(&record, &app, &steps, was_running).await {
             Ok(()) => {
                 let manager = self.renew_manager_after_restore(id, was_running, &chosen).await;
                 return Ok(Restored { restored: chosen, replaced_data, manager });
@@ -337,7 +339,7 @@ impl AppContext<'_> {
         // the app starts on it, with time of its own past the deadline.
         let undone = crate::backends::retry::with_grace(
             crate::apply::runner::DATA_UNDO_GRACE,
-            self.put_in(&record, &app, &back, None, was_running),
+            self.put_in(&record, &app, &[("put the replaced data back", &back)], was_running),
         )
         .await;
         let kept = match undone {
@@ -453,22 +455,20 @@ impl AppContext<'_> {
         Ok(())
     }
 
-    /// Puts a snapshot's data in with `job` (the app stopped), migrates it
-    /// with `migrate`, then starts the app again when it ran and waits until
-    /// it is healthy; the registry and the routes follow the port it
-    /// publishes now.
+    /// Runs `jobs` (named steps: the data put in, then migrated; the app
+    /// stopped) one after the other, then starts the app again when it ran
+    /// and waits until it is healthy; the registry and the routes follow the
+    /// port it publishes now.
     async fn put_in(
         &self,
         record: &AppInstanceRecord,
         app: &str,
-        job: &crate::catalog::ContainerSpec,
-        migrate: Option<&crate::catalog::ContainerSpec>,
+        jobs: &[(&str, &ContainerSpec)],
         start: bool,
     ) -> Result<(), String> {
         let (id, target) = (&record.spec.id, &record.spec.target);
         let chain = |error: AppApplyError| error_chain(&error);
-        let steps = std::iter::once(("put the data in", job)).chain(migrate.map(|job| ("migrate the data", job)));
-        for (name, job) in steps {
+        for &(name, job) in jobs {
             injectable(name, |reason| reason, async {
                 let ran = self.run(record, job).await.map_err(|error| error_chain(&error))?;
                 match ran.exit_code {
