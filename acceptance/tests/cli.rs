@@ -532,9 +532,29 @@ async fn a_second_ctrl_c_stops_a_deployment_at_once_and_the_next_apply_converges
             "resource \"atrium_tenant\" \"t\" {{\n  name = \"{tenant}\"\n  display_name = \"T\"\n  tier = \"business\"\n  welcome_email = false\n  manager = {{ email = \"m@t.example\", name = \"M\" }}\n}}\nresource \"atrium_app_instance\" \"app\" {{\n  for_each = toset([\"one\", \"two\", \"three\"])\n  tenant_id = atrium_tenant.t.id\n  name = each.key\n  app = \"hello\"\n  target = \"lyon-onprem\"\n  users = 1\n  delete_data_on_destroy = true\n}}\n"
         ),
     );
-    // The second instance's deployment is in flight when both interrupts arrive.
-    let stopped = interrupted_apply(&workspace, "atrium_app_instance", true);
-    assert_eq!(stopped.code, 130, "two interrupts stop at once:\n{}\n{}", stopped.stdout, stopped.stderr);
+    // The second instance's deployment is in flight when both interrupts
+    // arrive. On a loaded machine it can end (in about two seconds) before
+    // the second one does, and the run ends as after one interrupt: then
+    // the instances go and it is tried again, up to three times.
+    let mut attempts = Vec::new();
+    let stopped = loop {
+        let run = interrupted_apply(&workspace, "atrium_app_instance", true);
+        if run.code == 130 || attempts.len() == 2 {
+            break run;
+        }
+        assert_eq!(run.code, 1, "an interrupted apply fails:\n{}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("run atrium apply again"), "{}", run.stderr);
+        workspace.atrium(&["destroy", "-auto-approve"]).expect_code(0, "atrium destroy before another attempt");
+        attempts.push(run.stdout);
+    };
+    assert_eq!(
+        stopped.code,
+        130,
+        "two interrupts stop at once:\n{}\n{}\nearlier attempts:\n{}",
+        stopped.stdout,
+        stopped.stderr,
+        attempts.join("\n")
+    );
     assert!(stopped.stderr.contains("Stopping now"), "{}", stopped.stderr);
 
     workspace.atrium(&["apply", "-auto-approve"]).expect_code(0, "atrium apply after the interrupts");
