@@ -70,6 +70,14 @@ fn failed_step<'a>(id: &'a AppInstanceId, snapshot: &'a str) -> impl Fn(String) 
 /// How a failed job begins its reason.
 const JOB_FAILED: &str = "its job failed";
 
+/// A job's run as a step's result: the reason, with its output, when it failed.
+fn job_succeeded(ran: CommandOutput) -> Result<(), String> {
+    match ran.exit_code {
+        Some(0) => Ok(()),
+        _ => Err(format!("{JOB_FAILED} (exit code {:?}). Its output: {}", ran.exit_code, ran.output)),
+    }
+}
+
 /// A finished restore: the snapshot restored, and the one taken of the data
 /// it replaced (so nothing is lost by restoring the wrong one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,13 +286,7 @@ impl AppContext<'_> {
                 self.take_backup(&record, &jobs.backup_keeping_all()).await
             }),
             injectable("stage the snapshot", failed_step(id, &chosen.id), async {
-                match self.run(&record, &staged.stage).await? {
-                    ran if ran.exit_code == Some(0) => Ok(()),
-                    ran => Err(failed_step(id, &chosen.id)(format!(
-                        "{JOB_FAILED} (exit code {:?}). Its output: {}",
-                        ran.exit_code, ran.output
-                    ))),
-                }
+                job_succeeded(self.run(&record, &staged.stage).await?).map_err(failed_step(id, &chosen.id))
             })
         );
         let replaced_data = match stage.and(replaced_data) {
@@ -470,11 +472,7 @@ impl AppContext<'_> {
         let chain = |error: AppApplyError| error_chain(&error);
         for &(name, job) in jobs {
             injectable(name, |reason| reason, async {
-                let ran = self.run(record, job).await.map_err(|error| error_chain(&error))?;
-                match ran.exit_code {
-                    Some(0) => Ok(()),
-                    _ => Err(format!("{JOB_FAILED} (exit code {:?}). Its output: {}", ran.exit_code, ran.output)),
-                }
+                job_succeeded(self.run(record, job).await.map_err(|error| error_chain(&error))?)
             })
             .await?;
         }

@@ -254,11 +254,7 @@ impl BackupJobs {
     /// volume is emptied and filled from it and the database restored from
     /// its dump. The app must be stopped; the database sidecar must run.
     pub fn restore(&self, snapshot: &str) -> Result<ContainerSpec, String> {
-        self.restore_tagged(snapshot, &self.tag)
-    }
-
-    fn restore_tagged(&self, snapshot: &str, tag: &str) -> Result<ContainerSpec, String> {
-        self.restore_phase(snapshot, tag, RestorePhase::Whole)
+        self.restore_phase(snapshot, &self.tag, RestorePhase::Whole)
     }
 
     fn restore_phase(&self, snapshot: &str, tag: &str, phase: RestorePhase) -> Result<ContainerSpec, String> {
@@ -290,7 +286,7 @@ impl BackupJobs {
     /// The job that restores `snapshot` of `source`'s repository into this
     /// instance (a clone), as [`BackupJobs::restore`] does its own.
     pub fn restore_from(&self, snapshot: &str, source: &SourceRepository) -> Result<ContainerSpec, String> {
-        Ok(reading(self.restore_tagged(snapshot, &source.tag)?, source))
+        Ok(reading(self.restore_phase(snapshot, &source.tag, RestorePhase::Whole)?, source))
     }
 
     /// The restore of `snapshot` (of `source`'s repository, or the
