@@ -8,11 +8,14 @@
 #
 # The env file ($STATE_DIR/env) is what tests load (through ATRIUM_SERVICES_ENV
 # or the default path). Services today: PostgreSQL, two Docker engines (two
-# hosting targets) with the `hello` test app's images (built from busybox, no
-# registry needed), PowerDNS (authoritative DNS with its REST API), Pebble (a
-# test ACME CA), Caddy (the reverse proxy, certificates from Pebble by HTTP-01),
-# an SMTP sink writing a Maildir, and Redmine (the support tracker).
-# Every server binds to 127.0.0.1 on a free high port or a unix socket.
+# hosting targets) and a three-node Docker Swarm (a third target, its nodes in
+# network namespaces of their own), all with the `hello` test app's images
+# (built from busybox, no registry needed), PowerDNS (authoritative DNS with
+# its REST API), Pebble (a test ACME CA), Caddy (the reverse proxy,
+# certificates from Pebble by HTTP-01), an SMTP sink writing a Maildir, and
+# Redmine (the support tracker).
+# Every server binds to 127.0.0.1 on a free high port or a unix socket, except
+# the swarm's nodes, which listen on their own addresses in 10.77.0.0/24.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -193,6 +196,266 @@ reuse_running() {
   running "$2/pid" || return 1
   cat "$2/env" >>"$state/env.new"
   echo "services: $1 already running"
+}
+
+# A real three-node Docker Swarm for the swarm target. Each node is a "host":
+# a dockerd in a network namespace of its own (and a UTS namespace, so that
+# every node has its own hostname in `docker node ls`), joined by a veth pair
+# to one bridge in the root namespace, where tests, Atrium and Caddy run and
+# reach every node by its address. The subnet 10.77.0.0/24 is fixed (the
+# engine's node labels and the tests name these addresses), so one swarm fits
+# on a machine; the namespace and interface names come from the state
+# directory's hash so that stopping one state directory never touches
+# another's. Linux limits interface names to 15 characters, hence the short
+# names: atrswHASH8br for the bridge, atrswHASH8nN for node N's namespace and
+# its veth's root end.
+swarm_prefix() {
+  echo "atrsw$(printf '%s' "$state" | md5sum | cut -c1-8)"
+}
+
+swarm_address() { # swarm_address NODE
+  echo "10.77.0.1$1"
+}
+
+# Each node's own Docker API, unencrypted on its namespace's address: the
+# engine reaches a node directly for exec and volumes (the node label
+# atrium.engine says where).
+swarm_engine() { # swarm_engine NODE
+  echo "tcp://$(swarm_address "$1"):2375"
+}
+
+swarm_node_dir() { # swarm_node_dir NODE
+  echo "$(docker_dir swarm)/node$1"
+}
+
+# swarm_failed WHAT: prints every node's daemon log and fails the script.
+swarm_failed() {
+  local n
+  for n in 1 2 3; do
+    echo "services: swarm node $n's log ($(swarm_node_dir "$n")/log) follows" >&2
+    cat "$(swarm_node_dir "$n")/log" >&2 2>/dev/null || true
+  done
+  echo "services: swarm: $1 failed (node logs above)" >&2
+  exit 1
+}
+
+# wait_for_swarm WHAT SECONDS COMMAND...: polls COMMAND until it succeeds, or
+# fails the script with every node's log.
+wait_for_swarm() {
+  local what=$1 deadline=$((SECONDS + $2))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || swarm_failed "$what"
+    sleep 0.1
+  done
+}
+
+# swarm_running: true when all three daemons run and the manager sees three
+# ready, active nodes.
+swarm_running() {
+  local n
+  for n in 1 2 3; do running "$(swarm_node_dir "$n")/pid" || return 1; done
+  [ "$(timeout 10 docker -H "$(swarm_engine 1)" node ls --format '{{.Status}} {{.Availability}}' 2>/dev/null |
+    grep -c '^Ready Active$')" = 3 ]
+}
+
+# The bridge (10.77.0.254 in the root namespace) and three namespaces with
+# their veth pairs. Root-namespace traffic to the nodes is plain L2 on the
+# bridge, so neither forwarding nor firewall settings change. The nodes have
+# no default route: what would go further (a registry, say) fails at once
+# instead of waiting for a timeout.
+make_swarm_network() {
+  local prefix n taken
+  prefix=$(swarm_prefix)
+  taken=$(ip -4 -o addr show to 10.77.0.0/24 | awk '{print $2}' | sort -u | tr '\n' ' ')
+  if [ -n "$taken" ]; then
+    echo "services: the swarm's subnet 10.77.0.0/24 is already on ${taken% } (another state directory's swarm?);" \
+      "only one swarm fits on a machine: stop that one first" >&2
+    exit 1
+  fi
+  ip link add "${prefix}br" type bridge
+  ip addr add 10.77.0.254/24 dev "${prefix}br"
+  ip link set "${prefix}br" up
+  for n in 1 2 3; do
+    ip netns add "${prefix}n$n"
+    ip link add "${prefix}n$n" type veth peer name eth0 netns "${prefix}n$n"
+    ip link set "${prefix}n$n" master "${prefix}br" up
+    ip -n "${prefix}n$n" addr add "$(swarm_address "$n")/24" dev eth0
+    ip -n "${prefix}n$n" link set lo up
+    ip -n "${prefix}n$n" link set eth0 up
+  done
+}
+
+# launch_swarm_node NODE: starts the node's dockerd in its namespace. nsenter,
+# not `ip netns exec`, which remounts /sys and hides the cgroup mounts dockerd
+# needs. Each node has its own address pool (docker_gwbridge and local
+# networks), apart from the plain engines' and the swarm's overlay pool.
+# A task's image is pulled before every start unless it is named by digest,
+# and there is no registry here: DOCKER_SERVICE_PREFER_OFFLINE_IMAGE makes the
+# node use its local copy (loaded by load_swarm_images) without trying.
+# $! is dockerd itself (nsenter, unshare and sh exec what follows); dockerd
+# writes its own pidfile too, but only once it is up.
+launch_swarm_node() {
+  local n=$1 dir
+  dir=$(swarm_node_dir "$n")
+  mkdir -p "$dir"
+  # shellcheck disable=SC2016 # $0 and $@ belong to the inner shell.
+  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 nsenter --net="/run/netns/$(swarm_prefix)n$n" unshare --uts \
+    sh -c 'hostname "$0" && exec "$@"' "atrium-node$n" \
+    dockerd --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
+    -H "unix://$dir/docker.sock" -H "$(swarm_engine "$n")" --tls=false \
+    --storage-driver overlay2 --iptables=false --ip-masq=false --ip-forward=false --bridge=none \
+    --default-address-pool "base=10.24$n.0.0/16,size=24" >"$dir/log" 2>&1 &
+  echo $! >"$dir/pid"
+}
+
+# Node 1 is the manager; the others join as workers. Every node gets the label
+# atrium.engine with its own Docker API's address.
+form_swarm() {
+  local manager token n node_id
+  manager=$(swarm_engine 1)
+  timeout 30 docker -H "$manager" swarm init --advertise-addr "$(swarm_address 1)" \
+    --listen-addr "$(swarm_address 1):2377" --default-addr-pool 10.230.0.0/16 >/dev/null || swarm_failed "swarm init"
+  token=$(timeout 10 docker -H "$manager" swarm join-token -q worker) || swarm_failed "swarm join-token"
+  for n in 2 3; do
+    timeout 30 docker -H "$(swarm_engine "$n")" swarm join --token "$token" --advertise-addr "$(swarm_address "$n")" \
+      --listen-addr "$(swarm_address "$n"):2377" "$(swarm_address 1):2377" >/dev/null || swarm_failed "node $n's swarm join"
+  done
+  for n in 1 2 3; do
+    node_id=$(timeout 10 docker -H "$(swarm_engine "$n")" info --format '{{.Swarm.NodeID}}') || swarm_failed "node $n's docker info"
+    timeout 10 docker -H "$manager" node update --label-add "atrium.engine=$(swarm_engine "$n")" "$node_id" >/dev/null ||
+      swarm_failed "node $n's label"
+  done
+  wait_for_swarm "three ready nodes" 30 swarm_running
+}
+
+# load_swarm_images: the hello images on every node, in parallel (services are
+# created with --no-resolve-image: each node uses its own copy).
+load_swarm_images() {
+  local n pids=()
+  for n in 1 2 3; do
+    "$repo/scripts/hello-image.sh" "$(swarm_engine "$n")" &
+    pids+=($!)
+  done
+  for n in 1 2 3; do wait "${pids[n - 1]}" || swarm_failed "loading the hello images on node $n"; done
+}
+
+# check_swarm: a real service on an overlay network, one task per node
+# published on the node's own address (mode=host and dnsrr: there is no IPVS
+# here for VIPs or the routing mesh), answers on every node; then it goes.
+check_swarm() {
+  local manager n port=18080
+  manager=$(swarm_engine 1)
+  timeout 10 docker -H "$manager" network create --driver overlay --attachable atrium-swarm-check >/dev/null ||
+    swarm_failed "creating the check network"
+  timeout 10 docker -H "$manager" service create --detach --quiet --name atrium-swarm-check --mode global \
+    --no-resolve-image --endpoint-mode dnsrr --network atrium-swarm-check --init --stop-grace-period 1s \
+    --publish "mode=host,target=80,published=$port" atrium/hello:1.1 >/dev/null || swarm_failed "creating the check service"
+  for n in 1 2 3; do
+    wait_for_swarm "the check service on node $n" 30 curl -fsS "http://$(swarm_address "$n"):$port/"
+  done
+  timeout 10 docker -H "$manager" service rm atrium-swarm-check >/dev/null || swarm_failed "removing the check service"
+  # The network stays in use until the workers have removed their tasks.
+  wait_for_swarm "removing the check network" 30 timeout 10 docker -H "$manager" network rm atrium-swarm-check
+}
+
+start_swarm() {
+  local started=$SECONDS n images
+  if swarm_running; then
+    load_swarm_images
+    echo "services: swarm already running"
+  else
+    # Half a swarm (a dead daemon, a namespace left over) is not repaired:
+    # it goes, and a new one starts.
+    stop_swarm
+    make_swarm_network
+    for n in 1 2 3; do launch_swarm_node "$n"; done
+    for n in 1 2 3; do
+      wait_for "swarm node $n" "$(swarm_node_dir "$n")" 20 docker -H "unix://$(swarm_node_dir "$n")/docker.sock" version
+    done
+    # The images do not depend on the swarm: they load while it forms.
+    load_swarm_images &
+    images=$!
+    form_swarm
+    wait "$images" || exit 1
+    check_swarm
+    echo "services: swarm started in $((SECONDS - started)) s"
+  fi
+  {
+    echo "ATRIUM_TEST_SWARM_HOST=$(swarm_engine 1)"
+    echo "ATRIUM_TEST_SWARM_NODES=$(swarm_engine 1),$(swarm_engine 2),$(swarm_engine 3)"
+    echo "ATRIUM_TEST_SWARM_ADDRESSES=$(swarm_address 1),$(swarm_address 2),$(swarm_address 3)"
+  } >>"$state/env.new"
+  echo "services: swarm of 3 nodes, manager $(swarm_engine 1), workers $(swarm_engine 2) and $(swarm_engine 3)"
+}
+
+# stop_swarm_node NODE: stops the node's dockerd, and its containerd too when
+# dockerd had to be killed outright (a dockerd that exits normally stops its
+# containerd itself). A dockerd shutting down gives every swarm task its full
+# stop grace period (10 s by default, whatever --shutdown-timeout says), so
+# the node's containers are killed first: test containers hold nothing worth
+# a clean stop. At the end it waits (up to 5 s) until the init process has
+# reaped the dead dockerd, so that nothing of the node is left in `ps`.
+stop_swarm_node() {
+  local dir pid
+  dir=$(swarm_node_dir "$1")
+  [ -f "$dir/pid" ] || return 0
+  pid=$(cat "$dir/pid")
+  if running "$dir/pid"; then
+    timeout 10 docker -H "unix://$dir/docker.sock" ps -q 2>/dev/null |
+      xargs -r timeout 10 docker -H "unix://$dir/docker.sock" kill >/dev/null 2>&1 || true
+  fi
+  stop_process "$dir/pid"
+  stop_process "$dir/exec/containerd/containerd.pid"
+  stop_swarm_containers "$dir"
+  for _ in $(seq 1 50); do
+    [ -e "/proc/$pid" ] || return 0
+    sleep 0.1
+  done
+}
+
+# stop_swarm_containers NODE_DIR: a dockerd killed outright leaves its
+# containers running under their shims. A shim is known by the node's own
+# containerd socket on its command line; its children (the container's init,
+# whose death ends the container) go first, then the shim.
+stop_swarm_containers() {
+  local socket=$1/exec/containerd/containerd.sock cmdline shim
+  while read -r cmdline; do
+    shim=${cmdline#/proc/}
+    shim=${shim%/cmdline}
+    # grep's own command line holds the socket too.
+    [ "$(cat "/proc/$shim/comm" 2>/dev/null)" = containerd-shim ] || continue
+    pgrep -P "$shim" | xargs -r kill -KILL 2>/dev/null || true
+    kill -KILL "$shim" 2>/dev/null || true
+  done < <(grep -lsF -- "$socket" /proc/[0-9]*/cmdline)
+}
+
+# stop_swarm: daemons, then whatever they left mounted under their directory
+# (overlay layers, network namespace files; deepest first), then the
+# directory, the namespaces, the veth pairs and the bridge. Safe when nothing
+# or only part of it is there.
+stop_swarm() {
+  local dir prefix n mount_point stopping=()
+  dir=$(docker_dir swarm)
+  prefix=$(swarm_prefix)
+  # The nodes stop in parallel; only their PIDs are waited for, since the
+  # script may have other children (Redmine's thin) that keep running.
+  for n in 1 2 3; do
+    stop_swarm_node "$n" &
+    stopping+=($!)
+  done
+  wait "${stopping[@]}"
+  for _ in 1 2 3; do
+    awk -v dir="$dir/" 'index($2, dir) == 1 {print $2}' /proc/mounts | sort -r | while read -r mount_point; do
+      umount "$mount_point" 2>/dev/null || umount -l "$mount_point" 2>/dev/null || true
+    done
+  done
+  rm -rf "$dir"
+  for n in 1 2 3; do
+    ip netns delete "${prefix}n$n" 2>/dev/null || true
+    ip link delete "${prefix}n$n" 2>/dev/null || true
+  done
+  ip link delete "${prefix}br" 2>/dev/null || true
 }
 
 # PowerDNS, authoritative for the platform zone and the customer zone tests
@@ -517,10 +780,10 @@ stop_service() { # stop_service NAME
 
 # An address of this host that containers on both engines reach it by (the
 # off-site backup store is published there): the first global IPv4 address
-# that is not on a Docker bridge.
+# that is not on a Docker bridge or the swarm's bridge (atrsw…).
 host_address() {
   local address
-  address=$(ip -4 -o addr show scope global | awk '$2 !~ /^(br-|docker|veth)/ { sub(/\/.*/, "", $4); print $4; exit }')
+  address=$(ip -4 -o addr show scope global | awk '$2 !~ /^(br-|docker|veth|atrsw)/ { sub(/\/.*/, "", $4); print $4; exit }')
   if [ -z "$address" ]; then
     echo "services: this host has no global IPv4 address outside Docker's bridges (ip -4 addr)" >&2
     exit 1
@@ -538,6 +801,7 @@ case "$command" in
     start_postgres
     start_docker docker ATRIUM_TEST_DOCKER_HOST 10.200.0.0/16
     start_docker docker2 ATRIUM_TEST_DOCKER_HOST_2 10.210.0.0/16 tls
+    start_swarm
     start_pdns
     start_acme_and_proxy
     start_smtp
@@ -550,6 +814,7 @@ case "$command" in
     stop_postgres
     stop_docker docker
     stop_docker docker2
+    stop_swarm
     stop_service redmine
     stop_service smtp
     stop_acme_and_proxy

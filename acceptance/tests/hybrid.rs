@@ -1,39 +1,69 @@
-//! A hybrid tenant: app instances on two targets (two Docker engines, the
-//! cloud one reached over TCP with mutual TLS), planned and applied together.
+//! A hybrid tenant: one app instance on a single Docker engine, one on a
+//! three-node Docker Swarm, planned and applied together through the real
+//! terraform CLI, each answering over HTTPS on its own platform subdomain.
 
-use atrium_acceptance::{RegistryChoice, Workspace, example, http_get};
+use atrium_acceptance::{RegistryChoice, TestZone, Workspace, example, http_get, https_get};
 use atrium_engine::test_services::service_variable;
 
-fn containers_on(docker_host: &str, tenant: &str) -> Vec<String> {
-    let output = std::process::Command::new("docker")
-        .args([
-            "-H",
-            docker_host,
-            "ps",
-            "-a",
-            "--filter",
-            &format!("label=atrium.tenant={tenant}"),
-            "--format",
-            "{{.Names}}",
-        ])
-        .output()
-        .expect("run docker");
-    assert!(output.status.success(), "docker ps on {docker_host}: {}", String::from_utf8_lossy(&output.stderr));
+/// `docker ARGUMENTS` on `host`; its output lines. Panics with docker's error when it fails.
+fn docker_lines(host: &str, arguments: &[&str]) -> Vec<String> {
+    let output = std::process::Command::new("docker").args(["-H", host]).args(arguments).output().expect("run docker");
+    assert!(output.status.success(), "docker {arguments:?} on {host}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
 }
 
-#[tokio::test]
-async fn one_tenant_with_an_instance_on_each_of_two_targets() {
+fn containers_on(docker_host: &str, tenant: &str) -> Vec<String> {
+    docker_lines(
+        docker_host,
+        &["ps", "-a", "--filter", &format!("label=atrium.tenant={tenant}"), "--format", "{{.Names}}"],
+    )
+}
+
+/// The swarm's services of `tenant`, by name.
+fn services_of(tenant: &str) -> Vec<String> {
+    let manager = service_variable("ATRIUM_TEST_SWARM_HOST");
+    docker_lines(
+        &manager,
+        &["service", "ls", "--filter", &format!("label=atrium.tenant={tenant}"), "--format", "{{.Name}}"],
+    )
+}
+
+/// The swarm nodes (their engines) that hold a volume named `volume`.
+fn nodes_holding(volume: &str) -> Vec<String> {
+    service_variable("ATRIUM_TEST_SWARM_NODES")
+        .split(',')
+        .filter(|node| {
+            docker_lines(node, &["volume", "ls", "-q", "--filter", &format!("name=^{volume}$")])
+                .iter()
+                .any(|v| v == volume)
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
+    let id = std::process::id();
+    let tenant = format!("hybrid-{id}");
+    let zone = format!("hybrid{id}.atrium.test");
+    let _platform = TestZone::create(&zone);
     let workspace = Workspace::new("hybrid", RegistryChoice::Sqlite).await;
     workspace.write("main.tf", &example("hybrid/main.tf"));
-    let (onprem, cloud) = (service_variable("ATRIUM_TEST_DOCKER_HOST"), service_variable("ATRIUM_TEST_DOCKER_HOST_2"));
-    let cloud_tls = service_variable("ATRIUM_TEST_DOCKER_HOST_2_TLS");
-    let cloud_certificates = service_variable("ATRIUM_TEST_DOCKER_HOST_2_CERT_PATH");
-    let tenant = format!("hybrid-{}", std::process::id());
+    let onprem = service_variable("ATRIUM_TEST_DOCKER_HOST");
+    let swarm = service_variable("ATRIUM_TEST_SWARM_HOST");
     let variables = [
         format!("-var=onprem_docker_host={onprem}"),
-        format!("-var=cloud_docker_host={cloud_tls}"),
-        format!("-var=cloud_docker_cert_path={cloud_certificates}"),
+        format!("-var=cloud_swarm_host={swarm}"),
+        // This machine's kernel has no IPsec for Swarm's encrypted overlay networks.
+        "-var=cloud_encrypted_networks=false".to_owned(),
+        format!("-var=ingress_admin_url={}", service_variable("ATRIUM_TEST_CADDY_ADMIN_URL")),
+        format!("-var=ingress_https_address=127.0.0.1:{}", service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT")),
+        "-var=public_address=127.0.0.1".to_owned(),
+        format!("-var=platform_zone={zone}"),
+        format!("-var=dns_api_url={}", service_variable("ATRIUM_TEST_PDNS_URL")),
+        format!("-var=dns_resolver={}", service_variable("ATRIUM_TEST_PDNS_DNS_ADDRESS")),
+        format!("-var=acme_directory_url={}", service_variable("ATRIUM_TEST_ACME_DIRECTORY")),
+        format!("-var=acme_trusted_roots_file={}", service_variable("ATRIUM_TEST_ACME_CA_FILE")),
         format!("-var=tenant_name={tenant}"),
     ];
     let with_variables = |arguments: &[&str]| {
@@ -44,23 +74,46 @@ async fn one_tenant_with_an_instance_on_each_of_two_targets() {
 
     let applied =
         with_variables(&["apply", "-auto-approve", "-input=false"]).expect_code(0, "apply of the hybrid example");
-    assert!(applied.stdout.contains("3 added"), "{}", applied.stdout);
+    assert!(applied.stdout.contains("5 added"), "{}", applied.stdout);
     assert_eq!(containers_on(&onprem, &tenant), [format!("atrium-{tenant}-erp-g1")]);
-    assert_eq!(containers_on(&cloud, &tenant), [format!("atrium-{tenant}-chat-g1")]);
-    let urls = workspace.terraform(&["output", "-json", "urls"]).expect_code(0, "output urls");
-    let urls: serde_json::Value = serde_json::from_str(&urls.stdout).unwrap();
-    for name in ["erp", "chat"] {
-        let url = urls[name].as_str().unwrap();
-        assert!(http_get(url).contains("hello 1.1"), "{name} at {url}");
+    assert!(containers_on(&swarm, &tenant).iter().all(|name| !name.contains("-erp-")), "nothing of erp on the swarm");
+    // The app's generations share one service, which Swarm rolls from one to the next.
+    assert_eq!(services_of(&tenant), [format!("atrium-{tenant}-chat")]);
+    // The swarm instance's data is on one node, the one its service is pinned to.
+    let holding = nodes_holding(&format!("atrium-{tenant}-chat-data"));
+    assert_eq!(holding.len(), 1, "the chat volume is on exactly one node: {holding:?}");
+    let constraint = docker_lines(
+        &swarm,
+        &["service", "inspect", &format!("atrium-{tenant}-chat"), "--format", "{{json .Spec.TaskTemplate.Placement}}"],
+    );
+    assert!(constraint.concat().contains("node.labels.atrium.node=="), "{constraint:?}");
+    // Its internal URL is the port published on that node.
+    let internal_url = workspace.state_attribute("atrium_app_instance.chat", "internal_url");
+    let node_address = holding[0].trim_start_matches("tcp://").split(':').next().unwrap().to_owned();
+    let internal_url = internal_url.as_str().expect("an internal URL");
+    assert!(internal_url.starts_with(&format!("http://{node_address}:")), "{internal_url} is on {node_address}");
+    assert!(http_get(internal_url).contains("hello 1.1"), "{internal_url}");
+    for (name, version) in [("erp", "hello 1.1"), ("chat", "hello 1.1")] {
+        let host = format!("{name}-{tenant}.{zone}");
+        let (status, page) = https_get(&host, "/");
+        assert_eq!(status, 200, "{name} at https://{host}/: {page}");
+        assert!(page.contains(version), "{name} at {host}: {page}");
     }
     with_variables(&["plan", "-detailed-exitcode", "-input=false"]).expect_code(0, "plan after the hybrid apply");
+    with_variables(&["plan", "-detailed-exitcode", "-input=false", "-refresh=false"])
+        .expect_code(0, "plan without refresh after the hybrid apply");
 
     with_variables(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "destroy");
-    assert!(containers_on(&onprem, &tenant).is_empty() && containers_on(&cloud, &tenant).is_empty());
-    for (host, name) in [(&onprem, "erp"), (&cloud, "chat")] {
-        let volume = format!("atrium-{tenant}-{name}-data");
-        let removed =
-            std::process::Command::new("docker").args(["-H", host, "volume", "rm", &volume]).status().unwrap();
-        assert!(removed.success(), "the data volume {volume} was kept on its own target");
-    }
+    assert!(containers_on(&onprem, &tenant).is_empty());
+    assert!(services_of(&tenant).is_empty(), "no service is left on the swarm");
+    let configs = docker_lines(&swarm, &["config", "ls", "-q", "--filter", &format!("label=atrium.tenant={tenant}")]);
+    assert!(configs.is_empty(), "no configuration file is left on the swarm: {configs:?}");
+    let networks = docker_lines(&swarm, &["network", "ls", "-q", "--filter", &format!("label=atrium.tenant={tenant}")]);
+    assert!(networks.is_empty(), "the tenant's overlay network is gone: {networks:?}");
+    // Data is kept on destroy unless asked: each volume on its own target (and node).
+    let volume = format!("atrium-{tenant}-erp-data");
+    docker_lines(&onprem, &["volume", "rm", &volume]);
+    let volume = format!("atrium-{tenant}-chat-data");
+    assert_eq!(nodes_holding(&volume), holding, "the chat data is kept on the node that held it");
+    docker_lines(&holding[0], &["volume", "rm", &volume]);
 }

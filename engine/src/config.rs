@@ -56,9 +56,15 @@ pub struct TargetDocument {
     /// `tcp://` endpoint that requires TLS client certificates.
     #[serde(default)]
     pub docker_cert_path: Option<String>,
-    /// `docker` for a single engine (default) or `swarm` for a Docker Swarm cluster.
+    /// `docker` for a single engine (default) or `swarm` for a Docker Swarm cluster. On a swarm,
+    /// `docker_host` is a manager, and every node carries the label `atrium.engine` with its own Docker
+    /// endpoint (reached with the same `docker_cert_path`), for volumes and one-shot jobs beside the data.
     #[serde(default)]
     pub orchestrator: Option<Orchestrator>,
+    /// Swarm targets: whether each tenant's overlay network encrypts the traffic between its containers on
+    /// different nodes (IPsec, which needs the nodes' kernels to support it). Default: true.
+    #[serde(default)]
+    pub encrypted_networks: Option<bool>,
     /// The Caddy admin API beside the target, e.g. `http://127.0.0.1:2019`.
     #[serde(default)]
     pub ingress_admin_url: Option<String>,

@@ -89,6 +89,7 @@ pub fn test_target(variable: &str) -> crate::config::TargetDocument {
         docker_host: service_variable(variable),
         docker_cert_path: None,
         orchestrator: None,
+        encrypted_networks: None,
         ingress_admin_url: Some(service_variable("ATRIUM_TEST_CADDY_ADMIN_URL")),
         public_address: Some("127.0.0.1".to_owned()),
         ingress_https_address: Some(format!("127.0.0.1:{}", service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT"))),
@@ -153,27 +154,53 @@ pub fn docker_on(variable: &str, arguments: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// `docker ARGUMENTS` on `host` as a test's cleanup runs it (also after a
+/// panic): the words it printed, or nothing, with what failed said on stderr
+/// rather than raised.
+pub fn docker_in_cleanup(host: &str, arguments: &[&str]) -> Vec<String> {
+    match std::process::Command::new("docker").arg("-H").arg(host).args(arguments).output() {
+        Ok(output) if output.status.success() => {
+            String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect()
+        }
+        Ok(output) => {
+            eprintln!("cleanup: docker {arguments:?} on {host} failed: {}", String::from_utf8_lossy(&output.stderr));
+            Vec::new()
+        }
+        Err(error) => {
+            eprintln!("cleanup: docker {arguments:?} did not run: {error}");
+            Vec::new()
+        }
+    }
+}
+
+/// The context of app instance operations on the given parts, never cancelled.
+pub fn app_context<'a>(
+    registry: &'a crate::registry::Registry,
+    observations: &'a crate::observe::AppObservations,
+    catalog: &'a crate::catalog::Catalog,
+    targets: &'a crate::backends::targets::Targets,
+    deadline: std::time::Duration,
+) -> crate::apply::app_instance::AppContext<'a> {
+    let (_, cancelled) = tokio::sync::watch::channel(false);
+    crate::apply::app_instance::AppContext {
+        registry,
+        observations,
+        catalog,
+        targets,
+        mailer: None,
+        owner: test_owner(),
+        deadline,
+        cancelled,
+    }
+}
+
 /// Removes the containers (with their restart policy), networks and volumes
 /// that `filter` (e.g. `label=atrium.tenant=T`) finds on the test engine
 /// named by `variable`. It runs when a test ends, even in a panic, so what
 /// cannot be removed is said, not raised.
 pub fn remove_docker_objects(variable: &str, filter: &str) {
     let host = service_variable(variable);
-    let docker = |arguments: &[&str]| -> Vec<String> {
-        match std::process::Command::new("docker").arg("-H").arg(&host).args(arguments).output() {
-            Ok(output) if output.status.success() => {
-                String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect()
-            }
-            Ok(output) => {
-                eprintln!("cleanup: docker {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-                Vec::new()
-            }
-            Err(error) => {
-                eprintln!("cleanup: docker {arguments:?} did not run: {error}");
-                Vec::new()
-            }
-        }
-    };
+    let docker = |arguments: &[&str]| docker_in_cleanup(&host, arguments);
     for (list, remove) in [
         (["ps", "-aq", "--filter"].as_slice(), ["rm", "-f", "-v"].as_slice()),
         (["network", "ls", "-q", "--filter"].as_slice(), ["network", "rm"].as_slice()),

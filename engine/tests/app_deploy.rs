@@ -66,17 +66,7 @@ impl Fixture {
 
     /// A context whose catalog is `catalog` (an operator's entries).
     fn context_with<'a>(&'a self, catalog: &'a Catalog, deadline: Duration) -> AppContext<'a> {
-        let (_, cancelled) = tokio::sync::watch::channel(false);
-        AppContext {
-            registry: &self.registry,
-            observations: &self.observations,
-            catalog,
-            targets: &self.targets,
-            mailer: None,
-            owner: atrium_engine::test_services::test_owner(),
-            deadline,
-            cancelled,
-        }
+        atrium_engine::test_services::app_context(&self.registry, &self.observations, catalog, &self.targets, deadline)
     }
 
     fn spec(&self, version: &str) -> AppInstanceSpec {

@@ -50,7 +50,7 @@ fn without_tests(source: &str) -> &str {
 }
 
 /// The modules `source` names through `crate::` paths, each resolved to the
-/// longest module path that is a file (`crate::apply::domain::upstream_of`
+/// longest module path that is a file (`crate::apply::domain::proxy_to`
 /// is `apply::domain`; `crate::backends::error_chain` is `backends`).
 fn uses(source: &str, known: &BTreeMap<String, PathBuf>) -> BTreeSet<String> {
     let mut used = BTreeSet::new();
@@ -137,7 +137,7 @@ fn no_two_engine_modules_use_each_other_even_through_others() {
 fn the_checks_see_a_forbidden_use_and_a_cycle() {
     let known: BTreeMap<String, PathBuf> =
         ["model::tenant", "catalog", "apply::domain"].into_iter().map(|m| (m.to_owned(), PathBuf::new())).collect();
-    let used = uses("use crate::catalog::Catalog;\nlet x = crate::apply::domain::upstream_of(y);", &known);
+    let used = uses("use crate::catalog::Catalog;\nlet x = crate::apply::domain::proxy_to(y);", &known);
     assert_eq!(used, BTreeSet::from(["catalog".to_owned(), "apply::domain".to_owned()]));
     assert_eq!(without_tests("a\n#[cfg(test)]\nmod tests { crate::apply }"), "a\n");
 }

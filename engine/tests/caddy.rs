@@ -31,7 +31,11 @@ fn hostname(label: &str) -> String {
 }
 
 fn proxy(hostname: &str, tls: bool, upstream: &str) -> RouteSpec {
-    RouteSpec { hostname: hostname.to_owned(), tls, handler: RouteHandler::Proxy { upstream: upstream.to_owned() } }
+    RouteSpec {
+        hostname: hostname.to_owned(),
+        tls,
+        handler: RouteHandler::Proxy { upstreams: vec![upstream.to_owned()] },
+    }
 }
 
 /// What a test put into the shared services, removed when the test ends.

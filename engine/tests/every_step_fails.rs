@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 
 use atrium_engine::apply::app_instance::AppContext;
-use atrium_engine::apply::domain::{DomainApplyContext, upstream_of};
+use atrium_engine::apply::domain::DomainApplyContext;
 use atrium_engine::apply::runner::{InjectedFailure, with_injected_failure};
 use atrium_engine::apply::support_plan::SupportPlanContext;
 use atrium_engine::apply::suspension::enforce;
@@ -381,17 +381,13 @@ fn app_context<'a>(
     catalog: &'a Catalog,
     targets: &'a Targets,
 ) -> AppContext<'a> {
-    let (_, cancelled) = tokio::sync::watch::channel(false);
-    AppContext {
+    atrium_engine::test_services::app_context(
         registry,
         observations,
         catalog,
         targets,
-        mailer: None,
-        owner: test_owner(),
-        deadline: std::time::Duration::from_secs(60),
-        cancelled,
-    }
+        std::time::Duration::from_secs(60),
+    )
 }
 
 /// What the domain cases share: one registry with a tenant and two running
@@ -522,7 +518,7 @@ impl DomainCase {
         let upstream =
             routes.into_iter().find(|route| route.hostname == self.hostname.as_str()).map(|route| {
                 match route.handler {
-                    Some(RouteHandler::Proxy { upstream }) => upstream,
+                    Some(RouteHandler::Proxy { upstreams }) => upstreams.join(" "),
                     other => format!("{other:?}"),
                 }
             });
@@ -537,7 +533,7 @@ impl DomainCase {
             None => (None, 0, None, false),
             Some(index) => {
                 let instance = &self.world.instances[index];
-                (Some(instance.spec.id.to_string()), 1, upstream_of(instance), true)
+                (Some(instance.spec.id.to_string()), 1, loopback_upstream(instance), true)
             }
         };
         ensure(seen == wanted, || format!("(row, records, route, claim) is {seen:?}, not {wanted:?}"))
@@ -673,7 +669,7 @@ impl SuspensionCase {
         let routes = ingress.list_routes().await.map_err(|e| error_text(&e))?;
         let route = routes.into_iter().find(|route| route.hostname == self.shared.hostname.as_str());
         let serves = match route.and_then(|route| route.handler) {
-            Some(RouteHandler::Proxy { upstream }) if Some(&upstream) == upstream_of(&instance).as_ref() => {
+            Some(RouteHandler::Proxy { upstreams }) if Some(upstreams.join(" ")) == loopback_upstream(&instance) => {
                 "the app".to_owned()
             }
             Some(RouteHandler::Suspended { .. }) => "the suspension page".to_owned(),
@@ -935,4 +931,9 @@ async fn every_app_instance_step_fails_in_turn_and_converges() {
     for (label, change) in [("ac", Change::Create), ("au", Change::Update), ("ad", Change::Delete)] {
         every_step_fails(label, change, |name, change| Box::pin(AppCase::open(name, change))).await;
     }
+}
+
+/// The upstream of an instance on the tests' single-engine target, as the route reads.
+fn loopback_upstream(instance: &AppInstanceRecord) -> Option<String> {
+    instance.published_port.map(|port| format!("127.0.0.1:{port}"))
 }

@@ -1155,6 +1155,7 @@ impl AppContext<'_> {
             previous_version,
             deployed_at: now_rfc3339(),
             published_port: None,
+            published_host: None,
             secrets,
             manager_password_hash,
             welcome: match &existing {
@@ -1669,8 +1670,9 @@ impl<'a> Step<DeployContext<'a>> for Record {
     }
     async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
         let observed = context.runtime.inspect(&self.app_container).await.map_err(StepError::from_backend)?;
-        let published_port = observed.and_then(|observed| observed.published_port).or(self.after.published_port);
-        let record = AppInstanceRecord { published_port, ..self.after.clone() };
+        let record = observed
+            .and_then(|observed| self.after.with_address(observed.published_port, observed.published_host))
+            .unwrap_or_else(|| self.after.clone());
         context.app.registry.put_app_instance(&record).await.map_err(registry_step_error)?;
         *context.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(record);
         Ok(())
@@ -1764,9 +1766,9 @@ impl<'a> Step<DeployContext<'a>> for StopOld {
         let remaining = crate::backends::retry::remaining(crate::apply::runner::DATA_UNDO_GRACE);
         runtime.wait_healthy(&self.container, remaining).await.map_err(StepError::from_backend)?;
         let observed = runtime.inspect(&self.container).await.map_err(StepError::from_backend)?;
-        let port = observed.and_then(|observed| observed.published_port);
-        if port.is_some() && port != self.record.published_port {
-            let refreshed = AppInstanceRecord { published_port: port, ..self.record.clone() };
+        if let Some(refreshed) =
+            observed.and_then(|observed| self.record.with_address(observed.published_port, observed.published_host))
+        {
             context.app.registry.put_app_instance(&refreshed).await.map_err(registry_step_error)?;
             context.app.repoint_routes(&refreshed).await.map_err(StepError::from_backend)?;
         }

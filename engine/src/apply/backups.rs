@@ -491,9 +491,8 @@ impl AppContext<'_> {
         .await?;
         // A restarted container publishes its port anew.
         if let Some(observed) = runtime.inspect(app).await.map_err(runtime_error)?
-            && observed.published_port != record.published_port
+            && let Some(refreshed) = record.with_address(observed.published_port, observed.published_host)
         {
-            let refreshed = AppInstanceRecord { published_port: observed.published_port, ..record.clone() };
             self.registry.put_app_instance(&refreshed).await.map_err(|error| chain(self.registry_error(id)(error)))?;
             self.repoint_routes(&refreshed).await.map_err(chain)?;
         }

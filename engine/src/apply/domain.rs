@@ -205,10 +205,14 @@ pub fn suspended_handler(tenant: &TenantRecord) -> RouteHandler {
     }
 }
 
-/// Where the reverse proxy beside a target reaches an app instance: its port
-/// published on the target's loopback.
-pub fn upstream_of(instance: &AppInstanceRecord) -> Option<String> {
-    instance.published_port.map(|port| format!("127.0.0.1:{port}"))
+/// The proxy handler to an instance on its target; `None` when it publishes no port.
+pub async fn proxy_to(
+    targets: &Targets,
+    instance: &AppInstanceRecord,
+) -> Result<Option<RouteHandler>, crate::backends::targets::TargetError> {
+    let Some(port) = instance.published_port else { return Ok(None) };
+    let upstreams = targets.upstreams(&instance.spec.target, port, instance.published_host.as_deref()).await?;
+    Ok(Some(RouteHandler::Proxy { upstreams }))
 }
 
 /// What every domain operation needs.
@@ -388,10 +392,13 @@ impl<'a> DomainApplyContext<'a> {
                     instance: instance_id.to_string(),
                 },
             )?;
-        let upstream = upstream_of(&instance).ok_or_else(|| DomainApplyError::AppInstanceNotServing {
-            hostname: hostname.to_string(),
-            instance: instance_id.to_string(),
-        })?;
+        let proxy = proxy_to(self.targets, &instance)
+            .await
+            .map_err(self.target_error(hostname, &instance.spec.target))?
+            .ok_or_else(|| DomainApplyError::AppInstanceNotServing {
+                hostname: hostname.to_string(),
+                instance: instance_id.to_string(),
+            })?;
         let kind = classify(hostname, self.platform_zone)
             .map_err(|reason| DomainApplyError::Invalid { hostname: hostname.to_string(), reason })?;
         let existing = self.registry.get_domain(hostname).await.map_err(self.registry_error(hostname))?;
@@ -440,7 +447,7 @@ impl<'a> DomainApplyContext<'a> {
         let handler =
             match self.registry.get_tenant(&instance_id.tenant_id).await.map_err(self.registry_error(hostname))? {
                 Some(tenant) if tenant.status != TenantStatus::Active => suspended_handler(&tenant),
-                _ => RouteHandler::Proxy { upstream },
+                _ => proxy,
             };
         let route = RouteSpec { hostname: hostname.to_string(), tls: spec.tls == TlsMode::Acme, handler };
         let record = DomainRecord {
@@ -519,14 +526,12 @@ impl<'a> DomainApplyContext<'a> {
         let tenant_id = &record.spec.app_instance_id.tenant_id;
         let handler = match self.registry.get_tenant(tenant_id).await.map_err(registry_error())? {
             Some(tenant) if tenant.status != TenantStatus::Active => Some(suspended_handler(&tenant)),
-            _ => self
-                .registry
-                .get_app_instance(&record.spec.app_instance_id)
-                .await
-                .map_err(registry_error())?
-                .as_ref()
-                .and_then(upstream_of)
-                .map(|upstream| RouteHandler::Proxy { upstream }),
+            _ => match self.registry.get_app_instance(&record.spec.app_instance_id).await.map_err(registry_error())? {
+                Some(instance) => proxy_to(self.targets, &instance)
+                    .await
+                    .map_err(self.target_error(hostname, &instance.spec.target))?,
+                None => None,
+            },
         };
         Ok(handler.map(|handler| RouteSpec {
             hostname: hostname.to_string(),
@@ -653,7 +658,12 @@ impl<'a> DomainApplyContext<'a> {
             suspended = tenant.as_ref().is_some_and(|tenant| tenant.status != TenantStatus::Active);
             let wanted = match &tenant {
                 Some(tenant) if suspended => Some(suspended_handler(tenant)),
-                _ => instance.as_ref().and_then(upstream_of).map(|upstream| RouteHandler::Proxy { upstream }),
+                _ => match &instance {
+                    Some(instance) => proxy_to(self.targets, instance)
+                        .await
+                        .map_err(self.target_error(hostname, &instance.spec.target))?,
+                    None => None,
+                },
             };
             let route_matches = routes.get(hostname.as_str()).is_some_and(|route: &ObservedRoute| {
                 route.tls == (record.spec.tls == TlsMode::Acme) && route.handler.is_some() && route.handler == wanted
@@ -823,7 +833,12 @@ pub async fn repoint_routes(
     instance: &AppInstanceRecord,
     deadline: Duration,
 ) -> Result<usize, DomainApplyError> {
-    let Some(upstream) = upstream_of(instance) else { return Ok(0) };
+    let handler = proxy_to(targets, instance).await.map_err(|source| DomainApplyError::Target {
+        hostname: instance.spec.id.to_string(),
+        target: instance.spec.target.clone(),
+        source: Box::new(source),
+    })?;
+    let Some(handler) = handler else { return Ok(0) };
     let domains = registry.domains_of_instance(&instance.spec.id).await.map_err(|source| {
         DomainApplyError::Registry { hostname: instance.spec.id.to_string(), source: Box::new(source) }
     })?;
@@ -842,11 +857,8 @@ pub async fn repoint_routes(
             source: Box::new(source),
         };
         let ingress = targets.ingress(&target).await.map_err(target_error)?;
-        let route = RouteSpec {
-            hostname: hostname.clone(),
-            tls: domain.spec.tls == TlsMode::Acme,
-            handler: RouteHandler::Proxy { upstream: upstream.clone() },
-        };
+        let route =
+            RouteSpec { hostname: hostname.clone(), tls: domain.spec.tls == TlsMode::Acme, handler: handler.clone() };
         ingress.put_route(&route, deadline).await.map_err(ingress_error)?;
         if domain.target != target {
             let old = targets.ingress(&domain.target).await.map_err(target_error)?;

@@ -45,6 +45,7 @@ fn scratch_of(record: &AppInstanceRecord, secrets: std::collections::BTreeMap<St
     };
     scratch.generation = 0;
     scratch.published_port = None;
+    scratch.published_host = None;
     scratch.secrets = secrets;
     scratch.manager_password_hash = String::new();
     scratch
@@ -268,6 +269,7 @@ mod tests {
             previous_version: None,
             deployed_at: "2026-12-01T10:00:00Z".into(),
             published_port: Some(32768),
+            published_host: None,
             secrets: [("postgres_password".to_owned(), "the-live-one".to_owned())].into(),
             manager_password_hash: "$6$rounds=5000$c2FsdA$sample".into(),
             welcome: crate::model::app_instance::WelcomeState::Sent,

@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::apply::domain::{suspended_handler, upstream_of};
+use crate::apply::domain::{proxy_to, suspended_handler};
 use crate::apply::runner::{Part, RegistryJournal, RunError, Step, StepError, Transition, registry_step_error, run};
 use crate::backends::RuntimeError;
-use crate::backends::ingress::{RouteHandler, RouteSpec};
+use crate::backends::ingress::RouteSpec;
 use crate::backends::retry::within;
 use crate::backends::targets::{TargetError, Targets};
 use crate::catalog::labels;
 use crate::model::TenantId;
-use crate::model::app_instance::{AppInstanceId, AppInstanceRecord};
+use crate::model::app_instance::AppInstanceId;
 use crate::model::domain::{DomainRecord, DomainStatus, TlsMode};
 use crate::model::tenant::{TenantRecord, TenantStatus};
 use crate::registry::{Registry, RegistryError};
@@ -186,9 +186,8 @@ impl<'a> Part<Suspension<'a>> for Containers {
         // A restarted container publishes its port anew.
         if let Some(app) = containers.iter().find(|c| c.labels.get(labels::ROLE).map(String::as_str) == Some("app"))
             && let Some(observed) = runtime.inspect(&app.name).await.map_err(runtime_error)?
-            && observed.published_port != instance.published_port
+            && let Some(refreshed) = instance.with_address(observed.published_port, observed.published_host)
         {
-            let refreshed = AppInstanceRecord { published_port: observed.published_port, ..instance };
             registry.put_app_instance(&refreshed).await.map_err(registry_step_error)?;
         }
         Ok(())
@@ -215,8 +214,9 @@ impl<'a> Part<Suspension<'a>> for DomainRoute {
                     .get_app_instance(&domain.spec.app_instance_id)
                     .await
                     .map_err(registry_step_error)?;
-                match instance.as_ref().and_then(upstream_of) {
-                    Some(upstream) => RouteHandler::Proxy { upstream },
+                let Some(instance) = instance else { return Ok(()) };
+                match proxy_to(context.targets, &instance).await.map_err(StepError::permanent)? {
+                    Some(proxy) => proxy,
                     None => return Ok(()),
                 }
             }

@@ -536,10 +536,28 @@ fn server_routes<'a>(servers: &'a Value, server: &str) -> Option<&'a [Value]> {
     Some(server.get("routes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default())
 }
 
+/// The reverse proxy to an instance. With several upstreams (the nodes of a
+/// cluster, of which only the one running the task listens on its port), the
+/// first that accepts the connection serves, and one that refuses is left
+/// out for a while: a task that moves to another node is found within one
+/// request, without a new route.
+fn proxy_json(upstreams: &[String]) -> Value {
+    let dials: Vec<Value> = upstreams.iter().map(|upstream| json!({"dial": upstream})).collect();
+    if dials.len() < 2 {
+        return json!({"handler": "reverse_proxy", "upstreams": dials});
+    }
+    json!({
+        "handler": "reverse_proxy",
+        "upstreams": dials,
+        "load_balancing": {"selection_policy": {"policy": "first"}, "try_duration": "5s", "try_interval": "100ms"},
+        "health_checks": {"passive": {"fail_duration": "10s"}},
+    })
+}
+
 /// The route Atrium writes for a domain.
 fn route_json(spec: &RouteSpec) -> Value {
     let handler = match &spec.handler {
-        RouteHandler::Proxy { upstream } => json!({"handler": "reverse_proxy", "upstreams": [{"dial": upstream}]}),
+        RouteHandler::Proxy { upstreams } => proxy_json(upstreams),
         RouteHandler::Suspended { message } => json!({
             "handler": "static_response",
             "status_code": 503,
@@ -608,10 +626,10 @@ fn parse_handler(route: &Value, hostname: &str, tls: bool) -> Option<RouteHandle
     };
     let handler = match handle.get("handler")?.as_str()? {
         "reverse_proxy" => {
-            let [upstream] = handle.get("upstreams")?.as_array()?.as_slice() else {
-                return None;
-            };
-            RouteHandler::Proxy { upstream: upstream.get("dial")?.as_str()?.to_owned() }
+            let upstreams = handle.get("upstreams")?.as_array()?;
+            let upstreams: Option<Vec<String>> =
+                upstreams.iter().map(|upstream| Some(upstream.get("dial")?.as_str()?.to_owned())).collect();
+            RouteHandler::Proxy { upstreams: upstreams? }
         }
         "static_response" => RouteHandler::Suspended { message: suspended_message(handle.get("body")?.as_str()?)? },
         _ => return None,
@@ -829,7 +847,7 @@ mod tests {
     use super::*;
 
     fn proxy(hostname: &str, tls: bool, upstream: &str) -> RouteSpec {
-        RouteSpec { hostname: hostname.into(), tls, handler: RouteHandler::Proxy { upstream: upstream.into() } }
+        RouteSpec { hostname: hostname.into(), tls, handler: RouteHandler::Proxy { upstreams: vec![upstream.into()] } }
     }
 
     fn suspended(hostname: &str, tls: bool, message: &str) -> RouteSpec {
@@ -850,6 +868,26 @@ mod tests {
 
     fn foreign_route() -> Value {
         json!({"@id": "hand-made", "match": [{"host": ["hand.example"]}], "handle": [{"handler": "static_response"}]})
+    }
+
+    #[test]
+    fn a_route_to_the_nodes_of_a_swarm_tries_them_in_order_and_reads_back_as_written() {
+        let nodes = ["10.77.0.12:20001", "10.77.0.11:20001", "10.77.0.13:20001"].map(String::from).to_vec();
+        let spec = RouteSpec {
+            hostname: "chat.acme.com".into(),
+            tls: true,
+            handler: RouteHandler::Proxy { upstreams: nodes.clone() },
+        };
+        let written = route_json(&spec);
+        let handler = &written["handle"][0];
+        assert_eq!(handler["upstreams"][0]["dial"], "10.77.0.12:20001", "the node it was seen on comes first");
+        assert_eq!(handler["load_balancing"]["selection_policy"]["policy"], "first");
+        assert_eq!(handler["health_checks"]["passive"]["fail_duration"], "10s");
+        assert_eq!(parse_handler(&written, "chat.acme.com", true), Some(RouteHandler::Proxy { upstreams: nodes }));
+        // The same upstreams without the failover settings were changed by hand.
+        let mut bare = written.clone();
+        bare["handle"][0].as_object_mut().unwrap().remove("load_balancing");
+        assert_eq!(parse_handler(&bare, "chat.acme.com", true), None);
     }
 
     #[test]
@@ -919,7 +957,7 @@ mod tests {
                 vec![written(&suspended("b.example", false, "Back soon & <then>"))],
             ),
             vec![
-                observed("a.example", true, Some(RouteHandler::Proxy { upstream: "127.0.0.1:1".into() })),
+                observed("a.example", true, Some(RouteHandler::Proxy { upstreams: vec!["127.0.0.1:1".into()] })),
                 observed("b.example", false, Some(RouteHandler::Suspended { message: "Back soon & <then>".into() })),
             ],
         );

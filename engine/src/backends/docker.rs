@@ -37,11 +37,11 @@ pub struct DockerRuntime {
     network_creation: tokio::sync::Mutex<()>,
 }
 
-fn is_not_found(error: &bollard::errors::Error) -> bool {
+pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(error, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
-fn is_conflict(error: &bollard::errors::Error) -> bool {
+pub(crate) fn is_conflict(error: &bollard::errors::Error) -> bool {
     matches!(error, bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })
 }
 
@@ -149,6 +149,11 @@ impl DockerRuntime {
         })
     }
 
+    /// The client, for a runtime built on this engine's connection (Swarm's manager).
+    pub(crate) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
     /// The client, counting one API request.
     fn api(&self) -> &Docker {
         self.api_calls.fetch_add(1, Ordering::Relaxed);
@@ -159,15 +164,7 @@ impl DockerRuntime {
     /// that never got an answer (nothing listens, the connection broke) is
     /// `Connect`, which names the endpoint to check.
     fn api_error(&self, operation: &'static str, object: &str) -> impl FnOnce(bollard::errors::Error) -> RuntimeError {
-        let target = self.target.clone();
-        let endpoint = self.endpoint.clone();
-        let object = object.to_owned();
-        move |source| match source {
-            bollard::errors::Error::DockerResponseServerError { .. } => {
-                RuntimeError::Api { target, operation, object, source: Box::new(source) }
-            }
-            _ => RuntimeError::Connect { target, endpoint, source: Box::new(source) },
-        }
+        api_error(&self.target, &self.endpoint, operation, object)
     }
 
     fn not_managed(&self, object: String) -> RuntimeError {
@@ -183,8 +180,26 @@ impl DockerRuntime {
     }
 }
 
+/// The error of one API call to the engine at `endpoint`: the engine's own
+/// answer is `Api`; a call that never got an answer (nothing listens, the
+/// connection broke) is `Connect`, which names the endpoint to check.
+pub(crate) fn api_error(
+    target: &str,
+    endpoint: &str,
+    operation: &'static str,
+    object: &str,
+) -> impl FnOnce(bollard::errors::Error) -> RuntimeError {
+    let (target, endpoint, object) = (target.to_owned(), endpoint.to_owned(), object.to_owned());
+    move |source| match source {
+        bollard::errors::Error::DockerResponseServerError { .. } => {
+            RuntimeError::Api { target, operation, object, source: Box::new(source) }
+        }
+        _ => RuntimeError::Connect { target, endpoint, source: Box::new(source) },
+    }
+}
+
 /// The most processes (and threads) one container may run.
-const PIDS_LIMIT: i64 = 1024;
+pub(crate) const PIDS_LIMIT: i64 = 1024;
 
 fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let port_key = spec.port.map(|port| format!("{port}/tcp"));
@@ -457,6 +472,7 @@ impl Runtime for DockerRuntime {
                     nano_cpus: 0,
                     memory_bytes: 0,
                     published_port,
+                    published_host: None,
                     networks,
                 }
             })
@@ -524,6 +540,7 @@ impl Runtime for DockerRuntime {
             nano_cpus: host.nano_cpus.unwrap_or(0),
             memory_bytes: host.memory.unwrap_or(0),
             published_port,
+            published_host: None,
             networks,
         }))
     }

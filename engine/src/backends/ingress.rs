@@ -12,8 +12,9 @@ use async_trait::async_trait;
 /// What a domain's route does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteHandler {
-    /// Proxies to the app instance, `host:port` as the proxy reaches it.
-    Proxy { upstream: String },
+    /// Proxies to the app instance: `host:port` as the proxy reaches it, one
+    /// per node of a cluster target (the first that answers serves).
+    Proxy { upstreams: Vec<String> },
     /// Answers 503 with a short page (a suspended tenant).
     Suspended { message: String },
 }

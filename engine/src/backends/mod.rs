@@ -17,6 +17,7 @@ pub mod powerdns;
 pub mod redmine;
 pub mod resolver;
 pub mod retry;
+pub mod swarm;
 pub use retry::Retryable;
 pub mod targets;
 pub mod tracker;
@@ -40,8 +41,12 @@ pub struct ObservedContainer {
     pub environment: BTreeMap<String, String>,
     pub nano_cpus: i64,
     pub memory_bytes: i64,
-    /// The app port published on the target's loopback, if any.
+    /// The app port published, if any: on the target's loopback, or on
+    /// `published_host`.
     pub published_port: Option<u16>,
+    /// The host the port is published on when it is not the target's
+    /// loopback: the node running it on a swarm.
+    pub published_host: Option<String>,
     /// The networks the container is attached to, by name.
     pub networks: Vec<String>,
 }
@@ -86,6 +91,14 @@ pub enum RuntimeError {
     )]
     HealthDeadline { target: String, container: String, waited: Duration, output: String },
     #[error(
+        "the Docker endpoint {endpoint} of target {target} is not a Swarm manager (target orchestrator \"swarm\"): point docker_host at a manager node, or set orchestrator = \"docker\""
+    )]
+    NotSwarmManager { target: String, endpoint: String },
+    #[error("cannot use node {node} of swarm target {target}: {reason}")]
+    NodeUnreachable { target: String, node: String, reason: String },
+    #[error("service {service} on swarm target {target} has no running task")]
+    NoRunningTask { target: String, service: String },
+    #[error(
         "the operation's deadline ran out after {waited:?} while the one-shot container {container} on target {target} was still running; it was stopped and removed (its output so far: {output})"
     )]
     JobDeadline { target: String, container: String, waited: Duration, output: String },
@@ -100,8 +113,14 @@ impl RuntimeError {
             RuntimeError::NotManaged { .. }
             | RuntimeError::Unhealthy { .. }
             | RuntimeError::HealthDeadline { .. }
-            | RuntimeError::JobDeadline { .. } => {
+            | RuntimeError::JobDeadline { .. }
+            | RuntimeError::NotSwarmManager { .. }
+            | RuntimeError::NodeUnreachable { .. } => {
                 return false;
+            }
+            // A task between restarts runs again in a moment.
+            RuntimeError::NoRunningTask { .. } => {
+                return true;
             }
         };
         match source.as_ref() {
@@ -179,6 +198,12 @@ pub trait Runtime: Send + Sync {
     async fn run_once(&self, spec: &ContainerSpec, deadline: Duration) -> Result<CommandOutput, RuntimeError>;
     /// Writes files (absolute path → content) into a managed container, running or not.
     async fn write_files(&self, name: &str, files: &BTreeMap<String, String>) -> Result<(), RuntimeError>;
+    /// Where the reverse proxy beside the target reaches a container
+    /// published on `port` (on `seen_on`, where the runtime reported it):
+    /// the engine's own loopback, or every schedulable node of a cluster.
+    async fn upstreams(&self, port: u16, _seen_on: Option<&str>) -> Result<Vec<String>, RuntimeError> {
+        Ok(vec![format!("127.0.0.1:{port}")])
+    }
     /// How many API requests this runtime has made (0 where it does not count).
     fn api_calls(&self) -> u64 {
         0

@@ -20,8 +20,9 @@ pub const CERTIFICATE_ORDERS_PER_TARGET: usize = 10;
 use crate::backends::caddy::CaddyIngress;
 use crate::backends::docker::DockerRuntime;
 use crate::backends::ingress::Ingress;
+use crate::backends::swarm::SwarmRuntime;
 use crate::backends::{Runtime, RuntimeError};
-use crate::config::TargetDocument;
+use crate::config::{Orchestrator, TargetDocument};
 
 /// Named targets and their runtimes.
 pub struct Targets {
@@ -175,6 +176,16 @@ impl Targets {
         calls
     }
 
+    /// Where the reverse proxy beside `target` reaches a container published
+    /// on `port` (see [`Runtime::upstreams`]). A single engine's answer needs
+    /// no connection; a swarm is asked each time (nodes come and go).
+    pub async fn upstreams(&self, target: &str, port: u16, seen_on: Option<&str>) -> Result<Vec<String>, TargetError> {
+        match self.document(target)?.orchestrator {
+            Some(Orchestrator::Swarm) => Ok(self.runtime(target).await?.upstreams(port, seen_on).await?),
+            Some(Orchestrator::Docker) | None => Ok(vec![format!("127.0.0.1:{port}")]),
+        }
+    }
+
     /// The runtime of `target`, connecting (and negotiating the API version) once.
     pub async fn runtime(&self, target: &str) -> Result<Arc<dyn Runtime>, TargetError> {
         let mut connected = self.connected.lock().await;
@@ -182,9 +193,16 @@ impl Targets {
             return Ok(Arc::clone(runtime));
         }
         let document = self.document(target)?;
-        let runtime: Arc<dyn Runtime> = Arc::new(
-            DockerRuntime::connect(target, &document.docker_host, document.docker_cert_path.as_deref()).await?,
-        );
+        let endpoint = document.docker_host.as_str();
+        let cert_path = document.docker_cert_path.as_deref();
+        let runtime: Arc<dyn Runtime> = match document.orchestrator {
+            Some(Orchestrator::Swarm) => Arc::new(
+                SwarmRuntime::connect(target, endpoint, cert_path)
+                    .await?
+                    .with_encrypted_networks(document.encrypted_networks.unwrap_or(true)),
+            ),
+            Some(Orchestrator::Docker) | None => Arc::new(DockerRuntime::connect(target, endpoint, cert_path).await?),
+        };
         connected.insert(target.to_owned(), Arc::clone(&runtime));
         Ok(runtime)
     }

@@ -354,8 +354,11 @@ pub struct AppInstanceRecord {
     pub generation: u32,
     pub previous_version: Option<String>,
     pub deployed_at: String,
-    /// The app port published on the target's loopback.
+    /// The app's published port.
     pub published_port: Option<u16>,
+    /// The host it is published on, when not the target's loopback: the
+    /// node running it on a swarm target.
+    pub published_host: Option<String>,
     /// Generated once per instance (database passwords); never in Terraform state.
     pub secrets: BTreeMap<String, String>,
     /// The manager's password as a salted SHA-crypt hash; the clear
@@ -368,6 +371,18 @@ pub struct AppInstanceRecord {
     pub password_given: bool,
     pub owner: String,
     pub created_at: String,
+}
+
+impl AppInstanceRecord {
+    /// The record with the address its app container is observed at
+    /// (`port` on `host`, `None`: the target's loopback), when that differs
+    /// from the recorded one: a restarted container publishes its port anew,
+    /// and a swarm may run it on another node. `None` when nothing changed
+    /// or it publishes no port.
+    pub fn with_address(&self, port: Option<u16>, host: Option<String>) -> Option<AppInstanceRecord> {
+        (port.is_some() && (port, host.as_ref()) != (self.published_port, self.published_host.as_ref()))
+            .then(|| AppInstanceRecord { published_port: port, published_host: host, ..self.clone() })
+    }
 }
 
 impl AppInstanceRecord {
@@ -424,7 +439,9 @@ impl AppInstanceRecord {
             timeouts: current.and_then(|current| current.timeouts.clone()),
             id: Some(spec.id.to_string()),
             status: Some(health.as_str().to_owned()),
-            internal_url: self.published_port.map(|port| format!("http://127.0.0.1:{port}")),
+            internal_url: self
+                .published_port
+                .map(|port| format!("http://{}:{port}", self.published_host.as_deref().unwrap_or("127.0.0.1"))),
             version_deployed: Some(spec.version.clone()),
             previous_version: self.previous_version.clone(),
             deployed_at: Some(self.deployed_at.clone()),
@@ -581,6 +598,37 @@ impl LatestBackupRead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_address_is_recorded_only_when_it_changed_and_there_is_a_port() {
+        let record = AppInstanceRecord {
+            spec: crate::test_services::hello_spec("acme", "1.1"),
+            generation: 1,
+            previous_version: None,
+            deployed_at: "2026-12-04T10:00:00Z".into(),
+            published_port: Some(20001),
+            published_host: Some("10.77.0.11".into()),
+            secrets: BTreeMap::new(),
+            manager_password_hash: String::new(),
+            welcome: WelcomeState::Sent,
+            password_given: false,
+            owner: "terraform".into(),
+            created_at: "2026-12-04T10:00:00Z".into(),
+        };
+        assert_eq!(record.with_address(Some(20001), Some("10.77.0.11".into())), None);
+        assert_eq!(record.with_address(None, None), None, "a stopped task publishes nothing: kept");
+        let moved = record.with_address(Some(20001), Some("10.77.0.12".into())).expect("moved to another node");
+        assert_eq!((moved.published_port, moved.published_host.as_deref()), (Some(20001), Some("10.77.0.12")));
+        let loopback = record.with_address(Some(32768), None).expect("on an engine's loopback");
+        assert_eq!(
+            loopback.to_document(InstanceHealth::Running, None).internal_url.as_deref(),
+            Some("http://127.0.0.1:32768")
+        );
+        assert_eq!(
+            moved.to_document(InstanceHealth::Running, None).internal_url.as_deref(),
+            Some("http://10.77.0.12:20001")
+        );
+    }
 
     #[test]
     fn the_latest_backup_is_read_from_the_status_line_and_nothing_else() {

@@ -140,6 +140,11 @@ fn migrations() -> Vec<Migration> {
         migration(11, "platform certificates", include_str!("../../migrations/0011_platform_certificates.sql")),
         migration(12, "app instance backup", include_str!("../../migrations/0012_app_instance_backup.sql")),
         migration(13, "app instance restore", include_str!("../../migrations/0013_app_instance_restore.sql")),
+        migration(
+            14,
+            "app instance published host",
+            include_str!("../../migrations/0014_app_instance_published_host.sql"),
+        ),
     ]
 }
 

@@ -1,0 +1,209 @@
+//! Integration tests: app instances on the three-node Docker Swarm that
+//! `scripts/services.sh` starts, with the locally built `hello` app.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use atrium_engine::apply::app_instance::AppContext;
+use atrium_engine::backends::targets::Targets;
+use atrium_engine::catalog::Catalog;
+use atrium_engine::config::Orchestrator;
+use atrium_engine::model::app_instance::{AppInstanceRecord, AppInstanceSpec, InstanceHealth};
+use atrium_engine::observe::AppObservations;
+use atrium_engine::registry::Registry;
+use atrium_engine::test_services::{
+    app_context, docker_in_cleanup, hello_spec, registry_with_tenant, service_variable, test_target,
+};
+
+/// `docker ARGUMENTS` on `host`; its output lines. Panics with docker's error when it fails.
+fn docker(host: &str, arguments: &[&str]) -> Vec<String> {
+    let output = std::process::Command::new("docker").args(["-H", host]).args(arguments).output().expect("run docker");
+    assert!(output.status.success(), "docker {arguments:?} on {host}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+}
+
+fn manager() -> String {
+    service_variable("ATRIUM_TEST_SWARM_HOST")
+}
+
+fn nodes() -> Vec<String> {
+    service_variable("ATRIUM_TEST_SWARM_NODES").split(',').map(str::to_owned).collect()
+}
+
+struct SwarmFixture {
+    _directory: tempfile::TempDir,
+    observations: AppObservations,
+    registry: Registry,
+    catalog: Catalog,
+    targets: Targets,
+    tenant: String,
+}
+
+/// The tenant's services, configs and network on the swarm, and its volumes
+/// on every node, are removed when the fixture goes, even after a panic.
+impl Drop for SwarmFixture {
+    fn drop(&mut self) {
+        let filter = format!("label=atrium.tenant={}", self.tenant);
+        let manager = manager();
+        for (list, remove) in [
+            (["service", "ls", "-q", "--filter"], ["service", "rm"]),
+            (["config", "ls", "-q", "--filter"], ["config", "rm"]),
+        ] {
+            let found = docker_in_cleanup(&manager, &[&list[..], &[filter.as_str()]].concat());
+            if !found.is_empty() {
+                let found: Vec<&str> = found.iter().map(String::as_str).collect();
+                docker_in_cleanup(&manager, &[&remove[..], &found].concat());
+            }
+        }
+        // Removed services' containers stop within seconds; their volumes are in use until then.
+        for _ in 0..20 {
+            let mut left = 0;
+            for node in nodes() {
+                for volume in docker_in_cleanup(&node, &["volume", "ls", "-q", "--filter", &filter]) {
+                    left += usize::from(docker_in_cleanup(&node, &["volume", "rm", &volume]).is_empty());
+                }
+            }
+            if left == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        for network in docker_in_cleanup(&manager, &["network", "ls", "-q", "--filter", &filter]) {
+            docker_in_cleanup(&manager, &["network", "rm", &network]);
+        }
+    }
+}
+
+impl SwarmFixture {
+    async fn new(short_name: &str) -> SwarmFixture {
+        let directory = tempfile::tempdir().unwrap();
+        let tenant = format!("{short_name}-{}", std::process::id() % 100_000);
+        let registry = registry_with_tenant(directory.path(), &tenant).await;
+        let mut target = test_target("ATRIUM_TEST_SWARM_HOST");
+        target.orchestrator = Some(Orchestrator::Swarm);
+        // This machine's kernel has no IPsec for Swarm's encrypted overlay networks.
+        target.encrypted_networks = Some(false);
+        let targets = Targets::new(BTreeMap::from([("local".to_owned(), target)]));
+        SwarmFixture {
+            _directory: directory,
+            observations: AppObservations::default(),
+            registry,
+            catalog: Catalog::built_in(),
+            targets,
+            tenant,
+        }
+    }
+
+    fn context(&self, deadline: Duration) -> AppContext<'_> {
+        app_context(&self.registry, &self.observations, &self.catalog, &self.targets, deadline)
+    }
+
+    fn spec(&self, version: &str) -> AppInstanceSpec {
+        hello_spec(&self.tenant, version)
+    }
+
+    fn service(&self) -> String {
+        format!("atrium-{}-web", self.tenant)
+    }
+
+    /// The tenant's services on the swarm.
+    fn services(&self) -> Vec<String> {
+        docker(
+            &manager(),
+            &["service", "ls", "--filter", &format!("label=atrium.tenant={}", self.tenant), "--format", "{{.Name}}"],
+        )
+    }
+
+    /// A Go template of the app's service, as `docker service inspect` renders it.
+    fn inspect(&self, template: &str) -> String {
+        docker(&manager(), &["service", "inspect", &self.service(), "--format", template]).concat()
+    }
+}
+
+/// The page at `path` of the app, at the address its record says.
+fn page(record: &AppInstanceRecord, path: &str) -> Result<String, String> {
+    let host = record.published_host.clone().ok_or("a swarm instance records the node it runs on")?;
+    let port = record.published_port.ok_or("a published port")?;
+    let failed = |e: std::io::Error| format!("GET {path} from {host}:{port}: {e}");
+    let mut stream = std::net::TcpStream::connect((host.as_str(), port)).map_err(failed)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(failed)?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(failed)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(failed)?;
+    Ok(response)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_on_a_swarm_rolls_forward_is_rolled_back_by_swarm_and_drift_is_repaired() {
+    let fixture = SwarmFixture::new("swarm").await;
+    let context = fixture.context(Duration::from_secs(90));
+
+    // Created: one service, pinned to the node that holds its data, serving
+    // on the port published on that node.
+    let first = context.deploy(&fixture.spec("1.0"), None, None).await.unwrap().record;
+    assert_eq!(fixture.services(), [fixture.service()]);
+    let volume = format!("atrium-{}-web-data", fixture.tenant);
+    let holding: Vec<String> =
+        nodes().into_iter().filter(|node| docker(node, &["volume", "ls", "-q"]).contains(&volume)).collect();
+    assert_eq!(holding.len(), 1, "{volume} is on one node: {holding:?}");
+    let node_address = holding[0].trim_start_matches("tcp://").split(':').next().unwrap().to_owned();
+    assert_eq!(first.published_host.as_deref(), Some(node_address.as_str()), "it runs where its data is");
+    assert!(fixture.inspect("{{json .Spec.TaskTemplate.Placement}}").contains("node.labels.atrium.node=="));
+    assert!(page(&first, "/").unwrap().contains("hello 1.0"));
+
+    // Upgraded: the same service, rolled by Swarm to the new generation.
+    let upgraded = context.deploy(&fixture.spec("1.1"), None, None).await.unwrap().record;
+    assert_eq!(upgraded.generation, first.generation + 1);
+    assert_eq!(fixture.services(), [fixture.service()]);
+    assert_eq!(
+        fixture.inspect("{{index .Spec.Labels \"atrium.container\"}}"),
+        format!("{}-g{}", fixture.service(), upgraded.generation)
+    );
+    assert_eq!(fixture.inspect("{{index .Spec.Labels \"atrium.replaces\"}}"), "", "the upgrade is over");
+    assert!(page(&upgraded, "/").unwrap().contains("hello 1.1"));
+
+    // A version that never turns healthy: Swarm rolls the service back by
+    // itself, Atrium says so, and the version before serves on.
+    let error = context.deploy(&fixture.spec("2.0"), None, None).await.unwrap_err().to_string();
+    assert!(error.contains("Swarm"), "the error says Swarm rolled it back: {error}");
+    let kept = fixture.registry.get_app_instance(&upgraded.spec.id).await.unwrap().unwrap();
+    assert_eq!((kept.spec.version.as_str(), kept.generation), ("1.1", upgraded.generation));
+    assert_eq!(
+        fixture.inspect("{{index .Spec.Labels \"atrium.container\"}}"),
+        format!("{}-g{}", fixture.service(), upgraded.generation)
+    );
+    assert!(page(&kept, "/").unwrap().contains("hello 1.1"));
+    assert_eq!(context.observe(&kept.spec.id).await.unwrap().unwrap().1, InstanceHealth::Running);
+
+    // Scaled to nothing out of band: stopped, and the next deploy repairs it.
+    docker(&manager(), &["service", "scale", "--detach", &format!("{}=0", fixture.service())]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(context.observe(&kept.spec.id).await.unwrap().unwrap().1, InstanceHealth::Stopped);
+    let repaired = context.deploy(&fixture.spec("1.1"), None, None).await.unwrap().record;
+    assert!(page(&repaired, "/").unwrap().contains("hello 1.1"));
+
+    // Its image changed out of band: drift, repaired the same way.
+    docker(
+        &manager(),
+        &["service", "update", "--detach", "--no-resolve-image", "--image", "atrium/hello:1.0", &fixture.service()],
+    );
+    assert_eq!(context.observe(&kept.spec.id).await.unwrap().unwrap().1, InstanceHealth::Drifted);
+    let repaired = context.deploy(&fixture.spec("1.1"), None, None).await.unwrap().record;
+    assert!(page(&repaired, "/").unwrap().contains("hello 1.1"));
+
+    // Removed out of band: missing, and made again on the node with the data.
+    docker(&manager(), &["service", "rm", &fixture.service()]);
+    assert_eq!(context.observe(&kept.spec.id).await.unwrap().unwrap().1, InstanceHealth::Missing);
+    let again = context.deploy(&fixture.spec("1.1"), None, None).await.unwrap().record;
+    assert_eq!(again.published_host.as_deref(), Some(node_address.as_str()));
+    assert!(page(&again, "/").unwrap().contains("hello 1.1"));
+
+    // Destroyed: nothing is left on the swarm but the data, on its node.
+    context.destroy(&again.spec.id).await.unwrap();
+    assert!(fixture.services().is_empty());
+    let filter = format!("label=atrium.tenant={}", fixture.tenant);
+    assert!(docker(&manager(), &["config", "ls", "-q", "--filter", &filter]).is_empty());
+    assert!(docker(&manager(), &["network", "ls", "-q", "--filter", &filter]).is_empty());
+    assert!(docker(&holding[0], &["volume", "ls", "-q"]).contains(&volume));
+}
