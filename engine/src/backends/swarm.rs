@@ -72,6 +72,9 @@ const REPLACES_LABEL: &str = "atrium.replaces";
 const SERVICE_LABEL: &str = "atrium.service";
 /// Published ports Atrium chooses for services: below Linux's ephemeral range.
 const PORTS: std::ops::Range<u16> = 20000..30000;
+/// How long one listing of the nodes answers for (a node drained or lost
+/// shows within this).
+const NODES_FRESH_FOR: Duration = Duration::from_secs(1);
 /// How long removing or stopping a service waits for its tasks to end.
 const TASKS_END_WITHIN: Duration = Duration::from_secs(90);
 
@@ -107,6 +110,8 @@ pub struct SwarmRuntime {
     network_names: Mutex<HashMap<String, String>>,
     network_creation: Mutex<()>,
     port_choice: Mutex<()>,
+    /// The last listing of the nodes, and when it was made.
+    nodes_listed: Mutex<Option<(tokio::time::Instant, Vec<SwarmNode>)>>,
     /// Whether tenant networks encrypt traffic between nodes.
     encrypted_networks: bool,
 }
@@ -134,11 +139,12 @@ impl SwarmRuntime {
             manager: docker,
             engines: Mutex::new(HashMap::from([(manager_node.clone(), Arc::new(manager))])),
             manager_node,
-            api_calls: AtomicU64::new(2),
+            api_calls: AtomicU64::new(1),
             placements: Mutex::new(HashMap::new()),
             network_names: Mutex::new(HashMap::new()),
             network_creation: Mutex::new(()),
             port_choice: Mutex::new(()),
+            nodes_listed: Mutex::new(None),
             encrypted_networks: true,
         })
     }
@@ -162,8 +168,22 @@ impl SwarmRuntime {
         RuntimeError::NotManaged { target: self.target.clone(), object }
     }
 
-    /// Every node, from one list call; nodes without an `atrium.node` label get one.
+    /// Every node, from one list call shared by the calls of the next
+    /// [`NODES_FRESH_FOR`] (a refresh of many instances lists them once);
+    /// nodes without an `atrium.node` label get one.
     async fn nodes(&self) -> Result<Vec<SwarmNode>, RuntimeError> {
+        let mut cached = self.nodes_listed.lock().await;
+        if let Some((at, nodes)) = cached.as_ref()
+            && at.elapsed() < NODES_FRESH_FOR
+        {
+            return Ok(nodes.clone());
+        }
+        let nodes = self.list_nodes().await?;
+        *cached = Some((tokio::time::Instant::now(), nodes.clone()));
+        Ok(nodes)
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<SwarmNode>, RuntimeError> {
         let listed = self.api().list_nodes(None::<ListNodesOptions>).await.map_err(self.api_error("list", "nodes"))?;
         let mut nodes: Vec<SwarmNode> = listed
             .into_iter()
@@ -1233,8 +1253,12 @@ impl Runtime for SwarmRuntime {
         engine.write_files(&container, files).await
     }
 
+    /// The manager's requests and every node engine's (the manager's own
+    /// engine counts only what went through it as a node).
     fn api_calls(&self) -> u64 {
-        self.api_calls.load(Ordering::Relaxed)
+        let nodes: u64 =
+            self.engines.try_lock().map(|engines| engines.values().map(|e| e.api_calls()).sum()).unwrap_or(0);
+        self.api_calls.load(Ordering::Relaxed) + nodes
     }
 
     async fn upstreams(&self, port: u16, seen_on: Option<&str>) -> Result<Vec<String>, RuntimeError> {
