@@ -7,6 +7,7 @@
 #   scripts/bench.sh onboard [COUNT] [ROUNDS]  atrium apply of customers to HTTPS against the Docker CLI and curl (default 100, 3)
 #   scripts/bench.sh backups [ROUNDS]          a Redmine instance's backup and restore against restic and pg_dump by hand (default 3)
 #   scripts/bench.sh upgrades [APP ...]        upgrade downtime of redmine, mediawiki and tryton against docker restart
+#   scripts/bench.sh swarm [COUNT]             hello instances on the 3-node swarm against docker service create (default 30)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -26,7 +27,8 @@ if [ "${1:-}" = onboard ]; then
   [ -n "${ATRIUM_SERVICES_ENV:-}" ] || { scripts/services.sh start >/dev/null; export ATRIUM_SERVICES_ENV=$repo/.services/env; }
   exec cargo run --locked --release -p atrium-acceptance --bin bench-onboard -- "$@"
 fi
-if [ "${1:-}" = apps ] || [ "${1:-}" = domains ] || [ "${1:-}" = backups ] || [ "${1:-}" = upgrades ]; then
+if [ "${1:-}" = apps ] || [ "${1:-}" = domains ] || [ "${1:-}" = backups ] || [ "${1:-}" = upgrades ] ||
+  [ "${1:-}" = swarm ]; then
   bench=bench-$1
   shift
   [ -n "${ATRIUM_SERVICES_ENV:-}" ] || { scripts/services.sh start >/dev/null; export ATRIUM_SERVICES_ENV=$repo/.services/env; }
