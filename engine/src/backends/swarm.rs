@@ -341,12 +341,14 @@ impl SwarmRuntime {
     /// name, or the app's service when `name` is the generation it runs.
     /// `Err(Some(service))`: the app's service runs another generation.
     async fn resolve(&self, name: &str) -> Result<Result<Service, Option<Service>>, RuntimeError> {
-        if let Some(service) = self.managed_service(name).await? {
-            return Ok(Ok(service));
+        // An app generation's name: its shared service first (one lookup
+        // per inspection in a refresh), then a service of that very name.
+        if let Some(stem) = generation_stem(name)
+            && let Some(service) = self.managed_service(stem).await?
+        {
+            return Ok(if container_of(&service) == name { Ok(service) } else { Err(Some(service)) });
         }
-        let Some(stem) = generation_stem(name) else { return Ok(Err(None)) };
-        let Some(service) = self.managed_service(stem).await? else { return Ok(Err(None)) };
-        if container_of(&service) == name { Ok(Ok(service)) } else { Ok(Err(Some(service))) }
+        Ok(self.managed_service(name).await?.ok_or(None))
     }
 
     /// Rewrites one label of a service (no task restarts: service labels are not the tasks').
