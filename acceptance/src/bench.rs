@@ -376,3 +376,31 @@ pub fn app_context<'a>(
         cancelled,
     }
 }
+
+/// The wall time of one terraform command in `workspace`, which must exit 0
+/// or 2 (a plan with changes); terraform init (first command only) stays out
+/// of the measurement.
+pub fn timed_terraform(workspace: &crate::Workspace, arguments: &[&str]) -> f64 {
+    workspace.init();
+    let started = Instant::now();
+    let run = workspace.terraform(arguments);
+    assert!(run.code == 0 || run.code == 2, "terraform {arguments:?}\n{}\n{}", run.stdout, run.stderr);
+    started.elapsed().as_secs_f64()
+}
+
+/// The Docker API calls and registry statements the provider processes
+/// reported since the last call (the file is emptied).
+pub fn take_stats(file: &std::path::Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    std::fs::write(file, "").expect("empty the stats file");
+    let sum = |key: &str| -> u64 {
+        text.lines()
+            .filter(|line| line.starts_with(key))
+            .map(|line| {
+                let count = line.split_whitespace().last().and_then(|n| n.parse::<u64>().ok());
+                count.unwrap_or_else(|| panic!("a stats line without a count: {line:?}"))
+            })
+            .sum()
+    };
+    (sum("docker_api_calls "), sum("registry_statements "))
+}

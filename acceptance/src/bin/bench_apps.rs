@@ -14,7 +14,9 @@
 
 use std::time::Instant;
 
-use atrium_acceptance::bench::{Cleanup, create_network, deploy_rendered, in_parallel, render_hello};
+use atrium_acceptance::bench::{
+    Cleanup, create_network, deploy_rendered, in_parallel, render_hello, take_stats, timed_terraform,
+};
 use atrium_acceptance::{RegistryChoice, Workspace, provider_binary, provider_example_with_test_docker};
 use atrium_engine::catalog::Catalog;
 use atrium_engine::test_services::service_variable;
@@ -66,32 +68,6 @@ fn docker_cli_baseline(host: &str, tenant: &str, count: usize) -> f64 {
     seconds
 }
 
-fn timed(workspace: &Workspace, arguments: &[&str]) -> f64 {
-    // terraform init (first command only) stays out of the measurement.
-    workspace.init();
-    let started = Instant::now();
-    let run = workspace.terraform(arguments);
-    assert!(run.code == 0 || run.code == 2, "terraform {arguments:?}\n{}\n{}", run.stdout, run.stderr);
-    started.elapsed().as_secs_f64()
-}
-
-/// The Docker API calls and registry statements the provider processes
-/// reported since the last call (the file is emptied).
-fn take_stats(file: &std::path::Path) -> (u64, u64) {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    std::fs::write(file, "").expect("empty the stats file");
-    let sum = |key: &str| -> u64 {
-        text.lines()
-            .filter(|line| line.starts_with(key))
-            .map(|line| {
-                let count = line.split_whitespace().last().and_then(|n| n.parse::<u64>().ok());
-                count.unwrap_or_else(|| panic!("a stats line without a count: {line:?}"))
-            })
-            .sum()
-    };
-    (sum("docker_api_calls "), sum("registry_statements "))
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let arguments: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
@@ -128,8 +104,8 @@ async fn main() {
             run_docker(&mut docker_times);
         }
         workspace.write("main.tf", &configuration(&tenant, count));
-        terraform_times.push(timed(&workspace, &apply));
-        timed(&workspace, &destroy);
+        terraform_times.push(timed_terraform(&workspace, &apply));
+        timed_terraform(&workspace, &destroy);
         if round % 2 == 0 {
             run_docker(&mut docker_times);
         }
@@ -149,12 +125,12 @@ async fn main() {
     );
 
     workspace.write("main.tf", &configuration(&tenant, refresh_count));
-    let setup = timed(&workspace, &apply);
+    let setup = timed_terraform(&workspace, &apply);
     take_stats(&stats);
-    let refresh = timed(&workspace, &["plan", "-input=false", "-detailed-exitcode"]);
+    let refresh = timed_terraform(&workspace, &["plan", "-input=false", "-detailed-exitcode"]);
     let (calls, statements) = take_stats(&stats);
     println!(
         "refresh (terraform plan) of {refresh_count} instances: {refresh:.2} s wall, {calls} Docker API calls, {statements} registry statements (apply took {setup:.2} s)"
     );
-    timed(&workspace, &destroy);
+    timed_terraform(&workspace, &destroy);
 }

@@ -17,7 +17,7 @@
 
 use std::time::Instant;
 
-use atrium_acceptance::bench::{RouteBatch, in_parallel, serve_by_hand, unserve_by_hand};
+use atrium_acceptance::bench::{RouteBatch, in_parallel, serve_by_hand, timed_terraform, unserve_by_hand};
 use atrium_acceptance::{RegistryChoice, TestZone, Workspace, provider_binary, provider_example_with_test_services};
 
 const PARALLELISM: usize = 10;
@@ -73,15 +73,6 @@ fn curl_baseline(zone: &str, prefix: &str, upstream: &str, count: usize) -> f64 
     seconds
 }
 
-fn timed(workspace: &Workspace, arguments: &[&str]) -> f64 {
-    // terraform init (first command only) stays out of the measurement.
-    workspace.init();
-    let started = Instant::now();
-    let run = workspace.terraform(arguments);
-    assert!(run.code == 0 || run.code == 2, "terraform {arguments:?}\n{}\n{}", run.stdout, run.stderr);
-    started.elapsed().as_secs_f64()
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let arguments: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
@@ -100,13 +91,16 @@ async fn main() {
     let apply = ["apply", "-auto-approve", "-input=false"];
     // The tenant and its app instance exist before the timing starts.
     workspace.write("main.tf", &configuration(&tenant, &zone.name, 0, 0));
-    timed(&workspace, &apply);
+    timed_terraform(&workspace, &apply);
     let upstream = workspace.terraform(&["output", "-raw", "upstream"]).stdout.trim().to_owned();
     // One platform subdomain orders the zone's wildcard; it then serves every other.
     workspace.write("main.tf", &configuration(&tenant, &zone.name, 1, rounds));
-    println!("first platform subdomain (orders the wildcard certificate): {:.2} s", timed(&workspace, &apply));
+    println!(
+        "first platform subdomain (orders the wildcard certificate): {:.2} s",
+        timed_terraform(&workspace, &apply)
+    );
     workspace.write("main.tf", &configuration(&tenant, &zone.name, 0, 0));
-    timed(&workspace, &apply);
+    timed_terraform(&workspace, &apply);
 
     let (mut terraform_times, mut curl_times) = (Vec::new(), Vec::new());
     for round in 0..rounds {
@@ -114,9 +108,9 @@ async fn main() {
             curl_times.push(curl_baseline(&zone.name, &format!("c{round}-"), &upstream, count));
         }
         workspace.write("main.tf", &configuration(&tenant, &zone.name, count, round));
-        terraform_times.push(timed(&workspace, &apply));
+        terraform_times.push(timed_terraform(&workspace, &apply));
         workspace.write("main.tf", &configuration(&tenant, &zone.name, 0, 0));
-        timed(&workspace, &apply);
+        timed_terraform(&workspace, &apply);
         if round % 2 == 0 {
             curl_times.push(curl_baseline(&zone.name, &format!("c{round}-"), &upstream, count));
         }
@@ -134,5 +128,5 @@ async fn main() {
         "\nmedian apply of {count} domains: terraform {terraform:.2} s, curl {baseline:.2} s, ratio {:.2}x (target <= 1.50x)",
         terraform / baseline
     );
-    timed(&workspace, &["destroy", "-auto-approve", "-input=false"]);
+    timed_terraform(&workspace, &["destroy", "-auto-approve", "-input=false"]);
 }

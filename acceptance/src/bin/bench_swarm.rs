@@ -23,7 +23,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use atrium_acceptance::bench::{docker, in_parallel, render_hello};
+use atrium_acceptance::bench::{docker, in_parallel, render_hello, take_stats, timed_terraform};
 use atrium_acceptance::{RegistryChoice, Workspace, provider_binary};
 use atrium_engine::catalog::Catalog;
 use atrium_engine::model::container::ContainerSpec;
@@ -264,27 +264,6 @@ fn docker_cli_baseline(tenant: &str, count: usize) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-fn timed(workspace: &Workspace, arguments: &[&str]) -> f64 {
-    workspace.init();
-    let started = Instant::now();
-    let run = workspace.terraform(arguments);
-    assert!(run.code == 0 || run.code == 2, "terraform {arguments:?}\n{}\n{}", run.stdout, run.stderr);
-    started.elapsed().as_secs_f64()
-}
-
-/// The Docker API calls the provider processes reported since the last call (the file is emptied).
-fn take_docker_calls(file: &std::path::Path) -> u64 {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    std::fs::write(file, "").expect("empty the stats file");
-    text.lines()
-        .filter(|line| line.starts_with("docker_api_calls "))
-        .map(|line| {
-            let count = line.split_whitespace().last().and_then(|n| n.parse::<u64>().ok());
-            count.unwrap_or_else(|| panic!("a stats line without a count: {line:?}"))
-        })
-        .sum()
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let count = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(30);
@@ -308,9 +287,9 @@ async fn main() {
         if round % 2 == 1 {
             docker_times.push(docker_cli_baseline(&cli_tenant(round), count));
         }
-        terraform_times.push(timed(&workspace, &apply));
+        terraform_times.push(timed_terraform(&workspace, &apply));
         if round < 2 {
-            timed(&workspace, &destroy);
+            timed_terraform(&workspace, &destroy);
         }
         if round % 2 == 0 {
             docker_times.push(docker_cli_baseline(&cli_tenant(round), count));
@@ -332,9 +311,9 @@ async fn main() {
     );
 
     // The last round's instances are still there: refresh them.
-    take_docker_calls(&stats);
-    let refresh = timed(&workspace, &["plan", "-input=false", "-detailed-exitcode"]);
-    let calls = take_docker_calls(&stats);
+    take_stats(&stats);
+    let refresh = timed_terraform(&workspace, &["plan", "-input=false", "-detailed-exitcode"]);
+    let (calls, _) = take_stats(&stats);
     println!("refresh (terraform plan) of {count} instances: {refresh:.2} s wall, {calls} Docker API calls");
-    timed(&workspace, &destroy);
+    timed_terraform(&workspace, &destroy);
 }
