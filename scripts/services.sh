@@ -15,7 +15,7 @@
 # certificates from Pebble by HTTP-01), an SMTP sink writing a Maildir, and
 # Redmine (the support tracker).
 # Every server binds to 127.0.0.1 on a free high port or a unix socket, except
-# the swarm's nodes, which listen on their own addresses in 10.77.0.0/24.
+# the swarm's nodes, which listen on their own addresses in a free 10.77.N.0/24.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -202,19 +202,24 @@ reuse_running() {
 # a dockerd in a network namespace of its own (and a UTS namespace, so that
 # every node has its own hostname in `docker node ls`), joined by a veth pair
 # to one bridge in the root namespace, where tests, Atrium and Caddy run and
-# reach every node by its address. The subnet 10.77.0.0/24 is fixed (the
-# engine's node labels and the tests name these addresses), so one swarm fits
-# on a machine; the namespace and interface names come from the state
-# directory's hash so that stopping one state directory never touches
-# another's. Linux limits interface names to 15 characters, hence the short
+# reach every node by its address. The subnet is the first free 10.77.N.0/24
+# when the swarm starts (recorded beside the nodes; the env file hands the
+# addresses to tests), so swarms of several state directories fit on one
+# machine; the namespace and interface names come from the state directory's
+# hash so that stopping one state directory never touches another's. Linux limits interface names to 15 characters, hence the short
 # names: atrswHASH8br for the bridge, atrswHASH8nN for node N's namespace and
 # its veth's root end.
 swarm_prefix() {
   echo "atrsw$(printf '%s' "$state" | md5sum | cut -c1-8)"
 }
 
+# swarm_subnet: the first three octets of this swarm's /24, "" before it has one.
+swarm_subnet() {
+  cat "$(docker_dir swarm)/subnet" 2>/dev/null || true
+}
+
 swarm_address() { # swarm_address NODE
-  echo "10.77.0.1$1"
+  echo "$(swarm_subnet).1$1"
 }
 
 # Each node's own Docker API, unencrypted on its namespace's address: the
@@ -254,28 +259,40 @@ wait_for_swarm() {
 # ready, active nodes.
 swarm_running() {
   local n
+  [ -n "$(swarm_subnet)" ] || return 1
   for n in 1 2 3; do running "$(swarm_node_dir "$n")/pid" || return 1; done
   [ "$(timeout 10 docker -H "$(swarm_engine 1)" node ls --format '{{.Status}} {{.Availability}}' 2>/dev/null |
     grep -c '^Ready Active$')" = 3 ]
 }
 
-# The bridge (10.77.0.254 in the root namespace) and three namespaces with
-# their veth pairs. Root-namespace traffic to the nodes is plain L2 on the
-# bridge, so neither forwarding nor firewall settings change. The nodes have
-# no default route: what would go further (a registry, say) fails at once
-# instead of waiting for a timeout.
+# The bridge (.254 of the swarm's /24, in the root namespace) and three
+# namespaces with their veth pairs. Root-namespace traffic to the nodes is
+# plain L2 on the bridge, so neither forwarding nor firewall settings change.
+# The nodes have no default route: what would go further (a registry, say)
+# fails at once instead of waiting for a timeout. The /24 is the first of
+# 10.77.0.0/24 to 10.77.63.0/24 that no interface holds; a machine-wide lock
+# keeps two starts from taking the same one.
 make_swarm_network() {
-  local prefix n taken
+  local prefix n subnet=""
   prefix=$(swarm_prefix)
-  taken=$(ip -4 -o addr show to 10.77.0.0/24 | awk '{print $2}' | sort -u | tr '\n' ' ')
-  if [ -n "$taken" ]; then
-    echo "services: the swarm's subnet 10.77.0.0/24 is already on ${taken% } (another state directory's swarm?);" \
-      "only one swarm fits on a machine: stop that one first" >&2
+  mkdir -p "$(docker_dir swarm)"
+  exec 9>"${TMPDIR:-/tmp}/atrium-swarm-subnets.lock"
+  flock -w 30 9 || { echo "services: swarm: another start holds the subnet lock for over 30 s" >&2; exit 1; }
+  for n in $(seq 0 63); do
+    if [ -z "$(ip -4 -o addr show to "10.77.$n.0/24")" ]; then
+      subnet=10.77.$n
+      break
+    fi
+  done
+  if [ -z "$subnet" ]; then
+    echo "services: swarm: every subnet from 10.77.0.0/24 to 10.77.63.0/24 is in use; stop another swarm first" >&2
     exit 1
   fi
+  echo "$subnet" >"$(docker_dir swarm)/subnet"
   ip link add "${prefix}br" type bridge
-  ip addr add 10.77.0.254/24 dev "${prefix}br"
+  ip addr add "$subnet.254/24" dev "${prefix}br"
   ip link set "${prefix}br" up
+  exec 9>&-
   for n in 1 2 3; do
     ip netns add "${prefix}n$n"
     ip link add "${prefix}n$n" type veth peer name eth0 netns "${prefix}n$n"
