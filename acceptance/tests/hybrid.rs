@@ -103,6 +103,45 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
     with_variables(&["plan", "-detailed-exitcode", "-input=false", "-refresh=false"])
         .expect_code(0, "plan without refresh after the hybrid apply");
 
+    // The ERP moves to the swarm with its data, in place, and back.
+    let erp_host = format!("erp-{tenant}.{zone}");
+    let marker = format!("written on the engine by {tenant}");
+    docker_lines(
+        &onprem,
+        &["exec", &format!("atrium-{tenant}-erp-g1"), "sh", "-c", &format!("echo '{marker}' > /www/data/moved.txt")],
+    );
+    let to_swarm = "-var=erp_target=cloud-fra1";
+    let plan =
+        with_variables(&["plan", "-detailed-exitcode", "-input=false", to_swarm]).expect_code(2, "plan of a move");
+    let shown = plan.flat_output();
+    assert!(shown.contains("update in-place") && !shown.contains("must be replaced"), "{shown}");
+    assert!(shown.contains("Apply moves the instance with its data"), "the plan says it is a move: {shown}");
+    assert!(shown.contains("1 to change, 0 to destroy"), "{shown}");
+    let moved = with_variables(&["apply", "-auto-approve", "-input=false", to_swarm]).expect_code(0, "the move");
+    assert!(moved.stdout.contains("1 changed, 0 destroyed"), "{}", moved.stdout);
+    assert!(containers_on(&onprem, &tenant).is_empty(), "nothing of erp runs on the engine any more");
+    assert!(services_of(&tenant).contains(&format!("atrium-{tenant}-erp")), "{:?}", services_of(&tenant));
+    let (status, page) = https_get(&erp_host, "/");
+    assert!(status == 200 && page.contains("hello 1.1"), "erp on the swarm at https://{erp_host}/: {status} {page}");
+    let (status, moved_file) = https_get(&erp_host, "/data/moved.txt");
+    assert_eq!((status, moved_file.trim()), (200, marker.as_str()), "the data moved with it");
+    let erp_nodes = nodes_holding(&format!("atrium-{tenant}-erp-data"));
+    assert_eq!(erp_nodes.len(), 1, "the erp data is on one node: {erp_nodes:?}");
+    // The engine keeps its copy of the data until it is purged.
+    let onprem_volumes =
+        docker_lines(&onprem, &["volume", "ls", "-q", "--filter", &format!("name=atrium-{tenant}-erp")]);
+    assert_eq!(onprem_volumes, [format!("atrium-{tenant}-erp-data")]);
+    with_variables(&["plan", "-detailed-exitcode", "-input=false", to_swarm]).expect_code(0, "plan after the move");
+    with_variables(&["plan", "-detailed-exitcode", "-input=false", "-refresh=false", to_swarm])
+        .expect_code(0, "plan without refresh after the move");
+
+    with_variables(&["apply", "-auto-approve", "-input=false"]).expect_code(0, "the move back to the engine");
+    assert!(!services_of(&tenant).contains(&format!("atrium-{tenant}-erp")), "erp left the swarm");
+    assert_eq!(containers_on(&onprem, &tenant), [format!("atrium-{tenant}-erp-g3")]);
+    let (status, moved_file) = https_get(&erp_host, "/data/moved.txt");
+    assert_eq!((status, moved_file.trim()), (200, marker.as_str()), "the data came back with it");
+    with_variables(&["plan", "-detailed-exitcode", "-input=false"]).expect_code(0, "plan after the move back");
+
     with_variables(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "destroy");
     assert!(containers_on(&onprem, &tenant).is_empty());
     assert!(services_of(&tenant).is_empty(), "no service is left on the swarm");
@@ -116,4 +155,8 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
     let volume = format!("atrium-{tenant}-chat-data");
     assert_eq!(nodes_holding(&volume), holding, "the chat data is kept on the node that held it");
     docker_lines(&holding[0], &["volume", "rm", &volume]);
+    // The swarm's copy of the erp data, left by the move back.
+    let volume = format!("atrium-{tenant}-erp-data");
+    assert_eq!(nodes_holding(&volume), erp_nodes, "the swarm keeps its copy of the erp data");
+    docker_lines(&erp_nodes[0], &["volume", "rm", &volume]);
 }

@@ -937,3 +937,185 @@ async fn every_app_instance_step_fails_in_turn_and_converges() {
 fn loopback_upstream(instance: &AppInstanceRecord) -> Option<String> {
     instance.published_port.map(|port| format!("127.0.0.1:{port}"))
 }
+
+// ------------------------------------------------------------------ moves
+
+/// `hello` with a file in its data volume moves from one engine (`local`)
+/// to another (`other`): every failure must leave it serving from `local`
+/// with the file, and nothing of it on `other`; the move must leave it
+/// serving from `other` with the file, no container on `local`, and
+/// `local`'s copy of the data until the destroy deletes both.
+struct MoveCase {
+    _directory: tempfile::TempDir,
+    registry: Registry,
+    observations: AppObservations,
+    catalog: Catalog,
+    targets: Targets,
+    tenant: String,
+}
+
+/// What the data volume holds when the move starts.
+const MOVED_FILE: &str = "written before the move";
+
+impl MoveCase {
+    async fn open(name: String, _: Change) -> Box<dyn Case> {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let registry = registry_with_tenant(directory.path(), &name).await;
+        let targets = Targets::new(BTreeMap::from([
+            ("local".to_owned(), test_target("ATRIUM_TEST_DOCKER_HOST")),
+            ("other".to_owned(), test_target("ATRIUM_TEST_DOCKER_HOST_2")),
+        ]));
+        Box::new(MoveCase {
+            _directory: directory,
+            registry,
+            observations: AppObservations::default(),
+            catalog: Catalog::built_in(),
+            targets,
+            tenant: name,
+        })
+    }
+
+    fn spec(&self, target: &str) -> AppInstanceSpec {
+        AppInstanceSpec {
+            delete_data_on_destroy: true,
+            users: 1,
+            target: target.to_owned(),
+            ..hello_spec(&self.tenant, "1.1")
+        }
+    }
+
+    async fn deploy(&self, target: &str, create: Option<&CreateToken>) -> Checked {
+        let context = app_context(&self.registry, &self.observations, &self.catalog, &self.targets);
+        context.deploy(&self.spec(target), create, None).await.map(drop).map_err(|e| error_text(&e))
+    }
+
+    /// The instance's containers (name, running) and volumes on `target`,
+    /// and whether the tenant's network is there.
+    async fn on(&self, target: &str) -> Result<(Vec<(String, bool)>, Vec<String>, bool), String> {
+        let runtime = self.targets.runtime(target).await.map_err(|e| error_text(&e))?;
+        let id = self.spec(target).id.to_string();
+        let containers = runtime.list_managed().await.map_err(|e| error_text(&e))?;
+        let containers: Vec<(String, bool)> = containers
+            .into_iter()
+            .filter(|container| container.labels.get(labels::INSTANCE) == Some(&id))
+            .map(|container| (container.name, container.running))
+            .collect();
+        let volumes = runtime.list_managed_volumes().await.map_err(|e| error_text(&e))?;
+        let volumes: Vec<String> = volumes
+            .into_iter()
+            .filter(|volume| volume.labels.get(labels::INSTANCE) == Some(&id))
+            .map(|volume| volume.name)
+            .collect();
+        let host = service_variable(match target {
+            "local" => "ATRIUM_TEST_DOCKER_HOST",
+            _ => "ATRIUM_TEST_DOCKER_HOST_2",
+        });
+        let network = format!("atrium-{}", self.tenant);
+        let output = tokio::process::Command::new("docker")
+            .args(["-H", &host, "network", "ls", "--format", "{{.Name}}"])
+            .output()
+            .await
+            .map_err(|error| format!("docker network ls: {error}"))?;
+        if !output.status.success() {
+            return Err(format!("docker network ls: {}", String::from_utf8_lossy(&output.stderr)));
+        }
+        let networked = String::from_utf8_lossy(&output.stdout).lines().any(|name| name == network);
+        Ok((containers, volumes, networked))
+    }
+
+    /// The file in the data volume, read in the running app container on `target`.
+    async fn file_on(&self, target: &str, container: &str) -> Result<String, String> {
+        let runtime = self.targets.runtime(target).await.map_err(|e| error_text(&e))?;
+        let command = ["cat", "/www/data/moved.txt"].map(String::from);
+        let output = runtime.exec(container, &command).await.map_err(|e| error_text(&e))?;
+        ensure(output.exit_code == Some(0), || format!("cat in {container} on {target}: {}", output.output))?;
+        Ok(output.output.trim().to_owned())
+    }
+
+    /// That the instance is recorded on `serving` and runs there, healthy,
+    /// with the file; that `other` holds no container of it (and, when
+    /// `copy` is false, no volume either).
+    async fn expect_serving(&self, serving: &str, other: &str, copy: bool) -> Checked {
+        let id = self.spec(serving).id;
+        let record = self.registry.get_app_instance(&id).await.map_err(|e| e.to_string())?;
+        let record = record.ok_or_else(|| "the instance's row is gone".to_owned())?;
+        ensure(record.spec.target == serving && record.moved_from.is_none(), || {
+            format!("the row says target {:?}, moved from {:?}, not {serving:?}", record.spec.target, record.moved_from)
+        })?;
+        let (containers, volumes, network) = self.on(serving).await?;
+        let app = atrium_engine::catalog::render_app_container_name(&record.spec, record.generation);
+        ensure(containers == [(app.clone(), true)] && !volumes.is_empty() && network, || {
+            format!(
+                "on {serving}: containers {containers:?} (not just {app} running), volumes {volumes:?}, network {network}"
+            )
+        })?;
+        let file = self.file_on(serving, &app).await?;
+        ensure(file == MOVED_FILE, || format!("the data on {serving} holds {file:?}, not {MOVED_FILE:?}"))?;
+        let published = record.published_port.ok_or_else(|| "the row has no published port".to_owned())?;
+        let page = reqwest::get(format!("http://127.0.0.1:{published}/")).await.map_err(|e| e.to_string())?;
+        ensure(page.status().is_success(), || format!("the recorded port {published} answers {}", page.status()))?;
+        let (containers, volumes, _) = self.on(other).await?;
+        ensure(containers.is_empty() && (copy || volumes.is_empty()), || {
+            format!("left on {other}: containers {containers:?}, volumes {volumes:?}")
+        })
+    }
+}
+
+#[async_trait]
+impl Case for MoveCase {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    async fn prepare(&self) -> Checked {
+        self.deploy("local", Some(&CreateToken::new())).await?;
+        let id = self.spec("local").id;
+        let record = self.registry.get_app_instance(&id).await.map_err(|e| e.to_string())?.ok_or("no row")?;
+        let app = atrium_engine::catalog::render_app_container_name(&record.spec, record.generation);
+        let runtime = self.targets.runtime("local").await.map_err(|e| error_text(&e))?;
+        let write = ["sh", "-c", &format!("echo '{MOVED_FILE}' > /www/data/moved.txt")].map(String::from);
+        let output = runtime.exec(&app, &write).await.map_err(|e| error_text(&e))?;
+        ensure(output.exit_code == Some(0), || format!("writing the file: {}", output.output))
+    }
+
+    async fn change(&self, token: &CreateToken) -> Checked {
+        let _ = token;
+        self.deploy("other", None).await
+    }
+
+    async fn check_unchanged(&self) -> Checked {
+        self.expect_serving("local", "other", false).await
+    }
+
+    async fn check_changed(&self) -> Checked {
+        self.expect_serving("other", "local", true).await?;
+        let (_, volumes, network) = self.on("local").await?;
+        ensure(!volumes.is_empty() && !network, || {
+            format!("on local after the move: volumes {volumes:?} (its copy of the data is kept), network {network}")
+        })
+    }
+
+    async fn destroy_and_check_empty(&self) -> Checked {
+        let context = app_context(&self.registry, &self.observations, &self.catalog, &self.targets);
+        context.destroy(&self.spec("other").id).await.map_err(|e| error_text(&e))?;
+        for target in ["local", "other"] {
+            let (containers, volumes, network) = self.on(target).await?;
+            ensure(containers.is_empty() && volumes.is_empty() && !network, || {
+                format!("left on {target}: containers {containers:?}, volumes {volumes:?}, network {network}")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A move between two engines: each step fails in turn, after it did
+/// everything and by a crash (a failure before a step leaves what one after
+/// the step before leaves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_of_a_move_fails_in_turn_and_leaves_it_serving_from_the_old_target() {
+    let failures = [InjectedFailure::After, InjectedFailure::Crash];
+    let steps =
+        every_step_fails_as("mv", Change::Update, |name, change| Box::pin(MoveCase::open(name, change)), &failures)
+            .await;
+    assert!(steps >= 7, "the move stops, copies, starts, records, routes and leaves: {steps} steps");
+}

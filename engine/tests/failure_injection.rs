@@ -18,7 +18,9 @@ use async_trait::async_trait;
 use atrium_engine::apply::app_instance::AppContext;
 use atrium_engine::backends::docker::DockerRuntime;
 use atrium_engine::backends::targets::Targets;
-use atrium_engine::backends::{CommandOutput, ObservedContainer, ObservedVolume, Runtime, RuntimeError};
+use atrium_engine::backends::{
+    ArchiveReceiver, ArchiveSender, CommandOutput, ObservedContainer, ObservedVolume, Runtime, RuntimeError,
+};
 use atrium_engine::catalog::{Catalog, ContainerSpec, VolumeSpec};
 use atrium_engine::model::app_instance::AppInstanceSpec;
 use atrium_engine::model::app_instance::InstanceHealth;
@@ -121,6 +123,19 @@ impl Runtime for FailingRuntime {
     async fn write_files(&self, name: &str, files: &BTreeMap<String, String>) -> Result<(), RuntimeError> {
         self.step("write files").await?;
         self.inner.write_files(name, files).await
+    }
+    async fn export_volume(&self, volume: &VolumeSpec, image: &str, sink: ArchiveSender) -> Result<u64, RuntimeError> {
+        self.step("export a volume").await?;
+        self.inner.export_volume(volume, image, sink).await
+    }
+    async fn import_volume(
+        &self,
+        volume: &VolumeSpec,
+        image: &str,
+        source: ArchiveReceiver,
+    ) -> Result<u64, RuntimeError> {
+        self.step("import a volume").await?;
+        self.inner.import_volume(volume, image, source).await
     }
 }
 

@@ -70,6 +70,7 @@ async fn check_tenant_round_trip(registry: Registry) {
             deployed_at: "2026-12-03T10:00:00Z".into(),
             published_port: Some(32768),
             published_host: None,
+            moved_from: None,
             secrets: Default::default(),
             manager_password_hash: String::new(),
             welcome: WelcomeState::Off,

@@ -76,6 +76,12 @@ variable "acme_trusted_roots_file" {
   default     = null
 }
 
+variable "erp_target" {
+  description = "Where the ERP runs: changing it moves the instance with its data (initech-onprem or cloud-fra1)."
+  type        = string
+  default     = "initech-onprem"
+}
+
 variable "tenant_name" {
   description = "The tenant's name."
   type        = string
@@ -132,7 +138,7 @@ resource "atrium_app_instance" "erp" {
   tenant_id = atrium_tenant.initech.id
   name      = "erp"
   app       = "hello"
-  target    = "initech-onprem"
+  target    = var.erp_target
   users     = 120
 }
 

@@ -24,7 +24,7 @@ use crate::apply::welcome::{Occasion, manager_email};
 use crate::backends::mailer::Mailer;
 use crate::backends::retry::within;
 use crate::backends::targets::{TargetError, Targets};
-use crate::backends::{ObservedContainer, Runtime, RuntimeError, with_retries};
+use crate::backends::{ObservedContainer, Runtime, RuntimeError, error_chain, with_retries};
 use crate::catalog::{
     BackupJobs, Catalog, CatalogEntry, ContainerRole, ContainerSpec, OffsiteStore, RenderInput, RenderedApp,
     VolumeSpec, labels, render, render_backups, render_manager_command, render_public_address_command,
@@ -437,6 +437,11 @@ impl AppContext<'_> {
                     health = InstanceHealth::Drifted;
                 }
             }
+        }
+        // A move that did not finish left containers on its old target:
+        // the next deployment removes them.
+        if health == InstanceHealth::Running && record.moved_from.is_some() {
+            health = InstanceHealth::Drifted;
         }
         Ok(Some((record, health)))
     }
@@ -984,6 +989,10 @@ impl AppContext<'_> {
         {
             return Err(AppApplyError::Catalog { id: spec.id.clone(), reason });
         }
+        let existing = match existing {
+            Some(record) if record.moved_from.is_some() => Some(self.finish_leaving(record, &spec.target).await?),
+            other => other,
+        };
         let runtime = self.runtime(&spec.id, &spec.target).await?;
         // The store of the target's off-site copies runs (started again if
         // it was stopped), whatever else this deployment changes.
@@ -1056,6 +1065,31 @@ impl AppContext<'_> {
                 return Err(AppApplyError::MovedSincePlan { id: spec.id.clone(), what });
             }
         }
+        if let Some(old) = existing.as_ref().filter(|record| record.spec.target != spec.target) {
+            let origin = self.runtime(&spec.id, &old.spec.target).await?;
+            let leaving = self.render_record(old, &tenant)?;
+            let rendered = render_at(old.generation + 1, &secrets)?;
+            let record = AppInstanceRecord {
+                spec: AppInstanceSpec { admin_password: None, ..spec.clone() },
+                generation: old.generation + 1,
+                deployed_at: now_rfc3339(),
+                published_port: None,
+                published_host: None,
+                moved_from: Some(old.spec.target.clone()),
+                secrets,
+                manager_password_hash,
+                password_given,
+                ..old.clone()
+            };
+            let steps = move_steps(old, &leaving, &rendered, record);
+            let record = self.run_deployment(spec, existing.as_ref(), (runtime, Some(origin)), &steps).await?;
+            return Ok(Deployment {
+                record,
+                new_manager_password: new_password,
+                welcome_warning: None,
+                health: InstanceHealth::Running,
+            });
+        }
         // Nothing to deploy when the plan says so, or when the recorded
         // container already matches the spec.
         if let Some(record) = &existing {
@@ -1102,7 +1136,7 @@ impl AppContext<'_> {
                     }),
                     Box::new(Routes { before: existing.clone() }),
                 ]);
-                let record = self.run_deployment(spec, existing.as_ref(), runtime, &steps).await?;
+                let record = self.run_deployment(spec, existing.as_ref(), (runtime, None), &steps).await?;
                 // Suspended or running, the containers stay as they were meant to be.
                 let health = if tenant.status == TenantStatus::Active {
                     InstanceHealth::Running
@@ -1156,6 +1190,7 @@ impl AppContext<'_> {
             deployed_at: now_rfc3339(),
             published_port: None,
             published_host: None,
+            moved_from: None,
             secrets,
             manager_password_hash,
             welcome: match &existing {
@@ -1239,7 +1274,7 @@ impl AppContext<'_> {
         if let Some(old) = old_generation {
             steps.push(Box::new(RemoveContainer(crate::catalog::render_app_container_name(spec, old))));
         }
-        let record = self.run_deployment(spec, existing.as_ref(), runtime, &steps).await?;
+        let record = self.run_deployment(spec, existing.as_ref(), (runtime, None), &steps).await?;
         Ok(Deployment {
             record,
             new_manager_password: new_password,
@@ -1253,10 +1288,10 @@ impl AppContext<'_> {
         &'s self,
         spec: &AppInstanceSpec,
         existing: Option<&AppInstanceRecord>,
-        runtime: Arc<dyn Runtime>,
+        (runtime, origin): (Arc<dyn Runtime>, Option<Arc<dyn Runtime>>),
         steps: &[Box<dyn Step<DeployContext<'s>>>],
     ) -> Result<AppInstanceRecord, AppApplyError> {
-        let context = DeployContext { app: self, runtime, written: std::sync::Mutex::new(None) };
+        let context = DeployContext { app: self, runtime, origin, written: std::sync::Mutex::new(None) };
         let operation = self.deploy_operation(spec);
         let journal = RegistryJournal(self.registry);
         if let Err(error) = within(self.deadline, run(&operation, steps, &context, &journal)).await {
@@ -1371,7 +1406,7 @@ impl AppContext<'_> {
         };
         steps.push(Box::new(Transition::new(network, Some(()), None)));
         steps.push(Box::new(InstanceRow { record: record.clone(), claim }));
-        let context = DeployContext { app: self, runtime, written: std::sync::Mutex::new(None) };
+        let context = DeployContext { app: self, runtime, origin: None, written: std::sync::Mutex::new(None) };
         let journal = RegistryJournal(self.registry);
         within(self.deadline, run(&operation, &steps, &context, &journal)).await.map_err(|error| {
             error
@@ -1380,6 +1415,67 @@ impl AppContext<'_> {
         })?;
         // Gone: its name is free (the row step freed it with the row).
         self.registry.release_claim(kind, &key).await.map_err(self.registry_error(id))?;
+        if spec.delete_data_on_destroy {
+            self.remove_moved_copies(&record).await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes a move interrupted at its last step: the instance's
+    /// containers on the target it left go, and the record says so. When
+    /// that target does not answer, the deployment goes on (the record keeps
+    /// saying it, and the next one tries again), unless the instance is
+    /// moving back there.
+    async fn finish_leaving(
+        &self,
+        record: AppInstanceRecord,
+        going_to: &str,
+    ) -> Result<AppInstanceRecord, AppApplyError> {
+        let Some(left) = record.moved_from.clone() else { return Ok(record) };
+        let id = record.spec.id.clone();
+        let network = crate::catalog::network_name(id.tenant_id.as_str());
+        let removed = match self.runtime(&id, &left).await {
+            Ok(runtime) => remove_instance_containers(runtime.as_ref(), &id, &network)
+                .await
+                .map_err(self.runtime_error(&id, &left)),
+            Err(error) => Err(error),
+        };
+        match removed {
+            Ok(()) => {
+                let finished = AppInstanceRecord { moved_from: None, ..record };
+                self.registry.put_app_instance(&finished).await.map_err(self.registry_error(&id))?;
+                Ok(finished)
+            }
+            Err(error) if going_to == left => Err(error),
+            Err(error) => {
+                tracing::warn!(instance = %id, target = %left, error = %error_chain(&error), "the containers a move left are still there");
+                Ok(record)
+            }
+        }
+    }
+
+    /// The copies of a destroyed instance's data that its moves left on
+    /// the other targets (its own volumes, by its owner), removed with it
+    /// when it deletes its data. A target that does not answer keeps its
+    /// copy, which `atrium kept` lists and `atrium purge` removes later.
+    async fn remove_moved_copies(&self, record: &AppInstanceRecord) -> Result<(), AppApplyError> {
+        let id = record.spec.id.to_string();
+        for target in self.targets.names().into_iter().filter(|target| *target != record.spec.target) {
+            let copies = async {
+                let runtime = self.targets.runtime(target).await.map_err(|error| error_chain(&error))?;
+                let volumes = runtime.list_managed_volumes().await.map_err(|error| error_chain(&error))?;
+                for volume in volumes.iter().filter(|volume| {
+                    volume.labels.get(labels::INSTANCE) == Some(&id)
+                        && volume.labels.get(labels::OWNER) == Some(&record.owner)
+                }) {
+                    runtime.remove_volume(&volume.name).await.map_err(|error| error_chain(&error))?;
+                }
+                Ok::<(), String>(())
+            };
+            if let Err(error) = copies.await {
+                tracing::warn!(instance = %id, target, %error, "the copy of the data a move left there is kept");
+            }
+        }
         Ok(())
     }
 
@@ -1539,6 +1635,8 @@ impl<'a> Step<DeployContext<'a>> for InstanceRow {
 struct DeployContext<'a> {
     app: &'a AppContext<'a>,
     runtime: Arc<dyn Runtime>,
+    /// The target a move leaves (its runtime), while `runtime` is the one it goes to.
+    origin: Option<Arc<dyn Runtime>>,
     /// The record as the record step wrote it.
     written: std::sync::Mutex<Option<AppInstanceRecord>>,
 }
@@ -1763,20 +1861,223 @@ impl<'a> Step<DeployContext<'a>> for StopOld {
             runtime.ensure_container(backups).await.map_err(StepError::from_backend)?;
         }
         runtime.start_container(&self.container).await.map_err(StepError::from_backend)?;
-        let remaining = crate::backends::retry::remaining(crate::apply::runner::DATA_UNDO_GRACE);
-        runtime.wait_healthy(&self.container, remaining).await.map_err(StepError::from_backend)?;
-        let observed = runtime.inspect(&self.container).await.map_err(StepError::from_backend)?;
-        if let Some(refreshed) =
-            observed.and_then(|observed| self.record.with_address(observed.published_port, observed.published_host))
-        {
-            context.app.registry.put_app_instance(&refreshed).await.map_err(registry_step_error)?;
-            context.app.repoint_routes(&refreshed).await.map_err(StepError::from_backend)?;
-        }
-        Ok(())
+        serve_again(context, runtime.as_ref(), &self.container, &self.record).await
     }
     fn undo_grace(&self) -> Duration {
         crate::apply::runner::DATA_UNDO_GRACE
     }
+}
+
+/// A move's steps: the network on the new target; the app stops on the old
+/// one (its data holds still); its volumes are copied; its containers start
+/// on the new target, each healthy; the record and the domains' routes
+/// switch; then the old containers go (the point of no return), and the old
+/// target keeps its copy of the data. Undo, from any step before that: the
+/// copies and containers on the new target go, the app starts again on the
+/// old one, and its routes point there.
+fn move_steps<'s>(
+    old: &AppInstanceRecord,
+    leaving: &RenderedApp,
+    rendered: &RenderedApp,
+    record: AppInstanceRecord,
+) -> Vec<Box<dyn Step<DeployContext<'s>>>> {
+    let mut steps: Vec<Box<dyn Step<DeployContext<'s>>>> =
+        vec![Box::new(Leftovers { instance: old.spec.id.clone(), keep: None })];
+    let network = Network { name: rendered.network.clone(), labels: rendered.network_labels.clone() };
+    steps.push(Box::new(Transition::new(network, None, Some(()))));
+    steps.push(Box::new(StopOrigin { containers: leaving.containers.clone(), record: old.clone() }));
+    steps.push(Box::new(CopyData {
+        volumes: rendered.volumes.clone(),
+        from_image: leaving.app_container().image.clone(),
+        to_image: rendered.app_container().image.clone(),
+        destination: record.spec.target.clone(),
+    }));
+    for container in &rendered.containers {
+        steps.push(Box::new(Container { before: None, after: container.clone() }));
+    }
+    let app_container = rendered.app_container().name.clone();
+    steps.push(Box::new(Record { before: Some(old.clone()), after: record, app_container }));
+    steps.push(Box::new(Routes { before: Some(old.clone()) }));
+    steps.push(Box::new(LeaveOrigin { instance: old.spec.id.clone(), network: leaving.network.clone() }));
+    steps
+}
+
+/// Removes every container of `instance` on a target (a move left it), and
+/// the tenant's network there when nothing else uses it.
+async fn remove_instance_containers(
+    runtime: &dyn Runtime,
+    instance: &AppInstanceId,
+    network: &str,
+) -> Result<(), RuntimeError> {
+    let id = instance.to_string();
+    for container in runtime.list_managed().await? {
+        if container.labels.get(labels::INSTANCE) == Some(&id) {
+            runtime.remove_container(&container.name).await?;
+        }
+    }
+    runtime.remove_network_if_unused(network).await
+}
+
+/// The move's origin, which only a move's context has.
+fn origin<'c>(context: &'c DeployContext<'_>) -> Result<&'c Arc<dyn Runtime>, StepError> {
+    context.origin.as_ref().ok_or_else(|| StepError::permanent("a move's step ran without the target it leaves"))
+}
+
+/// The instance's containers stop on the target it leaves (the backup
+/// container first, the app, then its other sidecars), so that its data
+/// holds still while it is copied. The undo starts them again (the app
+/// healthy), and the record and the routes follow the app's new port.
+struct StopOrigin {
+    /// As rendered from the record: sidecars first, the app last.
+    containers: Vec<ContainerSpec>,
+    record: AppInstanceRecord,
+}
+
+impl StopOrigin {
+    /// The order they stop in: the backup container, the app, then the rest.
+    fn stopping(&self) -> Vec<&ContainerSpec> {
+        let backup = ContainerRole::Sidecar(crate::catalog::BACKUP_ROLE.to_owned());
+        let rank = |c: &ContainerSpec| match &c.role {
+            role if *role == backup => 0,
+            ContainerRole::App => 1,
+            _ => 2,
+        };
+        let mut ordered: Vec<&ContainerSpec> = self.containers.iter().collect();
+        ordered.sort_by_key(|c| rank(c));
+        ordered
+    }
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for StopOrigin {
+    fn name(&self) -> String {
+        format!("stop the app on target {} for the move", self.record.spec.target)
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let origin = origin(context)?;
+        for container in self.stopping() {
+            origin.stop_container(&container.name).await.map_err(StepError::from_backend)?;
+        }
+        Ok(())
+    }
+    async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let origin = origin(context)?;
+        for container in self.stopping().into_iter().rev() {
+            origin.start_container(&container.name).await.map_err(StepError::from_backend)?;
+        }
+        let app = self.containers.iter().find(|c| c.role == ContainerRole::App).map(|c| c.name.clone());
+        let Some(app) = app else { return Ok(()) };
+        serve_again(context, origin.as_ref(), &app, &self.record).await
+    }
+    fn undo_grace(&self) -> Duration {
+        crate::apply::runner::DATA_UNDO_GRACE
+    }
+}
+
+/// The instance's volumes, copied from the target it leaves to the one it
+/// goes to (made anew there); a volume the old target does not have (a
+/// backup repository never written) is made empty. The undo removes the
+/// copies: the old target's volumes were only read.
+struct CopyData {
+    volumes: Vec<VolumeSpec>,
+    from_image: String,
+    to_image: String,
+    destination: String,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for CopyData {
+    fn name(&self) -> String {
+        format!("copy the data to target {}", self.destination)
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let origin = origin(context)?;
+        let present: Vec<String> = origin
+            .list_managed_volumes()
+            .await
+            .map_err(StepError::from_backend)?
+            .into_iter()
+            .map(|volume| volume.name)
+            .collect();
+        for volume in &self.volumes {
+            if !present.contains(&volume.name) {
+                context.runtime.ensure_volume(volume).await.map_err(StepError::from_backend)?;
+                continue;
+            }
+            let started = tokio::time::Instant::now();
+            let bytes = crate::backends::copy_volume(
+                volume,
+                (origin.as_ref(), &self.from_image),
+                (context.runtime.as_ref(), &self.to_image, &self.destination),
+            )
+            .await
+            .map_err(StepError::from_backend)?;
+            tracing::info!(volume = %volume.name, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "volume copied");
+        }
+        Ok(())
+    }
+    async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        for volume in &self.volumes {
+            context.runtime.remove_volume(&volume.name).await.map_err(StepError::from_backend)?;
+        }
+        Ok(())
+    }
+}
+
+/// The containers on the target the instance left go, once its routes
+/// point at the new one: the move's point of no return. The old target's
+/// volumes stay (its copy of the data), as does its network for the
+/// tenant's other instances there.
+struct LeaveOrigin {
+    instance: AppInstanceId,
+    network: String,
+}
+
+#[async_trait]
+impl<'a> Step<DeployContext<'a>> for LeaveOrigin {
+    fn name(&self) -> String {
+        "the containers on the target the instance left".to_owned()
+    }
+    async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
+        let origin = origin(context)?;
+        remove_instance_containers(origin.as_ref(), &self.instance, &self.network)
+            .await
+            .map_err(StepError::from_backend)?;
+        let written = context.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let Some(record) = written else {
+            return Err(StepError::permanent("the instance's row was not written before the move finished"));
+        };
+        let left = AppInstanceRecord { moved_from: None, ..record };
+        context.app.registry.put_app_instance(&left).await.map_err(registry_step_error)?;
+        *context.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(left);
+        Ok(())
+    }
+    async fn undo(&self, _: &DeployContext<'a>) -> Result<(), StepError> {
+        Ok(())
+    }
+    fn forward_only(&self) -> bool {
+        true
+    }
+}
+
+/// An app container started again by an undo: once it is healthy, the
+/// record and the domains' routes follow the port it publishes anew.
+async fn serve_again(
+    context: &DeployContext<'_>,
+    runtime: &dyn Runtime,
+    app: &str,
+    record: &AppInstanceRecord,
+) -> Result<(), StepError> {
+    let remaining = crate::backends::retry::remaining(crate::apply::runner::DATA_UNDO_GRACE);
+    runtime.wait_healthy(app, remaining).await.map_err(StepError::from_backend)?;
+    let observed = runtime.inspect(app).await.map_err(StepError::from_backend)?;
+    if let Some(refreshed) =
+        observed.and_then(|observed| record.with_address(observed.published_port, observed.published_host))
+    {
+        context.app.registry.put_app_instance(&refreshed).await.map_err(registry_step_error)?;
+        context.app.repoint_routes(&refreshed).await.map_err(StepError::from_backend)?;
+    }
+    Ok(())
 }
 
 /// Runs an upgrade's one-shot job within the operation's deadline: `None`

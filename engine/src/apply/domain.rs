@@ -861,8 +861,12 @@ pub async fn repoint_routes(
             RouteSpec { hostname: hostname.clone(), tls: domain.spec.tls == TlsMode::Acme, handler: handler.clone() };
         ingress.put_route(&route, deadline).await.map_err(ingress_error)?;
         if domain.target != target {
-            let old = targets.ingress(&domain.target).await.map_err(target_error)?;
-            old.remove_route(&hostname, deadline).await.map_err(ingress_error)?;
+            // Targets beside one reverse proxy share its route of the host name.
+            let proxy = |name: &str| targets.document(name).ok().and_then(|d| d.ingress_admin_url.clone());
+            if proxy(&domain.target).is_none() || proxy(&domain.target) != proxy(&target) {
+                let old = targets.ingress(&domain.target).await.map_err(target_error)?;
+                old.remove_route(&hostname, deadline).await.map_err(ingress_error)?;
+            }
             domain.target = target.clone();
             registry.put_domain(&domain).await.map_err(|source| DomainApplyError::Registry {
                 hostname: hostname.clone(),

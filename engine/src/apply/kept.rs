@@ -97,16 +97,18 @@ impl AppContext<'_> {
     }
 
     /// Deletes the data instance `id` left on the targets that answer, when
-    /// this owner made it and the instance does not exist; what was deleted,
-    /// and the targets that did not answer (data there is left).
+    /// this owner made it; what was deleted, and the targets that did not
+    /// answer (data there is left).
+    /// An instance that exists has kept data only on the targets it moved
+    /// away from (the copy a move leaves); its own target's volumes are in use.
     pub async fn purge_kept(&self, id: &AppInstanceId) -> Result<KeptListing, KeptError> {
-        if self.registry.get_app_instance(id).await?.is_some() {
-            return Err(KeptError::InUse { id: id.clone() });
-        }
         let mut listing = self.kept_data().await?;
         listing.kept.retain(|kept| kept.instance == *id);
         if listing.kept.is_empty() {
-            return Err(KeptError::NotFound { id: id.clone() });
+            return Err(match self.registry.get_app_instance(id).await?.is_some() {
+                true => KeptError::InUse { id: id.clone() },
+                false => KeptError::NotFound { id: id.clone() },
+            });
         }
         // Nothing is deleted unless all of it is this owner's.
         if let Some(other) = listing.kept.iter().find(|kept| kept.owner != self.owner.as_str()) {

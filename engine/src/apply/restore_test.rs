@@ -270,6 +270,7 @@ mod tests {
             deployed_at: "2026-12-01T10:00:00Z".into(),
             published_port: Some(32768),
             published_host: None,
+            moved_from: None,
             secrets: [("postgres_password".to_owned(), "the-live-one".to_owned())].into(),
             manager_password_hash: "$6$rounds=5000$c2FsdA$sample".into(),
             welcome: crate::model::app_instance::WelcomeState::Sent,

@@ -15,12 +15,13 @@ use bollard::models::{
     NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptions, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, InspectContainerOptions,
+    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    StopContainerOptions, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
-use super::{CommandOutput, ObservedContainer, ObservedVolume, Runtime, RuntimeError};
+use super::{ArchiveReceiver, ArchiveSender, CommandOutput, ObservedContainer, ObservedVolume, Runtime, RuntimeError};
 use crate::model::container::{ContainerRole, ContainerSpec, VolumeSpec, labels};
 
 /// A Docker engine reached at `endpoint` (`unix:///path` or `tcp://host:port`).
@@ -43,6 +44,14 @@ pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
 
 pub(crate) fn is_conflict(error: &bollard::errors::Error) -> bool {
     matches!(error, bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })
+}
+
+/// Where a volume being copied is mounted in its holder container.
+const VOLUME_MOUNT: &str = "/atrium-volume";
+
+/// The container through which a volume's content is read or written.
+fn volume_holder_name(volume: &str) -> String {
+    format!("{volume}-copy")
 }
 
 /// A tar archive of files at absolute paths, for Docker's archive upload to `/`.
@@ -77,6 +86,38 @@ impl DockerRuntime {
             .upload_to_container(name, Some(options), bollard::body_full(archive.into()))
             .await
             .map_err(self.api_error("write files into", name))
+    }
+
+    /// A container that never starts, with `volume` mounted at
+    /// [`VOLUME_MOUNT`]: Docker reads and writes a volume's content only
+    /// through a container's archive API. One left by an interrupted copy is
+    /// replaced.
+    async fn volume_holder(&self, volume: &VolumeSpec, image: &str) -> Result<String, RuntimeError> {
+        let name = volume_holder_name(&volume.name);
+        self.remove_container(&name).await?;
+        let mut labels = volume.labels.clone();
+        labels.insert(labels::MANAGED.to_owned(), "true".to_owned());
+        labels.insert(labels::ROLE.to_owned(), "copy".to_owned());
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            entrypoint: Some(vec!["true".to_owned()]),
+            cmd: Some(Vec::new()),
+            labels: Some(labels.into_iter().collect()),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                binds: Some(vec![format!("{}:{VOLUME_MOUNT}", volume.name)]),
+                network_mode: Some("none".to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        self.api().create_container(Some(options), body).await.map_err(self.api_error("create container", &name))?;
+        Ok(name)
+    }
+
+    fn copy_error(&self, volume: &str, reason: impl Into<String>) -> RuntimeError {
+        RuntimeError::Copy { target: self.target.clone(), volume: volume.to_owned(), reason: reason.into() }
     }
 
     /// The last lines a container wrote (standard output and error), for
@@ -662,6 +703,56 @@ impl Runtime for DockerRuntime {
         let output = self.output_tail(&spec.name).await;
         self.remove_container(&spec.name).await?;
         Ok(CommandOutput { exit_code, output })
+    }
+
+    async fn export_volume(&self, volume: &VolumeSpec, image: &str, sink: ArchiveSender) -> Result<u64, RuntimeError> {
+        let holder = self.volume_holder(volume, image).await?;
+        let sent = async {
+            let options = DownloadFromContainerOptionsBuilder::default().path(VOLUME_MOUNT).build();
+            let mut archive = self.api().download_from_container(&holder, Some(options));
+            let mut sent = 0;
+            while let Some(chunk) = archive.next().await {
+                let chunk = chunk.map_err(self.api_error("read the content of volume", &volume.name))?;
+                sent += chunk.len() as u64;
+                if sink.send(chunk.to_vec()).await.is_err() {
+                    return Err(self.copy_error(&volume.name, "the receiving target stopped reading"));
+                }
+            }
+            Ok(sent)
+        }
+        .await;
+        let removed = self.remove_container(&holder).await;
+        let sent = sent?;
+        removed?;
+        Ok(sent)
+    }
+
+    async fn import_volume(
+        &self,
+        volume: &VolumeSpec,
+        image: &str,
+        mut source: ArchiveReceiver,
+    ) -> Result<u64, RuntimeError> {
+        self.remove_container(&volume_holder_name(&volume.name)).await?;
+        self.remove_volume(&volume.name).await?;
+        self.ensure_volume(volume).await?;
+        let holder = self.volume_holder(volume, image).await?;
+        let received = std::sync::Arc::new(AtomicU64::new(0));
+        let counted = std::sync::Arc::clone(&received);
+        let archive = futures_util::stream::poll_fn(move |context| source.poll_recv(context)).map(move |chunk| {
+            counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            Ok::<_, std::io::Error>(chunk.into())
+        });
+        let options = UploadToContainerOptionsBuilder::default().path("/").build();
+        let written = self
+            .api()
+            .upload_to_container(&holder, Some(options), bollard::body_try_stream(archive))
+            .await
+            .map_err(self.api_error("write the content of volume", &volume.name));
+        let removed = self.remove_container(&holder).await;
+        written?;
+        removed?;
+        Ok(received.load(Ordering::Relaxed))
     }
 
     async fn exec(&self, name: &str, command: &[String]) -> Result<CommandOutput, RuntimeError> {

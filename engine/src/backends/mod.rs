@@ -102,6 +102,8 @@ pub enum RuntimeError {
         "the operation's deadline ran out after {waited:?} while the one-shot container {container} on target {target} was still running; it was stopped and removed (its output so far: {output})"
     )]
     JobDeadline { target: String, container: String, waited: Duration, output: String },
+    #[error("cannot copy volume {volume} on target {target}: {reason}")]
+    Copy { target: String, volume: String, reason: String },
 }
 
 impl RuntimeError {
@@ -114,6 +116,7 @@ impl RuntimeError {
             | RuntimeError::Unhealthy { .. }
             | RuntimeError::HealthDeadline { .. }
             | RuntimeError::JobDeadline { .. }
+            | RuntimeError::Copy { .. }
             | RuntimeError::NotSwarmManager { .. }
             | RuntimeError::NodeUnreachable { .. } => {
                 return false;
@@ -161,6 +164,12 @@ pub struct ObservedVolume {
     pub created_at: Option<String>,
 }
 
+/// A volume's content on its way between two targets: the chunks of a tar
+/// stream, bounded so that a copy holds a few chunks in memory at a time.
+pub type ArchiveSender = tokio::sync::mpsc::Sender<Vec<u8>>;
+/// The receiving end of an [`ArchiveSender`].
+pub type ArchiveReceiver = tokio::sync::mpsc::Receiver<Vec<u8>>;
+
 /// Runs containers on one target.
 #[async_trait]
 pub trait Runtime: Send + Sync {
@@ -198,6 +207,21 @@ pub trait Runtime: Send + Sync {
     async fn run_once(&self, spec: &ContainerSpec, deadline: Duration) -> Result<CommandOutput, RuntimeError>;
     /// Writes files (absolute path → content) into a managed container, running or not.
     async fn write_files(&self, name: &str, files: &BTreeMap<String, String>) -> Result<(), RuntimeError>;
+    /// Sends a managed volume's content into `sink` as a tar stream (owners,
+    /// modes and times kept), read through a container made from `image`
+    /// that never starts; returns how many bytes it sent. The volume should
+    /// hold still meanwhile: its containers stopped.
+    async fn export_volume(&self, volume: &VolumeSpec, image: &str, sink: ArchiveSender) -> Result<u64, RuntimeError>;
+    /// Makes a managed volume anew, empty (whatever an earlier copy or a
+    /// destroy kept under its name goes), and fills it with the tar stream
+    /// from `source` as [`Runtime::export_volume`] sends it; returns how many
+    /// bytes it received.
+    async fn import_volume(
+        &self,
+        volume: &VolumeSpec,
+        image: &str,
+        source: ArchiveReceiver,
+    ) -> Result<u64, RuntimeError>;
     /// Where the reverse proxy beside the target reaches a container
     /// published on `port` (on `seen_on`, where the runtime reported it):
     /// the engine's own loopback, or every schedulable node of a cluster.
@@ -208,6 +232,39 @@ pub trait Runtime: Send + Sync {
     fn api_calls(&self) -> u64 {
         0
     }
+}
+
+/// How many chunks of a volume's tar stream wait between the two targets of a copy.
+const COPY_CHUNKS: usize = 16;
+
+/// Copies a managed volume's content from one target's runtime (`from`,
+/// through `from_image`) to another's (`to`, the target named
+/// `destination`, through `to_image`), streaming: a few chunks are in memory
+/// at a time. The destination's volume is made anew; the source's is left as
+/// it was. Returns the bytes copied, once both ends agree on the count.
+pub async fn copy_volume(
+    volume: &VolumeSpec,
+    (from, from_image): (&dyn Runtime, &str),
+    (to, to_image, destination): (&dyn Runtime, &str, &str),
+) -> Result<u64, RuntimeError> {
+    let (sink, source) = tokio::sync::mpsc::channel(COPY_CHUNKS);
+    let (sent, received) =
+        tokio::join!(from.export_volume(volume, from_image, sink), to.import_volume(volume, to_image, source));
+    let sent = match (sent, received) {
+        // The receiver failed first: the sender's error only says it stopped reading.
+        (Err(RuntimeError::Copy { .. }), Err(receiver)) => return Err(receiver),
+        (Err(sender), _) => return Err(sender),
+        (Ok(_), Err(receiver)) => return Err(receiver),
+        (Ok(sent), Ok(received)) if sent != received => {
+            return Err(RuntimeError::Copy {
+                target: destination.to_owned(),
+                volume: volume.name.clone(),
+                reason: format!("{sent} bytes were sent and {received} received"),
+            });
+        }
+        (Ok(sent), Ok(_)) => sent,
+    };
+    Ok(sent)
 }
 
 impl Retryable for RuntimeError {

@@ -52,7 +52,7 @@ use sha2::Digest as _;
 use tokio::sync::Mutex;
 
 use super::docker::{DockerRuntime, PIDS_LIMIT, api_error, is_conflict, is_not_found};
-use super::{CommandOutput, ObservedContainer, ObservedVolume, Runtime, RuntimeError};
+use super::{ArchiveReceiver, ArchiveSender, CommandOutput, ObservedContainer, ObservedVolume, Runtime, RuntimeError};
 use crate::model::container::{ContainerRole, ContainerSpec, VolumeSpec, labels};
 
 /// The node label that pins an instance's data-holding roles to one node.
@@ -1229,6 +1229,21 @@ impl Runtime for SwarmRuntime {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    async fn export_volume(&self, volume: &VolumeSpec, image: &str, sink: ArchiveSender) -> Result<u64, RuntimeError> {
+        let node = self.data_node(volume.labels.get(labels::INSTANCE).map_or("", String::as_str)).await?;
+        self.engine(&node).await?.export_volume(volume, image, sink).await
+    }
+
+    async fn import_volume(
+        &self,
+        volume: &VolumeSpec,
+        image: &str,
+        source: ArchiveReceiver,
+    ) -> Result<u64, RuntimeError> {
+        let node = self.data_node(volume.labels.get(labels::INSTANCE).map_or("", String::as_str)).await?;
+        self.engine(&node).await?.import_volume(volume, image, source).await
     }
 
     async fn exec(&self, name: &str, command: &[String]) -> Result<CommandOutput, RuntimeError> {

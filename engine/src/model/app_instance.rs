@@ -112,8 +112,13 @@ pub struct AppInstanceDocument {
     #[serde(default)]
     #[schemars(extend("x-atrium-defaulted" = true))]
     pub version: Option<String>,
-    /// The hosting target (a key of the provider's `targets`). Changing it replaces the instance.
-    #[schemars(extend("x-atrium-forces-replacement" = true))]
+    /// The hosting target (a key of the provider's `targets`). Changing it moves the instance with its data, in
+    /// place: the app stops on the old target, its volumes are copied to the new one, it starts there and must
+    /// pass its health check, then its domains' routes (and platform DNS records) switch and the old containers
+    /// go. The app is down from its stop until its first answer on the new target; a failure at any step leaves
+    /// it serving from the old target. The old target keeps its copy of the data (listed by `atrium kept`) until
+    /// it is purged, or the instance is destroyed with `delete_data_on_destroy`. A move changes nothing else:
+    /// change `version` in another apply.
     pub target: String,
     /// How many users the app is licensed for; at most the tenant's `user_quota`.
     pub users: u32,
@@ -359,6 +364,10 @@ pub struct AppInstanceRecord {
     /// The host it is published on, when not the target's loopback: the
     /// node running it on a swarm target.
     pub published_host: Option<String>,
+    /// The target a move left, while the instance's containers there are
+    /// still to be removed (a move interrupted at its last step): the next
+    /// deployment removes them.
+    pub moved_from: Option<String>,
     /// Generated once per instance (database passwords); never in Terraform state.
     pub secrets: BTreeMap<String, String>,
     /// The manager's password as a salted SHA-crypt hash; the clear
@@ -608,6 +617,7 @@ mod tests {
             deployed_at: "2026-12-04T10:00:00Z".into(),
             published_port: Some(20001),
             published_host: Some("10.77.0.11".into()),
+            moved_from: None,
             secrets: BTreeMap::new(),
             manager_password_hash: String::new(),
             welcome: WelcomeState::Sent,

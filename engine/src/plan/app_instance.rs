@@ -65,7 +65,7 @@ fn attribute_changes(before: &AppInstanceSpec, after: &AppInstanceSpec) -> Vec<(
         ("tenant_id", quoted(before.id.tenant_id.as_str()), quoted(after.id.tenant_id.as_str()), true, true),
         ("name", quoted(&before.id.name), quoted(&after.id.name), true, true),
         ("app", quoted(&before.app), quoted(&after.app), true, true),
-        ("target", quoted(&before.target), quoted(&after.target), true, true),
+        ("target", quoted(&before.target), quoted(&after.target), false, true),
         ("channel", quoted(&before.channel), quoted(&after.channel), false, true),
         ("version", quoted(&before.version), quoted(&after.version), false, true),
         ("users", before.users.to_string(), after.users.to_string(), false, true),
@@ -131,6 +131,14 @@ pub fn plan_app_instance(
                 let why = format!("the container is {} (changed outside Atrium)", health.as_str());
                 let reason = if names.is_empty() { why } else { format!("{} changed; {why}", names.join(", ")) };
                 (Action::Update, true, reason)
+            } else if record.spec.target != spec.target {
+                let others: Vec<&str> = names.iter().copied().filter(|name| *name != "target").collect();
+                let also = if others.is_empty() { String::new() } else { format!("; {} changed", others.join(", ")) };
+                let moving = format!(
+                    "moves from {:?} to {:?} with its data (the app is down while its volumes are copied){also}",
+                    record.spec.target, spec.target
+                );
+                (Action::Update, true, moving)
             } else if redeploying {
                 (Action::Update, true, format!("{} changed", names.join(", ")))
             } else if !changes.is_empty() {
@@ -166,8 +174,8 @@ pub fn render_app_changes(changes: &[AppChange]) -> String {
 }
 
 /// The attributes whose change deploys a new generation of the app container.
-const REDEPLOYING: [&str; 7] =
-    ["channel", "version", "users", "resources", "customizations", "password_version", "backup"];
+const REDEPLOYING: [&str; 8] =
+    ["target", "channel", "version", "users", "resources", "customizations", "password_version", "backup"];
 
 /// What an instance's plan reads besides its configuration: the catalog, the
 /// configured targets, and the registry as observed (the tenant, and the
@@ -232,8 +240,12 @@ pub fn plan_instance(prior: Option<&Draft>, config: Option<&Draft>, facts: &AppF
             refusal,
         )]);
     }
+    if let Some(refusal) = move_refusal(&draft, facts.recorded) {
+        return AppPlan::refused(vec![refusal]);
+    }
     let mut warnings: Vec<ValidationError> = quota_warning(&draft, facts.tenant).into_iter().collect();
     warnings.extend(restore_warning(&draft, facts.recorded));
+    warnings.extend(move_warning(&draft, facts.recorded));
 
     let mut attributes: Vec<(&'static str, Planned)> =
         vec![("admin_password", Planned::Known(serde_json::Value::Null))];
@@ -380,6 +392,50 @@ fn quota_warning(draft: &AppInstanceDraft, tenant: Option<&TenantRecord>) -> Opt
             ),
         )
     })
+}
+
+/// The target an instance moves to, when its configuration names another
+/// than the one it is recorded on.
+fn moving_to<'d>(draft: &'d AppInstanceDraft, recorded: Option<&AppInstanceRecord>) -> Option<(String, &'d str)> {
+    let record = recorded?;
+    let target = draft.target.as_deref()?;
+    (target != record.spec.target && draft.app.as_deref() == Some(record.spec.app.as_str()))
+        .then(|| (record.spec.target.clone(), target))
+}
+
+/// A move changes where the instance runs and nothing else: an upgrade or a
+/// restore in the same apply would run on data in transit.
+fn move_refusal(draft: &AppInstanceDraft, recorded: Option<&AppInstanceRecord>) -> Option<ValidationError> {
+    let (from, to) = moving_to(draft, recorded)?;
+    let record = recorded?;
+    let version_changes = draft.version.as_deref().is_some_and(|version| version != record.spec.version);
+    let restore_changes = draft.restore.as_ref().and_then(|r| r.get("snapshot")).and_then(serde_json::Value::as_str)
+        != record.spec.restore.as_ref().map(|r| r.snapshot.as_str());
+    let other = match (version_changes, restore_changes) {
+        (true, _) => format!("version (from {:?})", record.spec.version),
+        (false, true) => "restore".to_owned(),
+        (false, false) => return None,
+    };
+    Some(ValidationError::new(
+        AttributePath::root("target"),
+        "A move changes nothing else",
+        format!(
+            "the instance moves from {from:?} to {to:?} and its {other} changes too: apply the move first with everything else as it is, then the other change (or the other way round)"
+        ),
+    ))
+}
+
+/// A move the apply carries out: a warning, because the app is down while
+/// its data is copied.
+fn move_warning(draft: &AppInstanceDraft, recorded: Option<&AppInstanceRecord>) -> Option<ValidationError> {
+    let (from, to) = moving_to(draft, recorded)?;
+    Some(ValidationError::new(
+        AttributePath::root("target"),
+        "Apply moves the instance with its data",
+        format!(
+            "the app stops on {from:?}, its volumes are copied to {to:?}, and it starts there; expected downtime: the copy of its data (about 2 s per 100 MB between two engines of one machine; scripts/bench.sh move measures it) plus its start and health check. Its domains switch to {to:?} once it is healthy; a failure at any step leaves it serving from {from:?}. {from:?} keeps its copy of the data (atrium kept lists it) until it is purged or the instance is destroyed with delete_data_on_destroy"
+        ),
+    ))
 }
 
 /// A restore the apply carries out (asked for anew or changed): a warning,
@@ -940,6 +996,7 @@ mod tests {
             deployed_at: "2026-11-23T10:00:00Z".into(),
             published_port: Some(32768),
             published_host: None,
+            moved_from: None,
             secrets: BTreeMap::new(),
             manager_password_hash: "$6$rounds=5000$c2FsdA$sample".into(),
             welcome: crate::model::app_instance::WelcomeState::Sent,
@@ -977,10 +1034,10 @@ mod tests {
         ~ app instance acme/web (the container is stopped (changed outside Atrium))
         ~ app instance acme/web (delete_data_on_destroy changed (no new deployment))
             delete_data_on_destroy: false -> true
-        -/+ app instance acme/web (changing target forces replacement)
-            target: "lyon-onprem" -> "cloud-fra1" # forces replacement
+        ~ app instance acme/web (moves from "lyon-onprem" to "cloud-fra1" with its data (the app is down while its volumes are copied))
+            target: "lyon-onprem" -> "cloud-fra1"
         - app instance acme/web (the instance is no longer wanted; its data volumes are kept)
-        Plan: 1 to add, 3 to change, 1 to replace, 1 to destroy.
+        Plan: 1 to add, 4 to change, 0 to replace, 1 to destroy.
         "#);
     }
 }
@@ -1023,6 +1080,7 @@ mod draft_plan_tests {
             deployed_at: "2026-11-23T10:00:00Z".into(),
             published_port: Some(32768),
             published_host: None,
+            moved_from: None,
             secrets: BTreeMap::new(),
             manager_password_hash: Password::new(password).hash(),
             welcome: crate::model::app_instance::WelcomeState::Sent,
@@ -1119,7 +1177,7 @@ mod draft_plan_tests {
         no-op: replace=[] latest_backup="3f9a12bc" latest_backup_at="2026-12-03T16:20:00Z" latest_restore_test="passed at 2026-12-03T18:00:00Z: snapshot 3f9a12bc"
         more users: replace=[] latest_backup="3f9a12bc" latest_backup_at="2026-12-03T16:20:00Z" latest_restore_test="passed at 2026-12-03T18:00:00Z: snapshot 3f9a12bc"
         upgrade: replace=[] latest_backup="3f9a12bc" latest_backup_at="2026-12-03T16:20:00Z" latest_restore_test="passed at 2026-12-03T18:00:00Z: snapshot 3f9a12bc"
-        other target: replace=["target"] latest_backup=? latest_backup_at=? latest_restore_test=?
+        other target: replace=[] latest_backup="3f9a12bc" latest_backup_at="2026-12-03T16:20:00Z" latest_restore_test="passed at 2026-12-03T18:00:00Z: snapshot 3f9a12bc" [warn target: Apply moves the instance with its data]
         hello, create: replace=[] latest_backup=null latest_backup_at=null latest_restore_test=null
         unknown app: replace=[] latest_backup=? latest_backup_at=? latest_restore_test=?
         "#);
@@ -1298,7 +1356,7 @@ mod draft_plan_tests {
         pin older: deploy replace=[] status="running" version="1.0" previous_version="1.1" welcome_email_status="sent" internal_url=?
         unknown version: deploy replace=[] status="running" version=? previous_version=? welcome_email_status="sent" internal_url=?
         unknown users: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?
-        other target: deploy replace=["target"] status="running" version="1.1" previous_version=null welcome_email_status=? internal_url=?
+        other target: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=? [warn target: Apply moves the instance with its data]
         unknown tenant: deploy replace=["tenant_id"] status="running" version="1.1" previous_version=null welcome_email_status=? internal_url=?
         stopped: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?
         missing: deploy replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?

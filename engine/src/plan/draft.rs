@@ -236,6 +236,6 @@ mod tests {
             crate::model::markers::FORCES_REPLACEMENT,
         );
         replacing.sort();
-        assert_eq!(replacing, ["app", "name", "target", "tenant_id"]);
+        assert_eq!(replacing, ["app", "name", "tenant_id"]);
     }
 }

@@ -12,7 +12,7 @@ use crate::model::backup::{BackupSettings, RestoreRequest};
 
 const COLUMNS: &str = "tenant, name, app, channel, version, target, users, resources, environment, extra_volumes, \
     delete_data_on_destroy, generation, previous_version, deployed_at, published_port, secrets, owner, created_at, \
-    files, manager_password_hash, password_version, welcome_state, password_given, backup, restore, published_host";
+    files, manager_password_hash, password_version, welcome_state, password_given, backup, restore, published_host, moved_from";
 
 fn record_from_row(row: &AnyRow) -> Result<AppInstanceRecord, RegistryError> {
     let corrupt = |detail: String| RegistryError::Corrupt { detail: format!("app_instances: {detail}") };
@@ -59,6 +59,7 @@ fn record_from_row(row: &AnyRow) -> Result<AppInstanceRecord, RegistryError> {
         deployed_at: text("deployed_at")?,
         published_port: published_port.and_then(|p| u16::try_from(p).ok()),
         published_host: optional_text("published_host")?,
+        moved_from: optional_text("moved_from")?,
         secrets: json_map("secrets")?,
         manager_password_hash: text("manager_password_hash")?,
         welcome: {
@@ -110,12 +111,12 @@ impl Registry {
         let spec = &record.spec;
         let sql = sqlx::AssertSqlSafe(format!(
             "INSERT INTO app_instances ({COLUMNS}, updated_at) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20, $21, $22, $23, $24, $25, $26, $27, $19) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20, $21, $22, $23, $24, $25, $26, $27, $28, $19) \
              ON CONFLICT (tenant, name) DO UPDATE SET app = $3, channel = $4, version = $5, target = $6, users = $7, \
              resources = $8, environment = $9, extra_volumes = $10, delete_data_on_destroy = $11, generation = $12, \
              previous_version = $13, deployed_at = $14, published_port = $15, secrets = $16, updated_at = $19, \
              files = $20, manager_password_hash = $21, password_version = $22, welcome_state = $23, password_given = $24, \
-             backup = $25, restore = $26, published_host = $27"
+             backup = $25, restore = $26, published_host = $27, moved_from = $28"
         ));
         sqlx::query(sql)
             .bind(spec.id.tenant_id.as_str().to_owned())
@@ -145,6 +146,7 @@ impl Registry {
             .bind(spec.backup.as_ref().map(json))
             .bind(spec.restore.as_ref().map(json))
             .bind(record.published_host.clone())
+            .bind(record.moved_from.clone())
             .execute(&self.pool)
             .await
             .map_err(query_error("record app instance"))?;

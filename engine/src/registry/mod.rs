@@ -145,6 +145,7 @@ fn migrations() -> Vec<Migration> {
             "app instance published host",
             include_str!("../../migrations/0014_app_instance_published_host.sql"),
         ),
+        migration(15, "app instance moved from", include_str!("../../migrations/0015_app_instance_moved_from.sql")),
     ]
 }
 
