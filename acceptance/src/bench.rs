@@ -371,6 +371,7 @@ pub fn app_context<'a>(
         catalog,
         targets,
         mailer: None,
+        platform_dns: None,
         owner: atrium_engine::test_services::test_owner(),
         deadline,
         cancelled,

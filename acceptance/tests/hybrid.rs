@@ -46,7 +46,18 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
     let id = std::process::id();
     let tenant = format!("hybrid-{id}");
     let zone = format!("hybrid{id}.atrium.test");
-    let _platform = TestZone::create(&zone);
+    let platform = TestZone::create(&zone);
+    // The address a platform subdomain's A record holds.
+    let address_of = |host: &str| -> Vec<String> {
+        let records: Vec<String> = platform
+            .record_sets()
+            .iter()
+            .filter(|set| set["name"] == format!("{host}.") && set["type"] == "A")
+            .flat_map(|set| set["records"].as_array().cloned().unwrap_or_default())
+            .filter_map(|record| record["content"].as_str().map(str::to_owned))
+            .collect();
+        records
+    };
     let workspace = Workspace::new("hybrid", RegistryChoice::Sqlite).await;
     workspace.write("main.tf", &example("hybrid/main.tf"));
     let onprem = service_variable("ATRIUM_TEST_DOCKER_HOST");
@@ -59,6 +70,8 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
         format!("-var=ingress_admin_url={}", service_variable("ATRIUM_TEST_CADDY_ADMIN_URL")),
         format!("-var=ingress_https_address=127.0.0.1:{}", service_variable("ATRIUM_TEST_CADDY_HTTPS_PORT")),
         "-var=public_address=127.0.0.1".to_owned(),
+        // The cloud is elsewhere: its apps' subdomains point at another address.
+        "-var=cloud_public_address=127.0.0.2".to_owned(),
         format!("-var=platform_zone={zone}"),
         format!("-var=dns_api_url={}", service_variable("ATRIUM_TEST_PDNS_URL")),
         format!("-var=dns_resolver={}", service_variable("ATRIUM_TEST_PDNS_DNS_ADDRESS")),
@@ -105,6 +118,8 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
 
     // The ERP moves to the swarm with its data, in place, and back.
     let erp_host = format!("erp-{tenant}.{zone}");
+    assert_eq!(address_of(&format!("chat-{tenant}.{zone}")), ["127.0.0.2"], "chat's subdomain points at the cloud");
+    assert_eq!(address_of(&erp_host), ["127.0.0.1"], "erp's subdomain points at the engine");
     let marker = format!("written on the engine by {tenant}");
     docker_lines(
         &onprem,
@@ -125,6 +140,7 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
     assert!(status == 200 && page.contains("hello 1.1"), "erp on the swarm at https://{erp_host}/: {status} {page}");
     let (status, moved_file) = https_get(&erp_host, "/data/moved.txt");
     assert_eq!((status, moved_file.trim()), (200, marker.as_str()), "the data moved with it");
+    assert_eq!(address_of(&erp_host), ["127.0.0.2"], "erp's subdomain follows it to the cloud in the same apply");
     let erp_nodes = nodes_holding(&format!("atrium-{tenant}-erp-data"));
     assert_eq!(erp_nodes.len(), 1, "the erp data is on one node: {erp_nodes:?}");
     // The engine keeps its copy of the data until it is purged.
@@ -132,14 +148,25 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
         docker_lines(&onprem, &["volume", "ls", "-q", "--filter", &format!("name=atrium-{tenant}-erp")]);
     assert_eq!(onprem_volumes, [format!("atrium-{tenant}-erp-data")]);
     with_variables(&["plan", "-detailed-exitcode", "-input=false", to_swarm]).expect_code(0, "plan after the move");
+    // The move switched the domain's record, which the domain's state learns
+    // at its next refresh: without one, only that computed value catches up.
+    let stale = with_variables(&["plan", "-detailed-exitcode", "-input=false", "-refresh=false", to_swarm])
+        .expect_code(2, "plan without refresh after the move");
+    let shown = stale.flat_output();
+    assert!(shown.contains("atrium_domain.erp will be updated in-place"), "{shown}");
+    assert!(shown.contains(r#""127.0.0.1" -> "127.0.0.2""#) && shown.contains("0 to add, 1 to change"), "{shown}");
+    assert!(!shown.contains("atrium_app_instance"), "the instance's state is current: {shown}");
+    with_variables(&["apply", "-refresh-only", "-auto-approve", "-input=false", to_swarm])
+        .expect_code(0, "refresh after the move");
     with_variables(&["plan", "-detailed-exitcode", "-input=false", "-refresh=false", to_swarm])
-        .expect_code(0, "plan without refresh after the move");
+        .expect_code(0, "plan without refresh after the move and a refresh");
 
     with_variables(&["apply", "-auto-approve", "-input=false"]).expect_code(0, "the move back to the engine");
     assert!(!services_of(&tenant).contains(&format!("atrium-{tenant}-erp")), "erp left the swarm");
     assert_eq!(containers_on(&onprem, &tenant), [format!("atrium-{tenant}-erp-g3")]);
     let (status, moved_file) = https_get(&erp_host, "/data/moved.txt");
     assert_eq!((status, moved_file.trim()), (200, marker.as_str()), "the data came back with it");
+    assert_eq!(address_of(&erp_host), ["127.0.0.1"], "erp's subdomain points at the engine again");
     with_variables(&["plan", "-detailed-exitcode", "-input=false"]).expect_code(0, "plan after the move back");
 
     with_variables(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "destroy");

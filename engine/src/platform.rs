@@ -274,6 +274,11 @@ impl Platform {
             catalog: self.catalog(),
             targets: &self.targets,
             mailer: self.mailer.as_ref().map(|mailer| mailer as &dyn Mailer),
+            platform_dns: self
+                .dns
+                .as_ref()
+                .zip(self.platform_zone.as_deref())
+                .map(|(dns, zone)| crate::apply::domain::PlatformDns { dns: dns as &dyn DnsZones, zone }),
             owner,
             deadline,
             cancelled,

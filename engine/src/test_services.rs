@@ -188,6 +188,7 @@ pub fn app_context<'a>(
         catalog,
         targets,
         mailer: None,
+        platform_dns: None,
         owner: test_owner(),
         deadline,
         cancelled,

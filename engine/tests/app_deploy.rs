@@ -729,6 +729,7 @@ async fn a_target_whose_docker_engine_is_down_fails_clearly_and_records_nothing(
         catalog: &catalog,
         targets: &targets,
         mailer: None,
+        platform_dns: None,
         owner: atrium_engine::test_services::test_owner(),
         deadline: Duration::from_secs(5),
         cancelled,

@@ -82,6 +82,7 @@ impl Fixture {
             catalog: &self.catalog,
             targets: &self.targets,
             mailer: None,
+            platform_dns: None,
             owner: atrium_engine::test_services::test_owner(),
             deadline: Duration::from_secs(30),
             cancelled,

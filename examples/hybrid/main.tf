@@ -76,6 +76,12 @@ variable "acme_trusted_roots_file" {
   default     = null
 }
 
+variable "cloud_public_address" {
+  description = "The cloud target's public address, when it is not public_address (the platform subdomains of its apps point there)."
+  type        = string
+  default     = null
+}
+
 variable "erp_target" {
   description = "Where the ERP runs: changing it moves the instance with its data (initech-onprem or cloud-fra1)."
   type        = string
@@ -106,7 +112,7 @@ provider "atrium" {
       docker_cert_path      = var.cloud_docker_cert_path
       encrypted_networks    = var.cloud_encrypted_networks
       ingress_admin_url     = var.ingress_admin_url
-      public_address        = var.public_address
+      public_address        = coalesce(var.cloud_public_address, var.public_address)
       ingress_https_address = var.ingress_https_address
     }
   }

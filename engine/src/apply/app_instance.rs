@@ -178,6 +178,10 @@ pub struct AppContext<'a> {
     pub targets: &'a Targets,
     /// Sends welcome emails; `None` when no SMTP relay is configured.
     pub mailer: Option<&'a dyn Mailer>,
+    /// The platform zone's DNS, whose subdomain records follow an instance
+    /// that moves to a target with another public address; `None` without
+    /// a `dns` block.
+    pub platform_dns: Option<crate::apply::domain::PlatformDns<'a>>,
     pub owner: &'a crate::model::ownership::Owner,
     pub deadline: Duration,
     pub cancelled: tokio::sync::watch::Receiver<bool>,
@@ -375,7 +379,7 @@ impl AppContext<'_> {
     }
 
     pub(super) async fn repoint_routes(&self, record: &AppInstanceRecord) -> Result<(), AppApplyError> {
-        crate::apply::domain::repoint_routes(self.registry, self.targets, record, self.deadline)
+        crate::apply::domain::repoint_routes(self.registry, self.targets, self.platform_dns, record, self.deadline)
             .await
             .map(drop)
             .map_err(|source| AppApplyError::Routes { id: record.spec.id.clone(), source: Box::new(source) })

@@ -827,9 +827,37 @@ pub(crate) fn rfc3339(moment: time::OffsetDateTime) -> String {
 /// Points every active route of `instance` at its current container (after
 /// a deployment switched ports or targets). Runs before the old container
 /// goes, so the domain never points at nothing.
+/// The platform zone's DNS and the zone's name, for what follows a moved instance.
+#[derive(Clone, Copy)]
+pub struct PlatformDns<'a> {
+    pub dns: &'a dyn DnsZones,
+    pub zone: &'a str,
+}
+
+impl PlatformDns<'_> {
+    /// Points a platform subdomain's record at `public_address`; a record of
+    /// another type at the name (an address that was a host name) goes.
+    async fn repoint(
+        &self,
+        hostname: &Hostname,
+        instance: &AppInstanceId,
+        public_address: &str,
+    ) -> Result<(), DnsError> {
+        let zone = format!("{}.", zone_name(self.zone));
+        let wanted = record_set(&platform_record(hostname, public_address), instance);
+        for set in self.dns.list(&zone).await? {
+            if set.name == wanted.name && set.record_type != wanted.record_type && set.tenant.is_some() {
+                self.dns.remove(&zone, &set.name, &set.record_type).await?;
+            }
+        }
+        self.dns.put(&zone, &wanted).await
+    }
+}
+
 pub async fn repoint_routes(
     registry: &Registry,
     targets: &Targets,
+    dns: Option<PlatformDns<'_>>,
     instance: &AppInstanceRecord,
     deadline: Duration,
 ) -> Result<usize, DomainApplyError> {
@@ -866,6 +894,16 @@ pub async fn repoint_routes(
             if proxy(&domain.target).is_none() || proxy(&domain.target) != proxy(&target) {
                 let old = targets.ingress(&domain.target).await.map_err(target_error)?;
                 old.remove_route(&hostname, deadline).await.map_err(ingress_error)?;
+            }
+            // A platform subdomain's record follows the instance to its new
+            // target's address (a custom domain's records are the customer's).
+            let address = |name: &str| targets.public_address(name).ok().map(str::to_owned);
+            if let (DomainKind::Platform, Some(dns), Some(new)) = (domain.kind, dns, address(&target))
+                && address(&domain.target).as_ref() != Some(&new)
+            {
+                dns.repoint(&domain.spec.hostname, &instance.spec.id, &new)
+                    .await
+                    .map_err(|source| DomainApplyError::Dns { hostname: hostname.clone(), source: Box::new(source) })?;
             }
             domain.target = target.clone();
             registry.put_domain(&domain).await.map_err(|source| DomainApplyError::Registry {
