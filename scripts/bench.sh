@@ -8,6 +8,7 @@
 #   scripts/bench.sh backups [ROUNDS]          a Redmine instance's backup and restore against restic and pg_dump by hand (default 3)
 #   scripts/bench.sh upgrades [APP ...]        upgrade downtime of redmine, mediawiki and tryton against docker restart
 #   scripts/bench.sh swarm [COUNT]             hello instances on the 3-node swarm against docker service create (default 30)
+#   scripts/bench.sh move [ROUNDS]             downtime of moving 100 MiB of data between engines against the Docker CLI (default 3)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -28,7 +29,7 @@ if [ "${1:-}" = onboard ]; then
   exec cargo run --locked --release -p atrium-acceptance --bin bench-onboard -- "$@"
 fi
 if [ "${1:-}" = apps ] || [ "${1:-}" = domains ] || [ "${1:-}" = backups ] || [ "${1:-}" = upgrades ] ||
-  [ "${1:-}" = swarm ]; then
+  [ "${1:-}" = swarm ] || [ "${1:-}" = move ]; then
   bench=bench-$1
   shift
   [ -n "${ATRIUM_SERVICES_ENV:-}" ] || { scripts/services.sh start >/dev/null; export ATRIUM_SERVICES_ENV=$repo/.services/env; }

@@ -405,3 +405,98 @@ pub fn take_stats(file: &std::path::Path) -> (u64, u64) {
     };
     (sum("docker_api_calls "), sum("registry_statements "))
 }
+
+/// Whether an HTTP server answers `GET /` on `host:port` (any status below 500).
+async fn answers(host: &str, port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        stream.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").await.ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        let status: u16 = std::str::from_utf8(&head[9..12]).ok()?.parse().ok()?;
+        Some(head.starts_with(b"HTTP/1.") && status < 500)
+    };
+    tokio::time::timeout(Duration::from_secs(2), ask).await.ok().flatten().unwrap_or(false)
+}
+
+/// Which app container answered (`TARGET/CONTAINER`), and when.
+type Answers = std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>;
+
+/// The runtimes a downtime is watched on, by target name.
+pub type Watched = [(String, std::sync::Arc<dyn atrium_engine::backends::Runtime>)];
+
+/// Asks every published app container of `tenant` on every watched target
+/// every 50 ms until `stop`.
+async fn poll(
+    watched: Vec<(String, std::sync::Arc<dyn atrium_engine::backends::Runtime>)>,
+    tenant: String,
+    answered: Answers,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use atrium_engine::model::container::labels;
+    while !stop.load(Ordering::SeqCst) {
+        let round = Instant::now();
+        for (target, runtime) in &watched {
+            let listed = runtime.list_managed().await.unwrap_or_else(|error| panic!("listing containers: {error}"));
+            for container in listed {
+                let ours = container.labels.get(labels::TENANT) == Some(&tenant)
+                    && container.labels.get(labels::ROLE).map(String::as_str) == Some("app");
+                let host = container.published_host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
+                if let (true, Some(port)) = (ours, container.published_port)
+                    && answers(&host, port).await
+                {
+                    answered.lock().unwrap().push((Instant::now(), format!("{target}/{}", container.name)));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50).saturating_sub(round.elapsed())).await;
+    }
+}
+
+/// The downtime in `answered` around a change that started at `started`:
+/// from the last answer of `old` (before a gap of more than half a second,
+/// or before another container answers) to the first answer after it;
+/// `None` while nothing answered after the gap.
+fn gap(answered: &[(Instant, String)], old: &str, started: Instant) -> Option<f64> {
+    let before = answered.iter().rfind(|(at, _)| *at < started);
+    assert!(before.is_some_and(|(_, name)| name == old), "{old} did not answer before the change");
+    let mut last_old = before.map(|(at, _)| *at)?;
+    for (at, name) in answered.iter().filter(|(at, _)| *at >= started) {
+        if name == old && at.duration_since(last_old) <= Duration::from_millis(500) {
+            last_old = *at;
+        } else {
+            return Some(at.duration_since(last_old).as_secs_f64());
+        }
+    }
+    None
+}
+
+/// Runs `change` while polling the app containers of `tenant` on the
+/// `watched` targets, and returns the downtime it caused: from the last
+/// answer of `old` (`TARGET/CONTAINER`) to the first answer after it,
+/// waiting up to a minute after the change for that answer.
+pub async fn downtime<F: std::future::Future<Output = ()>>(
+    watched: &Watched,
+    tenant: &str,
+    old: &str,
+    change: F,
+) -> f64 {
+    let answered = Answers::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = tokio::spawn(poll(watched.to_vec(), tenant.to_owned(), answered.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    change.await;
+    let changed = Instant::now();
+    let found = loop {
+        if let Some(found) = gap(&answered.lock().unwrap(), old, started) {
+            break found;
+        }
+        assert!(changed.elapsed() < Duration::from_secs(60), "nothing answers a minute after the change");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop.store(true, Ordering::SeqCst);
+    poller.await.unwrap_or_else(|error| panic!("the poller failed: {error}"));
+    found
+}
