@@ -72,6 +72,29 @@ impl Drop for SwarmFixture {
         for network in docker_in_cleanup(&manager, &["network", "ls", "-q", "--filter", &filter]) {
             docker_in_cleanup(&manager, &["network", "rm", &network]);
         }
+        // What a move to the engine target made there.
+        let engine = service_variable("ATRIUM_TEST_DOCKER_HOST");
+        for container in docker_in_cleanup(&engine, &["ps", "-aq", "--filter", &filter]) {
+            docker_in_cleanup(&engine, &["rm", "-f", &container]);
+        }
+        for kind in ["volume", "network"] {
+            for found in docker_in_cleanup(&engine, &[kind, "ls", "-q", "--filter", &filter]) {
+                docker_in_cleanup(&engine, &[kind, "rm", &found]);
+            }
+        }
+    }
+}
+
+/// The tests of this file take turns: one drains a node, which would strand
+/// the other's instances.
+static SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A drained node, made active again when this goes (even after a panic).
+struct Drained(String);
+
+impl Drop for Drained {
+    fn drop(&mut self) {
+        docker_in_cleanup(&manager(), &["node", "update", "--availability", "active", &self.0]);
     }
 }
 
@@ -84,7 +107,10 @@ impl SwarmFixture {
         target.orchestrator = Some(Orchestrator::Swarm);
         // This machine's kernel has no IPsec for Swarm's encrypted overlay networks.
         target.encrypted_networks = Some(false);
-        let targets = Targets::new(BTreeMap::from([("local".to_owned(), target)]));
+        let targets = Targets::new(BTreeMap::from([
+            ("local".to_owned(), target),
+            ("engine".to_owned(), test_target("ATRIUM_TEST_DOCKER_HOST")),
+        ]));
         SwarmFixture {
             _directory: directory,
             observations: AppObservations::default(),
@@ -136,6 +162,7 @@ fn page(record: &AppInstanceRecord, path: &str) -> Result<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_on_a_swarm_rolls_forward_is_rolled_back_by_swarm_and_drift_is_repaired() {
+    let _turn = SWARM.lock().await;
     let fixture = SwarmFixture::new("swarm").await;
     let context = fixture.context(Duration::from_secs(90));
 
@@ -206,4 +233,68 @@ async fn an_app_on_a_swarm_rolls_forward_is_rolled_back_by_swarm_and_drift_is_re
     assert!(docker(&manager(), &["config", "ls", "-q", "--filter", &filter]).is_empty());
     assert!(docker(&manager(), &["network", "ls", "-q", "--filter", &filter]).is_empty());
     assert!(docker(&holding[0], &["volume", "ls", "-q"]).contains(&volume));
+}
+
+/// The node holding an instance's data is drained: the instance shows as
+/// stranded, a deployment fails at once naming the node (never a new empty
+/// volume on another node), and a move to the engine target takes it off
+/// the swarm with its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_data_node_strands_the_instance_and_a_move_takes_it_off_with_its_data() {
+    let _turn = SWARM.lock().await;
+    let fixture = SwarmFixture::new("strand").await;
+    let context = fixture.context(Duration::from_secs(60));
+    let spec = fixture.spec("1.1");
+    let deployed = context.deploy(&spec, None, None).await.unwrap().record;
+    let app = format!("{}-g{}", fixture.service(), deployed.generation);
+    let swarm = fixture.targets.runtime("local").await.unwrap();
+    let write = ["sh", "-c", "echo 'kept through the drain' > /www/data/moved.txt"].map(String::from);
+    assert_eq!(swarm.exec(&app, &write).await.unwrap().exit_code, Some(0));
+
+    let volume = format!("atrium-{}-web-data", fixture.tenant);
+    let holding: Vec<String> =
+        nodes().into_iter().filter(|node| docker(node, &["volume", "ls", "-q"]).contains(&volume)).collect();
+    assert_eq!(holding.len(), 1, "{volume} is on one node: {holding:?}");
+    let node_id = docker(&holding[0], &["info", "--format", "{{.Swarm.NodeID}}"]).concat();
+    let hostname = docker(&holding[0], &["info", "--format", "{{.Name}}"]).concat();
+    docker(&manager(), &["node", "update", "--availability", "drain", &node_id]);
+    let drained = Drained(node_id);
+
+    let mut health = InstanceHealth::Running;
+    for _ in 0..60 {
+        health = context.observe(&deployed.spec.id).await.unwrap().unwrap().1;
+        if health == InstanceHealth::Stranded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(health, InstanceHealth::Stranded, "the instance whose data node is drained shows as stranded");
+    let started = std::time::Instant::now();
+    let error = context.deploy(&spec, None, None).await.unwrap_err();
+    let error = atrium_engine::backends::error_chain(&error);
+    assert!(error.contains(&hostname) && error.contains("drain"), "the error names the node and why: {error}");
+    assert!(started.elapsed() < Duration::from_secs(20), "it fails at once, not at the deadline: {error}");
+    for node in nodes().iter().filter(|node| **node != holding[0]) {
+        assert!(!docker(node, &["volume", "ls", "-q"]).contains(&volume), "no empty volume was made on {node}");
+    }
+
+    // The way out without the node: a move, its data read through the node's engine.
+    let moved = context.deploy(&AppInstanceSpec { target: "engine".into(), ..spec.clone() }, None, None).await;
+    let moved = moved.unwrap_or_else(|error| panic!("{}", atrium_engine::backends::error_chain(&error))).record;
+    assert_eq!(moved.spec.target, "engine");
+    let engine = fixture.targets.runtime("engine").await.unwrap();
+    let app = format!("{}-g{}", fixture.service(), moved.generation);
+    let read = engine.exec(&app, &["cat", "/www/data/moved.txt"].map(String::from)).await.unwrap();
+    assert_eq!(read.output.trim(), "kept through the drain");
+    assert!(fixture.services().is_empty(), "nothing of it is left on the swarm: {:?}", fixture.services());
+    assert_eq!(context.observe(&moved.spec.id).await.unwrap().unwrap().1, InstanceHealth::Running);
+    drop(drained);
+
+    // Destroyed with its data: the swarm's copy goes too.
+    let destroy = AppInstanceSpec { delete_data_on_destroy: true, target: "engine".into(), ..spec.clone() };
+    context.deploy(&destroy, None, None).await.unwrap();
+    context.destroy(&moved.spec.id).await.unwrap();
+    for node in nodes() {
+        assert!(!docker(&node, &["volume", "ls", "-q"]).contains(&volume), "the copy on {node} is gone");
+    }
 }

@@ -325,6 +325,9 @@ pub fn compare(observed: Option<&ObservedContainer>, rendered: &RenderedApp) -> 
     {
         return InstanceHealth::Drifted;
     }
+    if !observed.running && observed.health == crate::backends::STRANDED {
+        return InstanceHealth::Stranded;
+    }
     if !observed.running || observed.health == "unhealthy" {
         return InstanceHealth::Stopped;
     }

@@ -29,6 +29,10 @@ use async_trait::async_trait;
 
 use crate::model::container::{ContainerSpec, VolumeSpec};
 
+/// The health of a container that cannot run because the cluster node
+/// holding its data is drained or down.
+pub const STRANDED: &str = "stranded";
+
 /// A container as the runtime reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservedContainer {
@@ -36,7 +40,8 @@ pub struct ObservedContainer {
     pub image: String,
     pub labels: BTreeMap<String, String>,
     pub running: bool,
-    /// `healthy`, `unhealthy`, `starting`, or `none` without a health check.
+    /// `healthy`, `unhealthy`, `starting`, or `none` without a health check;
+    /// [`STRANDED`] when the node holding its data is drained or down.
     pub health: String,
     pub environment: BTreeMap<String, String>,
     pub nano_cpus: i64,

@@ -215,11 +215,6 @@ impl SwarmRuntime {
         Ok(nodes)
     }
 
-    /// Each node's address, by node id.
-    async fn node_addresses(&self) -> Result<HashMap<String, String>, RuntimeError> {
-        Ok(self.nodes().await?.into_iter().filter_map(|node| Some((node.id, node.address?))).collect())
-    }
-
     /// The Docker engine of one node.
     async fn engine(&self, node: &SwarmNode) -> Result<Arc<DockerRuntime>, RuntimeError> {
         let mut engines = self.engines.lock().await;
@@ -310,6 +305,25 @@ impl SwarmRuntime {
             })?;
         placements.insert(instance.to_owned(), chosen.label.clone().unwrap_or_default());
         Ok(chosen)
+    }
+
+    /// The node holding an instance's data, when tasks may run there; else
+    /// why not, with the ways out. The instance never starts on another
+    /// node, where its volumes would be new and empty.
+    async fn runnable_data_node(&self, instance: &str) -> Result<SwarmNode, RuntimeError> {
+        let node = self.data_node(instance).await?;
+        if node.schedulable {
+            return Ok(node);
+        }
+        let availability = node.spec.availability.map_or_else(|| "active".to_owned(), |a| a.to_string());
+        Err(RuntimeError::NodeUnreachable {
+            target: self.target.clone(),
+            node: node.hostname.clone(),
+            reason: format!(
+                "it holds the data of instance {instance} and cannot run tasks (availability {availability}, or down); Atrium does not start the instance on another node with empty volumes. Make the node active again (docker node update --availability active {}), or move the instance to another target (its data is copied from the node while the node's engine answers), or restore a backup into a new instance",
+                node.hostname
+            ),
+        })
     }
 
     /// Every managed service, from one list call.
@@ -722,10 +736,15 @@ impl SwarmRuntime {
         service: &Service,
         tasks: &[&Task],
         networks: &HashMap<String, String>,
-        addresses: &HashMap<String, String>,
+        nodes: &[SwarmNode],
         detailed: bool,
     ) -> ObservedContainer {
+        let addresses: HashMap<&str, &str> =
+            nodes.iter().filter_map(|node| Some((node.id.as_str(), node.address.as_deref()?))).collect();
         let spec = service.spec.clone().unwrap_or_default();
+        // Pinned to a node that cannot run it: its data is there.
+        let stranded = pinned_label(&spec)
+            .is_some_and(|label| !nodes.iter().any(|node| node.label.as_deref() == Some(&label) && node.schedulable));
         let template = spec.task_template.clone().unwrap_or_default();
         let container = template.container_spec.clone().unwrap_or_default();
         let state = tasks
@@ -740,11 +759,12 @@ impl SwarmRuntime {
                 task.desired_state == Some(TaskState::RUNNING)
                     && task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
             })
-            .and_then(|task| task.node_id.as_ref())
+            .and_then(|task| task.node_id.as_deref())
             .and_then(|node| addresses.get(node))
-            .cloned();
+            .map(|address| (*address).to_owned());
         // A task with a health check turns `running` only once it is healthy.
         let health = match (state, container.health_check.is_some()) {
+            _ if !running && stranded => super::STRANDED,
             (Some(TaskState::RUNNING), true) => "healthy",
             (Some(TaskState::STARTING), true) => "starting",
             _ => "none",
@@ -1016,7 +1036,7 @@ impl Runtime for SwarmRuntime {
             None
         } else {
             let instance = spec.labels.get(labels::INSTANCE).cloned().unwrap_or_default();
-            let node = self.data_node(&instance).await?;
+            let node = self.runnable_data_node(&instance).await?;
             node.label.clone()
         };
         let name = service_name(spec);
@@ -1131,12 +1151,12 @@ impl Runtime for SwarmRuntime {
             .filter_map(|network| network.target)
             .collect();
         let networks = self.network_names(&ids).await?;
-        let addresses = self.node_addresses().await?;
+        let nodes = self.nodes().await?;
         Ok(services
             .iter()
             .map(|service| {
                 let own: Vec<&Task> = tasks.iter().filter(|task| task.service_id == service.id).collect();
-                self.observe(service, &own, &networks, &addresses, false)
+                self.observe(service, &own, &networks, &nodes, false)
             })
             .collect())
     }
@@ -1165,7 +1185,7 @@ impl Runtime for SwarmRuntime {
             .collect();
         let networks = self.network_names(&ids).await?;
         let own: Vec<&Task> = tasks.iter().collect();
-        Ok(Some(self.observe(&service, &own, &networks, &self.node_addresses().await?, true)))
+        Ok(Some(self.observe(&service, &own, &networks, &self.nodes().await?, true)))
     }
 
     async fn wait_healthy(&self, name: &str, deadline: Duration) -> Result<(), RuntimeError> {
@@ -1258,7 +1278,7 @@ impl Runtime for SwarmRuntime {
             )
         } else {
             let instance = spec.labels.get(labels::INSTANCE).cloned().unwrap_or_default();
-            let node = self.data_node(&instance).await?;
+            let node = self.runnable_data_node(&instance).await?;
             self.engine(&node).await?
         };
         debug_assert!(matches!(spec.role, ContainerRole::Job(_)));

@@ -168,7 +168,10 @@ pub struct AppInstanceDocument {
     pub id: Option<String>,
     /// `running` when the deployed container is up and matches the plan; `suspended` while the tenant is
     /// past its expiry (an instance made or changed then is deployed and left stopped; resuming starts it);
-    /// `stopped`, `missing` or `drifted` when it was changed out of band (the next apply repairs it).
+    /// `stopped`, `missing` or `drifted` when it was changed out of band (the next apply repairs it);
+    /// `stranded` on a swarm target when the node holding its data is drained or down (the plan says the way
+    /// out: make the node active again, or move the instance to another target; Atrium never starts it on an
+    /// empty volume elsewhere).
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub status: Option<String>,
@@ -337,6 +340,8 @@ pub enum InstanceHealth {
     Drifted,
     /// Stopped on purpose: the tenant is suspended (expired).
     Suspended,
+    /// Not running because the swarm node holding its data is drained or down.
+    Stranded,
 }
 
 impl InstanceHealth {
@@ -347,6 +352,7 @@ impl InstanceHealth {
             InstanceHealth::Missing => "missing",
             InstanceHealth::Drifted => "drifted",
             InstanceHealth::Suspended => "suspended",
+            InstanceHealth::Stranded => "stranded",
         }
     }
 }

@@ -127,10 +127,9 @@ pub fn plan_app_instance(
             let names: Vec<&str> = changes.iter().map(|(c, _)| c.attribute.as_str()).collect();
             let (action, redeploy, reason) = if !replacing.is_empty() {
                 (Action::Replace, true, format!("changing {} forces replacement", replacing.join(", ")))
-            } else if health != InstanceHealth::Running {
-                let why = format!("the container is {} (changed outside Atrium)", health.as_str());
-                let reason = if names.is_empty() { why } else { format!("{} changed; {why}", names.join(", ")) };
-                (Action::Update, true, reason)
+            } else if health == InstanceHealth::Stranded && record.spec.target == spec.target {
+                let why = "the swarm node holding its data is drained or down: the apply fails until the node runs tasks again, or change target to move it with its data";
+                (Action::Update, true, why.to_owned())
             } else if record.spec.target != spec.target {
                 let others: Vec<&str> = names.iter().copied().filter(|name| *name != "target").collect();
                 let also = if others.is_empty() { String::new() } else { format!("; {} changed", others.join(", ")) };
@@ -139,6 +138,10 @@ pub fn plan_app_instance(
                     record.spec.target, spec.target
                 );
                 (Action::Update, true, moving)
+            } else if health != InstanceHealth::Running {
+                let why = format!("the container is {} (changed outside Atrium)", health.as_str());
+                let reason = if names.is_empty() { why } else { format!("{} changed; {why}", names.join(", ")) };
+                (Action::Update, true, reason)
             } else if redeploying {
                 (Action::Update, true, format!("{} changed", names.join(", ")))
             } else if !changes.is_empty() {
@@ -246,6 +249,15 @@ pub fn plan_instance(prior: Option<&Draft>, config: Option<&Draft>, facts: &AppF
     let mut warnings: Vec<ValidationError> = quota_warning(&draft, facts.tenant).into_iter().collect();
     warnings.extend(restore_warning(&draft, facts.recorded));
     warnings.extend(move_warning(&draft, facts.recorded));
+    if prior.and_then(|p| p.str("status")) == Some(InstanceHealth::Stranded.as_str())
+        && facts.recorded.is_some_and(|record| draft.target.as_deref() == Some(record.spec.target.as_str()))
+    {
+        warnings.push(ValidationError::new(
+            AttributePath::root("target"),
+            "The node holding the instance's data is unavailable",
+            "the swarm node holding this instance's data is drained or down (status \"stranded\"), and Atrium does not start it on another node with empty volumes: make the node active again (docker node update --availability active NODE), or change target to move the instance with its data (copied from the node while its engine answers), or restore a backup into a new instance. Applying as it is fails and names the node",
+        ));
+    }
 
     let mut attributes: Vec<(&'static str, Planned)> =
         vec![("admin_password", Planned::Known(serde_json::Value::Null))];
@@ -1004,6 +1016,24 @@ mod tests {
             owner: "terraform".into(),
             created_at: "2026-11-23T09:00:00Z".into(),
         }
+    }
+
+    #[test]
+    fn a_stranded_instance_is_planned_with_the_ways_out_and_a_move_with_what_else_changes() {
+        let existing = record(spec("acme", "web", "1.0"));
+        let stranded = plan_app_instance(Some(&existing.spec), Some((&existing, InstanceHealth::Stranded))).unwrap();
+        assert_eq!((stranded.action, stranded.redeploy), (Action::Update, true));
+        assert!(stranded.reason.contains("drained or down") && stranded.reason.contains("change target"));
+        let mut moved = spec("acme", "web", "1.0");
+        moved.target = "cloud-fra1".into();
+        moved.users = 7;
+        let moving = plan_app_instance(Some(&moved), Some((&existing, InstanceHealth::Stranded))).unwrap();
+        assert!(
+            moving.reason.starts_with("moves from") && moving.reason.ends_with("users changed"),
+            "{}",
+            moving.reason
+        );
+        assert!(moving.attribute_changes.iter().all(|change| !change.forces_replacement));
     }
 
     #[test]
