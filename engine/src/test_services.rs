@@ -276,6 +276,16 @@ backup = {
 "#;
 
 /// A catalog whose `hello` (an operator's entry, written into `directory`)
+/// keeps nothing: no volume, so that nothing pins it to a node of a swarm.
+pub fn hello_stateless(directory: &std::path::Path) -> crate::catalog::Catalog {
+    let volumes = "volumes = {\n  data = \"/www/data\"\n}\n";
+    let built_in = include_str!("../catalog/hello.hcl");
+    assert!(built_in.contains(volumes), "hello.hcl declares its volume as {volumes:?}");
+    std::fs::write(directory.join("hello.hcl"), built_in.replace(volumes, "")).expect("write the operator's entry");
+    crate::catalog::Catalog::with_directory(directory).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// A catalog whose `hello` (an operator's entry, written into `directory`)
 /// has a PostgreSQL sidecar, backups of both and a migration that does
 /// nothing: the cheapest app whose upgrade and restore have every step a
 /// real app's have.

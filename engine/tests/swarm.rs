@@ -13,7 +13,7 @@ use atrium_engine::model::app_instance::{AppInstanceRecord, AppInstanceSpec, Ins
 use atrium_engine::observe::AppObservations;
 use atrium_engine::registry::Registry;
 use atrium_engine::test_services::{
-    app_context, docker_in_cleanup, hello_spec, registry_with_tenant, service_variable, test_target,
+    app_context, docker_in_cleanup, hello_spec, hello_stateless, registry_with_tenant, service_variable, test_target,
 };
 
 /// `docker ARGUMENTS` on `host`; its output lines. Panics with docker's error when it fails.
@@ -100,6 +100,11 @@ impl Drop for Drained {
 
 impl SwarmFixture {
     async fn new(short_name: &str) -> SwarmFixture {
+        SwarmFixture::with_catalog(short_name, |_| Catalog::built_in()).await
+    }
+
+    /// A fixture whose catalog `catalog` makes in the fixture's own directory.
+    async fn with_catalog(short_name: &str, catalog: fn(&std::path::Path) -> Catalog) -> SwarmFixture {
         let directory = tempfile::tempdir().unwrap();
         let tenant = format!("{short_name}-{}", std::process::id() % 100_000);
         let registry = registry_with_tenant(directory.path(), &tenant).await;
@@ -112,12 +117,12 @@ impl SwarmFixture {
             ("engine".to_owned(), test_target("ATRIUM_TEST_DOCKER_HOST")),
         ]));
         SwarmFixture {
-            _directory: directory,
             observations: AppObservations::default(),
             registry,
-            catalog: Catalog::built_in(),
+            catalog: catalog(directory.path()),
             targets,
             tenant,
+            _directory: directory,
         }
     }
 
@@ -297,4 +302,65 @@ async fn a_drained_data_node_strands_the_instance_and_a_move_takes_it_off_with_i
     for node in nodes() {
         assert!(!docker(&node, &["volume", "ls", "-q"]).contains(&volume), "the copy on {node} is gone");
     }
+}
+
+/// `GET /` through the test Caddy's plain HTTP server, for `host`: (status, body).
+fn through_caddy(host: &str) -> (u16, String) {
+    let port = service_variable("ATRIUM_TEST_CADDY_HTTP_PORT");
+    let output = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "20", "-w", "\n%{http_code}", "-H", &format!("Host: {host}")])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// A stateless role (an app without volumes) is not pinned: when the node
+/// running its task is drained, Swarm starts it on another node, and the
+/// route written before (every node an upstream) reaches it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_task_moves_off_a_drained_node_and_its_route_follows() {
+    let _turn = SWARM.lock().await;
+    let fixture = SwarmFixture::with_catalog("stateless", hello_stateless).await;
+    let context = fixture.context(Duration::from_secs(60));
+    let deployed = context.deploy(&fixture.spec("1.1"), None, None).await.unwrap().record;
+    assert!(!fixture.inspect("{{json .Spec.TaskTemplate.Placement}}").contains("atrium.node"), "not pinned");
+    let host = format!("{}.stateless.test", fixture.tenant);
+    let handler = atrium_engine::apply::domain::proxy_to(&fixture.targets, &deployed).await.unwrap().unwrap();
+    let route = atrium_engine::backends::ingress::RouteSpec { hostname: host.clone(), tls: false, handler };
+    let ingress = fixture.targets.ingress("local").await.unwrap();
+    ingress.put_route(&route, Duration::from_secs(30)).await.unwrap();
+    let (status, page) = through_caddy(&host);
+    assert!(status == 200 && page.contains("hello 1.1"), "before the drain: {status} {page}");
+
+    let running_on = || {
+        docker(
+            &manager(),
+            &["service", "ps", &fixture.service(), "--filter", "desired-state=running", "--format", "{{.Node}}"],
+        )
+    };
+    let before = running_on();
+    assert_eq!(before.len(), 1, "one task: {before:?}");
+    let node_id = docker(&manager(), &["node", "inspect", &before[0], "--format", "{{.ID}}"]).concat();
+    docker(&manager(), &["node", "update", "--availability", "drain", &node_id]);
+    let _drained = Drained(node_id);
+    let mut after = Vec::new();
+    for _ in 0..60 {
+        after = running_on();
+        if after.len() == 1
+            && after != before
+            && context.observe(&deployed.spec.id).await.unwrap().unwrap().1 == InstanceHealth::Running
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(after.len() == 1 && after != before, "the task moved off {before:?}: now on {after:?}");
+    let (status, page) = through_caddy(&host);
+    assert!(status == 200 && page.contains("hello 1.1"), "after the drain, through the same route: {status} {page}");
+    ingress.remove_route(&host, Duration::from_secs(30)).await.unwrap();
+    context.destroy(&deployed.spec.id).await.unwrap();
+    assert!(fixture.services().is_empty());
 }
