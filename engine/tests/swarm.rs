@@ -364,3 +364,43 @@ async fn a_stateless_task_moves_off_a_drained_node_and_its_route_follows() {
     context.destroy(&deployed.spec.id).await.unwrap();
     assert!(fixture.services().is_empty());
 }
+
+/// The overlay address of the running task of `service` (without its prefix length).
+fn task_address(service: &str) -> String {
+    let tasks = docker(&manager(), &["service", "ps", service, "--filter", "desired-state=running", "-q"]);
+    let task = tasks.first().unwrap_or_else(|| panic!("{service} has a running task"));
+    let addresses =
+        docker(&manager(), &["inspect", task, "--format", "{{range .NetworksAttachments}}{{.Addresses}}{{end}}"]);
+    let address = addresses.concat().trim_matches(|c| c == '[' || c == ']').to_owned();
+    address.split('/').next().unwrap_or_default().to_owned()
+}
+
+/// Two tenants on the swarm, each on its own overlay network: a tenant's
+/// container reaches its own app by address, and neither the other
+/// tenant's address nor its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_on_a_swarm_cannot_reach_each_other() {
+    let _turn = SWARM.lock().await;
+    let (one, two) = (SwarmFixture::new("isola").await, SwarmFixture::new("isolb").await);
+    let first = one.context(Duration::from_secs(60)).deploy(&one.spec("1.1"), None, None).await.unwrap().record;
+    let second = two.context(Duration::from_secs(60)).deploy(&two.spec("1.1"), None, None).await.unwrap().record;
+    let runtime = one.targets.runtime("local").await.unwrap();
+    let app = format!("{}-g{}", one.service(), first.generation);
+    let get = |address: String| {
+        let runtime = runtime.clone();
+        let app = app.clone();
+        async move {
+            let command = ["timeout", "3", "wget", "-q", "-O", "-", &format!("http://{address}/")].map(String::from);
+            runtime.exec(&app, &command).await.unwrap()
+        }
+    };
+    let own = get(task_address(&one.service())).await;
+    assert!(own.exit_code == Some(0) && own.output.contains("hello 1.1"), "its own app: {own:?}");
+    let other = get(task_address(&two.service())).await;
+    assert_ne!(other.exit_code, Some(0), "the other tenant's app by address: {other:?}");
+    let other_app = format!("{}-g{}", two.service(), second.generation);
+    let by_name = get(other_app).await;
+    assert_ne!(by_name.exit_code, Some(0), "the other tenant's app by name: {by_name:?}");
+    one.context(Duration::from_secs(60)).destroy(&first.spec.id).await.unwrap();
+    two.context(Duration::from_secs(60)).destroy(&second.spec.id).await.unwrap();
+}
