@@ -445,7 +445,7 @@ fn move_warning(draft: &AppInstanceDraft, recorded: Option<&AppInstanceRecord>) 
         AttributePath::root("target"),
         "Apply moves the instance with its data",
         format!(
-            "the app stops on {from:?}, its volumes are copied to {to:?}, and it starts there; expected downtime: the copy of its data (about 2 s per 100 MB between two engines of one machine; scripts/bench.sh move measures it) plus its start and health check. Its domains switch to {to:?} once it is healthy; a failure at any step leaves it serving from {from:?}. {from:?} keeps its copy of the data (atrium kept lists it) until it is purged or the instance is destroyed with delete_data_on_destroy"
+            "the app stops on {from:?}, its volumes are copied to {to:?}, and it starts there; expected downtime: the copy of its data (100 MB took about 1 s between two engines of one machine, measured by scripts/bench.sh move; more over a network between targets) plus its start and first health check. Its domains switch to {to:?} once it is healthy; a failure at any step leaves it serving from {from:?}. {from:?} keeps its copy of the data (atrium kept lists it) until it is purged or the instance is destroyed with delete_data_on_destroy"
         ),
     ))
 }
