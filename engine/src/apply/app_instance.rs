@@ -1479,7 +1479,11 @@ impl AppContext<'_> {
                 }
                 Ok::<(), String>(())
             };
-            if let Err(error) = copies.await {
+            // A target that does not answer soon keeps its copy: a destroy never waits on it.
+            let copies = tokio::time::timeout(MOVED_COPIES_WAIT, copies)
+                .await
+                .unwrap_or_else(|_| Err(format!("it did not answer within {} s", MOVED_COPIES_WAIT.as_secs())));
+            if let Err(error) = copies {
                 tracing::warn!(instance = %id, target, %error, "the copy of the data a move left there is kept");
             }
         }
@@ -1874,6 +1878,10 @@ impl<'a> Step<DeployContext<'a>> for StopOld {
         crate::apply::runner::DATA_UNDO_GRACE
     }
 }
+
+/// How long a destroy that deletes an instance's data waits for each other
+/// target to remove the copy a move may have left there.
+const MOVED_COPIES_WAIT: Duration = Duration::from_secs(10);
 
 /// A move's steps: the network on the new target; the app stops on the old
 /// one (its data holds still); its volumes are copied; its containers start
