@@ -283,6 +283,12 @@ async fn a_drained_data_node_strands_the_instance_and_a_move_takes_it_off_with_i
         assert!(!docker(node, &["volume", "ls", "-q"]).contains(&volume), "no empty volume was made on {node}");
     }
 
+    // A move that would also change the version is refused before anything is touched.
+    let both = AppInstanceSpec { target: "engine".into(), ..fixture.spec("1.0") };
+    let refused = atrium_engine::backends::error_chain(&context.deploy(&both, None, None).await.unwrap_err());
+    assert!(refused.contains("changes nothing else"), "{refused}");
+    assert_eq!(fixture.registry.get_app_instance(&spec.id).await.unwrap().unwrap().spec.target, "local");
+
     // The way out without the node: a move, its data read through the node's engine.
     let moved = context.deploy(&AppInstanceSpec { target: "engine".into(), ..spec.clone() }, None, None).await;
     let moved = moved.unwrap_or_else(|error| panic!("{}", atrium_engine::backends::error_chain(&error))).record;

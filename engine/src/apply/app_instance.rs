@@ -1073,6 +1073,16 @@ impl AppContext<'_> {
             }
         }
         if let Some(old) = existing.as_ref().filter(|record| record.spec.target != spec.target) {
+            // The plan refuses it too: the data in transit is never migrated.
+            if old.spec.version != spec.version || old.spec.app != spec.app {
+                return Err(AppApplyError::Catalog {
+                    id: spec.id.clone(),
+                    reason: format!(
+                        "a move from {} to {} changes nothing else, and the configuration also asks for {} {} where {} {} runs: move it with the version it runs, then change the version in another apply",
+                        old.spec.target, spec.target, spec.app, spec.version, old.spec.app, old.spec.version
+                    ),
+                });
+            }
             let origin = self.runtime(&spec.id, &old.spec.target).await?;
             let leaving = self.render_record(old, &tenant)?;
             let rendered = render_at(old.generation + 1, &secrets)?;
