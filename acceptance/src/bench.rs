@@ -355,28 +355,8 @@ pub fn unserve_by_hand(zone: &str, host: &str) {
     curl_until_answered(&["-X", "PATCH", "-H", &key, "--data", &delete, &pdns]);
 }
 
-/// An engine context for benchmarks on `targets`: the test owner, no mailer,
-/// nothing cancels it.
-pub fn app_context<'a>(
-    registry: &'a atrium_engine::registry::Registry,
-    observations: &'a atrium_engine::observe::AppObservations,
-    catalog: &'a atrium_engine::catalog::Catalog,
-    targets: &'a atrium_engine::backends::targets::Targets,
-    deadline: std::time::Duration,
-) -> atrium_engine::apply::app_instance::AppContext<'a> {
-    let (_, cancelled) = tokio::sync::watch::channel(false);
-    atrium_engine::apply::app_instance::AppContext {
-        registry,
-        observations,
-        catalog,
-        targets,
-        mailer: None,
-        platform_dns: None,
-        owner: atrium_engine::test_services::test_owner(),
-        deadline,
-        cancelled,
-    }
-}
+/// An engine context for benchmarks: the test owner, no mailer, nothing cancels it.
+pub use atrium_engine::test_services::app_context;
 
 /// The wall time of one terraform command in `workspace`, which must exit 0
 /// or 2 (a plan with changes); terraform init (first command only) stays out
