@@ -1589,13 +1589,7 @@ impl<'a> Step<DeployContext<'a>> for InstanceContainers {
         format!("containers of {}", self.instance)
     }
     async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
-        let id_label = self.instance.to_string();
-        for container in context.runtime.list_managed().await.map_err(StepError::from_backend)? {
-            if container.labels.get(labels::INSTANCE) == Some(&id_label) {
-                context.runtime.remove_container(&container.name).await.map_err(StepError::from_backend)?;
-            }
-        }
-        Ok(())
+        remove_containers_of(context.runtime.as_ref(), &self.instance).await.map_err(StepError::from_backend)
     }
     async fn undo(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
         for container in &self.rendered {
@@ -1934,13 +1928,19 @@ async fn remove_instance_containers(
     instance: &AppInstanceId,
     network: &str,
 ) -> Result<(), RuntimeError> {
+    remove_containers_of(runtime, instance).await?;
+    runtime.remove_network_if_unused(network).await
+}
+
+/// Removes every container of `instance` on a target, whatever its generation.
+async fn remove_containers_of(runtime: &dyn Runtime, instance: &AppInstanceId) -> Result<(), RuntimeError> {
     let id = instance.to_string();
     for container in runtime.list_managed().await? {
         if container.labels.get(labels::INSTANCE) == Some(&id) {
             runtime.remove_container(&container.name).await?;
         }
     }
-    runtime.remove_network_if_unused(network).await
+    Ok(())
 }
 
 /// The move's origin, which only a move's context has.
