@@ -12,6 +12,10 @@ fn main() {
     // reads a few KiB instead of the 450 KiB table of a PIE this size, and
     // that table never becomes part of the provider's resident memory.
     println!("cargo::rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    // scripts/provider-dist.sh links the provider with this list of its hot
+    // functions (a linker argument Cargo does not look into): a new list
+    // must relink it.
+    println!("cargo::rerun-if-changed=symbol-order.txt");
     let protos = ["../proto/tfplugin6.proto", "../proto/go_plugin.proto"];
     for proto in protos {
         println!("cargo::rerun-if-changed={proto}");
