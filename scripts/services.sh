@@ -269,7 +269,10 @@ swarm_running() {
 # namespaces with their veth pairs. Root-namespace traffic to the nodes is
 # plain L2 on the bridge, so neither forwarding nor firewall settings change.
 # The nodes have no default route: what would go further (a registry, say)
-# fails at once instead of waiting for a timeout. The /24 is the first of
+# fails at once instead of waiting for a timeout. Their tasks reach the host
+# at the bridge's address (an off-site backup store on a plain engine, say):
+# each namespace forwards and masquerades its containers' networks behind the
+# node's address, and nothing else. The /24 is the first of
 # 10.77.0.0/24 to 10.77.63.0/24 that no interface holds; a machine-wide lock
 # keeps two starts from taking the same one.
 make_swarm_network() {
@@ -300,6 +303,8 @@ make_swarm_network() {
     ip -n "${prefix}n$n" addr add "$(swarm_address "$n")/24" dev eth0
     ip -n "${prefix}n$n" link set lo up
     ip -n "${prefix}n$n" link set eth0 up
+    ip netns exec "${prefix}n$n" sysctl -qw net.ipv4.ip_forward=1
+    ip netns exec "${prefix}n$n" iptables -t nat -A POSTROUTING -s "10.24$n.0.0/16" -o eth0 -j MASQUERADE
   done
 }
 
@@ -402,6 +407,7 @@ start_swarm() {
     echo "ATRIUM_TEST_SWARM_HOST=$(swarm_engine 1)"
     echo "ATRIUM_TEST_SWARM_NODES=$(swarm_engine 1),$(swarm_engine 2),$(swarm_engine 3)"
     echo "ATRIUM_TEST_SWARM_ADDRESSES=$(swarm_address 1),$(swarm_address 2),$(swarm_address 3)"
+    echo "ATRIUM_TEST_SWARM_GATEWAY=$(swarm_subnet).254"
   } >>"$state/env.new"
   echo "services: swarm of 3 nodes, manager $(swarm_engine 1), workers $(swarm_engine 2) and $(swarm_engine 3)"
 }

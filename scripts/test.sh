@@ -25,12 +25,15 @@ trap cleanup EXIT
 # packages (or loaded from this machine's cache) while cargo builds.
 # The second engine (the off-site store's target, where an instance comes
 # back from its off-site copy) gets the store and that instance's images,
-# loaded from the cache the first call fills.
+# loaded from the cache the first call fills; so do the swarm's nodes, for
+# the test entry with a database that is restored onto another node.
 docker_host=$(sed -n 's/^ATRIUM_TEST_DOCKER_HOST=//p' "$ATRIUM_SERVICES_ENV")
 docker_host_2=$(sed -n 's/^ATRIUM_TEST_DOCKER_HOST_2=//p' "$ATRIUM_SERVICES_ENV")
+swarm_nodes=$(sed -n 's/^ATRIUM_TEST_SWARM_NODES=//p' "$ATRIUM_SERVICES_ENV")
 images_log=$(mktemp)
 (scripts/app-images.sh "$docker_host" tests &&
-  scripts/app-images.sh "$docker_host_2" backup-store:1.60 redmine:5.0 postgres:15) >"$images_log" 2>&1 &
+  scripts/app-images.sh "$docker_host_2" backup-store:1.60 redmine:5.0 postgres:15 &&
+  for node in ${swarm_nodes//,/ }; do scripts/app-images.sh "$node" postgres:15 || exit 1; done) >"$images_log" 2>&1 &
 images=$!
 
 # The acceptance tests run the provider binary that this build produces.

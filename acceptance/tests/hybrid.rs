@@ -1,6 +1,7 @@
 //! A hybrid tenant: one app instance on a single Docker engine, one on a
 //! three-node Docker Swarm, planned and applied together through the real
-//! terraform CLI, each answering over HTTPS on its own platform subdomain.
+//! terraform CLI, each answering over HTTPS on its own platform subdomain;
+//! and a status page that keeps nothing, in several copies on the swarm.
 
 use atrium_acceptance::{RegistryChoice, TestZone, Workspace, example, http_get, https_get};
 use atrium_engine::test_services::service_variable;
@@ -19,13 +20,29 @@ fn containers_on(docker_host: &str, tenant: &str) -> Vec<String> {
     )
 }
 
-/// The swarm's services of `tenant`, by name.
+/// The swarm's services of `tenant`, by name, sorted.
 fn services_of(tenant: &str) -> Vec<String> {
     let manager = service_variable("ATRIUM_TEST_SWARM_HOST");
-    docker_lines(
+    let mut services = docker_lines(
         &manager,
         &["service", "ls", "--filter", &format!("label=atrium.tenant={tenant}"), "--format", "{{.Name}}"],
-    )
+    );
+    services.sort();
+    services
+}
+
+/// The nodes running a task of `service`, sorted.
+fn running_on(service: &str) -> Vec<String> {
+    let manager = service_variable("ATRIUM_TEST_SWARM_HOST");
+    let arguments =
+        ["service", "ps", service, "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}"];
+    let mut nodes: Vec<String> = docker_lines(&manager, &arguments)
+        .iter()
+        .filter(|line| line.contains(" Running"))
+        .filter_map(|line| line.split(' ').next().map(str::to_owned))
+        .collect();
+    nodes.sort();
+    nodes
 }
 
 /// The swarm nodes (their engines) that hold a volume named `volume`.
@@ -60,6 +77,8 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
     };
     let workspace = Workspace::new("hybrid", RegistryChoice::Sqlite).await;
     workspace.write("main.tf", &example("hybrid/main.tf"));
+    std::fs::create_dir(workspace.path().join("catalog")).expect("the example's catalog directory");
+    workspace.write("catalog/status.hcl", &example("hybrid/catalog/status.hcl"));
     let onprem = service_variable("ATRIUM_TEST_DOCKER_HOST");
     let swarm = service_variable("ATRIUM_TEST_SWARM_HOST");
     let variables = [
@@ -87,11 +106,15 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
 
     let applied =
         with_variables(&["apply", "-auto-approve", "-input=false"]).expect_code(0, "apply of the hybrid example");
-    assert!(applied.stdout.contains("5 added"), "{}", applied.stdout);
+    assert!(applied.stdout.contains("7 added"), "{}", applied.stdout);
     assert_eq!(containers_on(&onprem, &tenant), [format!("atrium-{tenant}-erp-g1")]);
     assert!(containers_on(&swarm, &tenant).iter().all(|name| !name.contains("-erp-")), "nothing of erp on the swarm");
     // The app's generations share one service, which Swarm rolls from one to the next.
-    assert_eq!(services_of(&tenant), [format!("atrium-{tenant}-chat")]);
+    let status_service = format!("atrium-{tenant}-status");
+    assert_eq!(services_of(&tenant), [format!("atrium-{tenant}-chat"), status_service.clone()]);
+    // The status page keeps nothing: two copies, each on its own node.
+    let copies = running_on(&status_service);
+    assert!(copies.len() == 2 && copies[0] != copies[1], "two copies of the status page: {copies:?}");
     // The swarm instance's data is on one node, the one its service is pinned to.
     let holding = nodes_holding(&format!("atrium-{tenant}-chat-data"));
     assert_eq!(holding.len(), 1, "the chat volume is on exactly one node: {holding:?}");
@@ -106,7 +129,7 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
     let internal_url = internal_url.as_str().expect("an internal URL");
     assert!(internal_url.starts_with(&format!("http://{node_address}:")), "{internal_url} is on {node_address}");
     assert!(http_get(internal_url).contains("hello 1.1"), "{internal_url}");
-    for (name, version) in [("erp", "hello 1.1"), ("chat", "hello 1.1")] {
+    for (name, version) in [("erp", "hello 1.1"), ("chat", "hello 1.1"), ("status", "hello 1.1")] {
         let host = format!("{name}-{tenant}.{zone}");
         let (status, page) = https_get(&host, "/");
         assert_eq!(status, 200, "{name} at https://{host}/: {page}");
@@ -168,6 +191,27 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
     assert_eq!((status, moved_file.trim()), (200, marker.as_str()), "the data came back with it");
     assert_eq!(address_of(&erp_host), ["127.0.0.1"], "erp's subdomain points at the engine again");
     with_variables(&["plan", "-detailed-exitcode", "-input=false"]).expect_code(0, "plan after the move back");
+
+    // A third copy of the status page: in place, the same generation.
+    let three = "-var=status_replicas=3";
+    let plan =
+        with_variables(&["plan", "-detailed-exitcode", "-input=false", three]).expect_code(2, "plan of 3 copies");
+    let shown = plan.flat_output();
+    assert!(shown.contains("~ replicas") && shown.contains("2 -> 3") && shown.contains("1 to change"), "{shown}");
+    assert!(!shown.contains("must be replaced") && !shown.contains("version_deployed"), "{shown}");
+    with_variables(&["apply", "-auto-approve", "-input=false", three]).expect_code(0, "apply of 3 copies");
+    let mut copies = Vec::new();
+    for _ in 0..60 {
+        copies = running_on(&status_service);
+        if copies.len() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(copies.len(), 3, "three copies, one per node: {copies:?}");
+    let (status_code, page) = https_get(&format!("status-{tenant}.{zone}"), "/");
+    assert!(status_code == 200 && page.contains("hello 1.1"), "the status page: {status_code} {page}");
+    with_variables(&["plan", "-detailed-exitcode", "-input=false", three]).expect_code(0, "plan after 3 copies");
 
     with_variables(&["destroy", "-auto-approve", "-input=false"]).expect_code(0, "destroy");
     assert!(containers_on(&onprem, &tenant).is_empty());

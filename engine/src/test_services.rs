@@ -128,6 +128,7 @@ pub fn hello_spec(tenant: &str, version: &str) -> crate::model::app_instance::Ap
         version: version.into(),
         target: "local".into(),
         users: 5,
+        replicas: 1,
         resources: None,
         environment: std::collections::BTreeMap::new(),
         extra_volumes: std::collections::BTreeMap::new(),

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use atrium_engine::apply::app_instance::AppContext;
+use atrium_engine::backends::error_chain;
 use atrium_engine::backends::targets::Targets;
 use atrium_engine::catalog::Catalog;
 use atrium_engine::config::Orchestrator;
@@ -92,6 +93,15 @@ static SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// A drained node, made active again when this goes (even after a panic).
 struct Drained(String);
 
+impl Drained {
+    /// Drains `node` (its id or hostname).
+    fn node(node: &str) -> Drained {
+        let node_id = docker(&manager(), &["node", "inspect", node, "--format", "{{.ID}}"]).concat();
+        docker(&manager(), &["node", "update", "--availability", "drain", &node_id]);
+        Drained(node_id)
+    }
+}
+
 impl Drop for Drained {
     fn drop(&mut self) {
         docker_in_cleanup(&manager(), &["node", "update", "--availability", "active", &self.0]);
@@ -144,6 +154,14 @@ impl SwarmFixture {
             &manager(),
             &["service", "ls", "--filter", &format!("label=atrium.tenant={}", self.tenant), "--format", "{{.Name}}"],
         )
+    }
+
+    /// A route for `host` on the swarm's Caddy to the instance of `record`, as its domain's would be.
+    async fn put_route(&self, record: &AppInstanceRecord, host: &str) {
+        let handler = atrium_engine::apply::domain::proxy_to(&self.targets, record).await.unwrap().unwrap();
+        let route = atrium_engine::backends::ingress::RouteSpec { hostname: host.to_owned(), tls: false, handler };
+        let ingress = self.targets.ingress("local").await.unwrap();
+        ingress.put_route(&route, Duration::from_secs(30)).await.unwrap();
     }
 
     /// A Go template of the app's service, as `docker service inspect` renders it.
@@ -262,8 +280,7 @@ async fn a_drained_data_node_strands_the_instance_and_a_move_takes_it_off_with_i
     assert_eq!(holding.len(), 1, "{volume} is on one node: {holding:?}");
     let node_id = docker(&holding[0], &["info", "--format", "{{.Swarm.NodeID}}"]).concat();
     let hostname = docker(&holding[0], &["info", "--format", "{{.Name}}"]).concat();
-    docker(&manager(), &["node", "update", "--availability", "drain", &node_id]);
-    let drained = Drained(node_id);
+    let drained = Drained::node(&node_id);
 
     let mut health = InstanceHealth::Running;
     for _ in 0..60 {
@@ -310,6 +327,100 @@ async fn a_drained_data_node_strands_the_instance_and_a_move_takes_it_off_with_i
     }
 }
 
+/// The node holding an instance's data (hello with a PostgreSQL sidecar and
+/// backups) is drained, after a backup was copied to the off-site store on
+/// another engine: a restore of that copy, asked with `offsite_of`, brings
+/// the instance back on another node with its file and its row. The old
+/// node's copy stays until the node is back and the instance is destroyed
+/// with its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_data_node_is_left_by_a_restore_of_the_off_site_copy_onto_another_node() {
+    use atrium_engine::model::backup::RestoreRequest;
+    use atrium_engine::test_services::{SecondEngineCleanup, hello_with_database};
+    let _turn = SWARM.lock().await;
+    let mut fixture = SwarmFixture::with_catalog("offnode", hello_with_database).await;
+    let _store = SecondEngineCleanup { tenant: fixture.tenant.clone() };
+    // The store runs on the second engine; the swarm's tasks reach the host
+    // at the swarm bridge's address, where the store publishes its port.
+    let port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
+    let mut swarm = test_target("ATRIUM_TEST_SWARM_HOST");
+    swarm.orchestrator = Some(Orchestrator::Swarm);
+    swarm.encrypted_networks = Some(false);
+    swarm.offsite_backups = Some(atrium_engine::config::OffsiteBackupsDocument {
+        target: "cloud".into(),
+        address: format!("{}:{port}", service_variable("ATRIUM_TEST_SWARM_GATEWAY")),
+        password: Some(format!("offnode-{}-{port}-store", std::process::id())),
+    });
+    fixture.targets = Targets::new(BTreeMap::from([
+        ("local".to_owned(), swarm),
+        ("cloud".to_owned(), test_target("ATRIUM_TEST_DOCKER_HOST_2")),
+    ]));
+    let context = fixture.context(Duration::from_secs(120));
+    let spec = fixture.spec("1.1");
+    let deployed = context.deploy(&spec, None, None).await.unwrap_or_else(|e| panic!("{}", error_chain(&e))).record;
+    let runtime = fixture.targets.runtime("local").await.unwrap();
+    let app = format!("{}-g{}", fixture.service(), deployed.generation);
+    let write = ["sh", "-c", "echo 'kept off-site' > /www/data/kept.txt"].map(String::from);
+    assert_eq!(runtime.exec(&app, &write).await.unwrap().exit_code, Some(0));
+    let database = format!("atrium-{}-web-postgres", fixture.tenant);
+    let sql = |statement: &str| {
+        let script = format!("psql -h /run/postgresql -U hello -d hello -Atc \"{statement}\"");
+        ["sh".to_owned(), "-c".to_owned(), script]
+    };
+    let create = sql("create table notes (note text); insert into notes values ('a row')");
+    assert_eq!(runtime.exec(&database, &create).await.unwrap().exit_code, Some(0));
+    let backup = context.backup_now(&spec.id).await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+
+    let volume = format!("atrium-{}-web-data", fixture.tenant);
+    let holding = |volume: &str| -> Vec<String> {
+        nodes().into_iter().filter(|node| docker(node, &["volume", "ls", "-q"]).iter().any(|v| v == volume)).collect()
+    };
+    let old = holding(&volume);
+    assert_eq!(old.len(), 1, "{volume} is on one node: {old:?}");
+    let node_id = docker(&old[0], &["info", "--format", "{{.Swarm.NodeID}}"]).concat();
+    let drained = Drained::node(&node_id);
+    let mut health = InstanceHealth::Running;
+    for _ in 0..60 {
+        health = context.observe(&spec.id).await.unwrap().unwrap().1;
+        if health == InstanceHealth::Stranded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(health, InstanceHealth::Stranded);
+
+    // The restore of the off-site copy: the instance comes back on another
+    // node, with the file of its volume and the row of its database.
+    let restore = RestoreRequest { snapshot: "latest".into(), from: None, offsite_of: Some("local".into()) };
+    let restoring = AppInstanceSpec { restore: Some(restore), ..spec.clone() };
+    let restored = context.deploy(&restoring, None, None).await;
+    let restored = restored.unwrap_or_else(|e| panic!("{}", error_chain(&e))).record;
+    let now = holding(&volume);
+    assert_eq!(now.len(), 2, "a new copy on another node, the old one left: {now:?}");
+    let new_node = now.iter().find(|node| **node != old[0]).unwrap();
+    let new_address = new_node.trim_start_matches("tcp://").split(':').next().unwrap();
+    assert_eq!(restored.published_host.as_deref(), Some(new_address), "it runs on the new node");
+    let served = page(&restored, "/data/kept.txt").unwrap();
+    assert!(served.contains("kept off-site"), "the file is back: {served}");
+    let rows = runtime.exec(&database, &sql("select note from notes")).await.unwrap();
+    assert_eq!(rows.output.trim(), "a row", "the row is back");
+    assert_eq!(context.observe(&spec.id).await.unwrap().unwrap().1, InstanceHealth::Running);
+    let snapshots = context.snapshots(&spec.id).await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    assert!(!snapshots.iter().any(|s| s.id == backup.id), "the new node's repository starts anew: {snapshots:?}");
+
+    // The node is back: the instance stays where its data now is.
+    drop(drained);
+    let again = context.deploy(&restoring, None, None).await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    assert_eq!(again.record.published_host.as_deref(), Some(new_address));
+    assert!(page(&again.record, "/data/kept.txt").unwrap().contains("kept off-site"));
+
+    // Destroyed with its data: both copies go.
+    let destroy = AppInstanceSpec { delete_data_on_destroy: true, ..restoring.clone() };
+    context.deploy(&destroy, None, None).await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    context.destroy(&spec.id).await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    assert_eq!(holding(&volume), Vec::<String>::new(), "no copy is left");
+}
+
 /// `GET /` through the test Caddy's plain HTTP server, for `host`: (status, body).
 fn through_caddy(host: &str) -> (u16, String) {
     let port = service_variable("ATRIUM_TEST_CADDY_HTTP_PORT");
@@ -334,10 +445,7 @@ async fn a_stateless_task_moves_off_a_drained_node_and_its_route_follows() {
     let deployed = context.deploy(&fixture.spec("1.1"), None, None).await.unwrap().record;
     assert!(!fixture.inspect("{{json .Spec.TaskTemplate.Placement}}").contains("atrium.node"), "not pinned");
     let host = format!("{}.stateless.test", fixture.tenant);
-    let handler = atrium_engine::apply::domain::proxy_to(&fixture.targets, &deployed).await.unwrap().unwrap();
-    let route = atrium_engine::backends::ingress::RouteSpec { hostname: host.clone(), tls: false, handler };
-    let ingress = fixture.targets.ingress("local").await.unwrap();
-    ingress.put_route(&route, Duration::from_secs(30)).await.unwrap();
+    fixture.put_route(&deployed, &host).await;
     let (status, page) = through_caddy(&host);
     assert!(status == 200 && page.contains("hello 1.1"), "before the drain: {status} {page}");
 
@@ -349,9 +457,7 @@ async fn a_stateless_task_moves_off_a_drained_node_and_its_route_follows() {
     };
     let before = running_on();
     assert_eq!(before.len(), 1, "one task: {before:?}");
-    let node_id = docker(&manager(), &["node", "inspect", &before[0], "--format", "{{.ID}}"]).concat();
-    docker(&manager(), &["node", "update", "--availability", "drain", &node_id]);
-    let _drained = Drained(node_id);
+    let _drained = Drained::node(&before[0]);
     let mut after = Vec::new();
     for _ in 0..60 {
         after = running_on();
@@ -366,12 +472,130 @@ async fn a_stateless_task_moves_off_a_drained_node_and_its_route_follows() {
     assert!(after.len() == 1 && after != before, "the task moved off {before:?}: now on {after:?}");
     let (status, page) = through_caddy(&host);
     assert!(status == 200 && page.contains("hello 1.1"), "after the drain, through the same route: {status} {page}");
-    ingress.remove_route(&host, Duration::from_secs(30)).await.unwrap();
+    fixture.targets.ingress("local").await.unwrap().remove_route(&host, Duration::from_secs(30)).await.unwrap();
     context.destroy(&deployed.spec.id).await.unwrap();
     assert!(fixture.services().is_empty());
 }
 
 /// The overlay address of the running task of `service` (without its prefix length).
+/// A stateless app with two copies: each on its own node, both answering
+/// on the published port and behind one route; the manager's login file is
+/// in both; a copy on a drained node starts on the third; a count scaled
+/// out of band is drift, repaired; more copies than nodes are refused; one
+/// copy again at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_app_runs_several_copies_one_per_node() {
+    let _turn = SWARM.lock().await;
+    let fixture = SwarmFixture::with_catalog("copies", hello_stateless).await;
+    let context = fixture.context(Duration::from_secs(90));
+    let two = AppInstanceSpec { replicas: 2, ..fixture.spec("1.1") };
+    let deployed = context.deploy(&two, None, None).await.unwrap_or_else(|e| panic!("{}", error_chain(&e))).record;
+    let running_on = || -> Vec<String> {
+        let listed = docker(
+            &manager(),
+            &[
+                "service",
+                "ps",
+                &fixture.service(),
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Node}} {{.CurrentState}}",
+            ],
+        );
+        let mut nodes: Vec<String> = listed
+            .iter()
+            .filter(|line| line.contains(" Running"))
+            .filter_map(|line| line.split(' ').next().map(str::to_owned))
+            .collect();
+        nodes.sort();
+        nodes
+    };
+    let on = running_on();
+    assert!(on.len() == 2 && on[0] != on[1], "two copies on two nodes: {on:?}");
+    let port = deployed.published_port.expect("a published port");
+    let answering = |version: &str| {
+        service_variable("ATRIUM_TEST_SWARM_ADDRESSES")
+            .split(',')
+            .filter(|address| {
+                let record = AppInstanceRecord { published_host: Some((*address).to_owned()), ..deployed.clone() };
+                page(&record, "/").is_ok_and(|page| page.contains(&format!("hello {version}")))
+            })
+            .count()
+    };
+    assert_eq!(answering("1.1"), 2, "each copy answers on its node's port {port}");
+    let host = format!("{}.copies.test", fixture.tenant);
+    fixture.put_route(&deployed, &host).await;
+    let (status, body) = through_caddy(&host);
+    assert!(status == 200 && body.contains("hello 1.1"), "through the route: {status} {body}");
+
+    // The manager's login file (its password's hash) is in every copy.
+    let hash = &deployed.manager_password_hash;
+    let filter = format!("label=atrium.instance={}", deployed.spec.id);
+    let mut copies = 0;
+    for node in nodes() {
+        for container in docker(&node, &["ps", "-q", "--filter", &filter]) {
+            let conf = docker(&node, &["exec", &container, "cat", "/etc/httpd.conf"]).concat();
+            assert!(conf.contains(hash.as_str()), "the login file on {node}: {conf}");
+            copies += 1;
+        }
+    }
+    assert_eq!(copies, 2);
+
+    // Scaled out of band: drift, and the next deployment scales it back
+    // (the same generation).
+    docker(&manager(), &["service", "scale", "--detach", &format!("{}=3", fixture.service())]);
+    assert_eq!(context.observe(&deployed.spec.id).await.unwrap().unwrap().1, InstanceHealth::Drifted);
+    let repaired = context.deploy(&two, None, None).await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    assert_eq!(repaired.record.generation, deployed.generation);
+    assert_eq!(fixture.inspect("{{.Spec.Mode.Replicated.Replicas}}"), "2");
+
+    // A node running a copy is drained: the copy starts on the third node.
+    let mut on = Vec::new();
+    for _ in 0..60 {
+        on = running_on();
+        if on.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let drained = Drained::node(&on[0]);
+    let mut moved = Vec::new();
+    for _ in 0..60 {
+        moved = running_on();
+        if moved.len() == 2 && !moved.contains(&on[0]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(moved.len() == 2 && !moved.contains(&on[0]), "off {}: {moved:?}", on[0]);
+    let (status, body) = through_caddy(&host);
+    assert!(status == 200 && body.contains("hello 1.1"), "after the drain: {status} {body}");
+
+    // Three copies with two nodes that run tasks: refused, naming why.
+    let three = AppInstanceSpec { replicas: 3, ..two.clone() };
+    let refused = error_chain(&context.deploy(&three, None, None).await.unwrap_err());
+    assert!(refused.contains("2 of the swarm's 3 nodes can run tasks"), "{refused}");
+    assert_eq!(fixture.inspect("{{.Spec.Mode.Replicated.Replicas}}"), "2", "left as it was");
+    drop(drained);
+
+    // An upgrade rolls the copies to the new version one at a time.
+    let upgrade = AppInstanceSpec { version: "1.0".into(), ..two.clone() };
+    let upgraded = context.deploy(&upgrade, None, None).await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    assert_eq!(upgraded.record.generation, deployed.generation + 1);
+    assert_eq!(answering("1.0"), 2, "both copies run the new version");
+
+    // One copy again: scaled down where it runs.
+    let single = AppInstanceSpec { replicas: 1, ..upgrade.clone() };
+    let one = context.deploy(&single, None, None).await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    assert_eq!((one.record.spec.replicas, one.record.generation), (1, upgraded.record.generation));
+    assert_eq!(fixture.inspect("{{.Spec.Mode.Replicated.Replicas}}"), "1");
+    assert_eq!(context.observe(&deployed.spec.id).await.unwrap().unwrap().1, InstanceHealth::Running);
+    fixture.targets.ingress("local").await.unwrap().remove_route(&host, Duration::from_secs(30)).await.unwrap();
+    context.destroy(&deployed.spec.id).await.unwrap();
+    assert!(fixture.services().is_empty());
+}
+
 fn task_address(service: &str) -> String {
     let tasks = docker(&manager(), &["service", "ps", service, "--filter", "desired-state=running", "-q"]);
     let task = tasks.first().unwrap_or_else(|| panic!("{service} has a running task"));

@@ -3,6 +3,8 @@
 # together, each reached over HTTPS at its own platform subdomain. The swarm
 # runs each of the app's containers as a service, pinned to the node that
 # holds its data; the reverse proxy reaches it on every node of the swarm.
+# The status page keeps no data: it runs several copies on the swarm, one
+# per node (replicas), from the operator's catalog in ./catalog.
 terraform {
   required_providers {
     atrium = {
@@ -88,6 +90,12 @@ variable "erp_target" {
   default     = "initech-onprem"
 }
 
+variable "status_replicas" {
+  description = "How many copies of the status page run on the swarm (one per node)."
+  type        = number
+  default     = 2
+}
+
 variable "tenant_name" {
   description = "The tenant's name."
   type        = string
@@ -96,6 +104,7 @@ variable "tenant_name" {
 
 provider "atrium" {
   platform_zone = var.platform_zone
+  catalog_dir   = "${path.module}/catalog"
 
   targets = {
     initech-onprem = {
@@ -157,6 +166,15 @@ resource "atrium_app_instance" "chat" {
   users     = 120
 }
 
+resource "atrium_app_instance" "status" {
+  tenant_id = atrium_tenant.initech.id
+  name      = "status"
+  app       = "status"
+  target    = "cloud-fra1"
+  users     = 120
+  replicas  = var.status_replicas
+}
+
 resource "atrium_domain" "erp" {
   app_instance_id = atrium_app_instance.erp.id
   hostname        = "erp-${var.tenant_name}.${var.platform_zone}"
@@ -167,10 +185,16 @@ resource "atrium_domain" "chat" {
   hostname        = "chat-${var.tenant_name}.${var.platform_zone}"
 }
 
+resource "atrium_domain" "status" {
+  app_instance_id = atrium_app_instance.status.id
+  hostname        = "status-${var.tenant_name}.${var.platform_zone}"
+}
+
 output "urls" {
   description = "Each app at its platform subdomain, over HTTPS."
   value = {
-    erp  = "https://${atrium_domain.erp.hostname}/"
-    chat = "https://${atrium_domain.chat.hostname}/"
+    erp    = "https://${atrium_domain.erp.hostname}/"
+    chat   = "https://${atrium_domain.chat.hostname}/"
+    status = "https://${atrium_domain.status.hostname}/"
   }
 }

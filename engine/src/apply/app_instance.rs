@@ -223,6 +223,9 @@ fn render_with_backups(
 ) -> Result<(RenderedApp, Option<BackupJobs>), String> {
     let mut app = render(entry, input)?;
     add_extra_volumes(&mut app, spec);
+    if let Some(container) = app.containers.iter_mut().find(|c| c.role == ContainerRole::App) {
+        container.replicas = spec.replicas;
+    }
     let policy = BackupPolicy::for_tier(tenant.spec.tier)
         .with(spec.backup.as_ref())
         .map_err(|(attribute, reason)| format!("backup.{attribute}: {reason}"))?;
@@ -334,6 +337,12 @@ pub fn compare(observed: Option<&ObservedContainer>, rendered: &RenderedApp) -> 
     InstanceHealth::Running
 }
 
+/// Whether the app runs another number of copies than `planned` says
+/// (none: stopped, not this).
+fn rescaled(observed: &ObservedContainer, planned: &ContainerSpec) -> bool {
+    observed.replicas != 0 && observed.replicas != planned.replicas
+}
+
 /// A database password or an app's own secret: 28 letters and digits (about
 /// 160 bits), safe inside a URL and accepted by every app's password rules.
 fn generate_secret() -> String {
@@ -440,10 +449,16 @@ impl AppContext<'_> {
                     .listed_container(&record.spec.target, runtime.as_ref(), &sidecar.name)
                     .await
                     .map_err(runtime_error())?;
-                if !listed.is_some_and(|c| c.running) {
+                if !listed.is_some_and(|c| c.is_up()) {
                     health = InstanceHealth::Drifted;
                 }
             }
+        }
+        // Scaled out of band to another count of copies (to none, it is
+        // stopped): the next deployment scales it back.
+        if health == InstanceHealth::Running && observed.as_ref().is_some_and(|o| rescaled(o, rendered.app_container()))
+        {
+            health = InstanceHealth::Drifted;
         }
         // A move that did not finish left containers on its old target:
         // the next deployment removes them.
@@ -580,6 +595,16 @@ impl AppContext<'_> {
         let spec = &deploying;
         let slot = self.targets.deployment_slot(&spec.target).await;
         let redeploy = decision.is_none_or(|decision| decision.redeploy);
+        if restore_due && wanted_restore.is_some_and(|request| request.offsite_of.is_some()) {
+            // Its data comes from an off-site copy: a place that cannot run
+            // it (a swarm node drained or lost) is left for another, whose
+            // new volumes the restore fills.
+            let runtime = self.runtime(&spec.id, &spec.target).await?;
+            let placed = runtime.place_data_elsewhere(&spec.id.to_string()).await;
+            if let Some((from, to)) = placed.map_err(self.runtime_error(&spec.id, &spec.target))? {
+                tracing::warn!(instance = %spec.id, %from, %to, "restoring the off-site copy onto another node: the node holding the data cannot run the instance");
+            }
+        }
         let deployed = self.deploy_steps(spec, decision).await;
         // A new create that failed and left nothing (no row; its undo, if
         // any, complete) frees the name again. An interrupted create it was
@@ -692,18 +717,23 @@ impl AppContext<'_> {
         let container = crate::catalog::render_app_container_name(&record.spec, record.generation);
         let runtime_error = || self.runtime_error(&id, &record.spec.target);
         let rendered = self.render_record(record, &tenant)?;
-        let mut commands = Vec::new();
+        // The login files and the app reading them again are each copy's;
+        // the account the command makes is the app's, made once.
+        let mut runs = Vec::new();
         if !rendered.login_files.is_empty() {
             with_retries(self.deadline, || runtime.write_files(&container, &rendered.login_files))
                 .await
                 .map_err(runtime_error())?;
-            commands.extend(entry.manager_account.reload.clone());
+            if let Some(reload) = &entry.manager_account.reload {
+                runs.extend(runtime.exec_each(&container, reload).await.map_err(runtime_error())?);
+            }
         }
         let command = manager_command(entry, record, &tenant, password)
             .map_err(|reason| AppApplyError::Catalog { id: id.clone(), reason })?;
-        commands.extend(command);
-        for command in commands {
-            let ran = runtime.exec(&container, &command).await.map_err(runtime_error())?;
+        if let Some(command) = command {
+            runs.push(runtime.exec(&container, &command).await.map_err(runtime_error())?);
+        }
+        for ran in runs {
             if ran.exit_code == Some(0) {
                 continue;
             }
@@ -749,11 +779,13 @@ impl AppContext<'_> {
         let id = &record.spec.id;
         let runtime = self.runtime(id, &record.spec.target).await?;
         let container = crate::catalog::render_app_container_name(&record.spec, record.generation);
-        let ran = runtime.exec(&container, command).await.map_err(self.runtime_error(id, &record.spec.target))?;
-        if ran.exit_code == Some(0) {
-            return Ok(Ok(()));
+        // Every copy of the app is told (each keeps what it is told itself).
+        let runs = runtime.exec_each(&container, command).await;
+        let runs = runs.map_err(self.runtime_error(id, &record.spec.target))?;
+        match runs.into_iter().find(|ran| ran.exit_code != Some(0)) {
+            None => Ok(Ok(())),
+            Some(ran) => Ok(Err((ran.exit_code, ran.output.trim().chars().take(2000).collect()))),
         }
-        Ok(Err((ran.exit_code, ran.output.trim().chars().take(2000).collect())))
     }
 
     /// Tells the running app its public address (the catalog's
@@ -1114,16 +1146,19 @@ impl AppContext<'_> {
             // Sidecars whose spec label changed (the backup container when
             // the backup settings do) are replaced beside the running app.
             let mut changed_sidecars = Vec::new();
+            // Another number of copies scales the app where it runs.
+            let mut rescale = spec.replicas != record.spec.replicas;
             let matches = !redeploy || {
                 let observed = runtime
                     .inspect(&current.app_container().name)
                     .await
                     .map_err(self.runtime_error(&spec.id, &spec.target))?;
+                rescale |= observed.as_ref().is_some_and(|o| rescaled(o, current.app_container()));
                 let mut sidecars_run = true;
                 for sidecar in current.containers.iter().filter(|c| c.role != ContainerRole::App) {
                     let observed =
                         runtime.inspect(&sidecar.name).await.map_err(self.runtime_error(&spec.id, &spec.target))?;
-                    sidecars_run &= observed.as_ref().is_some_and(|c| c.running);
+                    sidecars_run &= observed.as_ref().is_some_and(|c| c.is_up());
                     if observed.is_some_and(|c| c.labels.get(labels::SPEC) != sidecar.labels.get(labels::SPEC)) {
                         changed_sidecars.push(sidecar.clone());
                     }
@@ -1141,6 +1176,9 @@ impl AppContext<'_> {
                 };
                 let mut steps: Vec<Box<dyn Step<DeployContext<'_>>>> =
                     vec![Box::new(Leftovers { instance: spec.id.clone(), keep: Some(record.generation) })];
+                if rescale {
+                    changed_sidecars.push(current.app_container().clone());
+                }
                 for after in changed_sidecars {
                     let before = recorded.containers.iter().find(|c| c.name == after.name).cloned();
                     steps.push(Box::new(Container { before, after }));
@@ -1732,6 +1770,9 @@ impl<'a> Step<DeployContext<'a>> for Volume {
     }
 }
 
+/// How long a deployment waits for the backup container to run.
+const BACKUP_STARTS_WITHIN: Duration = Duration::from_secs(30);
+
 /// A container, started and healthy; its undo puts back the one it replaced
 /// (a sidecar) or removes it (a new generation's app container).
 struct Container {
@@ -1749,13 +1790,26 @@ impl<'a> Step<DeployContext<'a>> for Container {
         runtime.ensure_container(&self.after).await.map_err(StepError::from_backend)?;
         // The backup container's health says whether the last scheduled
         // backup failed, checked once a minute: there is no readiness to
-        // wait for (Docker would say `starting` for that first minute).
+        // wait for (Docker would say `starting` for that first minute), only
+        // its start (a swarm's task starts a moment after its service, and
+        // is `starting` until its first check).
         if self.after.role == ContainerRole::Sidecar(crate::catalog::BACKUP_ROLE.to_owned()) {
-            let observed = runtime.inspect(&self.after.name).await.map_err(StepError::from_backend)?;
-            return match observed {
-                Some(container) if container.running => Ok(()),
-                _ => Err(StepError::permanent(format!("the backup container {} stopped", self.after.name))),
-            };
+            let started = tokio::time::Instant::now();
+            loop {
+                let observed = runtime.inspect(&self.after.name).await.map_err(StepError::from_backend)?;
+                if observed.is_some_and(|container| container.is_up()) {
+                    return Ok(());
+                }
+                if started.elapsed() >= BACKUP_STARTS_WITHIN
+                    || crate::backends::retry::remaining(context.app.deadline).is_zero()
+                {
+                    return Err(StepError::permanent(format!(
+                        "the backup container {} stopped (it did not run within {BACKUP_STARTS_WITHIN:?})",
+                        self.after.name
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
         }
         let remaining = crate::backends::retry::remaining(context.app.deadline);
         runtime.wait_healthy(&self.after.name, remaining).await.map_err(StepError::from_backend)

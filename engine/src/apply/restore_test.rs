@@ -255,6 +255,7 @@ mod tests {
                 version: "5.0".into(),
                 target: "local".into(),
                 users: 10,
+                replicas: 1,
                 resources: None,
                 environment: Default::default(),
                 extra_volumes: Default::default(),

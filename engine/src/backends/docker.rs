@@ -393,6 +393,14 @@ impl Runtime for DockerRuntime {
     }
 
     async fn ensure_container(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        if spec.replicas != 1 {
+            return Err(RuntimeError::Replicas {
+                target: self.target.clone(),
+                container: spec.name.clone(),
+                replicas: spec.replicas,
+                reason: "a Docker engine runs one copy of a container; several run on a swarm target".to_owned(),
+            });
+        }
         match self.api().inspect_container(&spec.name, None::<InspectContainerOptions>).await {
             Ok(existing) => {
                 let existing_labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
@@ -515,6 +523,7 @@ impl Runtime for DockerRuntime {
                     published_port,
                     published_host: None,
                     networks,
+                    replicas: 1,
                 }
             })
             .collect())
@@ -583,6 +592,7 @@ impl Runtime for DockerRuntime {
             published_port,
             published_host: None,
             networks,
+            replicas: 1,
         }))
     }
 

@@ -54,6 +54,19 @@ pub struct ObservedContainer {
     pub published_host: Option<String>,
     /// The networks the container is attached to, by name.
     pub networks: Vec<String>,
+    /// How many copies are meant to run: 1 for a container (0 on a swarm
+    /// scaled to nothing).
+    pub replicas: u32,
+}
+
+impl ObservedContainer {
+    /// Whether its process runs: running, or a swarm task that is
+    /// `starting` until its first health check passes (Docker says
+    /// `running` of such a container). A sidecar whose check runs rarely
+    /// (the backup container's, once a minute) is up long before.
+    pub fn is_up(&self) -> bool {
+        self.running || self.health == "starting"
+    }
 }
 
 /// What a command run in a container printed, and how it ended.
@@ -109,6 +122,8 @@ pub enum RuntimeError {
     JobDeadline { target: String, container: String, waited: Duration, output: String },
     #[error("cannot copy volume {volume} on target {target}: {reason}")]
     Copy { target: String, volume: String, reason: String },
+    #[error("cannot run {replicas} copies of {container} on target {target}: {reason}")]
+    Replicas { target: String, container: String, replicas: u32, reason: String },
 }
 
 impl RuntimeError {
@@ -122,6 +137,7 @@ impl RuntimeError {
             | RuntimeError::HealthDeadline { .. }
             | RuntimeError::JobDeadline { .. }
             | RuntimeError::Copy { .. }
+            | RuntimeError::Replicas { .. }
             | RuntimeError::NotSwarmManager { .. }
             | RuntimeError::NodeUnreachable { .. } => {
                 return false;
@@ -210,7 +226,13 @@ pub trait Runtime: Send + Sync {
     /// code and the end of its output. A container of the same name left by
     /// an interrupted run is removed first.
     async fn run_once(&self, spec: &ContainerSpec, deadline: Duration) -> Result<CommandOutput, RuntimeError>;
-    /// Writes files (absolute path → content) into a managed container, running or not.
+    /// Runs a command in every running copy of a container (a swarm's
+    /// replicas): for what changes the container itself (files it reads
+    /// again, a page it serves), never the app's shared data.
+    async fn exec_each(&self, name: &str, command: &[String]) -> Result<Vec<CommandOutput>, RuntimeError> {
+        Ok(vec![self.exec(name, command).await?])
+    }
+    /// Writes files (absolute path → content) into a managed container (every copy of it), running or not.
     async fn write_files(&self, name: &str, files: &BTreeMap<String, String>) -> Result<(), RuntimeError>;
     /// Sends a managed volume's content into `sink` as a tar stream (owners,
     /// modes and times kept), read through a container made from `image`
@@ -227,6 +249,15 @@ pub trait Runtime: Send + Sync {
         image: &str,
         source: ArchiveReceiver,
     ) -> Result<u64, RuntimeError>;
+    /// The place holding instance `instance`'s (`TENANT/NAME`) data cannot
+    /// run it (a cluster's node drained or lost): another place is chosen,
+    /// where its volumes are made anew, empty, for a restore to fill; what
+    /// the old place holds is left there. Returns where the data was and
+    /// where it goes; `None` when its place can run it (nothing changes),
+    /// and on a runtime with one place (an engine).
+    async fn place_data_elsewhere(&self, _instance: &str) -> Result<Option<(String, String)>, RuntimeError> {
+        Ok(None)
+    }
     /// Where the reverse proxy beside the target reaches a container
     /// published on `port` (on `seen_on`, where the runtime reported it):
     /// the engine's own loopback, or every schedulable node of a cluster.

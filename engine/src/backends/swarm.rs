@@ -68,6 +68,8 @@ const CONTAINER_LABEL: &str = "atrium.container";
 /// replaced, which removing the new one rolls back to. Cleared when the old
 /// generation is removed, which ends the upgrade.
 const REPLACES_LABEL: &str = "atrium.replaces";
+/// On a service: how many tasks it runs when started (stopping scales it to 0).
+const REPLICAS_LABEL: &str = "atrium.replicas";
 /// On a service's configuration files (Swarm configs): the service they belong to.
 const SERVICE_LABEL: &str = "atrium.service";
 /// Published ports Atrium chooses for services: below Linux's ephemeral range.
@@ -87,6 +89,8 @@ struct SwarmNode {
     label: Option<String>,
     engine: Option<String>,
     address: Option<String>,
+    /// Its engine is up, as the managers see it.
+    ready: bool,
     /// Ready and active: tasks may be placed there.
     schedulable: bool,
     version: u64,
@@ -197,6 +201,7 @@ impl SwarmRuntime {
                     label: node_labels.get(NODE_LABEL).cloned(),
                     engine: node_labels.get(ENGINE_LABEL).cloned(),
                     address: status.addr.filter(|a| !a.is_empty() && a != "0.0.0.0"),
+                    ready: status.state == Some(NodeState::READY),
                     schedulable: status.state == Some(NodeState::READY)
                         && matches!(spec.availability, Some(NodeSpecAvailabilityEnum::ACTIVE) | None),
                     version: node.version.and_then(|v| v.index).unwrap_or(0),
@@ -248,14 +253,7 @@ impl SwarmRuntime {
             return Ok(node);
         }
         let services = self.managed_services().await?;
-        let pinned: Vec<(Option<String>, String)> = services
-            .iter()
-            .filter_map(|service| {
-                let spec = service.spec.as_ref()?;
-                let labels = spec.labels.as_ref()?;
-                Some((labels.get(labels::INSTANCE).cloned(), pinned_label(spec)?))
-            })
-            .collect();
+        let pinned = pinned_services(&services);
         if let Some((_, label)) = pinned.iter().find(|(owner, _)| owner.as_deref() == Some(instance)) {
             if let Some(node) = by_label(label) {
                 placements.insert(instance.to_owned(), label.clone());
@@ -269,42 +267,63 @@ impl SwarmRuntime {
                 ),
             });
         }
+        // Volumes of the instance on several nodes: the ones made last are
+        // its data (the others were left on a node it was restored away from).
+        let mut newest: Option<(String, &SwarmNode)> = None;
         for node in &nodes {
             let Ok(engine) = self.engine(node).await else { continue };
             let volumes = engine.list_managed_volumes().await?;
-            if volumes.iter().any(|volume| volume.labels.get(labels::INSTANCE).map(String::as_str) == Some(instance)) {
-                let label = node.label.clone().unwrap_or_else(|| node.hostname.clone());
-                placements.insert(instance.to_owned(), label);
-                return Ok(node.clone());
+            let made = volumes
+                .iter()
+                .filter(|volume| volume.labels.get(labels::INSTANCE).map(String::as_str) == Some(instance))
+                .map(|volume| volume.created_at.clone().unwrap_or_default())
+                .max();
+            if let Some(made) = made
+                && newest.as_ref().is_none_or(|(newest, _)| made > *newest)
+            {
+                newest = Some((made, node));
             }
         }
-        let mut load: HashMap<&str, usize> = HashMap::new();
-        for (_, label) in &pinned {
-            *load.entry(label.as_str()).or_default() += 1;
+        if let Some((_, node)) = newest {
+            let label = node.label.clone().unwrap_or_else(|| node.hostname.clone());
+            placements.insert(instance.to_owned(), label);
+            return Ok(node.clone());
         }
-        for label in placements.values() {
-            *load.entry(label.as_str()).or_default() += 1;
-        }
-        // Among the least loaded, a hash of the instance decides, so that
-        // instances placed at once by several processes still spread.
-        let candidates: Vec<&SwarmNode> =
-            nodes.iter().filter(|node| node.schedulable && node.label.is_some()).collect();
-        let rotation = usize::from(sha2::Sha256::digest(instance.as_bytes())[0]);
-        let chosen = candidates
-            .iter()
-            .enumerate()
-            .min_by_key(|(index, node)| {
-                let pinned_there = load.get(node.label.as_deref().unwrap_or_default()).copied().unwrap_or(0);
-                (pinned_there, (index + rotation) % candidates.len())
-            })
-            .map(|(_, node)| (*node).clone())
-            .ok_or_else(|| RuntimeError::NodeUnreachable {
-                target: self.target.clone(),
-                node: "(any)".to_owned(),
-                reason: "no node of the swarm is ready and active".to_owned(),
-            })?;
+        let placed = pinned.iter().map(|(_, label)| label.as_str()).chain(placements.values().map(String::as_str));
+        let chosen = least_loaded(instance, &nodes, placed).ok_or_else(|| self.no_node_ready())?.clone();
         placements.insert(instance.to_owned(), chosen.label.clone().unwrap_or_default());
         Ok(chosen)
+    }
+
+    /// Several copies need a container without volumes (data is on one
+    /// node) and as many nodes that can run tasks (one copy per node).
+    async fn check_replicas(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        let refused = |reason: String| RuntimeError::Replicas {
+            target: self.target.clone(),
+            container: spec.name.clone(),
+            replicas: spec.replicas,
+            reason,
+        };
+        if !spec.mounts.is_empty() {
+            return Err(refused("it has volumes, and a container with data runs once, where its data is".to_owned()));
+        }
+        let nodes = self.nodes().await?;
+        let schedulable = nodes.iter().filter(|node| node.schedulable).count();
+        if usize::try_from(spec.replicas).unwrap_or(usize::MAX) > schedulable {
+            return Err(refused(format!(
+                "each copy runs on its own node (they publish the same port), and {schedulable} of the swarm's {} nodes can run tasks now",
+                nodes.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn no_node_ready(&self) -> RuntimeError {
+        RuntimeError::NodeUnreachable {
+            target: self.target.clone(),
+            node: "(any)".to_owned(),
+            reason: "no node of the swarm is ready and active".to_owned(),
+        }
     }
 
     /// The node holding an instance's data, when tasks may run there; else
@@ -320,7 +339,7 @@ impl SwarmRuntime {
             target: self.target.clone(),
             node: node.hostname.clone(),
             reason: format!(
-                "it holds the data of instance {instance} and cannot run tasks (availability {availability}, or down); Atrium does not start the instance on another node with empty volumes. Make the node active again (docker node update --availability active {}), or move the instance to another target (its data is copied from the node while the node's engine answers), or restore a backup into a new instance",
+                "it holds the data of instance {instance} and cannot run tasks (availability {availability}, or down); Atrium does not start the instance on another node with empty volumes. Make the node active again (docker node update --availability active {}), or move the instance to another target (its data is copied from the node while the node's engine answers), or restore its off-site backup onto another node (restore with offsite_of)",
                 node.hostname
             ),
         })
@@ -422,31 +441,41 @@ impl SwarmRuntime {
 
     /// The running task of a service, its node and container.
     async fn running_container(&self, name: &str) -> Result<(Arc<DockerRuntime>, String), RuntimeError> {
+        let mut running = self.running_containers(name).await?;
+        Ok(running.swap_remove(0))
+    }
+
+    /// The container of every running task of a container's service (one
+    /// per copy), each with its node's engine; at least one.
+    async fn running_containers(&self, name: &str) -> Result<Vec<(Arc<DockerRuntime>, String)>, RuntimeError> {
         let Ok(service) = self.resolve(name).await? else {
             return Err(RuntimeError::NoRunningTask { target: self.target.clone(), service: name.to_owned() });
         };
         let tasks = self.tasks_of(&service_id(&service)).await?;
-        let running = tasks.iter().find(|task| {
+        let nodes = self.nodes().await?;
+        let mut running = Vec::new();
+        for task in tasks.iter().filter(|task| {
             task.desired_state == Some(TaskState::RUNNING)
                 && task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
-        });
-        let Some(task) = running else {
+        }) {
+            let container = task
+                .status
+                .as_ref()
+                .and_then(|s| s.container_status.as_ref())
+                .and_then(|c| c.container_id.clone())
+                .unwrap_or_default();
+            let node_id = task.node_id.clone().unwrap_or_default();
+            let node = nodes.iter().find(|node| node.id == node_id).ok_or_else(|| RuntimeError::NodeUnreachable {
+                target: self.target.clone(),
+                node: node_id.clone(),
+                reason: "the node running its task is no longer in the swarm".to_owned(),
+            })?;
+            running.push((self.engine(node).await?, container));
+        }
+        if running.is_empty() {
             return Err(RuntimeError::NoRunningTask { target: self.target.clone(), service: name.to_owned() });
-        };
-        let container = task
-            .status
-            .as_ref()
-            .and_then(|s| s.container_status.as_ref())
-            .and_then(|c| c.container_id.clone())
-            .unwrap_or_default();
-        let node_id = task.node_id.clone().unwrap_or_default();
-        let nodes = self.nodes().await?;
-        let node = nodes.iter().find(|node| node.id == node_id).ok_or_else(|| RuntimeError::NodeUnreachable {
-            target: self.target.clone(),
-            node: node_id.clone(),
-            reason: "the node running its task is no longer in the swarm".to_owned(),
-        })?;
-        Ok((self.engine(node).await?, container))
+        }
+        Ok(running)
     }
 
     /// The service spec for a container spec, placed on `pinned` (a node label) when it holds data.
@@ -502,8 +531,10 @@ impl SwarmRuntime {
         };
         // A task with data stops before its new one starts: two never share
         // its files, and a host-mode port takes one task per node, the one
-        // node that holds the data. Without data, the new task starts first.
-        let start_first = spec.mounts.is_empty();
+        // node that holds the data. Without data, the new task starts first;
+        // with several copies, one per node, each stops before its new task
+        // starts (the others serve meanwhile).
+        let start_first = spec.mounts.is_empty() && spec.replicas == 1;
         // How long Swarm watches a new task before it counts the update a
         // success: the health check's whole first verdict.
         let monitor = health.map_or(5_000_000_000, |h| h.interval_nanoseconds * 2);
@@ -526,9 +557,16 @@ impl SwarmRuntime {
                     delay: Some(1_000_000_000),
                     ..Default::default()
                 }),
-                placement: pinned.map(|label| TaskSpecPlacement {
-                    constraints: Some(vec![format!("node.labels.{NODE_LABEL}=={label}")]),
-                    ..Default::default()
+                // Never none: an update from a placement to none crashes the
+                // swarm's manager (Docker 20.10's updater reads the new
+                // placement's constraints without checking it is there).
+                placement: Some(match pinned {
+                    Some(label) => TaskSpecPlacement {
+                        constraints: Some(vec![format!("node.labels.{NODE_LABEL}=={label}")]),
+                        ..Default::default()
+                    },
+                    // Each copy publishes the same host-mode port: one per node.
+                    None => TaskSpecPlacement { max_replicas: Some(1), ..Default::default() },
                 }),
                 networks: Some(vec![NetworkAttachmentConfig {
                     target: Some(spec.network.clone()),
@@ -538,7 +576,7 @@ impl SwarmRuntime {
                 ..Default::default()
             }),
             mode: Some(ServiceSpecMode {
-                replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
+                replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(spec.replicas)) }),
                 ..Default::default()
             }),
             // Two tasks never share one volume: a role with data stops
@@ -585,6 +623,7 @@ impl SwarmRuntime {
             hex(&sha2::Sha256::digest(serde_json::to_vec(&specification).unwrap_or_default()))[..16].to_owned();
         service_labels.insert(SERVICE_DIGEST_LABEL.to_owned(), digest);
         service_labels.insert(CONTAINER_LABEL.to_owned(), spec.name.clone());
+        service_labels.insert(REPLICAS_LABEL.to_owned(), spec.replicas.to_string());
         specification.labels = Some(service_labels);
         specification
     }
@@ -762,16 +801,20 @@ impl SwarmRuntime {
             .and_then(|task| task.node_id.as_deref())
             .and_then(|node| addresses.get(node))
             .map(|address| (*address).to_owned());
-        // A task with a health check turns `running` only once it is healthy.
+        // A task with a health check turns `running` only once it is
+        // healthy: until then it is `starting`. (Which services have a check
+        // cannot be read back: Docker names the field `Healthcheck`, bollard
+        // `HealthCheck`. A task without one is `starting` only for the
+        // moment its container starts.)
         let health = match (state, container.health_check.is_some()) {
             _ if !running && stranded => super::STRANDED,
             (Some(TaskState::RUNNING), true) => "healthy",
-            (Some(TaskState::STARTING), true) => "starting",
+            (Some(TaskState::STARTING), _) => "starting",
             _ => "none",
         };
         let mut service_labels: BTreeMap<String, String> =
             spec.labels.clone().unwrap_or_default().into_iter().collect();
-        for internal in [SERVICE_DIGEST_LABEL, CONTAINER_LABEL, REPLACES_LABEL] {
+        for internal in [SERVICE_DIGEST_LABEL, CONTAINER_LABEL, REPLACES_LABEL, REPLICAS_LABEL] {
             service_labels.remove(internal);
         }
         let mut attached: Vec<String> = template
@@ -804,6 +847,7 @@ impl SwarmRuntime {
             published_port: published_port(service),
             published_host: running_on,
             networks: attached,
+            replicas: replicas_of(&spec).and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
         }
     }
 }
@@ -883,6 +927,43 @@ fn pinned_label(spec: &ServiceSpec) -> Option<String> {
         .find_map(|constraint| constraint.replace(' ', "").strip_prefix(&prefix).map(str::to_owned))
 }
 
+/// The instance (its `atrium.instance` label) and node label of every pinned service.
+fn pinned_services(services: &[Service]) -> Vec<(Option<String>, String)> {
+    services
+        .iter()
+        .filter_map(|service| {
+            let spec = service.spec.as_ref()?;
+            let labels = spec.labels.as_ref()?;
+            Some((labels.get(labels::INSTANCE).cloned(), pinned_label(spec)?))
+        })
+        .collect()
+}
+
+/// The schedulable node where the fewest of `placed` (node labels, one per
+/// pinned service or placement) are; among the least loaded, a hash of the
+/// instance decides, so that instances placed at once by several processes
+/// still spread.
+fn least_loaded<'n, 'p>(
+    instance: &str,
+    nodes: &'n [SwarmNode],
+    placed: impl Iterator<Item = &'p str>,
+) -> Option<&'n SwarmNode> {
+    let mut load: HashMap<&str, usize> = HashMap::new();
+    for label in placed {
+        *load.entry(label).or_default() += 1;
+    }
+    let candidates: Vec<&SwarmNode> = nodes.iter().filter(|node| node.schedulable && node.label.is_some()).collect();
+    let rotation = usize::from(sha2::Sha256::digest(instance.as_bytes())[0]);
+    candidates
+        .iter()
+        .enumerate()
+        .min_by_key(|(index, node)| {
+            let pinned_there = load.get(node.label.as_deref().unwrap_or_default()).copied().unwrap_or(0);
+            (pinned_there, (index + rotation) % candidates.len())
+        })
+        .map(|(_, node)| *node)
+}
+
 fn published_port(service: &Service) -> Option<u16> {
     let ports = service.spec.as_ref()?.endpoint_spec.as_ref()?.ports.as_ref()?;
     ports.iter().find_map(|port| port.published_port).and_then(|port| u16::try_from(port).ok())
@@ -896,10 +977,11 @@ fn image_of(spec: Option<&ServiceSpec>) -> Option<&str> {
 /// the old spec's task still runs.
 fn newest_of_spec<'a>(service: &Service, tasks: &'a [Task]) -> Option<&'a Task> {
     let current = service.spec.as_ref().and_then(|s| s.task_template.as_ref());
-    tasks
-        .iter()
-        .filter(|task| runs_spec(task, current))
-        .max_by_key(|task| task.version.as_ref().and_then(|v| v.index).unwrap_or(0))
+    // A task Swarm still wants running comes first: one that it shut down
+    // (on a drained node, say) may have changed since.
+    tasks.iter().filter(|task| runs_spec(task, current)).max_by_key(|task| {
+        (task.desired_state == Some(TaskState::RUNNING), task.version.as_ref().and_then(|v| v.index).unwrap_or(0))
+    })
 }
 
 /// Whether a task runs the given task template's container (image, environment, labels).
@@ -1026,12 +1108,38 @@ impl Runtime for SwarmRuntime {
 
     async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
         for node in self.nodes().await? {
+            if !node.ready {
+                // A copy left on a node that is down stays there (its engine cannot be asked).
+                tracing::warn!(target = %self.target, node = %node.hostname, volume = name, "the node is down: a copy of the volume there is left");
+                continue;
+            }
             self.engine(&node).await?.remove_volume(name).await?;
         }
         Ok(())
     }
 
+    async fn place_data_elsewhere(&self, instance: &str) -> Result<Option<(String, String)>, RuntimeError> {
+        let from = match self.data_node(instance).await {
+            Ok(node) if node.schedulable => return Ok(None),
+            Ok(node) => node.hostname,
+            Err(RuntimeError::NodeUnreachable { node, .. }) => node,
+            Err(error) => return Err(error),
+        };
+        let nodes = self.nodes().await?;
+        let services = self.managed_services().await?;
+        let pinned = pinned_services(&services);
+        let mut placements = self.placements.lock().await;
+        let placed = pinned.iter().map(|(_, label)| label.as_str()).chain(placements.values().map(String::as_str));
+        let chosen = least_loaded(instance, &nodes, placed).ok_or_else(|| self.no_node_ready())?.clone();
+        placements.insert(instance.to_owned(), chosen.label.clone().unwrap_or_default());
+        tracing::warn!(target = %self.target, %instance, from = %from, to = %chosen.hostname, "the instance's data node cannot run it: its data goes onto another node, empty until a restore fills it");
+        Ok(Some((from, chosen.hostname)))
+    }
+
     async fn ensure_container(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        if spec.replicas > 1 {
+            self.check_replicas(spec).await?;
+        }
         let pinned = if spec.mounts.is_empty() {
             None
         } else {
@@ -1060,10 +1168,11 @@ impl Runtime for SwarmRuntime {
         let running = container_of(&existing);
         let unchanged = service_label(&existing, SERVICE_DIGEST_LABEL)
             == wanted.labels.as_ref().and_then(|l| l.get(SERVICE_DIGEST_LABEL)).map(String::as_str)
+            && existing.spec.as_ref().and_then(pinned_label) == pinned
             && running == spec.name
             && image_of(existing.spec.as_ref()) == Some(spec.image.as_str());
         if unchanged {
-            return self.scale(existing, 1).await;
+            return self.scale(existing, i64::from(spec.replicas)).await;
         }
         if running != spec.name {
             // A new generation of the app: Swarm rolls the service to it,
@@ -1130,7 +1239,8 @@ impl Runtime for SwarmRuntime {
         let Ok(service) = self.resolve(name).await? else {
             return Err(RuntimeError::NoRunningTask { target: self.target.clone(), service: name.to_owned() });
         };
-        self.scale(service, 1).await
+        let replicas = service_label(&service, REPLICAS_LABEL).and_then(|n| n.parse().ok()).unwrap_or(1);
+        self.scale(service, replicas).await
     }
 
     async fn list_managed(&self) -> Result<Vec<ObservedContainer>, RuntimeError> {
@@ -1230,9 +1340,23 @@ impl Runtime for SwarmRuntime {
                 Some(ServiceUpdateStatusStateEnum::UPDATING) => last = update_message(&service),
                 _ => {
                     let tasks = self.tasks_of(&service_id(&service)).await?;
+                    // Every copy of the spec runs (healthy: Swarm says
+                    // `running` only then), not only the newest.
+                    let template = service.spec.as_ref().and_then(|s| s.task_template.as_ref());
+                    let wanted = service.spec.as_ref().and_then(replicas_of).unwrap_or(1);
+                    let running = tasks
+                        .iter()
+                        .filter(|task| runs_spec(task, template) && task.desired_state == Some(TaskState::RUNNING))
+                        .filter(|task| task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+                        .count();
                     if let Some(task) = newest_of_spec(&service, &tasks) {
                         match task.status.as_ref().and_then(|s| s.state) {
-                            Some(TaskState::RUNNING) if task.desired_state == Some(TaskState::RUNNING) => return Ok(()),
+                            Some(TaskState::RUNNING)
+                                if task.desired_state == Some(TaskState::RUNNING)
+                                    && i64::try_from(running).unwrap_or(i64::MAX) >= wanted =>
+                            {
+                                return Ok(());
+                            }
                             Some(TaskState::FAILED | TaskState::REJECTED) => return Err(unhealthy(task_failure(task))),
                             _ => last = task_failure(task),
                         }
@@ -1286,8 +1410,18 @@ impl Runtime for SwarmRuntime {
     }
 
     async fn write_files(&self, name: &str, files: &BTreeMap<String, String>) -> Result<(), RuntimeError> {
-        let (engine, container) = self.running_container(name).await?;
-        engine.write_files(&container, files).await
+        for (engine, container) in self.running_containers(name).await? {
+            engine.write_files(&container, files).await?;
+        }
+        Ok(())
+    }
+
+    async fn exec_each(&self, name: &str, command: &[String]) -> Result<Vec<CommandOutput>, RuntimeError> {
+        let mut outputs = Vec::new();
+        for (engine, container) in self.running_containers(name).await? {
+            outputs.push(engine.exec(&container, command).await?);
+        }
+        Ok(outputs)
     }
 
     /// The manager's requests and every node engine's (the manager's own

@@ -93,6 +93,12 @@ impl Targets {
         self.configured.keys().map(String::as_str).collect()
     }
 
+    /// The names of the targets that are Docker Swarm clusters.
+    pub fn swarm_names(&self) -> Vec<&str> {
+        let swarm = |document: &TargetDocument| document.orchestrator == Some(crate::config::Orchestrator::Swarm);
+        self.configured.iter().filter(|(_, document)| swarm(document)).map(|(name, _)| name.as_str()).collect()
+    }
+
     /// A target's configuration.
     pub fn document(&self, target: &str) -> Result<&TargetDocument, TargetError> {
         self.configured

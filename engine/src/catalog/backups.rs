@@ -234,6 +234,7 @@ impl OffsiteStore {
             capabilities: Vec::new(),
             user: None,
             read_only: true,
+            replicas: 1,
         })
     }
 }

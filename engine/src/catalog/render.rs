@@ -296,6 +296,7 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
             user: sidecar.user.clone(),
             read_only: sidecar.read_only,
             host_port: None,
+            replicas: 1,
         });
     }
 
@@ -356,6 +357,7 @@ pub fn render(entry: &CatalogEntry, input: &RenderInput<'_>) -> Result<RenderedA
         user: entry.user.clone(),
         read_only: entry.read_only,
         host_port: None,
+        replicas: 1,
     });
     if entry.backup.is_some() {
         volumes.push(VolumeSpec { name: backup_volume_name(input.tenant, input.instance), labels: labels.clone() });

@@ -188,6 +188,7 @@ pub async fn plan(session: &Session, kind: ObjectKind, prior: Option<&Draft>, co
             let facts = AppFacts {
                 catalog: session.platform.catalog(),
                 targets: session.platform.targets.names(),
+                swarm_targets: session.platform.targets.swarm_names(),
                 tenant: tenant.as_ref(),
                 recorded: recorded.as_ref(),
             };
@@ -316,8 +317,11 @@ pub async fn apply(
                 return Ok(KindApplied::default());
             };
             let document: AppInstanceDocument = typed("app instance", after)?;
-            let targets = session.platform.targets.names();
-            let instance_context = InstanceContext { catalog: Some(context.catalog), targets: Some(targets) };
+            let instance_context = InstanceContext {
+                catalog: Some(context.catalog),
+                targets: Some(session.platform.targets.names()),
+                swarm_targets: Some(session.platform.targets.swarm_names()),
+            };
             let spec = spec_from_document(&document, &instance_context).map_err(|e| invalid("app instance", e))?;
             let decision: Option<AppDecision> = decision.and_then(|d| serde_json::from_value(d.clone()).ok());
             let deployment =

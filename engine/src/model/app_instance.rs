@@ -122,6 +122,14 @@ pub struct AppInstanceDocument {
     pub target: String,
     /// How many users the app is licensed for; at most the tenant's `user_quota`.
     pub users: u32,
+    /// How many copies of the app run (1 to 9, default 1), each on its own node of a swarm target, behind
+    /// the instance's domains (the proxy goes to the next one when one does not answer). Only on a `swarm`
+    /// target, and only for apps whose app container keeps nothing (no volume in the catalog entry or in
+    /// `customizations.volumes`): an app with data runs once, where its data is. Sidecars run once. At
+    /// most one per node that can run tasks. A change rolls the app to a new generation, one copy at a time.
+    #[serde(default)]
+    #[schemars(extend("x-atrium-defaulted" = true))]
+    pub replicas: Option<u32>,
     /// CPU and memory limits. Default: the catalog's limits for the tenant's tier.
     #[serde(default)]
     pub resources: Option<Resources>,
@@ -251,6 +259,8 @@ pub struct AppInstanceDraft {
     #[serde(default)]
     pub users: Option<serde_json::Number>,
     #[serde(default)]
+    pub replicas: Option<serde_json::Number>,
+    #[serde(default)]
     pub resources: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default)]
     pub customizations: Option<Customizations>,
@@ -281,6 +291,8 @@ pub struct AppInstanceSpec {
     pub version: String,
     pub target: String,
     pub users: u32,
+    /// Copies of the app container (more than one only on a swarm, for an app without volumes).
+    pub replicas: u32,
     pub resources: Option<Resources>,
     pub environment: BTreeMap<String, String>,
     pub extra_volumes: BTreeMap<String, String>,
@@ -430,6 +442,11 @@ impl AppInstanceRecord {
             None if spec.password_version == 0 => None,
             _ => Some(spec.password_version),
         };
+        // Keep the user's spelling: unset and 1 mean the same.
+        let replicas = match current.and_then(|current| current.replicas) {
+            None if spec.replicas == 1 => None,
+            _ => Some(spec.replicas),
+        };
         // Keep the user's spelling: `backup = {}` sets nothing, as unset does.
         let setting = |backup: Option<BackupSettings>| backup.filter(|b| *b != BackupSettings::default());
         let backup = match current.and_then(|current| current.backup.clone()) {
@@ -444,6 +461,7 @@ impl AppInstanceRecord {
             version: Some(spec.version.clone()),
             target: spec.target.clone(),
             users: spec.users,
+            replicas,
             resources: spec.resources.clone(),
             customizations,
             admin_password: None,

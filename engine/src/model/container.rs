@@ -55,6 +55,9 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     /// Whether its root filesystem is read-only.
     pub read_only: bool,
+    /// How many copies run: 1, or more for an app container without
+    /// volumes on a swarm (one per node).
+    pub replicas: u32,
 }
 
 /// A data volume, fully decided.

@@ -61,7 +61,7 @@ fn file_digests(files: &BTreeMap<String, String>) -> BTreeMap<&str, String> {
 /// Compares what the registry records with what is desired, attribute by attribute.
 fn attribute_changes(before: &AppInstanceSpec, after: &AppInstanceSpec) -> Vec<(AttributeChange, bool)> {
     // (attribute, before, after, forces replacement, redeploys)
-    let fields: [(&'static str, String, String, bool, bool); 15] = [
+    let fields: [(&'static str, String, String, bool, bool); 16] = [
         ("tenant_id", quoted(before.id.tenant_id.as_str()), quoted(after.id.tenant_id.as_str()), true, true),
         ("name", quoted(&before.id.name), quoted(&after.id.name), true, true),
         ("app", quoted(&before.app), quoted(&after.app), true, true),
@@ -69,6 +69,8 @@ fn attribute_changes(before: &AppInstanceSpec, after: &AppInstanceSpec) -> Vec<(
         ("channel", quoted(&before.channel), quoted(&after.channel), false, true),
         ("version", quoted(&before.version), quoted(&after.version), false, true),
         ("users", before.users.to_string(), after.users.to_string(), false, true),
+        // Scales the running generation.
+        ("replicas", before.replicas.to_string(), after.replicas.to_string(), false, false),
         ("resources", json(&before.resources), json(&after.resources), false, true),
         ("customizations.environment", json(&before.environment), json(&after.environment), false, true),
         ("customizations.volumes", json(&before.extra_volumes), json(&after.extra_volumes), false, true),
@@ -92,6 +94,13 @@ fn attribute_changes(before: &AppInstanceSpec, after: &AppInstanceSpec) -> Vec<(
             (AttributeChange { attribute: attribute.to_owned(), before, after, forces_replacement }, redeploys)
         })
         .collect()
+}
+
+/// Whether the apply restores an off-site copy into the instance (a new or
+/// changed `restore` with `offsite_of`): one that is stranded then goes onto
+/// another node.
+fn restores_elsewhere(spec: &AppInstanceSpec, record: &AppInstanceRecord) -> bool {
+    spec.restore != record.spec.restore && spec.restore.as_ref().is_some_and(|restore| restore.offsite_of.is_some())
 }
 
 /// Plans one app instance against what exists under its identity and how its container looks.
@@ -128,7 +137,11 @@ pub fn plan_app_instance(
             let (action, redeploy, reason) = if !replacing.is_empty() {
                 (Action::Replace, true, format!("changing {} forces replacement", replacing.join(", ")))
             } else if health == InstanceHealth::Stranded && record.spec.target == spec.target {
-                let why = "the swarm node holding its data is drained or down: the apply fails until the node runs tasks again, or change target to move it with its data";
+                let why = if restores_elsewhere(spec, record) {
+                    "the swarm node holding its data is drained or down: the restore puts its off-site backup onto another node"
+                } else {
+                    "the swarm node holding its data is drained or down: the apply fails until the node runs tasks again, or change target to move it with its data, or restore its off-site backup onto another node"
+                };
                 (Action::Update, true, why.to_owned())
             } else if record.spec.target != spec.target {
                 let others: Vec<&str> = names.iter().copied().filter(|name| *name != "target").collect();
@@ -186,6 +199,8 @@ const REDEPLOYING: [&str; 8] =
 pub struct AppFacts<'a> {
     pub catalog: &'a Catalog,
     pub targets: Vec<&'a str>,
+    /// Those of `targets` that are swarms.
+    pub swarm_targets: Vec<&'a str>,
     pub tenant: Option<&'a TenantRecord>,
     pub recorded: Option<&'a AppInstanceRecord>,
 }
@@ -222,7 +237,11 @@ pub fn named_ids(config: &Draft) -> (Option<TenantId>, Option<AppInstanceId>) {
 /// values that only a deployment knows left unknown.
 pub fn plan_instance(prior: Option<&Draft>, config: Option<&Draft>, facts: &AppFacts<'_>) -> AppPlan {
     let Some(config) = config else { return AppPlan::default() };
-    let context = InstanceContext { catalog: Some(facts.catalog), targets: Some(facts.targets.clone()) };
+    let context = InstanceContext {
+        catalog: Some(facts.catalog),
+        targets: Some(facts.targets.clone()),
+        swarm_targets: Some(facts.swarm_targets.clone()),
+    };
     let draft: AppInstanceDraft = match config.typed("app instance") {
         Ok(draft) => draft,
         Err(refused) => return refused,
@@ -250,13 +269,19 @@ pub fn plan_instance(prior: Option<&Draft>, config: Option<&Draft>, facts: &AppF
     warnings.extend(restore_warning(&draft, facts.recorded));
     warnings.extend(move_warning(&draft, facts.recorded));
     if prior.and_then(|p| p.str("status")) == Some(InstanceHealth::Stranded.as_str())
-        && facts.recorded.is_some_and(|record| draft.target.as_deref() == Some(record.spec.target.as_str()))
+        && let Some(record) = facts.recorded
+        && draft.target.as_deref() == Some(record.spec.target.as_str())
     {
-        warnings.push(ValidationError::new(
-            AttributePath::root("target"),
-            "The node holding the instance's data is unavailable",
-            "the swarm node holding this instance's data is drained or down (status \"stranded\"), and Atrium does not start it on another node with empty volumes: make the node active again (docker node update --availability active NODE), or change target to move the instance with its data (copied from the node while its engine answers), or restore a backup into a new instance. Applying as it is fails and names the node",
-        ));
+        match stranded_restore(&draft, record) {
+            Err(refusal) => return AppPlan::refused(vec![refusal]),
+            Ok(warning) => {
+                // It says what the restore does there, instead of the usual warning.
+                if warning.attribute == AttributePath::root("restore") {
+                    warnings.retain(|other| other.attribute != warning.attribute);
+                }
+                warnings.push(warning);
+            }
+        }
     }
 
     let mut attributes: Vec<(&'static str, Planned)> =
@@ -472,6 +497,44 @@ fn restore_warning(draft: &AppInstanceDraft, recorded: Option<&AppInstanceRecord
     Some(ValidationError::new(AttributePath::root("restore"), "Apply restores data", detail))
 }
 
+/// What the plan says of an instance whose swarm node holding its data is
+/// drained or down (status `stranded`): the ways out, or, when the apply
+/// restores an off-site copy, that the data comes back on another node. A
+/// restore of its own backups is refused: they are on that node too.
+fn stranded_restore(draft: &AppInstanceDraft, record: &AppInstanceRecord) -> Result<ValidationError, ValidationError> {
+    let wanted = draft.restore.as_ref();
+    let field = |name: &str| wanted.and_then(|restore| restore.get(name)).and_then(serde_json::Value::as_str);
+    let done = record.spec.restore.as_ref();
+    let changed = wanted.is_some()
+        && done.is_none_or(|done| {
+            field("snapshot") != Some(done.snapshot.as_str())
+                || field("from") != done.from.as_deref()
+                || field("offsite_of") != done.offsite_of.as_deref()
+        });
+    if !changed {
+        return Ok(ValidationError::new(
+            AttributePath::root("target"),
+            "The node holding the instance's data is unavailable",
+            "the swarm node holding this instance's data is drained or down (status \"stranded\"), and Atrium does not start it on another node with empty volumes: make the node active again (docker node update --availability active NODE), or change target to move the instance with its data (copied from the node while its engine answers), or restore its latest off-site backup onto another node (restore = { snapshot = \"latest\", offsite_of = TARGET }, TARGET the target whose offsite_backups copies it). Applying as it is fails and names the node",
+        ));
+    }
+    let Some(offsite_of) = field("offsite_of") else {
+        return Err(ValidationError::new(
+            AttributePath::root("restore").attribute("offsite_of"),
+            "The instance's backups are on the unavailable node",
+            "the swarm node holding this instance's data (status \"stranded\") holds its backups too: restore an off-site copy instead, with offsite_of naming the target whose offsite_backups copies it (e.g. this instance's own target)",
+        ));
+    };
+    Ok(ValidationError::new(
+        AttributePath::root("restore"),
+        "Apply restores the instance onto another node",
+        format!(
+            "the swarm node holding this instance's data is drained or down (status \"stranded\"): the apply makes its volumes anew on another node of the swarm, starts it there, and restores snapshot {} of the off-site copy {offsite_of} keeps into them; what the old node holds is left there (a destroy with delete_data_on_destroy removes it while that node is up)",
+            field("snapshot").unwrap_or("latest")
+        ),
+    ))
+}
+
 /// More people use the app than the instance's `users`, as the app counted
 /// them at the last refresh: a warning, for apps that have no limit of their
 /// own (those that have one refuse the extra users themselves).
@@ -502,6 +565,51 @@ pub struct InstanceContext<'a> {
     pub catalog: Option<&'a Catalog>,
     /// Target names from the configuration.
     pub targets: Option<Vec<&'a str>>,
+    /// Those that are swarms.
+    pub swarm_targets: Option<Vec<&'a str>>,
+}
+
+/// The most copies of an app an instance may run.
+pub const MAX_REPLICAS: u64 = 9;
+
+/// Whether `replicas` copies of the app may run: 1 anywhere; more only on a
+/// swarm target (where known) and for an app container without volumes.
+fn replicas_allowed(
+    replicas: &serde_json::Number,
+    draft: &AppInstanceDraft,
+    entry: Option<&CatalogEntry>,
+    swarm_targets: Option<&[&str]>,
+) -> Result<(), String> {
+    let Some(count) = replicas.as_u64().filter(|n| (1..=MAX_REPLICAS).contains(n)) else {
+        return Err(format!("{replicas} is not a replica count: use a whole number from 1 to {MAX_REPLICAS}"));
+    };
+    if count == 1 {
+        return Ok(());
+    }
+    if let (Some(target), Some(swarms)) = (draft.target.as_deref(), swarm_targets)
+        && !swarms.contains(&target)
+    {
+        return Err(format!(
+            "target {target:?} is a Docker engine, which runs one copy of an app: use replicas = 1, or a swarm target ({})",
+            if swarms.is_empty() { "none is configured".to_owned() } else { quoted_list(swarms) }
+        ));
+    }
+    if let Some(entry) = entry
+        && !entry.volumes.is_empty()
+    {
+        return Err(format!(
+            "{} keeps data in volumes ({}), and an app with data runs once, where its data is: use replicas = 1",
+            entry.name,
+            quoted_list(&entry.volumes.keys().map(String::as_str).collect::<Vec<_>>())
+        ));
+    }
+    if let Some(volumes) = draft.customizations.as_ref().and_then(|c| c.volumes.as_ref()).filter(|v| !v.is_empty()) {
+        return Err(format!(
+            "customizations.volumes gives the app volumes ({}), and an app with data runs once, where its data is: use replicas = 1",
+            quoted_list(&volumes.keys().map(String::as_str).collect::<Vec<_>>())
+        ));
+    }
+    Ok(())
 }
 
 /// Every problem with the known attributes of an app instance, each naming its attribute.
@@ -574,6 +682,14 @@ pub fn validate_draft(draft: &AppInstanceDraft, context: &InstanceContext<'_>) -
             }),
         );
     }
+    check(
+        AttributePath::root("replicas"),
+        "Invalid replica count",
+        draft
+            .replicas
+            .as_ref()
+            .map(|replicas| replicas_allowed(replicas, draft, entry, context.swarm_targets.as_deref())),
+    );
     check(
         AttributePath::root("users"),
         "Invalid user count",
@@ -900,6 +1016,7 @@ pub fn spec_from_document(
         version: document.version.clone(),
         target: Some(document.target.clone()),
         users: Some(serde_json::Number::from(document.users)),
+        replicas: document.replicas.map(serde_json::Number::from),
         resources: document.resources.as_ref().map(|r| {
             BTreeMap::from([
                 ("cpus".to_owned(), serde_json::json!(r.cpus)),
@@ -947,6 +1064,7 @@ pub fn spec_from_document(
         version,
         target: document.target.clone(),
         users: document.users,
+        replicas: document.replicas.unwrap_or(1),
         resources: document.resources.clone(),
         environment: customizations.environment.unwrap_or_default(),
         extra_volumes: customizations.volumes.unwrap_or_default(),
@@ -975,6 +1093,7 @@ mod tests {
             version: version.into(),
             target: "lyon-onprem".into(),
             users: 10,
+            replicas: 1,
             resources: None,
             environment: BTreeMap::new(),
             extra_volumes: BTreeMap::new(),
@@ -1034,6 +1153,42 @@ mod tests {
             moving.reason
         );
         assert!(moving.attribute_changes.iter().all(|change| !change.forces_replacement));
+    }
+
+    #[test]
+    fn a_stranded_instance_restores_an_off_site_copy_onto_another_node_and_never_its_own_backups() {
+        let existing = record(spec("acme", "web", "1.0"));
+        let draft = |restore: serde_json::Value| AppInstanceDraft {
+            restore: serde_json::from_value(restore).unwrap(),
+            ..AppInstanceDraft::default()
+        };
+        let ways = stranded_restore(&draft(serde_json::Value::Null), &existing).unwrap();
+        assert_eq!(ways.attribute, AttributePath::root("target"));
+        assert!(ways.detail.contains("change target") && ways.detail.contains("offsite_of"), "{}", ways.detail);
+        let own = draft(serde_json::json!({"snapshot": "latest"}));
+        let refused = stranded_restore(&own, &existing).unwrap_err();
+        assert_eq!(refused.attribute, AttributePath::root("restore").attribute("offsite_of"));
+        assert!(refused.detail.contains("holds its backups too"), "{}", refused.detail);
+        let offsite = draft(serde_json::json!({"snapshot": "latest", "offsite_of": "cloud-fra1"}));
+        let restoring = stranded_restore(&offsite, &existing).unwrap();
+        assert_eq!(restoring.attribute, AttributePath::root("restore"));
+        assert!(restoring.detail.contains("another node") && restoring.detail.contains("cloud-fra1"));
+        let request = crate::model::backup::RestoreRequest {
+            snapshot: "latest".into(),
+            from: None,
+            offsite_of: Some("cloud-fra1".into()),
+        };
+        let mut done = existing.clone();
+        done.spec.restore = Some(request.clone());
+        let again = stranded_restore(&offsite, &done).unwrap();
+        assert_eq!(again.attribute, AttributePath::root("target"), "a restore done before is no way out now");
+
+        let mut wanted = spec("acme", "web", "1.0");
+        wanted.restore = Some(request);
+        let planned = plan_app_instance(Some(&wanted), Some((&existing, InstanceHealth::Stranded))).unwrap();
+        assert!(planned.reason.contains("onto another node"), "{}", planned.reason);
+        let after = plan_app_instance(Some(&wanted), Some((&done, InstanceHealth::Stranded))).unwrap();
+        assert!(after.reason.contains("the apply fails"), "{}", after.reason);
     }
 
     #[test]
@@ -1102,7 +1257,7 @@ mod draft_plan_tests {
     fn recorded(password: &str) -> AppInstanceRecord {
         let document: AppInstanceDocument = serde_json::from_value(config_json()).unwrap();
         let catalog = Catalog::built_in();
-        let context = InstanceContext { catalog: Some(&catalog), targets: None };
+        let context = InstanceContext { catalog: Some(&catalog), targets: None, swarm_targets: None };
         AppInstanceRecord {
             spec: spec_from_document(&document, &context).unwrap(),
             generation: 4,
@@ -1166,6 +1321,7 @@ mod draft_plan_tests {
         let facts = AppFacts {
             catalog: &catalog,
             targets: vec!["lyon-onprem", "cloud-fra1"],
+            swarm_targets: vec!["cloud-fra1"],
             tenant: Some(&active),
             recorded: Some(&record),
         };
@@ -1223,8 +1379,13 @@ mod draft_plan_tests {
         let mut restored = record.clone();
         restored.spec.restore =
             Some(RestoreRequest { snapshot: "1a2b3c4d".into(), from: Some("acme/other".into()), offsite_of: None });
-        let facts =
-            |recorded| AppFacts { catalog: &catalog, targets: vec!["lyon-onprem"], tenant: Some(&active), recorded };
+        let facts = |recorded| AppFacts {
+            catalog: &catalog,
+            targets: vec!["lyon-onprem"],
+            swarm_targets: vec![],
+            tenant: Some(&active),
+            recorded,
+        };
         let redmine = |restore: serde_json::Value, unknown: &[&str]| {
             config(json!({"app": "redmine", "version": "5.0", "restore": restore}), unknown)
         };
@@ -1311,6 +1472,7 @@ mod draft_plan_tests {
         let facts = |tenant: &'static str| AppFacts {
             catalog: &catalog,
             targets: vec!["lyon-onprem", "cloud-fra1"],
+            swarm_targets: vec!["cloud-fra1"],
             tenant: match tenant {
                 "suspended" => Some(&suspended),
                 "none" => None,
@@ -1412,6 +1574,7 @@ mod draft_plan_tests {
             let facts = AppFacts {
                 catalog: &catalog,
                 targets: vec!["lyon-onprem", "cloud-fra1"],
+                swarm_targets: vec!["cloud-fra1"],
                 tenant: Some(&active),
                 recorded: Some(record),
             };
@@ -1427,7 +1590,13 @@ mod draft_plan_tests {
     #[test]
     fn bad_input_is_refused_with_the_attribute_and_no_decision() {
         let catalog = Catalog::built_in();
-        let facts = AppFacts { catalog: &catalog, targets: vec!["lyon-onprem"], tenant: None, recorded: None };
+        let facts = AppFacts {
+            catalog: &catalog,
+            targets: vec!["lyon-onprem"],
+            swarm_targets: vec![],
+            tenant: None,
+            recorded: None,
+        };
         let plan = plan_instance(None, Some(&config(json!({"target": "mars", "users": 0}), &[])), &facts);
         let paths: Vec<String> = plan.errors.iter().map(|e| e.attribute.to_string()).collect();
         assert_eq!(paths, ["target", "users"]);
@@ -1441,7 +1610,11 @@ mod validation_tests {
     use crate::model::app_instance::*;
 
     fn context(catalog: &Catalog) -> InstanceContext<'_> {
-        InstanceContext { catalog: Some(catalog), targets: Some(vec!["lyon-onprem", "cloud-fra1"]) }
+        InstanceContext {
+            catalog: Some(catalog),
+            targets: Some(vec!["lyon-onprem", "cloud-fra1"]),
+            swarm_targets: Some(vec!["cloud-fra1"]),
+        }
     }
 
     fn check(json: serde_json::Value, expected_paths: &[&str]) {
@@ -1450,6 +1623,37 @@ mod validation_tests {
         let paths: Vec<String> =
             validate_draft(&draft, &context(&catalog)).iter().map(|e| e.attribute.to_string()).collect();
         assert_eq!(paths, expected_paths, "{json}");
+    }
+
+    #[test]
+    fn several_replicas_run_only_on_a_swarm_for_an_app_without_volumes() {
+        let directory = tempfile::tempdir().unwrap();
+        let stateless = crate::test_services::hello_stateless(directory.path());
+        let errors = |catalog: &Catalog, json: serde_json::Value| -> Vec<String> {
+            let draft: AppInstanceDraft = serde_json::from_value(json).unwrap();
+            validate_draft(&draft, &context(catalog)).iter().map(|e| format!("{}: {}", e.attribute, e.detail)).collect()
+        };
+        let on = |target: &str, replicas: serde_json::Value| serde_json::json!({"app": "hello", "target": target, "replicas": replicas});
+        assert_eq!(errors(&stateless, on("cloud-fra1", 3.into())), Vec::<String>::new());
+        assert_eq!(errors(&stateless, on("lyon-onprem", 1.into())), Vec::<String>::new());
+        for wrong in [0, 10] {
+            let refused = errors(&stateless, on("cloud-fra1", wrong.into()));
+            assert!(
+                refused.len() == 1 && refused[0].starts_with("replicas: ") && refused[0].contains("1 to 9"),
+                "{refused:?}"
+            );
+        }
+        let engine = errors(&stateless, on("lyon-onprem", 2.into()));
+        assert!(
+            engine.len() == 1 && engine[0].contains("Docker engine") && engine[0].contains("\"cloud-fra1\""),
+            "{engine:?}"
+        );
+        let with_data = errors(&Catalog::built_in(), on("cloud-fra1", 2.into()));
+        assert!(with_data.len() == 1 && with_data[0].contains("keeps data in volumes (\"data\")"), "{with_data:?}");
+        let mut customized = on("cloud-fra1", 2.into());
+        customized["customizations"] = serde_json::json!({"volumes": {"uploads": "/www/uploads"}});
+        let customized = errors(&stateless, customized);
+        assert!(customized.len() == 1 && customized[0].contains("customizations.volumes"), "{customized:?}");
     }
 
     #[test]

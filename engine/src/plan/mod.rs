@@ -34,7 +34,10 @@ pub fn validate_known(kind: ObjectKind, known: serde_json::Value) -> Vec<Validat
     match kind {
         ObjectKind::Tenant => typed(known, "tenant", |draft: crate::model::tenant::TenantDraft| draft.validate()),
         ObjectKind::AppInstance => typed(known, "app instance", |draft| {
-            app_instance::validate_draft(&draft, &app_instance::InstanceContext { catalog: None, targets: None })
+            app_instance::validate_draft(
+                &draft,
+                &app_instance::InstanceContext { catalog: None, targets: None, swarm_targets: None },
+            )
         }),
         ObjectKind::Domain => typed(known, "domain", |draft: crate::model::domain::DomainDraft| {
             draft.validate(&crate::model::domain::DomainContext { platform_zone: None })

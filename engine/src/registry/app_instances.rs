@@ -12,7 +12,7 @@ use crate::model::backup::{BackupSettings, RestoreRequest};
 
 const COLUMNS: &str = "tenant, name, app, channel, version, target, users, resources, environment, extra_volumes, \
     delete_data_on_destroy, generation, previous_version, deployed_at, published_port, secrets, owner, created_at, \
-    files, manager_password_hash, password_version, welcome_state, password_given, backup, restore, published_host, moved_from";
+    files, manager_password_hash, password_version, welcome_state, password_given, backup, restore, published_host, moved_from, replicas";
 
 fn record_from_row(row: &AnyRow) -> Result<AppInstanceRecord, RegistryError> {
     let corrupt = |detail: String| RegistryError::Corrupt { detail: format!("app_instances: {detail}") };
@@ -43,6 +43,7 @@ fn record_from_row(row: &AnyRow) -> Result<AppInstanceRecord, RegistryError> {
             version: text("version")?,
             target: text("target")?,
             users: u32::try_from(number("users")?).map_err(|e| corrupt(e.to_string()))?,
+            replicas: u32::try_from(number("replicas")?).map_err(|e| corrupt(e.to_string()))?,
             resources,
             environment: json_map("environment")?,
             extra_volumes: json_map("extra_volumes")?,
@@ -111,12 +112,12 @@ impl Registry {
         let spec = &record.spec;
         let sql = sqlx::AssertSqlSafe(format!(
             "INSERT INTO app_instances ({COLUMNS}, updated_at) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20, $21, $22, $23, $24, $25, $26, $27, $28, $19) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $19) \
              ON CONFLICT (tenant, name) DO UPDATE SET app = $3, channel = $4, version = $5, target = $6, users = $7, \
              resources = $8, environment = $9, extra_volumes = $10, delete_data_on_destroy = $11, generation = $12, \
              previous_version = $13, deployed_at = $14, published_port = $15, secrets = $16, updated_at = $19, \
              files = $20, manager_password_hash = $21, password_version = $22, welcome_state = $23, password_given = $24, \
-             backup = $25, restore = $26, published_host = $27, moved_from = $28"
+             backup = $25, restore = $26, published_host = $27, moved_from = $28, replicas = $29"
         ));
         sqlx::query(sql)
             .bind(spec.id.tenant_id.as_str().to_owned())
@@ -147,6 +148,7 @@ impl Registry {
             .bind(spec.restore.as_ref().map(json))
             .bind(record.published_host.clone())
             .bind(record.moved_from.clone())
+            .bind(i64::from(spec.replicas))
             .execute(&self.pool)
             .await
             .map_err(query_error("record app instance"))?;

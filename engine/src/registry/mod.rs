@@ -146,6 +146,7 @@ fn migrations() -> Vec<Migration> {
             include_str!("../../migrations/0014_app_instance_published_host.sql"),
         ),
         migration(15, "app instance moved from", include_str!("../../migrations/0015_app_instance_moved_from.sql")),
+        migration(16, "app instance replicas", include_str!("../../migrations/0016_app_instance_replicas.sql")),
     ]
 }
 

@@ -35,6 +35,7 @@ fn validate(config: &Value) -> Vec<pb::Diagnostic> {
 pub struct PlanContext<'a> {
     pub catalog: &'a Catalog,
     pub targets: Vec<&'a str>,
+    pub swarm_targets: Vec<&'a str>,
     pub registry: &'a Registry,
     /// Snapshots of the registry, shared with refreshes: a plan of many
     /// instances reads the registry once per window, not once per instance.
@@ -76,6 +77,7 @@ async fn plan(
     let facts = AppFacts {
         catalog: context.catalog,
         targets: context.targets.clone(),
+        swarm_targets: context.swarm_targets.clone(),
         tenant: tenant.as_ref(),
         recorded: recorded.as_ref(),
     };
@@ -171,8 +173,11 @@ async fn apply(
     let mut document = document_from(planned).map_err(|d| vec![d])?;
     // The write-only password is only in the configuration, never in the plan.
     document.admin_password = config.get("admin_password").as_str().map(str::to_owned);
-    let targets = context.targets.names();
-    let instance_context = InstanceContext { catalog: Some(context.catalog), targets: Some(targets) };
+    let instance_context = InstanceContext {
+        catalog: Some(context.catalog),
+        targets: Some(context.targets.names()),
+        swarm_targets: Some(context.targets.swarm_names()),
+    };
     let spec = spec_from_document(&document, &instance_context)
         .map_err(|errors| errors.iter().map(diagnostics::from_validation).collect::<Vec<_>>())?;
     let deployment = context.deploy(&spec, create, decision).await.map_err(|error| vec![apply_error(&error)])?;
@@ -255,6 +260,7 @@ impl Resource for AppInstance {
         let context = PlanContext {
             catalog: provider.catalog(),
             targets: provider.platform.targets.names(),
+            swarm_targets: provider.platform.targets.swarm_names(),
             registry: provider.registry(),
             observations: &provider.app_observations,
         };
