@@ -952,27 +952,44 @@ struct MoveCase {
     catalog: Catalog,
     targets: Targets,
     tenant: String,
+    /// The test services' variable naming the Docker endpoint of target `other`.
+    other_host: &'static str,
 }
 
 /// What the data volume holds when the move starts.
 const MOVED_FILE: &str = "written before the move";
 
 impl MoveCase {
+    /// A move from the test engine to the second engine.
     async fn open(name: String, _: Change) -> Box<dyn Case> {
+        Box::new(MoveCase::to(name, "ATRIUM_TEST_DOCKER_HOST_2", test_target("ATRIUM_TEST_DOCKER_HOST_2")).await)
+    }
+
+    /// A move from the test engine to the three-node swarm.
+    async fn open_to_swarm(name: String, _: Change) -> Box<dyn Case> {
+        let mut swarm = test_target("ATRIUM_TEST_SWARM_HOST");
+        swarm.orchestrator = Some(atrium_engine::config::Orchestrator::Swarm);
+        // This machine's kernel has no IPsec for Swarm's encrypted overlay networks.
+        swarm.encrypted_networks = Some(false);
+        Box::new(MoveCase::to(name, "ATRIUM_TEST_SWARM_HOST", swarm).await)
+    }
+
+    async fn to(name: String, other_host: &'static str, other: atrium_engine::config::TargetDocument) -> MoveCase {
         let directory = tempfile::tempdir().expect("a temporary directory");
         let registry = registry_with_tenant(directory.path(), &name).await;
         let targets = Targets::new(BTreeMap::from([
             ("local".to_owned(), test_target("ATRIUM_TEST_DOCKER_HOST")),
-            ("other".to_owned(), test_target("ATRIUM_TEST_DOCKER_HOST_2")),
+            ("other".to_owned(), other),
         ]));
-        Box::new(MoveCase {
+        MoveCase {
             _directory: directory,
             registry,
             observations: AppObservations::default(),
             catalog: Catalog::built_in(),
             targets,
             tenant: name,
-        })
+            other_host,
+        }
     }
 
     fn spec(&self, target: &str) -> AppInstanceSpec {
@@ -1008,7 +1025,7 @@ impl MoveCase {
             .collect();
         let host = service_variable(match target {
             "local" => "ATRIUM_TEST_DOCKER_HOST",
-            _ => "ATRIUM_TEST_DOCKER_HOST_2",
+            _ => self.other_host,
         });
         let network = format!("atrium-{}", self.tenant);
         let output = tokio::process::Command::new("docker")
@@ -1052,7 +1069,8 @@ impl MoveCase {
         let file = self.file_on(serving, &app).await?;
         ensure(file == MOVED_FILE, || format!("the data on {serving} holds {file:?}, not {MOVED_FILE:?}"))?;
         let published = record.published_port.ok_or_else(|| "the row has no published port".to_owned())?;
-        let page = reqwest::get(format!("http://127.0.0.1:{published}/")).await.map_err(|e| e.to_string())?;
+        let host = record.published_host.as_deref().unwrap_or("127.0.0.1");
+        let page = reqwest::get(format!("http://{host}:{published}/")).await.map_err(|e| e.to_string())?;
         ensure(page.status().is_success(), || format!("the recorded port {published} answers {}", page.status()))?;
         let (containers, volumes, _) = self.on(other).await?;
         ensure(containers.is_empty() && (copy || volumes.is_empty()), || {
@@ -1117,5 +1135,20 @@ async fn every_step_of_a_move_fails_in_turn_and_leaves_it_serving_from_the_old_t
     let steps =
         every_step_fails_as("mv", Change::Update, |name, change| Box::pin(MoveCase::open(name, change)), &failures)
             .await;
+    assert!(steps >= 7, "the move stops, copies, starts, records, routes and leaves: {steps} steps");
+}
+
+/// The same from an engine to the swarm: its volumes are made on the node
+/// the instance is placed on, and its containers are services.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_of_a_move_to_a_swarm_fails_in_turn_and_leaves_it_serving_from_the_engine() {
+    let failures = [InjectedFailure::After, InjectedFailure::Crash];
+    let steps = every_step_fails_as(
+        "mvs",
+        Change::Update,
+        |name, change| Box::pin(MoveCase::open_to_swarm(name, change)),
+        &failures,
+    )
+    .await;
     assert!(steps >= 7, "the move stops, copies, starts, records, routes and leaves: {steps} steps");
 }
