@@ -389,6 +389,16 @@ async fn a_drained_data_node_is_left_by_a_restore_of_the_off_site_copy_onto_anot
     }
     assert_eq!(health, InstanceHealth::Stranded);
 
+    // From a target that keeps no off-site copy: refused before anything moves.
+    let nowhere = RestoreRequest { snapshot: "latest".into(), from: None, offsite_of: Some("cloud".into()) };
+    let refused = context.deploy(&AppInstanceSpec { restore: Some(nowhere), ..spec.clone() }, None, None).await;
+    let refused = error_chain(&refused.unwrap_err());
+    assert!(
+        refused.contains("nothing was changed") && refused.contains("target cloud sends its backups to no"),
+        "{refused}"
+    );
+    assert_eq!(holding(&volume), old, "no volume was made on another node");
+
     // The restore of the off-site copy: the instance comes back on another
     // node, with the file of its volume and the row of its database.
     let restore = RestoreRequest { snapshot: "latest".into(), from: None, offsite_of: Some("local".into()) };

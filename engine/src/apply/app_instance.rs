@@ -113,6 +113,8 @@ pub enum AppApplyError {
     /// `reason` is the restore's error as one line (that error's module uses this one).
     #[error("app instance {id} is deployed, but restoring snapshot {snapshot} into it failed: {reason}")]
     Restore { id: AppInstanceId, snapshot: String, reason: String },
+    #[error("app instance {id}: the restore it asks for cannot be carried out, and nothing was changed: {reason}")]
+    RestoreRefused { id: AppInstanceId, reason: String },
     #[error("app instance {id} runs, but its domains' routes could not be pointed at it")]
     Routes {
         id: AppInstanceId,
@@ -595,10 +597,19 @@ impl AppContext<'_> {
         let spec = &deploying;
         let slot = self.targets.deployment_slot(&spec.target).await;
         let redeploy = decision.is_none_or(|decision| decision.redeploy);
-        if restore_due && wanted_restore.is_some_and(|request| request.offsite_of.is_some()) {
+        if restore_due && let Some(offsite_of) = wanted_restore.and_then(|request| request.offsite_of.as_deref()) {
             // Its data comes from an off-site copy: a place that cannot run
             // it (a swarm node drained or lost) is left for another, whose
-            // new volumes the restore fills.
+            // new volumes the restore fills; never for a store that is not
+            // there (the instance would run on empty volumes).
+            if self.offsite_store(offsite_of).is_none() {
+                return Err(AppApplyError::RestoreRefused {
+                    id: spec.id.clone(),
+                    reason: format!(
+                        "restore.offsite_of: target {offsite_of} sends its backups to no off-site store (it has no offsite_backups block)"
+                    ),
+                });
+            }
             let runtime = self.runtime(&spec.id, &spec.target).await?;
             let placed = runtime.place_data_elsewhere(&spec.id.to_string()).await;
             if let Some((from, to)) = placed.map_err(self.runtime_error(&spec.id, &spec.target))? {
