@@ -1849,7 +1849,14 @@ impl<'a> Step<DeployContext<'a>> for Record {
     async fn apply(&self, context: &DeployContext<'a>) -> Result<(), StepError> {
         let observed = context.runtime.inspect(&self.app_container).await.map_err(StepError::from_backend)?;
         let record = observed
-            .and_then(|observed| self.after.with_address(observed.published_port, observed.published_host))
+            .and_then(|observed| {
+                // Of several copies, the one recorded before, while it runs.
+                let host = match &self.after.published_host {
+                    Some(recorded) if observed.published_hosts.contains(recorded) => Some(recorded.clone()),
+                    _ => observed.published_host,
+                };
+                self.after.with_address(observed.published_port, host)
+            })
             .unwrap_or_else(|| self.after.clone());
         context.app.registry.put_app_instance(&record).await.map_err(registry_step_error)?;
         *context.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(record);

@@ -524,6 +524,7 @@ impl Runtime for DockerRuntime {
                     published_host: None,
                     networks,
                     replicas: 1,
+                    published_hosts: Vec::new(),
                 }
             })
             .collect())
@@ -593,6 +594,7 @@ impl Runtime for DockerRuntime {
             published_host: None,
             networks,
             replicas: 1,
+            published_hosts: Vec::new(),
         }))
     }
 

@@ -57,6 +57,9 @@ pub struct ObservedContainer {
     /// How many copies are meant to run: 1 for a container (0 on a swarm
     /// scaled to nothing).
     pub replicas: u32,
+    /// Every host a running copy is published on (a swarm's nodes, sorted;
+    /// `published_host` is one of them); empty on an engine.
+    pub published_hosts: Vec<String>,
 }
 
 impl ObservedContainer {

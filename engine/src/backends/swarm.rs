@@ -792,15 +792,19 @@ impl SwarmRuntime {
             .filter_map(|task| task.status.as_ref().and_then(|s| s.state))
             .max_by_key(|state| matches!(state, TaskState::RUNNING));
         let running = state == Some(TaskState::RUNNING);
-        let running_on = tasks
+        let mut published_hosts: Vec<String> = tasks
             .iter()
-            .find(|task| {
+            .filter(|task| {
                 task.desired_state == Some(TaskState::RUNNING)
                     && task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
             })
-            .and_then(|task| task.node_id.as_deref())
-            .and_then(|node| addresses.get(node))
-            .map(|address| (*address).to_owned());
+            .filter_map(|task| task.node_id.as_deref())
+            .filter_map(|node| addresses.get(node))
+            .map(|address| (*address).to_owned())
+            .collect();
+        published_hosts.sort();
+        published_hosts.dedup();
+        let running_on = published_hosts.first().cloned();
         // A task with a health check turns `running` only once it is
         // healthy: until then it is `starting`. (Which services have a check
         // cannot be read back: Docker names the field `Healthcheck`, bollard
@@ -848,6 +852,7 @@ impl SwarmRuntime {
             published_host: running_on,
             networks: attached,
             replicas: replicas_of(&spec).and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
+            published_hosts,
         }
     }
 }

@@ -377,8 +377,10 @@ pub fn plan_instance(prior: Option<&Draft>, config: Option<&Draft>, facts: &AppF
         known_or_null(prior_value("welcome_email_status"))
     };
     attributes.push(("welcome_email_status", welcome));
+    // Another number of copies may leave none on the node the internal URL names.
+    let rescaling = planned("replicas", &attributes).differs_from(prior.and_then(|p| p.get("replicas")));
     for attribute in ["internal_url", "deployed_at"] {
-        let changes = redeploy || (restoring && attribute == "internal_url");
+        let changes = redeploy || ((restoring || rescaling) && attribute == "internal_url");
         attributes.push((attribute, if changes { Planned::Unknown } else { known_or_null(prior_value(attribute)) }));
     }
     // Backups are taken on the target's schedule (or by hand), not by
@@ -1562,6 +1564,32 @@ mod draft_plan_tests {
         suspended, create: deploy replace=[] status="suspended" version="1.1" previous_version=null welcome_email_status=? internal_url=?
         tenant made by this apply: deploy replace=[] status=? version="1.1" previous_version=null welcome_email_status=? internal_url=?
         destroy: none replace=[] status=- version=- previous_version=- welcome_email_status=- internal_url=-
+        "#);
+    }
+
+    #[test]
+    fn another_number_of_copies_is_recorded_and_scaled_without_a_new_generation() {
+        let directory = tempfile::tempdir().unwrap();
+        let catalog = crate::test_services::hello_stateless(directory.path());
+        let active = tenant(TenantStatus::Active);
+        let mut record = recorded("the-old-password");
+        record.spec.target = "cloud-fra1".into();
+        record.spec.replicas = 2;
+        let facts = AppFacts {
+            catalog: &catalog,
+            targets: vec!["lyon-onprem", "cloud-fra1"],
+            swarm_targets: vec!["cloud-fra1"],
+            tenant: Some(&active),
+            recorded: Some(&record),
+        };
+        let state = prior(json!({"target": "cloud-fra1", "replicas": 2}));
+        let copies = |replicas: u32| config(json!({"target": "cloud-fra1", "replicas": replicas}), &[]);
+        let rows: Vec<String> =
+            [2, 3].iter().map(|n| row(&format!("{n} copies"), Some(&state), Some(&copies(*n)), &facts)).collect();
+        // The internal URL names one copy's node: another count may leave none there.
+        insta::assert_snapshot!(rows.join("\n"), @r#"
+        2 copies: record g4 replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url="http://127.0.0.1:32768"
+        3 copies: record g4 replace=[] status="running" version="1.1" previous_version=null welcome_email_status="sent" internal_url=?
         "#);
     }
 
