@@ -1313,6 +1313,21 @@ mod draft_plan_tests {
         format!("{case}: {decision} {}", crate::plan::draft::row(&plan, &attributes))
     }
 
+    /// Facts with the targets `lyon-onprem` (an engine) and `cloud-fra1` (a swarm).
+    fn both_targets<'a>(
+        catalog: &'a Catalog,
+        tenant: Option<&'a TenantRecord>,
+        recorded: Option<&'a AppInstanceRecord>,
+    ) -> AppFacts<'a> {
+        AppFacts {
+            catalog,
+            targets: vec!["lyon-onprem", "cloud-fra1"],
+            swarm_targets: vec!["cloud-fra1"],
+            tenant,
+            recorded,
+        }
+    }
+
     /// Runs `test` with the facts of a recorded Redmine 5.0 instance of an active tenant.
     fn with_redmine_facts(test: impl FnOnce(&AppFacts<'_>)) {
         let catalog = Catalog::built_in();
@@ -1320,13 +1335,7 @@ mod draft_plan_tests {
         let mut record = recorded("the-old-password");
         record.spec.app = "redmine".into();
         record.spec.version = "5.0".into();
-        let facts = AppFacts {
-            catalog: &catalog,
-            targets: vec!["lyon-onprem", "cloud-fra1"],
-            swarm_targets: vec!["cloud-fra1"],
-            tenant: Some(&active),
-            recorded: Some(&record),
-        };
+        let facts = both_targets(&catalog, Some(&active), Some(&record));
         test(&facts);
     }
 
@@ -1575,13 +1584,7 @@ mod draft_plan_tests {
         let mut record = recorded("the-old-password");
         record.spec.target = "cloud-fra1".into();
         record.spec.replicas = 2;
-        let facts = AppFacts {
-            catalog: &catalog,
-            targets: vec!["lyon-onprem", "cloud-fra1"],
-            swarm_targets: vec!["cloud-fra1"],
-            tenant: Some(&active),
-            recorded: Some(&record),
-        };
+        let facts = both_targets(&catalog, Some(&active), Some(&record));
         let state = prior(json!({"target": "cloud-fra1", "replicas": 2}));
         let copies = |replicas: u32| config(json!({"target": "cloud-fra1", "replicas": replicas}), &[]);
         let rows: Vec<String> =
