@@ -571,7 +571,16 @@ pub fn render_backups(
             // A repository on a volume that was never made holds no snapshot
             // (one in an off-site store that does not exist is an error).
             "case \"${RESTIC_REPOSITORY:-}\" in /*) [ -f \"$RESTIC_REPOSITORY/config\" ] || { echo '[]'; exit 0; } ;; esac".to_owned(),
-            "restic snapshots --json --host atrium --tag \"$1\"".to_owned(),
+            // A backup's forget locks the repository for a moment: the
+            // listing waits for it (restic before 0.16 has no --retry-lock).
+            "mkdir -p /backup/status".to_owned(),
+            "for attempt in $(seq 30); do".to_owned(),
+            "  if restic snapshots --json --host atrium --tag \"$1\" 2> /backup/status/snapshots-error; then exit 0; fi".to_owned(),
+            "  grep -q 'already locked' /backup/status/snapshots-error || break".to_owned(),
+            "  sleep 1".to_owned(),
+            "done".to_owned(),
+            "cat /backup/status/snapshots-error >&2".to_owned(),
+            "exit 1".to_owned(),
         ],
     );
     if let Some(command) = &mut snapshots.command {
