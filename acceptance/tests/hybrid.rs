@@ -4,7 +4,7 @@
 //! and a status page that keeps nothing, in several copies on the swarm.
 
 use atrium_acceptance::{RegistryChoice, TestZone, Workspace, example, http_get, https_get};
-use atrium_engine::test_services::service_variable;
+use atrium_engine::test_services::{service_variable, swarm_nodes_running};
 
 /// `docker ARGUMENTS` on `host`; its output lines. Panics with docker's error when it fails.
 fn docker_lines(host: &str, arguments: &[&str]) -> Vec<String> {
@@ -29,20 +29,6 @@ fn services_of(tenant: &str) -> Vec<String> {
     );
     services.sort();
     services
-}
-
-/// The nodes running a task of `service`, sorted.
-fn running_on(service: &str) -> Vec<String> {
-    let manager = service_variable("ATRIUM_TEST_SWARM_HOST");
-    let arguments =
-        ["service", "ps", service, "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}"];
-    let mut nodes: Vec<String> = docker_lines(&manager, &arguments)
-        .iter()
-        .filter(|line| line.contains(" Running"))
-        .filter_map(|line| line.split(' ').next().map(str::to_owned))
-        .collect();
-    nodes.sort();
-    nodes
 }
 
 /// The swarm nodes (their engines) that hold a volume named `volume`.
@@ -113,7 +99,7 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
     let status_service = format!("atrium-{tenant}-status");
     assert_eq!(services_of(&tenant), [format!("atrium-{tenant}-chat"), status_service.clone()]);
     // The status page keeps nothing: two copies, each on its own node.
-    let copies = running_on(&status_service);
+    let copies = swarm_nodes_running(&status_service);
     assert!(copies.len() == 2 && copies[0] != copies[1], "two copies of the status page: {copies:?}");
     // The swarm instance's data is on one node, the one its service is pinned to.
     let holding = nodes_holding(&format!("atrium-{tenant}-chat-data"));
@@ -202,7 +188,7 @@ async fn one_tenant_with_an_instance_on_an_engine_and_one_on_a_swarm() {
     with_variables(&["apply", "-auto-approve", "-input=false", three]).expect_code(0, "apply of 3 copies");
     let mut copies = Vec::new();
     for _ in 0..60 {
-        copies = running_on(&status_service);
+        copies = swarm_nodes_running(&status_service);
         if copies.len() == 3 {
             break;
         }

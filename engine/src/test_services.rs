@@ -155,6 +155,21 @@ pub fn docker_on(variable: &str, arguments: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The test swarm's nodes (host names, sorted) where a task of `service`
+/// runs now; panics when docker fails.
+pub fn swarm_nodes_running(service: &str) -> Vec<String> {
+    let arguments =
+        ["service", "ps", service, "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}"];
+    let listed = docker_on("ATRIUM_TEST_SWARM_HOST", &arguments);
+    let mut nodes: Vec<String> = listed
+        .lines()
+        .filter(|line| line.contains(" Running"))
+        .filter_map(|line| line.split(' ').next().map(str::to_owned))
+        .collect();
+    nodes.sort();
+    nodes
+}
+
 /// `docker ARGUMENTS` on `host` as a test's cleanup runs it (also after a
 /// panic): the words it printed, or nothing, with what failed said on stderr
 /// rather than raised.

@@ -14,7 +14,8 @@ use atrium_engine::model::app_instance::{AppInstanceRecord, AppInstanceSpec, Ins
 use atrium_engine::observe::AppObservations;
 use atrium_engine::registry::Registry;
 use atrium_engine::test_services::{
-    app_context, docker_in_cleanup, hello_spec, hello_stateless, registry_with_tenant, service_variable, test_target,
+    app_context, docker_in_cleanup, hello_spec, hello_stateless, registry_with_tenant, service_variable,
+    swarm_nodes_running, test_target,
 };
 
 /// `docker ARGUMENTS` on `host`; its output lines. Panics with docker's error when it fails.
@@ -500,27 +501,7 @@ async fn a_stateless_app_runs_several_copies_one_per_node() {
     let context = fixture.context(Duration::from_secs(90));
     let two = AppInstanceSpec { replicas: 2, ..fixture.spec("1.1") };
     let deployed = context.deploy(&two, None, None).await.unwrap_or_else(|e| panic!("{}", error_chain(&e))).record;
-    let running_on = || -> Vec<String> {
-        let listed = docker(
-            &manager(),
-            &[
-                "service",
-                "ps",
-                &fixture.service(),
-                "--filter",
-                "desired-state=running",
-                "--format",
-                "{{.Node}} {{.CurrentState}}",
-            ],
-        );
-        let mut nodes: Vec<String> = listed
-            .iter()
-            .filter(|line| line.contains(" Running"))
-            .filter_map(|line| line.split(' ').next().map(str::to_owned))
-            .collect();
-        nodes.sort();
-        nodes
-    };
+    let running_on = || swarm_nodes_running(&fixture.service());
     let on = running_on();
     assert!(on.len() == 2 && on[0] != on[1], "two copies on two nodes: {on:?}");
     let port = deployed.published_port.expect("a published port");
